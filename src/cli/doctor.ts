@@ -1,0 +1,111 @@
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig, type AppConfig } from '../config';
+import { withTimeout } from '../lib/timeout';
+import { createStores } from '../storage';
+import { TASK_QUEUE, workflowIds } from '../temporal/constants';
+import { missingSearchAttributes } from '../temporal/search-attributes';
+import { describeTemporalCli, resolveMotoServer, resolveTemporalCli } from '../tools';
+
+type Check = { name: string; run: () => Promise<string> };
+
+/** Runs every check and prints one line each: what works, or what is wrong. Returns true when all pass. */
+export async function doctor(print: (line: string) => void = console.log): Promise<boolean> {
+  let config: AppConfig;
+  try {
+    config = loadConfig();
+    print('ok    configuration: environment is valid');
+  } catch (err) {
+    print(`FAIL  configuration: ${(err as Error).message.replace(/\n\s*/g, ' ')}`);
+    return false;
+  }
+  const stores = createStores(config.storage);
+  let connection: Connection | undefined;
+  const temporal = async () =>
+    (connection ??= await Connection.connect({ address: config.temporal.address, connectTimeout: 3_000 }));
+
+  const checks: Check[] = [
+    {
+      name: 'temporal cli',
+      run: async () => {
+        const cli = resolveTemporalCli(config.temporal.cliPath);
+        if (cli.source === 'sdk-download') throw new Error(`${describeTemporalCli(cli)}; run \`npm run bootstrap\``);
+        return describeTemporalCli(cli);
+      },
+    },
+    {
+      name: 'moto server',
+      run: async () => {
+        const moto = resolveMotoServer();
+        if (!moto) throw new Error('not found (only the AWS adapter tests need it); run `npm run bootstrap`');
+        return `${moto} (used by the AWS adapter tests)`;
+      },
+    },
+    {
+      name: 'temporal',
+      run: async () => {
+        const info = await (await temporal()).workflowService.getSystemInfo({});
+        return `reachable at ${config.temporal.address} (server ${info.serverVersion || 'unknown version'})`;
+      },
+    },
+    {
+      name: 'search attributes',
+      run: async () => {
+        const missing = await missingSearchAttributes((await temporal()).operatorService, config.temporal.namespace);
+        if (missing.length) {
+          throw new Error(`missing ${missing.map((k) => k.name).join(', ')}: start the worker, which registers them`);
+        }
+        return `registered in namespace ${config.temporal.namespace}`;
+      },
+    },
+    {
+      name: 'blob store',
+      run: async () => {
+        const key = `health/doctor-${randomBytes(6).toString('hex')}`;
+        await stores.blobs.put(key, 'ok');
+        await stores.blobs.get(key);
+        await stores.blobs.delete(key);
+        return `writable (${stores.blobs.description})`;
+      },
+    },
+    {
+      name: 'secret store',
+      run: async () => {
+        const id = `health/doctor-${randomBytes(6).toString('hex')}`;
+        await stores.secrets.put(id, 'ok');
+        if ((await stores.secrets.get(id)) !== 'ok') throw new Error('read back a different value');
+        await stores.secrets.delete(id);
+        return `writable (${stores.secrets.description})`;
+      },
+    },
+    {
+      name: 'worker',
+      run: async () => {
+        const client = new Client({ connection: await temporal(), namespace: config.temporal.namespace });
+        const started = Date.now();
+        const result = await withTimeout(
+          client.workflow.execute('selfCheckWorkflow', {
+            taskQueue: TASK_QUEUE,
+            workflowId: workflowIds.selfCheck(randomBytes(6).toString('hex')),
+            workflowExecutionTimeout: '30 seconds',
+          }),
+          15_000,
+          `no worker answered on task queue ${TASK_QUEUE} within 15 s (is the worker running?)`,
+        );
+        return `answered a self-check in ${Date.now() - started} ms (${(result as { configurations: number }).configurations} configurations)`;
+      },
+    },
+  ];
+
+  let ok = true;
+  for (const check of checks) {
+    try {
+      print(`ok    ${check.name}: ${await check.run()}`);
+    } catch (err) {
+      ok = false;
+      print(`FAIL  ${check.name}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  await connection?.close();
+  return ok;
+}

@@ -1,0 +1,110 @@
+// Every environment variable espresso reads, validated once. `.env.example` documents each one;
+// test/compose.test.ts checks docker-compose.yml only sets variables declared here.
+import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { projectRoot } from './paths';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233');
+const optionalUrl = z.url({ protocol: /^https?$/ }).optional();
+
+export const envSchema = z.object({
+  ESPRESSO_DATA_DIR: z.string().min(1).default('.espresso'),
+  ESPRESSO_STORAGE: z.enum(['local', 'aws']).default('local'),
+  ESPRESSO_S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not a valid S3 bucket name')
+    .optional(),
+  ESPRESSO_AWS_ENDPOINT: optionalUrl,
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  ESPRESSO_SECRET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9/_+=.@-]*$/, 'only letters, digits and /_+=.@- are allowed')
+    .default('espresso/'),
+  ESPRESSO_SECRET_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .optional(),
+  TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_CLI_PATH: z.string().min(1).optional(),
+  ESPRESSO_TEMPORAL_EMBEDDED: bool.default(true),
+  ESPRESSO_TEMPORAL_UI_PORT: port.default(8233),
+  ESPRESSO_TEMPORAL_UI_URL: optionalUrl,
+  ESPRESSO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
+  ESPRESSO_WEB_PORT: port.default(3000),
+  ESPRESSO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface AppConfig {
+  dataDir: string;
+  storage:
+    | { kind: 'local'; blobDir: string; secretDir: string; secretKey?: Buffer; secretKeyFile: string }
+    | { kind: 'aws'; bucket: string; region: string; endpoint?: string; secretPrefix: string };
+  temporal: {
+    address: string;
+    namespace: string;
+    cliPath?: string;
+    embedded: boolean;
+    uiPort: number;
+    uiUrl: string;
+  };
+  web: { host: string; port: number };
+  logLevel: Env['ESPRESSO_LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  // Empty strings (e.g. `FOO=` in a .env file) mean "unset", so defaults apply.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = isAbsolute(e.ESPRESSO_DATA_DIR) ? e.ESPRESSO_DATA_DIR : resolve(projectRoot, e.ESPRESSO_DATA_DIR);
+  let storage: AppConfig['storage'];
+  if (e.ESPRESSO_STORAGE === 'aws') {
+    if (!e.ESPRESSO_S3_BUCKET) {
+      throw new ConfigError('invalid configuration:\n  ESPRESSO_S3_BUCKET: required when ESPRESSO_STORAGE=aws');
+    }
+    storage = {
+      kind: 'aws',
+      bucket: e.ESPRESSO_S3_BUCKET,
+      region: e.AWS_REGION,
+      endpoint: e.ESPRESSO_AWS_ENDPOINT,
+      secretPrefix: e.ESPRESSO_SECRET_PREFIX,
+    };
+  } else {
+    storage = {
+      kind: 'local',
+      blobDir: resolve(dataDir, 'blobs'),
+      secretDir: resolve(dataDir, 'secrets'),
+      secretKey: e.ESPRESSO_SECRET_KEY ? Buffer.from(e.ESPRESSO_SECRET_KEY, 'base64') : undefined,
+      secretKeyFile: resolve(dataDir, 'secret.key'),
+    };
+  }
+  return {
+    dataDir,
+    storage,
+    temporal: {
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      cliPath: e.TEMPORAL_CLI_PATH,
+      embedded: e.ESPRESSO_TEMPORAL_EMBEDDED,
+      uiPort: e.ESPRESSO_TEMPORAL_UI_PORT,
+      uiUrl: e.ESPRESSO_TEMPORAL_UI_URL ?? `http://localhost:${e.ESPRESSO_TEMPORAL_UI_PORT}`,
+    },
+    web: { host: e.ESPRESSO_WEB_HOST, port: e.ESPRESSO_WEB_PORT },
+    logLevel: e.ESPRESSO_LOG_LEVEL,
+  };
+}

@@ -1,0 +1,157 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BlobStore, PutOptions, StoredBlob } from './blob-store';
+import { assertValidKey, ConflictError, NotFoundError } from './errors';
+
+const LOCK_WAIT_MS = 10_000;
+/** A lock older than this was left by a crashed process and is broken. */
+const STALE_LOCK_MS = 30_000;
+
+export function etagOf(body: Buffer): string {
+  return `"${createHash('md5').update(body).digest('hex')}"`;
+}
+
+/**
+ * Blob store on the local file system. Objects live under `<dir>/objects/<key>`; every write goes
+ * to `<dir>/tmp/` first and is renamed into place, so readers never see half a file. Conditional
+ * writes hold a per-key lock file (O_EXCL), which also works across processes (worker, web, CLI).
+ */
+export class LocalBlobStore implements BlobStore {
+  readonly description: string;
+  private readonly objects: string;
+
+  constructor(private readonly dir: string) {
+    this.description = `local directory ${dir}`;
+    this.objects = join(dir, 'objects');
+  }
+
+  private file(key: string): string {
+    assertValidKey('blob', key);
+    return join(this.objects, key);
+  }
+
+  async put(key: string, body: Buffer | string, options: PutOptions = {}): Promise<{ etag: string }> {
+    const file = this.file(key);
+    const data = typeof body === 'string' ? Buffer.from(body) : body;
+    if (!options.ifMatch && !options.ifNoneMatch) return this.write(file, data);
+    return this.withLock(key, async () => {
+      const current = await this.currentEtag(file);
+      if (options.ifNoneMatch && current !== undefined) throw new ConflictError('blob', key);
+      if (options.ifMatch && current !== options.ifMatch) throw new ConflictError('blob', key);
+      return this.write(file, data);
+    });
+  }
+
+  async get(key: string): Promise<StoredBlob> {
+    const file = this.file(key);
+    try {
+      const body = await readFile(file);
+      return { body, etag: etagOf(body) };
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError('blob', key);
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const base = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    if (base) assertValidKey('blob', base);
+    const keys: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else {
+          const key = relative(this.objects, full).split(sep).join('/');
+          if (key.startsWith(prefix)) keys.push(key);
+        }
+      }
+    };
+    await walk(join(this.objects, base));
+    return keys.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.file(key), { force: true });
+  }
+
+  async *readLines(key: string): AsyncIterable<string> {
+    const file = this.file(key);
+    try {
+      await stat(file);
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError('blob', key);
+      throw err;
+    }
+    const input = createReadStream(file);
+    try {
+      for await (const line of createInterface({ input, crlfDelay: Infinity })) yield line;
+    } finally {
+      input.destroy();
+    }
+  }
+
+  private async write(file: string, data: Buffer): Promise<{ etag: string }> {
+    const tmpDir = join(this.dir, 'tmp');
+    await mkdir(tmpDir, { recursive: true });
+    await mkdir(dirname(file), { recursive: true });
+    const tmp = join(tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
+    const handle = await open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+    return { etag: etagOf(data) };
+  }
+
+  private async currentEtag(file: string): Promise<string | undefined> {
+    try {
+      return etagOf(await readFile(file));
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const lockDir = join(this.dir, 'locks');
+    await mkdir(lockDir, { recursive: true });
+    const lock = join(lockDir, `${encodeURIComponent(key)}.lock`);
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        await (await open(lock, 'wx')).close();
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const held = await stat(lock).catch(() => undefined);
+        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
+        if (Date.now() > deadline) throw new Error(`timed out waiting for the write lock on blob ${key}`);
+        await sleep(2 + Math.random() * 8);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await rm(lock, { force: true });
+    }
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+}

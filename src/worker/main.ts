@@ -1,0 +1,43 @@
+// Worker entry point. The SDK's runtime turns SIGINT/SIGTERM into a graceful shutdown: polling stops,
+// in-flight activities get the shutdown grace time, then run() resolves.
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { loadConfigOrExit } from '../cli/load-config';
+import { exitWhenSupervisorDies } from '../lib/orphan-guard';
+import { createLogger } from '../logger';
+import { createStores } from '../storage';
+import { TASK_QUEUE } from '../temporal/constants';
+import { registerSearchAttributes } from '../temporal/search-attributes';
+import { createWorker } from '.';
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = createLogger('worker', config.logLevel);
+  // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
+  Runtime.install({ logger: new DefaultLogger(config.logLevel === 'debug' ? 'DEBUG' : 'WARN') });
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  try {
+    const added = await registerSearchAttributes(connection.operatorService, config.temporal.namespace);
+    if (added.length) log.info({ added }, 'registered search attributes');
+  } catch (err) {
+    // Temporal Cloud does not allow this call: attributes are created in its UI/tcld instead.
+    log.warn({ err: (err as Error).message }, 'could not register search attributes');
+  }
+  const worker = await createWorker({
+    connection,
+    namespace: config.temporal.namespace,
+    stores: createStores(config.storage),
+  });
+  log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
+  exitWhenSupervisorDies(() => worker.shutdown());
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    log.info('worker stopped');
+  }
+}
+
+main().catch((err) => {
+  console.error(`worker failed: ${(err as Error).message}`);
+  process.exit(1);
+});

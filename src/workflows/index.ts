@@ -1,0 +1,2 @@
+// Every workflow the worker registers. Workflow code is orchestration only: no I/O, no Node APIs.
+export { selfCheckWorkflow } from './self-check';
