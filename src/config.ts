@@ -71,11 +71,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  const dataDir = isAbsolute(e.ESPRESSO_DATA_DIR) ? e.ESPRESSO_DATA_DIR : resolve(projectRoot, e.ESPRESSO_DATA_DIR);
+  const dataDir = isAbsolute(e.ESPRESSO_DATA_DIR)
+    ? e.ESPRESSO_DATA_DIR
+    : resolve(projectRoot, e.ESPRESSO_DATA_DIR);
   let storage: AppConfig['storage'];
   if (e.ESPRESSO_STORAGE === 'aws') {
     if (!e.ESPRESSO_S3_BUCKET) {
-      throw new ConfigError('invalid configuration:\n  ESPRESSO_S3_BUCKET: required when ESPRESSO_STORAGE=aws');
+      throw new ConfigError(
+        'invalid configuration:\n  ESPRESSO_S3_BUCKET: required when ESPRESSO_STORAGE=aws',
+      );
     }
     storage = {
       kind: 'aws',

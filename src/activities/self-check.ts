@@ -14,7 +14,9 @@ export function createSelfCheckActivities({ stores }: ActivityDeps) {
       const nonce = randomBytes(6).toString('hex');
       const blobKey = `health/self-check-${nonce}.json`;
       await stores.blobs.put(blobKey, JSON.stringify({ nonce }));
-      const readBack = JSON.parse((await stores.blobs.get(blobKey)).body.toString('utf8')) as { nonce: string };
+      const readBack = JSON.parse((await stores.blobs.get(blobKey)).body.toString('utf8')) as {
+        nonce: string;
+      };
       await stores.blobs.delete(blobKey);
       if (readBack.nonce !== nonce) throw new Error(`blob store returned another object for ${blobKey}`);
 

@@ -29,7 +29,8 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       name: 'temporal cli',
       run: async () => {
         const cli = resolveTemporalCli(config.temporal.cliPath);
-        if (cli.source === 'sdk-download') throw new Error(`${describeTemporalCli(cli)}; run \`npm run bootstrap\``);
+        if (cli.source === 'sdk-download')
+          throw new Error(`${describeTemporalCli(cli)}; run \`npm run bootstrap\``);
         return describeTemporalCli(cli);
       },
     },
@@ -51,9 +52,14 @@ export async function doctor(print: (line: string) => void = console.log): Promi
     {
       name: 'search attributes',
       run: async () => {
-        const missing = await missingSearchAttributes((await temporal()).operatorService, config.temporal.namespace);
+        const missing = await missingSearchAttributes(
+          (await temporal()).operatorService,
+          config.temporal.namespace,
+        );
         if (missing.length) {
-          throw new Error(`missing ${missing.map((k) => k.name).join(', ')}: start the worker, which registers them`);
+          throw new Error(
+            `missing ${missing.map((k) => k.name).join(', ')}: start the worker, which registers them`,
+          );
         }
         return `registered in namespace ${config.temporal.namespace}`;
       },

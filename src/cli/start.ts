@@ -7,7 +7,10 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import type { AppConfig } from '../config';
+import { TASK_QUEUE } from '../temporal/constants';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
 import { loadConfigOrExit } from './load-config';
@@ -48,6 +51,7 @@ export async function start(): Promise<void> {
     children.push(new Supervised('web', join(__dirname, '../web/main.js'), () => stopping));
     const webUrl = `http://${displayHost(config.web.host)}:${config.web.port}`;
     await waitForHttp(`${webUrl}/healthz`, 60_000);
+    await waitForWorker(config, 120_000);
     say('ready:');
     say(`  web (connect an ESP)   ${webUrl}/`);
     say(`  health                 ${webUrl}/healthz`);
@@ -151,7 +155,9 @@ class Supervised {
 async function claimDataDir(runDir: string): Promise<void> {
   const supervisorPid = readPid(join(runDir, 'supervisor.pid'));
   if (supervisorPid && supervisorPid !== process.pid && isAlive(supervisorPid)) {
-    throw new Error(`another espresso start (pid ${supervisorPid}) is using this data directory; stop it first`);
+    throw new Error(
+      `another espresso start (pid ${supervisorPid}) is using this data directory; stop it first`,
+    );
   }
   const temporalPid = readPid(join(runDir, 'temporal.pid'));
   if (temporalPid && isAlive(temporalPid) && commandLine(temporalPid).includes('start-dev')) {
@@ -206,6 +212,27 @@ async function assertPortFree(host: string, port: number, variable: string): Pro
     );
     probe.listen(port, host, () => probe.close(() => resolve()));
   });
+}
+
+/** Ready means a worker polls the task queue, not merely that its process exists. */
+async function waitForWorker(config: AppConfig, timeoutMs: number): Promise<void> {
+  const connection = await Connection.connect({ address: config.temporal.address });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { pollers } = await connection.workflowService.describeTaskQueue({
+        namespace: config.temporal.namespace,
+        taskQueue: { name: TASK_QUEUE },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      if (pollers?.length) return;
+      if (Date.now() > deadline)
+        throw new Error(`no worker polled task queue ${TASK_QUEUE} within ${timeoutMs / 1000}s`);
+      await sleep(300);
+    }
+  } finally {
+    await connection.close();
+  }
 }
 
 async function waitForHttp(url: string, timeoutMs: number): Promise<void> {

@@ -3,9 +3,12 @@
  * worker or web server outlives it. Runs only when started by the supervisor.
  */
 export function exitWhenSupervisorDies(onOrphaned: () => void): void {
-  if (!process.env.ESPRESSO_SUPERVISOR_PID) return;
-  const parent = process.ppid;
-  setInterval(() => {
-    if (process.ppid !== parent) onOrphaned();
-  }, 1_000).unref();
+  const supervisor = Number(process.env.ESPRESSO_SUPERVISOR_PID);
+  if (!supervisor) return;
+  const timer = setInterval(() => {
+    if (process.ppid === supervisor) return;
+    clearInterval(timer);
+    onOrphaned();
+  }, 1_000);
+  timer.unref();
 }

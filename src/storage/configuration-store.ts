@@ -8,7 +8,10 @@ export type ConfigurationStatus = z.infer<typeof configurationStatus>;
 
 export const configurationIdSchema = z
   .string()
-  .regex(/^cfg_[a-z0-9]{8,32}$/, 'a configuration id looks like cfg_ followed by 8-32 lowercase letters/digits');
+  .regex(
+    /^cfg_[a-z0-9]{8,32}$/,
+    'a configuration id looks like cfg_ followed by 8-32 lowercase letters/digits',
+  );
 
 /** One connected ESP account. Non-secret: credentials live in the SecretStore under credentialsSecretId. */
 export const configurationSchema = z.object({

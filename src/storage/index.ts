@@ -26,7 +26,10 @@ export function createStores(storage: AppConfig['storage']): Stores {
     secrets = new AwsSecretStore(new SecretsManagerClient(common), storage.secretPrefix);
   } else {
     blobs = new LocalBlobStore(storage.blobDir);
-    secrets = new LocalSecretStore(storage.secretDir, { key: storage.secretKey, keyFile: storage.secretKeyFile });
+    secrets = new LocalSecretStore(storage.secretDir, {
+      key: storage.secretKey,
+      keyFile: storage.secretKeyFile,
+    });
   }
   return { blobs, secrets, configurations: new ConfigurationStore(blobs) };
 }

@@ -106,7 +106,9 @@ export async function waitUntilReachable(address: string, timeoutMs: number): Pr
       }
     } catch (err) {
       if (Date.now() > deadline) {
-        throw new Error(`Temporal at ${address} not reachable after ${timeoutMs / 1000}s: ${(err as Error).message}`);
+        throw new Error(
+          `Temporal at ${address} not reachable after ${timeoutMs / 1000}s: ${(err as Error).message}`,
+        );
       }
       await sleep(250);
     }

@@ -17,7 +17,10 @@ export async function missingSearchAttributes(operator: OperatorService, namespa
  * Registers what is missing, idempotently. The worker calls it at start, so the embedded dev
  * server and a self-hosted cluster are set up the same way. Returns the names it added.
  */
-export async function registerSearchAttributes(operator: OperatorService, namespace: string): Promise<string[]> {
+export async function registerSearchAttributes(
+  operator: OperatorService,
+  namespace: string,
+): Promise<string[]> {
   const missing = await missingSearchAttributes(operator, namespace);
   if (missing.length > 0) {
     await operator.addSearchAttributes({

@@ -10,10 +10,12 @@ const log = createLogger('web', config.logLevel);
 
 let connection: Promise<Connection> | undefined;
 function temporal(): Promise<Connection> {
-  connection ??= Connection.connect({ address: config.temporal.address, connectTimeout: 3_000 }).catch((err) => {
-    connection = undefined; // retry on the next request
-    throw err;
-  });
+  connection ??= Connection.connect({ address: config.temporal.address, connectTimeout: 3_000 }).catch(
+    (err) => {
+      connection = undefined; // retry on the next request
+      throw err;
+    },
+  );
   return connection;
 }
 

@@ -1,6 +1,6 @@
 // Worker entry point. The SDK's runtime turns SIGINT/SIGTERM into a graceful shutdown: polling stops,
 // in-flight activities get the shutdown grace time, then run() resolves.
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
@@ -12,6 +12,10 @@ import { createWorker } from '.';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger('worker', config.logLevel);
+  const running: { worker?: Worker } = {};
+  exitWhenSupervisorDies(() =>
+    running.worker?.getState() === 'RUNNING' ? running.worker.shutdown() : process.exit(0),
+  );
   // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
   Runtime.install({ logger: new DefaultLogger(config.logLevel === 'debug' ? 'DEBUG' : 'WARN') });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -22,13 +26,12 @@ async function main(): Promise<void> {
     // Temporal Cloud does not allow this call: attributes are created in its UI/tcld instead.
     log.warn({ err: (err as Error).message }, 'could not register search attributes');
   }
-  const worker = await createWorker({
+  const worker = (running.worker = await createWorker({
     connection,
     namespace: config.temporal.namespace,
     stores: createStores(config.storage),
-  });
+  }));
   log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
-  exitWhenSupervisorDies(() => worker.shutdown());
   try {
     await worker.run();
   } finally {

@@ -1,0 +1,153 @@
+// `espresso start` (what `npm start` runs) as a user sees it: real processes, real ports.
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { projectRoot } from '../src/paths';
+import { freePort } from './support/ports';
+import { tempDir } from './support/tmp';
+
+const cli = join(projectRoot, 'dist/src/cli/main.js');
+
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)));
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('espresso start (the npm start supervisor)', function () {
+  this.timeout(180_000);
+  let env: NodeJS.ProcessEnv;
+  let webUrl: string;
+  let temporalAddress: string;
+  const running: ChildProcess[] = [];
+
+  before(async () => {
+    const [grpc, ui, web] = [await freePort(), await freePort(), await freePort()];
+    temporalAddress = `127.0.0.1:${grpc}`;
+    webUrl = `http://127.0.0.1:${web}`;
+    env = {
+      ...process.env,
+      ESPRESSO_DATA_DIR: await tempDir(),
+      TEMPORAL_ADDRESS: temporalAddress,
+      ESPRESSO_TEMPORAL_UI_PORT: String(ui),
+      ESPRESSO_WEB_PORT: String(web),
+      ESPRESSO_LOG_LEVEL: 'warn',
+    };
+  });
+
+  after(() => running.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
+
+  async function startStack(): Promise<{ proc: ChildProcess; output: () => string }> {
+    const proc = spawn(process.execPath, [cli, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    running.push(proc);
+    let output = '';
+    proc.stdout!.on('data', (d) => (output += d));
+    proc.stderr!.on('data', (d) => (output += d));
+    await waitFor(() => output.includes('press Ctrl-C to stop') || proc.exitCode !== null, 120_000, 'ready');
+    assert.equal(proc.exitCode, null, `start exited early:\n${output}`);
+    return { proc, output: () => output };
+  }
+
+  it('starts Temporal, worker and web; doctor passes; SIGTERM stops every child; data survives a restart', async () => {
+    const first = await startStack();
+    assert.match(first.output(), /Temporal CLI \S+ at .*temporal/);
+    assert.match(
+      first.output(),
+      new RegExp(`Temporal Web UI\\s+http://localhost:${env.ESPRESSO_TEMPORAL_UI_PORT}`),
+    );
+
+    const health = (await (await fetch(`${webUrl}/healthz`)).json()) as { status: string };
+    assert.equal(health.status, 'ok', JSON.stringify(health));
+    const ui = await fetch(`http://127.0.0.1:${env.ESPRESSO_TEMPORAL_UI_PORT}/`);
+    assert.equal(ui.status, 200);
+
+    const doctor = spawnSync(process.execPath, [cli, 'doctor'], { env, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(doctor.status, 0, doctor.stdout + doctor.stderr);
+    assert.doesNotMatch(doctor.stdout, /FAIL/);
+    assert.match(doctor.stdout, /ok +worker: answered a self-check/);
+
+    const children = descendants(first.proc.pid!);
+    assert.ok(children.length >= 3, `expected dev server, worker and web, got ${children}`);
+    first.proc.kill('SIGTERM');
+    await waitFor(() => first.proc.exitCode !== null, 60_000, 'supervisor exit');
+    assert.equal(first.proc.exitCode, 0);
+    for (const pid of children) assert.ok(!alive(pid), `child ${pid} outlived the supervisor`);
+
+    // Same data directory: the self-check run recorded by the first server is still there.
+    const second = await startStack();
+    const connection = await Connection.connect({ address: temporalAddress });
+    const client = new Client({ connection });
+    const runs = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowType = 'selfCheckWorkflow'` }))
+      runs.push(wf);
+    await connection.close();
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0]!.status.name, 'COMPLETED');
+
+    // Killed outright: worker and web notice and exit; the next start cleans up the dev server.
+    const orphans = descendants(second.proc.pid!);
+    second.proc.kill('SIGKILL');
+    const temporalPid = Number(readFileSync(join(env.ESPRESSO_DATA_DIR!, 'run/temporal.pid'), 'utf8'));
+    await waitFor(
+      () => orphans.filter((p) => p !== temporalPid).every((p) => !alive(p)),
+      15_000,
+      'orphans exit',
+    );
+    const third = await startStack();
+    assert.match(third.output(), /left over from an earlier run/);
+    assert.ok(!alive(temporalPid));
+    const thirdChildren = descendants(third.proc.pid!);
+    third.proc.kill('SIGINT');
+    await waitFor(() => third.proc.exitCode !== null, 60_000, 'supervisor exit');
+    for (const pid of thirdChildren) assert.ok(!alive(pid), `child ${pid} outlived the supervisor`);
+  });
+
+  it('refuses to start when a port is taken, naming the variable', async () => {
+    const { createServer } = await import('node:net');
+    const blocker = createServer().listen(Number(env.ESPRESSO_WEB_PORT), '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    try {
+      const out = spawnSync(process.execPath, [cli, 'start'], {
+        env: { ...env, ESPRESSO_TEMPORAL_EMBEDDED: 'false' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      assert.equal(out.status, 1);
+      assert.match(out.stderr, /port \d+ .* already in use.*ESPRESSO_WEB_PORT/);
+    } finally {
+      blocker.close();
+    }
+  });
+});

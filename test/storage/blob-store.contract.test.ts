@@ -1,0 +1,128 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { BlobStore } from '../../src/storage';
+import { ConflictError, NotFoundError } from '../../src/storage';
+import { LocalBlobStore } from '../../src/storage/local-blob-store';
+import { S3BlobStore } from '../../src/storage/s3-blob-store';
+import { motoCredentials, motoEndpoint } from '../support/moto';
+import { tempDir } from '../support/tmp';
+
+const adapters: Array<[string, () => Promise<BlobStore>]> = [
+  ['local file system', async () => new LocalBlobStore(await tempDir())],
+  [
+    'S3 (moto server)',
+    async () => {
+      const s3 = new S3Client({
+        endpoint: await motoEndpoint(),
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: motoCredentials,
+      });
+      const bucket = `espresso-${randomBytes(4).toString('hex')}`;
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      return new S3BlobStore(s3, bucket);
+    },
+  ],
+];
+
+for (const [name, makeStore] of adapters) {
+  describe(`BlobStore contract: ${name}`, () => {
+    let store: BlobStore;
+    before(async () => {
+      store = await makeStore();
+    });
+
+    it('returns what was put, with the same ETag the write reported', async () => {
+      const { etag } = await store.put('runs/a/1.json', '{"n":1}');
+      const got = await store.get('runs/a/1.json');
+      assert.equal(got.body.toString(), '{"n":1}');
+      assert.equal(got.etag, etag);
+    });
+
+    it('raises NotFoundError naming the key for a missing object', async () => {
+      await assert.rejects(store.get('nope/missing.json'), (err: unknown) => {
+        assert.ok(err instanceof NotFoundError);
+        assert.match(err.message, /nope\/missing\.json/);
+        return true;
+      });
+      await assert.rejects(async () => {
+        for await (const _ of store.readLines('nope/missing.jsonl')) void _;
+      }, NotFoundError);
+    });
+
+    it('lists keys under a prefix in order, and nothing outside it', async () => {
+      await store.put('list/x/b', '2');
+      await store.put('list/x/a', '1');
+      await store.put('list/x/sub/c', '3');
+      await store.put('list/y/a', '4');
+      assert.deepEqual(await store.list('list/x/'), ['list/x/a', 'list/x/b', 'list/x/sub/c']);
+      assert.deepEqual(await store.list('list/none/'), []);
+    });
+
+    it('deletes, and deleting a missing key is not an error', async () => {
+      await store.put('del/k', 'v');
+      await store.delete('del/k');
+      await store.delete('del/k');
+      await assert.rejects(store.get('del/k'), NotFoundError);
+    });
+
+    it('if-none-match creates once; a second create is a ConflictError and keeps the first', async () => {
+      await store.put('cond/create', 'first', { ifNoneMatch: '*' });
+      await assert.rejects(store.put('cond/create', 'second', { ifNoneMatch: '*' }), ConflictError);
+      assert.equal((await store.get('cond/create')).body.toString(), 'first');
+    });
+
+    it('if-match writes over the expected version only', async () => {
+      const v1 = await store.put('cond/update', 'v1');
+      const v2 = await store.put('cond/update', 'v2', { ifMatch: v1.etag });
+      await assert.rejects(store.put('cond/update', 'stale', { ifMatch: v1.etag }), ConflictError);
+      const got = await store.get('cond/update');
+      assert.equal(got.body.toString(), 'v2');
+      assert.equal(got.etag, v2.etag);
+    });
+
+    it('of concurrent conditional writers on one version, exactly one wins', async () => {
+      const base = await store.put('cond/race', 'base');
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.put('cond/race', `writer-${i}`, { ifMatch: base.etag })),
+      );
+      const winners = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [i] : []));
+      assert.equal(winners.length, 1, `expected one winner, got ${winners.length}`);
+      for (const o of outcomes) if (o.status === 'rejected') assert.ok(o.reason instanceof ConflictError);
+      assert.equal((await store.get('cond/race')).body.toString(), `writer-${winners[0]}`);
+    });
+
+    it('of concurrent creators, exactly one wins', async () => {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.put('cond/create-race', `c-${i}`, { ifNoneMatch: '*' })),
+      );
+      assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1);
+    });
+
+    it('streams a multi-MB object line by line, and stops early on request', async () => {
+      const lines = 60_000;
+      const body = Array.from({ length: lines }, (_, i) => JSON.stringify({ i, pad: 'x'.repeat(40) })).join(
+        '\n',
+      );
+      await store.put('big/contacts.jsonl', body + '\n');
+      let count = 0;
+      let last = '';
+      for await (const line of store.readLines('big/contacts.jsonl')) {
+        count++;
+        last = line;
+      }
+      assert.equal(count, lines);
+      assert.equal(JSON.parse(last).i, lines - 1);
+      let seen = 0;
+      for await (const _ of store.readLines('big/contacts.jsonl')) if (++seen === 3) break;
+      assert.equal(seen, 3);
+    });
+
+    it('refuses keys that could escape the store', async () => {
+      for (const key of ['../etc/passwd', '/abs', 'a//b', 'a/./b', '']) {
+        await assert.rejects(store.put(key, 'x'), /invalid blob key/);
+      }
+    });
+  });
+}

