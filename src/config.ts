@@ -37,6 +37,15 @@ export const envSchema = z.object({
   ESPRESSO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_WEB_PORT: port.default(3000),
   ESPRESSO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  ESPRESSO_SANDBOX_ENABLED: bool.default(true),
+  ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
+  ESPRESSO_SANDBOX_PORT: port.default(4010),
+  ESPRESSO_SANDBOX_URL: optionalUrl,
+  ESPRESSO_SANDBOX_SNAPSHOT: z.string().min(1).optional(),
+  ESPRESSO_SANDBOX_CONFIG: z.string().min(1).optional(),
+  ESPRESSO_SANDBOX_SEED_CONTACTS: z.coerce.number().int().min(0).max(50_000_000).default(1000),
+  ESPRESSO_SANDBOX_CLIENT_RPS: z.coerce.number().positive().default(1000),
+  ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -55,6 +64,19 @@ export interface AppConfig {
     uiUrl: string;
   };
   web: { host: string; port: number };
+  sandbox: {
+    enabled: boolean;
+    host: string;
+    port: number;
+    /** Where processors and browsers reach the Sandbox ESP. */
+    url: string;
+    snapshotFile?: string;
+    configFile?: string;
+    seedContacts: number;
+    /** The pacing the Sandbox processor applies, like a real ESP's documented limits. */
+    clientRateLimit: { requests: number; perMs: number };
+    clientConcurrency: number;
+  };
   logLevel: Env['ESPRESSO_LOG_LEVEL'];
 }
 
@@ -109,6 +131,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       uiUrl: e.ESPRESSO_TEMPORAL_UI_URL ?? `http://localhost:${e.ESPRESSO_TEMPORAL_UI_PORT}`,
     },
     web: { host: e.ESPRESSO_WEB_HOST, port: e.ESPRESSO_WEB_PORT },
+    sandbox: {
+      enabled: e.ESPRESSO_SANDBOX_ENABLED,
+      host: e.ESPRESSO_SANDBOX_HOST,
+      port: e.ESPRESSO_SANDBOX_PORT,
+      url: (e.ESPRESSO_SANDBOX_URL ?? `http://127.0.0.1:${e.ESPRESSO_SANDBOX_PORT}`).replace(/\/$/, ''),
+      snapshotFile: e.ESPRESSO_SANDBOX_SNAPSHOT && resolve(dataDir, e.ESPRESSO_SANDBOX_SNAPSHOT),
+      configFile: e.ESPRESSO_SANDBOX_CONFIG && resolve(projectRoot, e.ESPRESSO_SANDBOX_CONFIG),
+      seedContacts: e.ESPRESSO_SANDBOX_SEED_CONTACTS,
+      clientRateLimit: { requests: e.ESPRESSO_SANDBOX_CLIENT_RPS, perMs: 1000 },
+      clientConcurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY,
+    },
     logLevel: e.ESPRESSO_LOG_LEVEL,
   };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { doctor } from './doctor';
+import { registerSandboxCommands } from './sandbox';
 import { start } from './start';
 
 const program = new Command()
@@ -19,6 +20,8 @@ program
   .action(async () => {
     process.exitCode = (await doctor()) ? 0 : 1;
   });
+
+registerSandboxCommands(program);
 
 program.parseAsync().catch((err) => {
   console.error(`espresso: ${(err as Error).message}`);

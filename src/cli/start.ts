@@ -33,7 +33,7 @@ export async function start(): Promise<void> {
     if (stopping) return;
     stopping = true;
     say('stopping...');
-    for (const child of children) await child.stop();
+    for (const child of [...children].reverse()) await child.stop();
     await devServer?.stop();
     await rm(join(runDir, 'supervisor.pid'), { force: true });
     say('stopped');
@@ -47,6 +47,10 @@ export async function start(): Promise<void> {
       devServer = await startEmbeddedTemporal(config, () => stopping);
     }
     await assertPortFree(config.web.host, config.web.port, 'ESPRESSO_WEB_PORT');
+    if (config.sandbox.enabled) {
+      await assertPortFree(config.sandbox.host, config.sandbox.port, 'ESPRESSO_SANDBOX_PORT');
+      children.push(new Supervised('sandbox', join(__dirname, '../sandbox/main.js'), () => stopping));
+    }
     children.push(new Supervised('worker', join(__dirname, '../worker/main.js'), () => stopping));
     children.push(new Supervised('web', join(__dirname, '../web/main.js'), () => stopping));
     const webUrl = `http://${displayHost(config.web.host)}:${config.web.port}`;
@@ -57,6 +61,7 @@ export async function start(): Promise<void> {
     say(`  health                 ${webUrl}/healthz`);
     say(`  Temporal Web UI        ${config.temporal.uiUrl}`);
     say(`  Temporal gRPC          ${config.temporal.address}`);
+    if (config.sandbox.enabled) say(`  Sandbox ESP            ${config.sandbox.url} (test-mode ESP)`);
     say('press Ctrl-C to stop');
   } catch (err) {
     console.error(`[espresso] start failed: ${(err as Error).message}`);

@@ -1,0 +1,326 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { NotFoundError, type SecretStore } from '../storage';
+import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
+import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
+import { PacerRegistry } from './pacing';
+import type {
+  AccountInfo,
+  ContactPage,
+  ContactResult,
+  ContactUpdate,
+  Credentials,
+  ListMode,
+  MaintenanceReport,
+  OAuthDescriptor,
+  ProcessorDescriptor,
+  ProcessorTarget,
+} from './types';
+
+export interface ProcessorDeps {
+  secrets: SecretStore;
+  http?: EspHttp;
+  pacers?: PacerRegistry;
+  now?: () => number;
+}
+
+/** A request function bound to one set of credentials, one ESP account's pacer and base URL. */
+export type EspCall = <T = unknown>(
+  request: EspRequest,
+  options?: Pick<SendOptions, 'rowsFromError'>,
+) => Promise<EspResponse<T>>;
+
+/** The value espresso writes: 128 random bits, base64url. Anything else is refused before the ESP. */
+const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
+
+/**
+ * What every ESP shares: credentials from the secret store with single-flight OAuth refresh,
+ * the web flow's auth requests, daily maintenance, field naming, pacing, batching, and isolating
+ * bad rows. An ESP extends it with its descriptor and the five ESP-specific calls below.
+ */
+export abstract class BaseProcessor {
+  abstract readonly descriptor: ProcessorDescriptor;
+
+  protected readonly http: EspHttp;
+  private readonly pacers: PacerRegistry;
+  private readonly now: () => number;
+  private readonly refreshing = new Map<string, Promise<Credentials>>();
+
+  constructor(protected readonly deps: ProcessorDeps) {
+    this.http = deps.http ?? new EspHttp();
+    this.pacers = deps.pacers ?? new PacerRegistry();
+    this.now = deps.now ?? Date.now;
+  }
+
+  // ---- implemented by each ESP ----
+
+  /** Default API base URL; a configuration may override it (data centers, regions). */
+  protected abstract baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string;
+  /** Checks the credentials with a cheap call and describes the account. */
+  protected abstract validateCredentials(call: EspCall): Promise<AccountInfo>;
+  /** Makes sure the custom field exists, creating it when missing. */
+  protected abstract ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'>;
+  /** One page of contacts whose field is empty (`incremental`) or of every contact (`full`). */
+  protected abstract listContactsNeedingValue(
+    call: EspCall,
+    target: ProcessorTarget,
+    cursor: string | undefined,
+    mode: ListMode,
+  ): Promise<ContactPage>;
+  /** Writes one batch (at most maxBatchSize); one result per contact, in any order. */
+  protected abstract updateContacts(
+    call: EspCall,
+    target: ProcessorTarget,
+    batch: ContactUpdate[],
+  ): Promise<ContactResult[]>;
+
+  /** Auth headers for a request. Default: bearer token / key; ESPs with other schemes override. */
+  protected authHeaders(credentials: Credentials): Record<string, string> {
+    return { authorization: `Bearer ${credentials.kind === 'oauth2' ? credentials.accessToken : credentials.apiKey}` };
+  }
+
+  // ---- what the rest of espresso calls ----
+
+  /** The custom field's name under this ESP's rules. */
+  fieldName(base = 'lcee'): string {
+    const { field } = this.descriptor;
+    const cased = field.case === 'upper' ? base.toUpperCase() : field.case === 'lower' ? base.toLowerCase() : base;
+    const name = [...cased].filter((c) => field.allowed.test(c)).join('').slice(0, field.maxLength);
+    if (!name) throw new Error(`field name ${JSON.stringify(base)} has no character ${this.descriptor.id} allows`);
+    return name;
+  }
+
+  /** Daily maintenance: valid (refreshed when near expiry) credentials, then the field. */
+  async maintain(target: ProcessorTarget): Promise<MaintenanceReport> {
+    const { refreshed } = await this.credentials(target);
+    const call = this.callFor(target);
+    await this.validateCredentials(call);
+    const field = await this.ensureField(call, target);
+    return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
+  }
+
+  listPage(target: ProcessorTarget, cursor: string | undefined, mode: ListMode): Promise<ContactPage> {
+    return this.listContactsNeedingValue(this.callFor(target), target, cursor, mode);
+  }
+
+  /**
+   * Writes values in ESP-sized batches. Returns one result per input contact, in input order.
+   * Rows with invalid values are rejected without a request; when the ESP rejects a whole batch,
+   * the bad rows are isolated (the ESP's row pointers, else bisection) and the rest written.
+   */
+  async writeValues(target: ProcessorTarget, updates: ContactUpdate[]): Promise<ContactResult[]> {
+    const call = this.callFor(target);
+    const results = new Map<string, ContactResult>();
+    const valid: ContactUpdate[] = [];
+    for (const u of updates) {
+      if (typeof u.value === 'string' && VALUE.test(u.value)) valid.push(u);
+      else results.set(u.contactId, { contactId: u.contactId, status: 'rejected', reason: 'invalid value' });
+    }
+    const size = this.descriptor.maxBatchSize;
+    const batches: ContactUpdate[][] = [];
+    for (let i = 0; i < valid.length; i += size) batches.push(valid.slice(i, i + size));
+    const written = await Promise.all(batches.map((batch) => this.updateIsolating(call, target, batch)));
+    for (const r of written.flat()) results.set(r.contactId, r);
+    return updates.map((u) => results.get(u.contactId)!);
+  }
+
+  // ---- web flow ----
+
+  /** Authorize URL for the consent page, with PKCE when the ESP supports it. */
+  authorizationRequest(redirectUri: string, state: string): { url: string; codeVerifier?: string } {
+    const auth = this.oauth();
+    const url = new URL(auth.authorizeUrl);
+    url.searchParams.set('response_type', 'code');
+    url.searchParams.set('client_id', auth.clientId);
+    url.searchParams.set('redirect_uri', redirectUri);
+    url.searchParams.set('state', state);
+    if (auth.scopes.length) url.searchParams.set('scope', auth.scopes.join(' '));
+    if (!auth.pkce) return { url: url.toString() };
+    const codeVerifier = randomBytes(32).toString('base64url');
+    url.searchParams.set('code_challenge', createHash('sha256').update(codeVerifier).digest('base64url'));
+    url.searchParams.set('code_challenge_method', 'S256');
+    return { url: url.toString(), codeVerifier };
+  }
+
+  /** Exchanges the authorization code and validates the tokens it gives. */
+  async completeAuthorization(
+    code: string,
+    redirectUri: string,
+    codeVerifier?: string,
+  ): Promise<{ credentials: Credentials; account: AccountInfo }> {
+    const credentials = await this.tokenRequest({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: redirectUri,
+      ...(codeVerifier ? { code_verifier: codeVerifier } : {}),
+    });
+    return { credentials, account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())) };
+  }
+
+  /** Validates an API key the way the web form and `espresso connect` both do. */
+  async connectWithApiKey(apiKey: string): Promise<{ credentials: Credentials; account: AccountInfo }> {
+    const label = this.descriptor.apiKey?.label;
+    if (!label) throw new Error(`${this.descriptor.id} connects with OAuth, not a key`);
+    const key = apiKey.trim();
+    if (!key) throw new RequestRejectedError(`${label} is empty`);
+    const credentials: Credentials = { kind: 'apiKey', apiKey: key };
+    return { credentials, account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())) };
+  }
+
+  // ---- credentials ----
+
+  /**
+   * The stored credentials, refreshed first when an OAuth access token expires within the margin.
+   * Refresh is single-flight per configuration and the rotated tokens are saved before use.
+   */
+  async credentials(target: ProcessorTarget): Promise<{ credentials: Credentials; refreshed: boolean }> {
+    const stored = await this.loadCredentials(target);
+    if (stored.kind !== 'oauth2' || !this.expiring(stored)) return { credentials: stored, refreshed: false };
+    return { credentials: await this.refresh(target, stored), refreshed: true };
+  }
+
+  private refresh(target: ProcessorTarget, stale: Credentials): Promise<Credentials> {
+    const key = target.credentialsSecretId;
+    const inFlight = this.refreshing.get(key);
+    if (inFlight) return inFlight;
+    const refresh = (async () => {
+      // Another process may have refreshed since `stale` was read: use its tokens.
+      const latest = await this.loadCredentials(target);
+      if (latest.kind !== 'oauth2') return latest;
+      if (stale.kind === 'oauth2' && latest.accessToken !== stale.accessToken && !this.expiring(latest)) return latest;
+      if (!latest.refreshToken) {
+        throw new InvalidCredentialsError('the access token expired and there is no refresh token');
+      }
+      const next = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: latest.refreshToken });
+      const merged: Credentials =
+        next.kind === 'oauth2' ? { ...next, refreshToken: next.refreshToken ?? latest.refreshToken } : next;
+      await this.deps.secrets.put(key, JSON.stringify(merged));
+      return merged;
+    })().finally(() => this.refreshing.delete(key));
+    this.refreshing.set(key, refresh);
+    return refresh;
+  }
+
+  private expiring(credentials: Credentials): boolean {
+    return (
+      credentials.kind === 'oauth2' &&
+      credentials.expiresAt !== undefined &&
+      credentials.expiresAt - this.now() < this.oauth().refreshMarginMs
+    );
+  }
+
+  private async loadCredentials(target: ProcessorTarget): Promise<Credentials> {
+    let raw: string;
+    try {
+      raw = await this.deps.secrets.get(target.credentialsSecretId);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new InvalidCredentialsError('no credentials are stored');
+      throw err;
+    }
+    return JSON.parse(raw) as Credentials;
+  }
+
+  private async tokenRequest(form: Record<string, string>): Promise<Credentials> {
+    const auth = this.oauth();
+    const res = await this.http.send<Record<string, unknown>>(
+      {
+        method: 'POST',
+        url: auth.tokenUrl,
+        form: { ...form, client_id: auth.clientId, client_secret: auth.clientSecret },
+      },
+      { secrets: [auth.clientSecret, ...Object.values(form)] },
+    );
+    const body = res.body ?? {};
+    if (typeof body.access_token !== 'string' || !body.access_token) {
+      throw new TransientError('the token endpoint answered without an access token');
+    }
+    return {
+      kind: 'oauth2',
+      accessToken: body.access_token,
+      refreshToken: typeof body.refresh_token === 'string' ? body.refresh_token : undefined,
+      expiresAt: typeof body.expires_in === 'number' ? this.now() + body.expires_in * 1000 : undefined,
+    };
+  }
+
+  private oauth(): OAuthDescriptor {
+    if (!this.descriptor.oauth2) throw new Error(`${this.descriptor.id} does not use OAuth`);
+    return this.descriptor.oauth2;
+  }
+
+  // ---- requests ----
+
+  /**
+   * Requests for a stored configuration: paced per ESP account; on a 401 with OAuth credentials
+   * the tokens are refreshed once (single-flight) and the request retried once.
+   */
+  private callFor(target: ProcessorTarget): EspCall {
+    const pacer = this.pacers.get(
+      `${this.descriptor.id}:${target.espAccountId}`,
+      this.descriptor.rateLimit,
+      this.descriptor.concurrency,
+    );
+    const base = this.baseUrl(target);
+    return async (request, options) => {
+      const { credentials } = await this.credentials(target);
+      try {
+        return await this.send(credentials, base, request, { ...options, pacer });
+      } catch (err) {
+        if (!(err instanceof InvalidCredentialsError) || credentials.kind !== 'oauth2' || !credentials.refreshToken) {
+          throw err;
+        }
+        const fresh = await this.refresh(target, credentials);
+        return this.send(fresh, base, request, { ...options, pacer });
+      }
+    };
+  }
+
+  /** Requests with credentials that are not stored yet (connect flow), unpaced. */
+  private callWith(credentials: Credentials, base: string): EspCall {
+    return (request, options) => this.send(credentials, base, request, options ?? {});
+  }
+
+  private send<T>(credentials: Credentials, base: string, request: EspRequest, options: SendOptions) {
+    const secrets =
+      credentials.kind === 'oauth2'
+        ? [credentials.accessToken, credentials.refreshToken ?? '']
+        : [credentials.apiKey];
+    return this.http.send<T>(
+      {
+        ...request,
+        url: /^https?:\/\//.test(request.url) ? request.url : `${base}${request.url}`,
+        headers: { ...this.authHeaders(credentials), ...request.headers },
+      },
+      { ...options, secrets },
+    );
+  }
+
+  private async updateIsolating(call: EspCall, target: ProcessorTarget, batch: ContactUpdate[]): Promise<ContactResult[]> {
+    let results: ContactResult[];
+    try {
+      results = await this.updateContacts(call, target, batch);
+    } catch (err) {
+      if (!(err instanceof RequestRejectedError)) throw err;
+      if (batch.length === 1) return [{ contactId: batch[0]!.contactId, status: 'rejected', reason: err.message }];
+      const rows = (err.rows ?? []).filter((i) => Number.isInteger(i) && i >= 0 && i < batch.length);
+      if (rows.length > 0) {
+        const bad = new Set(rows);
+        const rejected = batch
+          .filter((_, i) => bad.has(i))
+          .map((u): ContactResult => ({ contactId: u.contactId, status: 'rejected', reason: err.message }));
+        const rest = batch.filter((_, i) => !bad.has(i));
+        return [...rejected, ...(rest.length ? await this.updateIsolating(call, target, rest) : [])];
+      }
+      const half = Math.ceil(batch.length / 2);
+      const [left, right] = await Promise.all([
+        this.updateIsolating(call, target, batch.slice(0, half)),
+        this.updateIsolating(call, target, batch.slice(half)),
+      ]);
+      return [...left, ...right];
+    }
+    const ids = new Set(results.map((r) => r.contactId));
+    if (results.length !== batch.length || batch.some((u) => !ids.has(u.contactId))) {
+      // Unknown outcome for some rows: rewriting the same values is safe, so retry the batch.
+      throw new TransientError(`the ESP returned ${results.length} results for ${batch.length} contacts`);
+    }
+    return results;
+  }
+}

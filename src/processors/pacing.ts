@@ -1,0 +1,72 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Client-side pacing for one ESP account: at most `concurrency` requests in flight, and request
+ * starts spaced evenly at the descriptor's rate (no bursts, so a sliding-window limit on the ESP side
+ * is never crossed). After a 429 every caller waits out the ESP's delay (`pause`).
+ */
+export class Pacer {
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
+  private nextStart = 0;
+  private pausedUntil = 0;
+  private readonly intervalMs: number;
+  /** Total time callers spent waiting for a slot or the rate, for metrics and tests. */
+  waitedMs = 0;
+
+  constructor(
+    rateLimit: { requests: number; perMs: number },
+    private readonly concurrency: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
+      throw new RangeError('rate limit and concurrency must be positive');
+    }
+    this.intervalMs = rateLimit.perMs / rateLimit.requests;
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const started = this.now();
+    await this.acquire();
+    try {
+      const at = Math.max(this.now(), this.nextStart, this.pausedUntil);
+      this.nextStart = at + this.intervalMs;
+      const delay = at - this.now();
+      if (delay > 0) await sleep(delay);
+      this.waitedMs += this.now() - started;
+      return await fn();
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Holds every new request start until `ms` from now (the ESP's Retry-After). */
+  pause(ms: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, this.now() + ms);
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.inFlight < this.concurrency) {
+      this.inFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.inFlight--;
+  }
+}
+
+/** One pacer per ESP account per process, shared by every activity that calls that account. */
+export class PacerRegistry {
+  private readonly pacers = new Map<string, Pacer>();
+
+  get(key: string, rateLimit: { requests: number; perMs: number }, concurrency: number): Pacer {
+    let pacer = this.pacers.get(key);
+    if (!pacer) this.pacers.set(key, (pacer = new Pacer(rateLimit, concurrency)));
+    return pacer;
+  }
+}

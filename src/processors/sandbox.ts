@@ -1,0 +1,120 @@
+// The Sandbox ESP (src/sandbox), connected like any real ESP. Everything it does is in this file.
+import { SANDBOX_CLIENT } from '../sandbox/state';
+import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
+import { RequestRejectedError } from './errors';
+import type {
+  AccountInfo,
+  ContactPage,
+  ContactResult,
+  ContactUpdate,
+  Credentials,
+  ListMode,
+  ProcessorDescriptor,
+  ProcessorTarget,
+} from './types';
+
+export interface SandboxProcessorOptions {
+  url: string;
+  rateLimit: { requests: number; perMs: number };
+  concurrency: number;
+}
+
+type SandboxRow = { id: string; status: 'updated' } | { id: string; status: 'error'; error: { code: string; message: string } };
+
+export class SandboxProcessor extends BaseProcessor {
+  readonly descriptor: ProcessorDescriptor;
+
+  constructor(
+    deps: ProcessorDeps,
+    private readonly options: SandboxProcessorOptions,
+  ) {
+    super(deps);
+    this.descriptor = {
+      id: 'sandbox',
+      displayName: 'Sandbox ESP',
+      oauth2: {
+        authorizeUrl: `${options.url}/oauth/authorize`,
+        tokenUrl: `${options.url}/oauth/token`,
+        scopes: ['contacts.read', 'contacts.write', 'fields.write'],
+        pkce: true,
+        clientId: SANDBOX_CLIENT.id,
+        clientSecret: SANDBOX_CLIENT.secret,
+        refreshMarginMs: 60_000,
+      },
+      apiKey: { label: 'Sandbox API key' },
+      maxBatchSize: 500,
+      concurrency: options.concurrency,
+      rateLimit: options.rateLimit,
+      field: { maxLength: 30, case: 'lower', allowed: /[a-z0-9_]/ },
+    };
+  }
+
+  protected baseUrl(): string {
+    return this.options.url;
+  }
+
+  protected override authHeaders(credentials: Credentials): Record<string, string> {
+    return credentials.kind === 'apiKey'
+      ? { 'x-api-key': credentials.apiKey }
+      : { authorization: `Bearer ${credentials.accessToken}` };
+  }
+
+  protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
+    const account = await call<{ id: string; name: string }>({ method: 'GET', url: '/v1/account' });
+    const lists = await call<{ lists: Array<{ id: string; name: string }> }>({ method: 'GET', url: '/v1/lists' });
+    return {
+      accountId: account.body.id,
+      accountLabel: account.body.name,
+      lists: lists.body.lists.map((l) => ({ id: l.id, name: l.name })),
+    };
+  }
+
+  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+    const path = `/v1/lists/${list(target)}/fields`;
+    const { body } = await call<{ fields: Array<{ key: string }> }>({ method: 'GET', url: path });
+    if (body.fields.some((f) => f.key === target.fieldName)) return 'exists';
+    try {
+      await call({ method: 'POST', url: path, json: { key: target.fieldName, label: 'LiveConnect ID' } });
+      return 'created';
+    } catch (err) {
+      // Created by a concurrent run between our read and write.
+      if (err instanceof RequestRejectedError && err.status === 409) return 'exists';
+      throw err;
+    }
+  }
+
+  protected async listContactsNeedingValue(
+    call: EspCall,
+    target: ProcessorTarget,
+    cursor: string | undefined,
+    mode: ListMode,
+  ): Promise<ContactPage> {
+    const { body } = await call<{ contacts: Array<{ id: string }>; next_cursor: string | null }>({
+      method: 'GET',
+      url: `/v1/lists/${list(target)}/contacts`,
+      query: { limit: 1000, cursor, empty: mode === 'incremental' ? target.fieldName : undefined },
+    });
+    return { contacts: body.contacts.map((c) => ({ contactId: c.id })), nextCursor: body.next_cursor ?? undefined };
+  }
+
+  protected async updateContacts(call: EspCall, target: ProcessorTarget, batch: ContactUpdate[]): Promise<ContactResult[]> {
+    const { body } = await call<{ results: SandboxRow[] }>(
+      {
+        method: 'POST',
+        url: `/v1/lists/${list(target)}/contacts/batch`,
+        json: { updates: batch.map((u) => ({ id: u.contactId, fields: { [target.fieldName]: u.value } })) },
+      },
+      { rowsFromError: (b) => (b as { error?: { rows?: number[] } })?.error?.rows },
+    );
+    return body.results.map((r) =>
+      r.status === 'updated'
+        ? { contactId: r.id, status: 'updated' }
+        : { contactId: r.id, status: 'rejected', reason: `${r.error.code}: ${r.error.message}` },
+    );
+  }
+}
+
+function list(target: ProcessorTarget): string {
+  if (!target.espListId) throw new RequestRejectedError('the configuration has no Sandbox list selected');
+  return encodeURIComponent(target.espListId);
+}

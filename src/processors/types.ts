@@ -1,0 +1,79 @@
+import type { Configuration } from '../storage';
+
+/** What an ESP is and how hard it may be driven. Each processor declares one. */
+export interface ProcessorDescriptor {
+  id: string;
+  displayName: string;
+  /** How publishers connect: OAuth, an API key, or either. At least one. */
+  oauth2?: OAuthDescriptor;
+  apiKey?: ApiKeyDescriptor;
+  /** Most contacts one update request may carry. */
+  maxBatchSize: number;
+  /** Most requests in flight at once per ESP account. */
+  concurrency: number;
+  /** Steady request rate per ESP account: `requests` every `perMs` milliseconds. */
+  rateLimit: { requests: number; perMs: number };
+  /** The ESP's rules for the custom field's name. */
+  field: { maxLength: number; case: 'upper' | 'lower' | 'preserve'; allowed: RegExp };
+}
+
+export interface OAuthDescriptor {
+  authorizeUrl: string;
+  tokenUrl: string;
+  scopes: string[];
+  pkce: boolean;
+  clientId: string;
+  clientSecret: string;
+  /** Refresh this long before the access token expires. */
+  refreshMarginMs: number;
+}
+
+export interface ApiKeyDescriptor {
+  /** What the ESP calls the key, for forms and errors. */
+  label: string;
+}
+
+/** Stored in the SecretStore as JSON under the configuration's credentialsSecretId. */
+export type Credentials =
+  | { kind: 'apiKey'; apiKey: string }
+  | { kind: 'oauth2'; accessToken: string; refreshToken?: string; expiresAt?: number };
+
+export interface AccountInfo {
+  accountId: string;
+  accountLabel: string;
+  /** The ESP's lists/audiences, when the ESP has several. */
+  lists: Array<{ id: string; name: string }>;
+}
+
+export interface ContactRef {
+  contactId: string;
+}
+
+export interface ContactPage {
+  contacts: ContactRef[];
+  /** Absent on the last page. */
+  nextCursor?: string;
+}
+
+export type ListMode = 'incremental' | 'full';
+
+export interface ContactUpdate {
+  contactId: string;
+  value: string;
+}
+
+export type ContactResult =
+  | { contactId: string; status: 'updated' }
+  | { contactId: string; status: 'rejected'; reason: string };
+
+export interface MaintenanceReport {
+  credentials: 'valid' | 'refreshed';
+  field: 'exists' | 'created';
+  fieldName: string;
+}
+
+/** The part of a configuration a processor needs: which account, list and field. */
+export type ProcessorTarget = Pick<
+  Configuration,
+  'id' | 'esp' | 'espAccountId' | 'espListId' | 'fieldName' | 'credentialsSecretId'
+> & { apiBaseUrl?: string };

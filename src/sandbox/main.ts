@@ -1,0 +1,40 @@
+// Sandbox ESP entry point (`espresso sandbox start`, and a child of `espresso start`).
+import { loadConfigOrExit } from '../cli/load-config';
+import { exitWhenSupervisorDies } from '../lib/orphan-guard';
+import { createLogger } from '../logger';
+import { createSandboxServer } from './server';
+import { initialSandboxState } from './setup';
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = createLogger('sandbox', config.logLevel);
+  const { sandbox } = config;
+  const state = await initialSandboxState(sandbox);
+  const server = createSandboxServer(state);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(sandbox.port, sandbox.host, resolve);
+  });
+  log.info({ url: sandbox.url, snapshot: sandbox.snapshotFile ?? null }, 'Sandbox ESP listening');
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    if (sandbox.snapshotFile) {
+      await state.save(sandbox.snapshotFile);
+      log.info({ snapshot: sandbox.snapshotFile }, 'Sandbox state saved');
+    }
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  exitWhenSupervisorDies(stop);
+}
+
+main().catch((err) => {
+  console.error(`sandbox failed: ${(err as Error).message}`);
+  process.exit(1);
+});

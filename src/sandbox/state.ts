@@ -1,0 +1,282 @@
+// The Sandbox ESP's in-memory world: accounts, lists, custom fields, contacts, OAuth grants, and a
+// record of every value ever written. Contacts are implicit (index -> id and email), so a list of a
+// million contacts costs only its field values.
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+
+export interface SandboxLimits {
+  /** Requests per second per account (sliding one-second window); 0 = unlimited. */
+  requestsPerSecond: number;
+  /** Concurrent requests per account; 0 = unlimited. */
+  concurrency: number;
+}
+
+export interface SandboxFaults {
+  /** Added to every API response, in milliseconds. */
+  latencyMs: number;
+  /** Share of API requests answered 500 or 503. */
+  errorRate: number;
+  /** Share of API requests answered 429 with Retry-After regardless of load. */
+  rateLimitRate: number;
+  /** Share of API requests never answered (the client times out). */
+  timeoutRate: number;
+  /** Share of rows in a batch update rejected with a per-row error. */
+  rowRejectRate: number;
+}
+
+export interface AccountSettings {
+  limits: SandboxLimits;
+  faults: SandboxFaults;
+  /** Lifetime of OAuth access tokens issued for this account. */
+  tokenLifetimeSeconds: number;
+}
+
+export const defaultSettings = (): AccountSettings => ({
+  limits: { requestsPerSecond: 0, concurrency: 0 },
+  faults: { latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, rowRejectRate: 0 },
+  tokenLifetimeSeconds: 3600,
+});
+
+export interface FieldDef {
+  key: string;
+  label: string;
+  type: 'text';
+}
+
+export class SandboxList {
+  size = 0;
+  readonly fields = new Map<string, FieldDef>();
+  /** Current values, per field key, by contact index. */
+  readonly values = new Map<string, (string | undefined)[]>();
+  /** First value ever written per field key and contact; survives field deletion. */
+  readonly firstWritten = new Map<string, (string | undefined)[]>();
+  /** Contacts that were written a value different from their first one: every distinct value. */
+  readonly conflicts = new Map<string, Map<number, string[]>>();
+  writes = 0;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+  ) {}
+
+  static contactId(index: number): string {
+    return `ct_${String(index + 1).padStart(7, '0')}`;
+  }
+
+  static indexOf(contactId: string): number | undefined {
+    const m = /^ct_(\d{7,})$/.exec(contactId);
+    return m ? Number(m[1]) - 1 : undefined;
+  }
+
+  email(index: number): string {
+    return `subscriber${index + 1}@${this.id.replace(/_/g, '-')}.example.com`;
+  }
+
+  has(index: number | undefined): index is number {
+    return index !== undefined && index >= 0 && index < this.size;
+  }
+
+  write(field: string, index: number, value: string): void {
+    this.writes++;
+    (this.values.get(field) ?? this.values.set(field, []).get(field)!)[index] = value;
+    const first = this.firstWritten.get(field) ?? this.firstWritten.set(field, []).get(field)!;
+    const earlier = first[index];
+    if (earlier === undefined) first[index] = value;
+    else if (earlier !== value) {
+      const byIndex = this.conflicts.get(field) ?? this.conflicts.set(field, new Map()).get(field)!;
+      const seen = byIndex.get(index) ?? [earlier];
+      if (!seen.includes(value)) seen.push(value);
+      byIndex.set(index, seen);
+    }
+  }
+
+  /** Every distinct value ever written to `field` for the contact, oldest first. */
+  history(field: string, index: number): string[] {
+    const conflicting = this.conflicts.get(field)?.get(index);
+    if (conflicting) return conflicting;
+    const first = this.firstWritten.get(field)?.[index];
+    return first === undefined ? [] : [first];
+  }
+}
+
+export class SandboxAccount {
+  readonly lists = new Map<string, SandboxList>();
+  settings: AccountSettings = defaultSettings();
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly apiKeys: string[],
+  ) {}
+}
+
+interface AuthorizationCode {
+  accountId: string;
+  clientId: string;
+  redirectUri: string;
+  codeChallenge?: string;
+  expiresAt: number;
+}
+
+export const SANDBOX_CLIENT = { id: 'espresso-sandbox', secret: 'espresso-sandbox-secret' };
+
+export class SandboxState {
+  readonly accounts = new Map<string, SandboxAccount>();
+  private readonly codes = new Map<string, AuthorizationCode>();
+  private readonly accessTokens = new Map<string, { accountId: string; expiresAt: number }>();
+  private readonly refreshTokens = new Map<string, string>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** The demo world `npm start` shows: one account, two lists, a field-less start. */
+  static demo(contacts = 0): SandboxState {
+    const state = new SandboxState();
+    const account = state.addAccount('acct_demo', 'Demo Coffee Roasters', ['sandbox-demo-key']);
+    account.lists.set('list_newsletter', new SandboxList('list_newsletter', 'Morning Newsletter'));
+    account.lists.set('list_offers', new SandboxList('list_offers', 'Offers & Events'));
+    if (contacts > 0) state.seed('acct_demo', 'list_newsletter', contacts);
+    return state;
+  }
+
+  addAccount(id: string, name: string, apiKeys: string[]): SandboxAccount {
+    if (this.accounts.has(id)) throw new Error(`account ${id} exists`);
+    const account = new SandboxAccount(id, name, apiKeys);
+    this.accounts.set(id, account);
+    return account;
+  }
+
+  seed(accountId: string, listId: string, contacts: number): SandboxList {
+    const account = this.accounts.get(accountId);
+    if (!account) throw new Error(`no account ${accountId}`);
+    let list = account.lists.get(listId);
+    if (!list) account.lists.set(listId, (list = new SandboxList(listId, listId)));
+    list.size += contacts;
+    return list;
+  }
+
+  // ---- authentication ----
+
+  accountForApiKey(key: string): SandboxAccount | undefined {
+    for (const account of this.accounts.values()) if (account.apiKeys.includes(key)) return account;
+    return undefined;
+  }
+
+  accountForAccessToken(token: string): SandboxAccount | 'expired' | undefined {
+    const grant = this.accessTokens.get(token);
+    if (!grant) return undefined;
+    if (grant.expiresAt <= this.now()) return 'expired';
+    return this.accounts.get(grant.accountId);
+  }
+
+  issueCode(code: Omit<AuthorizationCode, 'expiresAt'>): string {
+    const value = randomBytes(16).toString('base64url');
+    this.codes.set(value, { ...code, expiresAt: this.now() + 60_000 });
+    return value;
+  }
+
+  /** Authorization-code grant. Codes are single-use; PKCE (S256) is checked when it was used. */
+  exchangeCode(code: string, clientId: string, redirectUri: string, verifier?: string) {
+    const grant = this.codes.get(code);
+    this.codes.delete(code);
+    if (!grant || grant.expiresAt <= this.now() || grant.clientId !== clientId || grant.redirectUri !== redirectUri) {
+      return undefined;
+    }
+    if (grant.codeChallenge) {
+      const expected = verifier && createHash('sha256').update(verifier).digest('base64url');
+      if (expected !== grant.codeChallenge) return undefined;
+    }
+    return this.issueTokens(grant.accountId);
+  }
+
+  /** Refresh-token grant. Refresh tokens rotate: the one used stops working. */
+  refresh(refreshToken: string) {
+    const accountId = this.refreshTokens.get(refreshToken);
+    if (!accountId) return undefined;
+    this.refreshTokens.delete(refreshToken);
+    return this.issueTokens(accountId);
+  }
+
+  private issueTokens(accountId: string) {
+    const account = this.accounts.get(accountId)!;
+    const accessToken = `sbx_at_${randomBytes(18).toString('base64url')}`;
+    const refreshToken = `sbx_rt_${randomBytes(18).toString('base64url')}`;
+    const lifetime = account.settings.tokenLifetimeSeconds;
+    this.accessTokens.set(accessToken, { accountId, expiresAt: this.now() + lifetime * 1000 });
+    this.refreshTokens.set(refreshToken, accountId);
+    return { access_token: accessToken, refresh_token: refreshToken, token_type: 'bearer', expires_in: lifetime };
+  }
+
+  /** Makes every access token of the account expire now (tests of refresh). */
+  expireAccessTokens(accountId: string): void {
+    for (const grant of this.accessTokens.values()) if (grant.accountId === accountId) grant.expiresAt = 0;
+  }
+
+  /** Revokes every grant of the account: refreshes then fail with invalid_grant. */
+  revokeGrants(accountId: string): void {
+    for (const [token, grant] of this.accessTokens) if (grant.accountId === accountId) this.accessTokens.delete(token);
+    for (const [token, owner] of this.refreshTokens) if (owner === accountId) this.refreshTokens.delete(token);
+  }
+
+  // ---- snapshot ----
+
+  async save(file: string): Promise<void> {
+    const sparse = (values: (string | undefined)[]) =>
+      values.flatMap((v, i) => (v === undefined ? [] : [[i, v] as [number, string]]));
+    const data = {
+      version: 1,
+      accounts: [...this.accounts.values()].map((a) => ({
+        id: a.id,
+        name: a.name,
+        apiKeys: a.apiKeys,
+        settings: a.settings,
+        lists: [...a.lists.values()].map((l) => ({
+          id: l.id,
+          name: l.name,
+          size: l.size,
+          writes: l.writes,
+          fields: [...l.fields.values()],
+          values: Object.fromEntries([...l.values].map(([k, v]) => [k, sparse(v)])),
+          firstWritten: Object.fromEntries([...l.firstWritten].map(([k, v]) => [k, sparse(v)])),
+          conflicts: Object.fromEntries([...l.conflicts].map(([k, m]) => [k, [...m]])),
+        })),
+      })),
+      accessTokens: [...this.accessTokens],
+      refreshTokens: [...this.refreshTokens],
+    };
+    await writeFile(`${file}.tmp`, JSON.stringify(data));
+    await rename(`${file}.tmp`, file);
+  }
+
+  static async load(file: string): Promise<SandboxState> {
+    const data = JSON.parse(await readFile(file, 'utf8'));
+    if (data.version !== 1) throw new Error(`${file}: unknown sandbox snapshot version ${data.version}`);
+    const state = new SandboxState();
+    for (const a of data.accounts) {
+      const account = state.addAccount(a.id, a.name, a.apiKeys);
+      account.settings = { ...defaultSettings(), ...a.settings };
+      for (const l of a.lists) {
+        const list = new SandboxList(l.id, l.name);
+        list.size = l.size;
+        list.writes = l.writes;
+        for (const f of l.fields) list.fields.set(f.key, f);
+        for (const [k, pairs] of Object.entries(l.values as Record<string, [number, string][]>)) {
+          const arr: (string | undefined)[] = [];
+          for (const [i, v] of pairs) arr[i] = v;
+          list.values.set(k, arr);
+        }
+        for (const [k, pairs] of Object.entries(l.firstWritten as Record<string, [number, string][]>)) {
+          const arr: (string | undefined)[] = [];
+          for (const [i, v] of pairs) arr[i] = v;
+          list.firstWritten.set(k, arr);
+        }
+        for (const [k, entries] of Object.entries(l.conflicts as Record<string, [number, string[]][]>)) {
+          list.conflicts.set(k, new Map(entries));
+        }
+        account.lists.set(list.id, list);
+      }
+    }
+    for (const [t, g] of data.accessTokens) state.accessTokens.set(t, g);
+    for (const [t, a] of data.refreshTokens) state.refreshTokens.set(t, a);
+    return state;
+  }
+}
