@@ -46,6 +46,7 @@ export function registerSandboxCommands(program: Command): void {
 
 function positiveInt(value: string, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive whole number, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`${flag} must be a positive whole number, got ${JSON.stringify(value)}`);
   return n;
 }

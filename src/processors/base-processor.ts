@@ -75,7 +75,9 @@ export abstract class BaseProcessor {
 
   /** Auth headers for a request. Default: bearer token / key; ESPs with other schemes override. */
   protected authHeaders(credentials: Credentials): Record<string, string> {
-    return { authorization: `Bearer ${credentials.kind === 'oauth2' ? credentials.accessToken : credentials.apiKey}` };
+    return {
+      authorization: `Bearer ${credentials.kind === 'oauth2' ? credentials.accessToken : credentials.apiKey}`,
+    };
   }
 
   // ---- what the rest of espresso calls ----
@@ -83,9 +85,14 @@ export abstract class BaseProcessor {
   /** The custom field's name under this ESP's rules. */
   fieldName(base = 'lcee'): string {
     const { field } = this.descriptor;
-    const cased = field.case === 'upper' ? base.toUpperCase() : field.case === 'lower' ? base.toLowerCase() : base;
-    const name = [...cased].filter((c) => field.allowed.test(c)).join('').slice(0, field.maxLength);
-    if (!name) throw new Error(`field name ${JSON.stringify(base)} has no character ${this.descriptor.id} allows`);
+    const cased =
+      field.case === 'upper' ? base.toUpperCase() : field.case === 'lower' ? base.toLowerCase() : base;
+    const name = [...cased]
+      .filter((c) => field.allowed.test(c))
+      .join('')
+      .slice(0, field.maxLength);
+    if (!name)
+      throw new Error(`field name ${JSON.stringify(base)} has no character ${this.descriptor.id} allows`);
     return name;
   }
 
@@ -153,7 +160,10 @@ export abstract class BaseProcessor {
       redirect_uri: redirectUri,
       ...(codeVerifier ? { code_verifier: codeVerifier } : {}),
     });
-    return { credentials, account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())) };
+    return {
+      credentials,
+      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())),
+    };
   }
 
   /** Validates an API key the way the web form and `espresso connect` both do. */
@@ -163,7 +173,10 @@ export abstract class BaseProcessor {
     const key = apiKey.trim();
     if (!key) throw new RequestRejectedError(`${label} is empty`);
     const credentials: Credentials = { kind: 'apiKey', apiKey: key };
-    return { credentials, account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())) };
+    return {
+      credentials,
+      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())),
+    };
   }
 
   // ---- credentials ----
@@ -186,11 +199,15 @@ export abstract class BaseProcessor {
       // Another process may have refreshed since `stale` was read: use its tokens.
       const latest = await this.loadCredentials(target);
       if (latest.kind !== 'oauth2') return latest;
-      if (stale.kind === 'oauth2' && latest.accessToken !== stale.accessToken && !this.expiring(latest)) return latest;
+      if (stale.kind === 'oauth2' && latest.accessToken !== stale.accessToken && !this.expiring(latest))
+        return latest;
       if (!latest.refreshToken) {
         throw new InvalidCredentialsError('the access token expired and there is no refresh token');
       }
-      const next = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: latest.refreshToken });
+      const next = await this.tokenRequest({
+        grant_type: 'refresh_token',
+        refresh_token: latest.refreshToken,
+      });
       const merged: Credentials =
         next.kind === 'oauth2' ? { ...next, refreshToken: next.refreshToken ?? latest.refreshToken } : next;
       await this.deps.secrets.put(key, JSON.stringify(merged));
@@ -264,7 +281,11 @@ export abstract class BaseProcessor {
       try {
         return await this.send(credentials, base, request, { ...options, pacer });
       } catch (err) {
-        if (!(err instanceof InvalidCredentialsError) || credentials.kind !== 'oauth2' || !credentials.refreshToken) {
+        if (
+          !(err instanceof InvalidCredentialsError) ||
+          credentials.kind !== 'oauth2' ||
+          !credentials.refreshToken
+        ) {
           throw err;
         }
         const fresh = await this.refresh(target, credentials);
@@ -293,13 +314,18 @@ export abstract class BaseProcessor {
     );
   }
 
-  private async updateIsolating(call: EspCall, target: ProcessorTarget, batch: ContactUpdate[]): Promise<ContactResult[]> {
+  private async updateIsolating(
+    call: EspCall,
+    target: ProcessorTarget,
+    batch: ContactUpdate[],
+  ): Promise<ContactResult[]> {
     let results: ContactResult[];
     try {
       results = await this.updateContacts(call, target, batch);
     } catch (err) {
       if (!(err instanceof RequestRejectedError)) throw err;
-      if (batch.length === 1) return [{ contactId: batch[0]!.contactId, status: 'rejected', reason: err.message }];
+      if (batch.length === 1)
+        return [{ contactId: batch[0]!.contactId, status: 'rejected', reason: err.message }];
       const rows = (err.rows ?? []).filter((i) => Number.isInteger(i) && i >= 0 && i < batch.length);
       if (rows.length > 0) {
         const bad = new Set(rows);

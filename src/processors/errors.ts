@@ -79,7 +79,10 @@ export function errorFromResponse(
   const { status } = outcome;
   const what = `ESP answered ${status}`;
   if (status === 429) {
-    return new RateLimitedError(`${what} (rate limited): ${reason}`, retryAfterMs(outcome.headers, options.now));
+    return new RateLimitedError(
+      `${what} (rate limited): ${reason}`,
+      retryAfterMs(outcome.headers, options.now),
+    );
   }
   if (status === 401 || status === 403 || isInvalidGrant(outcome.body)) {
     return new InvalidCredentialsError(`${what} (credentials not accepted): ${reason}`, status);

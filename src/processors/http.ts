@@ -83,7 +83,9 @@ export class EspHttp {
         url: request.url,
         headers,
         data,
-        params: request.query && Object.fromEntries(Object.entries(request.query).filter(([, v]) => v !== undefined)),
+        params:
+          request.query &&
+          Object.fromEntries(Object.entries(request.query).filter(([, v]) => v !== undefined)),
       });
     } catch (err) {
       throw errorFromNetwork((err as { code?: string }).code, this.timeoutMs);
@@ -92,15 +94,26 @@ export class EspHttp {
       Object.entries(res.headers).map(([k, v]) => [k.toLowerCase(), v === undefined ? undefined : String(v)]),
     );
     const text = typeof res.data === 'string' ? res.data : '';
-    const outcome: HttpOutcome = { status: res.status, headers: responseHeaders, body: parseJson(text), text };
+    const outcome: HttpOutcome = {
+      status: res.status,
+      headers: responseHeaders,
+      body: parseJson(text),
+      text,
+    };
     const secrets = options.secrets ?? [];
     if (res.status >= 200 && res.status < 300) {
       if (text.trim() !== '' && outcome.body === undefined) {
-        throw new TransientError(`ESP sent a malformed response to ${request.method}: ${describeBody(text)}`, res.status);
+        throw new TransientError(
+          `ESP sent a malformed response to ${request.method}: ${describeBody(text)}`,
+          res.status,
+        );
       }
       return { status: res.status, headers: responseHeaders, body: outcome.body as T };
     }
-    const reason = sanitize(outcome.body !== undefined ? messageOf(outcome.body) : describeBody(text), secrets);
+    const reason = sanitize(
+      outcome.body !== undefined ? messageOf(outcome.body) : describeBody(text),
+      secrets,
+    );
     throw errorFromResponse(outcome, reason, { rows: options.rowsFromError?.(outcome.body) });
   }
 }

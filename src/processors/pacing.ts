@@ -1,6 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
+ * Requests are spaced a little wider than the published limit: the ESP counts arrival times, and
+ * network jitter can bunch requests that left evenly spaced.
+ */
+const SAFETY_MARGIN = 0.05;
+
+/**
  * Client-side pacing for one ESP account: at most `concurrency` requests in flight, and request
  * starts spaced evenly at the descriptor's rate (no bursts, so a sliding-window limit on the ESP side
  * is never crossed). After a 429 every caller waits out the ESP's delay (`pause`).
@@ -22,7 +28,7 @@ export class Pacer {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
     }
-    this.intervalMs = rateLimit.perMs / rateLimit.requests;
+    this.intervalMs = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -31,8 +37,8 @@ export class Pacer {
     try {
       const at = Math.max(this.now(), this.nextStart, this.pausedUntil);
       this.nextStart = at + this.intervalMs;
-      const delay = at - this.now();
-      if (delay > 0) await sleep(delay);
+      // Timers may fire a millisecond early: wait until the slot has really begun.
+      while (this.now() < at) await sleep(at - this.now());
       this.waitedMs += this.now() - started;
       return await fn();
     } finally {

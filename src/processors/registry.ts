@@ -28,7 +28,10 @@ export class ProcessorRegistry {
   }
 }
 
-export function createProcessorRegistry(deps: ProcessorDeps, config: Pick<AppConfig, 'sandbox'>): ProcessorRegistry {
+export function createProcessorRegistry(
+  deps: ProcessorDeps,
+  config: Pick<AppConfig, 'sandbox'>,
+): ProcessorRegistry {
   const processors: BaseProcessor[] = [];
   if (config.sandbox.enabled) {
     processors.push(

@@ -19,7 +19,9 @@ export interface SandboxProcessorOptions {
   concurrency: number;
 }
 
-type SandboxRow = { id: string; status: 'updated' } | { id: string; status: 'error'; error: { code: string; message: string } };
+type SandboxRow =
+  | { id: string; status: 'updated' }
+  | { id: string; status: 'error'; error: { code: string; message: string } };
 
 export class SandboxProcessor extends BaseProcessor {
   readonly descriptor: ProcessorDescriptor;
@@ -61,7 +63,10 @@ export class SandboxProcessor extends BaseProcessor {
 
   protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
     const account = await call<{ id: string; name: string }>({ method: 'GET', url: '/v1/account' });
-    const lists = await call<{ lists: Array<{ id: string; name: string }> }>({ method: 'GET', url: '/v1/lists' });
+    const lists = await call<{ lists: Array<{ id: string; name: string }> }>({
+      method: 'GET',
+      url: '/v1/lists',
+    });
     return {
       accountId: account.body.id,
       accountLabel: account.body.name,
@@ -94,10 +99,17 @@ export class SandboxProcessor extends BaseProcessor {
       url: `/v1/lists/${list(target)}/contacts`,
       query: { limit: 1000, cursor, empty: mode === 'incremental' ? target.fieldName : undefined },
     });
-    return { contacts: body.contacts.map((c) => ({ contactId: c.id })), nextCursor: body.next_cursor ?? undefined };
+    return {
+      contacts: body.contacts.map((c) => ({ contactId: c.id })),
+      nextCursor: body.next_cursor ?? undefined,
+    };
   }
 
-  protected async updateContacts(call: EspCall, target: ProcessorTarget, batch: ContactUpdate[]): Promise<ContactResult[]> {
+  protected async updateContacts(
+    call: EspCall,
+    target: ProcessorTarget,
+    batch: ContactUpdate[],
+  ): Promise<ContactResult[]> {
     const { body } = await call<{ results: SandboxRow[] }>(
       {
         method: 'POST',

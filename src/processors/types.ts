@@ -63,8 +63,7 @@ export interface ContactUpdate {
 }
 
 export type ContactResult =
-  | { contactId: string; status: 'updated' }
-  | { contactId: string; status: 'rejected'; reason: string };
+  { contactId: string; status: 'updated' } | { contactId: string; status: 'rejected'; reason: string };
 
 export interface MaintenanceReport {
   credentials: 'valid' | 'refreshed';

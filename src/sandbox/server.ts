@@ -36,7 +36,12 @@ interface Ctx {
   account: SandboxAccount;
 }
 
-type Route = { method: string; path: RegExp; kind: 'api' | 'public' | 'admin'; handle: (ctx: Ctx) => unknown };
+type Route = {
+  method: string;
+  path: RegExp;
+  kind: 'api' | 'public' | 'admin';
+  handle: (ctx: Ctx) => unknown;
+};
 
 export interface SandboxStats {
   requests: number;
@@ -111,7 +116,8 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       handle: (ctx) => {
         const target = list(ctx);
         const key = ctx.params[1]!;
-        if (!target.fields.delete(key)) throw new HttpError(404, 'field_not_found', `field ${key} does not exist`);
+        if (!target.fields.delete(key))
+          throw new HttpError(404, 'field_not_found', `field ${key} does not exist`);
         target.values.delete(key);
         ctx.res.statusCode = 204;
         return undefined;
@@ -139,11 +145,14 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
             id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
             name: z.string().min(1).max(200),
             apiKeys: z.array(z.string().min(8)).default([]),
-            lists: z.array(z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), name: z.string() })).default([]),
+            lists: z
+              .array(z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), name: z.string() }))
+              .default([]),
           }),
           ctx.body,
         );
-        if (state.accounts.has(body.id)) throw new HttpError(409, 'account_exists', `account ${body.id} exists`);
+        if (state.accounts.has(body.id))
+          throw new HttpError(409, 'account_exists', `account ${body.id} exists`);
         const account = state.addAccount(body.id, body.name, body.apiKeys);
         for (const l of body.lists) account.lists.set(l.id, new SandboxList(l.id, l.name));
         ctx.res.statusCode = 201;
@@ -194,6 +203,21 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
         const body = parse(z.object({ contacts: z.number().int().min(1).max(50_000_000) }), ctx.body);
         const seeded = state.seed(account.id, ctx.params[1]!, body.contacts);
         return { list: seeded.id, size: seeded.size };
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/_sandbox\/accounts\/([^/]+)\/lists\/([^/]+)\/suppress$/,
+      kind: 'admin',
+      handle: (ctx) => {
+        const target = adminList(ctx);
+        const body = parse(z.object({ contactIds: z.array(z.string()) }), ctx.body);
+        for (const id of body.contactIds) {
+          const index = SandboxList.indexOf(id);
+          if (!target.has(index)) throw new HttpError(400, 'unknown_contact', `contact ${id} does not exist`);
+          target.suppressed.add(index);
+        }
+        return { suppressed: target.suppressed.size };
       },
     },
     {
@@ -275,7 +299,9 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       everWritten,
       writes: target.writes,
       conflicting: conflicts.size,
-      conflicts: [...conflicts].slice(0, 100).map(([i, v]) => ({ contactId: SandboxList.contactId(i), values: v })),
+      conflicts: [...conflicts]
+        .slice(0, 100)
+        .map(([i, v]) => ({ contactId: SandboxList.contactId(i), values: v })),
     };
   }
 
@@ -288,7 +314,12 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     let buffer = '';
     for (let i = 0; i < target.size; i++) {
       if (first[i] === undefined) continue;
-      buffer += JSON.stringify({ contactId: SandboxList.contactId(i), current: current[i] ?? null, values: target.history(field, i) }) + '\n';
+      buffer +=
+        JSON.stringify({
+          contactId: SandboxList.contactId(i),
+          current: current[i] ?? null,
+          values: target.history(field, i),
+        }) + '\n';
       if (buffer.length > 64 * 1024) {
         if (!res.write(buffer)) await new Promise((r) => res.once('drain', r));
         buffer = '';
@@ -308,9 +339,12 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       codeChallenge: q.get('code_challenge') ?? '',
       codeChallengeMethod: q.get('code_challenge_method') ?? '',
     };
-    if (q.get('response_type') !== 'code') throw new HttpError(400, 'unsupported_response_type', 'response_type must be code');
-    if (request.clientId !== SANDBOX_CLIENT.id) throw new HttpError(400, 'invalid_client', 'unknown client_id');
-    if (!isHttpUrl(request.redirectUri)) throw new HttpError(400, 'invalid_request', 'redirect_uri must be an http(s) URL');
+    if (q.get('response_type') !== 'code')
+      throw new HttpError(400, 'unsupported_response_type', 'response_type must be code');
+    if (request.clientId !== SANDBOX_CLIENT.id)
+      throw new HttpError(400, 'invalid_client', 'unknown client_id');
+    if (!isHttpUrl(request.redirectUri))
+      throw new HttpError(400, 'invalid_request', 'redirect_uri must be an http(s) URL');
     if (request.codeChallenge && request.codeChallengeMethod !== 'S256') {
       throw new HttpError(400, 'invalid_request', 'only the S256 code_challenge_method is supported');
     }
@@ -385,7 +419,8 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     const cursor = ctx.query.get('cursor');
     if (cursor) {
       start = Number(Buffer.from(cursor, 'base64url').toString());
-      if (!Number.isInteger(start) || start < 0) throw new HttpError(400, 'invalid_cursor', 'cursor is not valid');
+      if (!Number.isInteger(start) || start < 0)
+        throw new HttpError(400, 'invalid_cursor', 'cursor is not valid');
     }
     const emptyValues = empty === null ? undefined : (target.values.get(empty) ?? []);
     const contacts = [];
@@ -413,7 +448,9 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       typeof u?.id === 'string' && target.has(SandboxList.indexOf(u.id)) ? [] : [row],
     );
     if (unknownRows.length) {
-      throw new HttpError(400, 'unknown_contacts', `${unknownRows.length} contacts do not exist`, { rows: unknownRows });
+      throw new HttpError(400, 'unknown_contacts', `${unknownRows.length} contacts do not exist`, {
+        rows: unknownRows,
+      });
     }
     for (const u of updates) {
       for (const key of Object.keys(u.fields ?? {})) {
@@ -427,11 +464,22 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       const entries = Object.entries(u.fields ?? {});
       const invalid = entries.find(([, v]) => typeof v !== 'string' || !VALUE.test(v));
       if (invalid) {
-        return { id, status: 'error', error: { code: 'invalid_value', message: `value of ${invalid[0]} is not 1-64 URL-safe characters` } };
+        return {
+          id,
+          status: 'error',
+          error: { code: 'invalid_value', message: `value of ${invalid[0]} is not 1-64 URL-safe characters` },
+        };
       }
       // Deterministic per contact, like a suppressed address: the same contacts fail every time.
-      if (rejectRate > 0 && ((Math.imul(index + 1, 2654435761) >>> 0) / 2 ** 32) < rejectRate) {
-        return { id, status: 'error', error: { code: 'contact_suppressed', message: 'contact is suppressed and cannot be updated' } };
+      if (
+        target.suppressed.has(index) ||
+        (rejectRate > 0 && (Math.imul(index + 1, 2654435761) >>> 0) / 2 ** 32 < rejectRate)
+      ) {
+        return {
+          id,
+          status: 'error',
+          error: { code: 'contact_suppressed', message: 'contact is suppressed and cannot be updated' },
+        };
       }
       for (const [key, value] of entries) target.write(key, index, value as string);
       return { id, status: 'updated' };
@@ -445,7 +493,13 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     const { limits, faults } = account.settings;
     const running = inFlight.get(account.id) ?? 0;
     if (limits.concurrency > 0 && running >= limits.concurrency) {
-      throw new HttpError(429, 'too_many_concurrent_requests', `at most ${limits.concurrency} concurrent requests`, {}, { 'retry-after': '1' });
+      throw new HttpError(
+        429,
+        'too_many_concurrent_requests',
+        `at most ${limits.concurrency} concurrent requests`,
+        {},
+        { 'retry-after': '1' },
+      );
     }
     if (limits.requestsPerSecond > 0) {
       const now = Date.now();
@@ -453,7 +507,13 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       if (window.length >= limits.requestsPerSecond) {
         recent.set(account.id, window);
         const wait = Math.max(1, Math.ceil((window[0]! + 1000 - now) / 1000));
-        throw new HttpError(429, 'rate_limited', `at most ${limits.requestsPerSecond} requests per second`, {}, { 'retry-after': String(wait) });
+        throw new HttpError(
+          429,
+          'rate_limited',
+          `at most ${limits.requestsPerSecond} requests per second`,
+          {},
+          { 'retry-after': String(wait) },
+        );
       }
       window.push(now);
       recent.set(account.id, window);
@@ -503,7 +563,13 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     try {
       if (!route) throw new HttpError(404, 'not_found', `no route ${req.method} ${url.pathname}`);
       const body = await readBody(req);
-      const ctx = { req, res, params: url.pathname.match(route.path)!.slice(1).map(decodeURIComponent), query: url.searchParams, body };
+      const ctx = {
+        req,
+        res,
+        params: url.pathname.match(route.path)!.slice(1).map(decodeURIComponent),
+        query: url.searchParams,
+        body,
+      };
       let result: unknown;
       if (route.kind === 'api') {
         accountForStats = accountIdFrom(req);
@@ -591,7 +657,8 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   const text = Buffer.concat(chunks).toString('utf8');
   if (!text) return undefined;
   const type = req.headers['content-type'] ?? '';
-  if (type.startsWith('application/x-www-form-urlencoded')) return Object.fromEntries(new URLSearchParams(text));
+  if (type.startsWith('application/x-www-form-urlencoded'))
+    return Object.fromEntries(new URLSearchParams(text));
   try {
     return JSON.parse(text);
   } catch {

@@ -5,7 +5,9 @@ import { defaultSettings, SandboxList, SandboxState } from './state';
 
 const settingsSchema = z
   .object({
-    limits: z.object({ requestsPerSecond: z.number().min(0), concurrency: z.number().int().min(0) }).partial(),
+    limits: z
+      .object({ requestsPerSecond: z.number().min(0), concurrency: z.number().int().min(0) })
+      .partial(),
     faults: z
       .object({
         latencyMs: z.number().min(0),
@@ -26,7 +28,9 @@ const configFileSchema = z.object({
       id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
       name: z.string().min(1),
       apiKeys: z.array(z.string().min(8)).default([]),
-      lists: z.array(z.object({ id: z.string(), name: z.string(), contacts: z.number().int().min(0).default(0) })),
+      lists: z.array(
+        z.object({ id: z.string(), name: z.string(), contacts: z.number().int().min(0).default(0) }),
+      ),
       settings: settingsSchema.default({}),
     }),
   ),

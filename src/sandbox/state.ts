@@ -52,6 +52,8 @@ export class SandboxList {
   readonly firstWritten = new Map<string, (string | undefined)[]>();
   /** Contacts that were written a value different from their first one: every distinct value. */
   readonly conflicts = new Map<string, Map<number, string[]>>();
+  /** Contacts the ESP refuses to update (like suppressed addresses): per-row errors. */
+  readonly suppressed = new Set<number>();
   writes = 0;
 
   constructor(
@@ -125,6 +127,8 @@ export class SandboxState {
   private readonly codes = new Map<string, AuthorizationCode>();
   private readonly accessTokens = new Map<string, { accountId: string; expiresAt: number }>();
   private readonly refreshTokens = new Map<string, string>();
+  /** Token grants answered (code exchanges and refreshes), for tests of single-flight refresh. */
+  tokenGrants = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -178,7 +182,12 @@ export class SandboxState {
   exchangeCode(code: string, clientId: string, redirectUri: string, verifier?: string) {
     const grant = this.codes.get(code);
     this.codes.delete(code);
-    if (!grant || grant.expiresAt <= this.now() || grant.clientId !== clientId || grant.redirectUri !== redirectUri) {
+    if (
+      !grant ||
+      grant.expiresAt <= this.now() ||
+      grant.clientId !== clientId ||
+      grant.redirectUri !== redirectUri
+    ) {
       return undefined;
     }
     if (grant.codeChallenge) {
@@ -197,13 +206,19 @@ export class SandboxState {
   }
 
   private issueTokens(accountId: string) {
+    this.tokenGrants++;
     const account = this.accounts.get(accountId)!;
     const accessToken = `sbx_at_${randomBytes(18).toString('base64url')}`;
     const refreshToken = `sbx_rt_${randomBytes(18).toString('base64url')}`;
     const lifetime = account.settings.tokenLifetimeSeconds;
     this.accessTokens.set(accessToken, { accountId, expiresAt: this.now() + lifetime * 1000 });
     this.refreshTokens.set(refreshToken, accountId);
-    return { access_token: accessToken, refresh_token: refreshToken, token_type: 'bearer', expires_in: lifetime };
+    return {
+      access_token: accessToken,
+      refresh_token: refreshToken,
+      token_type: 'bearer',
+      expires_in: lifetime,
+    };
   }
 
   /** Makes every access token of the account expire now (tests of refresh). */
@@ -213,8 +228,10 @@ export class SandboxState {
 
   /** Revokes every grant of the account: refreshes then fail with invalid_grant. */
   revokeGrants(accountId: string): void {
-    for (const [token, grant] of this.accessTokens) if (grant.accountId === accountId) this.accessTokens.delete(token);
-    for (const [token, owner] of this.refreshTokens) if (owner === accountId) this.refreshTokens.delete(token);
+    for (const [token, grant] of this.accessTokens)
+      if (grant.accountId === accountId) this.accessTokens.delete(token);
+    for (const [token, owner] of this.refreshTokens)
+      if (owner === accountId) this.refreshTokens.delete(token);
   }
 
   // ---- snapshot ----

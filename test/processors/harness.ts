@@ -1,0 +1,31 @@
+import type { BaseProcessor } from '../../src/processors/base-processor';
+import type { ProcessorTarget } from '../../src/processors/types';
+import type { SecretStore } from '../../src/storage';
+
+/**
+ * What the processor contract suite needs from one ESP's fake server. Each ESP provides one
+ * (test/processors/<esp>-harness.ts); the suite is written once (contract.ts).
+ */
+export interface ProcessorHarness {
+  processor: BaseProcessor;
+  secrets: SecretStore;
+  /** A target on a fresh list, credentials stored in `secrets` by the API-key path. */
+  connectWithApiKey(): Promise<ProcessorTarget>;
+  /** The same by the OAuth path (consent approved on the fake), when the ESP has OAuth. */
+  connectWithOAuth?(): Promise<ProcessorTarget>;
+  /** A key the fake refuses. */
+  invalidApiKey: string;
+  seed(target: ProcessorTarget, contacts: number): Promise<string[]>;
+  deleteField(target: ProcessorTarget): Promise<void>;
+  fieldExists(target: ProcessorTarget): Promise<boolean>;
+  valueOf(target: ProcessorTarget, contactId: string): Promise<string | undefined>;
+  /** Makes the ESP refuse updates of these contacts with a per-row error. */
+  rejectRows(target: ProcessorTarget, contactIds: string[]): Promise<void>;
+  /** Makes every API call answer 429 (or stop doing so); returns the delay the ESP announces. */
+  rateLimit(target: ProcessorTarget, on: boolean): Promise<{ retryAfterMs: number }>;
+  /** OAuth ESPs: expire the access tokens now; revoke every grant; count token grants answered. */
+  expireAccessTokens?(target: ProcessorTarget): Promise<void>;
+  revokeGrants?(target: ProcessorTarget): Promise<void>;
+  tokenGrants?(): number;
+  stop(): Promise<void>;
+}

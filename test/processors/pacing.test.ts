@@ -1,0 +1,71 @@
+import { strict as assert } from 'node:assert';
+import { Pacer } from '../../src/processors/pacing';
+import { EspHttp } from '../../src/processors/http';
+import { RateLimitedError } from '../../src/processors/errors';
+import { startSandbox } from './sandbox-harness';
+
+describe('client-side pacing', () => {
+  it('never has more than `concurrency` calls in flight', async () => {
+    const pacer = new Pacer({ requests: 10_000, perMs: 1000 }, 3);
+    let inFlight = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 30 }, () =>
+        pacer.run(async () => {
+          peak = Math.max(peak, ++inFlight);
+          await new Promise((r) => setTimeout(r, 5));
+          inFlight--;
+        }),
+      ),
+    );
+    assert.equal(peak, 3);
+  });
+
+  it('spaces request starts so no one-second window exceeds the rate', async () => {
+    const pacer = new Pacer({ requests: 40, perMs: 1000 }, 10);
+    const starts: number[] = [];
+    await Promise.all(Array.from({ length: 60 }, () => pacer.run(async () => void starts.push(Date.now()))));
+    starts.sort((a, b) => a - b);
+    for (let i = 0; i < starts.length; i++) {
+      const inWindow = starts.filter((t) => t >= starts[i]! && t < starts[i]! + 1000).length;
+      assert.ok(inWindow <= 40, `window from request ${i} holds ${inWindow} starts`);
+    }
+  });
+
+  it('holds every caller after a pause (a 429 Retry-After)', async () => {
+    const pacer = new Pacer({ requests: 1000, perMs: 1000 }, 5);
+    const began = Date.now();
+    pacer.pause(200);
+    await pacer.run(async () => undefined);
+    assert.ok(Date.now() - began >= 195);
+  });
+
+  it('keeps a burst against a rate-limited Sandbox free of 429s', async function () {
+    this.timeout(20_000);
+    const sandbox = await startSandbox();
+    const account = sandbox.state.accounts.get('acct_demo')!;
+    account.settings.limits = { requestsPerSecond: 50, concurrency: 10 };
+    const pacer = new Pacer({ requests: 50, perMs: 1000 }, 10);
+    const http = new EspHttp(5_000);
+    let limited = 0;
+    try {
+      await Promise.all(
+        Array.from({ length: 120 }, () =>
+          http
+            .send(
+              { method: 'GET', url: `${sandbox.url}/v1/lists`, headers: { 'x-api-key': 'sandbox-demo-key' } },
+              { pacer },
+            )
+            .catch((err) => {
+              if (err instanceof RateLimitedError) limited++;
+              else throw err;
+            }),
+        ),
+      );
+    } finally {
+      await sandbox.stop();
+    }
+    assert.equal(limited, 0);
+    assert.equal(sandbox.server.stats.get('acct_demo')!.byStatus['200'], 120);
+  });
+});

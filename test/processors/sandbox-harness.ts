@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { SandboxProcessor } from '../../src/processors/sandbox';
+import type { ProcessorTarget } from '../../src/processors/types';
+import { createSandboxServer } from '../../src/sandbox/server';
+import { SandboxList, SandboxState } from '../../src/sandbox/state';
+import { LocalSecretStore } from '../../src/storage/local-secret-store';
+import { tempDir } from '../support/tmp';
+import type { ProcessorHarness } from './harness';
+
+/** A real Sandbox ESP server on a free port, in this process so tests can look at its state. */
+export async function startSandbox(state = SandboxState.demo()) {
+  const server = createSandboxServer(state);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    state,
+    server,
+    url,
+    stop: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
+export async function sandboxHarness(): Promise<
+  ProcessorHarness & { sandbox: Awaited<ReturnType<typeof startSandbox>> }
+> {
+  const sandbox = await startSandbox();
+  const dir = await tempDir();
+  const secrets = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
+  const processor = new SandboxProcessor(
+    { secrets },
+    { url: sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 8 },
+  );
+  const account = sandbox.state.accounts.get('acct_demo')!;
+  const listOf = (target: ProcessorTarget) => account.lists.get(target.espListId!)!;
+
+  const newTarget = async (credentials: unknown): Promise<ProcessorTarget> => {
+    const suffix = randomBytes(4).toString('hex');
+    const listId = `list_${suffix}`;
+    account.lists.set(listId, new SandboxList(listId, `Test ${suffix}`));
+    const target: ProcessorTarget = {
+      id: `cfg_${suffix}0000`,
+      esp: 'sandbox',
+      espAccountId: account.id,
+      espListId: listId,
+      fieldName: processor.fieldName(),
+      credentialsSecretId: `credentials/cfg_${suffix}0000`,
+    };
+    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
+    return target;
+  };
+
+  return {
+    sandbox,
+    processor,
+    secrets,
+    invalidApiKey: 'sk_wrong_PLANTED_KEY_123',
+    async connectWithApiKey() {
+      const { credentials } = await processor.connectWithApiKey('sandbox-demo-key');
+      return newTarget(credentials);
+    },
+    async connectWithOAuth() {
+      const redirectUri = 'http://127.0.0.1:9/callback';
+      const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
+      const consent = await fetch(url);
+      if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
+      const query = new URL(url).searchParams;
+      const decision = await fetch(`${sandbox.url}/oauth/authorize`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          decision: 'approve',
+          account: account.id,
+          clientId: query.get('client_id')!,
+          redirectUri,
+          state: 'state-1',
+          codeChallenge: query.get('code_challenge') ?? '',
+        }),
+      });
+      const code = new URL(decision.headers.get('location')!).searchParams.get('code')!;
+      const { credentials } = await processor.completeAuthorization(code, redirectUri, codeVerifier);
+      return newTarget(credentials);
+    },
+    async seed(target, contacts) {
+      const list = listOf(target);
+      const first = list.size;
+      sandbox.state.seed(account.id, list.id, contacts);
+      return Array.from({ length: contacts }, (_, i) => SandboxList.contactId(first + i));
+    },
+    async deleteField(target) {
+      listOf(target).fields.delete(target.fieldName);
+      listOf(target).values.delete(target.fieldName);
+    },
+    async fieldExists(target) {
+      return listOf(target).fields.has(target.fieldName);
+    },
+    async valueOf(target, contactId) {
+      return listOf(target).values.get(target.fieldName)?.[SandboxList.indexOf(contactId)!];
+    },
+    async rejectRows(target, contactIds) {
+      for (const id of contactIds) listOf(target).suppressed.add(SandboxList.indexOf(id)!);
+    },
+    async rateLimit(_target, on) {
+      account.settings.faults.rateLimitRate = on ? 1 : 0;
+      return { retryAfterMs: 1000 };
+    },
+    async expireAccessTokens() {
+      sandbox.state.expireAccessTokens(account.id);
+    },
+    async revokeGrants() {
+      sandbox.state.revokeGrants(account.id);
+    },
+    tokenGrants: () => sandbox.state.tokenGrants,
+    stop: () => sandbox.stop(),
+  };
+}
