@@ -1,4 +1,4 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 /**
  * Fields that may hold secrets or contact emails, at any of the first two levels of a log object.
@@ -19,12 +19,17 @@ const SENSITIVE = [
   'email',
 ];
 
-export function createLogger(name: string, level: string = process.env.ESPRESSO_LOG_LEVEL ?? 'info'): Logger {
-  return pino({
+export function createLogger(
+  name: string,
+  level: string = process.env.ESPRESSO_LOG_LEVEL ?? 'info',
+  destination?: DestinationStream,
+): Logger {
+  const options = {
     name,
     level,
     redact: { paths: [...SENSITIVE, ...SENSITIVE.map((f) => `*.${f}`)], censor: '[redacted]' },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

@@ -54,7 +54,7 @@ describe('espresso start (the npm start supervisor)', function () {
   const running: ChildProcess[] = [];
 
   before(async () => {
-    const [grpc, ui, web] = [await freePort(), await freePort(), await freePort()];
+    const [grpc, ui, web, sandbox] = [await freePort(), await freePort(), await freePort(), await freePort()];
     temporalAddress = `127.0.0.1:${grpc}`;
     webUrl = `http://127.0.0.1:${web}`;
     env = {
@@ -63,6 +63,7 @@ describe('espresso start (the npm start supervisor)', function () {
       TEMPORAL_ADDRESS: temporalAddress,
       ESPRESSO_TEMPORAL_UI_PORT: String(ui),
       ESPRESSO_WEB_PORT: String(web),
+      ESPRESSO_SANDBOX_PORT: String(sandbox),
       ESPRESSO_LOG_LEVEL: 'warn',
     };
   });
@@ -92,6 +93,11 @@ describe('espresso start (the npm start supervisor)', function () {
     assert.equal(health.status, 'ok', JSON.stringify(health));
     const ui = await fetch(`http://127.0.0.1:${env.ESPRESSO_TEMPORAL_UI_PORT}/`);
     assert.equal(ui.status, 200);
+    assert.match(first.output(), new RegExp(`Sandbox ESP\\s+http://127.0.0.1:${env.ESPRESSO_SANDBOX_PORT}`));
+    const lists = await fetch(`http://127.0.0.1:${env.ESPRESSO_SANDBOX_PORT}/v1/lists`, {
+      headers: { 'x-api-key': 'sandbox-demo-key' },
+    });
+    assert.equal(lists.status, 200);
 
     const doctor = spawnSync(process.execPath, [cli, 'doctor'], { env, encoding: 'utf8', timeout: 60_000 });
     assert.equal(doctor.status, 0, doctor.stdout + doctor.stderr);
@@ -99,7 +105,7 @@ describe('espresso start (the npm start supervisor)', function () {
     assert.match(doctor.stdout, /ok +worker: answered a self-check/);
 
     const children = descendants(first.proc.pid!);
-    assert.ok(children.length >= 3, `expected dev server, worker and web, got ${children}`);
+    assert.ok(children.length >= 4, `expected dev server, sandbox, worker and web, got ${children}`);
     first.proc.kill('SIGTERM');
     await waitFor(() => first.proc.exitCode !== null, 60_000, 'supervisor exit');
     assert.equal(first.proc.exitCode, 0);

@@ -85,6 +85,18 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       },
     },
     {
+      name: 'sandbox esp',
+      run: async () => {
+        if (!config.sandbox.enabled) return 'disabled (ESPRESSO_SANDBOX_ENABLED=false)';
+        try {
+          await fetch(`${config.sandbox.url}/_sandbox/state`, { signal: AbortSignal.timeout(3_000) });
+        } catch {
+          throw new Error(`not reachable at ${config.sandbox.url} (start it with \`npm start\`)`);
+        }
+        return `reachable at ${config.sandbox.url}`;
+      },
+    },
+    {
       name: 'worker',
       run: async () => {
         const client = new Client({ connection: await temporal(), namespace: config.temporal.namespace });

@@ -8,8 +8,8 @@ export function registerSandboxCommands(program: Command): void {
   sandbox
     .command('start')
     .description('run the Sandbox ESP in the foreground')
-    .action(() => {
-      require('../sandbox/main');
+    .action(async () => {
+      await import('../sandbox/main');
     });
 
   sandbox
