@@ -37,6 +37,11 @@ export const envSchema = z.object({
   ESPRESSO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_WEB_PORT: port.default(3000),
   ESPRESSO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  ESPRESSO_SCHEDULE_TIME: z
+    .string()
+    .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected HH:MM (24-hour, UTC), e.g. 06:00')
+    .default('06:00'),
+  ESPRESSO_ALERT_WEBHOOK_URL: optionalUrl,
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_SANDBOX_PORT: port.default(4010),
@@ -78,6 +83,9 @@ export interface AppConfig {
     clientConcurrency: number;
   };
   logLevel: Env['ESPRESSO_LOG_LEVEL'];
+  /** Daily run time, UTC. */
+  schedule: { hour: number; minute: number };
+  alertWebhookUrl?: string;
 }
 
 export class ConfigError extends Error {
@@ -143,5 +151,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       clientConcurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY,
     },
     logLevel: e.ESPRESSO_LOG_LEVEL,
+    schedule: {
+      hour: Number(e.ESPRESSO_SCHEDULE_TIME.slice(0, 2)),
+      minute: Number(e.ESPRESSO_SCHEDULE_TIME.slice(3)),
+    },
+    alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
   };
 }

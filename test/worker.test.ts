@@ -7,6 +7,8 @@ import { TASK_QUEUE, workflowIds } from '../src/temporal/constants';
 import { missingSearchAttributes, registerSearchAttributes } from '../src/temporal/search-attributes';
 import { createWorker } from '../src/worker';
 import { selfCheckWorkflow } from '../src/workflows';
+import { ProcessorRegistry } from '../src/processors/registry';
+import { workflowBundle } from './support/espresso';
 import { temporalEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
@@ -35,9 +37,12 @@ describe('worker on a real Temporal dev server', () => {
     const taskQueue = `${TASK_QUEUE}-${randomBytes(3).toString('hex')}`;
     const worker = await createWorker({
       connection: env.nativeConnection,
-      namespace: env.namespace ?? 'default',
+      namespace: 'default',
       taskQueue,
       stores,
+      processors: new ProcessorRegistry([]),
+      alerts: async () => undefined,
+      workflowBundle: await workflowBundle(),
     });
     const result = await worker.runUntil(
       env.client.workflow.execute(selfCheckWorkflow, {

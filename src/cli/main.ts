@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { doctor } from './doctor';
+import { registerRunCommands } from './runs';
 import { registerSandboxCommands } from './sandbox';
 import { start } from './start';
 
@@ -21,6 +22,7 @@ program
     process.exitCode = (await doctor()) ? 0 : 1;
   });
 
+registerRunCommands(program);
 registerSandboxCommands(program);
 
 program.parseAsync().catch((err) => {

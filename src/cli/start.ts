@@ -10,7 +10,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { AppConfig } from '../config';
+import { connectClient } from '../temporal/client';
 import { TASK_QUEUE } from '../temporal/constants';
+import { applySchedule } from '../temporal/schedule';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
 import { loadConfigOrExit } from './load-config';
@@ -56,6 +58,11 @@ export async function start(): Promise<void> {
     const webUrl = `http://${displayHost(config.web.host)}:${config.web.port}`;
     await waitForHttp(`${webUrl}/healthz`, 60_000);
     await waitForWorker(config, 120_000);
+    const { client, close } = await connectClient(config);
+    const schedule = await applySchedule(client, config.schedule).finally(close);
+    say(
+      `schedule espresso-daily ${schedule.result}; next run ${schedule.nextRuns[0]?.toISOString() ?? 'unknown'}`,
+    );
     say('ready:');
     say(`  web (connect an ESP)   ${webUrl}/`);
     say(`  health                 ${webUrl}/healthz`);

@@ -94,13 +94,19 @@ export class SandboxProcessor extends BaseProcessor {
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage> {
-    const { body } = await call<{ contacts: Array<{ id: string }>; next_cursor: string | null }>({
+    const { body } = await call<{
+      contacts: Array<{ id: string; fields: Record<string, string | null> }>;
+      next_cursor: string | null;
+    }>({
       method: 'GET',
       url: `/v1/lists/${list(target)}/contacts`,
       query: { limit: 1000, cursor, empty: mode === 'incremental' ? target.fieldName : undefined },
     });
     return {
-      contacts: body.contacts.map((c) => ({ contactId: c.id })),
+      contacts: body.contacts.map((c) => ({
+        contactId: c.id,
+        currentValue: c.fields[target.fieldName] ?? undefined,
+      })),
       nextCursor: body.next_cursor ?? undefined,
     };
   }

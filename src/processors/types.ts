@@ -47,6 +47,8 @@ export interface AccountInfo {
 
 export interface ContactRef {
   contactId: string;
+  /** The field's value when the contact already has one (full listings): it is kept, never replaced. */
+  currentValue?: string;
 }
 
 export interface ContactPage {

@@ -20,8 +20,12 @@ export const configurationSchema = z.object({
   accountLabel: z.string().min(1).max(200),
   espAccountId: z.string().min(1).max(200),
   espListId: z.string().min(1).max(200).optional(),
+  /** ESP API base URL when it depends on the account (data center, region). */
+  apiBaseUrl: z.url().optional(),
   fieldName: z.string().min(1).max(100),
   status: configurationStatus,
+  /** Why the status is what it is (e.g. the ESP's answer that made it needs_reauth). */
+  statusReason: z.string().max(500).optional(),
   maintenance: z.boolean(),
   credentialsSecretId: z.string().min(1),
   createdAt: z.iso.datetime(),

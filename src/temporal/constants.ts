@@ -15,4 +15,12 @@ export const allSearchAttributes = Object.values(searchAttributes);
 
 export const workflowIds = {
   selfCheck: (nonce: string) => `self-check/${nonce}`,
+  daily: (runDate: string) => `daily/${runDate}`,
+  configurationSync: (configurationId: string, runDate: string) => `sync/${configurationId}/${runDate}`,
+  dispatch: (configurationId: string, runDate: string) => `dispatch/${configurationId}/${runDate}`,
+  /** Manual runs get a suffix so they never collide with the scheduled run of the day. */
+  manualSync: (configurationId: string, runDate: string, suffix: string) =>
+    `sync/${configurationId}/${runDate}/${suffix}`,
 };
+
+export const SCHEDULE_ID = 'espresso-daily';

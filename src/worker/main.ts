@@ -4,7 +4,7 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
-import { createStores } from '../storage';
+import { createDeps } from '../deps';
 import { TASK_QUEUE } from '../temporal/constants';
 import { registerSearchAttributes } from '../temporal/search-attributes';
 import { createWorker } from '.';
@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const worker = (running.worker = await createWorker({
     connection,
     namespace: config.temporal.namespace,
-    stores: createStores(config.storage),
+    ...createDeps(config, log),
   }));
   log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
   try {

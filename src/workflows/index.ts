@@ -1,2 +1,5 @@
 // Every workflow the worker registers. Workflow code is orchestration only: no I/O, no Node APIs.
 export { selfCheckWorkflow } from './self-check';
+export { dailySyncWorkflow } from './daily-sync';
+export { configurationSyncWorkflow } from './configuration-sync';
+export { dispatchWorkflow } from './dispatch';

@@ -90,6 +90,13 @@ export function processorContract(name: string, makeHarness: () => Promise<Proce
         assert.ok(results.every((r) => r.status === 'updated'));
         const listed = await listAll(h, target, 'incremental');
         assert.deepEqual(new Set(listed), new Set(seeded.slice(700)));
+        // Full listings say which contacts already have a value, so it is never replaced.
+        const first = await h.processor.listPage(target, undefined, 'full');
+        const written = new Map(filled.map((id, i) => [id, i]));
+        for (const c of first.contacts) {
+          if (written.has(c.contactId)) assert.equal(c.currentValue, await h.valueOf(target, c.contactId));
+          else assert.equal(c.currentValue, undefined);
+        }
       });
     });
 

@@ -1,0 +1,166 @@
+import { Context } from '@temporalio/activity';
+import type { ActivityDeps } from '.';
+import { loadTarget } from '.';
+import type { ContactUpdate } from '../processors/types';
+import { NotFoundError } from '../storage';
+import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
+import { mapFailures } from './failures';
+
+export interface UpdateChunkInput {
+  configurationId: string;
+  runDate: string;
+  /** Counts from 1. */
+  chunk: number;
+  /** Redispatch: contacts already `updated` in this chunk's results file are not sent again. */
+  onlyPending: boolean;
+}
+
+export interface ChunkOutcome {
+  chunk: number;
+  updated: number;
+  rejected: number;
+  rejectedByKind: Record<string, number>;
+}
+
+/** Heartbeat details: lines whose results are saved in part files. Counts only. */
+interface ChunkProgress {
+  linesDone: number;
+  parts: number;
+}
+
+/** ESP batches sent together per group; a group's results are saved before the next group starts. */
+const GROUP_BATCHES = 4;
+const MAX_LINE_LENGTH = 1_000;
+
+type Entry = { update: ContactUpdate } | { result: ResultLine };
+
+export function createUpdateChunkActivities(deps: ActivityDeps) {
+  return {
+    /**
+     * Streams one chunk file, writes its values to the ESP in ESP-sized batches, and writes the
+     * chunk's results file. Progress is heartbeated per group, so a retry resumes after the last
+     * group whose results were saved.
+     */
+    async updateChunk(input: UpdateChunkInput): Promise<ChunkOutcome> {
+      return mapFailures(async () => {
+        const { blobs } = deps.stores;
+        const { configurationId, runDate, chunk } = input;
+        const { processor, target } = await loadTarget(deps, configurationId);
+        const context = Context.current();
+        const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
+          linesDone: 0,
+          parts: 0,
+        };
+        const resultsKey = runFiles.results(configurationId, runDate, chunk);
+        const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
+        const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
+
+        let group: Entry[] = [];
+        const sendGroup = async (linesDone: number) => {
+          const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
+          const written = updates.length ? await processor.writeValues(target, updates) : [];
+          let next = 0;
+          const lines = group.map((e): ResultLine => {
+            if ('result' in e) return e.result;
+            const r = written[next++]!;
+            return r.status === 'updated'
+              ? { contactId: r.contactId, value: e.update.value, status: 'updated' }
+              : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
+          });
+          progress.parts++;
+          await blobs.put(
+            runFiles.resultsPart(configurationId, runDate, chunk, progress.parts),
+            lines.map((l) => JSON.stringify(l)).join('\n') + '\n',
+          );
+          progress.linesDone = linesDone;
+          context.heartbeat(progress);
+          group = [];
+        };
+
+        let lineNo = 0;
+        for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+          lineNo++;
+          if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+          const entry = parseLine(raw, lineNo);
+          const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+          group.push(
+            done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+          );
+          if (group.length >= groupSize) await sendGroup(lineNo);
+        }
+        if (group.length) await sendGroup(lineNo);
+        return mergeParts(configurationId, runDate, chunk, progress.parts);
+      });
+    },
+  };
+
+  async function updatedResults(key: string): Promise<Map<string, ResultLine>> {
+    const updated = new Map<string, ResultLine>();
+    try {
+      for await (const raw of deps.stores.blobs.readLines(key)) {
+        if (!raw.trim()) continue;
+        const line = JSON.parse(raw) as ResultLine;
+        if (line.status === 'updated' && line.contactId) updated.set(line.contactId, line);
+      }
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    return updated;
+  }
+
+  /** Joins the part files into the chunk's results file (then removes them) and counts outcomes. */
+  async function mergeParts(configurationId: string, runDate: string, chunk: number, parts: number) {
+    const { blobs } = deps.stores;
+    const resultsKey = runFiles.results(configurationId, runDate, chunk);
+    const partKeys = Array.from({ length: parts }, (_, i) =>
+      runFiles.resultsPart(configurationId, runDate, chunk, i + 1),
+    );
+    let text: string;
+    try {
+      const bodies = await Promise.all(partKeys.map(async (k) => (await blobs.get(k)).body.toString('utf8')));
+      text = bodies.join('');
+      await blobs.put(resultsKey, text, { contentType: 'application/x-ndjson' });
+    } catch (err) {
+      // A retry after the merge already happened: the parts are (partly) gone, the results file is there.
+      if (!(err instanceof NotFoundError)) throw err;
+      text = (await blobs.get(resultsKey)).body.toString('utf8');
+    }
+    await Promise.all(partKeys.map((k) => blobs.delete(k)));
+    const outcome: ChunkOutcome = { chunk, updated: 0, rejected: 0, rejectedByKind: {} };
+    for (const raw of text.split('\n')) {
+      if (!raw) continue;
+      const line = JSON.parse(raw) as ResultLine;
+      if (line.status === 'updated') outcome.updated++;
+      else {
+        outcome.rejected++;
+        const kind = rejectionKind(line.reason);
+        outcome.rejectedByKind[kind] = (outcome.rejectedByKind[kind] ?? 0) + 1;
+      }
+    }
+    return outcome;
+  }
+}
+
+/** A chunk line, or the rejection that says what is wrong with it. One bad line never stops the rest. */
+function parseLine(raw: string, line: number): Entry {
+  const reject = (reason: string, contactId: string | null = null): Entry => ({
+    result: { contactId, value: null, status: 'rejected', reason: `corrupt chunk line: ${reason}`, line },
+  });
+  if (raw.length > MAX_LINE_LENGTH) return reject(`longer than ${MAX_LINE_LENGTH} characters`);
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return reject('not valid JSON');
+  }
+  const parsed = chunkLineSchema.safeParse(json);
+  if (!parsed.success) {
+    const id = (json as { contactId?: unknown })?.contactId;
+    const issue = parsed.error.issues[0]!;
+    return reject(
+      `${issue.path.join('.') || 'line'}: ${issue.message}`,
+      typeof id === 'string' ? id.slice(0, 200) : null,
+    );
+  }
+  return { update: parsed.data };
+}

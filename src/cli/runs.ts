@@ -1,0 +1,133 @@
+import type { Command } from 'commander';
+import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
+import { runDateSchema, runFiles, exportManifestSchema } from '../runs/files';
+import { configurationIdSchema, createStores, NotFoundError } from '../storage';
+import { connectClient, workflowUrl } from '../temporal/client';
+import { TASK_QUEUE, workflowIds } from '../temporal/constants';
+import { applySchedule } from '../temporal/schedule';
+import { loadConfigOrExit } from './load-config';
+
+/** `espresso schedule apply`, `espresso sync`, `espresso redispatch`. */
+export function registerRunCommands(program: Command): void {
+  program
+    .command('schedule')
+    .description('the espresso-daily Temporal schedule')
+    .command('apply')
+    .description(
+      'create or update the schedule (daily at ESPRESSO_SCHEDULE_TIME UTC, overlap skip, 1-day catch-up)',
+    )
+    .action(async () => {
+      const config = loadConfigOrExit();
+      const { client, close } = await connectClient(config);
+      try {
+        const { result, nextRuns } = await applySchedule(client, config.schedule);
+        console.log(
+          `schedule espresso-daily ${result}; next runs: ${nextRuns.map((d) => d.toISOString()).join(', ')}`,
+        );
+      } finally {
+        await close();
+      }
+    });
+
+  program
+    .command('sync <configurationId>')
+    .description('run one configuration now (maintenance, export, dispatch, summary)')
+    .option('--full', 'list every contact, not only those without a value')
+    .option('--dry-run', 'export and report what would be written; write nothing to the ESP')
+    .option(
+      '--date <YYYY-MM-DD>',
+      'run date (default: today, UTC); a rerun of a date reuses its exported chunks',
+    )
+    .option('--no-wait', 'start the run and return')
+    .action(
+      async (
+        configurationId: string,
+        opts: { full?: boolean; dryRun?: boolean; date?: string; wait: boolean },
+      ) => {
+        const runDate = opts.date ?? new Date().toISOString().slice(0, 10);
+        await startRun(configurationId, runDate, opts.wait, {
+          mode: opts.full ? 'full' : 'incremental',
+          dryRun: !!opts.dryRun,
+          kind: opts.dryRun ? 'dry-run' : 'manual',
+        });
+      },
+    );
+
+  program
+    .command('redispatch <configurationId> <runDate>')
+    .description(
+      "write an earlier run's values again (after an ESP outage), only to contacts not yet updated",
+    )
+    .option('--no-wait', 'start the run and return')
+    .action(async (configurationId: string, runDate: string, opts: { wait: boolean }) => {
+      const config = loadConfigOrExit();
+      checkIds(configurationId, runDate);
+      const { blobs } = createStores(config.storage);
+      let mode: 'incremental' | 'full';
+      try {
+        const manifest = exportManifestSchema.parse(
+          JSON.parse(
+            (await blobs.get(runFiles.exportManifest(configurationId, runDate))).body.toString('utf8'),
+          ),
+        );
+        mode = manifest.mode;
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          throw new Error(`no finished export for ${configurationId} on ${runDate}: nothing to redispatch`);
+        }
+        throw err;
+      }
+      await startRun(configurationId, runDate, opts.wait, {
+        mode,
+        dryRun: false,
+        kind: 'redispatch',
+        onlyPending: true,
+      });
+    });
+}
+
+function checkIds(configurationId: string, runDate: string): void {
+  const id = configurationIdSchema.safeParse(configurationId);
+  if (!id.success) throw new Error(`configuration id: ${id.error.issues[0]!.message}`);
+  const date = runDateSchema.safeParse(runDate);
+  if (!date.success) throw new Error(`run date: ${date.error.issues[0]!.message}`);
+}
+
+async function startRun(
+  configurationId: string,
+  runDate: string,
+  wait: boolean,
+  opts: { mode: 'incremental' | 'full'; dryRun: boolean; kind: string; onlyPending?: boolean },
+): Promise<void> {
+  const config = loadConfigOrExit();
+  checkIds(configurationId, runDate);
+  try {
+    await createStores(config.storage).configurations.get(configurationId);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new Error(`no configuration ${configurationId}`);
+    throw err;
+  }
+  const { client, close } = await connectClient(config);
+  try {
+    const stamp = new Date().toISOString().slice(11, 19).replace(/:/g, '');
+    const workflowId = workflowIds.manualSync(configurationId, runDate, `${opts.kind}-${stamp}`);
+    const handle = await client.workflow.start('configurationSyncWorkflow', {
+      taskQueue: TASK_QUEUE,
+      workflowId,
+      staticSummary: `${opts.kind} ${opts.mode} sync of ${configurationId} for ${runDate}`,
+      args: [
+        { configurationId, runDate, mode: opts.mode, dryRun: opts.dryRun, onlyPending: opts.onlyPending },
+      ],
+    });
+    console.log(`started ${workflowId}\n  ${workflowUrl(config, workflowId)}`);
+    if (!wait) return;
+    const result = (await handle.result()) as ConfigurationSyncResult;
+    console.log(
+      `${result.status}: exported ${result.exported}, updated ${result.updated}, rejected ${result.rejected}` +
+        (result.reason ? ` (${result.reason})` : ''),
+    );
+    if (result.status !== 'completed') process.exitCode = 1;
+  } finally {
+    await close();
+  }
+}

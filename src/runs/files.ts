@@ -1,0 +1,50 @@
+// Where a run's files live in the blob store, and the shape of their lines (docs/storage.md).
+import { z } from 'zod';
+
+/** Contacts per chunk file. */
+export const CHUNK_LINES = 10_000;
+
+const pad = (n: number) => String(n).padStart(5, '0');
+
+export const runFiles = {
+  prefix: (configurationId: string, runDate: string) => `runs/${configurationId}/${runDate}/`,
+  /** `chunk` counts from 1. */
+  contacts: (configurationId: string, runDate: string, chunk: number) =>
+    `${runFiles.prefix(configurationId, runDate)}contacts-${pad(chunk)}.jsonl`,
+  results: (configurationId: string, runDate: string, chunk: number) =>
+    `${runFiles.prefix(configurationId, runDate)}results-${pad(chunk)}.jsonl`,
+  /** Results of a chunk's finished groups while the chunk is in progress, merged when it ends. */
+  resultsPart: (configurationId: string, runDate: string, chunk: number, part: number) =>
+    `${runFiles.prefix(configurationId, runDate)}parts/results-${pad(chunk)}-${pad(part)}.jsonl`,
+  /** Written when the export has finished: a rerun of the same run date reuses its chunks. */
+  exportManifest: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}export.json`,
+  summary: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}summary.json`,
+};
+
+export const chunkLineSchema = z.object({
+  contactId: z.string().min(1).max(200),
+  value: z.string(),
+});
+export type ChunkLine = z.infer<typeof chunkLineSchema>;
+
+export type ResultLine =
+  | { contactId: string; value: string; status: 'updated' }
+  | { contactId: string | null; value: string | null; status: 'rejected'; reason: string; line?: number };
+
+export const exportManifestSchema = z.object({
+  chunkCount: z.number().int().min(0),
+  contacts: z.number().int().min(0),
+  alreadySet: z.number().int().min(0),
+  mode: z.enum(['incremental', 'full']),
+  finishedAt: z.string(),
+});
+export type ExportManifest = z.infer<typeof exportManifestSchema>;
+
+/** The kind of a rejection, for counts: the ESP's code before the first ':' (e.g. `contact_suppressed`). */
+export function rejectionKind(reason: string): string {
+  return (reason.split(':')[0] ?? reason).trim().slice(0, 60) || 'unknown';
+}
+
+export const runDateSchema = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28');

@@ -1,0 +1,45 @@
+import {
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleOptions,
+} from '@temporalio/client';
+import { SCHEDULE_ID, TASK_QUEUE } from './constants';
+
+/**
+ * Creates or updates the `espresso-daily` schedule (idempotent): dailySyncWorkflow every day at
+ * `time` UTC, overlapping runs skipped, missed runs caught up within one day.
+ */
+export async function applySchedule(
+  client: Client,
+  time: { hour: number; minute: number },
+): Promise<{ result: 'created' | 'updated'; nextRuns: Date[] }> {
+  const options = {
+    scheduleId: SCHEDULE_ID,
+    spec: { calendars: [{ hour: time.hour, minute: time.minute, comment: 'daily espresso sync (UTC)' }] },
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'dailySyncWorkflow',
+      taskQueue: TASK_QUEUE,
+      workflowId: 'daily',
+      args: [{}],
+      staticSummary: 'Daily espresso sync of every active configuration',
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
+  } satisfies ScheduleOptions;
+  let result: 'created' | 'updated' = 'created';
+  try {
+    await client.schedule.create(options);
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    result = 'updated';
+    await client.schedule.getHandle(SCHEDULE_ID).update((previous) => ({
+      ...previous,
+      spec: options.spec,
+      action: options.action,
+      policies: { ...previous.policies, ...options.policies },
+    }));
+  }
+  const description = await client.schedule.getHandle(SCHEDULE_ID).describe();
+  return { result, nextRuns: description.info.nextActionTimes.slice(0, 3) };
+}

@@ -1,0 +1,111 @@
+// A whole espresso for workflow tests: the shared dev server, a Sandbox ESP on a free port, local
+// stores in a temp dir, and a worker on its own task queue running the real activities.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import type { Alert } from '../../src/alerts';
+import { SandboxProcessor } from '../../src/processors/sandbox';
+import { ProcessorRegistry } from '../../src/processors/registry';
+import { runFiles } from '../../src/runs/files';
+import { SandboxState } from '../../src/sandbox/state';
+import { createStores, type Configuration } from '../../src/storage';
+import { createWorker, workflowsPath } from '../../src/worker';
+import { startSandbox } from '../processors/sandbox-harness';
+import { temporalEnv } from './temporal';
+import { tempDir } from './tmp';
+
+let bundle: Promise<{ code: string }> | undefined;
+export function workflowBundle(): Promise<{ code: string }> {
+  bundle ??= bundleWorkflowCode({
+    workflowsPath,
+    logger: {
+      log: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: console.error,
+      debug: () => undefined,
+      trace: () => undefined,
+    },
+  });
+  return bundle;
+}
+
+export async function startEspresso(options: { taskQueue?: string; sandbox?: SandboxState } = {}) {
+  const env = await temporalEnv();
+  const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
+  const dir = await tempDir();
+  const stores = createStores({
+    kind: 'local',
+    blobDir: join(dir, 'blobs'),
+    secretDir: join(dir, 'secrets'),
+    secretKeyFile: join(dir, 'secret.key'),
+  });
+  const processor = new SandboxProcessor(
+    { secrets: stores.secrets },
+    { url: sandbox.url, rateLimit: { requests: 2000, perMs: 1000 }, concurrency: 8 },
+  );
+  const alerts: Alert[] = [];
+  const taskQueue = options.taskQueue ?? `test-${randomBytes(4).toString('hex')}`;
+  const worker = await createWorker({
+    connection: env.nativeConnection,
+    namespace: 'default',
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    stores,
+    processors: new ProcessorRegistry([processor]),
+    alerts: async (alert) => void alerts.push(alert),
+  });
+  const running = worker.run();
+
+  /** A configuration on a new Sandbox list of `contacts` contacts, connected with the demo API key. */
+  const connect = async (contacts: number, overrides: Partial<Configuration> = {}) => {
+    const listId = `list_${randomBytes(4).toString('hex')}`;
+    sandbox.state.seed('acct_demo', listId, contacts);
+    const { credentials } = await processor.connectWithApiKey('sandbox-demo-key');
+    const configuration = await stores.configurations.create({
+      esp: 'sandbox',
+      accountLabel: 'Demo Coffee Roasters',
+      espAccountId: 'acct_demo',
+      espListId: listId,
+      fieldName: processor.fieldName(),
+      status: 'active',
+      maintenance: true,
+      ...overrides,
+    });
+    await stores.secrets.put(configuration.credentialsSecretId, JSON.stringify(credentials));
+    return { configuration, list: sandbox.state.accounts.get('acct_demo')!.lists.get(listId)! };
+  };
+
+  /** Every line of every chunk file of a run. */
+  const chunkValues = async (configurationId: string, runDate: string) => {
+    const values = new Map<string, string>();
+    for (const key of await stores.blobs.list(runFiles.prefix(configurationId, runDate))) {
+      if (!/contacts-\d+\.jsonl$/.test(key)) continue;
+      for await (const line of stores.blobs.readLines(key)) {
+        const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+        if (values.has(contactId)) throw new Error(`${contactId} is in two chunk lines`);
+        values.set(contactId, value);
+      }
+    }
+    return values;
+  };
+
+  return {
+    env,
+    client: env.client,
+    sandbox,
+    stores,
+    processor,
+    alerts,
+    taskQueue,
+    connect,
+    chunkValues,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      await sandbox.stop();
+    },
+  };
+}
+
+export type Espresso = Awaited<ReturnType<typeof startEspresso>>;

@@ -1,0 +1,247 @@
+import { strict as assert } from 'node:assert';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { RunSummary } from '../../src/activities/summary';
+import { runFiles, type ResultLine } from '../../src/runs/files';
+import { configurationSyncWorkflow } from '../../src/workflows';
+import { progressQuery, type ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
+import { startEspresso, type Espresso } from '../support/espresso';
+
+const RUN_DATE = '2026-11-28';
+
+async function readSummary(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<RunSummary> {
+  return JSON.parse(
+    (await e.stores.blobs.get(runFiles.summary(configurationId, runDate))).body.toString('utf8'),
+  );
+}
+
+async function readResults(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<ResultLine[]> {
+  const lines: ResultLine[] = [];
+  for (const key of await e.stores.blobs.list(runFiles.prefix(configurationId, runDate))) {
+    if (!/results-\d+\.jsonl$/.test(key)) continue;
+    for await (const line of e.stores.blobs.readLines(key)) lines.push(JSON.parse(line));
+  }
+  return lines;
+}
+
+describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', function () {
+  this.timeout(300_000);
+  let e: Espresso;
+  before(async () => {
+    e = await startEspresso();
+  });
+  after(() => e.stop());
+
+  const run = (
+    input: ConfigurationSyncInput,
+    workflowId = `sync/${input.configurationId}/${input.runDate}`,
+  ) =>
+    e.client.workflow.start(configurationSyncWorkflow, { taskQueue: e.taskQueue, workflowId, args: [input] });
+
+  it('gives 50,000 contacts exactly the values in the chunk files', async () => {
+    const { configuration, list } = await e.connect(50_000);
+    const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' });
+    const result = await handle.result();
+    assert.deepEqual(result, {
+      configurationId: configuration.id,
+      status: 'completed',
+      exported: 50_000,
+      updated: 50_000,
+      rejected: 0,
+    });
+
+    const chunks = await e.chunkValues(configuration.id, RUN_DATE);
+    assert.equal(chunks.size, 50_000);
+    const values = list.values.get(configuration.fieldName)!;
+    let mismatches = 0;
+    for (const [contactId, value] of chunks) {
+      if (values[Number(contactId.slice(3)) - 1] !== value) mismatches++;
+    }
+    assert.equal(mismatches, 0);
+    assert.equal(list.conflicts.size, 0);
+    assert.ok([...chunks.values()].every((v) => /^[A-Za-z0-9_-]{22}$/.test(v)));
+    const keys = await e.stores.blobs.list(runFiles.prefix(configuration.id, RUN_DATE));
+    assert.equal(keys.filter((k) => /contacts-\d{5}\.jsonl$/.test(k)).length, 5);
+    assert.equal(keys.filter((k) => k.includes('/parts/')).length, 0, 'part files are cleaned up');
+
+    const summary = await readSummary(e, configuration.id);
+    assert.equal(summary.status, 'completed');
+    assert.deepEqual(summary.contacts, { exported: 50_000, alreadySet: 0, updated: 50_000, rejected: 0 });
+    assert.equal(summary.maintenance?.field, 'created');
+    assert.equal(summary.chunks, 5);
+
+    const progress = await handle.query(progressQuery);
+    assert.deepEqual(progress, {
+      phase: 'done',
+      contactsExported: 50_000,
+      chunksDone: 5,
+      chunksTotal: 5,
+      updated: 50_000,
+      rejected: 0,
+    });
+    const description = await handle.describe();
+    const sa = description.searchAttributes;
+    assert.deepEqual(sa.EspressoConfigurationId, [configuration.id]);
+    assert.deepEqual(sa.EspressoEsp, ['sandbox']);
+    assert.deepEqual(sa.EspressoStatus, ['completed']);
+    assert.deepEqual(sa.EspressoContactsUpdated, [50_000]);
+
+    // Nothing about contacts travels through the history: no contact ids, no values.
+    const history = JSON.stringify(await handle.fetchHistory());
+    assert.ok(!history.includes('ct_00'), 'a contact id is in the history');
+    assert.ok(!history.includes([...chunks.values()][0]!), 'a value is in the history');
+    const events = (await handle.fetchHistory()).events!.length;
+    const dispatchEvents = (await e.client.workflow.getHandle(`${handle.workflowId}/dispatch`).fetchHistory())
+      .events!.length;
+    console.log(
+      `      history events for 50,000 contacts: configurationSync ${events}, dispatch ${dispatchEvents}`,
+    );
+
+    // A second incremental run finds nothing left to do, and nobody got a second value.
+    const again = await (
+      await run({ configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' })
+    ).result();
+    assert.equal(again.exported, 0);
+    const full = await (
+      await run({ configurationId: configuration.id, runDate: '2026-11-30', mode: 'full' })
+    ).result();
+    assert.equal(full.exported, 0, 'a full run keeps existing values');
+    assert.equal((await readSummary(e, configuration.id, '2026-11-30')).contacts.alreadySet, 50_000);
+    assert.equal(list.conflicts.size, 0);
+  });
+
+  it('re-creates a deleted field during maintenance', async () => {
+    const { configuration, list } = await e.connect(10);
+    await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })).result();
+    list.fields.delete(configuration.fieldName);
+    list.values.delete(configuration.fieldName);
+    await (
+      await run({ configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' })
+    ).result();
+    const summary = await readSummary(e, configuration.id, '2026-11-29');
+    assert.equal(summary.maintenance?.field, 'created');
+    assert.equal(summary.contacts.updated, 10);
+    assert.ok(list.fields.has(configuration.fieldName));
+  });
+
+  it('moves a configuration with invalid credentials to needs_reauth, alerts once, and does not retry', async () => {
+    const { configuration } = await e.connect(10);
+    await e.stores.secrets.put(
+      configuration.credentialsSecretId,
+      JSON.stringify({ kind: 'apiKey', apiKey: 'sk_revoked_PLANTED_KEY' }),
+    );
+    const alertsBefore = e.alerts.length;
+    const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' });
+    const result = await handle.result();
+    assert.equal(result.status, 'needs_reauth');
+    assert.match(result.reason!, /credentials not accepted/);
+    assert.equal((await e.stores.configurations.get(configuration.id)).status, 'needs_reauth');
+    assert.equal(e.alerts.length - alertsBefore, 1);
+    assert.equal(e.alerts.at(-1)!.configurationId, configuration.id);
+    const history = await handle.fetchHistory();
+    const attempts = history
+      .events!.filter((ev) => ev.activityTaskStartedEventAttributes)
+      .map((ev) => ev.activityTaskStartedEventAttributes!.attempt);
+    assert.ok(
+      attempts.every((a) => a === 1),
+      `activities were retried: ${attempts}`,
+    );
+    assert.ok(!JSON.stringify(history).includes('sk_revoked_PLANTED_KEY'), 'the key is in the history');
+
+    // The next run skips it and does not alert again.
+    const next = await (
+      await run({ configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' })
+    ).result();
+    assert.equal(next.status, 'skipped');
+    assert.equal(e.alerts.length - alertsBefore, 1);
+  });
+
+  it('honours 429s with Retry-After and still updates everyone', async () => {
+    const { configuration, list } = await e.connect(3_000);
+    const account = e.sandbox.state.accounts.get('acct_demo')!;
+    account.settings.faults.rateLimitRate = 0.3;
+    e.sandbox.server.stats.clear();
+    try {
+      const result = await (
+        await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })
+      ).result();
+      assert.equal(result.updated, 3_000);
+    } finally {
+      account.settings.faults.rateLimitRate = 0;
+    }
+    assert.ok((e.sandbox.server.stats.get('acct_demo')!.byStatus['429'] ?? 0) > 0, 'no 429 was answered');
+    assert.equal(list.conflicts.size, 0);
+  });
+
+  it('records per-row rejections with the ESP reason in the results file and the summary', async () => {
+    const { configuration, list } = await e.connect(1_000);
+    list.suppressed.add(4);
+    list.suppressed.add(500);
+    const result = await (
+      await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })
+    ).result();
+    assert.equal(result.updated, 998);
+    assert.equal(result.rejected, 2);
+    const rejected = (await readResults(e, configuration.id)).filter((r) => r.status === 'rejected');
+    assert.deepEqual(rejected.map((r) => r.contactId).sort(), ['ct_0000005', 'ct_0000501']);
+    for (const r of rejected) assert.match((r as { reason: string }).reason, /^contact_suppressed: /);
+    assert.deepEqual((await readSummary(e, configuration.id)).rejectedByKind, { contact_suppressed: 2 });
+
+    // After the ESP lifts the suppression, a redispatch writes the same values to those two only.
+    list.suppressed.clear();
+    const writesBefore = list.writes;
+    const redispatch = await (
+      await run(
+        { configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental', onlyPending: true },
+        `sync/${configuration.id}/${RUN_DATE}/redispatch`,
+      )
+    ).result();
+    assert.equal(redispatch.updated, 1_000);
+    assert.equal(list.writes - writesBefore, 2);
+    const chunks = await e.chunkValues(configuration.id, RUN_DATE);
+    assert.equal(list.values.get(configuration.fieldName)![4], chunks.get('ct_0000005'));
+    assert.equal(list.conflicts.size, 0);
+  });
+
+  it('writes nothing to the ESP on a dry run', async () => {
+    const { configuration, list } = await e.connect(300);
+    const handle = await run({
+      configurationId: configuration.id,
+      runDate: RUN_DATE,
+      mode: 'incremental',
+      dryRun: true,
+    });
+    const result = await handle.result();
+    assert.equal(result.exported, 300);
+    assert.equal(result.updated, 0);
+    assert.equal(list.writes, 0);
+    assert.equal((await readSummary(e, configuration.id)).dryRun, true);
+    assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['dry_run']);
+  });
+
+  it('fails an unknown configuration id clearly and without retrying', async () => {
+    const handle = await run({
+      configurationId: 'cfg_doesnotexist00',
+      runDate: RUN_DATE,
+      mode: 'incremental',
+    });
+    await assert.rejects(handle.result(), (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError);
+      const root = (err.cause as { cause?: { message: string; type?: string } }).cause!;
+      assert.equal(root.type, 'ConfigurationNotFound');
+      assert.match(root.message, /configuration cfg_doesnotexist00 does not exist/);
+      return true;
+    });
+  });
+
+  it('refuses malformed input with a message naming the fields', async () => {
+    const handle = await run(
+      { configurationId: 'nope', runDate: 'yesterday', mode: 'sometimes' as never },
+      'sync/bad-input',
+    );
+    await assert.rejects(handle.result(), (err: unknown) => {
+      const cause = (err as WorkflowFailedError).cause as Error;
+      assert.match(cause.message, /configurationId must look like.*runDate must be YYYY-MM-DD.*mode must be/);
+      return true;
+    });
+  });
+});
