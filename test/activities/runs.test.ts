@@ -1,0 +1,174 @@
+// Activities on their own (MockActivityEnvironment), for what is hard to provoke through a
+// workflow: resuming from heartbeat details, bad chunk files, failure mapping.
+import { strict as assert } from 'node:assert';
+import { ApplicationFailure } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../src/activities';
+import { toActivityFailure } from '../../src/activities/failures';
+import type { ChunkOutcome } from '../../src/activities/update-chunk';
+import type { ExportManifest } from '../../src/runs/files';
+import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
+import { runFiles } from '../../src/runs/files';
+import { NotFoundError } from '../../src/storage';
+import { startEspresso, type Espresso } from '../support/espresso';
+
+const DATE = '2026-11-20';
+
+describe('run activities', function () {
+  this.timeout(60_000);
+  let e: Espresso;
+  let activities: ReturnType<typeof createActivities>;
+  before(async () => {
+    e = await startEspresso();
+    activities = createActivities({
+      stores: e.stores,
+      processors: new (await import('../../src/processors/registry')).ProcessorRegistry([e.processor]),
+      alerts: async () => undefined,
+    });
+  });
+  after(() => e.stop());
+
+  const lines = (ids: string[]) =>
+    ids.map((id, i) => JSON.stringify({ contactId: id, value: `value_${String(i).padStart(16, '0')}` }));
+
+  it('resumes a chunk after the last saved group, keeping the saved results', async () => {
+    const { configuration, list } = await e.connect(3_000);
+    await activities.runMaintenance(configuration.id);
+    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    // An earlier attempt saved the first group (2,000 lines = 4 batches of 500) and then died.
+    const savedPart = ids
+      .slice(0, 2_000)
+      .map((id, i) =>
+        JSON.stringify({ contactId: id, value: `value_${String(i).padStart(16, '0')}`, status: 'updated' }),
+      );
+    await e.stores.blobs.put(runFiles.resultsPart(configuration.id, DATE, 1, 1), savedPart.join('\n') + '\n');
+    const env = new MockActivityEnvironment({ heartbeatDetails: { linesDone: 2_000, parts: 1 } });
+    const outcome = await env.run(activities.updateChunk, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      chunk: 1,
+      onlyPending: false,
+    });
+    assert.deepEqual(outcome, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes, 1_000, 'only the lines after the saved group were sent');
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n');
+    assert.equal(results.length, 3_000);
+    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
+  });
+
+  it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
+    const { configuration, list } = await e.connect(10);
+    await activities.runMaintenance(configuration.id);
+    const good = lines(['ct_0000001', 'ct_0000002', 'ct_0000003']);
+    const chunk = [
+      good[0],
+      'this is not json',
+      '{"contactId": "ct_0000004", "value": "abc',
+      JSON.stringify({ contactId: 'ct_0000005' }),
+      JSON.stringify({ contactId: 'ct_0000006', value: 'x'.repeat(2_000) }),
+      good[1],
+      '',
+      JSON.stringify({ contactId: 'ct_0000007', value: 'short' }),
+      good[2],
+    ].join('\n');
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), chunk + '\n');
+    const outcome: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      chunk: 1,
+      onlyPending: false,
+    });
+    assert.equal(outcome.updated, 3);
+    assert.equal(outcome.rejected, 5);
+    assert.deepEqual(outcome.rejectedByKind, { 'corrupt chunk line': 4, 'invalid value': 1 });
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.match(results[1].reason, /corrupt chunk line: not valid JSON/);
+    assert.equal(results[1].line, 2);
+    assert.match(results[3].reason, /corrupt chunk line: value: /);
+    assert.equal(results[3].contactId, 'ct_0000005');
+    assert.match(results[4].reason, /longer than 1000 characters/);
+    assert.equal(list.writes, 3);
+  });
+
+  it('fails non-retryably, naming the key, when a chunk file is missing', async () => {
+    const { configuration } = await e.connect(10);
+    await assert.rejects(
+      new MockActivityEnvironment().run(activities.updateChunk, {
+        configurationId: configuration.id,
+        runDate: DATE,
+        chunk: 7,
+        onlyPending: false,
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'ChunkMissing');
+        assert.equal(err.nonRetryable, true);
+        assert.match(err.message, new RegExp(`runs/${configuration.id}/${DATE}/contacts-00007.jsonl`));
+        return true;
+      },
+    );
+  });
+
+  it('resumes an export from the heartbeated cursor and chunk count', async () => {
+    const { configuration } = await e.connect(25_000);
+    await activities.runMaintenance(configuration.id);
+    // An earlier attempt wrote chunk 1 (contacts 1-10,000) and heartbeated the cursor of page 11.
+    const cursor = Buffer.from('10000').toString('base64url');
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), 'from the earlier attempt\n');
+    const env = new MockActivityEnvironment({
+      heartbeatDetails: { cursor, chunkCount: 1, contacts: 10_000, alreadySet: 0 },
+    });
+    const manifest: ExportManifest = await env.run(activities.exportContacts, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      mode: 'full' as const,
+    });
+    assert.equal(manifest.chunkCount, 3);
+    assert.equal(manifest.contacts, 25_000);
+    assert.equal(
+      (await e.stores.blobs.get(runFiles.contacts(configuration.id, DATE, 1))).body.toString(),
+      'from the earlier attempt\n',
+    );
+    const chunk2 = (await e.stores.blobs.get(runFiles.contacts(configuration.id, DATE, 2))).body
+      .toString()
+      .trim()
+      .split('\n');
+    assert.equal(chunk2.length, 10_000);
+    assert.equal(JSON.parse(chunk2[0]!).contactId, 'ct_0010001');
+    // A finished export is reused, not redone.
+    const again = await new MockActivityEnvironment().run(activities.exportContacts, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      mode: 'full' as const,
+    });
+    assert.deepEqual(again, manifest);
+  });
+});
+
+describe('activity failure mapping', () => {
+  it('gives a 429 the ESP delay as the next retry delay', () => {
+    const failure = toActivityFailure(new RateLimitedError('rate limited', 7_000)) as ApplicationFailure;
+    assert.equal(failure.type, 'RateLimited');
+    assert.equal(failure.nextRetryDelay, 7_000);
+    assert.equal(failure.nonRetryable, false);
+  });
+
+  it('retries transient errors and never invalid credentials', () => {
+    assert.equal((toActivityFailure(new TransientError('503')) as ApplicationFailure).nonRetryable, false);
+    const invalid = toActivityFailure(new InvalidCredentialsError('401')) as ApplicationFailure;
+    assert.equal(invalid.nonRetryable, true);
+    assert.equal(invalid.type, 'InvalidCredentials');
+    assert.equal(
+      (toActivityFailure(new NotFoundError('configuration', 'cfg_x')) as ApplicationFailure).type,
+      'ConfigurationNotFound',
+    );
+  });
+});

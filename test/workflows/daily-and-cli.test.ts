@@ -1,0 +1,163 @@
+// The daily run, the schedule, and the README's `temporal` CLI commands, run with the real binary.
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
+import { applySchedule } from '../../src/temporal/schedule';
+import { resolveTemporalCli } from '../../src/tools';
+import { dailySyncWorkflow } from '../../src/workflows';
+import { startEspresso, type Espresso } from '../support/espresso';
+
+const run = promisify(execFile);
+
+describe('daily run, schedule and temporal CLI', function () {
+  this.timeout(180_000);
+  let e: Espresso;
+  let temporal: (...args: string[]) => Promise<string>;
+
+  before(async function () {
+    const cli = resolveTemporalCli();
+    if (cli.source === 'sdk-download') this.skip();
+    // The schedule starts workflows on the real task queue, so this worker polls it.
+    e = await startEspresso({ taskQueue: TASK_QUEUE });
+    const address = e.env.address;
+    temporal = async (...args) =>
+      (await run(cli.path, [...args, '--address', address], { timeout: 60_000 })).stdout;
+  });
+  after(() => e?.stop());
+
+  const waitForWorkflows = async (query: string, count: number) => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const found = [];
+      for await (const wf of e.client.workflow.list({ query })) found.push(wf);
+      const done = found.filter((wf) => wf.status.name !== 'RUNNING');
+      if (done.length >= count) return done;
+      if (Date.now() > deadline) throw new Error(`${query}: ${done.length}/${count} finished`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+
+  it('runs every active configuration; a broken one never stops the others', async () => {
+    const good = await e.connect(500);
+    const badKey = await e.connect(10);
+    await e.stores.secrets.put(
+      badKey.configuration.credentialsSecretId,
+      JSON.stringify({ kind: 'apiKey', apiKey: 'revoked-key-1' }),
+    );
+    const noList = await e.connect(10, { espListId: 'list_deleted' });
+    const disabled = await e.connect(10, { status: 'disabled' });
+
+    const outcomes = await e.client.workflow.execute(dailySyncWorkflow, {
+      taskQueue: TASK_QUEUE,
+      workflowId: 'daily/test-2026-11-10',
+      args: [{ runDate: '2026-11-10' }],
+    });
+    const byId = new Map(outcomes.map((o) => [o.configurationId, o]));
+    assert.equal(byId.get(good.configuration.id)!.outcome, 'completed');
+    assert.equal(byId.get(good.configuration.id)!.updated, 500);
+    assert.equal(byId.get(badKey.configuration.id)!.outcome, 'needs_reauth');
+    assert.equal(byId.get(noList.configuration.id)!.outcome, 'failed');
+    assert.match(byId.get(noList.configuration.id)!.error!, /list_deleted does not exist/);
+    assert.equal(byId.has(disabled.configuration.id), false);
+    assert.equal(good.list.values.get(good.configuration.fieldName)!.filter(Boolean).length, 500);
+
+    // Rerunning the same day does not redo a completed configuration.
+    const again = await e.client.workflow.execute(dailySyncWorkflow, {
+      taskQueue: TASK_QUEUE,
+      workflowId: 'daily/test-2026-11-10-again',
+      args: [{ runDate: '2026-11-10' }],
+    });
+    assert.equal(again.find((o) => o.configurationId === good.configuration.id)!.outcome, 'already_ran');
+    for (const c of [badKey, noList, disabled])
+      await e.stores.configurations.update(c.configuration.id, () => ({ status: 'disabled' }));
+  });
+
+  it('applies the espresso-daily schedule idempotently: daily 06:00 UTC, overlap skip, one-day catch-up', async () => {
+    const first = await applySchedule(e.client, { hour: 6, minute: 0 });
+    const second = await applySchedule(e.client, { hour: 6, minute: 0 });
+    assert.equal(first.result, 'created');
+    assert.equal(second.result, 'updated');
+    assert.equal(second.nextRuns[0]!.getUTCHours(), 6);
+    const d = await e.client.schedule.getHandle(SCHEDULE_ID).describe();
+    assert.equal(d.policies.overlap, ScheduleOverlapPolicy.SKIP);
+    assert.equal(d.policies.catchupWindow, 86_400_000);
+    assert.equal(d.action.type, 'startWorkflow');
+    assert.equal(d.action.type === 'startWorkflow' && d.action.workflowType, 'dailySyncWorkflow');
+  });
+
+  it('backfills missed days with `temporal schedule backfill`, each run on its own date', async () => {
+    const { configuration } = await e.connect(200);
+    await temporal(
+      'schedule',
+      'backfill',
+      '--schedule-id',
+      SCHEDULE_ID,
+      '--start-time',
+      '2026-11-01T00:00:00Z',
+      '--end-time',
+      '2026-11-03T00:00:00Z',
+      '--overlap-policy',
+      'BufferAll',
+    );
+    const runs = await waitForWorkflows(
+      `WorkflowType = 'configurationSyncWorkflow' AND EspressoConfigurationId = '${configuration.id}'`,
+      2,
+    );
+    assert.deepEqual(runs.map((r) => r.workflowId).sort(), [
+      `sync/${configuration.id}/2026-11-01`,
+      `sync/${configuration.id}/2026-11-02`,
+    ]);
+  });
+
+  it('triggers a run now with `temporal schedule trigger`', async () => {
+    const before = [];
+    for await (const wf of e.client.workflow.list({ query: `WorkflowType = 'dailySyncWorkflow'` }))
+      before.push(wf);
+    await temporal('schedule', 'trigger', '--schedule-id', SCHEDULE_ID);
+    await waitForWorkflows(`WorkflowType = 'dailySyncWorkflow'`, before.length + 1);
+  });
+
+  it('starts a full resync with `temporal workflow start`, queries progress, and finds it by ESP', async () => {
+    const { configuration } = await e.connect(300);
+    const workflowId = `sync/${configuration.id}/2026-11-05/full`;
+    const input = JSON.stringify({ configurationId: configuration.id, runDate: '2026-11-05', mode: 'full' });
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'configurationSyncWorkflow',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      workflowId,
+      '--input',
+      input,
+    );
+    await e.client.workflow.getHandle(workflowId).result();
+    const progress = JSON.parse(
+      await temporal(
+        'workflow',
+        'query',
+        '--workflow-id',
+        workflowId,
+        '--type',
+        'progress',
+        '--output',
+        'json',
+      ),
+    );
+    assert.deepEqual(progress.queryResult[0], {
+      phase: 'done',
+      contactsExported: 300,
+      chunksDone: 1,
+      chunksTotal: 1,
+      updated: 300,
+      rejected: 0,
+    });
+    await waitForWorkflows(`WorkflowId = '${workflowId}' AND EspressoStatus = 'completed'`, 1);
+    const listed = await temporal('workflow', 'list', '--query', 'EspressoEsp="sandbox"');
+    assert.match(listed, new RegExp(workflowId.replace(/\//g, '\\/')));
+  });
+});
