@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { registerRunCommands } from './runs';
 import { registerSandboxCommands } from './sandbox';
@@ -22,6 +23,7 @@ program
     process.exitCode = (await doctor()) ? 0 : 1;
   });
 
+registerConfigurationCommands(program);
 registerRunCommands(program);
 registerSandboxCommands(program);
 

@@ -3,7 +3,7 @@ import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
 import { runDateSchema, runFiles, exportManifestSchema } from '../runs/files';
 import { configurationIdSchema, createStores, NotFoundError } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
-import { TASK_QUEUE, workflowIds } from '../temporal/constants';
+import { startConfigurationRun, today } from '../temporal/runs';
 import { applySchedule } from '../temporal/schedule';
 import { loadConfigOrExit } from './load-config';
 
@@ -44,7 +44,7 @@ export function registerRunCommands(program: Command): void {
         configurationId: string,
         opts: { full?: boolean; dryRun?: boolean; date?: string; wait: boolean },
       ) => {
-        const runDate = opts.date ?? new Date().toISOString().slice(0, 10);
+        const runDate = opts.date ?? today();
         await startRun(configurationId, runDate, opts.wait, {
           mode: opts.full ? 'full' : 'incremental',
           dryRun: !!opts.dryRun,
@@ -97,7 +97,12 @@ async function startRun(
   configurationId: string,
   runDate: string,
   wait: boolean,
-  opts: { mode: 'incremental' | 'full'; dryRun: boolean; kind: string; onlyPending?: boolean },
+  opts: {
+    mode: 'incremental' | 'full';
+    dryRun: boolean;
+    kind: 'manual' | 'dry-run' | 'redispatch';
+    onlyPending?: boolean;
+  },
 ): Promise<void> {
   const config = loadConfigOrExit();
   checkIds(configurationId, runDate);
@@ -109,16 +114,12 @@ async function startRun(
   }
   const { client, close } = await connectClient(config);
   try {
-    const stamp = new Date().toISOString().slice(11, 19).replace(/:/g, '');
-    const workflowId = workflowIds.manualSync(configurationId, runDate, `${opts.kind}-${stamp}`);
-    const handle = await client.workflow.start('configurationSyncWorkflow', {
-      taskQueue: TASK_QUEUE,
-      workflowId,
-      staticSummary: `${opts.kind} ${opts.mode} sync of ${configurationId} for ${runDate}`,
-      args: [
-        { configurationId, runDate, mode: opts.mode, dryRun: opts.dryRun, onlyPending: opts.onlyPending },
-      ],
-    });
+    const handle = await startConfigurationRun(
+      client,
+      { configurationId, runDate, mode: opts.mode, dryRun: opts.dryRun, onlyPending: opts.onlyPending },
+      opts.kind,
+    );
+    const workflowId = handle.workflowId;
     console.log(`started ${workflowId}\n  ${workflowUrl(config, workflowId)}`);
     if (!wait) return;
     const result = (await handle.result()) as ConfigurationSyncResult;

@@ -37,6 +37,10 @@ export type NewConfiguration = Omit<Configuration, 'id' | 'createdAt' | 'updated
 
 const MAX_UPDATE_ATTEMPTS = 10;
 
+export function credentialsSecretId(configurationId: string): string {
+  return `credentials/${configurationId}`;
+}
+
 export function newConfigurationId(): string {
   return `cfg_${randomBytes(10).toString('hex')}`;
 }
@@ -53,12 +57,14 @@ export class ConfigurationStore {
     return (await this.read(id)).configuration;
   }
 
-  async create(input: NewConfiguration, now = new Date()): Promise<Configuration> {
-    const id = newConfigurationId();
+  /** `id` may be chosen beforehand (to store credentials under it first); default: a new one. */
+  async create(input: NewConfiguration, options: { id?: string; now?: Date } = {}): Promise<Configuration> {
+    const id = options.id ?? newConfigurationId();
+    const now = options.now ?? new Date();
     const configuration = configurationSchema.parse({
       ...input,
       id,
-      credentialsSecretId: `credentials/${id}`,
+      credentialsSecretId: credentialsSecretId(id),
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     });

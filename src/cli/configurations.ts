@@ -1,0 +1,147 @@
+import type { Command } from 'commander';
+import { ConnectError, saveConnection } from '../connect';
+import { createDeps } from '../deps';
+import { createLogger } from '../logger';
+import { EspError } from '../processors/errors';
+import { UnknownEspError } from '../processors/registry';
+import { NotFoundError, type Configuration } from '../storage';
+import { connectClient, workflowUrl } from '../temporal/client';
+import { startConfigurationRun, today } from '../temporal/runs';
+import { loadConfigOrExit } from './load-config';
+
+/** `espresso connect` (headless, API-key ESPs) and `espresso configurations ...`. */
+export function registerConfigurationCommands(program: Command): void {
+  program
+    .command('connect <esp>')
+    .description(
+      'connect an ESP account with an API key, validated like the web form, and start its first run',
+    )
+    .requiredOption('--api-key <key>', 'the API key, or - to read it from standard input')
+    .option('--list <id>', 'the ESP list/audience (required when the account has several)')
+    .option('--no-first-run', 'do not start the first run')
+    .action(async (esp: string, opts: { apiKey: string; list?: string; firstRun: boolean }) => {
+      const config = loadConfigOrExit();
+      const deps = createDeps(config, createLogger('cli', 'warn'));
+      const apiKey = opts.apiKey === '-' ? (await readStdin()).trim() : opts.apiKey;
+      let processor;
+      try {
+        processor = deps.processors.get(esp);
+      } catch (err) {
+        if (err instanceof UnknownEspError) {
+          throw new Error(
+            `${err.message}; known: ${deps.processors
+              .list()
+              .map((p) => p.descriptor.id)
+              .join(', ')}`,
+          );
+        }
+        throw err;
+      }
+      try {
+        const { credentials, account } = await processor.connectWithApiKey(apiKey);
+        const { configuration, created } = await saveConnection(deps, {
+          esp,
+          credentials,
+          account,
+          listId: opts.list,
+        });
+        console.log(`${created ? 'connected' : 'updated'} ${configuration.id}: ${describe(configuration)}`);
+        if (!opts.firstRun) return;
+        const { client, close } = await connectClient(config);
+        try {
+          const handle = await startConfigurationRun(
+            client,
+            { configurationId: configuration.id, runDate: today(), mode: 'full' },
+            'first-run',
+          );
+          console.log(`first run started: ${handle.workflowId}\n  ${workflowUrl(config, handle.workflowId)}`);
+        } finally {
+          await close();
+        }
+      } catch (err) {
+        // Typed errors carry safe messages (never the key); anything else is summarised.
+        if (err instanceof EspError || err instanceof ConnectError) throw new Error(err.message);
+        throw err;
+      }
+    });
+
+  const configurations = program.command('configurations').description('connected ESP accounts');
+
+  configurations
+    .command('list')
+    .description('every configuration, as a table (or JSON)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+      const all = await stores.configurations.list();
+      if (opts.json) return void console.log(JSON.stringify(all, null, 2));
+      if (all.length === 0)
+        return void console.log('no configurations yet: connect one with `espresso connect` or the web page');
+      const rows = all.map((c) => [c.id, c.esp, c.accountLabel, c.espListId ?? '-', c.status, c.updatedAt]);
+      printTable(['id', 'esp', 'account', 'list', 'status', 'updated'], rows);
+    });
+
+  configurations
+    .command('show <id>')
+    .description('one configuration and its latest run summary')
+    .action(async (id: string) => {
+      const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+      const configuration = await getOrExplain(stores, id);
+      const summaries = (await stores.blobs.list(`runs/${id}/`)).filter((k) => k.endsWith('/summary.json'));
+      const latest = summaries.at(-1);
+      const summary = latest ? JSON.parse((await stores.blobs.get(latest)).body.toString('utf8')) : null;
+      console.log(JSON.stringify({ configuration, latestRun: summary }, null, 2));
+    });
+
+  for (const [name, status] of [
+    ['disable', 'disabled'],
+    ['enable', 'active'],
+  ] as const) {
+    configurations
+      .command(`${name} <id>`)
+      .description(
+        name === 'disable' ? 'stop daily runs for a configuration' : 'resume daily runs for a configuration',
+      )
+      .action(async (id: string) => {
+        const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+        await getOrExplain(stores, id);
+        const updated = await stores.configurations.update(id, () => ({ status, statusReason: undefined }));
+        console.log(`${updated.id} is ${updated.status}`);
+      });
+  }
+}
+
+async function getOrExplain(
+  stores: ReturnType<typeof createDeps>['stores'],
+  id: string,
+): Promise<Configuration> {
+  try {
+    return await stores.configurations.get(id);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new Error(`no configuration ${id}`);
+    if (err instanceof Error && err.name === 'ZodError')
+      throw new Error(`${JSON.stringify(id)} is not a configuration id`);
+    throw err;
+  }
+}
+
+function describe(c: Configuration): string {
+  return `${c.esp} account "${c.accountLabel}" (${c.espAccountId}${c.espListId ? `, list ${c.espListId}` : ''}), field ${c.fieldName}, ${c.status}`;
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  console.log(line(header));
+  for (const row of rows) console.log(line(row));
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}

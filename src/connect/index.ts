@@ -1,0 +1,94 @@
+// Connecting an ESP account: the one path the web flow and `espresso connect` share. Credentials
+// are validated by the processor before this runs; here they are stored and the configuration is
+// created, or updated in place when the same account and list (or a re-authorized one) exist.
+import type { ActivityDeps } from '../activities';
+import type { AccountInfo, Credentials } from '../processors/types';
+import { credentialsSecretId, newConfigurationId, type Configuration } from '../storage';
+
+export class ConnectError extends Error {
+  override name = 'ConnectError';
+  constructor(
+    readonly code: 'choose_list' | 'unknown_list' | 'account_mismatch',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface SaveConnectionInput {
+  esp: string;
+  credentials: Credentials;
+  account: AccountInfo;
+  /** The ESP list/audience; may be omitted when the account has one list or none. */
+  listId?: string;
+  /** Re-authorization of this configuration: its credentials are replaced in place. */
+  reauthorizeId?: string;
+}
+
+export function pickList(account: AccountInfo, listId?: string): string | undefined {
+  if (listId) {
+    if (!account.lists.some((l) => l.id === listId)) {
+      throw new ConnectError(
+        'unknown_list',
+        `list ${listId} is not in this account; choose one of: ${account.lists.map((l) => l.id).join(', ') || '(none)'}`,
+      );
+    }
+    return listId;
+  }
+  if (account.lists.length <= 1) return account.lists[0]?.id;
+  throw new ConnectError(
+    'choose_list',
+    `this account has ${account.lists.length} lists; choose one of: ${account.lists.map((l) => `${l.id} (${l.name})`).join(', ')}`,
+  );
+}
+
+export async function saveConnection(
+  deps: Pick<ActivityDeps, 'stores' | 'processors'>,
+  input: SaveConnectionInput,
+): Promise<{ configuration: Configuration; created: boolean }> {
+  const { configurations, secrets } = deps.stores;
+  const processor = deps.processors.get(input.esp);
+  const espListId = pickList(input.account, input.listId);
+
+  let existing: Configuration | undefined;
+  if (input.reauthorizeId) {
+    existing = await configurations.get(input.reauthorizeId);
+    if (existing.esp !== input.esp || existing.espAccountId !== input.account.accountId) {
+      throw new ConnectError(
+        'account_mismatch',
+        'these credentials are for another account than the configuration being re-authorized',
+      );
+    }
+  } else {
+    existing = (await configurations.list()).find(
+      (c) => c.esp === input.esp && c.espAccountId === input.account.accountId && c.espListId === espListId,
+    );
+  }
+
+  if (existing) {
+    await secrets.put(existing.credentialsSecretId, JSON.stringify(input.credentials));
+    const configuration = await configurations.update(existing.id, () => ({
+      status: 'active',
+      statusReason: undefined,
+      accountLabel: input.account.accountLabel.slice(0, 200) || existing.accountLabel,
+    }));
+    return { configuration, created: false };
+  }
+
+  // Credentials first: a configuration is never visible to a run without them.
+  const id = newConfigurationId();
+  await secrets.put(credentialsSecretId(id), JSON.stringify(input.credentials));
+  const configuration = await configurations.create(
+    {
+      esp: input.esp,
+      accountLabel: input.account.accountLabel.slice(0, 200) || input.account.accountId,
+      espAccountId: input.account.accountId,
+      espListId,
+      fieldName: processor.fieldName(),
+      status: 'active',
+      maintenance: true,
+    },
+    { id },
+  );
+  return { configuration, created: true };
+}

@@ -1,0 +1,27 @@
+import type { Client } from '@temporalio/client';
+import type { ConfigurationSyncInput } from '../workflows/configuration-sync';
+import { TASK_QUEUE, workflowIds } from './constants';
+
+/**
+ * Starts a configuration run outside the schedule (first run after connecting, `espresso sync`,
+ * admin "run now", redispatch). Its id says what started it: sync/<id>/<date>/<kind>-<hhmmss>.
+ */
+export async function startConfigurationRun(
+  client: Client,
+  input: ConfigurationSyncInput,
+  kind: 'first-run' | 'manual' | 'dry-run' | 'redispatch',
+  now = new Date(),
+) {
+  const stamp = now.toISOString().slice(11, 19).replace(/:/g, '');
+  const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, `${kind}-${stamp}`);
+  return client.workflow.start('configurationSyncWorkflow', {
+    taskQueue: TASK_QUEUE,
+    workflowId,
+    staticSummary: `${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`,
+    args: [input],
+  });
+}
+
+export function today(now = new Date()): string {
+  return now.toISOString().slice(0, 10);
+}
