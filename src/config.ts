@@ -36,6 +36,11 @@ export const envSchema = z.object({
   ESPRESSO_TEMPORAL_UI_URL: optionalUrl,
   ESPRESSO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_WEB_PORT: port.default(3000),
+  ESPRESSO_PUBLIC_URL: optionalUrl,
+  ESPRESSO_SESSION_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  ESPRESSO_ADMIN_USER: z.string().min(1).optional(),
+  ESPRESSO_ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
+  ESPRESSO_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   ESPRESSO_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   ESPRESSO_SCHEDULE_TIME: z
     .string()
@@ -68,7 +73,16 @@ export interface AppConfig {
     uiPort: number;
     uiUrl: string;
   };
-  web: { host: string; port: number };
+  web: {
+    host: string;
+    port: number;
+    /** Where browsers reach the web server: OAuth redirect URIs and links are built from it. */
+    publicUrl: string;
+    /** Signs OAuth states and CSRF tokens. Default: a generated key file in the data dir. */
+    sessionSecret?: string;
+    sessionSecretFile: string;
+    admin: { user?: string; password?: string; token?: string };
+  };
   sandbox: {
     enabled: boolean;
     host: string;
@@ -101,6 +115,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (!!e.ESPRESSO_ADMIN_USER !== !!e.ESPRESSO_ADMIN_PASSWORD) {
+    throw new ConfigError(
+      'invalid configuration:\n  ESPRESSO_ADMIN_USER / ESPRESSO_ADMIN_PASSWORD: set both or neither',
+    );
+  }
   const dataDir = isAbsolute(e.ESPRESSO_DATA_DIR)
     ? e.ESPRESSO_DATA_DIR
     : resolve(projectRoot, e.ESPRESSO_DATA_DIR);
@@ -138,7 +157,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       uiPort: e.ESPRESSO_TEMPORAL_UI_PORT,
       uiUrl: e.ESPRESSO_TEMPORAL_UI_URL ?? `http://localhost:${e.ESPRESSO_TEMPORAL_UI_PORT}`,
     },
-    web: { host: e.ESPRESSO_WEB_HOST, port: e.ESPRESSO_WEB_PORT },
+    web: {
+      host: e.ESPRESSO_WEB_HOST,
+      port: e.ESPRESSO_WEB_PORT,
+      publicUrl: (e.ESPRESSO_PUBLIC_URL ?? `http://localhost:${e.ESPRESSO_WEB_PORT}`).replace(/\/$/, ''),
+      sessionSecret: e.ESPRESSO_SESSION_SECRET,
+      sessionSecretFile: resolve(dataDir, 'session.key'),
+      admin: {
+        user: e.ESPRESSO_ADMIN_USER,
+        password: e.ESPRESSO_ADMIN_PASSWORD,
+        token: e.ESPRESSO_ADMIN_TOKEN,
+      },
+    },
     sandbox: {
       enabled: e.ESPRESSO_SANDBOX_ENABLED,
       host: e.ESPRESSO_SANDBOX_HOST,

@@ -77,9 +77,9 @@ describe('espresso CLI: connect and configurations', function () {
     );
     assert.equal(first.code, 0, first.stderr);
     const id = /connected (cfg_[a-z0-9]+)/.exec(first.stdout)![1]!;
-    const runId = new RegExp(`first run started: (sync/${id}/\\d{4}-\\d{2}-\\d{2}/first-run-\\d{6})`).exec(
-      first.stdout,
-    )![1]!;
+    const runId = new RegExp(
+      `first run started: (sync/${id}/\\d{4}-\\d{2}-\\d{2}/first-run-\\d{6}-[a-z0-9]{4})`,
+    ).exec(first.stdout)![1]!;
     assert.match(first.stdout, /http:\/\/ui\.example:8233\/namespaces\/default\/workflows\/sync%2F/);
     const { client } = await temporalEnv();
     const description = await client.workflow.getHandle(runId).describe();

@@ -47,6 +47,7 @@ export class SandboxProcessor extends BaseProcessor {
       maxBatchSize: 500,
       concurrency: options.concurrency,
       rateLimit: options.rateLimit,
+      mergeTag: (field) => `{{contact.${field}}}`,
       field: { maxLength: 30, case: 'lower', allowed: /[a-z0-9_]/ },
     };
   }

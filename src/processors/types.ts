@@ -13,6 +13,8 @@ export interface ProcessorDescriptor {
   concurrency: number;
   /** Steady request rate per ESP account: `requests` every `perMs` milliseconds. */
   rateLimit: { requests: number; perMs: number };
+  /** How a newsletter link refers to the field in this ESP's templates (the merge tag). */
+  mergeTag: (fieldName: string) => string;
   /** The ESP's rules for the custom field's name. */
   field: { maxLength: number; case: 'upper' | 'lower' | 'preserve'; allowed: RegExp };
 }

@@ -4,7 +4,7 @@ import { TASK_QUEUE, workflowIds } from './constants';
 
 /**
  * Starts a configuration run outside the schedule (first run after connecting, `espresso sync`,
- * admin "run now", redispatch). Its id says what started it: sync/<id>/<date>/<kind>-<hhmmss>.
+ * admin "run now", redispatch). Its id says what started it: sync/<id>/<date>/<kind>-<hhmmss>-<rand>.
  */
 export async function startConfigurationRun(
   client: Client,
@@ -12,7 +12,8 @@ export async function startConfigurationRun(
   kind: 'first-run' | 'manual' | 'dry-run' | 'redispatch',
   now = new Date(),
 ) {
-  const stamp = now.toISOString().slice(11, 19).replace(/:/g, '');
+  // hhmmss plus a short random suffix: two runs started in the same second still differ.
+  const stamp = `${now.toISOString().slice(11, 19).replace(/:/g, '')}-${Math.random().toString(36).slice(2, 6).padEnd(4, '0')}`;
   const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, `${kind}-${stamp}`);
   return client.workflow.start('configurationSyncWorkflow', {
     taskQueue: TASK_QUEUE,

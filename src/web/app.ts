@@ -1,17 +1,58 @@
 import type { Connection } from '@temporalio/client';
-import express, { type Express } from 'express';
+import cookieParser from 'cookie-parser';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
+import type { Logger } from '../logger';
+import { createLogger } from '../logger';
+import type { ProcessorRegistry } from '../processors/registry';
 import type { Stores } from '../storage';
+import { adminRoutes } from './admin-routes';
+import { connectRoutes } from './connect-routes';
 import { checkDependencies } from './health';
+import { page } from './pages';
+import { Signer } from './security';
 
 export interface WebDeps {
   stores: Stores;
+  processors: ProcessorRegistry;
   /** Lazily connected Temporal client connection (the web server starts even while Temporal is down). */
   temporal: () => Promise<Connection>;
+  temporalNamespace: string;
+  temporalUiUrl: string;
+  web: {
+    publicUrl: string;
+    sessionSecret: string;
+    admin: { user?: string; password?: string; token?: string };
+    /** POST requests per IP per minute. */
+    postsPerMinute?: number;
+  };
+  log?: Logger;
 }
 
 export function createApp(deps: WebDeps): Express {
+  const log = deps.log ?? createLogger('web');
+  const signer = new Signer(deps.web.sessionSecret);
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', 1);
+  app.use(helmet());
+  app.use(cookieParser());
+  app.use(express.urlencoded({ extended: false, limit: '20kb', parameterLimit: 20 }));
+  const postLimiter = rateLimit({
+    windowMs: 60_000,
+    limit: deps.web.postsPerMinute ?? 30,
+    standardHeaders: 'draft-7',
+    legacyHeaders: false,
+    handler: (_req, res) =>
+      void res
+        .status(429)
+        .send(
+          page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
+            kind: 'error',
+          }),
+        ),
+  });
 
   // Liveness: always 200 while the process serves, with each dependency's state for humans and probes.
   app.get('/healthz', async (_req, res) => {
@@ -20,9 +61,39 @@ export function createApp(deps: WebDeps): Express {
     res.json({ status: allUp ? 'ok' : 'degraded', dependencies });
   });
 
-  app.get('/', (_req, res) => {
-    res.type('html').send('<!doctype html><title>espresso</title><h1>espresso</h1><p>Running.</p>');
-  });
+  app.use(connectRoutes(deps, signer, postLimiter, log));
+  app.use(adminRoutes(deps, signer, postLimiter));
 
+  app.use(
+    (_req, res) =>
+      void res
+        .status(404)
+        .send(
+          page('Not found', '<h1>Page not found</h1><p><a href="/">Start page</a></p>', { kind: 'error' }),
+        ),
+  );
+  // Never a stack trace or an internal message on a page.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number; type?: string }).status;
+    if (status && status >= 400 && status < 500) {
+      return void res
+        .status(status)
+        .send(
+          page('Invalid request', '<h1>Invalid request</h1><p>The request could not be read.</p>', {
+            kind: 'error',
+          }),
+        );
+    }
+    log.error({ err: (err as Error).message, path: req.path }, 'request failed');
+    res
+      .status(500)
+      .send(
+        page(
+          'Something went wrong',
+          '<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a moment.</p>',
+          { kind: 'error' },
+        ),
+      );
+  });
   return app;
 }

@@ -1,0 +1,150 @@
+// /admin: every configuration with its last run, and what an operator does with one.
+import { timingSafeEqual } from 'node:crypto';
+import { Client } from '@temporalio/client';
+import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { RunSummary } from '../activities/summary';
+import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
+import { startConfigurationRun, today } from '../temporal/runs';
+import type { WebDeps } from './app';
+import { h, hidden, page } from './pages';
+import { csrfToken, csrfValid, type Signer } from './security';
+
+const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
+type Action = (typeof ACTIONS)[number];
+const DONE: Record<Action, string> = {
+  run: 'Run started.',
+  'dry-run': 'Dry run started: nothing will be written to the ESP.',
+  disable: 'Configuration disabled: daily runs skip it.',
+  enable: 'Configuration enabled.',
+};
+
+export function adminRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHandler) {
+  const router = Router();
+  const secure = deps.web.publicUrl.startsWith('https://');
+  router.use('/admin', adminAuth(deps.web.admin));
+
+  router.get('/admin', async (req, res) => {
+    const configurations = await deps.stores.configurations.list();
+    const csrf = csrfToken(req, res, signer, secure);
+    const rows = await Promise.all(configurations.map(async (c) => row(c, await latestSummary(c.id), csrf)));
+    const done = ACTIONS.find((a) => a === req.query.done);
+    res.send(
+      page(
+        'Admin',
+        `<h1>Configurations</h1>
+${done ? `<div class="box ok" id="flash">${h(DONE[done])}</div>` : ''}
+${
+  configurations.length === 0
+    ? '<p>No configurations yet. Publishers connect on <a href="/">the start page</a>.</p>'
+    : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
+}
+<p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
+      ),
+    );
+  });
+
+  router.post('/admin/configurations/:id/:action', postLimiter, async (req, res) => {
+    if (!csrfValid(req, signer))
+      return void res
+        .status(403)
+        .send(
+          page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
+            kind: 'error',
+          }),
+        );
+    const id = configurationIdSchema.safeParse(req.params.id);
+    const action = ACTIONS.find((a) => a === req.params.action);
+    if (!id.success || !action)
+      return void res.status(404).send(page('Not found', '<h1>Not found</h1>', { kind: 'error' }));
+    try {
+      await deps.stores.configurations.get(id.data);
+    } catch (err) {
+      if (err instanceof NotFoundError)
+        return void res
+          .status(404)
+          .send(page('Not found', '<h1>No such configuration</h1>', { kind: 'error' }));
+      throw err;
+    }
+    if (action === 'disable' || action === 'enable') {
+      await deps.stores.configurations.update(id.data, () => ({
+        status: action === 'disable' ? 'disabled' : 'active',
+        statusReason: undefined,
+      }));
+    } else {
+      const client = new Client({ connection: await deps.temporal(), namespace: deps.temporalNamespace });
+      await startConfigurationRun(
+        client,
+        { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
+        action === 'dry-run' ? 'dry-run' : 'manual',
+      );
+    }
+    // A fixed route: never a target taken from the request.
+    res.redirect(303, `/admin?done=${action}`);
+  });
+
+  async function latestSummary(configurationId: string): Promise<RunSummary | undefined> {
+    const keys = (await deps.stores.blobs.list(`runs/${configurationId}/`)).filter((k) =>
+      k.endsWith('/summary.json'),
+    );
+    const latest = keys.at(-1);
+    return latest
+      ? (JSON.parse((await deps.stores.blobs.get(latest)).body.toString('utf8')) as RunSummary)
+      : undefined;
+  }
+
+  function row(c: Configuration, summary: RunSummary | undefined, csrf: string): string {
+    const processor = deps.processors.list().find((p) => p.descriptor.id === c.esp);
+    const reauthPath = processor?.descriptor.oauth2 ? 'start' : 'key';
+    const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
+    const run = summary
+      ? `${h(summary.status)}${summary.dryRun ? ' (dry run)' : ''} · ${h(summary.runDate)}<br>updated ${summary.contacts.updated}, rejected ${summary.contacts.rejected}<br><a href="${h(runUrl(summary.workflowId))}">open in Temporal</a>`
+      : '<span class="muted">no run yet</span>';
+    const button = (action: Action, label: string) =>
+      `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
+    return `<tr data-configuration="${h(c.id)}">
+<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><code>${h(c.id)}</code></td>
+<td class="status">${h(c.status)}${c.statusReason ? `<br><span class="muted">${h(c.statusReason)}</span>` : ''}</td>
+<td>${run}</td>
+<td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
+<p class="muted">Re-authorization link:<br><input type="text" readonly value="${h(reauthLink)}" aria-label="re-authorization link"></p></td>
+</tr>`;
+  }
+
+  function runUrl(workflowId: string): string {
+    return `${deps.temporalUiUrl}/namespaces/${encodeURIComponent(deps.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
+  }
+
+  return router;
+}
+
+/** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
+function adminAuth(admin: WebDeps['web']['admin']) {
+  const same = (a: string, b: string) => {
+    const x = Buffer.from(a);
+    const y = Buffer.from(b);
+    return x.length === y.length && timingSafeEqual(x, y);
+  };
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!admin.token && !(admin.user && admin.password)) {
+      return void res
+        .status(503)
+        .send(
+          page(
+            'Admin is off',
+            '<h1>Admin is off</h1><p>Set <code>ESPRESSO_ADMIN_USER</code> and <code>ESPRESSO_ADMIN_PASSWORD</code>, or <code>ESPRESSO_ADMIN_TOKEN</code>, and restart.</p>',
+            { kind: 'error' },
+          ),
+        );
+    }
+    const header = req.headers.authorization ?? '';
+    if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return next();
+    if (admin.user && admin.password && header.startsWith('Basic ')) {
+      const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+      const i = decoded.indexOf(':');
+      if (i > 0 && same(decoded.slice(0, i), admin.user) && same(decoded.slice(i + 1), admin.password))
+        return next();
+    }
+    res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
+    res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
+  };
+}

@@ -1,0 +1,361 @@
+// Every path of the connect flow and the admin page, over HTTP (supertest), with a real Sandbox ESP,
+// real stores and the shared Temporal dev server for the first run.
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import request from 'supertest';
+import { SandboxProcessor } from '../../src/processors/sandbox';
+import { ProcessorRegistry } from '../../src/processors/registry';
+import { SandboxList, SandboxState } from '../../src/sandbox/state';
+import { createStores, type Stores } from '../../src/storage';
+import { createApp, type WebDeps } from '../../src/web/app';
+import { Signer } from '../../src/web/security';
+import { startSandbox } from '../processors/sandbox-harness';
+import { temporalEnv } from '../support/temporal';
+import { tempDir } from '../support/tmp';
+import { webDeps } from '../support/web';
+
+const SECRET = 'test-session-secret-0123456789-abcdef';
+
+async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
+  const sandbox = await startSandbox(SandboxState.demo(20));
+  const dir = await tempDir();
+  const stores = createStores({
+    kind: 'local',
+    blobDir: join(dir, 'blobs'),
+    secretDir: join(dir, 'secrets'),
+    secretKeyFile: join(dir, 'secret.key'),
+  });
+  const processor = new SandboxProcessor(
+    { secrets: stores.secrets },
+    { url: sandboxUrl ?? sandbox.url, rateLimit: { requests: 100, perMs: 1000 }, concurrency: 4 },
+  );
+  const env = await temporalEnv();
+  const app = createApp(
+    webDeps(stores, async () => env.connection, {
+      processors: new ProcessorRegistry([processor]),
+      web: { publicUrl: 'http://localhost:3000', sessionSecret: SECRET, admin: {}, ...extra },
+    }),
+  );
+  return { sandbox, stores, app, agent: request.agent(app) };
+}
+
+const field = (html: string, name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
+
+async function approveOnSandbox(sandboxUrl: string, authorizeUrl: string, decision = 'approve') {
+  const q = new URL(authorizeUrl).searchParams;
+  const res = await fetch(`${sandboxUrl}/oauth/authorize`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      decision,
+      account: 'acct_demo',
+      clientId: q.get('client_id')!,
+      redirectUri: q.get('redirect_uri')!,
+      state: q.get('state')!,
+      codeChallenge: q.get('code_challenge')!,
+    }),
+  });
+  const back = new URL(res.headers.get('location')!);
+  assert.equal(back.origin + back.pathname, 'http://localhost:3000/auth/sandbox/callback');
+  return back.pathname + back.search;
+}
+
+async function configurations(stores: Stores) {
+  return stores.configurations.list();
+}
+
+describe('web: connect flow', function () {
+  this.timeout(60_000);
+  let s: Awaited<ReturnType<typeof setup>>;
+  beforeEach(async () => {
+    s = await setup();
+  });
+  afterEach(() => s.sandbox.stop());
+
+  it('lists the ESPs with a Connect action, with security headers', async () => {
+    const res = await s.agent.get('/').expect(200);
+    assert.match(res.text, /href="\/auth\/sandbox\/start">Connect Sandbox ESP/);
+    assert.match(res.text, /href="\/auth\/sandbox\/key"/);
+    assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    assert.match(res.headers['content-security-policy']!, /default-src 'self'/);
+  });
+
+  it('connects over OAuth: signed state, PKCE, list choice, success page with the merge tag, first run', async () => {
+    const start = await s.agent.get('/auth/sandbox/start').expect(302);
+    const authorize = new URL(start.headers.location!);
+    assert.equal(authorize.origin, s.sandbox.url);
+    assert.ok(authorize.searchParams.get('code_challenge'));
+    assert.match(String(start.headers['set-cookie']), /espresso_flow=.*HttpOnly.*SameSite=Lax/i);
+    const callback = await approveOnSandbox(s.sandbox.url, start.headers.location!);
+    const listPage = await s.agent.get(callback).expect(200);
+    assert.match(listPage.text, /Morning Newsletter/);
+    assert.match(listPage.text, /Offers &amp; Events/);
+    const done = await s.agent
+      .post('/auth/sandbox/list')
+      .type('form')
+      .send({
+        _csrf: field(listPage.text, '_csrf'),
+        nonce: field(listPage.text, 'nonce'),
+        listId: 'list_newsletter',
+      })
+      .expect(200);
+    assert.match(done.text, /Connected: Demo Coffee Roasters · Morning Newsletter/);
+    assert.match(done.text, /lctg=\{\{contact\.lcee\}\}/);
+    const [configuration] = await configurations(s.stores);
+    assert.equal(configuration!.status, 'active');
+    assert.equal(configuration!.espListId, 'list_newsletter');
+    const credentials = JSON.parse(await s.stores.secrets.get(configuration!.credentialsSecretId));
+    assert.equal(credentials.kind, 'oauth2');
+    assert.ok(!done.text.includes(credentials.accessToken), 'token on the page');
+    const { client } = await temporalEnv();
+    const runs = [];
+    for await (const wf of client.workflow.list({
+      query: `WorkflowId STARTS_WITH 'sync/${configuration!.id}/'`,
+    }))
+      runs.push(wf);
+    assert.equal(runs.length, 1);
+    assert.match(runs[0]!.workflowId, /first-run-/);
+
+    // The callback cannot be replayed.
+    const replay = await s.agent.get(callback).expect(400);
+    assert.match(replay.text, /expired/);
+    assert.equal((await configurations(s.stores)).length, 1);
+  });
+
+  it('refuses tampered, expired and other-browser states with 400 and stores nothing', async () => {
+    const start = await s.agent.get('/auth/sandbox/start').expect(302);
+    const callback = await approveOnSandbox(s.sandbox.url, start.headers.location!);
+    const url = new URL(callback, 'http://x');
+    const state = url.searchParams.get('state')!;
+
+    const tampered = state.slice(0, -3) + (state.endsWith('AAA') ? 'BBB' : 'AAA');
+    await s.agent.get(`/auth/sandbox/callback?code=x&state=${encodeURIComponent(tampered)}`).expect(400);
+    // Another browser (no flow cookie) with the genuine state and code.
+    await request(s.app).get(callback).expect(400);
+    // A state signed correctly but expired.
+    const binding = /espresso_flow=([^;]+)/.exec(String(start.headers['set-cookie']))![1]!;
+    const old = new Signer(SECRET).state('abcdefghijklmnop', 'sandbox', binding, Date.now() - 11 * 60_000);
+    const expired = await s.agent
+      .get(`/auth/sandbox/callback?code=x&state=${encodeURIComponent(old)}`)
+      .expect(400);
+    assert.match(expired.text, /expired/);
+    assert.doesNotMatch(expired.text, /Error|at .*\.js/);
+    await s.agent.get('/auth/sandbox/callback').expect(400);
+    assert.equal((await configurations(s.stores)).length, 0);
+  });
+
+  it('explains a denied consent and stores nothing', async () => {
+    const start = await s.agent.get('/auth/sandbox/start').expect(302);
+    const callback = await approveOnSandbox(s.sandbox.url, start.headers.location!, 'deny');
+    const res = await s.agent.get(callback).expect(400);
+    assert.match(res.text, /You did not give access/);
+    assert.match(res.text, /Try again/);
+    assert.equal((await configurations(s.stores)).length, 0);
+  });
+
+  it('connects with an API key through a CSRF-protected form, without echoing the key', async () => {
+    const form = await s.agent.get('/auth/sandbox/key').expect(200);
+    const csrf = field(form.text, '_csrf')!;
+    await s.agent.post('/auth/sandbox/key').type('form').send({ apiKey: 'sandbox-demo-key' }).expect(403);
+    const bad = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: csrf, apiKey: 'sk_PLANTED_wrong' })
+      .expect(400);
+    assert.match(bad.text, /did not accept the credentials/);
+    assert.ok(!bad.text.includes('sk_PLANTED_wrong'));
+    const empty = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: csrf, apiKey: '  ' })
+      .expect(400);
+    assert.match(empty.text, /<code>apiKey<\/code>: is required/);
+    const lists = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: csrf, apiKey: 'sandbox-demo-key' })
+      .expect(200);
+    const done = await s.agent
+      .post('/auth/sandbox/list')
+      .type('form')
+      .send({ _csrf: field(lists.text, '_csrf'), nonce: field(lists.text, 'nonce'), listId: 'list_offers' })
+      .expect(200);
+    assert.match(done.text, /Offers &amp; Events/);
+    assert.ok(!done.text.includes('sandbox-demo-key'));
+    assert.equal((await configurations(s.stores))[0]!.espListId, 'list_offers');
+  });
+
+  it('escapes what the ESP says about the account (a <script> in the account name)', async () => {
+    s.sandbox.state.addAccount('acct_evil', '<script>alert(1)</script>', ['evil-key-12345']);
+    s.sandbox.state.accounts
+      .get('acct_evil')!
+      .lists.set('list_x', new SandboxList('list_x', '<img src=x onerror=alert(2)>'));
+    const form = await s.agent.get('/auth/sandbox/key');
+    const done = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: field(form.text, '_csrf'), apiKey: 'evil-key-12345' })
+      .expect(200);
+    assert.ok(!done.text.includes('<script>alert(1)'), 'unescaped script');
+    assert.ok(!done.text.includes('<img src=x'), 'unescaped img');
+    assert.match(done.text, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  });
+
+  it('re-authorizes a needs_reauth configuration in place, keeping its id', async () => {
+    const form = await s.agent.get('/auth/sandbox/key');
+    const lists = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' });
+    await s.agent
+      .post('/auth/sandbox/list')
+      .type('form')
+      .send({
+        _csrf: field(lists.text, '_csrf'),
+        nonce: field(lists.text, 'nonce'),
+        listId: 'list_newsletter',
+      });
+    const [original] = await configurations(s.stores);
+    await s.stores.configurations.update(original!.id, () => ({
+      status: 'needs_reauth',
+      statusReason: 'ESP answered 401',
+    }));
+    const reauthForm = await s.agent.get(`/auth/sandbox/key?reauthorize=${original!.id}`).expect(200);
+    assert.equal(field(reauthForm.text, 'reauthorize'), original!.id);
+    const done = await s.agent
+      .post('/auth/sandbox/key')
+      .type('form')
+      .send({ _csrf: field(reauthForm.text, '_csrf'), apiKey: 'sandbox-demo-key', reauthorize: original!.id })
+      .expect(200);
+    assert.match(done.text, /Re-connected/);
+    const after = await configurations(s.stores);
+    assert.equal(after.length, 1);
+    assert.equal(after[0]!.id, original!.id);
+    assert.equal(after[0]!.status, 'active');
+    await s.agent.get('/auth/sandbox/key?reauthorize=../../etc').expect(400);
+  });
+
+  it('answers unknown ESPs with 404 and never redirects off-site', async () => {
+    await s.agent.get('/auth/nope/start').expect(404);
+    const res = await s.agent.get('/auth/sandbox/start?redirect=https://evil.example').expect(302);
+    assert.ok(res.headers.location!.startsWith(s.sandbox.url));
+  });
+});
+
+describe('web: failures and limits', function () {
+  this.timeout(60_000);
+
+  it('says the ESP is unreachable, in plain words, when it does not answer', async () => {
+    const s = await setup({}, 'http://127.0.0.1:1');
+    try {
+      const form = await s.agent.get('/auth/sandbox/key');
+      const res = await s.agent
+        .post('/auth/sandbox/key')
+        .type('form')
+        .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' })
+        .expect(502);
+      assert.match(res.text, /is not answering/);
+      assert.doesNotMatch(res.text, /ECONNREFUSED|127\.0\.0\.1:1/);
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+
+  it('rate-limits POSTs per IP', async () => {
+    const s = await setup({ postsPerMinute: 3 });
+    try {
+      const form = await s.agent.get('/auth/sandbox/key');
+      const csrf = field(form.text, '_csrf');
+      for (let i = 0; i < 3; i++)
+        await s.agent
+          .post('/auth/sandbox/key')
+          .type('form')
+          .send({ _csrf: csrf, apiKey: 'wrong-key' })
+          .expect(400);
+      const limited = await s.agent
+        .post('/auth/sandbox/key')
+        .type('form')
+        .send({ _csrf: csrf, apiKey: 'wrong-key' })
+        .expect(429);
+      assert.match(limited.text, /Too many attempts/);
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+});
+
+describe('web: admin page', function () {
+  this.timeout(60_000);
+
+  it('is off, and says so, when no admin credentials are configured', async () => {
+    const s = await setup();
+    try {
+      const res = await s.agent.get('/admin').expect(503);
+      assert.match(res.text, /Admin is off/);
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+
+  it('asks for credentials, lists configurations with their last run, and acts on them', async () => {
+    const s = await setup({
+      admin: { user: 'ops', password: 'correct horse battery', token: 'tok_0123456789abcdef0123456789' },
+    });
+    try {
+      const form = await s.agent.get('/auth/sandbox/key');
+      const lists = await s.agent
+        .post('/auth/sandbox/key')
+        .type('form')
+        .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' });
+      await s.agent
+        .post('/auth/sandbox/list')
+        .type('form')
+        .send({
+          _csrf: field(lists.text, '_csrf'),
+          nonce: field(lists.text, 'nonce'),
+          listId: 'list_newsletter',
+        });
+      const [configuration] = await configurations(s.stores);
+
+      const challenge = await s.agent.get('/admin').expect(401);
+      assert.match(String(challenge.headers['www-authenticate']), /Basic/);
+      await s.agent.get('/admin').auth('ops', 'wrong password!!').expect(401);
+      await request(s.app)
+        .get('/admin')
+        .set('authorization', 'Bearer tok_0123456789abcdef0123456789')
+        .expect(200);
+      const admin = await s.agent.get('/admin').auth('ops', 'correct horse battery').expect(200);
+      assert.match(admin.text, new RegExp(`data-configuration="${configuration!.id}"`));
+      assert.match(admin.text, /class="status">active/);
+      assert.match(
+        admin.text,
+        new RegExp(`http://localhost:3000/auth/sandbox/start\\?reauthorize=${configuration!.id}`),
+      );
+
+      const csrf = field(admin.text, '_csrf')!;
+      await s.agent
+        .post(`/admin/configurations/${configuration!.id}/disable`)
+        .auth('ops', 'correct horse battery')
+        .type('form')
+        .send({})
+        .expect(403);
+      const disabled = await s.agent
+        .post(`/admin/configurations/${configuration!.id}/disable`)
+        .auth('ops', 'correct horse battery')
+        .type('form')
+        .send({ _csrf: csrf })
+        .expect(303);
+      assert.equal(disabled.headers.location, '/admin?done=disable');
+      assert.equal((await s.stores.configurations.get(configuration!.id)).status, 'disabled');
+      await s.agent
+        .post(`/admin/configurations/cfg_nope00000000/enable`)
+        .auth('ops', 'correct horse battery')
+        .type('form')
+        .send({ _csrf: csrf })
+        .expect(404);
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+});
