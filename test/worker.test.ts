@@ -1,8 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createStores } from '../src/storage';
 import { TASK_QUEUE, workflowIds } from '../src/temporal/constants';
 import { missingSearchAttributes, registerSearchAttributes } from '../src/temporal/search-attributes';
 import { createWorker } from '../src/worker';
@@ -10,7 +8,7 @@ import { selfCheckWorkflow } from '../src/workflows';
 import { ProcessorRegistry } from '../src/processors/registry';
 import { workflowBundle } from './support/espresso';
 import { temporalEnv } from './support/temporal';
-import { tempDir } from './support/tmp';
+import { tempStores } from './support/tmp';
 
 describe('worker on a real Temporal dev server', () => {
   let env: TestWorkflowEnvironment;
@@ -19,13 +17,7 @@ describe('worker on a real Temporal dev server', () => {
   });
 
   it('runs the self-check workflow end to end against the stores', async () => {
-    const dir = await tempDir();
-    const stores = createStores({
-      kind: 'local',
-      blobDir: join(dir, 'blobs'),
-      secretDir: join(dir, 'secrets'),
-      secretKeyFile: join(dir, 'secret.key'),
-    });
+    const stores = await tempStores();
     await stores.configurations.create({
       esp: 'sandbox',
       accountLabel: 'Test',

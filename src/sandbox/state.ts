@@ -276,15 +276,16 @@ export class SandboxState {
         list.size = l.size;
         list.writes = l.writes;
         for (const f of l.fields) list.fields.set(f.key, f);
+        const dense = (pairs: [number, string][]) => {
+          const values: (string | undefined)[] = [];
+          for (const [i, v] of pairs) values[i] = v;
+          return values;
+        };
         for (const [k, pairs] of Object.entries(l.values as Record<string, [number, string][]>)) {
-          const arr: (string | undefined)[] = [];
-          for (const [i, v] of pairs) arr[i] = v;
-          list.values.set(k, arr);
+          list.values.set(k, dense(pairs));
         }
         for (const [k, pairs] of Object.entries(l.firstWritten as Record<string, [number, string][]>)) {
-          const arr: (string | undefined)[] = [];
-          for (const [i, v] of pairs) arr[i] = v;
-          list.firstWritten.set(k, arr);
+          list.firstWritten.set(k, dense(pairs));
         }
         for (const [k, entries] of Object.entries(l.conflicts as Record<string, [number, string[]][]>)) {
           list.conflicts.set(k, new Map(entries));

@@ -1,18 +1,17 @@
 // A whole espresso for workflow tests: the shared dev server, a Sandbox ESP on a free port, local
 // stores in a temp dir, and a worker on its own task queue running the real activities.
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
 import { SandboxState } from '../../src/sandbox/state';
-import { createStores, type Configuration } from '../../src/storage';
+import type { Configuration } from '../../src/storage';
 import { createWorker, workflowsPath } from '../../src/worker';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv } from './temporal';
-import { tempDir } from './tmp';
+import { tempStores } from './tmp';
 
 let bundle: Promise<{ code: string }> | undefined;
 export function workflowBundle(): Promise<{ code: string }> {
@@ -33,13 +32,7 @@ export function workflowBundle(): Promise<{ code: string }> {
 export async function startEspresso(options: { taskQueue?: string; sandbox?: SandboxState } = {}) {
   const env = await temporalEnv();
   const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
-  const dir = await tempDir();
-  const stores = createStores({
-    kind: 'local',
-    blobDir: join(dir, 'blobs'),
-    secretDir: join(dir, 'secrets'),
-    secretKeyFile: join(dir, 'secret.key'),
-  });
+  const stores = await tempStores();
   const processor = new SandboxProcessor(
     { secrets: stores.secrets },
     { url: sandbox.url, rateLimit: { requests: 2000, perMs: 1000 }, concurrency: 8 },

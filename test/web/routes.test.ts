@@ -1,30 +1,23 @@
 // Every path of the connect flow and the admin page, over HTTP (supertest), with a real Sandbox ESP,
 // real stores and the shared Temporal dev server for the first run.
 import { strict as assert } from 'node:assert';
-import { join } from 'node:path';
 import request from 'supertest';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
-import { createStores, type Stores } from '../../src/storage';
+import type { Stores } from '../../src/storage';
 import { createApp, type WebDeps } from '../../src/web/app';
 import { Signer } from '../../src/web/security';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv } from '../support/temporal';
-import { tempDir } from '../support/tmp';
+import { tempStores } from '../support/tmp';
 import { webDeps } from '../support/web';
 
 const SECRET = 'test-session-secret-0123456789-abcdef';
 
 async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
   const sandbox = await startSandbox(SandboxState.demo(20));
-  const dir = await tempDir();
-  const stores = createStores({
-    kind: 'local',
-    blobDir: join(dir, 'blobs'),
-    secretDir: join(dir, 'secrets'),
-    secretKeyFile: join(dir, 'secret.key'),
-  });
+  const stores = await tempStores();
   const processor = new SandboxProcessor(
     { secrets: stores.secrets },
     { url: sandboxUrl ?? sandbox.url, rateLimit: { requests: 100, perMs: 1000 }, concurrency: 4 },
@@ -59,6 +52,20 @@ async function approveOnSandbox(sandboxUrl: string, authorizeUrl: string, decisi
   const back = new URL(res.headers.get('location')!);
   assert.equal(back.origin + back.pathname, 'http://localhost:3000/auth/sandbox/callback');
   return back.pathname + back.search;
+}
+
+/** The API-key path with the demo key, choosing list_newsletter. */
+async function connectWithKey(agent: ReturnType<typeof request.agent>) {
+  const form = await agent.get('/auth/sandbox/key');
+  const lists = await agent
+    .post('/auth/sandbox/key')
+    .type('form')
+    .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' });
+  return agent
+    .post('/auth/sandbox/list')
+    .type('form')
+    .send({ _csrf: field(lists.text, '_csrf'), nonce: field(lists.text, 'nonce'), listId: 'list_newsletter' })
+    .expect(200);
 }
 
 async function configurations(stores: Stores) {
@@ -203,19 +210,7 @@ describe('web: connect flow', function () {
   });
 
   it('re-authorizes a needs_reauth configuration in place, keeping its id', async () => {
-    const form = await s.agent.get('/auth/sandbox/key');
-    const lists = await s.agent
-      .post('/auth/sandbox/key')
-      .type('form')
-      .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' });
-    await s.agent
-      .post('/auth/sandbox/list')
-      .type('form')
-      .send({
-        _csrf: field(lists.text, '_csrf'),
-        nonce: field(lists.text, 'nonce'),
-        listId: 'list_newsletter',
-      });
+    await connectWithKey(s.agent);
     const [original] = await configurations(s.stores);
     await s.stores.configurations.update(original!.id, () => ({
       status: 'needs_reauth',
@@ -303,19 +298,7 @@ describe('web: admin page', function () {
       admin: { user: 'ops', password: 'correct horse battery', token: 'tok_0123456789abcdef0123456789' },
     });
     try {
-      const form = await s.agent.get('/auth/sandbox/key');
-      const lists = await s.agent
-        .post('/auth/sandbox/key')
-        .type('form')
-        .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' });
-      await s.agent
-        .post('/auth/sandbox/list')
-        .type('form')
-        .send({
-          _csrf: field(lists.text, '_csrf'),
-          nonce: field(lists.text, 'nonce'),
-          listId: 'list_newsletter',
-        });
+      await connectWithKey(s.agent);
       const [configuration] = await configurations(s.stores);
 
       const challenge = await s.agent.get('/admin').expect(401);
