@@ -45,13 +45,11 @@ ${
 
   router.post('/admin/configurations/:id/:action', postLimiter, async (req, res) => {
     if (!csrfValid(req, signer))
-      return void res
-        .status(403)
-        .send(
-          page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
-            kind: 'error',
-          }),
-        );
+      return void res.status(403).send(
+        page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
+          kind: 'error',
+        }),
+      );
     const id = configurationIdSchema.safeParse(req.params.id);
     const action = ACTIONS.find((a) => a === req.params.action);
     if (!id.success || !action)

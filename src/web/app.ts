@@ -45,13 +45,11 @@ export function createApp(deps: WebDeps): Express {
     standardHeaders: 'draft-7',
     legacyHeaders: false,
     handler: (_req, res) =>
-      void res
-        .status(429)
-        .send(
-          page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
-            kind: 'error',
-          }),
-        ),
+      void res.status(429).send(
+        page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
+          kind: 'error',
+        }),
+      ),
   });
 
   // Liveness: always 200 while the process serves, with each dependency's state for humans and probes.
@@ -76,13 +74,11 @@ export function createApp(deps: WebDeps): Express {
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const status = (err as { status?: number; type?: string }).status;
     if (status && status >= 400 && status < 500) {
-      return void res
-        .status(status)
-        .send(
-          page('Invalid request', '<h1>Invalid request</h1><p>The request could not be read.</p>', {
-            kind: 'error',
-          }),
-        );
+      return void res.status(status).send(
+        page('Invalid request', '<h1>Invalid request</h1><p>The request could not be read.</p>', {
+          kind: 'error',
+        }),
+      );
     }
     log.error({ err: (err as Error).message, path: req.path }, 'request failed');
     res
