@@ -54,8 +54,9 @@ describe('docker-compose.yml and Dockerfile', () => {
 
   it('runs entry points that the build produces from existing sources', () => {
     for (const [name, service] of ownServices) {
-      const [node, script] = service.command ?? [];
-      assert.equal(node, 'node', name);
+      const command = service.command ?? [];
+      assert.equal(command[0], 'node', name);
+      const script = command.at(-1);
       const source = script!.replace(/^dist\//, '').replace(/\.js$/, '.ts');
       assert.ok(
         existsSync(join(projectRoot, source)),

@@ -7,14 +7,14 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import type { AppConfig } from '../config';
 import { connectClient } from '../temporal/client';
 import { TASK_QUEUE } from '../temporal/constants';
 import { applySchedule } from '../temporal/schedule';
+import { waitForWorker } from '../temporal/worker-ready';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
+import { WORKER_NODE_FLAGS } from '../worker/node-options';
 import { loadConfigOrExit } from './load-config';
 
 const say = (msg: string) => console.log(`[espresso] ${msg}`);
@@ -53,13 +53,16 @@ export async function start(): Promise<void> {
       await assertPortFree(config.sandbox.host, config.sandbox.port, 'ESPRESSO_SANDBOX_PORT');
       children.push(new Supervised('sandbox', join(__dirname, '../sandbox/main.js'), () => stopping));
     }
-    children.push(new Supervised('worker', join(__dirname, '../worker/main.js'), () => stopping));
+    children.push(
+      new Supervised('worker', join(__dirname, '../worker/main.js'), () => stopping, WORKER_NODE_FLAGS),
+    );
     children.push(new Supervised('web', join(__dirname, '../web/main.js'), () => stopping));
     const webUrl = `http://${displayHost(config.web.host)}:${config.web.port}`;
     await waitForHttp(`${webUrl}/healthz`, 60_000);
-    await waitForWorker(config, 120_000);
     const { client, close } = await connectClient(config);
-    const schedule = await applySchedule(client, config.schedule).finally(close);
+    const schedule = await waitForWorker(client.connection, config.temporal.namespace, TASK_QUEUE, 120_000)
+      .then(() => applySchedule(client, config.schedule))
+      .finally(close);
     say(
       `schedule espresso-daily ${schedule.result}; next run ${schedule.nextRuns[0]?.toISOString() ?? 'unknown'}`,
     );
@@ -127,6 +130,7 @@ class Supervised {
     private readonly name: string,
     private readonly script: string,
     private readonly stopping: () => boolean,
+    private readonly nodeFlags: string[] = [],
   ) {
     this.spawn();
   }
@@ -134,7 +138,7 @@ class Supervised {
   private spawn(): void {
     const startedAt = Date.now();
     // Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
-    const child = spawn(process.execPath, [this.script], {
+    const child = spawn(process.execPath, [...this.nodeFlags, this.script], {
       stdio: 'inherit',
       detached: true,
       env: { ...process.env, ESPRESSO_SUPERVISOR_PID: String(process.pid) },
@@ -224,27 +228,6 @@ async function assertPortFree(host: string, port: number, variable: string): Pro
     );
     probe.listen(port, host, () => probe.close(() => resolve()));
   });
-}
-
-/** Ready means a worker polls the task queue, not merely that its process exists. */
-async function waitForWorker(config: AppConfig, timeoutMs: number): Promise<void> {
-  const connection = await Connection.connect({ address: config.temporal.address });
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { pollers } = await connection.workflowService.describeTaskQueue({
-        namespace: config.temporal.namespace,
-        taskQueue: { name: TASK_QUEUE },
-        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-      });
-      if (pollers?.length) return;
-      if (Date.now() > deadline)
-        throw new Error(`no worker polled task queue ${TASK_QUEUE} within ${timeoutMs / 1000}s`);
-      await sleep(300);
-    }
-  } finally {
-    await connection.close();
-  }
 }
 
 async function waitForHttp(url: string, timeoutMs: number): Promise<void> {

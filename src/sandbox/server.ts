@@ -46,6 +46,9 @@ type Route = {
 export interface SandboxStats {
   requests: number;
   byStatus: Record<string, number>;
+  /** Epoch ms of the first and last API request counted, to measure achieved request rates. */
+  firstAt: number;
+  lastAt: number;
 }
 
 export function createSandboxServer(state: SandboxState): Server & { stats: Map<string, SandboxStats> } {
@@ -54,8 +57,11 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
   const stats = new Map<string, SandboxStats>();
 
   const count = (accountId: string, status: number) => {
-    const s = stats.get(accountId) ?? stats.set(accountId, { requests: 0, byStatus: {} }).get(accountId)!;
+    const now = Date.now();
+    const s =
+      stats.get(accountId) ?? stats.set(accountId, { requests: 0, byStatus: {}, firstAt: now, lastAt: now }).get(accountId)!;
     s.requests++;
+    s.lastAt = now;
     s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;
   };
 

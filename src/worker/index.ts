@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
 import { TASK_QUEUE } from '../temporal/constants';
@@ -11,6 +13,8 @@ export interface WorkerOptions extends ActivityDeps {
 }
 
 export const workflowsPath = require.resolve('../workflows');
+/** Written by `npm run build` (src/worker/bundle.ts). */
+export const prebuiltBundlePath = join(__dirname, '..', '..', 'workflow-bundle.js');
 
 /** Builds the worker; the entry point (main.ts) and the tests both use this. */
 export function createWorker({
@@ -24,7 +28,11 @@ export function createWorker({
     connection,
     namespace,
     taskQueue,
-    ...(workflowBundle ? { workflowBundle } : { workflowsPath }),
+    ...(workflowBundle
+      ? { workflowBundle }
+      : existsSync(prebuiltBundlePath)
+        ? { workflowBundle: { codePath: prebuiltBundlePath } }
+        : { workflowsPath }),
     activities: createActivities(deps),
   });
 }

@@ -1,0 +1,140 @@
+// `npm run bench [-- --json] [--contacts N] [--per-contact N] [--limited N] [--growth]`
+// Measures espresso's pipeline against the machine's own limit for the same ESP. See docs/performance.md.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { projectRoot } from '../src/paths';
+import { barChart } from './chart';
+import { direct, perContact, pipeline } from './scenarios';
+import { ACCOUNTS, startStack } from './stack';
+
+const count = (v: string) => {
+  const n = Number(v.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a positive whole number, got ${JSON.stringify(v)}`);
+  return n;
+};
+
+const options = new Command()
+  .option('--json', 'print one JSON object on stdout (progress goes to stderr)')
+  .option('--contacts <n>', 'contacts for the pipeline and direct scenarios', count, 200_000)
+  .option('--per-contact <n>', 'contacts for the one-activity-per-contact scenario', count, 5_000)
+  .option('--limited <n>', 'contacts for the rate-limited scenario', count, 50_000)
+  .option('--growth', 'also run the pipeline at 10,000, 100,000 and 1,000,000 contacts')
+  .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
+  .parse()
+  .opts<{ json?: boolean; contacts: number; perContact: number; limited: number; growth?: boolean; resultsDir: string }>();
+
+const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[bench] ${msg}\n`);
+/** No limits on the open account: the pacing is set wide so the machine is the limit. */
+const OPEN = { rps: 100_000, concurrency: 8 };
+const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
+  const stack = await startStack();
+  try {
+    say(`pipeline: ${options.contacts} contacts`);
+    const p = await pipeline(stack, options.contacts, OPEN, ACCOUNTS.open);
+    say(`direct: ${options.contacts} contacts`);
+    const d = await direct(stack, options.contacts, OPEN, ACCOUNTS.open);
+    say(`per-contact: ${options.perContact} contacts`);
+    const pc = await perContact(stack, options.perContact, OPEN, ACCOUNTS.open);
+    say(`rate-limited pipeline: ${options.limited} contacts, limit ${LIMITED.rps} req/s, ${LIMITED.concurrency} concurrent`);
+    const rl = await pipeline(stack, options.limited, LIMITED, ACCOUNTS.limited);
+    const growth = [];
+    if (options.growth) {
+      for (const n of [10_000, 100_000, 1_000_000]) {
+        say(`growth: pipeline at ${n} contacts`);
+        const g = await pipeline(stack, n, OPEN, ACCOUNTS.open);
+        growth.push({ contacts: n, seconds: g.seconds, contactsPerSecond: g.contactsPerSecond, peakWorkerRssMb: g.peakWorkerRssMb, maxHistoryEvents: g.maxHistoryEvents });
+      }
+    }
+    // Requests per second while the run was talking to the ESP (first to last request).
+    const achievedRps = rl.requests / rl.requestSeconds;
+    const report = {
+      contacts: options.contacts,
+      machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+      pipeline: {
+        seconds: p.seconds,
+        contactsPerSecond: p.contactsPerSecond,
+        maxHistoryEvents: p.maxHistoryEvents,
+        peakWorkerRssMb: p.peakWorkerRssMb,
+      },
+      direct: d,
+      perContact: pc,
+      ratios: {
+        pipelineVsDirect: round(p.contactsPerSecond / d.contactsPerSecond),
+        pipelineVsPerContact: round(p.contactsPerSecond / pc.contactsPerSecond),
+      },
+      rateLimited: {
+        contacts: options.limited,
+        seconds: rl.seconds,
+        limitRps: LIMITED.rps,
+        achievedRps: round(achievedRps),
+        utilization: round(achievedRps / LIMITED.rps),
+        share429: round(rl.responses429 / Math.max(1, rl.requests), 4),
+        requests: rl.requests,
+      },
+      ...(growth.length ? { growth } : {}),
+    };
+    await save(report);
+    if (options.json) console.log(JSON.stringify(report));
+    else printTable(report);
+  } finally {
+    await stack.stop();
+  }
+}
+
+type Report = {
+  contacts: number;
+  machine: { cores: number; node: string; date: string };
+  pipeline: { seconds: number; contactsPerSecond: number; maxHistoryEvents: number; peakWorkerRssMb: number };
+  direct: { seconds: number; contactsPerSecond: number };
+  perContact: { contacts: number; seconds: number; contactsPerSecond: number };
+  ratios: { pipelineVsDirect: number; pipelineVsPerContact: number };
+  rateLimited: { contacts: number; seconds: number; limitRps: number; achievedRps: number; utilization: number; share429: number };
+  growth?: Array<{ contacts: number; seconds: number; contactsPerSecond: number; peakWorkerRssMb: number }>;
+};
+
+async function save(report: Report): Promise<void> {
+  const dir = options.resultsDir;
+  await mkdir(dir, { recursive: true });
+  const stamp = report.machine.date.replace(/[:.]/g, '-');
+  await writeFile(join(dir, `${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+  const bars = [
+    { label: `pipeline ${report.contacts}`, value: report.pipeline.contactsPerSecond },
+    { label: `direct ${report.contacts}`, value: report.direct.contactsPerSecond },
+    { label: `per-contact ${report.perContact.contacts}`, value: report.perContact.contactsPerSecond },
+    { label: `rate-limited ${report.rateLimited.contacts}`, value: Math.round(report.rateLimited.contacts / report.rateLimited.seconds) },
+    ...(report.growth ?? []).map((g) => ({ label: `pipeline ${g.contacts}`, value: g.contactsPerSecond })),
+  ];
+  await writeFile(join(dir, `${stamp}.svg`), barChart(`contacts/s (${report.machine.cores} cores, Node ${report.machine.node})`, bars));
+  say(`results written to ${join(dir, stamp)}.json and .svg`);
+}
+
+function printTable(r: Report): void {
+  const rows: Array<[string, string]> = [
+    ['pipeline', `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`],
+    ['direct', `${r.direct.contactsPerSecond} contacts/s (${r.direct.seconds} s)`],
+    ['per-contact', `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`],
+    ['pipeline / direct', String(r.ratios.pipelineVsDirect)],
+    ['pipeline / per-contact', String(r.ratios.pipelineVsPerContact)],
+    ['rate-limited', `${r.rateLimited.achievedRps} req/s of ${r.rateLimited.limitRps} (utilization ${r.rateLimited.utilization}), 429 share ${r.rateLimited.share429}`],
+    ...(r.growth ?? []).map((g): [string, string] => [`growth ${g.contacts}`, `${g.contactsPerSecond} contacts/s (${g.seconds} s), worker peak ${g.peakWorkerRssMb} MB`]),
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+main().catch((err) => {
+  console.error(`[bench] FAILED: ${(err as Error).message}`);
+  process.exit(1);
+});

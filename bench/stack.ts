@@ -1,0 +1,141 @@
+// What the benchmark runs against: a fresh Temporal dev server, the Sandbox ESP and the worker as
+// separate processes (as in production), local blob and secret stores in a temp directory.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { loadConfig } from '../src/config';
+import { projectRoot } from '../src/paths';
+import { TASK_QUEUE } from '../src/temporal/constants';
+import { startDevServer } from '../src/temporal/dev-server';
+import { waitForWorker } from '../src/temporal/worker-ready';
+import { resolveTemporalCli } from '../src/tools';
+import { WORKER_NODE_FLAGS } from '../src/worker/node-options';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const ACCOUNTS = {
+  open: { id: 'acct_bench', apiKey: 'bench-key-000001' },
+  limited: { id: 'acct_limited', apiKey: 'limited-key-0001', requestsPerSecond: 50, concurrency: 10 },
+};
+
+export async function startStack() {
+  const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
+  // A fresh database every run; its output goes to a log file so --json keeps stdout clean.
+  const server = await startDevServer({
+    cli: resolveTemporalCli(),
+    ip: '127.0.0.1',
+    port: await freePort(),
+    uiPort: await freePort(),
+    namespace: 'default',
+    dbFile: join(dir, 'temporal.sqlite'),
+    logFile: join(dir, 'temporal.log'),
+  });
+  const connection = await Connection.connect({ address: server.address });
+  const nativeConnection = await NativeConnection.connect({ address: server.address });
+  const env = { address: server.address, connection, nativeConnection, client: new Client({ connection }) };
+  const sandboxPort = await freePort();
+  const sandboxConfig = join(dir, 'sandbox.json');
+  await writeFile(
+    sandboxConfig,
+    JSON.stringify({
+      accounts: [
+        { id: ACCOUNTS.open.id, name: 'Bench', apiKeys: [ACCOUNTS.open.apiKey], lists: [] },
+        {
+          id: ACCOUNTS.limited.id,
+          name: 'Bench (rate-limited)',
+          apiKeys: [ACCOUNTS.limited.apiKey],
+          lists: [],
+          settings: {
+            limits: { requestsPerSecond: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency },
+          },
+        },
+      ],
+    }),
+  );
+  const baseEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    ESPRESSO_DATA_DIR: dir,
+    ESPRESSO_SECRET_KEY: randomBytes(32).toString('base64'),
+    TEMPORAL_ADDRESS: env.address,
+    ESPRESSO_SANDBOX_PORT: String(sandboxPort),
+    ESPRESSO_SANDBOX_CONFIG: sandboxConfig,
+    ESPRESSO_LOG_LEVEL: 'warn',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+  const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
+  const sandbox = spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], { env: baseEnv, stdio: 'inherit' });
+  for (let i = 0; ; i++) {
+    try {
+      await fetch(`${sandboxUrl}/_sandbox/state`);
+      break;
+    } catch {
+      if (i > 100) throw new Error('the Sandbox ESP did not start');
+      await sleep(100);
+    }
+  }
+  const config = loadConfig(baseEnv);
+
+  /** A worker process paced for `pacing` (the ESP's documented limits); returns its peak RSS on stop. */
+  const startWorker = async (pacing: { rps: number; concurrency: number }) => {
+    const child: ChildProcess = spawn(process.execPath, [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')], {
+      env: {
+        ...baseEnv,
+        ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
+        ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
+      },
+      stdio: 'inherit',
+    });
+    await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
+    return {
+      pid: child.pid!,
+      /** Peak resident memory (VmHWM) in MB so far. */
+      peakRssMb: () => vmHwmMb(child.pid!),
+      async stop(): Promise<number> {
+        const peak = vmHwmMb(child.pid!);
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+        return peak;
+      },
+    };
+  };
+
+  return {
+    dir,
+    env,
+    config,
+    sandboxUrl,
+    startWorker,
+    async stop() {
+      sandbox.kill('SIGTERM');
+      await connection.close();
+      await nativeConnection.close();
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type Stack = Awaited<ReturnType<typeof startStack>>;
+
+function vmHwmMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
+  return Math.round(kb / 1024);
+}
