@@ -8,7 +8,10 @@ const { listContactsForBench, updateOneContact } = proxyActivities<PerContactAct
   retry: { maximumAttempts: 5 },
 });
 
-export async function perContactWorkflow(input: { configurationId: string; window: number }): Promise<number> {
+export async function perContactWorkflow(input: {
+  configurationId: string;
+  window: number;
+}): Promise<number> {
   const contacts = await listContactsForBench(input.configurationId);
   let next = 0;
   let done = 0;

@@ -12,7 +12,8 @@ import { ACCOUNTS, startStack } from './stack';
 
 const count = (v: string) => {
   const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a positive whole number, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`expected a positive whole number, got ${JSON.stringify(v)}`);
   return n;
 };
 
@@ -24,7 +25,14 @@ const options = new Command()
   .option('--growth', 'also run the pipeline at 10,000, 100,000 and 1,000,000 contacts')
   .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
   .parse()
-  .opts<{ json?: boolean; contacts: number; perContact: number; limited: number; growth?: boolean; resultsDir: string }>();
+  .opts<{
+    json?: boolean;
+    contacts: number;
+    perContact: number;
+    limited: number;
+    growth?: boolean;
+    resultsDir: string;
+  }>();
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[bench] ${msg}\n`);
 /** No limits on the open account: the pacing is set wide so the machine is the limit. */
@@ -42,14 +50,22 @@ async function main(): Promise<void> {
     const d = await direct(stack, options.contacts, OPEN, ACCOUNTS.open);
     say(`per-contact: ${options.perContact} contacts`);
     const pc = await perContact(stack, options.perContact, OPEN, ACCOUNTS.open);
-    say(`rate-limited pipeline: ${options.limited} contacts, limit ${LIMITED.rps} req/s, ${LIMITED.concurrency} concurrent`);
+    say(
+      `rate-limited pipeline: ${options.limited} contacts, limit ${LIMITED.rps} req/s, ${LIMITED.concurrency} concurrent`,
+    );
     const rl = await pipeline(stack, options.limited, LIMITED, ACCOUNTS.limited);
     const growth = [];
     if (options.growth) {
       for (const n of [10_000, 100_000, 1_000_000]) {
         say(`growth: pipeline at ${n} contacts`);
         const g = await pipeline(stack, n, OPEN, ACCOUNTS.open);
-        growth.push({ contacts: n, seconds: g.seconds, contactsPerSecond: g.contactsPerSecond, peakWorkerRssMb: g.peakWorkerRssMb, maxHistoryEvents: g.maxHistoryEvents });
+        growth.push({
+          contacts: n,
+          seconds: g.seconds,
+          contactsPerSecond: g.contactsPerSecond,
+          peakWorkerRssMb: g.peakWorkerRssMb,
+          maxHistoryEvents: g.maxHistoryEvents,
+        });
       }
     }
     // Requests per second while the run was talking to the ESP (first to last request).
@@ -95,7 +111,14 @@ type Report = {
   direct: { seconds: number; contactsPerSecond: number };
   perContact: { contacts: number; seconds: number; contactsPerSecond: number };
   ratios: { pipelineVsDirect: number; pipelineVsPerContact: number };
-  rateLimited: { contacts: number; seconds: number; limitRps: number; achievedRps: number; utilization: number; share429: number };
+  rateLimited: {
+    contacts: number;
+    seconds: number;
+    limitRps: number;
+    achievedRps: number;
+    utilization: number;
+    share429: number;
+  };
   growth?: Array<{ contacts: number; seconds: number; contactsPerSecond: number; peakWorkerRssMb: number }>;
 };
 
@@ -108,22 +131,40 @@ async function save(report: Report): Promise<void> {
     { label: `pipeline ${report.contacts}`, value: report.pipeline.contactsPerSecond },
     { label: `direct ${report.contacts}`, value: report.direct.contactsPerSecond },
     { label: `per-contact ${report.perContact.contacts}`, value: report.perContact.contactsPerSecond },
-    { label: `rate-limited ${report.rateLimited.contacts}`, value: Math.round(report.rateLimited.contacts / report.rateLimited.seconds) },
+    {
+      label: `rate-limited ${report.rateLimited.contacts}`,
+      value: Math.round(report.rateLimited.contacts / report.rateLimited.seconds),
+    },
     ...(report.growth ?? []).map((g) => ({ label: `pipeline ${g.contacts}`, value: g.contactsPerSecond })),
   ];
-  await writeFile(join(dir, `${stamp}.svg`), barChart(`contacts/s (${report.machine.cores} cores, Node ${report.machine.node})`, bars));
+  await writeFile(
+    join(dir, `${stamp}.svg`),
+    barChart(`contacts/s (${report.machine.cores} cores, Node ${report.machine.node})`, bars),
+  );
   say(`results written to ${join(dir, stamp)}.json and .svg`);
 }
 
 function printTable(r: Report): void {
   const rows: Array<[string, string]> = [
-    ['pipeline', `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`],
+    [
+      'pipeline',
+      `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`,
+    ],
     ['direct', `${r.direct.contactsPerSecond} contacts/s (${r.direct.seconds} s)`],
-    ['per-contact', `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`],
+    [
+      'per-contact',
+      `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`,
+    ],
     ['pipeline / direct', String(r.ratios.pipelineVsDirect)],
     ['pipeline / per-contact', String(r.ratios.pipelineVsPerContact)],
-    ['rate-limited', `${r.rateLimited.achievedRps} req/s of ${r.rateLimited.limitRps} (utilization ${r.rateLimited.utilization}), 429 share ${r.rateLimited.share429}`],
-    ...(r.growth ?? []).map((g): [string, string] => [`growth ${g.contacts}`, `${g.contactsPerSecond} contacts/s (${g.seconds} s), worker peak ${g.peakWorkerRssMb} MB`]),
+    [
+      'rate-limited',
+      `${r.rateLimited.achievedRps} req/s of ${r.rateLimited.limitRps} (utilization ${r.rateLimited.utilization}), 429 share ${r.rateLimited.share429}`,
+    ],
+    ...(r.growth ?? []).map((g): [string, string] => [
+      `growth ${g.contacts}`,
+      `${g.contactsPerSecond} contacts/s (${g.seconds} s), worker peak ${g.peakWorkerRssMb} MB`,
+    ]),
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);

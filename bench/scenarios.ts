@@ -21,7 +21,11 @@ export function benchDeps(stack: Stack, pacing: Pacing): ActivityDeps & { proces
   const stores = createStores(stack.config.storage);
   const processor = new SandboxProcessor(
     { secrets: stores.secrets },
-    { url: stack.sandboxUrl, rateLimit: { requests: pacing.rps, perMs: 1000 }, concurrency: pacing.concurrency },
+    {
+      url: stack.sandboxUrl,
+      rateLimit: { requests: pacing.rps, perMs: 1000 },
+      concurrency: pacing.concurrency,
+    },
   );
   return { stores, processor, processors: new ProcessorRegistry([processor]), alerts: async () => undefined };
 }
@@ -36,7 +40,12 @@ async function prepare(stack: Stack, deps: ReturnType<typeof benchDeps>, account
   });
   if (!seeded.ok) throw new Error(`seeding failed: ${seeded.status}`);
   const { credentials, account: info } = await deps.processor.connectWithApiKey(account.apiKey);
-  const { configuration } = await saveConnection(deps, { esp: 'sandbox', credentials, account: info, listId });
+  const { configuration } = await saveConnection(deps, {
+    esp: 'sandbox',
+    credentials,
+    account: info,
+    listId,
+  });
   await deps.processor.maintain({ ...configuration, apiBaseUrl: undefined });
   return { configuration, listId };
 }
@@ -60,7 +69,9 @@ export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, a
   const seconds = (performance.now() - started) / 1000;
   const peakWorkerRssMb = await worker.stop();
   if (result.status !== 'completed' || result.updated !== contacts) {
-    throw new Error(`pipeline run ${workflowId} ended ${result.status} with ${result.updated}/${contacts} updated`);
+    throw new Error(
+      `pipeline run ${workflowId} ended ${result.status} with ${result.updated}/${contacts} updated`,
+    );
   }
   const stats = await sandboxJson<
     Record<string, { requests: number; byStatus: Record<string, number>; firstAt: number; lastAt: number }>
@@ -116,7 +127,9 @@ export async function direct(stack: Stack, contacts: number, pacing: Pacing, acc
     `/_sandbox/accounts/${account.id}/lists/${listId}/summary?field=lcee`,
   );
   if (updated !== contacts || summary.withValue !== contacts || summary.conflicting !== 0) {
-    throw new Error(`direct: ${updated} updated, ${summary.withValue} with a value, ${summary.conflicting} conflicting`);
+    throw new Error(
+      `direct: ${updated} updated, ${summary.withValue} with a value, ${summary.conflicting} conflicting`,
+    );
   }
   return { seconds: round(seconds), contactsPerSecond: Math.round(contacts / seconds) };
 }
@@ -162,7 +175,9 @@ async function verifyAgainstChunks(
       expected.set(contactId, value);
     }
   }
-  const res = await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${accountId}/lists/${listId}/history?field=lcee`);
+  const res = await fetch(
+    `${stack.sandboxUrl}/_sandbox/accounts/${accountId}/lists/${listId}/history?field=lcee`,
+  );
   const text = await res.text();
   let matching = 0;
   let conflicting = 0;
@@ -182,7 +197,9 @@ async function verifyAgainstChunks(
 
 async function maxHistoryEvents(stack: Stack, workflowIdPrefix: string): Promise<number> {
   let max = 0;
-  for await (const wf of stack.env.client.workflow.list({ query: `WorkflowId STARTS_WITH '${workflowIdPrefix}'` })) {
+  for await (const wf of stack.env.client.workflow.list({
+    query: `WorkflowId STARTS_WITH '${workflowIdPrefix}'`,
+  })) {
     max = Math.max(max, wf.historyLength);
   }
   return max;

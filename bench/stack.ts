@@ -62,7 +62,10 @@ export async function startStack() {
           apiKeys: [ACCOUNTS.limited.apiKey],
           lists: [],
           settings: {
-            limits: { requestsPerSecond: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency },
+            limits: {
+              requestsPerSecond: ACCOUNTS.limited.requestsPerSecond,
+              concurrency: ACCOUNTS.limited.concurrency,
+            },
           },
         },
       ],
@@ -79,7 +82,10 @@ export async function startStack() {
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
   const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
-  const sandbox = spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], { env: baseEnv, stdio: 'inherit' });
+  const sandbox = spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], {
+    env: baseEnv,
+    stdio: 'inherit',
+  });
   for (let i = 0; ; i++) {
     try {
       await fetch(`${sandboxUrl}/_sandbox/state`);
@@ -93,14 +99,18 @@ export async function startStack() {
 
   /** A worker process paced for `pacing` (the ESP's documented limits); returns its peak RSS on stop. */
   const startWorker = async (pacing: { rps: number; concurrency: number }) => {
-    const child: ChildProcess = spawn(process.execPath, [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')], {
-      env: {
-        ...baseEnv,
-        ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
-        ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
+      {
+        env: {
+          ...baseEnv,
+          ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
+          ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
+        },
+        stdio: 'inherit',
       },
-      stdio: 'inherit',
-    });
+    );
     await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
     return {
       pid: child.pid!,

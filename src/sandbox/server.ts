@@ -59,7 +59,8 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
   const count = (accountId: string, status: number) => {
     const now = Date.now();
     const s =
-      stats.get(accountId) ?? stats.set(accountId, { requests: 0, byStatus: {}, firstAt: now, lastAt: now }).get(accountId)!;
+      stats.get(accountId) ??
+      stats.set(accountId, { requests: 0, byStatus: {}, firstAt: now, lastAt: now }).get(accountId)!;
     s.requests++;
     s.lastAt = now;
     s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;

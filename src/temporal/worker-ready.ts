@@ -17,7 +17,8 @@ export async function waitForWorker(
       taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     });
     if (pollers?.length) return;
-    if (Date.now() > deadline) throw new Error(`no worker polled task queue ${taskQueue} within ${timeoutMs / 1000}s`);
+    if (Date.now() > deadline)
+      throw new Error(`no worker polled task queue ${taskQueue} within ${timeoutMs / 1000}s`);
     await sleep(300);
   }
 }
