@@ -31,7 +31,12 @@ export function benchDeps(stack: Stack, pacing: Pacing): ActivityDeps & { proces
 }
 
 /** A new Sandbox list of `contacts` contacts and a configuration connected to it. */
-async function prepare(stack: Stack, deps: ReturnType<typeof benchDeps>, account: Account, contacts: number) {
+export async function prepare(
+  stack: Stack,
+  deps: ReturnType<typeof benchDeps>,
+  account: Account,
+  contacts: number,
+) {
   const listId = `list_${contacts}_${randomBytes(3).toString('hex')}`;
   const seeded = await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${account.id}/lists/${listId}/seed`, {
     method: 'POST',

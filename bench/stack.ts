@@ -34,10 +34,10 @@ export const ACCOUNTS = {
   limited: { id: 'acct_limited', apiKey: 'limited-key-0001', requestsPerSecond: 50, concurrency: 10 },
 };
 
-export async function startStack() {
+export async function startStack(options: { espTimeoutMs?: number } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
   // A fresh database every run; its output goes to a log file so --json keeps stdout clean.
-  const server = await startDevServer({
+  const serverOptions = {
     cli: resolveTemporalCli(),
     ip: '127.0.0.1',
     port: await freePort(),
@@ -45,7 +45,8 @@ export async function startStack() {
     namespace: 'default',
     dbFile: join(dir, 'temporal.sqlite'),
     logFile: join(dir, 'temporal.log'),
-  });
+  };
+  let server = await startDevServer(serverOptions);
   const connection = await Connection.connect({ address: server.address });
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const env = { address: server.address, connection, nativeConnection, client: new Client({ connection }) };
@@ -78,7 +79,8 @@ export async function startStack() {
     TEMPORAL_ADDRESS: env.address,
     ESPRESSO_SANDBOX_PORT: String(sandboxPort),
     ESPRESSO_SANDBOX_CONFIG: sandboxConfig,
-    ESPRESSO_LOG_LEVEL: 'warn',
+    ESPRESSO_LOG_LEVEL: 'error',
+    ...(options.espTimeoutMs ? { ESPRESSO_ESP_TIMEOUT_MS: String(options.espTimeoutMs) } : {}),
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
   const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
@@ -116,6 +118,12 @@ export async function startStack() {
       pid: child.pid!,
       /** Peak resident memory (VmHWM) in MB so far. */
       peakRssMb: () => vmHwmMb(child.pid!),
+      /** SIGKILL, as a crash would: no graceful shutdown, in-flight activities are lost. */
+      kill(): Promise<unknown> {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        return exited;
+      },
       async stop(): Promise<number> {
         const peak = vmHwmMb(child.pid!);
         const exited = new Promise((r) => child.once('exit', r));
@@ -129,6 +137,11 @@ export async function startStack() {
   return {
     dir,
     env,
+    /** Stops the dev server and starts it again on the same port and database file. */
+    async restartTemporal() {
+      await server.stop();
+      server = await startDevServer(serverOptions);
+    },
     config,
     sandboxUrl,
     startWorker,

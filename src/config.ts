@@ -47,6 +47,7 @@ export const envSchema = z.object({
     .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected HH:MM (24-hour, UTC), e.g. 06:00')
     .default('06:00'),
   ESPRESSO_ALERT_WEBHOOK_URL: optionalUrl,
+  ESPRESSO_ESP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_SANDBOX_PORT: port.default(4010),
@@ -100,6 +101,8 @@ export interface AppConfig {
   /** Daily run time, UTC. */
   schedule: { hour: number; minute: number };
   alertWebhookUrl?: string;
+  /** How long one ESP request may take before it counts as a (retryable) timeout. */
+  espTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -186,5 +189,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       minute: Number(e.ESPRESSO_SCHEDULE_TIME.slice(3)),
     },
     alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
+    espTimeoutMs: e.ESPRESSO_ESP_TIMEOUT_MS,
   };
 }

@@ -4,6 +4,7 @@ import type { ActivityDeps } from './activities';
 import { createAlertSender } from './alerts';
 import type { AppConfig } from './config';
 import type { Logger } from './logger';
+import { EspHttp } from './processors/http';
 import { createProcessorRegistry } from './processors/registry';
 import { createStores } from './storage';
 
@@ -11,7 +12,10 @@ export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
   const stores = createStores(config.storage);
   return {
     stores,
-    processors: createProcessorRegistry({ secrets: stores.secrets }, config),
+    processors: createProcessorRegistry(
+      { secrets: stores.secrets, http: new EspHttp(config.espTimeoutMs) },
+      config,
+    ),
     alerts: createAlertSender(log, config.alertWebhookUrl),
   };
 }

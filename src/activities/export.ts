@@ -6,6 +6,7 @@ import type { ListMode } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { CHUNK_LINES, exportManifestSchema, runFiles, type ExportManifest } from '../runs/files';
 import { mapFailures } from './failures';
+import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 export interface ExportInput {
   configurationId: string;
@@ -74,25 +75,31 @@ export function createExportActivities(deps: ActivityDeps) {
           pendingAlreadySet = 0;
         };
 
-        for (;;) {
-          const page = await processor.listPage(target, cursor, input.mode);
-          const fresh: string[] = [];
-          let alreadySet = 0;
-          for (const contact of page.contacts) {
-            // Stable once written: a contact that has a value keeps it.
-            if (contact.currentValue !== undefined && VALID_VALUE.test(contact.currentValue)) alreadySet++;
-            else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
+        // Alive even while a slow ESP answers; the details always say what is in chunk files.
+        const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
+        try {
+          for (;;) {
+            const page = await processor.listPage(target, cursor, input.mode);
+            const fresh: string[] = [];
+            let alreadySet = 0;
+            for (const contact of page.contacts) {
+              // Stable once written: a contact that has a value keeps it.
+              if (contact.currentValue !== undefined && VALID_VALUE.test(contact.currentValue)) alreadySet++;
+              else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
+            }
+            // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
+            if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
+            lines.push(...fresh);
+            pendingAlreadySet += alreadySet;
+            context.heartbeat(committed);
+            if (!page.nextCursor) break;
+            cursor = page.nextCursor;
           }
-          // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
-          if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
-          lines.push(...fresh);
-          pendingAlreadySet += alreadySet;
-          context.heartbeat(committed);
-          if (!page.nextCursor) break;
-          cursor = page.nextCursor;
+          cursor = undefined;
+          await flush();
+        } finally {
+          clearInterval(beat);
         }
-        cursor = undefined;
-        await flush();
 
         const manifest: ExportManifest = {
           chunkCount: committed.chunkCount,

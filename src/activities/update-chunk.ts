@@ -31,6 +31,8 @@ interface ChunkProgress {
 /** ESP batches sent together per group; a group's results are saved before the next group starts. */
 const GROUP_BATCHES = 4;
 const MAX_LINE_LENGTH = 1_000;
+/** Activities heartbeat this often; the workflows' heartbeat timeout is 20 s. */
+export const HEARTBEAT_EVERY_MS = 5_000;
 
 type Entry = { update: ContactUpdate } | { result: ResultLine };
 
@@ -77,18 +79,24 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           group = [];
         };
 
-        let lineNo = 0;
-        for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
-          lineNo++;
-          if (lineNo <= progress.linesDone || raw.trim() === '') continue;
-          const entry = parseLine(raw, lineNo);
-          const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
-          group.push(
-            done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
-          );
-          if (group.length >= groupSize) await sendGroup(lineNo);
+        // Alive even while a slow ESP answers; the details always say what is saved.
+        const beat = setInterval(() => context.heartbeat(progress), HEARTBEAT_EVERY_MS);
+        try {
+          let lineNo = 0;
+          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+            lineNo++;
+            if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+            const entry = parseLine(raw, lineNo);
+            const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+            group.push(
+              done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+            );
+            if (group.length >= groupSize) await sendGroup(lineNo);
+          }
+          if (group.length) await sendGroup(lineNo);
+        } finally {
+          clearInterval(beat);
         }
-        if (group.length) await sendGroup(lineNo);
         return mergeParts(configurationId, runDate, chunk, progress.parts);
       });
     },

@@ -29,6 +29,9 @@ export type EspCall = <T = unknown>(
   options?: Pick<SendOptions, 'rowsFromError'>,
 ) => Promise<EspResponse<T>>;
 
+/** In-process retries of transient ESP errors before the activity's own retry policy takes over. */
+const QUICK_RETRIES = 2;
+
 /** The value espresso writes: 128 random bits, base64url. Anything else is refused before the ESP. */
 const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 
@@ -279,7 +282,7 @@ export abstract class BaseProcessor {
     return async (request, options) => {
       const { credentials } = await this.credentials(target);
       try {
-        return await this.send(credentials, base, request, { ...options, pacer });
+        return await this.sendRetryingTransient(credentials, base, request, { ...options, pacer });
       } catch (err) {
         if (
           !(err instanceof InvalidCredentialsError) ||
@@ -297,6 +300,27 @@ export abstract class BaseProcessor {
   /** Requests with credentials that are not stored yet (connect flow), unpaced. */
   private callWith(credentials: Credentials, base: string): EspCall {
     return (request, options) => this.send(credentials, base, request, options ?? {});
+  }
+
+  /**
+   * A 5xx, timeout or reset is retried twice here, quickly (every ESP call espresso makes is
+   * idempotent: reads, and writes of the same values); what still fails goes back to the activity's
+   * retry policy. 429s are not retried here: the activity retries after the ESP's Retry-After.
+   */
+  private async sendRetryingTransient<T>(
+    credentials: Credentials,
+    base: string,
+    request: EspRequest,
+    options: SendOptions,
+  ) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.send<T>(credentials, base, request, options);
+      } catch (err) {
+        if (!(err instanceof TransientError) || attempt > QUICK_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
   }
 
   private send<T>(credentials: Credentials, base: string, request: EspRequest, options: SendOptions) {

@@ -17,7 +17,11 @@ async function main(): Promise<void> {
     running.worker?.getState() === 'RUNNING' ? running.worker.shutdown() : process.exit(0),
   );
   // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
-  Runtime.install({ logger: new DefaultLogger(config.logLevel === 'debug' ? 'DEBUG' : 'WARN') });
+  Runtime.install({
+    logger: new DefaultLogger(
+      config.logLevel === 'debug' ? 'DEBUG' : config.logLevel === 'error' ? 'ERROR' : 'WARN',
+    ),
+  });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   try {
     const added = await registerSearchAttributes(connection.operatorService, config.temporal.namespace);

@@ -22,7 +22,8 @@ import { dispatchProgressSignal } from './signals';
 const quick = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: espCallRetry });
 const { exportContacts } = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
-  heartbeatTimeout: '2 minutes',
+  // The activities heartbeat every 5 s, even while an ESP request is slow.
+  heartbeatTimeout: '20 seconds',
   retry: espCallRetry,
 });
 

@@ -13,7 +13,8 @@ import { dispatchProgressSignal, type DispatchTotals } from './signals';
 
 const { updateChunk } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
+  // The activities heartbeat every 5 s, even while an ESP request is slow.
+  heartbeatTimeout: '20 seconds',
   retry: chunkUpdateRetry,
 });
 

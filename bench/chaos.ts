@@ -1,0 +1,169 @@
+// `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N]`
+// A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
+// rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
+// was lost and no contact was ever written two values. Exits non-zero otherwise.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Command } from 'commander';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import type { RunSummary } from '../src/activities/summary';
+import { runFiles, type ResultLine } from '../src/runs/files';
+import { TASK_QUEUE } from '../src/temporal/constants';
+import { benchDeps, prepare } from './scenarios';
+import { ACCOUNTS, startStack } from './stack';
+
+const count = (v: string) => {
+  const n = Number(v.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a whole number, got ${JSON.stringify(v)}`);
+  return n;
+};
+
+const options = new Command()
+  .option('--json', 'print one JSON object on stdout (progress goes to stderr)')
+  .option('--contacts <n>', 'contacts', count, 100_000)
+  .option('--kills <n>', 'worker SIGKILLs during the run', count, 3)
+  .option('--server-restarts <n>', 'Temporal dev server restarts during the run', count, 1)
+  .parse()
+  .opts<{ json?: boolean; contacts: number; kills: number; serverRestarts: number }>();
+
+const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[chaos] ${msg}\n`);
+const PACING = { rps: 100_000, concurrency: 8 };
+const FAULTS = { errorRate: 0.05, rateLimitRate: 0.05, timeoutRate: 0.01, rowRejectRate: 0.005 };
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
+  const stack = await startStack({ espTimeoutMs: 2_000 });
+  let exitCode = 0;
+  try {
+    const deps = benchDeps(stack, PACING);
+    const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, options.contacts);
+    await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/settings`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ faults: FAULTS }),
+    });
+    let worker = await stack.startWorker(PACING);
+    const runDate = '2026-01-01';
+    const workflowId = `chaos/${listId}`;
+    const started = performance.now();
+    await stack.env.client.workflow.start('configurationSyncWorkflow', {
+      taskQueue: TASK_QUEUE,
+      workflowId,
+      args: [{ configurationId: configuration.id, runDate, mode: 'full' }],
+    });
+    say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
+
+    // The disruptions, in random order, at random moments while the run goes on.
+    const actions: Array<'kill' | 'restart'> = [
+      ...Array<'kill'>(options.kills).fill('kill'),
+      ...Array<'restart'>(options.serverRestarts).fill('restart'),
+    ].sort(() => Math.random() - 0.5);
+    let workerKills = 0;
+    let serverRestarts = 0;
+    const status = async () => {
+      try {
+        return (await stack.env.client.workflow.getHandle(workflowId).describe()).status.name;
+      } catch {
+        return 'UNREACHABLE';
+      }
+    };
+    for (const action of actions) {
+      await sleep(1_000 + Math.random() * 3_000);
+      if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
+      if (action === 'kill') {
+        await worker.kill();
+        workerKills++;
+        say(`worker SIGKILLed (${workerKills})`);
+        worker = await stack.startWorker(PACING);
+      } else {
+        await stack.restartTemporal();
+        serverRestarts++;
+        say('Temporal dev server restarted (same database file)');
+      }
+    }
+    const deadline = Date.now() + 20 * 60_000;
+    let final = await status();
+    while (['RUNNING', 'UNREACHABLE'].includes(final) && Date.now() < deadline) {
+      await sleep(500);
+      final = await status();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    await worker.stop();
+    if (final !== 'COMPLETED') throw new Error(`the run ended ${final}`);
+
+    // What the chunk files promised, what the results files say, what the ESP holds.
+    const expected = new Map<string, string>();
+    const rejected = new Map<string, string>();
+    for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, runDate))) {
+      if (/contacts-\d+\.jsonl$/.test(key)) {
+        for await (const line of deps.stores.blobs.readLines(key)) {
+          const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+          expected.set(contactId, value);
+        }
+      } else if (/results-\d+\.jsonl$/.test(key)) {
+        for await (const line of deps.stores.blobs.readLines(key)) {
+          const r = JSON.parse(line) as ResultLine;
+          if (r.status === 'rejected' && r.contactId && r.reason) rejected.set(r.contactId, r.reason);
+        }
+      }
+    }
+    const history = await (
+      await fetch(
+        `${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/lists/${listId}/history?field=lcee`,
+      )
+    ).text();
+    const current = new Map<string, string | null>();
+    let conflictingWrites = 0;
+    for (const line of history.split('\n')) {
+      if (!line) continue;
+      const h = JSON.parse(line) as { contactId: string; current: string | null; values: string[] };
+      current.set(h.contactId, h.current);
+      if (h.values.length > 1) conflictingWrites++;
+    }
+    let updated = 0;
+    let lost = 0;
+    for (const [contactId, value] of expected) {
+      if (current.get(contactId) === value) updated++;
+      else if (!rejected.has(contactId)) lost++;
+    }
+    lost += options.contacts - expected.size; // contacts that never reached a chunk file
+    const summary = JSON.parse(
+      (await deps.stores.blobs.get(runFiles.summary(configuration.id, runDate))).body.toString('utf8'),
+    ) as RunSummary;
+    const countsAddUp =
+      summary.contacts.updated === updated &&
+      summary.contacts.rejected === rejected.size &&
+      summary.contacts.updated + summary.contacts.rejected === summary.contacts.exported;
+    const report = {
+      contacts: options.contacts,
+      updated,
+      rejected: rejected.size,
+      lost,
+      conflictingWrites,
+      workerKills,
+      serverRestarts,
+      seconds: Math.round(seconds * 10) / 10,
+      summaryCountsAddUp: countsAddUp,
+    };
+    if (options.json) console.log(JSON.stringify(report));
+    else for (const [k, v] of Object.entries(report)) console.log(`${k.padEnd(20)} ${v}`);
+    if (lost > 0 || conflictingWrites > 0 || !countsAddUp) {
+      say('FAILED: something was lost, written twice, or the summary does not add up');
+      exitCode = 1;
+    }
+    if (workerKills < options.kills || serverRestarts < options.serverRestarts) {
+      say(
+        `FAILED: the run ended before every disruption happened (${workerKills} kills, ${serverRestarts} restarts)`,
+      );
+      exitCode = 1;
+    }
+  } finally {
+    await stack.stop();
+  }
+  process.exit(exitCode);
+}
+
+main().catch((err) => {
+  console.error(`[chaos] FAILED: ${(err as Error).message}`);
+  process.exit(1);
+});
