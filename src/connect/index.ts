@@ -43,7 +43,7 @@ export function pickList(account: AccountInfo, listId?: string): string | undefi
 }
 
 export async function saveConnection(
-  deps: Pick<ActivityDeps, 'stores' | 'processors'>,
+  deps: Pick<ActivityDeps, 'stores' | 'processors'> & Partial<Pick<ActivityDeps, 'alerts'>>,
   input: SaveConnectionInput,
 ): Promise<{ configuration: Configuration; created: boolean }> {
   const { configurations, secrets } = deps.stores;
@@ -72,6 +72,15 @@ export async function saveConnection(
       statusReason: undefined,
       accountLabel: input.account.accountLabel.slice(0, 200) || existing.accountLabel,
     }));
+    if (existing.status === 'needs_reauth') {
+      // The one recovery alert that answers the needs_reauth alert.
+      await deps.alerts?.({
+        configurationId: configuration.id,
+        esp: configuration.esp,
+        status: 'active',
+        message: 'credentials re-authorized; daily runs resume',
+      });
+    }
     return { configuration, created: false };
   }
 

@@ -3,6 +3,7 @@ import cookieParser from 'cookie-parser';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
+import type { AlertSender } from '../alerts';
 import type { Logger } from '../logger';
 import { createLogger } from '../logger';
 import type { ProcessorRegistry } from '../processors/registry';
@@ -16,6 +17,8 @@ import { Signer } from './security';
 export interface WebDeps {
   stores: Stores;
   processors: ProcessorRegistry;
+  /** Re-authorizing a configuration in needs_reauth sends a recovery alert. */
+  alerts?: AlertSender;
   /** Lazily connected Temporal client connection (the web server starts even while Temporal is down). */
   temporal: () => Promise<Connection>;
   temporalNamespace: string;
@@ -57,6 +60,13 @@ export function createApp(deps: WebDeps): Express {
     const dependencies = await checkDependencies(deps);
     const allUp = Object.values(dependencies).every((d) => d.state === 'up');
     res.json({ status: allUp ? 'ok' : 'degraded', dependencies });
+  });
+
+  // Readiness: 503 until Temporal and both stores answer, for load balancers and orchestrators.
+  app.get('/readyz', async (_req, res) => {
+    const dependencies = await checkDependencies(deps);
+    const ready = Object.values(dependencies).every((d) => d.state === 'up');
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', dependencies });
   });
 
   app.use(connectRoutes(deps, signer, postLimiter, log));

@@ -21,10 +21,11 @@ async function main(): Promise<void> {
     return connection;
   };
 
-  const { stores, processors } = createDeps(config, log);
+  const { stores, processors, alerts } = createDeps(config, log);
   const app = createApp({
     stores,
     processors,
+    alerts,
     temporal,
     temporalNamespace: config.temporal.namespace,
     temporalUiUrl: config.temporal.uiUrl,

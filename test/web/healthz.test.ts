@@ -6,10 +6,11 @@ import { webDeps } from '../support/web';
 import { temporalEnv } from '../support/temporal';
 import { tempStores } from '../support/tmp';
 
-describe('web /healthz', () => {
+describe('web /healthz and /readyz', () => {
   it('answers 200 with every dependency up', async () => {
     const env = await temporalEnv();
     const app = createApp(webDeps(await tempStores(), async () => env.connection));
+    assert.equal((await request(app).get('/readyz').expect(200)).body.status, 'ready');
     const res = await request(app).get('/healthz').expect(200);
     assert.deepEqual(res.body, {
       status: 'ok',
@@ -23,6 +24,8 @@ describe('web /healthz', () => {
     );
     const res = await request(app).get('/healthz').expect(200);
     assert.equal(res.body.status, 'degraded');
+    const ready = await request(app).get('/readyz').expect(503);
+    assert.equal(ready.body.status, 'not_ready');
     assert.equal(res.body.dependencies.temporal.state, 'down');
     assert.equal(typeof res.body.dependencies.temporal.error, 'string');
     assert.equal(res.body.dependencies.blobStore.state, 'up');

@@ -2,6 +2,7 @@
 // real stores and the shared Temporal dev server for the first run.
 import { strict as assert } from 'node:assert';
 import request from 'supertest';
+import type { Alert } from '../../src/alerts';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
@@ -16,6 +17,7 @@ import { webDeps } from '../support/web';
 const SECRET = 'test-session-secret-0123456789-abcdef';
 
 async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
+  const alerts: Alert[] = [];
   const sandbox = await startSandbox(SandboxState.demo(20));
   const stores = await tempStores();
   const processor = new SandboxProcessor(
@@ -26,10 +28,11 @@ async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
   const app = createApp(
     webDeps(stores, async () => env.connection, {
       processors: new ProcessorRegistry([processor]),
+      alerts: async (alert) => void alerts.push(alert),
       web: { publicUrl: 'http://localhost:3000', sessionSecret: SECRET, admin: {}, ...extra },
     }),
   );
-  return { sandbox, stores, app, agent: request.agent(app) };
+  return { sandbox, stores, app, alerts, agent: request.agent(app) };
 }
 
 const field = (html: string, name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
@@ -224,6 +227,11 @@ describe('web: connect flow', function () {
       .send({ _csrf: field(reauthForm.text, '_csrf'), apiKey: 'sandbox-demo-key', reauthorize: original!.id })
       .expect(200);
     assert.match(done.text, /Re-connected/);
+    assert.deepEqual(
+      s.alerts.map((a) => [a.configurationId, a.status]),
+      [[original!.id, 'active']],
+      'one recovery alert',
+    );
     const after = await configurations(s.stores);
     assert.equal(after.length, 1);
     assert.equal(after[0]!.id, original!.id);
