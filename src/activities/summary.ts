@@ -7,6 +7,8 @@ export interface RunSummary {
   configurationId: string;
   esp: string;
   runDate: string;
+  /** The run's folder under runs/<configurationId>/: the run date, or <runDate>_<runId> for manual runs. */
+  run: string;
   mode: ListMode;
   dryRun: boolean;
   status: 'completed' | 'needs_reauth' | 'skipped' | 'failed';
@@ -25,7 +27,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
   return {
     async writeSummary(summary: RunSummary): Promise<void> {
       await deps.stores.blobs.put(
-        runFiles.summary(summary.configurationId, summary.runDate),
+        runFiles.summary(summary.configurationId, summary.run),
         JSON.stringify(summary, null, 2) + '\n',
         { contentType: 'application/json' },
       );

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
-import { runDateSchema, runFiles, exportManifestSchema } from '../runs/files';
+import { exportManifestSchema, runDateSchema, runFiles, runFolderSchema } from '../runs/files';
 import { configurationIdSchema, createStores, NotFoundError } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
 import { startConfigurationRun, today } from '../temporal/runs';
@@ -54,26 +54,28 @@ export function registerRunCommands(program: Command): void {
     );
 
   program
-    .command('redispatch <configurationId> <runDate>')
+    .command('redispatch <configurationId> <run>')
     .description(
       "write an earlier run's values again (after an ESP outage), only to contacts not yet updated",
     )
     .option('--no-wait', 'start the run and return')
-    .action(async (configurationId: string, runDate: string, opts: { wait: boolean }) => {
+    .action(async (configurationId: string, run: string, opts: { wait: boolean }) => {
       const config = loadConfigOrExit();
+      const folder = runFolderSchema.safeParse(run);
+      if (!folder.success) throw new Error(`run: ${folder.error.issues[0]!.message}`);
+      // A run is its date (the scheduled run) or <date>_<runId> (a run started by hand).
+      const [runDate, runId] = run.split('_') as [string, string | undefined];
       checkIds(configurationId, runDate);
       const { blobs } = createStores(config.storage);
       let mode: 'incremental' | 'full';
       try {
         const manifest = exportManifestSchema.parse(
-          JSON.parse(
-            (await blobs.get(runFiles.exportManifest(configurationId, runDate))).body.toString('utf8'),
-          ),
+          JSON.parse((await blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8')),
         );
         mode = manifest.mode;
       } catch (err) {
         if (err instanceof NotFoundError) {
-          throw new Error(`no finished export for ${configurationId} on ${runDate}: nothing to redispatch`);
+          throw new Error(`no finished export for ${configurationId} in run ${run}: nothing to redispatch`);
         }
         throw err;
       }
@@ -82,6 +84,7 @@ export function registerRunCommands(program: Command): void {
         dryRun: false,
         kind: 'redispatch',
         onlyPending: true,
+        runId,
       });
     });
 }
@@ -102,6 +105,7 @@ async function startRun(
     dryRun: boolean;
     kind: 'manual' | 'dry-run' | 'redispatch';
     onlyPending?: boolean;
+    runId?: string;
   },
 ): Promise<void> {
   const config = loadConfigOrExit();
@@ -116,7 +120,14 @@ async function startRun(
   try {
     const handle = await startConfigurationRun(
       client,
-      { configurationId, runDate, mode: opts.mode, dryRun: opts.dryRun, onlyPending: opts.onlyPending },
+      {
+        configurationId,
+        runDate,
+        runId: opts.runId,
+        mode: opts.mode,
+        dryRun: opts.dryRun,
+        onlyPending: opts.onlyPending,
+      },
       opts.kind,
     );
     const workflowId = handle.workflowId;

@@ -48,3 +48,11 @@ export function rejectionKind(reason: string): string {
 }
 
 export const runDateSchema = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28');
+
+/** A run's folder name: its date, or <date>_<runId> for runs started outside the schedule. */
+export const runFolderSchema = z
+  .string()
+  .regex(
+    /^\d{4}-\d{2}-\d{2}(_[a-z0-9-]{1,40})?$/,
+    'a run looks like 2026-11-28 or 2026-11-28_manual-080503-k3f2',
+  );

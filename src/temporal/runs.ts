@@ -14,12 +14,14 @@ export async function startConfigurationRun(
 ) {
   // hhmmss plus a short random suffix: two runs started in the same second still differ.
   const stamp = `${now.toISOString().slice(11, 19).replace(/:/g, '')}-${Math.random().toString(36).slice(2, 6).padEnd(4, '0')}`;
+  // The redispatch of a run keeps that run's folder (input.runId); other kinds get their own.
+  const runId = kind === 'redispatch' ? input.runId : `${kind}-${stamp}`;
   const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, `${kind}-${stamp}`);
   return client.workflow.start('configurationSyncWorkflow', {
     taskQueue: TASK_QUEUE,
     workflowId,
     staticSummary: `${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`,
-    args: [input],
+    args: [{ ...input, runId }],
   });
 }
 

@@ -31,6 +31,11 @@ export interface ConfigurationSyncInput {
   configurationId: string;
   /** YYYY-MM-DD: names the run's folder; a rerun of the same date reuses its exported chunks. */
   runDate: string;
+  /**
+   * Set for runs outside the schedule (e.g. `manual-080503-k3f2`): their files go to
+   * runs/<id>/<runDate>_<runId>/, so they neither reuse nor overwrite the scheduled run's files.
+   */
+  runId?: string;
   mode: 'incremental' | 'full';
   /** Export and report what would be written; nothing is written to the ESP. */
   dryRun?: boolean;
@@ -67,6 +72,8 @@ export async function configurationSyncWorkflow(
 ): Promise<ConfigurationSyncResult> {
   validate(input);
   const { configurationId, runDate } = input;
+  // The run's folder in the blob store; activities know it as the run date.
+  const run = runFolder(runDate, input.runId);
   const startedAt = Date.now();
   const progress: SyncProgress = {
     phase: 'starting',
@@ -103,6 +110,7 @@ export async function configurationSyncWorkflow(
       configurationId,
       esp: context.esp,
       runDate,
+      run,
       mode: input.mode,
       dryRun: !!input.dryRun,
       status,
@@ -164,7 +172,7 @@ export async function configurationSyncWorkflow(
   let t = Date.now();
   let exported;
   try {
-    exported = await exportContacts({ configurationId, runDate, mode: input.mode });
+    exported = await exportContacts({ configurationId, runDate: run, mode: input.mode });
   } catch (err) {
     if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
     throw err;
@@ -189,7 +197,7 @@ export async function configurationSyncWorkflow(
       args: [
         {
           configurationId,
-          runDate,
+          runDate: run,
           chunkCount: exported.chunkCount,
           window: context.concurrency,
           onlyPending: !!input.onlyPending,
@@ -217,11 +225,21 @@ function validate(input: ConfigurationSyncInput): void {
     if (typeof input.runDate !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(input.runDate)) {
       problems.push('runDate must be YYYY-MM-DD');
     }
+    if (
+      input.runId !== undefined &&
+      (typeof input.runId !== 'string' || !/^[a-z0-9-]{1,40}$/.test(input.runId))
+    ) {
+      problems.push('runId must be 1-40 lowercase letters, digits or -');
+    }
     if (input.mode !== 'incremental' && input.mode !== 'full')
       problems.push('mode must be "incremental" or "full"');
   }
   if (problems.length)
     throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
+}
+
+export function runFolder(runDate: string, runId?: string): string {
+  return runId ? `${runDate}_${runId}` : runDate;
 }
 
 /** The application failure type at the root of an activity or child workflow failure. */

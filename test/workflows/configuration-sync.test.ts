@@ -218,6 +218,24 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['dry_run']);
   });
 
+  it('keeps a run started by hand in its own folder, never reusing or overwriting the scheduled run', async () => {
+    const { configuration } = await e.connect(200);
+    await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })).result();
+    const scheduled = await readSummary(e, configuration.id);
+    const runId = 'dry-run-080503-abcd';
+    const dry = await (
+      await run(
+        { configurationId: configuration.id, runDate: RUN_DATE, runId, mode: 'incremental', dryRun: true },
+        `sync/${configuration.id}/${RUN_DATE}/${runId}`,
+      )
+    ).result();
+    assert.equal(dry.exported, 0, 'listed afresh: every contact already has its value');
+    assert.deepEqual(await readSummary(e, configuration.id), scheduled);
+    const own = await readSummary(e, configuration.id, `${RUN_DATE}_${runId}`);
+    assert.equal(own.dryRun, true);
+    assert.equal(own.run, `${RUN_DATE}_${runId}`);
+  });
+
   it('fails an unknown configuration id clearly and without retrying', async () => {
     const handle = await run({
       configurationId: 'cfg_doesnotexist00',
