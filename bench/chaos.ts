@@ -4,18 +4,13 @@
 // was lost and no contact was ever written two values. Exits non-zero otherwise.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
+import { count } from './args';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunSummary } from '../src/activities/summary';
 import { runFiles, type ResultLine } from '../src/runs/files';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { benchDeps, prepare } from './scenarios';
 import { ACCOUNTS, startStack } from './stack';
-
-const count = (v: string) => {
-  const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n < 0) throw new Error(`expected a whole number, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 const options = new Command()
   .option('--json', 'print one JSON object on stdout (progress goes to stderr)')

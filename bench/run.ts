@@ -4,18 +4,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { count } from './args';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { barChart } from './chart';
 import { direct, perContact, pipeline } from './scenarios';
 import { ACCOUNTS, startStack } from './stack';
-
-const count = (v: string) => {
-  const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`expected a positive whole number, got ${JSON.stringify(v)}`);
-  return n;
-};
 
 const options = new Command()
   .option('--json', 'print one JSON object on stdout (progress goes to stderr)')

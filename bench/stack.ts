@@ -4,30 +4,19 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../src/config';
+import { freePort } from '../src/lib/free-port';
 import { projectRoot } from '../src/paths';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { startDevServer } from '../src/temporal/dev-server';
 import { waitForWorker } from '../src/temporal/worker-ready';
 import { resolveTemporalCli } from '../src/tools';
 import { WORKER_NODE_FLAGS } from '../src/worker/node-options';
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export const ACCOUNTS = {
   open: { id: 'acct_bench', apiKey: 'bench-key-000001' },
