@@ -47,6 +47,8 @@ export const envSchema = z.object({
     .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected HH:MM (24-hour, UTC), e.g. 06:00')
     .default('06:00'),
   ESPRESSO_ALERT_WEBHOOK_URL: optionalUrl,
+  ESPRESSO_METRICS_PORT: port.optional(),
+  ESPRESSO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_ESP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
@@ -103,6 +105,8 @@ export interface AppConfig {
   alertWebhookUrl?: string;
   /** How long one ESP request may take before it counts as a (retryable) timeout. */
   espTimeoutMs: number;
+  /** The worker's Prometheus endpoint; off when no port is set. */
+  metrics?: { host: string; port: number };
 }
 
 export class ConfigError extends Error {
@@ -190,5 +194,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
     espTimeoutMs: e.ESPRESSO_ESP_TIMEOUT_MS,
+    metrics: e.ESPRESSO_METRICS_PORT
+      ? { host: e.ESPRESSO_METRICS_HOST, port: e.ESPRESSO_METRICS_PORT }
+      : undefined,
   };
 }

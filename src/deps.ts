@@ -1,21 +1,24 @@
 // Builds what activities, the web server and the CLI share from the configuration: stores, the ESP
-// processor registry and the alert sender.
+// processor registry, the alert sender and the metrics registry.
 import type { ActivityDeps } from './activities';
 import { createAlertSender } from './alerts';
 import type { AppConfig } from './config';
 import type { Logger } from './logger';
+import { EspMetrics } from './metrics';
 import { EspHttp } from './processors/http';
 import { createProcessorRegistry } from './processors/registry';
 import { createStores } from './storage';
 
 export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
   const stores = createStores(config.storage);
+  const metrics = new EspMetrics();
   return {
     stores,
     processors: createProcessorRegistry(
-      { secrets: stores.secrets, http: new EspHttp(config.espTimeoutMs) },
+      { secrets: stores.secrets, metrics, http: new EspHttp(config.espTimeoutMs, metrics) },
       config,
     ),
     alerts: createAlertSender(log, config.alertWebhookUrl),
+    metrics,
   };
 }

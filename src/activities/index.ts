@@ -1,6 +1,7 @@
 // The one place that wires stores, ESP processors and alerts into activities; tests call
 // createActivities with their own, the worker with the configured ones.
 import type { AlertSender } from '../alerts';
+import type { EspMetrics } from '../metrics';
 import type { ProcessorRegistry } from '../processors/registry';
 import type { ProcessorTarget } from '../processors/types';
 import type { Configuration, Stores } from '../storage';
@@ -15,6 +16,7 @@ export interface ActivityDeps {
   stores: Stores;
   processors: ProcessorRegistry;
   alerts: AlertSender;
+  metrics?: EspMetrics;
 }
 
 export function createActivities(deps: ActivityDeps) {

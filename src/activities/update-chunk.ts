@@ -97,7 +97,13 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         } finally {
           clearInterval(beat);
         }
-        return mergeParts(configurationId, runDate, chunk, progress.parts);
+        const outcome = await mergeParts(configurationId, runDate, chunk, progress.parts);
+        const esp = processor.descriptor.id;
+        deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);
+        for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
+          deps.metrics?.contacts.inc({ esp, result: 'rejected', kind }, n);
+        }
+        return outcome;
       });
     },
   };

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { EspMetrics } from '../metrics';
 import { NotFoundError, type SecretStore } from '../storage';
 import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
 import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
@@ -18,6 +19,7 @@ import type {
 
 export interface ProcessorDeps {
   secrets: SecretStore;
+  metrics?: EspMetrics;
   http?: EspHttp;
   pacers?: PacerRegistry;
   now?: () => number;
@@ -273,10 +275,12 @@ export abstract class BaseProcessor {
    * the tokens are refreshed once (single-flight) and the request retried once.
    */
   private callFor(target: ProcessorTarget): EspCall {
+    const esp = this.descriptor.id;
     const pacer = this.pacers.get(
-      `${this.descriptor.id}:${target.espAccountId}`,
+      `${esp}:${target.espAccountId}`,
       this.descriptor.rateLimit,
       this.descriptor.concurrency,
+      (ms) => this.deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
     );
     const base = this.baseUrl(target);
     return async (request, options) => {
@@ -334,7 +338,7 @@ export abstract class BaseProcessor {
         url: /^https?:\/\//.test(request.url) ? request.url : `${base}${request.url}`,
         headers: { ...this.authHeaders(credentials), ...request.headers },
       },
-      { ...options, secrets },
+      { ...options, secrets, esp: this.descriptor.id },
     );
   }
 

@@ -9,6 +9,7 @@ import {
   TransientError,
   type HttpOutcome,
 } from './errors';
+import type { EspMetrics } from '../metrics';
 import type { Pacer } from './pacing';
 
 export interface EspRequest {
@@ -28,6 +29,8 @@ export interface EspResponse<T = unknown> {
 
 export interface SendOptions {
   pacer?: Pacer;
+  /** The ESP's id, for metrics. */
+  esp?: string;
   /** Values that must never appear in an error message (tokens, keys). */
   secrets?: readonly string[];
   /** Reads the ESP's pointers to offending rows out of a whole-batch rejection. */
@@ -44,7 +47,10 @@ const agents = {
 export class EspHttp {
   private readonly axios: AxiosInstance;
 
-  constructor(readonly timeoutMs = 30_000) {
+  constructor(
+    readonly timeoutMs = 30_000,
+    private readonly metrics?: EspMetrics,
+  ) {
     this.axios = axios.create({
       ...agents,
       timeout: timeoutMs,
@@ -77,6 +83,13 @@ export class EspHttp {
       data = new URLSearchParams(request.form).toString();
     }
     let res;
+    const started = performance.now();
+    const observe = (status: string) => {
+      if (!this.metrics || !options.esp) return;
+      this.metrics.requests.inc({ esp: options.esp, status });
+      this.metrics.duration.observe({ esp: options.esp }, (performance.now() - started) / 1000);
+      if (status === '429') this.metrics.rateLimited.inc({ esp: options.esp });
+    };
     try {
       res = await this.axios.request<string>({
         method: request.method,
@@ -88,8 +101,10 @@ export class EspHttp {
           Object.fromEntries(Object.entries(request.query).filter(([, v]) => v !== undefined)),
       });
     } catch (err) {
+      observe('network');
       throw errorFromNetwork((err as { code?: string }).code, this.timeoutMs);
     }
+    observe(String(res.status));
     const responseHeaders = Object.fromEntries(
       Object.entries(res.headers).map(([k, v]) => [k.toLowerCase(), v === undefined ? undefined : String(v)]),
     );

@@ -24,6 +24,8 @@ export class Pacer {
     rateLimit: { requests: number; perMs: number },
     private readonly concurrency: number,
     private readonly now: () => number = Date.now,
+    /** Told how long each request waited before being sent (metrics). */
+    private readonly onWait?: (ms: number) => void,
   ) {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
@@ -39,7 +41,9 @@ export class Pacer {
       this.nextStart = at + this.intervalMs;
       // Timers may fire a millisecond early: wait until the slot has really begun.
       while (this.now() < at) await sleep(at - this.now());
-      this.waitedMs += this.now() - started;
+      const waited = this.now() - started;
+      this.waitedMs += waited;
+      this.onWait?.(waited);
       return await fn();
     } finally {
       this.release();
@@ -70,9 +74,14 @@ export class Pacer {
 export class PacerRegistry {
   private readonly pacers = new Map<string, Pacer>();
 
-  get(key: string, rateLimit: { requests: number; perMs: number }, concurrency: number): Pacer {
+  get(
+    key: string,
+    rateLimit: { requests: number; perMs: number },
+    concurrency: number,
+    onWait?: (ms: number) => void,
+  ): Pacer {
     let pacer = this.pacers.get(key);
-    if (!pacer) this.pacers.set(key, (pacer = new Pacer(rateLimit, concurrency)));
+    if (!pacer) this.pacers.set(key, (pacer = new Pacer(rateLimit, concurrency, Date.now, onWait)));
     return pacer;
   }
 }

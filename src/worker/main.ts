@@ -5,6 +5,8 @@ import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
 import { createDeps } from '../deps';
+import { freePort } from '../lib/free-port';
+import { serveMetrics } from '../metrics';
 import { TASK_QUEUE } from '../temporal/constants';
 import { registerSearchAttributes } from '../temporal/search-attributes';
 import { createWorker } from '.';
@@ -16,11 +18,21 @@ async function main(): Promise<void> {
   exitWhenSupervisorDies(() =>
     running.worker?.getState() === 'RUNNING' ? running.worker.shutdown() : process.exit(0),
   );
+  // The SDK's runtime metrics go to a loopback port; /metrics on ESPRESSO_METRICS_PORT serves them
+  // together with espresso's own.
+  const sdkMetricsAddress = config.metrics ? `127.0.0.1:${await freePort()}` : undefined;
   // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
   Runtime.install({
     logger: new DefaultLogger(
       config.logLevel === 'debug' ? 'DEBUG' : config.logLevel === 'error' ? 'ERROR' : 'WARN',
     ),
+    ...(sdkMetricsAddress
+      ? {
+          telemetryOptions: {
+            metrics: { prometheus: { bindAddress: sdkMetricsAddress, countersTotalSuffix: true } },
+          },
+        }
+      : {}),
   });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   try {
@@ -30,10 +42,23 @@ async function main(): Promise<void> {
     // Temporal Cloud does not allow this call: attributes are created in its UI/tcld instead.
     log.warn({ err: (err as Error).message }, 'could not register search attributes');
   }
+  const deps = createDeps(config, log);
+  if (config.metrics && deps.metrics) {
+    await serveMetrics(
+      deps.metrics,
+      config.metrics.host,
+      config.metrics.port,
+      `http://${sdkMetricsAddress}/metrics`,
+    );
+    log.info(
+      { url: `http://${config.metrics.host}:${config.metrics.port}/metrics` },
+      'metrics endpoint listening',
+    );
+  }
   const worker = (running.worker = await createWorker({
     connection,
     namespace: config.temporal.namespace,
-    ...createDeps(config, log),
+    ...deps,
   }));
   log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
   try {

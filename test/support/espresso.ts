@@ -3,6 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
+import { EspMetrics } from '../../src/metrics';
+import { EspHttp } from '../../src/processors/http';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
@@ -33,8 +35,9 @@ export async function startEspresso(options: { taskQueue?: string; sandbox?: San
   const env = await temporalEnv();
   const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
   const stores = await tempStores();
+  const metrics = new EspMetrics();
   const processor = new SandboxProcessor(
-    { secrets: stores.secrets },
+    { secrets: stores.secrets, metrics, http: new EspHttp(30_000, metrics) },
     { url: sandbox.url, rateLimit: { requests: 2000, perMs: 1000 }, concurrency: 8 },
   );
   const alerts: Alert[] = [];
@@ -47,6 +50,7 @@ export async function startEspresso(options: { taskQueue?: string; sandbox?: San
     stores,
     processors: new ProcessorRegistry([processor]),
     alerts: async (alert) => void alerts.push(alert),
+    metrics,
   });
   const running = worker.run();
 
@@ -90,6 +94,7 @@ export async function startEspresso(options: { taskQueue?: string; sandbox?: San
     stores,
     processor,
     alerts,
+    metrics,
     taskQueue,
     connect,
     chunkValues,
