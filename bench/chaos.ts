@@ -62,8 +62,19 @@ async function main(): Promise<void> {
         return 'UNREACHABLE';
       }
     };
-    for (const action of actions) {
-      await sleep(1_000 + Math.random() * 3_000);
+    // The first disruption hits while contacts are being exported or written (a short run would
+    // otherwise be over before it); after a kill the run waits out the 20 s heartbeat timeout, so
+    // the later ones find it still running.
+    const handle = stack.env.client.workflow.getHandle(workflowId);
+    for (let phase = ''; !['export', 'dispatch'].includes(phase); await sleep(50)) {
+      phase = await handle.query<{ phase: string }>('progress').then(
+        (p) => p.phase,
+        () => '',
+      );
+      if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
+    }
+    for (const [i, action] of actions.entries()) {
+      await sleep(i === 0 ? Math.random() * 300 : 1_000 + Math.random() * 3_000);
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
       if (action === 'kill') {
         await worker.kill();
