@@ -20,5 +20,6 @@ export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
     ),
     alerts: createAlertSender(log, config.alertWebhookUrl),
     metrics,
+    log,
   };
 }

@@ -6,6 +6,7 @@ import type { ListMode } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { CHUNK_LINES, exportManifestSchema, runFiles, type ExportManifest } from '../runs/files';
 import { mapFailures } from './failures';
+import { runLog } from './run-log';
 import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 export interface ExportInput {
@@ -111,6 +112,10 @@ export function createExportActivities(deps: ActivityDeps) {
         await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
           contentType: 'application/json',
         });
+        runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
+          { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
+          'export finished',
+        );
         return manifest;
       });
     },

@@ -1,6 +1,7 @@
 // The one place that wires stores, ESP processors and alerts into activities; tests call
 // createActivities with their own, the worker with the configured ones.
 import type { AlertSender } from '../alerts';
+import type { Logger } from '../logger';
 import type { EspMetrics } from '../metrics';
 import type { ProcessorRegistry } from '../processors/registry';
 import type { ProcessorTarget } from '../processors/types';
@@ -17,6 +18,8 @@ export interface ActivityDeps {
   processors: ProcessorRegistry;
   alerts: AlertSender;
   metrics?: EspMetrics;
+  /** Structured log of runs (pino); redacts secrets and emails itself. */
+  log?: Logger;
 }
 
 export function createActivities(deps: ActivityDeps) {

@@ -5,6 +5,7 @@ import type { ContactUpdate } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
 import { mapFailures } from './failures';
+import { runLog } from './run-log';
 
 export interface UpdateChunkInput {
   configurationId: string;
@@ -103,6 +104,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
           deps.metrics?.contacts.inc({ esp, result: 'rejected', kind }, n);
         }
+        runLog(deps, context, { configurationId, runDate, esp }).info(
+          { chunk, updated: outcome.updated, rejected: outcome.rejected, attempt: context.info.attempt },
+          'chunk written to the ESP',
+        );
         return outcome;
       });
     },

@@ -1,10 +1,13 @@
 // Activities on their own (MockActivityEnvironment), for what is hard to provoke through a
 // workflow: resuming from heartbeat details, bad chunk files, failure mapping.
 import { strict as assert } from 'node:assert';
+import { Writable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
 import { toActivityFailure } from '../../src/activities/failures';
+import { createLogger } from '../../src/logger';
+import { ProcessorRegistry } from '../../src/processors/registry';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
@@ -22,7 +25,7 @@ describe('run activities', function () {
     e = await startEspresso();
     activities = createActivities({
       stores: e.stores,
-      processors: new (await import('../../src/processors/registry')).ProcessorRegistry([e.processor]),
+      processors: new ProcessorRegistry([e.processor]),
       alerts: async () => undefined,
     });
   });
@@ -96,6 +99,40 @@ describe('run activities', function () {
     assert.equal(results[3].contactId, 'ct_0000005');
     assert.match(results[4].reason, /longer than 1000 characters/);
     assert.equal(list.writes, 3);
+  });
+
+  it('logs each chunk as one JSON line naming the configuration, run date, ESP and workflow', async () => {
+    let output = '';
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        output += chunk.toString();
+        done();
+      },
+    });
+    const logged = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([e.processor]),
+      alerts: async () => undefined,
+      log: createLogger('worker', 'info', sink),
+    });
+    const { configuration } = await e.connect(5);
+    await logged.runMaintenance(configuration.id);
+    const ids = ['ct_0000001', 'ct_0000002'];
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    await new MockActivityEnvironment().run(logged.updateChunk, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      chunk: 1,
+      onlyPending: false,
+    });
+    const line = JSON.parse(output.trim().split('\n').at(-1)!);
+    assert.equal(line.msg, 'chunk written to the ESP');
+    assert.equal(line.configurationId, configuration.id);
+    assert.equal(line.runDate, DATE);
+    assert.equal(line.esp, 'sandbox');
+    assert.equal(line.workflowId, 'test');
+    assert.equal(line.updated, 2);
+    assert.doesNotMatch(output, /@|sandbox-demo-key/);
   });
 
   it('fails non-retryably, naming the key, when a chunk file is missing', async () => {
