@@ -116,7 +116,7 @@ ${
 }
 
 /** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
-function adminAuth(admin: WebDeps['web']['admin']) {
+export function adminAuth(admin: WebDeps['web']['admin']) {
   const same = (a: string, b: string) => {
     const x = Buffer.from(a);
     const y = Buffer.from(b);

@@ -3,12 +3,13 @@ import cookieParser from 'cookie-parser';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { AlertSender } from '../alerts';
 import type { Logger } from '../logger';
 import { createLogger } from '../logger';
 import type { ProcessorRegistry } from '../processors/registry';
 import type { Stores } from '../storage';
-import { adminRoutes } from './admin-routes';
+import { adminAuth, adminRoutes } from './admin-routes';
 import { connectRoutes } from './connect-routes';
 import { checkDependencies } from './health';
 import { page } from './pages';
@@ -31,6 +32,26 @@ export interface WebDeps {
     postsPerMinute?: number;
   };
   log?: Logger;
+}
+
+function webMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'espresso_web_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'espresso_web_requests_total',
+      help: 'HTTP requests by method, matched route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'espresso_web_request_duration_seconds',
+      help: 'HTTP request duration by method and matched route',
+      labelNames: ['method', 'route'],
+      registers: [registry],
+    }),
+  };
 }
 
 export function createApp(deps: WebDeps): Express {
@@ -67,6 +88,23 @@ export function createApp(deps: WebDeps): Express {
     const dependencies = await checkDependencies(deps);
     const ready = Object.values(dependencies).every((d) => d.state === 'up');
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not_ready', dependencies });
+  });
+
+  // Prometheus metrics of the web server, behind the admin credentials (Prometheus sends a bearer token).
+  const metrics = webMetrics();
+  app.use((req, res, next) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      // The matched route pattern, never the raw path: random URLs must not create series.
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      const labels = { method: req.method, route, status: String(res.statusCode) };
+      metrics.requests.inc(labels);
+      metrics.duration.observe({ method: req.method, route }, (performance.now() - started) / 1000);
+    });
+    next();
+  });
+  app.get('/metrics', adminAuth(deps.web.admin), async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
   app.use(connectRoutes(deps, signer, postLimiter, log));

@@ -339,6 +339,16 @@ describe('web: admin page', function () {
         .expect(303);
       assert.equal(disabled.headers.location, '/admin?done=disable');
       assert.equal((await s.stores.configurations.get(configuration!.id)).status, 'disabled');
+      const metrics = await request(s.app)
+        .get('/metrics')
+        .set('authorization', 'Bearer tok_0123456789abcdef0123456789')
+        .expect(200);
+      assert.match(
+        metrics.text,
+        /espresso_web_requests_total\{method="POST",route="\/auth\/:esp\/key",status="200"\} 1/,
+      );
+      assert.match(metrics.text, /espresso_web_process_resident_memory_bytes/);
+      await request(s.app).get('/metrics').expect(401);
       await s.agent
         .post(`/admin/configurations/cfg_nope00000000/enable`)
         .auth('ops', 'correct horse battery')
