@@ -88,8 +88,9 @@ describe('browser: connecting the Sandbox ESP', function () {
     const deadline = Date.now() + 60_000;
     let completed = false;
     while (!completed && Date.now() < deadline) {
+      // The configuration run itself (its dispatch child finishes before the summary is written).
       for await (const wf of e.client.workflow.list({
-        query: `WorkflowId STARTS_WITH 'sync/${configurationId}/'`,
+        query: `WorkflowType = 'configurationSyncWorkflow' AND WorkflowId STARTS_WITH 'sync/${configurationId}/'`,
       })) {
         completed ||= wf.status.name === 'COMPLETED';
       }

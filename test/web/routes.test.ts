@@ -121,7 +121,7 @@ describe('web: connect flow', function () {
     const { client } = await temporalEnv();
     const runs = [];
     for await (const wf of client.workflow.list({
-      query: `WorkflowId STARTS_WITH 'sync/${configuration!.id}/'`,
+      query: `WorkflowType = 'configurationSyncWorkflow' AND WorkflowId STARTS_WITH 'sync/${configuration!.id}/'`,
     }))
       runs.push(wf);
     assert.equal(runs.length, 1);
