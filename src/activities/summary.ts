@@ -26,11 +26,10 @@ export interface RunSummary {
 export function createSummaryActivities(deps: ActivityDeps) {
   return {
     async writeSummary(summary: RunSummary): Promise<void> {
-      await deps.stores.blobs.put(
-        runFiles.summary(summary.configurationId, summary.run),
-        JSON.stringify(summary, null, 2) + '\n',
-        { contentType: 'application/json' },
-      );
+      const body = JSON.stringify(summary, null, 2) + '\n';
+      const options = { contentType: 'application/json' };
+      await deps.stores.blobs.put(runFiles.summary(summary.configurationId, summary.run), body, options);
+      await deps.stores.blobs.put(runFiles.latestSummary(summary.configurationId), body, options);
     },
   };
 }

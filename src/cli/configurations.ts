@@ -7,6 +7,7 @@ import { UnknownEspError } from '../processors/registry';
 import { NotFoundError, type Configuration } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
 import { startConfigurationRun, today } from '../temporal/runs';
+import { latestSummary } from '../runs/summaries';
 import { loadConfigOrExit } from './load-config';
 
 /** `espresso connect` (headless, API-key ESPs) and `espresso configurations ...`. */
@@ -20,8 +21,7 @@ export function registerConfigurationCommands(program: Command): void {
     .option('--list <id>', 'the ESP list/audience (required when the account has several)')
     .option('--no-first-run', 'do not start the first run')
     .action(async (esp: string, opts: { apiKey: string; list?: string; firstRun: boolean }) => {
-      const config = loadConfigOrExit();
-      const deps = createDeps(config, createLogger('cli', 'warn'));
+      const { config, deps } = cliDeps();
       const apiKey = opts.apiKey === '-' ? (await readStdin()).trim() : opts.apiKey;
       let processor;
       try {
@@ -72,7 +72,7 @@ export function registerConfigurationCommands(program: Command): void {
     .description('every configuration, as a table (or JSON)')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+      const { stores } = cliDeps().deps;
       const all = await stores.configurations.list();
       if (opts.json) return void console.log(JSON.stringify(all, null, 2));
       if (all.length === 0)
@@ -85,12 +85,10 @@ export function registerConfigurationCommands(program: Command): void {
     .command('show <id>')
     .description('one configuration and its latest run summary')
     .action(async (id: string) => {
-      const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+      const { stores } = cliDeps().deps;
       const configuration = await getOrExplain(stores, id);
-      const summaries = (await stores.blobs.list(`runs/${id}/`)).filter((k) => k.endsWith('/summary.json'));
-      const latest = summaries.at(-1);
-      const summary = latest ? JSON.parse((await stores.blobs.get(latest)).body.toString('utf8')) : null;
-      console.log(JSON.stringify({ configuration, latestRun: summary }, null, 2));
+      const latestRun = (await latestSummary(stores.blobs, id)) ?? null;
+      console.log(JSON.stringify({ configuration, latestRun }, null, 2));
     });
 
   for (const [name, status] of [
@@ -103,12 +101,18 @@ export function registerConfigurationCommands(program: Command): void {
         name === 'disable' ? 'stop daily runs for a configuration' : 'resume daily runs for a configuration',
       )
       .action(async (id: string) => {
-        const { stores } = createDeps(loadConfigOrExit(), createLogger('cli', 'warn'));
+        const { stores } = cliDeps().deps;
         await getOrExplain(stores, id);
         const updated = await stores.configurations.update(id, () => ({ status, statusReason: undefined }));
         console.log(`${updated.id} is ${updated.status}`);
       });
   }
+}
+
+/** The configuration and what commands need from it, loaded once per command. */
+function cliDeps() {
+  const config = loadConfigOrExit();
+  return { config, deps: createDeps(config, createLogger('cli', 'warn')) };
 }
 
 async function getOrExplain(

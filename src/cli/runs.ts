@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
 import { exportManifestSchema, runDateSchema, runFiles, runFolderSchema } from '../runs/files';
-import { configurationIdSchema, createStores, NotFoundError } from '../storage';
+import type { AppConfig } from '../config';
+import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
 import { startConfigurationRun, today } from '../temporal/runs';
 import { applySchedule } from '../temporal/schedule';
@@ -44,8 +45,10 @@ export function registerRunCommands(program: Command): void {
         configurationId: string,
         opts: { full?: boolean; dryRun?: boolean; date?: string; wait: boolean },
       ) => {
+        const config = loadConfigOrExit();
         const runDate = opts.date ?? today();
-        await startRun(configurationId, runDate, opts.wait, {
+        checkIds(configurationId, runDate);
+        await startRun(config, createStores(config.storage), configurationId, runDate, opts.wait, {
           mode: opts.full ? 'full' : 'incremental',
           dryRun: !!opts.dryRun,
           kind: opts.dryRun ? 'dry-run' : 'manual',
@@ -66,11 +69,13 @@ export function registerRunCommands(program: Command): void {
       // A run is its date (the scheduled run) or <date>_<runId> (a run started by hand).
       const [runDate, runId] = run.split('_') as [string, string | undefined];
       checkIds(configurationId, runDate);
-      const { blobs } = createStores(config.storage);
+      const stores = createStores(config.storage);
       let mode: 'incremental' | 'full';
       try {
         const manifest = exportManifestSchema.parse(
-          JSON.parse((await blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8')),
+          JSON.parse(
+            (await stores.blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8'),
+          ),
         );
         mode = manifest.mode;
       } catch (err) {
@@ -79,7 +84,7 @@ export function registerRunCommands(program: Command): void {
         }
         throw err;
       }
-      await startRun(configurationId, runDate, opts.wait, {
+      await startRun(config, stores, configurationId, runDate, opts.wait, {
         mode,
         dryRun: false,
         kind: 'redispatch',
@@ -96,7 +101,10 @@ function checkIds(configurationId: string, runDate: string): void {
   if (!date.success) throw new Error(`run date: ${date.error.issues[0]!.message}`);
 }
 
+/** Starts a run of an existing configuration (ids already checked) and, with `wait`, reports it. */
 async function startRun(
+  config: AppConfig,
+  stores: Stores,
   configurationId: string,
   runDate: string,
   wait: boolean,
@@ -108,10 +116,8 @@ async function startRun(
     runId?: string;
   },
 ): Promise<void> {
-  const config = loadConfigOrExit();
-  checkIds(configurationId, runDate);
   try {
-    await createStores(config.storage).configurations.get(configurationId);
+    await stores.configurations.get(configurationId);
   } catch (err) {
     if (err instanceof NotFoundError) throw new Error(`no configuration ${configurationId}`);
     throw err;

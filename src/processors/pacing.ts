@@ -17,8 +17,6 @@ export class Pacer {
   private nextStart = 0;
   private pausedUntil = 0;
   private readonly intervalMs: number;
-  /** Total time callers spent waiting for a slot or the rate, for metrics and tests. */
-  waitedMs = 0;
 
   constructor(
     rateLimit: { requests: number; perMs: number },
@@ -41,9 +39,7 @@ export class Pacer {
       this.nextStart = at + this.intervalMs;
       // Timers may fire a millisecond early: wait until the slot has really begun.
       while (this.now() < at) await sleep(at - this.now());
-      const waited = this.now() - started;
-      this.waitedMs += waited;
-      this.onWait?.(waited);
+      this.onWait?.(this.now() - started);
       return await fn();
     } finally {
       this.release();

@@ -21,6 +21,8 @@ export const runFiles = {
     `${runFiles.prefix(configurationId, runDate)}export.json`,
   summary: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}summary.json`,
+  /** A copy of the newest run's summary, so pages need no listing of every run's files. */
+  latestSummary: (configurationId: string) => `runs/${configurationId}/latest-summary.json`,
 };
 
 export const chunkLineSchema = z.object({

@@ -1,6 +1,6 @@
 // Sandbox ESP entry point (`espresso sandbox start`, and a child of `espresso start`).
 import { loadConfigOrExit } from '../cli/load-config';
-import { exitWhenSupervisorDies } from '../lib/orphan-guard';
+import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createSandboxServer } from './server';
 import { initialSandboxState } from './setup';
@@ -18,20 +18,13 @@ async function main(): Promise<void> {
   });
   log.info({ url: sandbox.url, snapshot: sandbox.snapshotFile ?? null }, 'Sandbox ESP listening');
 
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    if (sandbox.snapshotFile) {
+  closeOnShutdown(server, {
+    beforeClose: async () => {
+      if (!sandbox.snapshotFile) return;
       await state.save(sandbox.snapshotFile);
       log.info({ snapshot: sandbox.snapshotFile }, 'Sandbox state saved');
-    }
-    server.close(() => process.exit(0));
-    server.closeAllConnections();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  exitWhenSupervisorDies(stop);
+    },
+  });
 }
 
 main().catch((err) => {

@@ -3,6 +3,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Client } from '@temporalio/client';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
+import { latestSummary } from '../runs/summaries';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import { startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './app';
@@ -26,7 +27,9 @@ export function adminRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestH
   router.get('/admin', async (req, res) => {
     const configurations = await deps.stores.configurations.list();
     const csrf = csrfToken(req, res, signer, secure);
-    const rows = await Promise.all(configurations.map(async (c) => row(c, await latestSummary(c.id), csrf)));
+    const rows = await Promise.all(
+      configurations.map(async (c) => row(c, await latestSummary(deps.stores.blobs, c.id), csrf)),
+    );
     const done = ACTIONS.find((a) => a === req.query.done);
     res.send(
       page(
@@ -79,16 +82,6 @@ ${
     // A fixed route: never a target taken from the request.
     res.redirect(303, `/admin?done=${action}`);
   });
-
-  async function latestSummary(configurationId: string): Promise<RunSummary | undefined> {
-    const keys = (await deps.stores.blobs.list(`runs/${configurationId}/`)).filter((k) =>
-      k.endsWith('/summary.json'),
-    );
-    const latest = keys.at(-1);
-    return latest
-      ? (JSON.parse((await deps.stores.blobs.get(latest)).body.toString('utf8')) as RunSummary)
-      : undefined;
-  }
 
   function row(c: Configuration, summary: RunSummary | undefined, csrf: string): string {
     const processor = deps.processors.list().find((p) => p.descriptor.id === c.esp);

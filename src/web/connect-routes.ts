@@ -210,7 +210,6 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, processor.descriptor.id);
     try {
       await save(
-        req,
         res,
         processor,
         claimed.secret.credentials,
@@ -243,7 +242,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         return chooseList(req, res, processor, credentials, account);
       }
     }
-    await save(req, res, processor, credentials, account, listId, reauthorizeId);
+    await save(res, processor, credentials, account, listId, reauthorizeId);
   }
 
   async function chooseList(
@@ -283,7 +282,6 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
   }
 
   async function save(
-    _req: Request,
     res: Response,
     processor: BaseProcessor,
     credentials: Credentials,

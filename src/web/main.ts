@@ -2,7 +2,7 @@ import { Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../cli/load-config';
 import { createDeps } from '../deps';
 import { loadOrCreateKeyFile } from '../lib/key-file';
-import { exitWhenSupervisorDies } from '../lib/orphan-guard';
+import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createApp } from './app';
 
@@ -44,16 +44,11 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
-  const shutdown = (): void => {
-    server.close(async () => {
+  closeOnShutdown(server, {
+    afterClose: async () => {
       if (connection) await (await connection.catch(() => undefined))?.close();
-      process.exit(0);
-    });
-    server.closeAllConnections();
-  };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
-  exitWhenSupervisorDies(shutdown);
+    },
+  });
 }
 
 main().catch((err) => {

@@ -1,7 +1,5 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
-  ChildWorkflowFailure,
   defineQuery,
   executeChild,
   proxyActivities,
@@ -16,6 +14,7 @@ import type { MaintenanceReport } from '../processors/types';
 import { searchAttributes } from '../temporal/constants';
 import { failureTypes } from '../temporal/failure-types';
 import { dispatchWorkflow } from './dispatch';
+import { failureType, rootMessage } from './failures';
 import { espCallRetry } from './retry-policies';
 import { dispatchProgressSignal } from './signals';
 
@@ -151,7 +150,7 @@ export async function configurationSyncWorkflow(
 
   let maintenance: MaintenanceReport | undefined;
   const needsReauth = async (err: unknown) => {
-    const reason = messageOf(err);
+    const reason = rootMessage(err);
     await quick.markNeedsReauth({ configurationId, reason });
     return finish('needs_reauth', { reason, maintenance });
   };
@@ -240,21 +239,6 @@ function validate(input: ConfigurationSyncInput): void {
 
 export function runFolder(runDate: string, runId?: string): string {
   return runId ? `${runDate}_${runId}` : runDate;
-}
-
-/** The application failure type at the root of an activity or child workflow failure. */
-export function failureType(err: unknown): string | undefined {
-  let current: unknown = err;
-  while (current instanceof ActivityFailure || current instanceof ChildWorkflowFailure)
-    current = current.cause;
-  return current instanceof ApplicationFailure ? (current.type ?? undefined) : undefined;
-}
-
-function messageOf(err: unknown): string {
-  let current: unknown = err;
-  while (current instanceof ActivityFailure || current instanceof ChildWorkflowFailure)
-    current = current.cause;
-  return current instanceof Error ? current.message : String(current);
 }
 
 /** Markdown for the Web UI's "current details". */

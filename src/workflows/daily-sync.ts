@@ -8,6 +8,7 @@ import { ParentClosePolicy, proxyActivities, startChild, workflowInfo } from '@t
 import type { Activities } from '../activities';
 import { workflowIds } from '../temporal/constants';
 import { configurationSyncWorkflow, type ConfigurationSyncResult } from './configuration-sync';
+import { rootMessage } from './failures';
 import { espCallRetry } from './retry-policies';
 
 const { listActiveConfigurations } = proxyActivities<Activities>({
@@ -81,12 +82,6 @@ async function runOne(configurationId: string, esp: string, runDate: string): Pr
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError)
       return { configurationId, esp, outcome: 'already_ran' };
-    return { configurationId, esp, outcome: 'failed', error: rootMessage(err) };
+    return { configurationId, esp, outcome: 'failed', error: rootMessage(err).slice(0, 300) };
   }
-}
-
-function rootMessage(err: unknown): string {
-  let current = err as { cause?: unknown; message?: string };
-  while (current?.cause) current = current.cause as { cause?: unknown; message?: string };
-  return (current?.message ?? String(err)).slice(0, 300);
 }
