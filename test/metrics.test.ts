@@ -24,7 +24,8 @@ describe('metrics', function () {
     const { configuration, list } = await e.connect(1_000);
     for (const i of [1, 2, 3]) list.suppressed.add(i);
     const account = e.sandbox.state.accounts.get('acct_demo')!;
-    account.settings.faults.rateLimitRate = 0.2;
+    // 5 requests/s allowed, 2,000/s paced: 429s are certain.
+    account.settings.limits.requestsPerSecond = 5;
     try {
       await e.client.workflow.execute(configurationSyncWorkflow, {
         taskQueue: e.taskQueue,
@@ -32,7 +33,7 @@ describe('metrics', function () {
         args: [{ configurationId: configuration.id, runDate: '2026-11-28', mode: 'incremental' }],
       });
     } finally {
-      account.settings.faults.rateLimitRate = 0;
+      account.settings.limits.requestsPerSecond = 0;
     }
     const sdk = createServer((_req, res) => res.end('temporal_workflow_completed_total 1\n'));
     await new Promise<void>((r) => sdk.listen(0, '127.0.0.1', r));

@@ -158,7 +158,9 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
   it('honours 429s with Retry-After and still updates everyone', async () => {
     const { configuration, list } = await e.connect(3_000);
     const account = e.sandbox.state.accounts.get('acct_demo')!;
-    account.settings.faults.rateLimitRate = 0.3;
+    // The ESP allows 5 requests/s; the processor here paces for 2,000/s, so 429s are certain
+    // (a random 429 fault could, rarely, answer none).
+    account.settings.limits.requestsPerSecond = 5;
     e.sandbox.server.stats.clear();
     try {
       const result = await (
@@ -166,7 +168,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       ).result();
       assert.equal(result.updated, 3_000);
     } finally {
-      account.settings.faults.rateLimitRate = 0;
+      account.settings.limits.requestsPerSecond = 0;
     }
     assert.ok((e.sandbox.server.stats.get('acct_demo')!.byStatus['429'] ?? 0) > 0, 'no 429 was answered');
     assert.equal(list.conflicts.size, 0);
