@@ -71,6 +71,7 @@ export async function saveConnection(
       status: 'active',
       statusReason: undefined,
       accountLabel: input.account.accountLabel.slice(0, 200) || existing.accountLabel,
+      apiBaseUrl: input.account.apiBaseUrl,
     }));
     if (existing.status === 'needs_reauth') {
       // The one recovery alert that answers the needs_reauth alert.
@@ -93,6 +94,7 @@ export async function saveConnection(
       accountLabel: input.account.accountLabel.slice(0, 200) || input.account.accountId,
       espAccountId: input.account.accountId,
       espListId,
+      ...(input.account.apiBaseUrl ? { apiBaseUrl: input.account.apiBaseUrl } : {}),
       fieldName: processor.fieldName(),
       status: 'active',
       maintenance: true,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { EspMetrics } from '../metrics';
 import { NotFoundError, type SecretStore } from '../storage';
-import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
+import { InvalidCredentialsError, RequestRejectedError, sanitize, TransientError } from './errors';
 import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
 import { PacerRegistry } from './pacing';
 import type {
@@ -61,7 +61,7 @@ export abstract class BaseProcessor {
   /** Default API base URL; a configuration may override it (data centers, regions). */
   protected abstract baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string;
   /** Checks the credentials with a cheap call and describes the account. */
-  protected abstract validateCredentials(call: EspCall): Promise<AccountInfo>;
+  protected abstract validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo>;
   /** Makes sure the custom field exists, creating it when missing. */
   protected abstract ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'>;
   /** One page of contacts whose field is empty (`incremental`) or of every contact (`full`). */
@@ -103,9 +103,9 @@ export abstract class BaseProcessor {
 
   /** Daily maintenance: valid (refreshed when near expiry) credentials, then the field. */
   async maintain(target: ProcessorTarget): Promise<MaintenanceReport> {
-    const { refreshed } = await this.credentials(target);
+    const { credentials, refreshed } = await this.credentials(target);
     const call = this.callFor(target);
-    await this.validateCredentials(call);
+    await this.validateCredentials(call, credentials);
     const field = await this.ensureField(call, target);
     return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
   }
@@ -167,7 +167,7 @@ export abstract class BaseProcessor {
     });
     return {
       credentials,
-      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())),
+      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
     };
   }
 
@@ -180,7 +180,7 @@ export abstract class BaseProcessor {
     const credentials: Credentials = { kind: 'apiKey', apiKey: key };
     return {
       credentials,
-      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl())),
+      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
     };
   }
 
@@ -375,6 +375,7 @@ export abstract class BaseProcessor {
       // Unknown outcome for some rows: rewriting the same values is safe, so retry the batch.
       throw new TransientError(`the ESP returned ${results.length} results for ${batch.length} contacts`);
     }
-    return results;
+    // Reasons end up in results files and summaries: no emails or credentials in them.
+    return results.map((r) => (r.status === 'rejected' ? { ...r, reason: sanitize(r.reason) } : r));
   }
 }

@@ -45,6 +45,8 @@ export interface AccountInfo {
   accountLabel: string;
   /** The ESP's lists/audiences, when the ESP has several. */
   lists: Array<{ id: string; name: string }>;
+  /** Where this account's API lives when not at the default URL (data center, region); saved with the configuration. */
+  apiBaseUrl?: string;
 }
 
 export interface ContactRef {
