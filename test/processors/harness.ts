@@ -27,5 +27,7 @@ export interface ProcessorHarness {
   expireAccessTokens?(target: ProcessorTarget): Promise<void>;
   revokeGrants?(target: ProcessorTarget): Promise<void>;
   tokenGrants?(): number;
+  /** False for ESPs whose token endpoint keeps the refresh token (default: it rotates). */
+  rotatesRefreshTokens?: boolean;
   stop(): Promise<void>;
 }
