@@ -1,3 +1,4 @@
+import { dataConverter } from '../src/codec';
 import { randomBytes } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
 import type { ActivityDeps } from '../src/activities';
@@ -148,6 +149,7 @@ export async function perContact(stack: Stack, contacts: number, pacing: Pacing,
     connection: stack.env.nativeConnection,
     taskQueue,
     workflowsPath: require.resolve('./per-contact-workflow'),
+    dataConverter: dataConverter(stack.env.payloadKeys),
     activities: createPerContactActivities(deps),
   });
   const started = performance.now();

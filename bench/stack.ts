@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { dataConverter, formatPayloadKeys, newPayloadKeys } from '../src/codec';
 import { loadConfig } from '../src/config';
 import { freePort } from '../src/lib/free-port';
 import { projectRoot } from '../src/paths';
@@ -38,7 +39,15 @@ export async function startStack(options: { espTimeoutMs?: number } = {}) {
   let server = await startDevServer(serverOptions);
   const connection = await Connection.connect({ address: server.address });
   const nativeConnection = await NativeConnection.connect({ address: server.address });
-  const env = { address: server.address, connection, nativeConnection, client: new Client({ connection }) };
+  // The worker process and this client share one key ring, so the benchmark pays for encryption too.
+  const payloadKeys = newPayloadKeys('bench');
+  const env = {
+    address: server.address,
+    connection,
+    nativeConnection,
+    payloadKeys,
+    client: new Client({ connection, dataConverter: dataConverter(payloadKeys) }),
+  };
   const sandboxPort = await freePort();
   const sandboxConfig = join(dir, 'sandbox.json');
   await writeFile(
@@ -66,6 +75,7 @@ export async function startStack(options: { espTimeoutMs?: number } = {}) {
     ESPRESSO_DATA_DIR: dir,
     ESPRESSO_SECRET_KEY: randomBytes(32).toString('base64'),
     TEMPORAL_ADDRESS: env.address,
+    ESPRESSO_PAYLOAD_KEYS: formatPayloadKeys(payloadKeys),
     ESPRESSO_SANDBOX_PORT: String(sandboxPort),
     ESPRESSO_SANDBOX_CONFIG: sandboxConfig,
     ESPRESSO_LOG_LEVEL: 'error',

@@ -50,6 +50,17 @@ export const envSchema = z.object({
   ESPRESSO_METRICS_PORT: port.optional(),
   ESPRESSO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_ESP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
+  ESPRESSO_PAYLOAD_KEYS: z
+    .string()
+    .regex(
+      /^\s*[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9+/=]{43,44}\s*(,\s*[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9+/=]{43,44}\s*)*$/,
+      'expected <key id>:<32-byte base64 key>[,<key id>:<key>...], the first one encrypting',
+    )
+    .optional(),
+  ESPRESSO_MAILCHIMP_CLIENT_ID: z.string().min(1).optional(),
+  ESPRESSO_MAILCHIMP_CLIENT_SECRET: z.string().min(1).optional(),
+  ESPRESSO_HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
+  ESPRESSO_HUBSPOT_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_SANDBOX_PORT: port.default(4010),
@@ -107,7 +118,15 @@ export interface AppConfig {
   espTimeoutMs: number;
   /** The worker's Prometheus endpoint; off when no port is set. */
   metrics?: { host: string; port: number };
+  /** Payload encryption keys (`id:base64,...`); default: the secret store's `payload-keys` entry. */
+  payloadKeys?: string;
+  /** OAuth apps registered with ESPs; an ESP without one connects with an API key only. */
+  oauthApps: Partial<Record<OAuthEsp, { clientId: string; clientSecret: string }>>;
 }
+
+/** ESPs whose publishers can sign in with OAuth once espresso's app is registered with them. */
+export const OAUTH_ESPS = ['mailchimp', 'hubspot'] as const;
+export type OAuthEsp = (typeof OAUTH_ESPS)[number];
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -122,6 +141,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const oauthApps: AppConfig['oauthApps'] = {};
+  for (const esp of OAUTH_ESPS) {
+    const prefix = `ESPRESSO_${esp.toUpperCase()}_CLIENT`;
+    const clientId = e[`${prefix}_ID` as keyof Env] as string | undefined;
+    const clientSecret = e[`${prefix}_SECRET` as keyof Env] as string | undefined;
+    if (!!clientId !== !!clientSecret) {
+      throw new ConfigError(`invalid configuration:\n  ${prefix}_ID / ${prefix}_SECRET: set both or neither`);
+    }
+    if (clientId && clientSecret) oauthApps[esp] = { clientId, clientSecret };
+  }
   if (!!e.ESPRESSO_ADMIN_USER !== !!e.ESPRESSO_ADMIN_PASSWORD) {
     throw new ConfigError(
       'invalid configuration:\n  ESPRESSO_ADMIN_USER / ESPRESSO_ADMIN_PASSWORD: set both or neither',
@@ -197,5 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     metrics: e.ESPRESSO_METRICS_PORT
       ? { host: e.ESPRESSO_METRICS_HOST, port: e.ESPRESSO_METRICS_PORT }
       : undefined,
+    payloadKeys: e.ESPRESSO_PAYLOAD_KEYS,
+    oauthApps,
   };
 }

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
 import { SandboxState } from '../src/sandbox/state';
 import { startSandbox } from './processors/sandbox-harness';
-import { temporalEnv } from './support/temporal';
+import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
@@ -25,6 +25,7 @@ describe('espresso CLI: connect and configurations', function () {
       ESPRESSO_DATA_DIR: await tempDir(),
       ESPRESSO_SANDBOX_URL: sandbox.url,
       TEMPORAL_ADDRESS: temporalAddress,
+      ESPRESSO_PAYLOAD_KEYS: testPayloadKeysEnv,
       ESPRESSO_TEMPORAL_UI_URL: 'http://ui.example:8233',
     };
   });

@@ -9,7 +9,7 @@ import { projectRoot } from '../src/paths';
 import { configurationSyncWorkflow } from '../src/workflows';
 import { startEspresso, type Espresso } from './support/espresso';
 import { freePort } from './support/ports';
-import { temporalEnv } from './support/temporal';
+import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
 describe('metrics', function () {
@@ -70,6 +70,7 @@ describe('metrics', function () {
       env: {
         ...process.env,
         TEMPORAL_ADDRESS: env.address,
+        ESPRESSO_PAYLOAD_KEYS: testPayloadKeysEnv,
         ESPRESSO_DATA_DIR: await tempDir(),
         ESPRESSO_METRICS_PORT: String(port),
         ESPRESSO_LOG_LEVEL: 'error',

@@ -7,7 +7,7 @@ import { createWorker } from '../src/worker';
 import { selfCheckWorkflow } from '../src/workflows';
 import { ProcessorRegistry } from '../src/processors/registry';
 import { workflowBundle } from './support/espresso';
-import { temporalEnv } from './support/temporal';
+import { temporalEnv, testPayloadKeys } from './support/temporal';
 import { tempStores } from './support/tmp';
 
 describe('worker on a real Temporal dev server', () => {
@@ -35,6 +35,7 @@ describe('worker on a real Temporal dev server', () => {
       processors: new ProcessorRegistry([]),
       alerts: async () => undefined,
       workflowBundle: await workflowBundle(),
+      payloadKeys: testPayloadKeys,
     });
     const result = await worker.runUntil(
       env.client.workflow.execute(selfCheckWorkflow, {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import { dataConverter, loadPayloadKeys } from '../codec';
 import { loadConfig, type AppConfig } from '../config';
 import { withTimeout } from '../lib/timeout';
 import { createStores } from '../storage';
@@ -99,7 +100,11 @@ export async function doctor(print: (line: string) => void = console.log): Promi
     {
       name: 'worker',
       run: async () => {
-        const client = new Client({ connection: await temporal(), namespace: config.temporal.namespace });
+        const client = new Client({
+          connection: await temporal(),
+          namespace: config.temporal.namespace,
+          dataConverter: dataConverter(await loadPayloadKeys(config.payloadKeys, stores.secrets)),
+        });
         const started = Date.now();
         const result = await withTimeout(
           client.workflow.execute('selfCheckWorkflow', {

@@ -7,7 +7,9 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { codecEndpoint } from '../codec';
 import type { AppConfig } from '../config';
+import { loadOrCreateKeyFile } from '../lib/key-file';
 import { connectClient } from '../temporal/client';
 import { TASK_QUEUE } from '../temporal/constants';
 import { applySchedule } from '../temporal/schedule';
@@ -93,6 +95,11 @@ async function startEmbeddedTemporal(config: AppConfig, stopping: () => boolean)
     namespace: config.temporal.namespace,
     dbFile: join(config.dataDir, 'temporal.sqlite'),
     logFile: join(config.dataDir, 'temporal.log'),
+    // The web server's codec route, so the Web UI shows decrypted payloads to the operator.
+    uiCodecEndpoint: codecEndpoint(
+      config.web.publicUrl,
+      config.web.sessionSecret ?? (await loadOrCreateKeyFile(config.web.sessionSecretFile)),
+    ),
   };
   say(`starting Temporal dev server on ${config.temporal.address} (state in ${options.dbFile})`);
   let server = await startDevServer(options);

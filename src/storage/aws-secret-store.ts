@@ -43,6 +43,16 @@ export class AwsSecretStore implements SecretStore {
     }
   }
 
+  async createIfAbsent(id: string, value: string): Promise<string> {
+    try {
+      await this.client.send(new CreateSecretCommand({ Name: this.name(id), SecretString: value }));
+      return value;
+    } catch (err) {
+      if (!(err instanceof ResourceExistsException)) throw err;
+      return this.get(id);
+    }
+  }
+
   async delete(id: string): Promise<void> {
     try {
       await this.client.send(

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, link, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertValidKey, CorruptDataError, NotFoundError } from './errors';
 import { isNotFound } from './local-blob-store';
@@ -44,6 +44,23 @@ export class LocalSecretStore implements SecretStore {
     const key = await this.storeKey();
     await this.verifyKey(key);
     await this.writeAtomic(file, this.encrypt(id, value, key));
+  }
+
+  async createIfAbsent(id: string, value: string): Promise<string> {
+    const file = this.file(id);
+    const key = await this.storeKey();
+    await this.verifyKey(key);
+    const tmp = await this.writeTemp(file, this.encrypt(id, value, key));
+    try {
+      // link() fails when the target exists: the first creator wins, atomically.
+      await link(tmp, file);
+      return value;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return this.get(id);
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
 
   async delete(id: string): Promise<void> {
@@ -146,6 +163,10 @@ export class LocalSecretStore implements SecretStore {
   }
 
   private async writeAtomic(file: string, data: Buffer): Promise<void> {
+    await rename(await this.writeTemp(file, data), file);
+  }
+
+  private async writeTemp(file: string, data: Buffer): Promise<string> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     const tmp = `${file}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`;
     const handle = await open(tmp, 'w', 0o600);
@@ -156,6 +177,6 @@ export class LocalSecretStore implements SecretStore {
       await handle.close();
     }
     await chmod(tmp, 0o600);
-    await rename(tmp, file);
+    return tmp;
   }
 }

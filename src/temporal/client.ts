@@ -1,10 +1,14 @@
 import { Client, Connection } from '@temporalio/client';
+import { dataConverter, loadPayloadKeys } from '../codec';
 import type { AppConfig } from '../config';
+import { createStores, type SecretStore } from '../storage';
 
-/** A client for CLI commands; `close` when done. */
+/** A client for CLI commands, encrypting payloads like the worker; `close` when done. */
 export async function connectClient(
   config: AppConfig,
+  secrets: SecretStore = createStores(config.storage).secrets,
 ): Promise<{ client: Client; close: () => Promise<void> }> {
+  const keys = await loadPayloadKeys(config.payloadKeys, secrets);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: config.temporal.address, connectTimeout: 5_000 });
@@ -12,7 +16,11 @@ export async function connectClient(
     throw new Error(`Temporal is not reachable at ${config.temporal.address} (is \`npm start\` running?)`);
   }
   return {
-    client: new Client({ connection, namespace: config.temporal.namespace }),
+    client: new Client({
+      connection,
+      namespace: config.temporal.namespace,
+      dataConverter: dataConverter(keys),
+    }),
     close: () => connection.close(),
   };
 }

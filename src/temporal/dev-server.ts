@@ -18,6 +18,8 @@ export interface DevServerOptions {
   /** SQLite file: state survives restarts. */
   dbFile: string;
   logFile: string;
+  /** The Web UI decodes encrypted payloads through this codec server. */
+  uiCodecEndpoint?: string;
 }
 
 export interface DevServer {
@@ -32,6 +34,7 @@ export interface DevServer {
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   await mkdir(dirname(options.dbFile), { recursive: true });
   const address = `${options.ip}:${options.port}`;
+  const codecArgs = options.uiCodecEndpoint ? ['--ui-codec-endpoint', options.uiCodecEndpoint] : [];
   if (options.cli.source === 'sdk-download') {
     const env = await TestWorkflowEnvironment.createLocal({
       server: {
@@ -42,6 +45,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
         uiPort: options.uiPort,
         namespace: options.namespace,
         dbFilename: options.dbFile,
+        extraArgs: codecArgs,
       },
     });
     let ended: () => void;
@@ -68,6 +72,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       '--log-level',
       'warn',
       '--ui-disable-news-fetch',
+      ...codecArgs,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -1,12 +1,12 @@
 // /admin: every configuration with its last run, and what an operator does with one.
 import { timingSafeEqual } from 'node:crypto';
-import { Client } from '@temporalio/client';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
 import { latestSummary } from '../runs/summaries';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import { startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './app';
+import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
@@ -72,7 +72,7 @@ ${
         statusReason: undefined,
       }));
     } else {
-      const client = new Client({ connection: await deps.temporal(), namespace: deps.temporalNamespace });
+      const client = await temporalClient(deps);
       await startConfigurationRun(
         client,
         { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
@@ -109,12 +109,25 @@ ${
 }
 
 /** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
+/** True when the Authorization header carries the admin token or user + password. */
+export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
+  if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return true;
+  if (admin.user && admin.password && header.startsWith('Basic ')) {
+    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    return i > 0 && same(decoded.slice(0, i), admin.user) && same(decoded.slice(i + 1), admin.password);
+  }
+  return false;
+}
+
+/** Constant-time string comparison. */
+export function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 export function adminAuth(admin: WebDeps['web']['admin']) {
-  const same = (a: string, b: string) => {
-    const x = Buffer.from(a);
-    const y = Buffer.from(b);
-    return x.length === y.length && timingSafeEqual(x, y);
-  };
   return (req: Request, res: Response, next: NextFunction) => {
     if (!admin.token && !(admin.user && admin.password)) {
       return void res
@@ -127,14 +140,7 @@ export function adminAuth(admin: WebDeps['web']['admin']) {
           ),
         );
     }
-    const header = req.headers.authorization ?? '';
-    if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return next();
-    if (admin.user && admin.password && header.startsWith('Basic ')) {
-      const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-      const i = decoded.indexOf(':');
-      if (i > 0 && same(decoded.slice(0, i), admin.user) && same(decoded.slice(i + 1), admin.password))
-        return next();
-    }
+    if (isAdmin(admin, req.headers.authorization)) return next();
     res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
     res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
   };

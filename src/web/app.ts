@@ -9,7 +9,9 @@ import type { Logger } from '../logger';
 import { createLogger } from '../logger';
 import type { ProcessorRegistry } from '../processors/registry';
 import type { Stores } from '../storage';
+import type { PayloadKeys } from '../codec';
 import { adminAuth, adminRoutes } from './admin-routes';
+import { codecRoutes } from './codec-routes';
 import { connectRoutes } from './connect-routes';
 import { checkDependencies } from './health';
 import { page } from './pages';
@@ -24,6 +26,8 @@ export interface WebDeps {
   temporal: () => Promise<Connection>;
   temporalNamespace: string;
   temporalUiUrl: string;
+  /** Payload encryption keys: Temporal clients encrypt with them, and /codec decodes for the Web UI. */
+  payloadKeys?: PayloadKeys;
   web: {
     publicUrl: string;
     sessionSecret: string;
@@ -107,6 +111,7 @@ export function createApp(deps: WebDeps): Express {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  if (deps.payloadKeys) app.use(codecRoutes({ ...deps, payloadKeys: deps.payloadKeys }));
   app.use(connectRoutes(deps, signer, postLimiter, log));
   app.use(adminRoutes(deps, signer, postLimiter));
 

@@ -1,5 +1,4 @@
 // The publisher-facing pages: pick an ESP, connect it (OAuth or API key), pick a list, done.
-import { Client } from '@temporalio/client';
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { ConnectError, pickList, saveConnection } from '../connect';
@@ -16,6 +15,7 @@ import type { AccountInfo, Credentials } from '../processors/types';
 import { configurationIdSchema, NotFoundError } from '../storage';
 import { startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './app';
+import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import { hashBinding, PendingFlows } from './pending';
 import { csrfToken, csrfValid, flowBinding, FLOW_COOKIE, newNonce, type Signer } from './security';
@@ -299,7 +299,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     });
     let firstRun = true;
     try {
-      const client = new Client({ connection: await deps.temporal(), namespace: deps.temporalNamespace });
+      const client = await temporalClient(deps);
       await startConfigurationRun(
         client,
         { configurationId: configuration.id, runDate: today(), mode: 'full' },

@@ -1,5 +1,6 @@
 import { Connection } from '@temporalio/client';
 import { loadConfigOrExit } from '../cli/load-config';
+import { loadPayloadKeys } from '../codec';
 import { createDeps } from '../deps';
 import { loadOrCreateKeyFile } from '../lib/key-file';
 import { closeOnShutdown } from '../lib/shutdown';
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
 
   const { stores, processors, alerts } = createDeps(config, log);
   const app = createApp({
+    payloadKeys: await loadPayloadKeys(config.payloadKeys, stores.secrets),
     stores,
     processors,
     alerts,

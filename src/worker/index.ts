@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { dataConverter, type PayloadKeys } from '../codec';
 import { TASK_QUEUE } from '../temporal/constants';
 
 export interface WorkerOptions extends ActivityDeps {
@@ -10,9 +11,13 @@ export interface WorkerOptions extends ActivityDeps {
   taskQueue?: string;
   /** Pre-bundled workflow code (tests bundle once); default: bundled at start from src/workflows. */
   workflowBundle?: { code: string };
+  /** Encrypts every payload and failure message the worker sends to Temporal. */
+  payloadKeys: PayloadKeys;
 }
 
 export const workflowsPath = require.resolve('../workflows');
+/** Bundled with the workflows too, so workflow failures are encoded like activity failures. */
+export const failureConverterPath = require.resolve('../codec/failure-converter');
 /** Written by `npm run build` (src/worker/bundle.ts). */
 export const prebuiltBundlePath = join(__dirname, '..', '..', 'workflow-bundle.js');
 
@@ -22,12 +27,14 @@ export function createWorker({
   namespace,
   taskQueue = TASK_QUEUE,
   workflowBundle,
+  payloadKeys,
   ...deps
 }: WorkerOptions) {
   return Worker.create({
     connection,
     namespace,
     taskQueue,
+    dataConverter: dataConverter(payloadKeys),
     ...(workflowBundle
       ? { workflowBundle }
       : existsSync(prebuiltBundlePath)

@@ -4,6 +4,7 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
+import { loadPayloadKeys } from '../codec';
 import { createDeps } from '../deps';
 import { freePort } from '../lib/free-port';
 import { serveMetrics } from '../metrics';
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
   const worker = (running.worker = await createWorker({
     connection,
     namespace: config.temporal.namespace,
+    payloadKeys: await loadPayloadKeys(config.payloadKeys, deps.stores.secrets),
     ...deps,
   }));
   log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');

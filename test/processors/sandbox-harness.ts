@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { SandboxProcessor } from '../../src/processors/sandbox';
-import type { ProcessorTarget } from '../../src/processors/types';
+import type { Credentials, ProcessorTarget } from '../../src/processors/types';
 import { createSandboxServer } from '../../src/sandbox/server';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
@@ -19,6 +19,34 @@ export async function startSandbox(state = SandboxState.demo()) {
     url,
     stop: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
   };
+}
+
+/** Runs the Sandbox's OAuth consent (approved for `accountId`) and the code exchange; returns the tokens. */
+export async function sandboxOAuthCredentials(
+  sandboxUrl: string,
+  processor: SandboxProcessor,
+  accountId: string,
+): Promise<Credentials> {
+  const redirectUri = 'http://127.0.0.1:9/callback';
+  const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
+  const consent = await fetch(url);
+  if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
+  const query = new URL(url).searchParams;
+  const decision = await fetch(`${sandboxUrl}/oauth/authorize`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      decision: 'approve',
+      account: accountId,
+      clientId: query.get('client_id')!,
+      redirectUri,
+      state: 'state-1',
+      codeChallenge: query.get('code_challenge') ?? '',
+    }),
+  });
+  const code = new URL(decision.headers.get('location')!).searchParams.get('code')!;
+  return (await processor.completeAuthorization(code, redirectUri, codeVerifier)).credentials;
 }
 
 export async function sandboxHarness(): Promise<
@@ -60,27 +88,7 @@ export async function sandboxHarness(): Promise<
       return newTarget(credentials);
     },
     async connectWithOAuth() {
-      const redirectUri = 'http://127.0.0.1:9/callback';
-      const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
-      const consent = await fetch(url);
-      if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
-      const query = new URL(url).searchParams;
-      const decision = await fetch(`${sandbox.url}/oauth/authorize`, {
-        method: 'POST',
-        redirect: 'manual',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          decision: 'approve',
-          account: account.id,
-          clientId: query.get('client_id')!,
-          redirectUri,
-          state: 'state-1',
-          codeChallenge: query.get('code_challenge') ?? '',
-        }),
-      });
-      const code = new URL(decision.headers.get('location')!).searchParams.get('code')!;
-      const { credentials } = await processor.completeAuthorization(code, redirectUri, codeVerifier);
-      return newTarget(credentials);
+      return newTarget(await sandboxOAuthCredentials(sandbox.url, processor, account.id));
     },
     async seed(target, contacts) {
       const list = listOf(target);

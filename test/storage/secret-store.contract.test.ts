@@ -44,6 +44,16 @@ for (const [name, makeStore] of adapters) {
       assert.equal(await store.get('credentials/cfg_a'), 'second');
     });
 
+    it('creates a secret only when absent; concurrent creators all get the one stored value', async () => {
+      const values = Array.from({ length: 8 }, (_, i) => `candidate-${i}`);
+      const results = await Promise.all(values.map((v) => store.createIfAbsent('payload-keys-test', v)));
+      const stored = await store.get('payload-keys-test');
+      assert.ok(values.includes(stored), stored);
+      assert.deepEqual(new Set(results), new Set([stored]));
+      assert.equal(await store.createIfAbsent('payload-keys-test', 'later'), stored);
+      assert.ok(!(await store.list()).some((id) => id.includes('.tmp')));
+    });
+
     it('raises NotFoundError for a missing id', async () => {
       await assert.rejects(store.get('credentials/cfg_missing'), NotFoundError);
     });

@@ -10,15 +10,16 @@ import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
 import { SandboxState } from '../../src/sandbox/state';
 import type { Configuration } from '../../src/storage';
-import { createWorker, workflowsPath } from '../../src/worker';
+import { createWorker, failureConverterPath, workflowsPath } from '../../src/worker';
 import { startSandbox } from '../processors/sandbox-harness';
-import { temporalEnv } from './temporal';
+import { temporalEnv, testPayloadKeys } from './temporal';
 import { tempStores } from './tmp';
 
 let bundle: Promise<{ code: string }> | undefined;
 export function workflowBundle(): Promise<{ code: string }> {
   bundle ??= bundleWorkflowCode({
     workflowsPath,
+    failureConverterPath,
     logger: {
       log: () => undefined,
       info: () => undefined,
@@ -51,6 +52,7 @@ export async function startEspresso(options: { taskQueue?: string; sandbox?: San
     processors: new ProcessorRegistry([processor]),
     alerts: async (alert) => void alerts.push(alert),
     metrics,
+    payloadKeys: testPayloadKeys,
   });
   const running = worker.run();
 

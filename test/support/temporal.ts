@@ -1,14 +1,21 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { dataConverter, formatPayloadKeys, newPayloadKeys } from '../../src/codec';
 import { allSearchAttributes } from '../../src/temporal/constants';
 import { resolveTemporalCli } from '../../src/tools';
 
 let env: Promise<TestWorkflowEnvironment> | undefined;
+
+/** The payload keys of this test run: the shared client, test workers and spawned processes use them. */
+export const testPayloadKeys = newPayloadKeys('test');
+/** For the environment of spawned espresso processes (ESPRESSO_PAYLOAD_KEYS). */
+export const testPayloadKeysEnv = formatPayloadKeys(testPayloadKeys);
 
 /** One real Temporal dev server for the whole run, started on first use (existing-path binary). */
 export function temporalEnv(): Promise<TestWorkflowEnvironment> {
   env ??= (async () => {
     const cli = resolveTemporalCli();
     return TestWorkflowEnvironment.createLocal({
+      client: { dataConverter: dataConverter(testPayloadKeys) },
       server: {
         executable:
           cli.source === 'sdk-download'

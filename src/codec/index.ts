@@ -1,0 +1,155 @@
+// Payload encryption for everything espresso sends through Temporal: workflow and activity inputs
+// and results, signals, queries, heartbeat details, memos, and failure messages. AES-256-GCM; each
+// payload names the key that encrypted it, so keys rotate without re-encrypting history.
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
+import { NotFoundError, type SecretStore } from '../storage';
+
+export const ENCRYPTED_ENCODING = 'binary/encrypted';
+const KEY_ID_METADATA = 'encryption-key-id';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+/** The secret store entry holding the key ring when ESPRESSO_PAYLOAD_KEYS is not set. */
+export const PAYLOAD_KEYS_SECRET_ID = 'payload-keys';
+
+/** Keys by id; `current` encrypts, every key decrypts. */
+export interface PayloadKeys {
+  current: string;
+  keys: Map<string, Buffer>;
+}
+
+export class PayloadKeysError extends Error {
+  override name = 'PayloadKeysError';
+}
+
+const KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Parses `id:base64key[,id:base64key...]`; the first key encrypts. */
+export function parsePayloadKeys(text: string, source = 'ESPRESSO_PAYLOAD_KEYS'): PayloadKeys {
+  const keys = new Map<string, Buffer>();
+  let current: string | undefined;
+  for (const entry of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const i = entry.indexOf(':');
+    const id = i > 0 ? entry.slice(0, i) : '';
+    if (!KEY_ID.test(id)) {
+      throw new PayloadKeysError(
+        `${source}: each entry must be <key id>:<base64 key>, key ids of letters, digits, _.- (entry ${keys.size + 1})`,
+      );
+    }
+    const key = Buffer.from(entry.slice(i + 1), 'base64');
+    if (key.length !== 32)
+      throw new PayloadKeysError(`${source}: key ${id} must be 32 bytes, base64-encoded`);
+    if (keys.has(id)) throw new PayloadKeysError(`${source}: key id ${id} appears twice`);
+    keys.set(id, key);
+    current ??= id;
+  }
+  if (!current) throw new PayloadKeysError(`${source}: no key given`);
+  return { current, keys };
+}
+
+export function formatPayloadKeys(keys: PayloadKeys): string {
+  const ordered = [keys.current, ...[...keys.keys.keys()].filter((id) => id !== keys.current)];
+  return ordered.map((id) => `${id}:${keys.keys.get(id)!.toString('base64')}`).join(',');
+}
+
+export function newPayloadKeys(
+  id = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`,
+): PayloadKeys {
+  return { current: id, keys: new Map([[id, randomBytes(32)]]) };
+}
+
+/**
+ * The key ring: ESPRESSO_PAYLOAD_KEYS when set, else the secret store's `payload-keys` entry, created
+ * with a fresh key on first use (concurrent first starts agree on one key).
+ */
+export async function loadPayloadKeys(env: string | undefined, secrets: SecretStore): Promise<PayloadKeys> {
+  if (env) return parsePayloadKeys(env);
+  const source = `secret ${PAYLOAD_KEYS_SECRET_ID} in ${secrets.description}`;
+  let stored: string;
+  try {
+    stored = await secrets.get(PAYLOAD_KEYS_SECRET_ID);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    stored = await secrets.createIfAbsent(PAYLOAD_KEYS_SECRET_ID, formatPayloadKeys(newPayloadKeys()));
+  }
+  return parsePayloadKeys(stored, source);
+}
+
+/** AES-256-GCM over the whole serialized payload (data and metadata); the key id is authenticated. */
+export class EncryptionCodec implements PayloadCodec {
+  constructor(private readonly keys: PayloadKeys) {
+    if (!keys.keys.has(keys.current))
+      throw new PayloadKeysError(`the current key ${keys.current} is not in the ring`);
+  }
+
+  async encode(payloads: Payload[]): Promise<Payload[]> {
+    const id = this.keys.current;
+    const key = this.keys.keys.get(id)!;
+    return payloads.map((payload) => {
+      const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+      const iv = randomBytes(IV_BYTES);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      cipher.setAAD(Buffer.from(id));
+      const data = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+      return {
+        metadata: { encoding: Buffer.from(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: Buffer.from(id) },
+        data,
+      };
+    });
+  }
+
+  async decode(payloads: Payload[]): Promise<Payload[]> {
+    return payloads.map((payload) => {
+      // Payloads written before encryption was on (or by the CLI without a codec) pass as they are.
+      if (text(payload.metadata?.encoding) !== ENCRYPTED_ENCODING) return payload;
+      const id = text(payload.metadata?.[KEY_ID_METADATA]);
+      const key = id ? this.keys.keys.get(id) : undefined;
+      if (!key) {
+        throw new PayloadKeysError(
+          `payload encrypted with key ${JSON.stringify(id ?? '')}, which is not in this process's key ring`,
+        );
+      }
+      const data = Buffer.from(payload.data ?? []);
+      if (data.length < IV_BYTES + TAG_BYTES) throw new PayloadKeysError('encrypted payload is truncated');
+      const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, IV_BYTES));
+      decipher.setAAD(Buffer.from(id!));
+      decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
+      let plain: Buffer;
+      try {
+        plain = Buffer.concat([
+          decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)),
+          decipher.final(),
+        ]);
+      } catch {
+        throw new PayloadKeysError(`encrypted payload failed authentication with key ${id}`);
+      }
+      return temporal.api.common.v1.Payload.decode(plain) as Payload;
+    });
+  }
+}
+
+/** The codec server path segment that authorizes codec calls without a header (the dev UI cannot send one). */
+export function codecPathToken(sessionSecret: string): string {
+  return createHmac('sha256', sessionSecret).update('espresso temporal-ui codec').digest('base64url');
+}
+
+/** Where the Web UI should send payloads: `<public url>/codec/<token>`. */
+export function codecEndpoint(publicUrl: string, sessionSecret: string): string {
+  return `${publicUrl.replace(/\/$/, '')}/codec/${codecPathToken(sessionSecret)}`;
+}
+
+/** The data converter every espresso client and worker uses. */
+export function dataConverter(keys: PayloadKeys): DataConverter {
+  return {
+    payloadCodecs: [new EncryptionCodec(keys)],
+    failureConverterPath: require.resolve('./failure-converter'),
+  };
+}
+
+function text(bytes: Uint8Array | null | undefined): string | undefined {
+  return bytes ? Buffer.from(bytes).toString('utf8') : undefined;
+}

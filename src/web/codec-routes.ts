@@ -1,0 +1,105 @@
+// The codec server (Temporal's remote codec protocol): the Temporal Web UI and `temporal ...
+// --codec-endpoint` POST encrypted payloads to <endpoint>/decode and get them back readable.
+// Authenticated (admin credentials, or the capability path `npm start` hands the dev UI) and
+// CORS-limited to the Web UI's origin.
+import type { Payload } from '@temporalio/common';
+import express, { Router, type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { codecPathToken, EncryptionCodec, type PayloadKeys } from '../codec';
+import { isAdmin, same } from './admin-routes';
+import type { WebDeps } from './app';
+
+const base64 = z
+  .string()
+  .max(8_000_000)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+const body = z.object({
+  payloads: z
+    .array(z.object({ metadata: z.record(z.string(), base64).optional(), data: base64.optional() }))
+    .max(10_000),
+});
+
+export function codecRoutes(deps: WebDeps & { payloadKeys: PayloadKeys }): Router {
+  const router = Router();
+  const codec = new EncryptionCodec(deps.payloadKeys);
+  const origins = uiOrigins(deps.temporalUiUrl);
+  const token = codecPathToken(deps.web.sessionSecret);
+  const { admin } = deps.web;
+
+  const cors = (req: Request, res: Response, next: NextFunction) => {
+    const origin = req.headers.origin;
+    res.setHeader('vary', 'Origin');
+    res.setHeader('cross-origin-resource-policy', 'cross-origin');
+    if (origin !== undefined) {
+      if (!origins.includes(origin)) return void res.status(403).json({ error: 'origin not allowed' });
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('access-control-allow-credentials', 'true');
+    }
+    if (req.method === 'OPTIONS') {
+      res.setHeader('access-control-allow-methods', 'POST');
+      res.setHeader('access-control-allow-headers', 'Content-Type, X-Namespace, Authorization');
+      res.setHeader('access-control-max-age', '600');
+      return void res.status(204).end();
+    }
+    next();
+  };
+
+  const authorized = (req: Request): boolean => {
+    const pathToken = req.params.token;
+    if (typeof pathToken === 'string') return same(pathToken, token);
+    return isAdmin(admin, req.headers.authorization);
+  };
+
+  const handle = (direction: 'encode' | 'decode') => async (req: Request, res: Response) => {
+    if (!authorized(req)) return void res.status(401).json({ error: 'not authorized' });
+    const namespace = req.headers['x-namespace'];
+    if (namespace !== undefined && namespace !== deps.temporalNamespace) {
+      return void res.status(400).json({ error: `this codec serves namespace ${deps.temporalNamespace}` });
+    }
+    const parsed = body.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return void res.status(400).json({ error: `${issue.path.join('.') || 'body'}: ${issue.message}` });
+    }
+    const payloads: Payload[] = parsed.data.payloads.map((p) => ({
+      metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, fromBase64(v)])),
+      data: fromBase64(p.data ?? ''),
+    }));
+    let out: Payload[];
+    try {
+      out = direction === 'decode' ? await codec.decode(payloads) : await codec.encode(payloads);
+    } catch (err) {
+      return void res.status(400).json({ error: (err as Error).message });
+    }
+    res.json({
+      payloads: out.map((p) => ({
+        metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, toBase64(v)])),
+        data: toBase64(p.data ?? new Uint8Array()),
+      })),
+    });
+  };
+
+  const json = express.json({ limit: '16mb', type: () => true });
+  for (const path of ['/codec/:token', '/codec']) {
+    router.options([`${path}/decode`, `${path}/encode`], cors);
+    router.post(`${path}/decode`, cors, json, handle('decode'));
+    router.post(`${path}/encode`, cors, json, handle('encode'));
+  }
+  return router;
+}
+
+/** The UI's origin, and its localhost / 127.0.0.1 twin (browsers send whichever was typed). */
+function uiOrigins(uiUrl: string): string[] {
+  const url = new URL(uiUrl);
+  const origins = [url.origin];
+  for (const [a, b] of [
+    ['localhost', '127.0.0.1'],
+    ['127.0.0.1', 'localhost'],
+  ] as const) {
+    if (url.hostname === a) origins.push(`${url.protocol}//${b}${url.port ? `:${url.port}` : ''}`);
+  }
+  return origins;
+}
+
+const fromBase64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+const toBase64 = (b: Uint8Array) => Buffer.from(b).toString('base64');

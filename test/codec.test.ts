@@ -1,0 +1,81 @@
+import { strict as assert } from 'node:assert';
+import { defaultPayloadConverter } from '@temporalio/common';
+import {
+  EncryptionCodec,
+  formatPayloadKeys,
+  loadPayloadKeys,
+  newPayloadKeys,
+  parsePayloadKeys,
+  PAYLOAD_KEYS_SECRET_ID,
+} from '../src/codec';
+import { loadConfig } from '../src/config';
+import { tempStores } from './support/tmp';
+
+const payload = (value: unknown) => defaultPayloadConverter.toPayload(value);
+const value = (p: Parameters<typeof defaultPayloadConverter.fromPayload>[0]) =>
+  defaultPayloadConverter.fromPayload(p);
+
+describe('payload encryption codec', () => {
+  it('round-trips payloads, names the key, and hides the plaintext', async () => {
+    const codec = new EncryptionCodec(newPayloadKeys('k1'));
+    const secret = { apiKey: 'sk_live_PLAINTEXT_123', email: 'someone@example.com' };
+    const [encoded] = await codec.encode([payload(secret)]);
+    assert.equal(Buffer.from(encoded!.metadata!.encoding!).toString(), 'binary/encrypted');
+    assert.equal(Buffer.from(encoded!.metadata!['encryption-key-id']!).toString(), 'k1');
+    assert.ok(!Buffer.from(encoded!.data!).toString('latin1').includes('PLAINTEXT'));
+    assert.deepEqual(value((await codec.decode([encoded!]))[0]!), secret);
+  });
+
+  it('decodes payloads of an older key after rotation, and passes unencrypted payloads through', async () => {
+    const old = newPayloadKeys('k1');
+    const [before] = await new EncryptionCodec(old).encode([payload('written before rotation')]);
+    const rotated = parsePayloadKeys(
+      `k2:${Buffer.alloc(32, 7).toString('base64')},${formatPayloadKeys(old)}`,
+    );
+    const codec = new EncryptionCodec(rotated);
+    const [after] = await codec.encode([payload('after')]);
+    assert.equal(Buffer.from(after!.metadata!['encryption-key-id']!).toString(), 'k2');
+    const decoded = await codec.decode([before!, after!, payload('plain, from before encryption')]);
+    assert.deepEqual(decoded.map(value), [
+      'written before rotation',
+      'after',
+      'plain, from before encryption',
+    ]);
+  });
+
+  it('refuses tampered payloads and unknown keys with a clear error', async () => {
+    const codec = new EncryptionCodec(newPayloadKeys('k1'));
+    const [encoded] = await codec.encode([payload('x')]);
+    const tampered = { ...encoded!, data: Buffer.from(encoded!.data!).fill(1, 20, 21) };
+    await assert.rejects(codec.decode([tampered]), /failed authentication with key k1/);
+    await assert.rejects(
+      new EncryptionCodec(newPayloadKeys('other')).decode([encoded!]),
+      /key "k1", which is not in/,
+    );
+  });
+
+  it('parses key rings and names what is wrong', () => {
+    const key = Buffer.alloc(32, 1).toString('base64');
+    assert.equal(parsePayloadKeys(`a:${key}, b:${key}`).current, 'a');
+    assert.throws(() => parsePayloadKeys('a:short'), /key a must be 32 bytes/);
+    assert.throws(() => parsePayloadKeys(`a:${key},a:${key}`), /key id a appears twice/);
+    assert.throws(() => parsePayloadKeys(`:${key}`), /<key id>:<base64 key>/);
+    assert.throws(
+      () => loadConfig({ ESPRESSO_PAYLOAD_KEYS: 'nope' }),
+      /ESPRESSO_PAYLOAD_KEYS: expected <key id>/,
+    );
+  });
+
+  it('creates one key ring in the secret store on first use and reuses it', async () => {
+    const { secrets } = await tempStores();
+    const [a, b] = await Promise.all([
+      loadPayloadKeys(undefined, secrets),
+      loadPayloadKeys(undefined, secrets),
+    ]);
+    assert.equal(formatPayloadKeys(a), formatPayloadKeys(b));
+    assert.equal(formatPayloadKeys(await loadPayloadKeys(undefined, secrets)), formatPayloadKeys(a));
+    assert.ok((await secrets.list()).includes(PAYLOAD_KEYS_SECRET_ID));
+    const fromEnv = `env:${Buffer.alloc(32, 2).toString('base64')}`;
+    assert.equal((await loadPayloadKeys(fromEnv, secrets)).current, 'env');
+  });
+});
