@@ -161,18 +161,6 @@ export class FakeMailchimp {
     };
     this.requests.push(record);
     try {
-      if (!m) throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
-      this.authenticate(req.headers.authorization, m[1]!);
-      const once = this.respondWith;
-      if (once && once.times > 0) {
-        once.times--;
-        record.status = -once.status; // not a documented answer: left out of the OpenAPI checks
-        res.writeHead(once.status, { 'content-type': once.type }).end(once.text);
-        return;
-      }
-      if (this.rateLimited) {
-        throw new Problem(429, 'Too Many Requests', 'You have exceeded the limit of 10 simultaneous connections.');
-      }
       let body: unknown;
       if (raw !== '') {
         if (!String(req.headers['content-type']).startsWith('application/json')) {
@@ -184,6 +172,18 @@ export class FakeMailchimp {
           throw new Problem(400, 'JSON Parse Error', "We encountered an unspecified JSON parsing error.");
         }
         record.body = body;
+      }
+      if (!m) throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
+      this.authenticate(req.headers.authorization, m[1]!);
+      if (this.rateLimited) {
+        throw new Problem(429, 'Too Many Requests', 'You have exceeded the limit of 10 simultaneous connections.');
+      }
+      const once = this.respondWith;
+      if (once && once.times > 0) {
+        once.times--;
+        record.status = -once.status; // not a documented answer: left out of the OpenAPI checks
+        res.writeHead(once.status, { 'content-type': once.type }).end(once.text);
+        return;
       }
       const out = this.api(req.method ?? 'GET', apiPath.slice('/3.0'.length) || '/', url.searchParams, body);
       record.status = 200;
