@@ -103,11 +103,13 @@ export class MailchimpProcessor extends BaseProcessor {
     if (typeof accountId !== 'string' || !accountId) throw malformed('GET /');
     const lists: AccountInfo['lists'] = [];
     for (let offset = 0; ; offset += PAGE) {
-      const { body } = await call<{ lists?: Array<{ id?: unknown; name?: unknown }>; total_items?: unknown }>({
-        method: 'GET',
-        url: `${api}/lists`,
-        query: { fields: 'lists.id,lists.name,total_items', count: PAGE, offset },
-      });
+      const { body } = await call<{ lists?: Array<{ id?: unknown; name?: unknown }>; total_items?: unknown }>(
+        {
+          method: 'GET',
+          url: `${api}/lists`,
+          query: { fields: 'lists.id,lists.name,total_items', count: PAGE, offset },
+        },
+      );
       if (!Array.isArray(body?.lists)) throw malformed('GET /lists');
       for (const l of body.lists) lists.push({ id: String(l.id), name: String(l.name) });
       if (body.lists.length < PAGE) break;
@@ -218,7 +220,10 @@ export class MailchimpProcessor extends BaseProcessor {
       url: `/lists/${list(target)}`,
       query: { skip_merge_validation: true },
       json: {
-        members: batch.map((u) => ({ email_address: u.contactId, merge_fields: { [target.fieldName]: u.value } })),
+        members: batch.map((u) => ({
+          email_address: u.contactId,
+          merge_fields: { [target.fieldName]: u.value },
+        })),
         update_existing: true,
       },
     });
@@ -226,7 +231,10 @@ export class MailchimpProcessor extends BaseProcessor {
     const outcome = new Map<string, ContactResult['status'] | string>();
     for (const m of body.updated_members) outcome.set(key(m.email_address), 'updated');
     for (const m of body.new_members ?? []) {
-      outcome.set(key(m.email_address), 'Mailchimp added this address as a new member: it was not in the audience');
+      outcome.set(
+        key(m.email_address),
+        'Mailchimp added this address as a new member: it was not in the audience',
+      );
     }
     for (const e of body.errors) {
       const code = typeof e.error_code === 'string' ? `${e.error_code}: ` : '';
@@ -235,7 +243,11 @@ export class MailchimpProcessor extends BaseProcessor {
     return batch.map((u): ContactResult => {
       const o = outcome.get(key(u.contactId));
       if (o === 'updated') return { contactId: u.contactId, status: 'updated' };
-      return { contactId: u.contactId, status: 'rejected', reason: o ?? 'Mailchimp reported no outcome for this member' };
+      return {
+        contactId: u.contactId,
+        status: 'rejected',
+        reason: o ?? 'Mailchimp reported no outcome for this member',
+      };
     });
   }
 }
@@ -249,6 +261,7 @@ function malformed(what: string): TransientError {
 }
 
 function list(target: ProcessorTarget): string {
-  if (!target.espListId) throw new RequestRejectedError('the configuration has no Mailchimp audience selected');
+  if (!target.espListId)
+    throw new RequestRejectedError('the configuration has no Mailchimp audience selected');
   return encodeURIComponent(target.espListId);
 }

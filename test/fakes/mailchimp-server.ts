@@ -65,6 +65,8 @@ export class FakeMailchimp {
   readonly lists = new Map<string, FakeList>();
   readonly requests: Recorded[] = [];
   rateLimited = false;
+  /** Adds unknown addresses even without a status (as a lenient API might): the processor must still reject them. */
+  addsWithoutStatus = false;
   /** The next `times` API calls are answered with this instead (malformed bodies, outages). */
   respondWith?: { status: number; type: string; text: string; times: number };
   tokenGrants = 0;
@@ -143,7 +145,12 @@ export class FakeMailchimp {
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString('utf8');
     const url = new URL(req.url ?? '/', this.url);
-    const send = (status: number, body: unknown, type = 'application/json', extra: Record<string, string> = {}) => {
+    const send = (
+      status: number,
+      body: unknown,
+      type = 'application/json',
+      extra: Record<string, string> = {},
+    ) => {
       res.writeHead(status, { 'content-type': type, ...extra });
       res.end(body === undefined ? '' : JSON.stringify(body));
       return body;
@@ -169,14 +176,18 @@ export class FakeMailchimp {
         try {
           body = JSON.parse(raw);
         } catch {
-          throw new Problem(400, 'JSON Parse Error', "We encountered an unspecified JSON parsing error.");
+          throw new Problem(400, 'JSON Parse Error', 'We encountered an unspecified JSON parsing error.');
         }
         record.body = body;
       }
       if (!m) throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
       this.authenticate(req.headers.authorization, m[1]!);
       if (this.rateLimited) {
-        throw new Problem(429, 'Too Many Requests', 'You have exceeded the limit of 10 simultaneous connections.');
+        throw new Problem(
+          429,
+          'Too Many Requests',
+          'You have exceeded the limit of 10 simultaneous connections.',
+        );
       }
       const once = this.respondWith;
       if (once && once.times > 0) {
@@ -227,7 +238,12 @@ export class FakeMailchimp {
       throw new Problem(400, 'Invalid Resource', `count must be between 1 and ${MAX_COUNT}.`);
     }
     if (method === 'GET' && path === '/') {
-      return { account_id: this.accountId, login_id: '1001', account_name: 'Example Publisher', email: 'owner@example.com' };
+      return {
+        account_id: this.accountId,
+        login_id: '1001',
+        account_name: 'Example Publisher',
+        email: 'owner@example.com',
+      };
     }
     if (method === 'GET' && path === '/lists') {
       const all = [...this.lists.values()].map((l) => ({ id: l.id, web_id: 1, name: l.name }));
@@ -235,17 +251,23 @@ export class FakeMailchimp {
     }
     const lm = /^\/lists\/([^/]+)(\/merge-fields|\/members)?$/.exec(path);
     const list = lm && this.lists.get(decodeURIComponent(lm[1]!));
-    if (!lm || !list) throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
+    if (!lm || !list)
+      throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
     const sub = lm[2] ?? '';
     if (method === 'GET' && sub === '/merge-fields') {
       const fields = [...list.mergeFields.values()].map((f) => ({ ...f, list_id: list.id }));
-      return { merge_fields: fields.slice(offset, offset + count), list_id: list.id, total_items: fields.length };
+      return {
+        merge_fields: fields.slice(offset, offset + count),
+        list_id: list.id,
+        total_items: fields.length,
+      };
     }
     if (method === 'POST' && sub === '/merge-fields') return this.createMergeField(list, body);
     if (method === 'GET' && sub === '/members') {
       let members = list.members;
       const sort = q.get('sort_field');
-      if (sort && sort !== 'timestamp_signup') throw new Problem(400, 'Invalid Resource', 'sort_field unsupported by the fake.');
+      if (sort && sort !== 'timestamp_signup')
+        throw new Problem(400, 'Invalid Resource', 'sort_field unsupported by the fake.');
       if (sort) {
         const dir = q.get('sort_dir') === 'DESC' ? -1 : 1;
         members = [...members].sort((a, b) => dir * a.timestamp_signup.localeCompare(b.timestamp_signup));
@@ -262,17 +284,40 @@ export class FakeMailchimp {
 
   private createMergeField(list: FakeList, body: unknown) {
     const b = body as Record<string, unknown>;
-    const allowed = ['name', 'tag', 'type', 'required', 'default_value', 'public', 'display_order', 'options', 'help_text'];
+    const allowed = [
+      'name',
+      'tag',
+      'type',
+      'required',
+      'default_value',
+      'public',
+      'display_order',
+      'options',
+      'help_text',
+    ];
     const unknown = Object.keys(b ?? {}).filter((k) => !allowed.includes(k));
     if (typeof b?.name !== 'string' || typeof b.type !== 'string' || unknown.length) {
-      throw new Problem(400, 'Invalid Resource', "The resource submitted could not be validated. For field-specific details, see the 'errors' array.", [
-        { field: unknown[0] ?? 'name', message: 'Schema describes a merge field with name and type only from the documented properties' },
-      ]);
+      throw new Problem(
+        400,
+        'Invalid Resource',
+        "The resource submitted could not be validated. For field-specific details, see the 'errors' array.",
+        [
+          {
+            field: unknown[0] ?? 'name',
+            message: 'Schema describes a merge field with name and type only from the documented properties',
+          },
+        ],
+      );
     }
     const tag = String(b.tag ?? b.name).toUpperCase();
-    if (!/^[A-Z0-9_]{1,10}$/.test(tag)) throw new Problem(400, 'Invalid Resource', 'The merge tag is invalid.');
+    if (!/^[A-Z0-9_]{1,10}$/.test(tag))
+      throw new Problem(400, 'Invalid Resource', 'The merge tag is invalid.');
     if (list.mergeFields.has(tag)) {
-      throw new Problem(400, 'Invalid Resource', `A Merge Field with the tag "${tag}" already exists for this list.`);
+      throw new Problem(
+        400,
+        'Invalid Resource',
+        `A Merge Field with the tag "${tag}" already exists for this list.`,
+      );
     }
     const field = { merge_id: this.nextMergeId++, tag, name: b.name, type: b.type };
     list.mergeFields.set(tag, field);
@@ -282,14 +327,24 @@ export class FakeMailchimp {
   private batch(list: FakeList, body: unknown) {
     const b = body as { members?: unknown; update_existing?: unknown };
     const invalid = (field: string, message: string) =>
-      new Problem(400, 'Invalid Resource', "The resource submitted could not be validated. For field-specific details, see the 'errors' array.", [
-        { field, message },
-      ]);
-    const extra = Object.keys(b ?? {}).filter((k) => !['members', 'update_existing', 'sync_tags'].includes(k));
+      new Problem(
+        400,
+        'Invalid Resource',
+        "The resource submitted could not be validated. For field-specific details, see the 'errors' array.",
+        [{ field, message }],
+      );
+    const extra = Object.keys(b ?? {}).filter(
+      (k) => !['members', 'update_existing', 'sync_tags'].includes(k),
+    );
     if (extra.length) throw invalid(extra[0]!, 'Unknown property');
     if (!Array.isArray(b?.members)) throw invalid('members', 'Required property');
-    if (b.members.length > MAX_BATCH) throw invalid('members', `Schema describes array, maximum ${MAX_BATCH} items`);
-    const result = { new_members: [] as unknown[], updated_members: [] as unknown[], errors: [] as unknown[] };
+    if (b.members.length > MAX_BATCH)
+      throw invalid('members', `Schema describes array, maximum ${MAX_BATCH} items`);
+    const result = {
+      new_members: [] as unknown[],
+      updated_members: [] as unknown[],
+      errors: [] as unknown[],
+    };
     const error = (email: string, message: string, code = 'ERROR_GENERIC') =>
       result.errors.push({ email_address: email, error: message, error_code: code });
     for (const raw of b.members as Array<Record<string, unknown>>) {
@@ -298,25 +353,35 @@ export class FakeMailchimp {
       const email = String(raw.email_address ?? '');
       const member = list.byEmail.get(email.toLowerCase());
       const merge = (raw.merge_fields ?? {}) as Record<string, unknown>;
-      if (!/^[^@\s]+@[^@\s]+\.[a-z]{2,}$/i.test(email)) error(email, `${email} looks fake or invalid, please enter a real email address.`);
-      else if (list.refused.has(email)) error(email, `${email} has been compliance blocked and cannot be updated.`);
+      if (!/^[^@\s]+@[^@\s]+\.[a-z]{2,}$/i.test(email))
+        error(email, `${email} looks fake or invalid, please enter a real email address.`);
+      else if (list.refused.has(email))
+        error(email, `${email} has been compliance blocked and cannot be updated.`);
       else if (list.deleted.has(email)) {
-        error(email, `${email} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.`);
+        error(
+          email,
+          `${email} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.`,
+        );
       } else if (member) {
         if (b.update_existing !== true) {
-          error(email, `${email} is already a list member, do you want to update? please provide update_existing:true in the request body`, 'ERROR_CONTACT_EXISTS');
+          error(
+            email,
+            `${email} is already a list member, do you want to update? please provide update_existing:true in the request body`,
+            'ERROR_CONTACT_EXISTS',
+          );
           continue;
         }
-        for (const [tag, v] of Object.entries(merge)) if (list.mergeFields.has(tag)) member.merge_fields[tag] = String(v);
+        for (const [tag, v] of Object.entries(merge))
+          if (list.mergeFields.has(tag)) member.merge_fields[tag] = String(v);
         if (typeof raw.status === 'string') member.status = raw.status;
         result.updated_members.push({ ...member, list_id: list.id });
-      } else if (typeof raw.status !== 'string') {
+      } else if (typeof raw.status !== 'string' && !this.addsWithoutStatus) {
         error(email, `${email} is not a member of this audience; a status is required to add a member.`);
       } else {
         const created: FakeMember = {
           id: hash(email),
           email_address: email.toLowerCase(),
-          status: raw.status,
+          status: typeof raw.status === 'string' ? raw.status : 'subscribed',
           merge_fields: Object.fromEntries(Object.entries(merge).map(([k, v]) => [k, String(v)])),
           timestamp_signup: new Date().toISOString(),
         };
@@ -344,7 +409,11 @@ export class FakeMailchimp {
     if (req.method === 'GET' && url.pathname === '/oauth2/authorize') {
       // The consent is approved at once for the fake's single user.
       const q = url.searchParams;
-      if (q.get('response_type') !== 'code' || q.get('client_id') !== this.client.id || !q.get('redirect_uri')) {
+      if (
+        q.get('response_type') !== 'code' ||
+        q.get('client_id') !== this.client.id ||
+        !q.get('redirect_uri')
+      ) {
         send(400, { error: 'invalid_request' });
         return;
       }
@@ -367,7 +436,10 @@ export class FakeMailchimp {
         send(401, { error: 'invalid_client' });
         return;
       }
-      if (form.get('grant_type') !== 'authorization_code' || this.codes.get(code) !== form.get('redirect_uri')) {
+      if (
+        form.get('grant_type') !== 'authorization_code' ||
+        this.codes.get(code) !== form.get('redirect_uri')
+      ) {
         send(400, { error: 'invalid_grant' });
         return;
       }
@@ -389,7 +461,12 @@ export class FakeMailchimp {
         role: 'owner',
         accountname: 'Example Publisher',
         user_id: 1001,
-        login: { email: 'owner@example.com', login_id: 1001, login_name: 'owner', login_email: 'owner@example.com' },
+        login: {
+          email: 'owner@example.com',
+          login_id: 1001,
+          login_name: 'owner',
+          login_email: 'owner@example.com',
+        },
         login_url: 'https://login.mailchimp.com',
         api_endpoint: `${this.url}/${this.dc}`,
       });
@@ -409,9 +486,17 @@ function project(value: unknown, fields: string | null): unknown {
     for (const [k, child] of Object.entries(v)) {
       const under = paths.filter((p) => p[0] === k);
       if (!under.length) continue;
-      out[k] = under.some((p) => p.length === 1) ? child : pick(child, under.map((p) => p.slice(1)));
+      out[k] = under.some((p) => p.length === 1)
+        ? child
+        : pick(
+            child,
+            under.map((p) => p.slice(1)),
+          );
     }
     return out;
   };
-  return pick(value, fields.split(',').map((f) => f.trim().split('.')));
+  return pick(
+    value,
+    fields.split(',').map((f) => f.trim().split('.')),
+  );
 }

@@ -170,6 +170,23 @@ describe('Mailchimp processor', function () {
       }
     });
 
+    it('rejects an address Mailchimp reports as a new member, should it ever add one', async () => {
+      const { target, emails } = await ready(2);
+      h.fake.addsWithoutStatus = true;
+      try {
+        const results = await h.processor.writeValues(target, [
+          { contactId: emails[0]!, value: value() },
+          { contactId: 'newcomer@example.com', value: value() },
+        ]);
+        assert.deepEqual(
+          results.map((r) => r.status),
+          ['updated', 'rejected'],
+        );
+      } finally {
+        h.fake.addsWithoutStatus = false;
+      }
+    });
+
     it('leaves subscription status alone (an unsubscribed member stays unsubscribed)', async () => {
       const { target, emails, list } = await ready(2);
       list.byEmail.get(emails[0]!)!.status = 'unsubscribed';
