@@ -182,7 +182,8 @@ export class MailchimpProcessor extends BaseProcessor {
       method: 'GET',
       url: `/lists/${list(target)}/members`,
       query: {
-        fields: `members.email_address,members.merge_fields.${target.fieldName},total_items`,
+        // The whole merge_fields object: a missed value would be overwritten in full runs.
+        fields: 'members.email_address,members.merge_fields,total_items',
         count: PAGE,
         offset,
         sort_field: 'timestamp_signup',
