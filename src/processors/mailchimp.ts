@@ -1,0 +1,268 @@
+// Mailchimp Marketing API v3. The field is one merge field per audience; contacts are keyed by
+// email address (the batch endpoint takes nothing else). See docs/esps/mailchimp.md.
+import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
+import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
+import type {
+  AccountInfo,
+  ContactPage,
+  ContactResult,
+  ContactUpdate,
+  Credentials,
+  ListMode,
+  ProcessorDescriptor,
+  ProcessorTarget,
+} from './types';
+
+export interface MailchimpProcessorOptions {
+  /** Registered app; without it publishers connect with an API key only. */
+  oauth?: { clientId: string; clientSecret: string };
+  /** The API of a data center; `{dc}` is replaced by the key's suffix (e.g. us6). */
+  apiBaseUrl?: string;
+  /** OAuth authorize, token and metadata endpoints. */
+  authBaseUrl?: string;
+}
+
+const API_URL = 'https://{dc}.api.mailchimp.com/3.0';
+const AUTH_URL = 'https://login.mailchimp.com';
+/** Members per listing request (Mailchimp's maximum `count`). */
+const PAGE = 1000;
+
+interface Member {
+  email_address?: unknown;
+  merge_fields?: Record<string, unknown>;
+}
+interface BatchError {
+  email_address?: unknown;
+  error?: unknown;
+  error_code?: unknown;
+}
+
+export class MailchimpProcessor extends BaseProcessor {
+  readonly descriptor: ProcessorDescriptor;
+  private readonly apiUrl: string;
+  private readonly authUrl: string;
+
+  constructor(deps: ProcessorDeps, options: MailchimpProcessorOptions = {}) {
+    super(deps);
+    this.apiUrl = options.apiBaseUrl ?? API_URL;
+    this.authUrl = options.authBaseUrl ?? AUTH_URL;
+    this.descriptor = {
+      id: 'mailchimp',
+      displayName: 'Mailchimp',
+      ...(options.oauth && {
+        oauth2: {
+          authorizeUrl: `${this.authUrl}/oauth2/authorize`,
+          tokenUrl: `${this.authUrl}/oauth2/token`,
+          scopes: [], // Mailchimp has no scopes: a token acts as the user who granted it.
+          pkce: false,
+          clientId: options.oauth.clientId,
+          clientSecret: options.oauth.clientSecret,
+          refreshMarginMs: 60_000, // unused: Mailchimp tokens do not expire
+        },
+      }),
+      apiKey: { label: 'Mailchimp API key' },
+      maxBatchSize: 500, // members per POST /lists/{list_id}, Mailchimp's documented maximum
+      concurrency: 8, // Mailchimp allows 10 simultaneous connections per user
+      rateLimit: { requests: 10, perMs: 1_000 },
+      mergeTag: (field) => `*|${field}|*`,
+      field: { maxLength: 10, case: 'upper', allowed: /[A-Z0-9_]/ },
+    };
+  }
+
+  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+    if (!target) return this.authUrl; // connect flow: validateCredentials uses absolute URLs
+    if (!target.apiBaseUrl) {
+      throw new InvalidCredentialsError('the configuration does not name its Mailchimp data center');
+    }
+    return target.apiBaseUrl;
+  }
+
+  protected override authHeaders(credentials: Credentials): Record<string, string> {
+    return credentials.kind === 'apiKey'
+      ? { authorization: `Basic ${Buffer.from(`espresso:${credentials.apiKey}`).toString('base64')}` }
+      : { authorization: `Bearer ${credentials.accessToken}` };
+  }
+
+  /** Mailchimp answers `expires_in: 0` (never expires) and no refresh token: keep no expiry. */
+  override async completeAuthorization(code: string, redirectUri: string, codeVerifier?: string) {
+    const result = await super.completeAuthorization(code, redirectUri, codeVerifier);
+    const { credentials } = result;
+    return credentials.kind === 'oauth2'
+      ? { ...result, credentials: { kind: 'oauth2' as const, accessToken: credentials.accessToken } }
+      : result;
+  }
+
+  protected async validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo> {
+    const api = await this.apiBaseFor(call, credentials);
+    const root = await call<{ account_id?: unknown; account_name?: unknown }>({
+      method: 'GET',
+      url: `${api}/`,
+      query: { fields: 'account_id,account_name' },
+    });
+    const accountId = root.body?.account_id;
+    if (typeof accountId !== 'string' || !accountId) throw malformed('GET /');
+    const lists: AccountInfo['lists'] = [];
+    for (let offset = 0; ; offset += PAGE) {
+      const { body } = await call<{ lists?: Array<{ id?: unknown; name?: unknown }>; total_items?: unknown }>(
+        {
+          method: 'GET',
+          url: `${api}/lists`,
+          query: { fields: 'lists.id,lists.name,total_items', count: PAGE, offset },
+        },
+      );
+      if (!Array.isArray(body?.lists)) throw malformed('GET /lists');
+      for (const l of body.lists) lists.push({ id: String(l.id), name: String(l.name) });
+      if (body.lists.length < PAGE) break;
+    }
+    return {
+      accountId,
+      accountLabel: typeof root.body.account_name === 'string' ? root.body.account_name : accountId,
+      lists,
+      apiBaseUrl: api,
+    };
+  }
+
+  /** The account's data center: the API key's suffix, or the OAuth metadata's api_endpoint. */
+  private async apiBaseFor(call: EspCall, credentials: Credentials): Promise<string> {
+    if (credentials.kind === 'apiKey') {
+      const dc = /-([a-z]+[0-9]+)$/.exec(credentials.apiKey)?.[1];
+      if (!dc) throw new InvalidCredentialsError('a Mailchimp API key ends in its data center, e.g. -us6');
+      return this.apiUrl.replace('{dc}', dc);
+    }
+    const { body } = await call<{ api_endpoint?: unknown }>({
+      method: 'GET',
+      url: `${this.authUrl}/oauth2/metadata`,
+      headers: { authorization: `OAuth ${credentials.accessToken}` },
+    });
+    if (typeof body?.api_endpoint !== 'string' || !/^https?:\/\//.test(body.api_endpoint)) {
+      throw malformed('GET /oauth2/metadata');
+    }
+    return `${body.api_endpoint.replace(/\/$/, '')}/3.0`;
+  }
+
+  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+    const path = `/lists/${list(target)}/merge-fields`;
+    const exists = async () => {
+      const { body } = await call<{ merge_fields?: Array<{ tag?: unknown }> }>({
+        method: 'GET',
+        url: path,
+        query: { fields: 'merge_fields.tag', count: PAGE },
+      });
+      if (!Array.isArray(body?.merge_fields)) throw malformed('GET merge-fields');
+      return body.merge_fields.some((f) => f.tag === target.fieldName);
+    };
+    if (await exists()) return 'exists';
+    try {
+      await call({
+        method: 'POST',
+        url: path,
+        json: { name: 'LiveConnect ID', tag: target.fieldName, type: 'text', public: false, required: false },
+      });
+      return 'created';
+    } catch (err) {
+      // Created by a concurrent run between our read and write: Mailchimp answers 400.
+      if (err instanceof RequestRejectedError && (await exists())) return 'exists';
+      throw err;
+    }
+  }
+
+  /**
+   * Mailchimp cannot filter members on an empty merge field: every page of the audience is read
+   * (oldest signup first, so new members append at the end) and filtered here. The cursor is the offset.
+   */
+  protected async listContactsNeedingValue(
+    call: EspCall,
+    target: ProcessorTarget,
+    cursor: string | undefined,
+    mode: ListMode,
+  ): Promise<ContactPage> {
+    const offset = cursor ? Number(cursor) : 0;
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
+    const { body } = await call<{ members?: Member[]; total_items?: unknown }>({
+      method: 'GET',
+      url: `/lists/${list(target)}/members`,
+      query: {
+        // The whole merge_fields object: a missed value would be overwritten in full runs.
+        fields: 'members.email_address,members.merge_fields,total_items',
+        count: PAGE,
+        offset,
+        sort_field: 'timestamp_signup',
+        sort_dir: 'ASC',
+      },
+    });
+    if (!Array.isArray(body?.members)) throw malformed('GET members');
+    const contacts: ContactPage['contacts'] = [];
+    for (const m of body.members) {
+      if (typeof m?.email_address !== 'string') throw malformed('GET members');
+      const value = m.merge_fields?.[target.fieldName];
+      const current = typeof value === 'string' && value !== '' ? value : undefined;
+      if (mode === 'full') contacts.push({ contactId: m.email_address, currentValue: current });
+      else if (!current) contacts.push({ contactId: m.email_address });
+    }
+    const next = offset + body.members.length;
+    return body.members.length < PAGE ? { contacts } : { contacts, nextCursor: String(next) };
+  }
+
+  /**
+   * Batch subscribe with `update_existing` and no `status`: existing members get the merge field,
+   * their subscription status is untouched, and an address that is not a member is refused per row.
+   */
+  protected async updateContacts(
+    call: EspCall,
+    target: ProcessorTarget,
+    batch: ContactUpdate[],
+  ): Promise<ContactResult[]> {
+    const { body } = await call<{
+      updated_members?: Member[];
+      new_members?: Member[];
+      errors?: BatchError[];
+    }>({
+      method: 'POST',
+      url: `/lists/${list(target)}`,
+      query: { skip_merge_validation: true },
+      json: {
+        members: batch.map((u) => ({
+          email_address: u.contactId,
+          merge_fields: { [target.fieldName]: u.value },
+        })),
+        update_existing: true,
+      },
+    });
+    if (!Array.isArray(body?.updated_members) || !Array.isArray(body.errors)) throw malformed('POST list');
+    const outcome = new Map<string, ContactResult['status'] | string>();
+    for (const m of body.updated_members) outcome.set(key(m.email_address), 'updated');
+    for (const m of body.new_members ?? []) {
+      outcome.set(
+        key(m.email_address),
+        'Mailchimp added this address as a new member: it was not in the audience',
+      );
+    }
+    for (const e of body.errors) {
+      const code = typeof e.error_code === 'string' ? `${e.error_code}: ` : '';
+      outcome.set(key(e.email_address), `${code}${typeof e.error === 'string' ? e.error : 'refused'}`);
+    }
+    return batch.map((u): ContactResult => {
+      const o = outcome.get(key(u.contactId));
+      if (o === 'updated') return { contactId: u.contactId, status: 'updated' };
+      return {
+        contactId: u.contactId,
+        status: 'rejected',
+        reason: o ?? 'Mailchimp reported no outcome for this member',
+      };
+    });
+  }
+}
+
+function key(email: unknown): string {
+  return typeof email === 'string' ? email.trim().toLowerCase() : '';
+}
+
+function malformed(what: string): TransientError {
+  return new TransientError(`Mailchimp answered ${what} with an unexpected body`);
+}
+
+function list(target: ProcessorTarget): string {
+  if (!target.espListId)
+    throw new RequestRejectedError('the configuration has no Mailchimp audience selected');
+  return encodeURIComponent(target.espListId);
+}
