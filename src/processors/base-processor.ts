@@ -259,7 +259,11 @@ export abstract class BaseProcessor {
       kind: 'oauth2',
       accessToken: body.access_token,
       refreshToken: typeof body.refresh_token === 'string' ? body.refresh_token : undefined,
-      expiresAt: typeof body.expires_in === 'number' ? this.now() + body.expires_in * 1000 : undefined,
+      // `expires_in: 0` (Mailchimp) means the token does not expire.
+      expiresAt:
+        typeof body.expires_in === 'number' && body.expires_in > 0
+          ? this.now() + body.expires_in * 1000
+          : undefined,
     };
   }
 

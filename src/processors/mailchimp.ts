@@ -83,15 +83,6 @@ export class MailchimpProcessor extends BaseProcessor {
       : { authorization: `Bearer ${credentials.accessToken}` };
   }
 
-  /** Mailchimp answers `expires_in: 0` (never expires) and no refresh token: keep no expiry. */
-  override async completeAuthorization(code: string, redirectUri: string, codeVerifier?: string) {
-    const result = await super.completeAuthorization(code, redirectUri, codeVerifier);
-    const { credentials } = result;
-    return credentials.kind === 'oauth2'
-      ? { ...result, credentials: { kind: 'oauth2' as const, accessToken: credentials.accessToken } }
-      : result;
-  }
-
   protected async validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo> {
     const api = await this.apiBaseFor(call, credentials);
     const root = await call<{ account_id?: unknown; account_name?: unknown }>({

@@ -227,7 +227,7 @@ describe('Mailchimp processor', function () {
       const { credentials, account } = await connect();
       assert.equal(h.fake.tokenGrants, grants + 1);
       // Mailchimp tokens do not expire (expires_in: 0) and there is no refresh token.
-      assert.deepEqual(Object.keys(credentials).sort(), ['accessToken', 'kind']);
+      assert.deepEqual(Object.keys(JSON.parse(JSON.stringify(credentials))).sort(), ['accessToken', 'kind']);
       assert.equal(account.apiBaseUrl, `${h.fake.url}/us7/3.0`);
       assert.equal(account.accountId, h.fake.accountId);
       const target = await h.newTarget(credentials, account.apiBaseUrl!);
