@@ -120,13 +120,17 @@ export class IterableProcessor extends BaseProcessor {
       base = this.eu;
       body = (await call<typeof body>({ method: 'GET', url: `${this.eu}/api/channels` })).body;
     }
-    if (!Array.isArray(body?.channels)) throw new TransientError('Iterable sent channels in an unknown shape');
+    if (!Array.isArray(body?.channels))
+      throw new TransientError('Iterable sent channels in an unknown shape');
     const ids = body.channels.map((c) => c?.id).filter((id): id is number => Number.isInteger(id));
     const region = base === this.eu ? 'eu' : 'us';
     const accountId = ids.length
       ? `${region}-${Math.min(...ids)}`
       : // No channels (never seen): a one-way digest of the key, stable for this key.
-        `${region}-key-${createHash('sha256').update(credentials.kind === 'apiKey' ? credentials.apiKey : '').digest('hex').slice(0, 16)}`;
+        `${region}-key-${createHash('sha256')
+          .update(credentials.kind === 'apiKey' ? credentials.apiKey : '')
+          .digest('hex')
+          .slice(0, 16)}`;
     return {
       accountId,
       accountLabel: `Iterable project ${accountId} (${region.toUpperCase()})`,
@@ -194,10 +198,17 @@ export class IterableProcessor extends BaseProcessor {
           onlyFields: ['email', 'userId', target.fieldName].join(','),
         },
       });
-      if (!Number.isInteger(body?.jobId)) throw new TransientError('Iterable started an export without a jobId');
+      if (!Number.isInteger(body?.jobId))
+        throw new TransientError('Iterable started an export without a jobId');
       [jobId, fileIndex, offset] = [String(body.jobId), 0, 0];
     }
-    const file = await this.exportFile(call, jobId, fileIndex);
+    // Job ids are per project and data center: so is the cache of their files.
+    const file = await this.exportFile(
+      call,
+      `${this.baseUrl(target)} ${target.espAccountId} ${jobId}`,
+      jobId,
+      fileIndex,
+    );
     if (file === 'done') return { contacts: [] };
     if (file === 'pending') return { contacts: [], nextCursor: `${jobId}:${fileIndex}:${offset}` };
     const { lines, next, end } = await this.readLines(file.url, offset);
@@ -212,17 +223,18 @@ export class IterableProcessor extends BaseProcessor {
   /** The job's file at `index`, once the job has written it; polls with backoff for a while. */
   private async exportFile(
     call: EspCall,
+    cacheKey: string,
     jobId: string,
     index: number,
   ): Promise<{ file: string; url: string } | 'pending' | 'done'> {
     const deadline = Date.now() + (this.options.jobWaitMs ?? 60_000);
     let delay = this.options.jobPollMs ?? 2_000;
     for (;;) {
-      const cached = this.files.get(jobId);
+      const cached = this.files.get(cacheKey);
       const fresh = cached && Date.now() - cached.at < FILES_TTL_MS ? cached.body : undefined;
       if (fresh?.files[index]) return fresh.files[index];
       if (fresh?.jobState === 'Completed') return 'done';
-      const body = await this.listFiles(call, jobId);
+      const body = await this.listFiles(call, cacheKey, jobId);
       if (body.files[index]) return body.files[index];
       if (body.jobState === 'Completed') return 'done';
       if (body.jobState === 'Failed') throw new TransientError(`Iterable export job ${jobId} failed`);
@@ -232,8 +244,13 @@ export class IterableProcessor extends BaseProcessor {
     }
   }
 
-  private async listFiles(call: EspCall, jobId: string): Promise<ExportFiles> {
-    const all: ExportFiles = { exportTruncated: false, files: [], jobId: Number(jobId), jobState: 'Enqueued' };
+  private async listFiles(call: EspCall, cacheKey: string, jobId: string): Promise<ExportFiles> {
+    const all: ExportFiles = {
+      exportTruncated: false,
+      files: [],
+      jobId: Number(jobId),
+      jobState: 'Enqueued',
+    };
     let startAfter: string | undefined;
     for (;;) {
       const { body } = await call<ExportFiles>({
@@ -250,14 +267,18 @@ export class IterableProcessor extends BaseProcessor {
       if (body.files.length === 0 || body.jobState !== 'Completed') break;
       startAfter = body.files[body.files.length - 1]!.file;
     }
-    if (all.exportTruncated) throw new RequestRejectedError('Iterable truncated the user export (over 100 GB)');
-    this.files.set(jobId, { at: Date.now(), body: all });
+    if (all.exportTruncated)
+      throw new RequestRejectedError('Iterable truncated the user export (over 100 GB)');
+    this.files.set(cacheKey, { at: Date.now(), body: all });
     for (const key of [...this.files.keys()].slice(0, -8)) this.files.delete(key);
     return all;
   }
 
   /** Whole lines from `offset` on, about pageBytes of them; `end` when the file is finished. */
-  private async readLines(url: string, offset: number): Promise<{ lines: string[]; next: number; end: boolean }> {
+  private async readLines(
+    url: string,
+    offset: number,
+  ): Promise<{ lines: string[]; next: number; end: boolean }> {
     const want = this.options.pageBytes ?? 1 << 20;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.http.timeoutMs);
@@ -273,11 +294,16 @@ export class IterableProcessor extends BaseProcessor {
         throw new TransientError(`Iterable export file answered ${res.status}`);
       }
       const buf = await readRange(res, res.status === 200 ? offset : 0, want);
-      const total = res.status === 206 ? Number(/\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1]) : NaN;
+      const total =
+        res.status === 206 ? Number(/\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1]) : NaN;
       const atEnd = buf.length < want || (Number.isFinite(total) && offset + buf.length >= total);
       const cut = atEnd ? buf.length : buf.lastIndexOf(0x0a) + 1;
       if (cut === 0) throw new TransientError('an Iterable export line is longer than one page');
-      const lines = buf.subarray(0, cut).toString('utf8').split('\n').filter((l) => l.trim() !== '');
+      const lines = buf
+        .subarray(0, cut)
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '');
       return { lines, next: offset + cut, end: atEnd };
     } catch (err) {
       if (err instanceof TransientError) throw err;
@@ -299,14 +325,20 @@ export class IterableProcessor extends BaseProcessor {
         method: 'POST',
         url: '/api/users/bulkUpdate',
         json: {
-          users: batch.map((u) => ({ ...identify(u.contactId), dataFields: { [target.fieldName]: u.value } })),
+          users: batch.map((u) => ({
+            ...identify(u.contactId),
+            dataFields: { [target.fieldName]: u.value },
+          })),
         },
       }));
     } catch (err) {
       // Whole-batch rejections may quote a userId: contact ids never go into messages.
       if (!(err instanceof RequestRejectedError)) throw err;
       let message = err.message;
-      for (const u of batch) message = message.split(u.contactId.replace(USER_ID_PREFIX, '')).join('[contact]');
+      for (const u of batch) {
+        const id = u.contactId.replace(USER_ID_PREFIX, '');
+        if (id.length >= 3) message = message.split(id).join('[contact]');
+      }
       throw new RequestRejectedError(message, err.status, err.rows);
     }
     if (!Number.isInteger(body?.successCount) || !Number.isInteger(body?.failCount)) {
@@ -337,7 +369,9 @@ export class IterableProcessor extends BaseProcessor {
     const results = batch.map((u): ContactResult => {
       const key = u.contactId.startsWith(USER_ID_PREFIX) ? u.contactId : u.contactId.toLowerCase();
       const reason = reasons.get(key);
-      return reason ? { contactId: u.contactId, status: 'rejected', reason } : { contactId: u.contactId, status: 'updated' };
+      return reason
+        ? { contactId: u.contactId, status: 'rejected', reason }
+        : { contactId: u.contactId, status: 'updated' };
     });
     const rejected = results.filter((r) => r.status === 'rejected').length;
     if (rejected !== body.failCount || results.length - rejected !== body.successCount) {
