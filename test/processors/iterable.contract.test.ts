@@ -1,0 +1,213 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { InvalidCredentialsError, TransientError } from '../../src/processors/errors';
+import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
+import { processorContract } from './contract';
+import { iterableHarness } from './iterable-harness';
+
+processorContract('Iterable', () => iterableHarness());
+
+const value = () => randomBytes(16).toString('base64url');
+
+describe('Iterable processor', function () {
+  this.timeout(60_000);
+  let h: Awaited<ReturnType<typeof iterableHarness>>;
+  before(async () => {
+    h = await iterableHarness();
+  });
+  after(() => h.stop());
+
+  async function listAll(target: ProcessorTarget, mode: 'incremental' | 'full') {
+    const pages: ContactPage[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await h.processor.listPage(target, cursor, mode);
+      pages.push(page);
+      cursor = page.nextCursor;
+      if (cursor) assert.match(cursor, /^\d+:\d+:\d+$/, 'cursors hold only job, file and byte numbers');
+    } while (cursor);
+    return { pages, ids: pages.flatMap((p) => p.contacts.map((c) => c.contactId)) };
+  }
+
+  it('names the field lcee and uses Iterable Handlebars merge tags', () => {
+    assert.equal(h.processor.fieldName(), 'lcee');
+    assert.equal(h.processor.descriptor.mergeTag('lcee'), '{{lcee}}');
+    assert.equal(h.processor.descriptor.oauth2, undefined);
+    assert.ok(h.processor.descriptor.apiKey);
+  });
+
+  it('finds an EU project, keeps its base URL and works there', async () => {
+    const target = await h.connect('eu');
+    assert.equal(target.apiBaseUrl, h.eu.url);
+    assert.match(target.espAccountId, /^eu-\d+$/);
+    assert.equal((await h.processor.maintain(target)).field, 'created');
+    const seeded = await h.seed(target, 30);
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.ok(results.every((r) => r.status === 'updated'));
+    assert.deepEqual((await listAll(target, 'incremental')).ids, []);
+    assert.ok(h.eu.requests.some((r) => r.url === '/api/users/bulkUpdate'));
+  });
+
+  it('gives one project the same account id for every key check, another project another', async () => {
+    const target = await h.connect('us');
+    const key = h.projectOf(target).apiKey;
+    const again = await h.processor.connectWithApiKey(key);
+    assert.equal(again.account.accountId, target.espAccountId);
+    assert.equal(again.account.apiBaseUrl, undefined);
+    assert.notEqual((await h.connect('us')).espAccountId, target.espAccountId);
+  });
+
+  it('waits for the export job, pages through its files and byte ranges, each contact once', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 2_345);
+    const before = h.us.requests.length;
+    const { pages, ids } = await listAll(target, 'full');
+    assert.equal(ids.length, seeded.length);
+    assert.deepEqual(new Set(ids), new Set(seeded));
+    const sent = h.us.requests.slice(before);
+    assert.equal(sent.filter((r) => r.url === '/api/export/start').length, 1);
+    assert.ok(
+      sent.some((r) => /\/files\?startAfter=file-/.test(r.url)),
+      'file list paged with startAfter',
+    );
+    assert.ok(pages.length > 6, 'several pages per 400-user file');
+    // The export asks only for the identifiers and the field.
+    assert.deepEqual(
+      (sent.find((r) => r.url === '/api/export/start')!.body as { onlyFields: string }).onlyFields,
+      'email,userId,lcee',
+    );
+  });
+
+  it('still reads each contact once when the file host ignores Range', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 900);
+    h.us.ignoreRange = true;
+    try {
+      const { ids } = await listAll(target, 'full');
+      assert.deepEqual(ids.sort(), [...seeded].sort());
+    } finally {
+      h.us.ignoreRange = false;
+    }
+  });
+
+  it('leaves the field-schema placeholder user out of listings', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 5);
+    assert.ok(h.projectOf(target).byUserId('espresso-field-schema'));
+    assert.deepEqual((await listAll(target, 'incremental')).ids.sort(), [...seeded].sort());
+  });
+
+  it('writes by userId when the user has one, by email otherwise', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 2);
+    const withUserId = seeded.find((id) => /^uid:user\d+$/.test(id));
+    const emailOnly = seeded.find((id) => /^person\d+@example\.com$/.test(id));
+    assert.ok(withUserId && emailOnly);
+    const before = h.us.requests.length;
+    await h.processor.writeValues(target, [
+      { contactId: withUserId!, value: value() },
+      { contactId: emailOnly!, value: value() },
+    ]);
+    const users = (
+      h.us.requests.slice(before).find((r) => r.url === '/api/users/bulkUpdate')!.body as {
+        users: Array<Record<string, unknown>>;
+      }
+    ).users;
+    assert.deepEqual(Object.keys(users[0]!).sort(), ['dataFields', 'userId']);
+    assert.deepEqual(Object.keys(users[1]!).sort(), ['dataFields', 'email']);
+  });
+
+  it('rejects a user deleted since the listing instead of re-creating it', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    // Users with a userId are written by userId, which Iterable never upserts without preferUserId.
+    const seeded = (await h.seed(target, 8)).filter((id) => id.startsWith('uid:'));
+    const project = h.projectOf(target);
+    project.deleteUser(seeded[0]!);
+    const count = project.users.length;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.equal(results[0]!.status, 'rejected');
+    assert.equal(project.users.length, count);
+    assert.equal(project.find(seeded[0]!), undefined);
+    assert.ok(results.slice(1).every((r) => r.status === 'updated'));
+  });
+
+  it('never puts contact ids into per-row reasons', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 6);
+    await h.rejectRows(target, seeded.slice(0, 2));
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    for (const r of results.slice(0, 2)) {
+      assert.ok(r.status === 'rejected');
+      assert.match(r.reason, /GDPR/);
+      assert.ok(!/user\d/.test(r.reason), r.reason);
+      assert.ok(!r.reason.includes('@'), r.reason);
+    }
+  });
+
+  it('sends at most maxBatchSize users per bulkUpdate', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 2_500);
+    const before = h.us.requests.length;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.ok(results.every((r) => r.status === 'updated'));
+    const sizes = h.us.requests
+      .slice(before)
+      .filter((r) => r.url === '/api/users/bulkUpdate')
+      .map((r) => (r.body as { users: unknown[] }).users.length);
+    assert.deepEqual(
+      sizes.sort((a, b) => b - a),
+      [1000, 1000, 500],
+    );
+  });
+
+  it('turns a 2xx body of the wrong shape into a TransientError', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 3);
+    h.us.malformed = true;
+    try {
+      await assert.rejects(
+        h.processor.writeValues(
+          target,
+          seeded.map((contactId) => ({ contactId, value: value() })),
+        ),
+        (err: unknown) => err instanceof TransientError && !/person|user\d/.test(err.message),
+      );
+    } finally {
+      h.us.malformed = false;
+    }
+  });
+
+  it('turns a revoked key into InvalidCredentialsError during maintenance', async () => {
+    const target = await h.connect('us');
+    h.us.projects.delete(h.projectOf(target).apiKey);
+    await assert.rejects(h.processor.maintain(target), InvalidCredentialsError);
+  });
+
+  it('sent every request with the Api-Key header, JSON bodies and no bearer token', () => {
+    for (const r of [...h.us.requests, ...h.eu.requests]) {
+      assert.ok(r.headers['api-key'], `${r.method} ${r.url}`);
+      assert.equal(r.headers.authorization, undefined);
+      if (r.method === 'POST') assert.match(String(r.headers['content-type']), /^application\/json/);
+    }
+  });
+});
