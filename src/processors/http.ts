@@ -76,7 +76,7 @@ export class EspHttp {
     const headers: Record<string, string> = { accept: 'application/json', ...request.headers };
     let data: string | undefined;
     if (request.json !== undefined) {
-      headers['content-type'] = 'application/json';
+      headers['content-type'] ??= 'application/json';
       data = JSON.stringify(request.json);
     } else if (request.form) {
       headers['content-type'] = 'application/x-www-form-urlencoded';
@@ -159,6 +159,6 @@ function messageOf(body: unknown): string {
   }
   const first = Array.isArray(b.errors) ? (b.errors[0] as Record<string, unknown> | undefined) : undefined;
   const text =
-    b.error_description ?? b.message ?? b.detail ?? first?.detail ?? first?.message ?? b.title ?? error;
+    b.error_description ?? b.message ?? b.msg ?? b.detail ?? first?.detail ?? first?.message ?? b.title ?? error;
   return text === undefined ? JSON.stringify(body) : String(text);
 }
