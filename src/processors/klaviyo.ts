@@ -28,7 +28,8 @@ export interface KlaviyoOptions {
 export const KLAVIYO_REVISION = '2026-07-15';
 /** The profile that carries espresso's declared properties (no email or phone: never messaged). */
 export const KLAVIYO_MARKER_EXTERNAL_ID = 'espresso-field-marker';
-const MARKER_VALUE = 'declared-by-espresso';
+// Not a valid espresso value (spaces), so it can never pass for a subscriber's ID.
+const MARKER_VALUE = 'declared by espresso';
 const JSON_API = 'application/vnd.api+json';
 const PAGE_SIZE = 100;
 /** Bulk import endpoints: 10/s burst, 150/min steady per account. espresso: 2/s (120/min). */
@@ -142,7 +143,9 @@ export class KlaviyoProcessor extends BaseProcessor {
         method: 'POST',
         url: '/api/profiles',
         headers: { 'content-type': JSON_API },
-        json: { data: { type: 'profile', attributes: { external_id: KLAVIYO_MARKER_EXTERNAL_ID, properties } } },
+        json: {
+          data: { type: 'profile', attributes: { external_id: KLAVIYO_MARKER_EXTERNAL_ID, properties } },
+        },
       });
       return 'created';
     } catch (err) {
@@ -223,7 +226,9 @@ export class KlaviyoProcessor extends BaseProcessor {
       const { listed, unmapped } = await this.readImportErrors(jobCall, jobId, batch, errors);
       // Rows we cannot tell apart: rewriting the same values is safe, so the batch is retried.
       if (unmapped > 0 || listed < failed) {
-        throw new TransientError(`Klaviyo reported ${failed} failed rows in an import job but pointed at ${errors.size}`);
+        throw new TransientError(
+          `Klaviyo reported ${failed} failed rows in an import job but pointed at ${errors.size}`,
+        );
       }
     }
     return batch.map((u, i): ContactResult => {
@@ -285,7 +290,8 @@ export class KlaviyoProcessor extends BaseProcessor {
         const a = e?.attributes;
         if (!a) throw malformed('import errors');
         const pointed = ROW_POINTER.exec(a.source?.pointer ?? '');
-        const byId = typeof a.original_payload?.id === 'string' ? rowOf.get(a.original_payload.id) : undefined;
+        const byId =
+          typeof a.original_payload?.id === 'string' ? rowOf.get(a.original_payload.id) : undefined;
         const row = pointed ? Number(pointed[1]) : byId;
         listed++;
         if (row === undefined || row >= batch.length) {

@@ -126,7 +126,8 @@ class ApiError extends Error {
   }
 }
 
-const invalid = (detail: string, pointer?: string) => new ApiError(400, 'invalid', 'Invalid input.', detail, pointer);
+const invalid = (detail: string, pointer?: string) =>
+  new ApiError(400, 'invalid', 'Invalid input.', detail, pointer);
 
 export class KlaviyoFake {
   readonly accounts = new Map<string, FakeAccount>();
@@ -198,7 +199,11 @@ export class KlaviyoFake {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks);
-    const record: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+    const record: RecordedRequest = {
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: req.headers,
+    };
     this.requests.push(record);
     let status = 200;
     let payload: unknown;
@@ -206,11 +211,22 @@ export class KlaviyoFake {
     try {
       const account = this.authenticate(req);
       if (raw.length > 0) {
-        if (raw.length > MAX_JOB_BYTES) throw new ApiError(413, 'request_too_large', 'Request too large.', 'The payload is larger than 5MB.');
+        if (raw.length > MAX_JOB_BYTES)
+          throw new ApiError(
+            413,
+            'request_too_large',
+            'Request too large.',
+            'The payload is larger than 5MB.',
+          );
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
         // Klaviyo documents application/vnd.api+json; it also takes application/json.
         if (type !== 'application/vnd.api+json' && type !== 'application/json') {
-          throw new ApiError(415, 'unsupported_media_type', 'Unsupported media type.', `Unsupported media type "${type}" in request.`);
+          throw new ApiError(
+            415,
+            'unsupported_media_type',
+            'Unsupported media type.',
+            `Unsupported media type "${type}" in request.`,
+          );
         }
         try {
           record.body = JSON.parse(raw.toString('utf8'));
@@ -225,18 +241,34 @@ export class KlaviyoFake {
           'Request was throttled.',
           `Request was throttled. Expected available in ${RETRY_AFTER_SECONDS} seconds.`,
           undefined,
-          { 'retry-after': String(RETRY_AFTER_SECONDS), 'ratelimit-limit': '10', 'ratelimit-remaining': '0', 'ratelimit-reset': String(RETRY_AFTER_SECONDS) },
+          {
+            'retry-after': String(RETRY_AFTER_SECONDS),
+            'ratelimit-limit': '10',
+            'ratelimit-remaining': '0',
+            'ratelimit-reset': String(RETRY_AFTER_SECONDS),
+          },
         );
       }
       const url = new URL(req.url ?? '/', this.url);
-      if (account.throttlePolls > 0 && record.method === 'GET' && /^\/api\/profile-bulk-import-jobs\/[^/]+$/.test(url.pathname)) {
+      if (
+        account.throttlePolls > 0 &&
+        record.method === 'GET' &&
+        /^\/api\/profile-bulk-import-jobs\/[^/]+$/.test(url.pathname)
+      ) {
         account.throttlePolls--;
-        throw new ApiError(429, 'throttled', 'Request was throttled.', 'Request was throttled. Expected available in 1 second.', undefined, {
-          'retry-after': '1',
-          'ratelimit-limit': '10',
-          'ratelimit-remaining': '0',
-          'ratelimit-reset': '1',
-        });
+        throw new ApiError(
+          429,
+          'throttled',
+          'Request was throttled.',
+          'Request was throttled. Expected available in 1 second.',
+          undefined,
+          {
+            'retry-after': '1',
+            'ratelimit-limit': '10',
+            'ratelimit-remaining': '0',
+            'ratelimit-reset': '1',
+          },
+        );
       }
       [status, payload] = this.route(account, record.method, url, record.body);
       if (account.malformedNext && url.pathname.startsWith(account.malformedNext)) {
@@ -269,17 +301,34 @@ export class KlaviyoFake {
 
   private authenticate(req: http.IncomingMessage): FakeAccount {
     const auth = req.headers.authorization;
-    if (!auth) throw new ApiError(401, 'not_authenticated', 'Authentication credentials were not provided.', 'Missing or invalid authorization scheme. Please use Klaviyo-API-Key.');
+    if (!auth)
+      throw new ApiError(
+        401,
+        'not_authenticated',
+        'Authentication credentials were not provided.',
+        'Missing or invalid authorization scheme. Please use Klaviyo-API-Key.',
+      );
     const m = /^Klaviyo-API-Key (\S+)$/.exec(auth);
     const account = m ? this.accounts.get(m[1]!) : undefined;
-    if (!account) throw new ApiError(401, 'authentication_failed', 'Incorrect authentication credentials.', 'Incorrect authentication credentials.');
+    if (!account)
+      throw new ApiError(
+        401,
+        'authentication_failed',
+        'Incorrect authentication credentials.',
+        'Incorrect authentication credentials.',
+      );
     const revision = req.headers.revision;
     if (typeof revision !== 'string' || !REVISION.test(revision)) {
       throw invalid('You must specify a valid API revision in the "revision" header (YYYY-MM-DD).');
     }
     const accept = req.headers.accept ?? '*/*';
     if (!/application\/vnd\.api\+json|application\/json|\*\/\*/.test(accept)) {
-      throw new ApiError(406, 'not_acceptable', 'Not acceptable.', `Could not satisfy the request Accept header "${accept}".`);
+      throw new ApiError(
+        406,
+        'not_acceptable',
+        'Not acceptable.',
+        `Could not satisfy the request Accept header "${accept}".`,
+      );
     }
     return account;
   }
@@ -296,7 +345,8 @@ export class KlaviyoFake {
     }
     if (method === 'GET' && path === '/api/profiles') return [200, this.listProfiles(account, url)];
     if (method === 'POST' && path === '/api/profiles') return this.createProfile(account, body);
-    if (method === 'PATCH' && (m = /^\/api\/profiles\/([^/]+)$/.exec(path))) return this.patchProfile(account, m[1]!, body);
+    if (method === 'PATCH' && (m = /^\/api\/profiles\/([^/]+)$/.exec(path)))
+      return this.patchProfile(account, m[1]!, body);
     if (method === 'POST' && path === '/api/profile-bulk-import-jobs') {
       allowQuery(q, ['fields[profile-bulk-import-job]']);
       return [202, this.jobResource(this.createJob(account, body), q)];
@@ -329,12 +379,24 @@ export class KlaviyoFake {
         ? { contact_information: { organization_name: account.name } }
         : {}
       : all;
-    return { type: 'account', id: account.id, attributes, links: { self: `${this.url}/api/accounts/${account.id}` } };
+    return {
+      type: 'account',
+      id: account.id,
+      attributes,
+      links: { self: `${this.url}/api/accounts/${account.id}` },
+    };
   }
 
   private listProfiles(account: FakeAccount, url: URL) {
     const q = url.searchParams;
-    allowQuery(q, ['fields[profile]', 'filter', 'page[size]', 'page[cursor]', 'sort', 'additional-fields[profile]']);
+    allowQuery(q, [
+      'fields[profile]',
+      'filter',
+      'page[size]',
+      'page[cursor]',
+      'sort',
+      'additional-fields[profile]',
+    ]);
     const wanted = fields(q, 'fields[profile]', PROFILE_FIELDS);
     const size = pageSize(q);
     if (q.has('sort') && q.get('sort') !== 'id') throw invalid('This fake sorts by id only.', undefined);
@@ -368,12 +430,23 @@ export class KlaviyoFake {
     const data = resourceObject(body, 'profile', ['type', 'attributes']);
     const attributes = profileAttributes(data.attributes, '/data/attributes');
     const ids = ['email', 'phone_number', 'external_id'].filter((k) => typeof attributes[k] === 'string');
-    if (!ids.length) throw invalid('One of email, phone_number, or external_id is required.', '/data/attributes');
+    if (!ids.length)
+      throw invalid('One of email, phone_number, or external_id is required.', '/data/attributes');
     const duplicate = [...account.profiles.values()].find(
-      (p) => (attributes.email && p.email === attributes.email) || (attributes.external_id && p.external_id === attributes.external_id),
+      (p) =>
+        (attributes.email && p.email === attributes.email) ||
+        (attributes.external_id && p.external_id === attributes.external_id),
     );
     if (duplicate) {
-      throw new ApiError(409, 'duplicate_profile', 'Conflict.', 'A profile already exists with one of these identifiers.', '/data/attributes', {}, { duplicate_profile_id: duplicate.id });
+      throw new ApiError(
+        409,
+        'duplicate_profile',
+        'Conflict.',
+        'A profile already exists with one of these identifiers.',
+        '/data/attributes',
+        {},
+        { duplicate_profile_id: duplicate.id },
+      );
     }
     const id = this.profileId();
     const profile: FakeProfile = {
@@ -383,17 +456,37 @@ export class KlaviyoFake {
       properties: { ...(attributes.properties as Record<string, unknown> | undefined) },
     };
     account.profiles.set(id, profile);
-    return [201, { data: profileResource(profile, undefined, this.url), links: { self: `${this.url}/api/profiles/${id}` } }];
+    return [
+      201,
+      {
+        data: profileResource(profile, undefined, this.url),
+        links: { self: `${this.url}/api/profiles/${id}` },
+      },
+    ];
   }
 
   private patchProfile(account: FakeAccount, id: string, body: unknown): [number, unknown] {
     const data = resourceObject(body, 'profile', ['type', 'id', 'attributes', 'meta']);
-    if (data.id !== id) throw new ApiError(409, 'conflict', 'Conflict.', 'The id in the body does not match the id in the URL.', '/data/id');
+    if (data.id !== id)
+      throw new ApiError(
+        409,
+        'conflict',
+        'Conflict.',
+        'The id in the body does not match the id in the URL.',
+        '/data/id',
+      );
     const attributes = profileAttributes(data.attributes, '/data/attributes');
     const profile = account.profiles.get(id);
-    if (!profile) throw new ApiError(404, 'not_found', 'Not found.', `A profile with id ${id} does not exist.`);
+    if (!profile)
+      throw new ApiError(404, 'not_found', 'Not found.', `A profile with id ${id} does not exist.`);
     Object.assign(profile.properties, attributes.properties ?? {});
-    return [200, { data: profileResource(profile, undefined, this.url), links: { self: `${this.url}/api/profiles/${id}` } }];
+    return [
+      200,
+      {
+        data: profileResource(profile, undefined, this.url),
+        links: { self: `${this.url}/api/profiles/${id}` },
+      },
+    ];
   }
 
   private createJob(account: FakeAccount, body: unknown): FakeJob {
@@ -406,15 +499,23 @@ export class KlaviyoFake {
       throw invalid('profiles.data must be a non-empty array.', '/data/attributes/profiles/data');
     }
     if (profiles.data.length > MAX_JOB_PROFILES) {
-      throw invalid(`A maximum of ${MAX_JOB_PROFILES} profiles may be submitted per job.`, '/data/attributes/profiles/data');
+      throw invalid(
+        `A maximum of ${MAX_JOB_PROFILES} profiles may be submitted per job.`,
+        '/data/attributes/profiles/data',
+      );
     }
     const rows = profiles.data.map((row: unknown, i: number) => {
       const at = `/data/attributes/profiles/data/${i}`;
       const r = object(row, at);
       onlyKeys(r, ['type', 'id', 'attributes', 'meta'], at);
       if (r.type !== 'profile') throw invalid(`"type" must be "profile".`, `${at}/type`);
-      if (r.id !== undefined && r.id !== null && typeof r.id !== 'string') throw invalid('"id" must be a string.', `${at}/id`);
-      return { type: 'profile', id: r.id, attributes: profileAttributes(r.attributes, `${at}/attributes`) } as ImportRow;
+      if (r.id !== undefined && r.id !== null && typeof r.id !== 'string')
+        throw invalid('"id" must be a string.', `${at}/id`);
+      return {
+        type: 'profile',
+        id: r.id,
+        attributes: profileAttributes(r.attributes, `${at}/attributes`),
+      } as ImportRow;
     });
     const job: FakeJob = {
       id: randomBytes(13).toString('hex').toUpperCase().slice(0, 26),
@@ -432,7 +533,8 @@ export class KlaviyoFake {
   /** queued -> processing (first poll) -> complete (second poll): rows are applied then. */
   private pollJob(account: FakeAccount, id: string): FakeJob {
     const job = this.jobs.get(id);
-    if (!job || job.account !== account) throw new ApiError(404, 'not_found', 'Not found.', `Job ${id} does not exist.`);
+    if (!job || job.account !== account)
+      throw new ApiError(404, 'not_found', 'Not found.', `Job ${id} does not exist.`);
     job.polls++;
     if (job.status === 'queued') job.status = 'processing';
     else if (job.status === 'processing') {
@@ -449,19 +551,28 @@ export class KlaviyoFake {
     const a = row.attributes;
     let profile = row.id ? account.profiles.get(row.id) : undefined;
     if (row.id && !profile) {
-      if (!a.email && !a.external_id) return fail('No profile exists with the given id and no other identifier was given.');
+      if (!a.email && !a.external_id)
+        return fail('No profile exists with the given id and no other identifier was given.');
     }
     if (!profile && (a.email || a.external_id)) {
-      profile = [...account.profiles.values()].find((p) => (a.email && p.email === a.email) || (a.external_id && p.external_id === a.external_id));
+      profile = [...account.profiles.values()].find(
+        (p) => (a.email && p.email === a.email) || (a.external_id && p.external_id === a.external_id),
+      );
       if (!profile) {
         // An upsert: a new profile from the identifiers given.
         const id = this.profileId();
-        profile = { id, ...(a.email ? { email: a.email } : {}), ...(a.external_id ? { external_id: a.external_id } : {}), properties: {} };
+        profile = {
+          id,
+          ...(a.email ? { email: a.email } : {}),
+          ...(a.external_id ? { external_id: a.external_id } : {}),
+          properties: {},
+        };
         account.profiles.set(id, profile);
       }
     }
     if (!profile) return fail('A profile requires an id, email, phone_number or external_id.');
-    if (account.refused.has(profile.id)) return fail('This profile is locked by a pending merge and cannot be updated.');
+    if (account.refused.has(profile.id))
+      return fail('This profile is locked by a pending merge and cannot be updated.');
     Object.assign(profile.properties, a.properties ?? {});
   }
 
@@ -478,7 +589,9 @@ export class KlaviyoFake {
       expires_at: null,
       started_at: job.status === 'queued' ? null : job.created,
     };
-    const attributes = wanted ? Object.fromEntries(Object.entries(all).filter(([k]) => wanted.includes(k))) : all;
+    const attributes = wanted
+      ? Object.fromEntries(Object.entries(all).filter(([k]) => wanted.includes(k)))
+      : all;
     const self = `${this.url}/api/profile-bulk-import-jobs/${job.id}`;
     return {
       data: {
@@ -499,9 +612,12 @@ export class KlaviyoFake {
     const q = url.searchParams;
     allowQuery(q, ['fields[import-error]', 'page[size]', 'page[cursor]']);
     const job = this.jobs.get(id);
-    if (!job || job.account !== account) throw new ApiError(404, 'not_found', 'Not found.', `Job ${id} does not exist.`);
+    if (!job || job.account !== account)
+      throw new ApiError(404, 'not_found', 'Not found.', `Job ${id} does not exist.`);
     const size = pageSize(q);
-    const start = q.has('page[cursor]') ? Number(Buffer.from(q.get('page[cursor]')!, 'base64url').toString()) : 0;
+    const start = q.has('page[cursor]')
+      ? Number(Buffer.from(q.get('page[cursor]')!, 'base64url').toString())
+      : 0;
     if (!Number.isInteger(start) || start < 0) throw invalid('Invalid page cursor.');
     const page = job.errors.slice(start, start + size);
     const next = new URL(url);
@@ -518,7 +634,11 @@ export class KlaviyoFake {
           original_payload: job.rows[e.row],
         },
       })),
-      links: { self: url.toString(), next: start + size < job.errors.length ? next.toString() : null, prev: null },
+      links: {
+        self: url.toString(),
+        next: start + size < job.errors.length ? next.toString() : null,
+        prev: null,
+      },
     };
   }
 }
@@ -540,7 +660,14 @@ function profileResource(p: FakeProfile, wanted: Set<string> | undefined, base: 
 
 function allowQuery(q: URLSearchParams, allowed: string[]): void {
   for (const key of q.keys()) {
-    if (!allowed.includes(key)) throw new ApiError(400, 'invalid', 'Invalid input.', `'${key}' is not a valid query parameter.`, undefined);
+    if (!allowed.includes(key))
+      throw new ApiError(
+        400,
+        'invalid',
+        'Invalid input.',
+        `'${key}' is not a valid query parameter.`,
+        undefined,
+      );
   }
 }
 
@@ -555,7 +682,8 @@ function fields(q: URLSearchParams, key: string, allowed: Set<string>): Set<stri
 function pageSize(q: URLSearchParams): number {
   const raw = q.get('page[size]') ?? '20';
   const size = Number(raw);
-  if (!/^\d+$/.test(raw) || size < 1 || size > 100) throw invalid('page[size] must be an integer between 1 and 100.');
+  if (!/^\d+$/.test(raw) || size < 1 || size > 100)
+    throw invalid('page[size] must be an integer between 1 and 100.');
   return size;
 }
 
@@ -564,13 +692,15 @@ function noBody(body: unknown): void {
 }
 
 function object(value: unknown, pointer: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid('Must be an object.', pointer);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid('Must be an object.', pointer);
   return value as Record<string, unknown>;
 }
 
 function onlyKeys(value: Record<string, unknown>, allowed: string[], pointer: string): void {
   for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw invalid(`'${key}' is not a valid field for the resource.`, `${pointer}/${key}`);
+    if (!allowed.includes(key))
+      throw invalid(`'${key}' is not a valid field for the resource.`, `${pointer}/${key}`);
   }
 }
 
@@ -590,7 +720,8 @@ function profileAttributes(value: unknown, pointer: string): Record<string, unkn
   for (const [k, v] of Object.entries(a)) {
     if (k === 'properties' || k === 'location') {
       if (v !== null) object(v, `${pointer}/${k}`);
-    } else if (v !== null && typeof v !== 'string') throw invalid(`'${k}' must be a string.`, `${pointer}/${k}`);
+    } else if (v !== null && typeof v !== 'string')
+      throw invalid(`'${k}' must be a string.`, `${pointer}/${k}`);
   }
   return a;
 }

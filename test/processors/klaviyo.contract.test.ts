@@ -25,7 +25,9 @@ describe('Klaviyo processor', function () {
   after(() => h.stop());
 
   const requestsTo = (path: RegExp, method = 'GET', from = 0) =>
-    h.fake.requests.slice(from).filter((r) => r.method === method && path.test(new URL(r.url, 'http://x').pathname));
+    h.fake.requests
+      .slice(from)
+      .filter((r) => r.method === method && path.test(new URL(r.url, 'http://x').pathname));
 
   it('names the field lcee and links with the person lookup merge tag; API key only, no lists', async () => {
     const { descriptor } = h.processor;
@@ -90,8 +92,8 @@ describe('Klaviyo processor', function () {
     assert.ok(results.every((r) => r.status === 'updated'));
     const posts = requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from);
     assert.equal(posts.length, 1);
-    const rows = (posts[0]!.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data.attributes
-      .profiles.data;
+    const rows = (posts[0]!.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data
+      .attributes.profiles.data;
     assert.deepEqual(rows[0], {
       type: 'profile',
       id: seeded[0],
@@ -208,11 +210,50 @@ describe('Klaviyo processor', function () {
   });
 });
 
+describe('Klaviyo fake', () => {
+  it("refuses what Klaviyo refuses, with Klaviyo's error body", async () => {
+    const h = await klaviyoHarness();
+    try {
+      const account = h.fake.newAccount();
+      const send = async (body: unknown, headers: Record<string, string> = {}) => {
+        const res = await fetch(`${h.fake.url}/api/profile-bulk-import-jobs`, {
+          method: 'POST',
+          headers: {
+            authorization: `Klaviyo-API-Key ${account.apiKey}`,
+            revision: KLAVIYO_REVISION,
+            'content-type': 'application/vnd.api+json',
+            ...headers,
+          },
+          body: JSON.stringify(body),
+        });
+        const json = (await res.json()) as { errors?: Array<{ code: string; detail: string }> };
+        return { status: res.status, error: json.errors?.[0] };
+      };
+      const job = (rows: unknown[]) => ({
+        data: { type: 'profile-bulk-import-job', attributes: { profiles: { data: rows } } },
+      });
+      const row = { type: 'profile', id: 'abc', attributes: { properties: { lcee: value() } } };
+      assert.equal((await send(job([row]))).status, 202);
+      assert.equal((await send(job([{ ...row, extra: 1 }]))).status, 400);
+      assert.equal((await send(job([{ ...row, attributes: { lcee: 'x' } }]))).status, 400);
+      assert.equal((await send(job(Array.from({ length: 10_001 }, () => row)))).status, 400);
+      assert.equal((await send(job([row]), { 'content-type': 'text/plain' })).status, 415);
+      const noRevision = await send(job([row]), { revision: '' });
+      assert.equal(noRevision.status, 400);
+      assert.equal(noRevision.error?.code, 'invalid');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('Klaviyo requests (all of this file)', () => {
   it('every request the processor sent passed the fake strict schema checks, with key and revision', () => {
     const all = fakes.flatMap((f) => f.requests);
     assert.ok(all.length > 100);
-    const refused = all.filter((r) => r.status !== undefined && r.status >= 400 && ![401, 409, 429].includes(r.status));
+    const refused = all.filter(
+      (r) => r.status !== undefined && r.status >= 400 && ![401, 409, 429].includes(r.status),
+    );
     assert.deepEqual(
       refused.map((r) => `${r.method} ${r.url} -> ${r.status}`),
       [],
