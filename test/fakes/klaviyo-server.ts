@@ -243,9 +243,6 @@ export class KlaviyoFake {
           undefined,
           {
             'retry-after': String(RETRY_AFTER_SECONDS),
-            'ratelimit-limit': '10',
-            'ratelimit-remaining': '0',
-            'ratelimit-reset': String(RETRY_AFTER_SECONDS),
           },
         );
       }
@@ -264,9 +261,6 @@ export class KlaviyoFake {
           undefined,
           {
             'retry-after': '1',
-            'ratelimit-limit': '10',
-            'ratelimit-remaining': '0',
-            'ratelimit-reset': '1',
           },
         );
       }
@@ -275,7 +269,8 @@ export class KlaviyoFake {
         account.malformedNext = undefined;
         payload = { data: { unexpected: true }, links: 'not-links' };
       }
-      headers = { 'ratelimit-limit': '75', 'ratelimit-remaining': '74', 'ratelimit-reset': '1' };
+      // Klaviyo puts the steady window's state on every answer that is not a 429.
+      headers = { 'ratelimit-limit': '750', 'ratelimit-remaining': '749', 'ratelimit-reset': '44' };
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       status = err.status;
