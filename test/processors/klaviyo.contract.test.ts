@@ -1,0 +1,267 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { RateLimitedError, TransientError } from '../../src/processors/errors';
+import { KLAVIYO_MARKER_EXTERNAL_ID, KLAVIYO_REVISION } from '../../src/processors/klaviyo';
+import type { KlaviyoFake } from '../fakes/klaviyo-server';
+import { processorContract } from './contract';
+import { klaviyoHarness } from './klaviyo-harness';
+
+const value = () => randomBytes(16).toString('base64url');
+const fakes: KlaviyoFake[] = [];
+const harness = async () => {
+  const h = await klaviyoHarness();
+  fakes.push(h.fake);
+  return h;
+};
+
+processorContract('Klaviyo', harness);
+
+describe('Klaviyo processor', function () {
+  this.timeout(60_000);
+  let h: Awaited<ReturnType<typeof klaviyoHarness>>;
+  before(async () => {
+    h = await harness();
+  });
+  after(() => h.stop());
+
+  const requestsTo = (path: RegExp, method = 'GET', from = 0) =>
+    h.fake.requests
+      .slice(from)
+      .filter((r) => r.method === method && path.test(new URL(r.url, 'http://x').pathname));
+
+  it('names the field lcee and links with the person lookup merge tag; API key only, no lists', async () => {
+    const { descriptor } = h.processor;
+    assert.equal(h.processor.fieldName(), 'lcee');
+    assert.equal(h.processor.fieldName('lcee-v2!'), 'lceev2');
+    assert.equal(descriptor.mergeTag('lcee'), "{{ person|lookup:'lcee' }}");
+    assert.equal(descriptor.oauth2, undefined);
+    assert.ok(descriptor.apiKey);
+    assert.equal(descriptor.maxBatchSize, 10_000);
+    const account = h.fake.newAccount();
+    const { account: info } = await h.processor.connectWithApiKey(account.apiKey);
+    assert.deepEqual(info, { accountId: account.id, accountLabel: account.name, lists: [] });
+  });
+
+  it('declares the field on one marker profile, even when two maintenances race', async () => {
+    const target = await h.connectWithApiKey();
+    const reports = await Promise.all([h.processor.maintain(target), h.processor.maintain(target)]);
+    assert.ok(reports.some((r) => r.field === 'created'));
+    const markers = [...h.accountOf(target).profiles.values()].filter(
+      (p) => p.external_id === KLAVIYO_MARKER_EXTERNAL_ID,
+    );
+    assert.equal(markers.length, 1);
+    assert.equal(markers[0]!.email, undefined);
+    // The marker is never listed as a contact.
+    const page = await h.processor.listPage(target, undefined, 'full');
+    assert.deepEqual(page.contacts, []);
+  });
+
+  it('pages by 100 with short cursors that name no email, each profile once', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 250);
+    const from = h.fake.requests.length;
+    const ids: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await h.processor.listPage(target, cursor, 'full');
+      ids.push(...page.contacts.map((c) => c.contactId));
+      cursor = page.nextCursor;
+      if (cursor) {
+        assert.ok(cursor.length < 100 && !cursor.includes('@'), cursor);
+        assert.ok(!Buffer.from(cursor, 'base64url').toString().includes('@'));
+      }
+    } while (cursor);
+    assert.deepEqual(ids, seeded);
+    const pages = requestsTo(/^\/api\/profiles$/, 'GET', from);
+    assert.equal(pages.length, 3);
+    for (const r of pages) {
+      const q = new URL(r.url, 'http://x').searchParams;
+      assert.equal(q.get('page[size]'), '100');
+      assert.equal(q.get('fields[profile]'), 'external_id,properties');
+    }
+  });
+
+  it('polls the import job until complete and writes by profile id, without emails', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 30);
+    const from = h.fake.requests.length;
+    const updates = seeded.map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    assert.ok(results.every((r) => r.status === 'updated'));
+    const posts = requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from);
+    assert.equal(posts.length, 1);
+    const rows = (posts[0]!.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data
+      .attributes.profiles.data;
+    assert.deepEqual(rows[0], {
+      type: 'profile',
+      id: seeded[0],
+      attributes: { properties: { lcee: updates[0]!.value } },
+    });
+    assert.ok(!JSON.stringify(rows).includes('@'));
+    const job = [...h.fake.jobs.values()].at(-1)!;
+    assert.equal(job.status, 'complete');
+    assert.ok(job.polls >= 2, `polled ${job.polls} times`);
+  });
+
+  it('waits out a 429 on a status poll instead of submitting the job again', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 10);
+    h.accountOf(target).throttlePolls = 1;
+    const from = h.fake.requests.length;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.ok(results.every((r) => r.status === 'updated'));
+    assert.equal(requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from).length, 1);
+    assert.ok(h.fake.requests.slice(from).some((r) => r.status === 429));
+  });
+
+  it("reads Klaviyo's Retry-After into retryAfterMs", async () => {
+    const target = await h.connectWithApiKey();
+    const { retryAfterMs } = await h.rateLimit(target, true);
+    try {
+      await assert.rejects(h.processor.writeValues(target, [{ contactId: 'x', value: value() }]), (err) => {
+        assert.ok(err instanceof RateLimitedError, String(err));
+        assert.equal(err.retryAfterMs, retryAfterMs);
+        return true;
+      });
+    } finally {
+      await h.rateLimit(target, false);
+    }
+  });
+
+  it('never sends more than 10,000 profiles in one job', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 10_007);
+    const from = h.fake.requests.length;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.equal(results.filter((r) => r.status === 'updated').length, 10_007);
+    const sizes = requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from)
+      .map((r) => (r.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data.attributes)
+      .map((a) => a.profiles.data.length)
+      .sort((a, b) => a - b);
+    assert.deepEqual(sizes, [7, 10_000]);
+  });
+
+  it('rejects a deleted profile with the import error and does not re-create it', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 5);
+    const profiles = h.accountOf(target).profiles;
+    profiles.delete(seeded[2]!);
+    const before = profiles.size;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    const rejected = results.filter((r) => r.status === 'rejected');
+    assert.deepEqual(
+      rejected.map((r) => r.contactId),
+      [seeded[2]],
+    );
+    const reason = rejected[0]!.status === 'rejected' ? rejected[0]!.reason : '';
+    assert.match(reason, /no profile exists/i);
+    assert.ok(!reason.includes(seeded[2]!));
+    assert.equal(profiles.size, before);
+    assert.equal(profiles.has(seeded[2]!), false);
+  });
+
+  it('turns bad-shaped 2xx bodies into TransientError', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    await h.seed(target, 3);
+    h.accountOf(target).malformedNext = '/api/profiles';
+    await assert.rejects(h.processor.listPage(target, undefined, 'full'), TransientError);
+    h.accountOf(target).malformedNext = '/api/profile-bulk-import-jobs';
+    await assert.rejects(
+      h.processor.writeValues(target, [{ contactId: 'x', value: value() }]),
+      (err) => err instanceof TransientError,
+    );
+    const account = h.fake.newAccount();
+    account.malformedNext = '/api/accounts';
+    await assert.rejects(h.processor.connectWithApiKey(account.apiKey), TransientError);
+  });
+
+  it('lists in incremental mode only profiles whose property is empty', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 4);
+    const profiles = h.accountOf(target).profiles;
+    profiles.get(seeded[0]!)!.properties.lcee = '';
+    profiles.get(seeded[1]!)!.properties.lcee = value();
+    profiles.get(seeded[2]!)!.properties.lcee = 'set by hand';
+    const incremental = await h.processor.listPage(target, undefined, 'incremental');
+    assert.deepEqual(
+      incremental.contacts.map((c) => c.contactId),
+      [seeded[0], seeded[3]],
+    );
+    const full = await h.processor.listPage(target, undefined, 'full');
+    assert.equal(full.contacts.length, 4);
+    assert.equal(full.contacts[1]!.currentValue, profiles.get(seeded[1]!)!.properties.lcee);
+    assert.equal(full.contacts[2]!.currentValue, undefined);
+  });
+});
+
+describe('Klaviyo fake', () => {
+  it("refuses what Klaviyo refuses, with Klaviyo's error body", async () => {
+    const h = await klaviyoHarness();
+    try {
+      const account = h.fake.newAccount();
+      const send = async (body: unknown, headers: Record<string, string> = {}) => {
+        const res = await fetch(`${h.fake.url}/api/profile-bulk-import-jobs`, {
+          method: 'POST',
+          headers: {
+            authorization: `Klaviyo-API-Key ${account.apiKey}`,
+            revision: KLAVIYO_REVISION,
+            'content-type': 'application/vnd.api+json',
+            ...headers,
+          },
+          body: JSON.stringify(body),
+        });
+        const json = (await res.json()) as { errors?: Array<{ code: string; detail: string }> };
+        return { status: res.status, error: json.errors?.[0] };
+      };
+      const job = (rows: unknown[]) => ({
+        data: { type: 'profile-bulk-import-job', attributes: { profiles: { data: rows } } },
+      });
+      const row = { type: 'profile', id: 'abc', attributes: { properties: { lcee: value() } } };
+      assert.equal((await send(job([row]))).status, 202);
+      assert.equal((await send(job([{ ...row, extra: 1 }]))).status, 400);
+      assert.equal((await send(job([{ ...row, attributes: { lcee: 'x' } }]))).status, 400);
+      assert.equal((await send(job(Array.from({ length: 10_001 }, () => row)))).status, 400);
+      assert.equal((await send(job([row]), { 'content-type': 'text/plain' })).status, 415);
+      const noRevision = await send(job([row]), { revision: '' });
+      assert.equal(noRevision.status, 400);
+      assert.equal(noRevision.error?.code, 'invalid');
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+describe('Klaviyo requests (all of this file)', () => {
+  it('every request the processor sent passed the fake strict schema checks, with key and revision', () => {
+    const all = fakes.flatMap((f) => f.requests);
+    assert.ok(all.length > 100);
+    const refused = all.filter(
+      (r) => r.status !== undefined && r.status >= 400 && ![401, 409, 429].includes(r.status),
+    );
+    assert.deepEqual(
+      refused.map((r) => `${r.method} ${r.url} -> ${r.status}`),
+      [],
+    );
+    for (const r of all) {
+      assert.equal(r.headers.revision, KLAVIYO_REVISION);
+      assert.match(String(r.headers.authorization), /^Klaviyo-API-Key /);
+      assert.match(String(r.headers.accept), /^application\/vnd\.api\+json$/);
+    }
+  });
+});
