@@ -1,0 +1,4 @@
+import { processorContract } from './contract';
+import { hubspotHarness } from './hubspot-harness';
+
+processorContract('HubSpot', hubspotHarness);
