@@ -2,7 +2,7 @@
 // search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RateLimitedError, RequestRejectedError, TransientError } from './errors';
+import { RateLimitedError, RequestRejectedError, sanitize, TransientError } from './errors';
 import type {
   AccountInfo,
   ContactPage,
@@ -62,7 +62,12 @@ export class HubSpotProcessor extends BaseProcessor {
             oauth2: {
               authorizeUrl: `${auth}/oauth/authorize`,
               tokenUrl: `${this.api}/oauth/2026-03/token`,
-              scopes: ['oauth', 'crm.objects.contacts.read', 'crm.objects.contacts.write', 'crm.schemas.contacts.write'],
+              scopes: [
+                'oauth',
+                'crm.objects.contacts.read',
+                'crm.objects.contacts.write',
+                'crm.schemas.contacts.write',
+              ],
               pkce: false,
               clientId: options.oauth.clientId,
               clientSecret: options.oauth.clientSecret,
@@ -94,7 +99,11 @@ export class HubSpotProcessor extends BaseProcessor {
       throw new TransientError('HubSpot account details came without a portal id');
     }
     const domain = typeof body.uiDomain === 'string' ? ` (${body.uiDomain})` : '';
-    return { accountId: String(body.portalId), accountLabel: `HubSpot account ${body.portalId}${domain}`, lists: [] };
+    return {
+      accountId: String(body.portalId),
+      accountLabel: `HubSpot account ${body.portalId}${domain}`,
+      lists: [],
+    };
   }
 
   protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
@@ -133,13 +142,15 @@ export class HubSpotProcessor extends BaseProcessor {
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage> {
-    if (cursor !== undefined && !/^\d+$/.test(cursor)) throw new RequestRejectedError('invalid HubSpot cursor');
+    if (cursor !== undefined && !/^\d+$/.test(cursor))
+      throw new RequestRejectedError('invalid HubSpot cursor');
     // Keyset paging on the record id: every page starts at offset 0, so the 10,000-result cap of
     // `after` paging never applies, and contacts created meanwhile append at the end.
     const filters: Array<Record<string, string>> = [
       { propertyName: 'hs_object_id', operator: 'GT', value: cursor ?? '0' },
     ];
-    if (mode === 'incremental') filters.push({ propertyName: target.fieldName, operator: 'NOT_HAS_PROPERTY' });
+    if (mode === 'incremental')
+      filters.push({ propertyName: target.fieldName, operator: 'NOT_HAS_PROPERTY' });
     await this.searchSlot(target.espAccountId);
     const { body } = await hubspot(call)<SearchBody>({
       method: 'POST',
@@ -152,7 +163,8 @@ export class HubSpotProcessor extends BaseProcessor {
         after: '0',
       },
     });
-    if (!body || !Array.isArray(body.results)) throw new TransientError('HubSpot search answered without results');
+    if (!body || !Array.isArray(body.results))
+      throw new TransientError('HubSpot search answered without results');
     const contacts = body.results.map((c) => {
       if (!c || typeof c.id !== 'string' || !/^\d+$/.test(c.id) || typeof c.properties !== 'object') {
         throw new TransientError('HubSpot search returned a malformed contact');
@@ -183,7 +195,9 @@ export class HubSpotProcessor extends BaseProcessor {
           {
             method: 'POST',
             url: '/crm/v3/objects/contacts/batch/update',
-            json: { inputs: pending.map((u) => ({ id: u.contactId, properties: { [target.fieldName]: u.value } })) },
+            json: {
+              inputs: pending.map((u) => ({ id: u.contactId, properties: { [target.fieldName]: u.value } })),
+            },
           },
           {
             rowsFromError: (b) => {
@@ -201,7 +215,8 @@ export class HubSpotProcessor extends BaseProcessor {
         pending = pending.filter((u) => !missing.has(u.contactId));
         continue;
       }
-      if (!body || !Array.isArray(body.results)) throw new TransientError('HubSpot batch update answered without results');
+      if (!body || !Array.isArray(body.results))
+        throw new TransientError('HubSpot batch update answered without results');
       const wanted = new Set(pending.map((u) => u.contactId));
       for (const r of body.results) {
         const id = r && typeof r.id === 'string' ? r.id : undefined;
@@ -261,7 +276,8 @@ function idsOf(error: HubSpotError | undefined): string[] {
 
 /** A per-row reason without the contact's id (reasons end up in results files and summaries). */
 function rejected(contactId: string, error: HubSpotError | undefined): ContactResult {
-  let message = String(error?.message ?? 'rejected');
+  // Emails first: an id inside an address would otherwise hide the address from `sanitize`.
+  let message = sanitize(String(error?.message ?? 'rejected'));
   for (const id of [contactId, ...idsOf(error)]) message = message.split(id).join('[contact]');
   return { contactId, status: 'rejected', reason: `${error?.category ?? 'ERROR'}: ${message}` };
 }

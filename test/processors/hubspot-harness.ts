@@ -7,7 +7,9 @@ import { tempDir } from '../support/tmp';
 import type { ProcessorHarness } from './harness';
 
 /** The processor against a fake HubSpot; every target is its own HubSpot account (portal). */
-export async function hubspotHarness(): Promise<ProcessorHarness & { fake: FakeHubSpot; portalOf(target: ProcessorTarget): Portal }> {
+export async function hubspotHarness(): Promise<
+  ProcessorHarness & { fake: FakeHubSpot; portalOf(target: ProcessorTarget): Portal }
+> {
   const fake = new FakeHubSpot();
   await fake.start();
   const dir = await tempDir();
@@ -75,7 +77,7 @@ export async function hubspotHarness(): Promise<ProcessorHarness & { fake: FakeH
       for (const id of contactIds) portalOf(target).rejected.add(id);
     },
     async rateLimit(target, on) {
-      portalOf(target).rateLimited = on;
+      portalOf(target).rateLimited = on ? 'TEN_SECONDLY_ROLLING' : undefined;
       // TEN_SECONDLY_ROLLING: the whole ten-second window.
       return { retryAfterMs: 10_000 };
     },
