@@ -75,7 +75,7 @@ export class HubSpotProcessor extends BaseProcessor {
             },
           }
         : {}),
-      apiKey: { label: 'Private app access token' },
+      apiKey: { label: 'Service key or private app access token' },
       // Batch endpoints take at most 100 inputs.
       maxBatchSize: 100,
       concurrency: 4,

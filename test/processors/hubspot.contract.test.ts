@@ -55,7 +55,7 @@ describe('HubSpot processor', function () {
     assert.equal(h.processor.fieldName('LCEE-id'), 'lceeid');
     assert.equal(d.maxBatchSize, 100);
     assert.ok(d.rateLimit.requests / d.rateLimit.perMs < 100 / 10_000, 'under 100 requests per 10 s');
-    assert.equal(d.apiKey?.label, 'Private app access token');
+    assert.equal(d.apiKey?.label, 'Service key or private app access token');
   });
 
   it('offers OAuth only when client credentials are configured, with HubSpot URLs and scopes', async () => {
