@@ -1,0 +1,283 @@
+// HubSpot (CRM v3). The field is a contact property; contacts needing a value come from the CRM
+// search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
+import { RateLimitedError, RequestRejectedError, sanitize, TransientError } from './errors';
+import type {
+  AccountInfo,
+  ContactPage,
+  ContactResult,
+  ContactUpdate,
+  ListMode,
+  ProcessorDescriptor,
+  ProcessorTarget,
+} from './types';
+
+export interface HubSpotOptions {
+  /** The public app's credentials; without them HubSpot connects with a private app token only. */
+  oauth?: { clientId: string; clientSecret: string };
+  /** API host (default https://api.hubapi.com); the token endpoint lives there too. */
+  apiBaseUrl?: string;
+  /** Where the consent page lives (default https://app.hubspot.com). */
+  authBaseUrl?: string;
+  /** Least time between two searches of one account (HubSpot allows 5 searches a second). */
+  searchIntervalMs?: number;
+}
+
+/** Search pages are capped at 200 results. */
+const SEARCH_PAGE = 200;
+/** The value espresso writes; anything else found in the property is not kept as a current value. */
+const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
+const MAX_RETRY_AFTER_MS = 15 * 60_000;
+
+interface SearchBody {
+  results: Array<{ id: string; properties: Record<string, string | null> }>;
+  paging?: { next?: { after?: string } };
+}
+
+interface HubSpotError {
+  category?: string;
+  message?: string;
+  context?: { ids?: unknown };
+  policyName?: string;
+}
+
+export class HubSpotProcessor extends BaseProcessor {
+  readonly descriptor: ProcessorDescriptor;
+  private readonly api: string;
+  private readonly searchIntervalMs: number;
+  /** Per ESP account: when the next search may start. */
+  private readonly nextSearch = new Map<string, number>();
+
+  constructor(deps: ProcessorDeps, options: HubSpotOptions = {}) {
+    super(deps);
+    this.api = (options.apiBaseUrl ?? 'https://api.hubapi.com').replace(/\/$/, '');
+    this.searchIntervalMs = options.searchIntervalMs ?? 300;
+    const auth = (options.authBaseUrl ?? 'https://app.hubspot.com').replace(/\/$/, '');
+    this.descriptor = {
+      id: 'hubspot',
+      displayName: 'HubSpot',
+      ...(options.oauth
+        ? {
+            oauth2: {
+              authorizeUrl: `${auth}/oauth/authorize`,
+              tokenUrl: `${this.api}/oauth/2026-03/token`,
+              scopes: [
+                'oauth',
+                'crm.objects.contacts.read',
+                'crm.objects.contacts.write',
+                'crm.schemas.contacts.write',
+              ],
+              pkce: false,
+              clientId: options.oauth.clientId,
+              clientSecret: options.oauth.clientSecret,
+              refreshMarginMs: 5 * 60_000,
+            },
+          }
+        : {}),
+      apiKey: { label: 'Service key or private app access token' },
+      // Batch endpoints take at most 100 inputs.
+      maxBatchSize: 100,
+      concurrency: 4,
+      // HubSpot: 100 requests per 10 s per app and account (110 for public apps, 190 on Professional).
+      rateLimit: { requests: 9, perMs: 1_000 },
+      mergeTag: (field) => `{{ contact.${field} }}`,
+      field: { maxLength: 50, case: 'lower', allowed: /[a-z0-9_]/ },
+    };
+  }
+
+  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+    return target?.apiBaseUrl ?? this.api;
+  }
+
+  protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
+    const { body } = await hubspot(call)<{ portalId?: unknown; uiDomain?: unknown }>({
+      method: 'GET',
+      url: '/account-info/v3/details',
+    });
+    if (!body || (typeof body.portalId !== 'number' && typeof body.portalId !== 'string')) {
+      throw new TransientError('HubSpot account details came without a portal id');
+    }
+    const domain = typeof body.uiDomain === 'string' ? ` (${body.uiDomain})` : '';
+    return {
+      accountId: String(body.portalId),
+      accountLabel: `HubSpot account ${body.portalId}${domain}`,
+      lists: [],
+    };
+  }
+
+  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+    const send = hubspot(call);
+    const name = encodeURIComponent(target.fieldName);
+    try {
+      await send({ method: 'GET', url: `/crm/v3/properties/contacts/${name}` });
+      return 'exists';
+    } catch (err) {
+      if (!(err instanceof RequestRejectedError && err.status === 404)) throw err;
+    }
+    try {
+      await send({
+        method: 'POST',
+        url: '/crm/v3/properties/contacts',
+        json: {
+          name: target.fieldName,
+          label: 'LiveConnect ID',
+          description: 'Random stable subscriber ID written by espresso. Do not edit.',
+          groupName: 'contactinformation',
+          type: 'string',
+          fieldType: 'text',
+        },
+      });
+      return 'created';
+    } catch (err) {
+      // Created by a concurrent run between our read and write.
+      if (err instanceof RequestRejectedError && err.status === 409) return 'exists';
+      throw err;
+    }
+  }
+
+  protected async listContactsNeedingValue(
+    call: EspCall,
+    target: ProcessorTarget,
+    cursor: string | undefined,
+    mode: ListMode,
+  ): Promise<ContactPage> {
+    if (cursor !== undefined && !/^\d+$/.test(cursor))
+      throw new RequestRejectedError('invalid HubSpot cursor');
+    // Keyset paging on the record id: every page starts at offset 0, so the 10,000-result cap of
+    // `after` paging never applies, and contacts created meanwhile append at the end.
+    const filters: Array<Record<string, string>> = [
+      { propertyName: 'hs_object_id', operator: 'GT', value: cursor ?? '0' },
+    ];
+    if (mode === 'incremental')
+      filters.push({ propertyName: target.fieldName, operator: 'NOT_HAS_PROPERTY' });
+    await this.searchSlot(target.espAccountId);
+    const { body } = await hubspot(call)<SearchBody>({
+      method: 'POST',
+      url: '/crm/v3/objects/contacts/search',
+      json: {
+        filterGroups: [{ filters }],
+        sorts: [{ propertyName: 'hs_object_id', direction: 'ASCENDING' }],
+        properties: [target.fieldName],
+        limit: SEARCH_PAGE,
+        after: '0',
+      },
+    });
+    if (!body || !Array.isArray(body.results))
+      throw new TransientError('HubSpot search answered without results');
+    const contacts = body.results.map((c) => {
+      if (!c || typeof c.id !== 'string' || !/^\d+$/.test(c.id) || typeof c.properties !== 'object') {
+        throw new TransientError('HubSpot search returned a malformed contact');
+      }
+      const value = c.properties?.[target.fieldName];
+      return typeof value === 'string' && VALUE.test(value)
+        ? { contactId: c.id, currentValue: value }
+        : { contactId: c.id };
+    });
+    const last = contacts[contacts.length - 1];
+    return { contacts, nextCursor: body.paging?.next && last ? last.contactId : undefined };
+  }
+
+  protected async updateContacts(
+    call: EspCall,
+    target: ProcessorTarget,
+    batch: ContactUpdate[],
+  ): Promise<ContactResult[]> {
+    const results: ContactResult[] = [];
+    let pending = batch;
+    // A batch naming a contact that no longer exists is refused whole: those rows are rejected (never
+    // re-created: this is an update, not an upsert) and the rest sent again.
+    while (pending.length > 0) {
+      let errorBody: HubSpotError | undefined;
+      let body: { results?: Array<{ id?: unknown }>; errors?: HubSpotError[] };
+      try {
+        ({ body } = await hubspot(call)(
+          {
+            method: 'POST',
+            url: '/crm/v3/objects/contacts/batch/update',
+            json: {
+              inputs: pending.map((u) => ({ id: u.contactId, properties: { [target.fieldName]: u.value } })),
+            },
+          },
+          {
+            rowsFromError: (b) => {
+              errorBody = b as HubSpotError;
+              return undefined;
+            },
+          },
+        ));
+      } catch (err) {
+        const missing = new Set(idsOf(errorBody));
+        if (!(err instanceof RequestRejectedError) || errorBody?.category !== 'OBJECT_NOT_FOUND') throw err;
+        const gone = pending.filter((u) => missing.has(u.contactId));
+        if (gone.length === 0) throw err;
+        for (const u of gone) results.push(rejected(u.contactId, errorBody));
+        pending = pending.filter((u) => !missing.has(u.contactId));
+        continue;
+      }
+      if (!body || !Array.isArray(body.results))
+        throw new TransientError('HubSpot batch update answered without results');
+      const wanted = new Set(pending.map((u) => u.contactId));
+      for (const r of body.results) {
+        const id = r && typeof r.id === 'string' ? r.id : undefined;
+        if (id && wanted.delete(id)) results.push({ contactId: id, status: 'updated' });
+      }
+      for (const e of Array.isArray(body.errors) ? body.errors : []) {
+        for (const id of idsOf(e)) if (wanted.delete(id)) results.push(rejected(id, e));
+      }
+      break;
+    }
+    return results;
+  }
+
+  /** Searches of one account start at least `searchIntervalMs` apart (HubSpot's own search limit). */
+  private async searchSlot(account: string): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, this.nextSearch.get(account) ?? 0);
+    this.nextSearch.set(account, at + this.searchIntervalMs);
+    if (at > now) await sleep(at - now);
+  }
+}
+
+/**
+ * HubSpot's 429 carries no Retry-After: the body names the policy that was hit. The delay is the
+ * policy's window (a second, ten seconds; the daily limit waits the longest delay espresso allows).
+ */
+function hubspot(call: EspCall): EspCall {
+  return async (request, options) => {
+    let errorBody: unknown;
+    try {
+      return await call(request, {
+        rowsFromError: (b) => {
+          errorBody = b;
+          return options?.rowsFromError?.(b);
+        },
+      });
+    } catch (err) {
+      if (!(err instanceof RateLimitedError)) throw err;
+      const policy = String((errorBody as HubSpotError | undefined)?.policyName ?? '').toUpperCase();
+      const ms =
+        policy === 'SECONDLY'
+          ? 1_000
+          : policy === 'TEN_SECONDLY_ROLLING'
+            ? 10_000
+            : policy === 'DAILY'
+              ? MAX_RETRY_AFTER_MS
+              : err.retryAfterMs;
+      throw new RateLimitedError(err.message, ms);
+    }
+  };
+}
+
+function idsOf(error: HubSpotError | undefined): string[] {
+  const ids = error?.context?.ids;
+  return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string') : [];
+}
+
+/** A per-row reason without the contact's id (reasons end up in results files and summaries). */
+function rejected(contactId: string, error: HubSpotError | undefined): ContactResult {
+  // Emails first: an id inside an address would otherwise hide the address from `sanitize`.
+  let message = sanitize(String(error?.message ?? 'rejected'));
+  for (const id of [contactId, ...idsOf(error)]) message = message.split(id).join('[contact]');
+  return { contactId, status: 'rejected', reason: `${error?.category ?? 'ERROR'}: ${message}` };
+}

@@ -1,0 +1,231 @@
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { RateLimitedError, TransientError } from '../../src/processors/errors';
+import { HubSpotProcessor } from '../../src/processors/hubspot';
+import type { ProcessorTarget } from '../../src/processors/types';
+import { LocalSecretStore } from '../../src/storage/local-secret-store';
+import { tempDir } from '../support/tmp';
+import { processorContract } from './contract';
+import { hubspotHarness } from './hubspot-harness';
+
+processorContract('HubSpot', hubspotHarness);
+
+const value = () => randomBytes(16).toString('base64url');
+
+/** The operations of HubSpot's published specs that espresso uses. */
+const DOCUMENTED = [
+  /^GET \/account-info\/v3\/details$/,
+  /^GET \/crm\/v3\/properties\/contacts\/[a-z][a-z0-9_]*$/,
+  /^POST \/crm\/v3\/properties\/contacts$/,
+  /^POST \/crm\/v3\/objects\/contacts\/search$/,
+  /^POST \/crm\/v3\/objects\/contacts\/batch\/update$/,
+  /^GET \/oauth\/authorize\?/,
+  /^POST \/oauth\/2026-03\/token$/,
+];
+
+describe('HubSpot processor', function () {
+  this.timeout(120_000);
+  let h: Awaited<ReturnType<typeof hubspotHarness>>;
+  let target: ProcessorTarget;
+  before(async () => {
+    h = await hubspotHarness();
+  });
+  beforeEach(async () => {
+    target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+  });
+  after(async () => {
+    // Every request the processor sent in this file is a documented operation with a valid body.
+    for (const r of h.fake.requests) {
+      assert.ok(
+        DOCUMENTED.some((d) => d.test(`${r.method} ${r.url}`)),
+        `undocumented ${r.method} ${r.url}`,
+      );
+      if (r.method === 'POST' && !r.url.startsWith('/oauth'))
+        assert.equal(r.headers['content-type'], 'application/json');
+      if (!r.url.startsWith('/oauth')) assert.match(String(r.headers.authorization), /^Bearer \S+$/);
+    }
+    assert.deepEqual(h.fake.problems, []);
+    await h.stop();
+  });
+
+  it('declares HubSpot merge tag, field naming, batch size and limits', () => {
+    const d = h.processor.descriptor;
+    assert.equal(d.mergeTag('lcee'), '{{ contact.lcee }}');
+    assert.equal(h.processor.fieldName('LCEE-id'), 'lceeid');
+    assert.equal(d.maxBatchSize, 100);
+    assert.ok(d.rateLimit.requests / d.rateLimit.perMs < 100 / 10_000, 'under 100 requests per 10 s');
+    assert.equal(d.apiKey?.label, 'Service key or private app access token');
+  });
+
+  it('offers OAuth only when client credentials are configured, with HubSpot URLs and scopes', async () => {
+    const secrets = new LocalSecretStore(`${await tempDir()}/s`, { keyFile: `${await tempDir()}/k` });
+    assert.equal(new HubSpotProcessor({ secrets }).descriptor.oauth2, undefined);
+    const oauth = new HubSpotProcessor({ secrets }, { oauth: { clientId: 'id', clientSecret: 'secret' } })
+      .descriptor.oauth2!;
+    assert.equal(oauth.authorizeUrl, 'https://app.hubspot.com/oauth/authorize');
+    assert.equal(oauth.tokenUrl, 'https://api.hubapi.com/oauth/2026-03/token');
+    assert.deepEqual(oauth.scopes, [
+      'oauth',
+      'crm.objects.contacts.read',
+      'crm.objects.contacts.write',
+      'crm.schemas.contacts.write',
+    ]);
+  });
+
+  it('creates the property as a text field in contact information', () => {
+    const p = h.portalOf(target).properties.get('lcee')!;
+    assert.equal(p.type, 'string');
+    assert.equal(p.fieldType, 'text');
+    assert.equal(p.groupName, 'contactinformation');
+  });
+
+  it('treats a property created by a concurrent run as existing', async () => {
+    await h.deleteField(target);
+    const fields = (await Promise.all([h.processor.maintain(target), h.processor.maintain(target)])).map(
+      (r) => r.field,
+    );
+    assert.deepEqual(fields.sort(), ['created', 'exists']);
+  });
+
+  it('pages past the 10,000-result search cap, each contact once, in id order', async () => {
+    const seeded = await h.seed(target, 10_450);
+    const listed: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await h.processor.listPage(target, cursor, 'full');
+      assert.ok(page.contacts.length <= 200);
+      listed.push(...page.contacts.map((c) => c.contactId));
+      cursor = page.nextCursor;
+      if (cursor) assert.match(cursor, /^\d+$/);
+    } while (cursor);
+    assert.deepEqual(listed, seeded);
+  });
+
+  it("keeps searches under HubSpot's search rate even for concurrent callers", async () => {
+    await h.seed(target, 10);
+    await Promise.all(Array.from({ length: 12 }, () => h.processor.listPage(target, undefined, 'full')));
+    assert.ok(!h.fake.problems.some((p) => p.includes('SECONDLY')), h.fake.problems.join());
+  });
+
+  it('reports only values espresso could have written as current values', async () => {
+    const [a, b] = await h.seed(target, 2);
+    const contacts = h.portalOf(target).contacts;
+    contacts.find((c) => String(c.id) === a)!.props.set('lcee', 'not a valid value');
+    const good = value();
+    contacts.find((c) => String(c.id) === b)!.props.set('lcee', good);
+    const page = await h.processor.listPage(target, undefined, 'full');
+    assert.deepEqual(page.contacts, [{ contactId: a }, { contactId: b, currentValue: good }]);
+  });
+
+  it('never sends more than 100 contacts in one batch update', async () => {
+    const seeded = await h.seed(target, 250);
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.ok(results.every((r) => r.status === 'updated'));
+    assert.ok(h.fake.largestBatch <= 100 && h.fake.largestBatch > 0, String(h.fake.largestBatch));
+  });
+
+  it('rejects a deleted contact without re-creating it, and writes the rest of the batch', async () => {
+    const seeded = await h.seed(target, 30);
+    const portal = h.portalOf(target);
+    const gone = seeded[7]!;
+    portal.contacts.splice(
+      portal.contacts.findIndex((c) => String(c.id) === gone),
+      1,
+    );
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    const rejected = results.filter((r) => r.status === 'rejected');
+    assert.deepEqual(
+      rejected.map((r) => r.contactId),
+      [gone],
+    );
+    assert.ok(rejected[0]!.status === 'rejected' && /OBJECT_NOT_FOUND/.test(rejected[0]!.reason));
+    assert.ok(!rejected[0]!.reason.includes(gone), 'the reason does not name the contact');
+    assert.equal(portal.contacts.length, 29);
+    assert.equal(portal.contact(gone), undefined);
+  });
+
+  it('keeps emails and ids out of per-row reasons', async () => {
+    const seeded = await h.seed(target, 5);
+    await h.rejectRows(target, [seeded[1]!]);
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    const r = results[1]!;
+    assert.ok(r.status === 'rejected');
+    assert.ok(!r.reason.includes('@') && !r.reason.includes(seeded[1]!), r.reason);
+    assert.match(r.reason, /^VALIDATION_ERROR: /);
+  });
+
+  for (const [policy, ms] of [
+    ['SECONDLY', 1_000],
+    ['TEN_SECONDLY_ROLLING', 10_000],
+    ['DAILY', 15 * 60_000],
+  ] as const) {
+    it(`waits out HubSpot's ${policy} policy when rate limited`, async () => {
+      h.portalOf(target).rateLimited = policy;
+      try {
+        await assert.rejects(
+          h.processor.writeValues(target, [{ contactId: '1', value: value() }]),
+          (err: unknown) => {
+            assert.ok(err instanceof RateLimitedError, String(err));
+            assert.equal(err.retryAfterMs, ms);
+            return true;
+          },
+        );
+      } finally {
+        h.portalOf(target).rateLimited = undefined;
+      }
+    });
+  }
+
+  for (const [what, body] of [
+    ['an HTML page', '<html>maintenance</html>'],
+    ['a search answer without results', '{"total":3}'],
+    ['a JSON array', '[1,2]'],
+  ] as const) {
+    it(`turns ${what} in a 2xx answer into TransientError`, async () => {
+      await h.seed(target, 3);
+      h.fake.malformed = body;
+      try {
+        await assert.rejects(h.processor.listPage(target, undefined, 'full'), (err: unknown) => {
+          assert.ok(err instanceof TransientError, String(err));
+          return true;
+        });
+      } finally {
+        h.fake.malformed = undefined;
+      }
+    });
+  }
+
+  it('turns a batch update answer without results into TransientError', async () => {
+    const seeded = await h.seed(target, 2);
+    h.fake.malformed = '{"status":"COMPLETE"}';
+    try {
+      await assert.rejects(
+        h.processor.writeValues(
+          target,
+          seeded.map((contactId) => ({ contactId, value: value() })),
+        ),
+        TransientError,
+      );
+    } finally {
+      h.fake.malformed = undefined;
+    }
+  });
+
+  it('describes the account by its portal id, without lists', async () => {
+    const portal = h.fake.addPortal();
+    const { account } = await h.processor.connectWithApiKey(portal.privateAppToken);
+    assert.equal(account.accountId, String(portal.id));
+    assert.deepEqual(account.lists, []);
+    assert.equal(account.apiBaseUrl, undefined);
+  });
+});
