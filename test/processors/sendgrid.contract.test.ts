@@ -1,0 +1,4 @@
+import { processorContract } from './contract';
+import { sendgridHarness } from './sendgrid-harness';
+
+processorContract('SendGrid', () => sendgridHarness());
