@@ -390,7 +390,7 @@ export class SendGridProcessor extends BaseProcessor {
         return { ...at, files: urls.length, url: urls[at.file] ?? '' };
       }
       if (body.status === 'failure') {
-        // Nothing listed yet: the cursor is still at the start and names this export.
+        // Not retried with the same cursor: the next run starts a new export.
         throw new RequestRejectedError(`the SendGrid contact export failed: ${body.message ?? 'no reason given'}`);
       }
       if (Date.now() > deadline) return undefined;

@@ -53,8 +53,10 @@ export class FakeSendGrid {
   rateLimited = false;
   /** Seconds from now to the announced X-RateLimit-Reset. */
   rateLimitResetIn = 5;
-  /** Next answer to this path is a 200 with a broken body. */
+  /** Answers to this path are a 200 with a truncated body. */
   malformed?: RegExp;
+  /** SendGrid documents only X-RateLimit-*; Retry-After is sent unless this is false. */
+  sendRetryAfter = true;
   /** Called when an upsert job is applied (tests use it to interleave deletions). */
   beforeApply?: () => void;
   url = '';
@@ -80,6 +82,11 @@ export class FakeSendGrid {
 
   seed(count: number): string[] {
     return Array.from({ length: count }, () => this.create(`person${++this.contactSeq}@example.com`).id);
+  }
+
+  /** A contact with this exact email ('' for a contact known by phone number only). */
+  seedEmail(email: string): string {
+    return this.create(email).id;
   }
 
   field(name: string) {
@@ -158,11 +165,10 @@ export class FakeSendGrid {
         ...limitHeaders,
         'x-ratelimit-remaining': '0',
         // Not documented by SendGrid; sent so the shared contract's exact-delay check is deterministic.
-        'retry-after': String(this.rateLimitResetIn),
+        ...(this.sendRetryAfter ? { 'retry-after': String(this.rateLimitResetIn) } : {}),
       });
     }
     if (this.malformed?.test(url.pathname)) {
-      this.malformed = undefined;
       res.writeHead(200, { 'content-type': 'application/json' });
       return void res.end('{"result": [');
     }
