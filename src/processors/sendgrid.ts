@@ -178,15 +178,20 @@ export class SendGridProcessor extends BaseProcessor {
     const reject = (contactId: string, reason: string) =>
       results.push({ contactId, status: 'rejected', reason });
     const known = batch.filter((u) => CONTACT_ID.test(u.contactId));
-    for (const u of batch) if (!CONTACT_ID.test(u.contactId)) reject(u.contactId, 'not a SendGrid contact id');
+    for (const u of batch)
+      if (!CONTACT_ID.test(u.contactId)) reject(u.contactId, 'not a SendGrid contact id');
 
     // The upsert creates unknown emails: resolve ids first and reject the ones that are gone.
-    const emails = await this.emailsOf(call, known.map((u) => u.contactId));
+    const emails = await this.emailsOf(
+      call,
+      known.map((u) => u.contactId),
+    );
     const rows: Array<ContactUpdate & { email: string }> = [];
     for (const u of known) {
       const email = emails.get(u.contactId);
       if (email === undefined) reject(u.contactId, 'the contact no longer exists in SendGrid');
-      else if (email === '') reject(u.contactId, 'the contact has no email address (SendGrid upserts by email)');
+      else if (email === '')
+        reject(u.contactId, 'the contact has no email address (SendGrid upserts by email)');
       else rows.push({ ...u, email });
     }
     if (rows.length === 0) return results;
@@ -229,7 +234,8 @@ export class SendGridProcessor extends BaseProcessor {
     const recreated = (job.results?.created_count ?? 0) > 0 ? await this.undoCreated(call, rows) : new Set();
     for (const r of rows) {
       const error = rowErrors.get(r.email.toLowerCase());
-      if (recreated.has(r.contactId)) reject(r.contactId, 'the contact was deleted in SendGrid during the update');
+      if (recreated.has(r.contactId))
+        reject(r.contactId, 'the contact was deleted in SendGrid during the update');
       else if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
       else results.push({ contactId: r.contactId, status: 'updated' });
     }
@@ -256,7 +262,8 @@ export class SendGridProcessor extends BaseProcessor {
         if (err instanceof RequestRejectedError && err.status === 404) continue;
         throw err;
       }
-      if (!Array.isArray(result)) throw new TransientError('SendGrid answered the contact lookup without result');
+      if (!Array.isArray(result))
+        throw new TransientError('SendGrid answered the contact lookup without result');
       for (const c of result as unknown[]) {
         if (!isObject(c) || typeof c.id !== 'string') {
           throw new TransientError('SendGrid answered the contact lookup with a malformed contact');
@@ -391,7 +398,9 @@ export class SendGridProcessor extends BaseProcessor {
       }
       if (body.status === 'failure') {
         // Not retried with the same cursor: the next run starts a new export.
-        throw new RequestRejectedError(`the SendGrid contact export failed: ${body.message ?? 'no reason given'}`);
+        throw new RequestRejectedError(
+          `the SendGrid contact export failed: ${body.message ?? 'no reason given'}`,
+        );
       }
       if (Date.now() > deadline) return undefined;
       await sleep(this.pollDelay(attempt));
@@ -470,7 +479,9 @@ function parseExportRow(
   if (!isObject(row) || typeof row.contact_id !== 'string') return undefined;
   const fields = isObject(row.custom_fields) ? row.custom_fields : {};
   const key =
-    fieldName in fields ? fieldName : Object.keys(fields).find((k) => k.toLowerCase() === fieldName.toLowerCase());
+    fieldName in fields
+      ? fieldName
+      : Object.keys(fields).find((k) => k.toLowerCase() === fieldName.toLowerCase());
   const value = key === undefined ? undefined : fields[key];
   return {
     id: row.contact_id,
@@ -498,7 +509,10 @@ async function download(url: string, dest: string, dir: string): Promise<void> {
   const part = join(dir, `espresso-sendgrid-${randomBytes(8).toString('hex')}.part`);
   const plain = `${part}.plain`;
   try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(part));
+    await pipeline(
+      Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+      createWriteStream(part),
+    );
     const head = Buffer.alloc(2);
     const fh = await open(part, 'r');
     await fh.read(head, 0, 2, 0).finally(() => fh.close());
@@ -584,22 +598,30 @@ function parseCsv(text: string): string[][] {
   let row: string[] = [];
   let cell = '';
   let quoted = false;
+  const endRow = () => {
+    row.push(cell);
+    if (row.some((v) => v !== '')) rows.push(row);
+    row = [];
+    cell = '';
+  };
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') (cell += '"'), i++;
-      else if (c === '"') quoted = false;
-      else cell += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') row.push(cell), (cell = '');
-    else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
+    if (quoted && c === '"' && text[i + 1] === '"') {
+      cell += '"';
+      i++;
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (quoted) {
+      cell += c;
+    } else if (c === ',') {
       row.push(cell);
-      if (row.some((v) => v !== '')) rows.push(row);
-      (row = []), (cell = '');
-    } else cell += c;
+      cell = '';
+    } else if (c === '\n') {
+      endRow();
+    } else if (c !== '\r') {
+      cell += c;
+    }
   }
-  row.push(cell);
-  if (row.some((v) => v !== '')) rows.push(row);
+  endRow();
   return rows;
 }

@@ -113,7 +113,13 @@ export class FakeSendGrid {
 
   private create(email: string): FakeContact {
     const now = new Date().toISOString();
-    const c = { id: randomUUID(), email: email.toLowerCase(), fields: new Map(), created_at: now, updated_at: now };
+    const c = {
+      id: randomUUID(),
+      email: email.toLowerCase(),
+      fields: new Map(),
+      created_at: now,
+      updated_at: now,
+    };
     this.contacts.set(c.id, c);
     return c;
   }
@@ -184,7 +190,8 @@ export class FakeSendGrid {
       body = parsed as Record<string, unknown>;
     }
     const unknownKeys = (allowed: string[]) => Object.keys(body ?? {}).filter((k) => !allowed.includes(k));
-    const ok = (status: number, b: unknown) => send(status, b, { ...limitHeaders, 'x-ratelimit-remaining': '599' });
+    const ok = (status: number, b: unknown) =>
+      send(status, b, { ...limitHeaders, 'x-ratelimit-remaining': '599' });
     const route = `${req.method} ${url.pathname}`;
     let m: RegExpExecArray | null;
 
@@ -211,9 +218,16 @@ export class FakeSendGrid {
       if (this.field(name) || RESERVED.includes(name.toLowerCase())) {
         return send(400, err(`field name ${name} already exists`, 'name'));
       }
-      const field = { id: `e${++this.fieldSeq}_${String(field_type)[0]}`, name, field_type: String(field_type) };
+      const field = {
+        id: `e${++this.fieldSeq}_${String(field_type)[0]}`,
+        name,
+        field_type: String(field_type),
+      };
       this.fields.push(field);
-      return ok(200, { ...field, _metadata: { self: `${this.url}/v3/marketing/field_definitions/${field.id}` } });
+      return ok(200, {
+        ...field,
+        _metadata: { self: `${this.url}/v3/marketing/field_definitions/${field.id}` },
+      });
     }
 
     if (route === 'POST /v3/marketing/contacts/exports') {
@@ -269,7 +283,8 @@ export class FakeSendGrid {
       const bad = unknownKeys(['ids']);
       if (bad.length) return send(400, err(`unknown field ${bad[0]}`, bad[0]));
       const ids = body?.ids;
-      if (!Array.isArray(ids) || ids.some((i) => typeof i !== 'string')) return send(400, err('ids is required', 'ids'));
+      if (!Array.isArray(ids) || ids.some((i) => typeof i !== 'string'))
+        return send(400, err('ids is required', 'ids'));
       if (ids.length > 100) return send(400, err('ids may contain at most 100 items', 'ids'));
       const found = ids.flatMap((id: string) => {
         const c = this.contacts.get(id);
@@ -292,7 +307,8 @@ export class FakeSendGrid {
         const c = this.byEmail(e);
         result[e.toLowerCase()] = c ? { contact: this.details(c) } : { error: 'contact not found' };
       }
-      if (!Object.values(result).some((r) => 'contact' in (r as object))) return send(404, err('no contacts found'));
+      if (!Object.values(result).some((r) => 'contact' in (r as object)))
+        return send(404, err('no contacts found'));
       return ok(200, { result });
     }
 
@@ -300,14 +316,18 @@ export class FakeSendGrid {
       const bad = unknownKeys(['contacts', 'list_ids']);
       if (bad.length) return send(400, err(`unknown field ${bad[0]}`, bad[0]));
       const contacts = body?.contacts;
-      if (!Array.isArray(contacts) || contacts.length === 0) return send(400, err('contacts is required', 'contacts'));
-      if (contacts.length > 30_000) return send(400, err('contacts may contain at most 30000 items', 'contacts'));
+      if (!Array.isArray(contacts) || contacts.length === 0)
+        return send(400, err('contacts is required', 'contacts'));
+      if (contacts.length > 30_000)
+        return send(400, err('contacts may contain at most 30000 items', 'contacts'));
       if (raw.length > 6 * 1024 * 1024) return send(413, err('request body exceeds 6MB'));
       const errors: Array<{ field: string; message: string }> = [];
       const emails: Job['emails'] = [];
       contacts.forEach((c: unknown, i: number) => {
         const row = (c ?? {}) as Record<string, unknown>;
-        const extra = Object.keys(row).filter((k) => !['email', 'custom_fields', 'first_name', 'last_name'].includes(k));
+        const extra = Object.keys(row).filter(
+          (k) => !['email', 'custom_fields', 'first_name', 'last_name'].includes(k),
+        );
         if (extra.length) errors.push({ field: `contacts[${i}].${extra[0]}`, message: 'unknown field' });
         if (typeof row.email !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(row.email)) {
           errors.push({ field: `contacts[${i}].email`, message: 'email is required and must be valid' });
@@ -315,7 +335,8 @@ export class FakeSendGrid {
         const fields = (row.custom_fields ?? {}) as Record<string, unknown>;
         for (const [id, v] of Object.entries(fields)) {
           const def = this.fields.find((f) => f.id === id);
-          if (!def) errors.push({ field: `contacts[${i}].custom_fields.${id}`, message: 'custom field not found' });
+          if (!def)
+            errors.push({ field: `contacts[${i}].custom_fields.${id}`, message: 'custom field not found' });
           else if (typeof v !== 'string' || v.length > 1000) {
             errors.push({ field: `contacts[${i}].custom_fields.${id}`, message: 'must be a string' });
           }
@@ -373,10 +394,17 @@ export class FakeSendGrid {
       errored_count: errored.length,
     };
     if (errored.length) {
-      this.errorFiles.set(jobId, ['email,errors', ...errored.map((e) => `${e},"email is on a suppression list, row not imported"`)].join('\n'));
+      this.errorFiles.set(
+        jobId,
+        [
+          'email,errors',
+          ...errored.map((e) => `${e},"email is on a suppression list, row not imported"`),
+        ].join('\n'),
+      );
       results.errors_url = `${this.url}/files/errors/${jobId}`;
     }
-    const status = errored.length === 0 ? 'completed' : errored.length === job.emails.length ? 'failed' : 'errored';
+    const status =
+      errored.length === 0 ? 'completed' : errored.length === job.emails.length ? 'failed' : 'errored';
     return { status, results };
   }
 

@@ -103,7 +103,12 @@ describe('SendGrid processor', function () {
     const first = await h.processor.listPage(target, undefined, 'full');
     const other = new SendGridProcessor(
       { secrets: h.secrets },
-      { apiBaseUrl: fake.url, jobPollMs: 5, pageSize: 400, tmpDir: await tempDir('espresso-sendgrid-other-') },
+      {
+        apiBaseUrl: fake.url,
+        jobPollMs: 5,
+        pageSize: 400,
+        tmpDir: await tempDir('espresso-sendgrid-other-'),
+      },
     );
     let cursor = first.nextCursor;
     assert.ok(cursor);
