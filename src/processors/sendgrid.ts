@@ -231,6 +231,10 @@ export class SendGridProcessor extends BaseProcessor {
       throw new RequestRejectedError('SendGrid could not process the upsert job');
     }
     const rowErrors = job.results?.errors_url ? await rowErrorsFrom(job.results.errors_url) : new Map();
+    const named = rows.filter((r) => rowErrors.has(r.email.toLowerCase())).length;
+    if ((job.results?.errored_count ?? 0) > named) {
+      throw new TransientError('the SendGrid upsert job reported errors its errors file does not name');
+    }
     const recreated = (job.results?.created_count ?? 0) > 0 ? await this.undoCreated(call, rows) : new Set();
     for (const r of rows) {
       const error = rowErrors.get(r.email.toLowerCase());
