@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { codecEndpoint } from '../codec';
+import { loadOrCreateKeyFile } from '../lib/key-file';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
+import { loadConfigOrExit } from './load-config';
 import { registerRunCommands } from './runs';
 import { registerSandboxCommands } from './sandbox';
 import { start } from './start';
@@ -21,6 +24,17 @@ program
   .description('check every dependency and say what is wrong, one line each')
   .action(async () => {
     process.exitCode = (await doctor()) ? 0 : 1;
+  });
+
+program
+  .command('codec-endpoint')
+  .description(
+    "print the codec server URL for `temporal ... --codec-endpoint` (decrypts payloads; keep it private)",
+  )
+  .action(async () => {
+    const config = loadConfigOrExit();
+    const secret = config.web.sessionSecret ?? (await loadOrCreateKeyFile(config.web.sessionSecretFile));
+    console.log(codecEndpoint(config.web.publicUrl, secret));
   });
 
 registerConfigurationCommands(program);

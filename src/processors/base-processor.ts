@@ -28,7 +28,7 @@ export interface ProcessorDeps {
 /** A request function bound to one set of credentials, one ESP account's pacer and base URL. */
 export type EspCall = <T = unknown>(
   request: EspRequest,
-  options?: Pick<SendOptions, 'rowsFromError'>,
+  options?: Pick<SendOptions, 'rowsFromError' | 'retryAfterFromBody'>,
 ) => Promise<EspResponse<T>>;
 
 /** In-process retries of transient ESP errors before the activity's own retry policy takes over. */

@@ -74,14 +74,14 @@ export interface HttpOutcome {
 export function errorFromResponse(
   outcome: HttpOutcome,
   reason: string,
-  options: { rows?: number[]; now?: number } = {},
+  options: { rows?: number[]; now?: number; retryAfterMs?: number } = {},
 ): EspError {
   const { status } = outcome;
   const what = `ESP answered ${status}`;
   if (status === 429) {
     return new RateLimitedError(
       `${what} (rate limited): ${reason}`,
-      retryAfterMs(outcome.headers, options.now),
+      options.retryAfterMs ?? retryAfterMs(outcome.headers, options.now),
     );
   }
   if (status === 401 || status === 403 || isInvalidGrant(outcome.body)) {

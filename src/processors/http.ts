@@ -35,6 +35,8 @@ export interface SendOptions {
   secrets?: readonly string[];
   /** Reads the ESP's pointers to offending rows out of a whole-batch rejection. */
   rowsFromError?: (body: unknown) => number[] | undefined;
+  /** Reads the delay out of a 429's body, for ESPs that announce it there instead of in headers. */
+  retryAfterFromBody?: (body: unknown) => number | undefined;
 }
 
 /** Keep-alive connections are reused across requests to the same ESP host. */
@@ -129,7 +131,10 @@ export class EspHttp {
       outcome.body !== undefined ? messageOf(outcome.body) : describeBody(text),
       secrets,
     );
-    throw errorFromResponse(outcome, reason, { rows: options.rowsFromError?.(outcome.body) });
+    throw errorFromResponse(outcome, reason, {
+      rows: options.rowsFromError?.(outcome.body),
+      retryAfterMs: res.status === 429 ? options.retryAfterFromBody?.(outcome.body) : undefined,
+    });
   }
 }
 
@@ -159,6 +164,13 @@ function messageOf(body: unknown): string {
   }
   const first = Array.isArray(b.errors) ? (b.errors[0] as Record<string, unknown> | undefined) : undefined;
   const text =
-    b.error_description ?? b.message ?? b.msg ?? b.detail ?? first?.detail ?? first?.message ?? b.title ?? error;
+    b.error_description ??
+    b.message ??
+    b.msg ??
+    b.detail ??
+    first?.detail ??
+    first?.message ??
+    b.title ??
+    error;
   return text === undefined ? JSON.stringify(body) : String(text);
 }

@@ -2,7 +2,7 @@
 // search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RateLimitedError, RequestRejectedError, sanitize, TransientError } from './errors';
+import { RequestRejectedError, sanitize, TransientError } from './errors';
 import type {
   AccountInfo,
   ContactPage,
@@ -244,29 +244,15 @@ export class HubSpotProcessor extends BaseProcessor {
  * policy's window (a second, ten seconds; the daily limit waits the longest delay espresso allows).
  */
 function hubspot(call: EspCall): EspCall {
-  return async (request, options) => {
-    let errorBody: unknown;
-    try {
-      return await call(request, {
-        rowsFromError: (b) => {
-          errorBody = b;
-          return options?.rowsFromError?.(b);
-        },
-      });
-    } catch (err) {
-      if (!(err instanceof RateLimitedError)) throw err;
-      const policy = String((errorBody as HubSpotError | undefined)?.policyName ?? '').toUpperCase();
-      const ms =
-        policy === 'SECONDLY'
-          ? 1_000
-          : policy === 'TEN_SECONDLY_ROLLING'
-            ? 10_000
-            : policy === 'DAILY'
-              ? MAX_RETRY_AFTER_MS
-              : err.retryAfterMs;
-      throw new RateLimitedError(err.message, ms);
-    }
-  };
+  return (request, options) => call(request, { ...options, retryAfterFromBody: policyDelay });
+}
+
+function policyDelay(body: unknown): number | undefined {
+  const policy = String((body as HubSpotError | undefined)?.policyName ?? '').toUpperCase();
+  if (policy === 'SECONDLY') return 1_000;
+  if (policy === 'TEN_SECONDLY_ROLLING') return 10_000;
+  if (policy === 'DAILY') return MAX_RETRY_AFTER_MS;
+  return undefined;
 }
 
 function idsOf(error: HubSpotError | undefined): string[] {

@@ -1,6 +1,11 @@
 import type { AppConfig } from '../config';
 import type { BaseProcessor, ProcessorDeps } from './base-processor';
+import { HubSpotProcessor } from './hubspot';
+import { IterableProcessor } from './iterable';
+import { KlaviyoProcessor } from './klaviyo';
+import { MailchimpProcessor } from './mailchimp';
 import { SandboxProcessor } from './sandbox';
+import { SendGridProcessor } from './sendgrid';
 
 export class UnknownEspError extends Error {
   override name = 'UnknownEspError';
@@ -28,11 +33,18 @@ export class ProcessorRegistry {
   }
 }
 
+/** Every ESP publishers can connect, in the order the web page lists them; the Sandbox when enabled. */
 export function createProcessorRegistry(
   deps: ProcessorDeps,
-  config: Pick<AppConfig, 'sandbox'>,
+  config: Pick<AppConfig, 'sandbox' | 'oauthApps'>,
 ): ProcessorRegistry {
-  const processors: BaseProcessor[] = [];
+  const processors: BaseProcessor[] = [
+    new MailchimpProcessor(deps, { oauth: config.oauthApps.mailchimp }),
+    new HubSpotProcessor(deps, { oauth: config.oauthApps.hubspot }),
+    new KlaviyoProcessor(deps),
+    new SendGridProcessor(deps),
+    new IterableProcessor(deps),
+  ];
   if (config.sandbox.enabled) {
     processors.push(
       new SandboxProcessor(deps, {

@@ -14,6 +14,7 @@ import { UnknownEspError } from '../processors/registry';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { configurationIdSchema, NotFoundError } from '../storage';
 import { startConfigurationRun, today } from '../temporal/runs';
+import { OAUTH_ESPS } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
@@ -59,7 +60,11 @@ export function connectRoutes(
         const actions = [
           d.oauth2 ? `<a class="button" href="/auth/${h(d.id)}/start">Connect ${h(d.displayName)}</a>` : '',
           d.apiKey
-            ? `<a href="/auth/${h(d.id)}/key">${d.oauth2 ? 'or use an API key' : `Connect ${h(d.displayName)} with an API key`}</a>`
+            ? `<a href="/auth/${h(d.id)}/key">${d.oauth2 ? 'or use an API key' : `Connect ${h(d.displayName)} with ${d.apiKey.label.match(/^[aeiou]/i) ? 'an' : 'a'} ${h(d.apiKey.label)}`}</a>`
+            : '',
+          // An ESP with OAuth whose app is not registered here: say why there is no sign-in button.
+          !d.oauth2 && (OAUTH_ESPS as readonly string[]).includes(d.id)
+            ? `<br><small>Signing in with ${h(d.displayName)} is not set up on this server (its operator sets <code>ESPRESSO_${h(d.id.toUpperCase())}_CLIENT_ID</code> and <code>_CLIENT_SECRET</code>); the key works the same.</small>`
             : '',
         ].filter(Boolean);
         return `<tr><td><strong>${h(d.displayName)}</strong></td><td>${actions.join(' ')}</td></tr>`;

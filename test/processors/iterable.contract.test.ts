@@ -5,7 +5,7 @@ import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
 import { processorContract } from './contract';
 import { iterableHarness } from './iterable-harness';
 
-processorContract('Iterable', () => iterableHarness());
+processorContract('Iterable', () => iterableHarness(), { refreshTokens: false });
 
 const value = () => randomBytes(16).toString('base64url');
 

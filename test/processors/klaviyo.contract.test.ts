@@ -14,7 +14,7 @@ const harness = async () => {
   return h;
 };
 
-processorContract('Klaviyo', harness);
+processorContract('Klaviyo', harness, { refreshTokens: false });
 
 describe('Klaviyo processor', function () {
   this.timeout(60_000);

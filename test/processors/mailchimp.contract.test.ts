@@ -18,7 +18,7 @@ const harness = async () => {
   return h;
 };
 
-processorContract('Mailchimp', harness);
+processorContract('Mailchimp', harness, { refreshTokens: false });
 
 describe('Mailchimp processor', function () {
   this.timeout(60_000);

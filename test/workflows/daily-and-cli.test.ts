@@ -1,13 +1,18 @@
 // The daily run, the schedule, and the README's `temporal` CLI commands, run with the real binary.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { codecEndpoint } from '../../src/codec';
 import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
 import { applySchedule } from '../../src/temporal/schedule';
 import { resolveTemporalCli } from '../../src/tools';
+import { createApp } from '../../src/web/app';
 import { dailySyncWorkflow } from '../../src/workflows';
 import { startEspresso, type Espresso } from '../support/espresso';
+import { testPayloadKeys } from '../support/temporal';
+import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
 
@@ -136,18 +141,24 @@ describe('daily run, schedule and temporal CLI', function () {
       input,
     );
     await e.client.workflow.getHandle(workflowId).result();
-    const progress = JSON.parse(
-      await temporal(
-        'workflow',
-        'query',
-        '--workflow-id',
-        workflowId,
-        '--type',
-        'progress',
-        '--output',
-        'json',
-      ),
-    );
+    const query = ['workflow', 'query', '--workflow-id', workflowId, '--type', 'progress', '--output', 'json'];
+    // The worker encrypts the answer: without the codec server the CLI shows ciphertext only.
+    const encrypted = JSON.parse(await temporal(...query));
+    assert.doesNotMatch(JSON.stringify(encrypted), /contactsExported/);
+    // As README shows: --codec-endpoint (the web server's /codec route) decrypts it.
+    const web = createApp(webDeps(e.stores, async () => e.env.connection, { payloadKeys: testPayloadKeys }));
+    const server = web.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    let progress;
+    try {
+      const endpoint = codecEndpoint(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        webDeps(e.stores, async () => e.env.connection).web.sessionSecret,
+      );
+      progress = JSON.parse(await temporal(...query, '--codec-endpoint', endpoint));
+    } finally {
+      server.close();
+    }
     assert.deepEqual(progress.queryResult[0], {
       phase: 'done',
       contactsExported: 300,
