@@ -29,7 +29,7 @@ program
 program
   .command('codec-endpoint')
   .description(
-    "print the codec server URL for `temporal ... --codec-endpoint` (decrypts payloads; keep it private)",
+    'print the codec server URL for `temporal ... --codec-endpoint` (decrypts payloads; keep it private)',
   )
   .action(async () => {
     const config = loadConfigOrExit();

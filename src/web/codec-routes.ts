@@ -16,7 +16,9 @@ const base64 = z
 const body = z.object({
   payloads: z
     .array(z.object({ metadata: z.record(z.string(), base64).optional(), data: base64.optional() }))
-    .max(10_000),
+    .max(10_000)
+    // proto3 JSON leaves out empty lists: `{}` is zero payloads (the Temporal CLI sends it).
+    .default([]),
 });
 
 export function codecRoutes(deps: WebDeps & { payloadKeys: PayloadKeys }): Router {

@@ -141,7 +141,16 @@ describe('daily run, schedule and temporal CLI', function () {
       input,
     );
     await e.client.workflow.getHandle(workflowId).result();
-    const query = ['workflow', 'query', '--workflow-id', workflowId, '--type', 'progress', '--output', 'json'];
+    const query = [
+      'workflow',
+      'query',
+      '--workflow-id',
+      workflowId,
+      '--type',
+      'progress',
+      '--output',
+      'json',
+    ];
     // The worker encrypts the answer: without the codec server the CLI shows ciphertext only.
     const encrypted = JSON.parse(await temporal(...query));
     assert.doesNotMatch(JSON.stringify(encrypted), /contactsExported/);
