@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
 import { EspMetrics } from '../../src/metrics';
+import type { BaseProcessor } from '../../src/processors/base-processor';
 import { EspHttp } from '../../src/processors/http';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
@@ -32,7 +33,9 @@ export function workflowBundle(): Promise<{ code: string }> {
   return bundle;
 }
 
-export async function startEspresso(options: { taskQueue?: string; sandbox?: SandboxState } = {}) {
+export async function startEspresso(
+  options: { taskQueue?: string; sandbox?: SandboxState; processors?: BaseProcessor[] } = {},
+) {
   const env = await temporalEnv();
   const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
   const stores = await tempStores();
@@ -49,7 +52,7 @@ export async function startEspresso(options: { taskQueue?: string; sandbox?: San
     taskQueue,
     workflowBundle: await workflowBundle(),
     stores,
-    processors: new ProcessorRegistry([processor]),
+    processors: new ProcessorRegistry([processor, ...(options.processors ?? [])]),
     alerts: async (alert) => void alerts.push(alert),
     metrics,
     payloadKeys: testPayloadKeys,
