@@ -78,12 +78,18 @@ export function createExportActivities(deps: ActivityDeps) {
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
         const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
+        // Offset paging (Mailchimp) repeats contacts at page boundaries when the list shifts during
+        // the listing: a contact must never get two values, so repeats of the previous page are dropped.
+        let previousPage = new Set<string>();
         try {
           for (;;) {
             const page = await processor.listPage(target, cursor, input.mode);
             const fresh: string[] = [];
             let alreadySet = 0;
+            const thisPage = new Set<string>();
             for (const contact of page.contacts) {
+              if (previousPage.has(contact.contactId) || thisPage.has(contact.contactId)) continue;
+              thisPage.add(contact.contactId);
               // Stable once written: a contact that has a value keeps it.
               if (contact.currentValue !== undefined && VALID_VALUE.test(contact.currentValue)) alreadySet++;
               else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
@@ -92,6 +98,7 @@ export function createExportActivities(deps: ActivityDeps) {
             if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
             lines.push(...fresh);
             pendingAlreadySet += alreadySet;
+            previousPage = thisPage;
             context.heartbeat(committed);
             if (!page.nextCursor) break;
             cursor = page.nextCursor;

@@ -8,6 +8,8 @@ import { createActivities } from '../../src/activities';
 import { toActivityFailure } from '../../src/activities/failures';
 import { createLogger } from '../../src/logger';
 import { ProcessorRegistry } from '../../src/processors/registry';
+import { SandboxProcessor } from '../../src/processors/sandbox';
+import type { ContactPage, ContactRef } from '../../src/processors/types';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
@@ -187,6 +189,48 @@ describe('run activities', function () {
       mode: 'full' as const,
     });
     assert.deepEqual(again, manifest);
+  });
+});
+
+describe('export of a list that shifts while it is listed', function () {
+  this.timeout(60_000);
+  let e: Espresso;
+  before(async () => {
+    e = await startEspresso();
+  });
+  after(() => e.stop());
+
+  it('puts each contact in the chunk files once when pages repeat contacts (offset paging)', async () => {
+    // Each page starts with the last 3 contacts of the page before, as offset paging does when
+    // contacts are added ahead of the offset during the listing.
+    class ShiftingSandbox extends SandboxProcessor {
+      private tail: ContactRef[] = [];
+      override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
+        const page = await super.listPage(...args);
+        const shifted = { ...page, contacts: [...this.tail, ...page.contacts] };
+        this.tail = page.contacts.slice(-3);
+        return shifted;
+      }
+    }
+    const shifting = new ShiftingSandbox(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
+    );
+    const activities = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([shifting]),
+      alerts: async () => undefined,
+    });
+    const { configuration } = await e.connect(2_500);
+    await activities.runMaintenance(configuration.id);
+    const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
+      configurationId: configuration.id,
+      runDate: DATE,
+      mode: 'full' as const,
+    });
+    assert.equal(manifest.contacts, 2_500);
+    const chunk = await e.chunkValues(configuration.id, DATE); // throws on an id in two lines
+    assert.equal(chunk.size, 2_500);
   });
 });
 
