@@ -93,6 +93,23 @@ describe('espresso start (the npm start supervisor)', function () {
     assert.equal(health.status, 'ok', JSON.stringify(health));
     const ui = await fetch(`http://127.0.0.1:${env.ESPRESSO_TEMPORAL_UI_PORT}/`);
     assert.equal(ui.status, 200);
+    // The Web UI decrypts payloads through the web server's codec route, and that route answers it.
+    const settings = (await (
+      await fetch(`http://127.0.0.1:${env.ESPRESSO_TEMPORAL_UI_PORT}/api/v1/settings`)
+    ).json()) as { Codec: { Endpoint: string } };
+    const codec = settings.Codec.Endpoint;
+    assert.match(codec, new RegExp(`^http://localhost:${env.ESPRESSO_WEB_PORT}/codec/[\\w-]{43}$`));
+    const decoded = await fetch(`${codec.replace('localhost', '127.0.0.1')}/decode`, {
+      method: 'POST',
+      headers: {
+        origin: `http://localhost:${env.ESPRESSO_TEMPORAL_UI_PORT}`,
+        'content-type': 'application/json',
+        'x-namespace': 'default',
+      },
+      body: '{}',
+    });
+    assert.equal(decoded.status, 200);
+    assert.deepEqual(await decoded.json(), { payloads: [] });
     assert.match(first.output(), new RegExp(`Sandbox ESP\\s+http://127.0.0.1:${env.ESPRESSO_SANDBOX_PORT}`));
     const lists = await fetch(`http://127.0.0.1:${env.ESPRESSO_SANDBOX_PORT}/v1/lists`, {
       headers: { 'x-api-key': 'sandbox-demo-key' },
@@ -103,6 +120,7 @@ describe('espresso start (the npm start supervisor)', function () {
     assert.equal(doctor.status, 0, doctor.stdout + doctor.stderr);
     assert.doesNotMatch(doctor.stdout, /FAIL/);
     assert.match(doctor.stdout, /ok +worker: answered a self-check/);
+    assert.match(doctor.stdout, /ok +payload keys: 1 key\(s\) from secret payload-keys/);
 
     const children = descendants(first.proc.pid!);
     assert.ok(children.length >= 4, `expected dev server, sandbox, worker and web, got ${children}`);

@@ -86,6 +86,16 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       },
     },
     {
+      name: 'payload keys',
+      run: async () => {
+        const keys = await loadPayloadKeys(config.payloadKeys, stores.secrets);
+        const from = config.payloadKeys
+          ? 'ESPRESSO_PAYLOAD_KEYS'
+          : `secret payload-keys in ${stores.secrets.description}`;
+        return `${keys.keys.size} key(s) from ${from}; new payloads encrypted with ${keys.current}`;
+      },
+    },
+    {
       name: 'sandbox esp',
       run: async () => {
         if (!config.sandbox.enabled) return 'disabled (ESPRESSO_SANDBOX_ENABLED=false)';
