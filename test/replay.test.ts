@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
+import { dataConverter } from '../src/codec';
 import { workflowBundle } from './support/espresso';
+import { testPayloadKeys } from './support/temporal';
 
 const dir = join(projectRoot, 'test', 'histories');
 
@@ -33,7 +35,11 @@ describe('replaying recorded histories (test/histories)', () => {
         ids[file],
         `${file} is missing from workflow-ids.json: re-record with npm run record-histories`,
       );
-      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, ids[file]);
+      await Worker.runReplayHistory(
+        { workflowBundle: await workflowBundle(), dataConverter: dataConverter(testPayloadKeys) },
+        history,
+        ids[file],
+      );
     });
   }
 });

@@ -7,6 +7,7 @@ import { NotFoundError } from '../storage';
 import { CHUNK_LINES, exportManifestSchema, runFiles, type ExportManifest } from '../runs/files';
 import { mapFailures } from './failures';
 import { runLog } from './run-log';
+import { SeenIds } from './seen-ids';
 import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 export interface ExportInput {
@@ -78,18 +79,24 @@ export function createExportActivities(deps: ActivityDeps) {
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
         const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
-        // Offset paging (Mailchimp) repeats contacts at page boundaries when the list shifts during
-        // the listing: a contact must never get two values, so repeats of the previous page are dropped.
-        let previousPage = new Set<string>();
+        // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
+        // contact must never get two values, so every repeat is dropped, across resumes too.
+        const seen = new SeenIds();
+        for (let n = 1; n <= committed.chunkCount; n++) {
+          for await (const line of blobs.readLines(
+            runFiles.contacts(input.configurationId, input.runDate, n),
+          )) {
+            const id = contactIdOf(line);
+            if (id) seen.add(id);
+          }
+        }
         try {
           for (;;) {
             const page = await processor.listPage(target, cursor, input.mode);
             const fresh: string[] = [];
             let alreadySet = 0;
-            const thisPage = new Set<string>();
             for (const contact of page.contacts) {
-              if (previousPage.has(contact.contactId) || thisPage.has(contact.contactId)) continue;
-              thisPage.add(contact.contactId);
+              if (!seen.add(contact.contactId)) continue;
               // Stable once written: a contact that has a value keeps it.
               if (contact.currentValue !== undefined && VALID_VALUE.test(contact.currentValue)) alreadySet++;
               else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
@@ -98,7 +105,6 @@ export function createExportActivities(deps: ActivityDeps) {
             if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
             lines.push(...fresh);
             pendingAlreadySet += alreadySet;
-            previousPage = thisPage;
             context.heartbeat(committed);
             if (!page.nextCursor) break;
             cursor = page.nextCursor;
@@ -127,4 +133,13 @@ export function createExportActivities(deps: ActivityDeps) {
       });
     },
   };
+}
+
+function contactIdOf(line: string): string | undefined {
+  try {
+    const id = (JSON.parse(line) as { contactId?: unknown }).contactId;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined; // a damaged line: updateChunk reports it
+  }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { codecEndpoint } from '../codec';
-import { loadOrCreateKeyFile } from '../lib/key-file';
+import { readKeyFile } from '../lib/key-file';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { loadConfigOrExit } from './load-config';
@@ -33,7 +33,13 @@ program
   )
   .action(async () => {
     const config = loadConfigOrExit();
-    const secret = config.web.sessionSecret ?? (await loadOrCreateKeyFile(config.web.sessionSecretFile));
+    // The web server's secret, never a new one: a URL it would refuse is worse than none.
+    const secret = config.web.sessionSecret ?? (await readKeyFile(config.web.sessionSecretFile));
+    if (!secret) {
+      throw new Error(
+        `no session secret yet (${config.web.sessionSecretFile} is created at the web server's first start; or set ESPRESSO_SESSION_SECRET like the web server's)`,
+      );
+    }
     console.log(codecEndpoint(config.web.publicUrl, secret));
   });
 

@@ -63,10 +63,16 @@ export function newPayloadKeys(
 }
 
 /**
- * The key ring: ESPRESSO_PAYLOAD_KEYS when set, else the secret store's `payload-keys` entry, created
- * with a fresh key on first use (concurrent first starts agree on one key).
+ * The key ring: ESPRESSO_PAYLOAD_KEYS when set, else the secret store's `payload-keys` entry. The
+ * worker and the web server create that entry with a fresh key on their first start (`create`;
+ * concurrent first starts agree on one key); the CLI only reads it, so a shell pointed at the wrong
+ * store fails clearly instead of starting runs with a key the worker does not have.
  */
-export async function loadPayloadKeys(env: string | undefined, secrets: SecretStore): Promise<PayloadKeys> {
+export async function loadPayloadKeys(
+  env: string | undefined,
+  secrets: SecretStore,
+  options: { create: boolean } = { create: false },
+): Promise<PayloadKeys> {
   if (env) return parsePayloadKeys(env);
   const source = `secret ${PAYLOAD_KEYS_SECRET_ID} in ${secrets.description}`;
   let stored: string;
@@ -74,6 +80,11 @@ export async function loadPayloadKeys(env: string | undefined, secrets: SecretSt
     stored = await secrets.get(PAYLOAD_KEYS_SECRET_ID);
   } catch (err) {
     if (!(err instanceof NotFoundError)) throw err;
+    if (!options.create) {
+      throw new PayloadKeysError(
+        `no payload encryption keys: ${source} does not exist yet (the worker creates it at its first start; or set ESPRESSO_PAYLOAD_KEYS like the worker's)`,
+      );
+    }
     stored = await secrets.createIfAbsent(PAYLOAD_KEYS_SECRET_ID, formatPayloadKeys(newPayloadKeys()));
   }
   return parsePayloadKeys(stored, source);

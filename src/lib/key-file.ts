@@ -21,3 +21,13 @@ export async function loadOrCreateKeyFile(file: string): Promise<string> {
     throw err;
   }
 }
+
+/** The key in a file, or undefined when there is no such file. */
+export async function readKeyFile(file: string): Promise<string | undefined> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}

@@ -105,13 +105,13 @@ export abstract class BaseProcessor {
   async maintain(target: ProcessorTarget): Promise<MaintenanceReport> {
     const { credentials, refreshed } = await this.credentials(target);
     const call = this.callFor(target);
-    await this.validateCredentials(call, credentials);
-    const field = await this.ensureField(call, target);
+    await shapeChecked(() => this.validateCredentials(call, credentials));
+    const field = await shapeChecked(() => this.ensureField(call, target));
     return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
   }
 
   listPage(target: ProcessorTarget, cursor: string | undefined, mode: ListMode): Promise<ContactPage> {
-    return this.listContactsNeedingValue(this.callFor(target), target, cursor, mode);
+    return shapeChecked(() => this.listContactsNeedingValue(this.callFor(target), target, cursor, mode));
   }
 
   /**
@@ -131,7 +131,12 @@ export abstract class BaseProcessor {
     const batches: ContactUpdate[][] = [];
     for (let i = 0; i < valid.length; i += size) batches.push(valid.slice(i, i + size));
     const written = await Promise.all(batches.map((batch) => this.updateIsolating(call, target, batch)));
-    for (const r of written.flat()) results.set(r.contactId, r);
+    // Reasons end up in results files and summaries: no emails, credentials or contact ids (which
+    // are emails for some ESPs, in forms the email pattern may miss) in them.
+    for (const r of written.flat()) {
+      const reason = r.status === 'rejected' ? sanitize(r.reason.split(r.contactId).join('[contact]')) : '';
+      results.set(r.contactId, r.status === 'rejected' ? { ...r, reason } : r);
+    }
     return updates.map((u) => results.get(u.contactId)!);
   }
 
@@ -167,7 +172,9 @@ export abstract class BaseProcessor {
     });
     return {
       credentials,
-      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
+      account: await shapeChecked(() =>
+        this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
+      ),
     };
   }
 
@@ -180,7 +187,9 @@ export abstract class BaseProcessor {
     const credentials: Credentials = { kind: 'apiKey', apiKey: key };
     return {
       credentials,
-      account: await this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
+      account: await shapeChecked(() =>
+        this.validateCredentials(this.callWith(credentials, this.baseUrl()), credentials),
+      ),
     };
   }
 
@@ -353,7 +362,7 @@ export abstract class BaseProcessor {
   ): Promise<ContactResult[]> {
     let results: ContactResult[];
     try {
-      results = await this.updateContacts(call, target, batch);
+      results = await shapeChecked(() => this.updateContacts(call, target, batch));
     } catch (err) {
       if (!(err instanceof RequestRejectedError)) throw err;
       if (batch.length === 1)
@@ -379,7 +388,21 @@ export abstract class BaseProcessor {
       // Unknown outcome for some rows: rewriting the same values is safe, so retry the batch.
       throw new TransientError(`the ESP returned ${results.length} results for ${batch.length} contacts`);
     }
-    // Reasons end up in results files and summaries: no emails or credentials in them.
-    return results.map((r) => (r.status === 'rejected' ? { ...r, reason: sanitize(r.reason) } : r));
+    return results;
+  }
+}
+
+/**
+ * An ESP answer of an unexpected shape (a null where an object was documented, a missing list)
+ * that an ESP's code did not check becomes a retryable TransientError, never a crash.
+ */
+async function shapeChecked<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TypeError) {
+      throw new TransientError(`the ESP answered with an unexpected shape (${sanitize(err.message)})`);
+    }
+    throw err;
   }
 }

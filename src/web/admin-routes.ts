@@ -108,7 +108,6 @@ ${
   return router;
 }
 
-/** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
 /** True when the Authorization header carries the admin token or user + password. */
 export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
   if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return true;
@@ -127,6 +126,7 @@ export function same(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
 export function adminAuth(admin: WebDeps['web']['admin']) {
   return (req: Request, res: Response, next: NextFunction) => {
     if (!admin.token && !(admin.user && admin.password)) {

@@ -27,7 +27,7 @@ export interface WebDeps {
   temporalNamespace: string;
   temporalUiUrl: string;
   /** Payload encryption keys: Temporal clients encrypt with them, and /codec decodes for the Web UI. */
-  payloadKeys?: PayloadKeys;
+  payloadKeys: PayloadKeys;
   web: {
     publicUrl: string;
     sessionSecret: string;
@@ -111,7 +111,7 @@ export function createApp(deps: WebDeps): Express {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  if (deps.payloadKeys) app.use(codecRoutes({ ...deps, payloadKeys: deps.payloadKeys }));
+  app.use(codecRoutes(deps));
   app.use(connectRoutes(deps, signer, postLimiter, log));
   app.use(adminRoutes(deps, signer, postLimiter));
 

@@ -5,7 +5,7 @@
 import type { Payload } from '@temporalio/common';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { codecPathToken, EncryptionCodec, type PayloadKeys } from '../codec';
+import { codecPathToken, EncryptionCodec } from '../codec';
 import { isAdmin, same } from './admin-routes';
 import type { WebDeps } from './app';
 
@@ -21,7 +21,7 @@ const body = z.object({
     .default([]),
 });
 
-export function codecRoutes(deps: WebDeps & { payloadKeys: PayloadKeys }): Router {
+export function codecRoutes(deps: WebDeps): Router {
   const router = Router();
   const codec = new EncryptionCodec(deps.payloadKeys);
   const origins = uiOrigins(deps.temporalUiUrl);
@@ -52,8 +52,11 @@ export function codecRoutes(deps: WebDeps & { payloadKeys: PayloadKeys }): Route
     return isAdmin(admin, req.headers.authorization);
   };
 
+  // Before the body is read: unauthenticated callers cost nothing.
+  const auth = (req: Request, res: Response, next: NextFunction) =>
+    authorized(req) ? next() : void res.status(401).json({ error: 'not authorized' });
+
   const handle = (direction: 'encode' | 'decode') => async (req: Request, res: Response) => {
-    if (!authorized(req)) return void res.status(401).json({ error: 'not authorized' });
     const namespace = req.headers['x-namespace'];
     if (namespace !== undefined && namespace !== deps.temporalNamespace) {
       return void res.status(400).json({ error: `this codec serves namespace ${deps.temporalNamespace}` });
@@ -82,11 +85,12 @@ export function codecRoutes(deps: WebDeps & { payloadKeys: PayloadKeys }): Route
   };
 
   const json = express.json({ limit: '16mb', type: () => true });
-  for (const path of ['/codec/:token', '/codec']) {
-    router.options([`${path}/decode`, `${path}/encode`], cors);
-    router.post(`${path}/decode`, cors, json, handle('decode'));
-    router.post(`${path}/encode`, cors, json, handle('encode'));
-  }
+  // The capability path (the dev Web UI) only decodes; encoding needs the admin credentials.
+  router.options('/codec/:token/decode', cors);
+  router.post('/codec/:token/decode', cors, auth, json, handle('decode'));
+  router.options(['/codec/decode', '/codec/encode'], cors);
+  router.post('/codec/decode', cors, auth, json, handle('decode'));
+  router.post('/codec/encode', cors, auth, json, handle('encode'));
   return router;
 }
 

@@ -24,7 +24,7 @@ async function main(): Promise<void> {
 
   const { stores, processors, alerts } = createDeps(config, log);
   const app = createApp({
-    payloadKeys: await loadPayloadKeys(config.payloadKeys, stores.secrets),
+    payloadKeys: await loadPayloadKeys(config.payloadKeys, stores.secrets, { create: true }),
     stores,
     processors,
     alerts,

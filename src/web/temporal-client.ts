@@ -7,6 +7,6 @@ export async function temporalClient(deps: WebDeps): Promise<Client> {
   return new Client({
     connection: await deps.temporal(),
     namespace: deps.temporalNamespace,
-    ...(deps.payloadKeys ? { dataConverter: dataConverter(deps.payloadKeys) } : {}),
+    dataConverter: dataConverter(deps.payloadKeys),
   });
 }

@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const worker = (running.worker = await createWorker({
     connection,
     namespace: config.temporal.namespace,
-    payloadKeys: await loadPayloadKeys(config.payloadKeys, deps.stores.secrets),
+    payloadKeys: await loadPayloadKeys(config.payloadKeys, deps.stores.secrets, { create: true }),
     ...deps,
   }));
   log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');

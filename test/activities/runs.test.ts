@@ -201,13 +201,17 @@ describe('export of a list that shifts while it is listed', function () {
   after(() => e.stop());
 
   it('puts each contact in the chunk files once when pages repeat contacts (offset paging)', async () => {
-    // Each page starts with the last 3 contacts of the page before, as offset paging does when
-    // contacts are added ahead of the offset during the listing.
+    // Each page repeats the last 3 contacts of the page before (contacts added ahead of the offset)
+    // and, from the third page on, the first 1,500 contacts (more shifted than a page).
     class ShiftingSandbox extends SandboxProcessor {
       private tail: ContactRef[] = [];
+      private readonly first: ContactRef[] = [];
+      private pages = 0;
       override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
         const page = await super.listPage(...args);
-        const shifted = { ...page, contacts: [...this.tail, ...page.contacts] };
+        if (this.first.length < 1_500) this.first.push(...page.contacts.slice(0, 1_500 - this.first.length));
+        const repeated = ++this.pages >= 3 ? this.first : [];
+        const shifted = { ...page, contacts: [...this.tail, ...repeated, ...page.contacts] };
         this.tail = page.contacts.slice(-3);
         return shifted;
       }
@@ -231,6 +235,28 @@ describe('export of a list that shifts while it is listed', function () {
     assert.equal(manifest.contacts, 2_500);
     const chunk = await e.chunkValues(configuration.id, DATE); // throws on an id in two lines
     assert.equal(chunk.size, 2_500);
+
+    // Resumed after an earlier attempt's first chunk file: its contacts still count as exported.
+    const earlier = ['ct_0000001', 'ct_0000002'].map((contactId) =>
+      JSON.stringify({ contactId, value: `earlier_${contactId}_value` }),
+    );
+    const resumeDate = '2026-11-21';
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, resumeDate, 1), earlier.join('\n') + '\n');
+    const resumed: ExportManifest = await new MockActivityEnvironment({
+      heartbeatDetails: {
+        cursor: Buffer.from('1000').toString('base64url'),
+        chunkCount: 1,
+        contacts: 2,
+        alreadySet: 0,
+      },
+    }).run(activities.exportContacts, {
+      configurationId: configuration.id,
+      runDate: resumeDate,
+      mode: 'full' as const,
+    });
+    const values = await e.chunkValues(configuration.id, resumeDate);
+    assert.equal(values.get('ct_0000001'), 'earlier_ct_0000001_value');
+    assert.equal(resumed.contacts, values.size);
   });
 });
 

@@ -1,12 +1,17 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { dataConverter, formatPayloadKeys, newPayloadKeys } from '../../src/codec';
+import { dataConverter, formatPayloadKeys, parsePayloadKeys } from '../../src/codec';
 import { allSearchAttributes } from '../../src/temporal/constants';
 import { resolveTemporalCli } from '../../src/tools';
 
 let env: Promise<TestWorkflowEnvironment> | undefined;
 
-/** The payload keys of this test run: the shared client, test workers and spawned processes use them. */
-export const testPayloadKeys = newPayloadKeys('test');
+/**
+ * The tests' payload key ring (test-only, fixed so recorded histories stay decryptable): the shared
+ * client, test workers, spawned processes and the replay test use it.
+ */
+export const testPayloadKeys = parsePayloadKeys(
+  `test:${Buffer.alloc(32, 'espresso-test-key').toString('base64')}`,
+);
 /** For the environment of spawned espresso processes (ESPRESSO_PAYLOAD_KEYS). */
 export const testPayloadKeysEnv = formatPayloadKeys(testPayloadKeys);
 

@@ -2,6 +2,7 @@ import type { Connection } from '@temporalio/client';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import type { Stores } from '../../src/storage';
 import type { WebDeps } from '../../src/web/app';
+import { testPayloadKeys } from './temporal';
 
 export function webDeps(
   stores: Stores,
@@ -14,6 +15,7 @@ export function webDeps(
     temporal,
     temporalNamespace: 'default',
     temporalUiUrl: 'http://localhost:8233',
+    payloadKeys: testPayloadKeys,
     web: { publicUrl: 'http://localhost:3000', sessionSecret: 'x'.repeat(40), admin: {} },
     ...extra,
   };
