@@ -225,6 +225,15 @@ export class HubSpotProcessor extends BaseProcessor {
       for (const e of Array.isArray(body.errors) ? body.errors : []) {
         for (const id of idsOf(e)) if (wanted.delete(id)) results.push(rejected(id, e));
       }
+      // HubSpot answers for a merged contact under the surviving record's id: the row's own id is
+      // not echoed. Rewriting would not tell us more, so the row is reported, not retried forever.
+      for (const id of wanted) {
+        results.push({
+          contactId: id,
+          status: 'rejected',
+          reason: 'HubSpot returned no result for this contact (merged into another record, or deleted)',
+        });
+      }
       break;
     }
     return results;

@@ -1,5 +1,6 @@
 // Mailchimp Marketing API v3. The field is one merge field per audience; contacts are keyed by
 // email address (the batch endpoint takes nothing else). See docs/esps/mailchimp.md.
+import { createHash } from 'node:crypto';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
 import type {
@@ -222,10 +223,15 @@ export class MailchimpProcessor extends BaseProcessor {
     if (!Array.isArray(body?.updated_members) || !Array.isArray(body.errors)) throw malformed('POST list');
     const outcome = new Map<string, ContactResult['status'] | string>();
     for (const m of body.updated_members) outcome.set(key(m.email_address), 'updated');
-    for (const m of body.new_members ?? []) {
+    // Should Mailchimp ever add an address that left the audience since the export, it is archived
+    // again at once (DELETE archives a member) and the row reported: espresso never adds people.
+    for (const m of Array.isArray(body.new_members) ? body.new_members : []) {
+      const email = key(m?.email_address);
+      if (!email) continue;
+      await call({ method: 'DELETE', url: `/lists/${list(target)}/members/${subscriberHash(email)}` });
       outcome.set(
-        key(m.email_address),
-        'Mailchimp added this address as a new member: it was not in the audience',
+        email,
+        'the address was not in the audience (Mailchimp added it; espresso archived it again)',
       );
     }
     for (const e of body.errors) {
@@ -242,6 +248,11 @@ export class MailchimpProcessor extends BaseProcessor {
       };
     });
   }
+}
+
+/** Mailchimp's member id: the MD5 of the lowercase address. */
+function subscriberHash(email: string): string {
+  return createHash('md5').update(email.toLowerCase()).digest('hex');
 }
 
 function key(email: unknown): string {

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RequestRejectedError, TransientError } from './errors';
+import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
 import type {
   AccountInfo,
   ContactPage,
@@ -25,8 +25,10 @@ import type {
 } from './types';
 
 export interface SendGridOptions {
-  /** API host; default https://api.sendgrid.com (EU regional subusers: https://api.eu.sendgrid.com). */
+  /** API host; default https://api.sendgrid.com. */
   apiBaseUrl?: string;
+  /** API host of EU regional subusers, tried when the default host refuses a key; default https://api.eu.sendgrid.com. */
+  euApiBaseUrl?: string;
   /** First delay between export/import job status polls; doubles up to 30 s. Default 2 s. */
   jobPollMs?: number;
   /** How long one listPage waits for a pending export before returning an empty page. Default 5 min. */
@@ -40,6 +42,7 @@ export interface SendGridOptions {
 }
 
 const DEFAULT_API = 'https://api.sendgrid.com';
+const EU_API = 'https://api.eu.sendgrid.com';
 /** POST /v3/marketing/contacts/batch and /search/emails take at most 100 ids/emails. */
 const LOOKUP_MAX = 100;
 const CONTACT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -98,15 +101,38 @@ export class SendGridProcessor extends BaseProcessor {
     return (target?.apiBaseUrl ?? this.options.apiBaseUrl ?? DEFAULT_API).replace(/\/$/, '');
   }
 
+  /**
+   * `GET /v3/user/username` identifies the account. A key the global host refuses is tried on the EU
+   * host (EU regional subusers live only there); the configuration then keeps that host.
+   */
   protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
-    const { body } = await call<{ user_id?: unknown; username?: unknown }>({
-      method: 'GET',
-      url: '/v3/user/username',
-    });
+    const account = (base?: string) =>
+      call<{ user_id?: unknown; username?: unknown }>({
+        method: 'GET',
+        url: `${base ?? ''}/v3/user/username`,
+      });
+    let response;
+    let apiBaseUrl: string | undefined;
+    try {
+      response = await account();
+    } catch (err) {
+      const eu = (this.options.euApiBaseUrl ?? EU_API).replace(/\/$/, '');
+      if (!(err instanceof InvalidCredentialsError) || this.baseUrl() === eu) throw err;
+      response = await account(eu).catch(() => {
+        throw err; // the first refusal says it best
+      });
+      apiBaseUrl = eu;
+    }
+    const { body } = response;
     if (!isObject(body) || typeof body.user_id !== 'number' || typeof body.username !== 'string') {
       throw new TransientError('SendGrid answered GET /v3/user/username without user_id and username');
     }
-    return { accountId: String(body.user_id), accountLabel: body.username, lists: [] };
+    return {
+      accountId: String(body.user_id),
+      accountLabel: body.username,
+      lists: [],
+      ...(apiBaseUrl ? { apiBaseUrl } : {}),
+    };
   }
 
   protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {

@@ -45,6 +45,7 @@ const MEMBER_KEYS = new Set([
 ]);
 
 const hash = (email: string) => createHash('md5').update(email.toLowerCase()).digest('hex');
+const NO_CONTENT = Symbol('204 No Content');
 
 class Problem extends Error {
   constructor(
@@ -58,6 +59,8 @@ class Problem extends Error {
 }
 
 export class FakeMailchimp {
+  /** Addresses archived through DELETE /lists/{list_id}/members/{subscriber_hash}. */
+  readonly archived: string[] = [];
   readonly dc = 'us7';
   readonly accountId = `acc${randomBytes(4).toString('hex')}`;
   readonly apiKey = `${randomBytes(16).toString('hex')}-${this.dc}`;
@@ -197,6 +200,11 @@ export class FakeMailchimp {
         return;
       }
       const out = this.api(req.method ?? 'GET', apiPath.slice('/3.0'.length) || '/', url.searchParams, body);
+      if (out === NO_CONTENT) {
+        record.status = 204;
+        res.writeHead(204).end();
+        return;
+      }
       record.status = 200;
       record.response = send(200, project(out, url.searchParams.get('fields')));
     } catch (err) {
@@ -248,6 +256,18 @@ export class FakeMailchimp {
     if (method === 'GET' && path === '/lists') {
       const all = [...this.lists.values()].map((l) => ({ id: l.id, web_id: 1, name: l.name }));
       return { lists: all.slice(offset, offset + count), total_items: all.length, constraints: {} };
+    }
+    const archive = /^\/lists\/([^/]+)\/members\/([0-9a-f]{32})$/.exec(path);
+    if (method === 'DELETE' && archive) {
+      // Archives the member: gone from the audience's listings, restorable in Mailchimp.
+      const target = this.lists.get(decodeURIComponent(archive[1]!));
+      const member = target?.members.find((mb) => mb.id === archive[2]);
+      if (!target || !member)
+        throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
+      target.members.splice(target.members.indexOf(member), 1);
+      target.byEmail.delete(member.email_address);
+      this.archived.push(member.email_address);
+      return NO_CONTENT;
     }
     const lm = /^\/lists\/([^/]+)(\/merge-fields|\/members)?$/.exec(path);
     const list = lm && this.lists.get(decodeURIComponent(lm[1]!));

@@ -170,8 +170,8 @@ describe('Mailchimp processor', function () {
       }
     });
 
-    it('rejects an address Mailchimp reports as a new member, should it ever add one', async () => {
-      const { target, emails } = await ready(2);
+    it('rejects and archives an address Mailchimp reports as a new member, should it ever add one', async () => {
+      const { target, emails, list } = await ready(2);
       h.fake.addsWithoutStatus = true;
       try {
         const results = await h.processor.writeValues(target, [
@@ -182,6 +182,9 @@ describe('Mailchimp processor', function () {
           results.map((r) => r.status),
           ['updated', 'rejected'],
         );
+        // ...and archived again at once: espresso never adds people to an audience.
+        assert.deepEqual(h.fake.archived, ['newcomer@example.com']);
+        assert.equal(list.byEmail.has('newcomer@example.com'), false);
       } finally {
         h.fake.addsWithoutStatus = false;
       }

@@ -4,7 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { RateLimitedError, RequestRejectedError, TransientError } from '../../src/processors/errors';
 import { SendGridProcessor } from '../../src/processors/sendgrid';
 import type { ContactUpdate, ProcessorTarget } from '../../src/processors/types';
-import type { FakeSendGrid } from '../fakes/sendgrid-server';
+import { FakeSendGrid } from '../fakes/sendgrid-server';
 import { OpenApiSpec } from '../support/openapi';
 import { tempDir } from '../support/tmp';
 import { processorContract } from './contract';
@@ -62,6 +62,27 @@ describe('SendGrid processor', function () {
   it('describes the account by its SendGrid user id and username, with no lists', async () => {
     const { account } = await h.processor.connectWithApiKey(h.apiKey);
     assert.deepEqual(account, { accountId: String(h.fake.userId), accountLabel: h.fake.username, lists: [] });
+  });
+
+  it('finds an EU regional subuser on the EU host and keeps that host for the configuration', async () => {
+    const eu = await new FakeSendGrid().start();
+    fakes.push(eu);
+    try {
+      const euKey = 'SG.eu-subuser-key.0123456789abcdefghijklmnopqrstuvwxyz';
+      eu.apiKeys.clear();
+      eu.apiKeys.add(euKey);
+      const processor = new SendGridProcessor(
+        { secrets: h.secrets },
+        { apiBaseUrl: h.fake.url, euApiBaseUrl: eu.url, jobPollMs: 5, tmpDir: h.tmp },
+      );
+      const { account } = await processor.connectWithApiKey(euKey);
+      assert.equal(account.apiBaseUrl, eu.url);
+      assert.equal(account.accountId, String(eu.userId));
+      // A key neither host knows is refused with the first host's answer.
+      await assert.rejects(processor.connectWithApiKey('SG.nobody.0123456789'), /credentials not accepted/);
+    } finally {
+      await eu.stop();
+    }
   });
 
   it('names the field lcee (Text) and uses the {{lcee}} merge tag', () => {
