@@ -233,11 +233,16 @@ export class IterableProcessor extends BaseProcessor {
       const cached = this.files.get(cacheKey);
       const fresh = cached && Date.now() - cached.at < FILES_TTL_MS ? cached.body : undefined;
       if (fresh?.files[index]) return fresh.files[index];
-      if (fresh?.jobState === 'Completed') return 'done';
+      if (fresh?.jobState.toLowerCase() === 'completed') return 'done';
       const body = await this.listFiles(call, cacheKey, jobId);
       if (body.files[index]) return body.files[index];
-      if (body.jobState === 'Completed') return 'done';
-      if (body.jobState === 'Failed') throw new TransientError(`Iterable export job ${jobId} failed`);
+      const state = String(body.jobState).toLowerCase();
+      if (state === 'completed') return 'done';
+      if (state !== 'enqueued' && state !== 'running') {
+        throw new TransientError(
+          `Iterable export job ${jobId} ended as ${String(body.jobState).slice(0, 40)}`,
+        );
+      }
       if (Date.now() + delay > deadline) return 'pending';
       await sleep(delay);
       delay = Math.min(delay * 2, 30_000);
@@ -264,7 +269,7 @@ export class IterableProcessor extends BaseProcessor {
       all.files.push(...body.files);
       all.jobState = body.jobState;
       all.exportTruncated ||= body.exportTruncated === true;
-      if (body.files.length === 0 || body.jobState !== 'Completed') break;
+      if (body.files.length === 0 || body.jobState.toLowerCase() !== 'completed') break;
       startAfter = body.files[body.files.length - 1]!.file;
     }
     if (all.exportTruncated)
