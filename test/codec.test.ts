@@ -68,9 +68,15 @@ describe('payload encryption codec', () => {
 
   it('creates one key ring in the secret store on first use and reuses it', async () => {
     const { secrets } = await tempStores();
+    // The CLI only reads: before the worker's first start it says what is missing.
+    await assert.rejects(
+      loadPayloadKeys(undefined, secrets),
+      /no payload encryption keys: secret payload-keys .* does not exist yet/,
+    );
+    const create = { create: true };
     const [a, b] = await Promise.all([
-      loadPayloadKeys(undefined, secrets),
-      loadPayloadKeys(undefined, secrets),
+      loadPayloadKeys(undefined, secrets, create),
+      loadPayloadKeys(undefined, secrets, create),
     ]);
     assert.equal(formatPayloadKeys(a), formatPayloadKeys(b));
     assert.equal(formatPayloadKeys(await loadPayloadKeys(undefined, secrets)), formatPayloadKeys(a));

@@ -85,12 +85,13 @@ export function codecRoutes(deps: WebDeps): Router {
   };
 
   const json = express.json({ limit: '16mb', type: () => true });
-  // The capability path (the dev Web UI) only decodes; encoding needs the admin credentials.
-  router.options('/codec/:token/decode', cors);
-  router.post('/codec/:token/decode', cors, auth, json, handle('decode'));
-  router.options(['/codec/decode', '/codec/encode'], cors);
-  router.post('/codec/decode', cors, auth, json, handle('decode'));
-  router.post('/codec/encode', cors, auth, json, handle('encode'));
+  // The capability path (the dev Web UI, `codec-endpoint` for the CLI) or the admin credentials.
+  // Encoding is needed too: the Temporal CLI encodes query arguments through the same endpoint.
+  for (const path of ['/codec/:token', '/codec']) {
+    router.options([`${path}/decode`, `${path}/encode`], cors);
+    router.post(`${path}/decode`, cors, auth, json, handle('decode'));
+    router.post(`${path}/encode`, cors, auth, json, handle('encode'));
+  }
   return router;
 }
 
