@@ -11,7 +11,6 @@ import { resolveTemporalCli } from '../../src/tools';
 import { createApp } from '../../src/web/app';
 import { dailySyncWorkflow } from '../../src/workflows';
 import { startEspresso, type Espresso } from '../support/espresso';
-import { testPayloadKeys } from '../support/temporal';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -128,19 +127,14 @@ describe('daily run, schedule and temporal CLI', function () {
     const { configuration } = await e.connect(300);
     const workflowId = `sync/${configuration.id}/2026-11-05/full`;
     const input = JSON.stringify({ configurationId: configuration.id, runDate: '2026-11-05', mode: 'full' });
-    await temporal(
-      'workflow',
-      'start',
-      '--type',
-      'configurationSyncWorkflow',
-      '--task-queue',
-      TASK_QUEUE,
-      '--workflow-id',
-      workflowId,
-      '--input',
-      input,
+    // As README shows: --codec-endpoint (the web server's /codec route, capability path).
+    const web = createApp(webDeps(e.stores, async () => e.env.connection));
+    const server = web.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const endpoint = codecEndpoint(
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      webDeps(e.stores, async () => e.env.connection).web.sessionSecret,
     );
-    await e.client.workflow.getHandle(workflowId).result();
     const query = [
       'workflow',
       'query',
@@ -151,19 +145,30 @@ describe('daily run, schedule and temporal CLI', function () {
       '--output',
       'json',
     ];
-    // The worker encrypts the answer: without the codec server the CLI shows ciphertext only.
-    const encrypted = JSON.parse(await temporal(...query));
-    assert.doesNotMatch(JSON.stringify(encrypted), /contactsExported/);
-    // As README shows: --codec-endpoint (the web server's /codec route) decrypts it.
-    const web = createApp(webDeps(e.stores, async () => e.env.connection, { payloadKeys: testPayloadKeys }));
-    const server = web.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
     let progress;
     try {
-      const endpoint = codecEndpoint(
-        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        webDeps(e.stores, async () => e.env.connection).web.sessionSecret,
+      await temporal(
+        'workflow',
+        'start',
+        '--type',
+        'configurationSyncWorkflow',
+        '--task-queue',
+        TASK_QUEUE,
+        '--workflow-id',
+        workflowId,
+        '--input',
+        input,
+        '--codec-endpoint',
+        endpoint,
       );
+      await e.client.workflow.getHandle(workflowId).result();
+      // The input went to the server encrypted.
+      const history = await e.client.workflow.getHandle(workflowId).fetchHistory();
+      const started = history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+      assert.equal(Buffer.from(started.metadata!.encoding!).toString(), 'binary/encrypted');
+      // The worker encrypts the answer: without the codec server the CLI shows ciphertext only.
+      const encrypted = JSON.parse(await temporal(...query));
+      assert.doesNotMatch(JSON.stringify(encrypted), /contactsExported/);
       progress = JSON.parse(await temporal(...query, '--codec-endpoint', endpoint));
     } finally {
       server.close();
