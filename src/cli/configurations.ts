@@ -47,7 +47,7 @@ export function registerConfigurationCommands(program: Command): void {
         });
         console.log(`${created ? 'connected' : 'updated'} ${configuration.id}: ${describe(configuration)}`);
         if (!opts.firstRun) return;
-        const { client, close } = await connectClient(config);
+        const { client, close } = await connectClient(config, deps.stores.secrets);
         try {
           const handle = await startConfigurationRun(
             client,

@@ -22,6 +22,9 @@ export async function doctor(print: (line: string) => void = console.log): Promi
   }
   const stores = createStores(config.storage);
   let connection: Connection | undefined;
+  // Read once: the payload-keys check and the worker check both need the ring.
+  let payloadKeys: ReturnType<typeof loadPayloadKeys> | undefined;
+  const keys = () => (payloadKeys ??= loadPayloadKeys(config.payloadKeys, stores.secrets));
   const temporal = async () =>
     (connection ??= await Connection.connect({ address: config.temporal.address, connectTimeout: 3_000 }));
 
@@ -88,11 +91,11 @@ export async function doctor(print: (line: string) => void = console.log): Promi
     {
       name: 'payload keys',
       run: async () => {
-        const keys = await loadPayloadKeys(config.payloadKeys, stores.secrets);
+        const ring = await keys();
         const from = config.payloadKeys
           ? 'ESPRESSO_PAYLOAD_KEYS'
           : `secret payload-keys in ${stores.secrets.description}`;
-        return `${keys.keys.size} key(s) from ${from}; new payloads encrypted with ${keys.current}`;
+        return `${ring.keys.size} key(s) from ${from}; new payloads encrypted with ${ring.current}`;
       },
     },
     {
@@ -113,7 +116,7 @@ export async function doctor(print: (line: string) => void = console.log): Promi
         const client = new Client({
           connection: await temporal(),
           namespace: config.temporal.namespace,
-          dataConverter: dataConverter(await loadPayloadKeys(config.payloadKeys, stores.secrets)),
+          dataConverter: dataConverter(await keys()),
         });
         const started = Date.now();
         const result = await withTimeout(

@@ -122,7 +122,7 @@ async function startRun(
     if (err instanceof NotFoundError) throw new Error(`no configuration ${configurationId}`);
     throw err;
   }
-  const { client, close } = await connectClient(config);
+  const { client, close } = await connectClient(config, stores.secrets);
   try {
     const handle = await startConfigurationRun(
       client,

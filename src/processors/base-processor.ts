@@ -62,7 +62,7 @@ export abstract class BaseProcessor {
   protected abstract baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string;
   /** Checks the credentials with a cheap call and describes the account. */
   protected abstract validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo>;
-  /** Makes sure the custom field exists, creating it when missing. */
+  /** Makes sure the custom field exists, creating it when missing (a 409 on create counts as existing). */
   protected abstract ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'>;
   /** One page of contacts whose field is empty (`incremental`) or of every contact (`full`). */
   protected abstract listContactsNeedingValue(
@@ -106,7 +106,11 @@ export abstract class BaseProcessor {
     const { credentials, refreshed } = await this.credentials(target);
     const call = this.callFor(target);
     await shapeChecked(() => this.validateCredentials(call, credentials));
-    const field = await shapeChecked(() => this.ensureField(call, target));
+    const field = await shapeChecked(() => this.ensureField(call, target)).catch((err: unknown) => {
+      // 409: a concurrent run created the field between this run's read and write.
+      if (err instanceof RequestRejectedError && err.status === 409) return 'exists' as const;
+      throw err;
+    });
     return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
   }
 

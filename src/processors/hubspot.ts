@@ -115,25 +115,19 @@ export class HubSpotProcessor extends BaseProcessor {
     } catch (err) {
       if (!(err instanceof RequestRejectedError && err.status === 404)) throw err;
     }
-    try {
-      await send({
-        method: 'POST',
-        url: '/crm/v3/properties/contacts',
-        json: {
-          name: target.fieldName,
-          label: 'LiveConnect ID',
-          description: 'Random stable subscriber ID written by espresso. Do not edit.',
-          groupName: 'contactinformation',
-          type: 'string',
-          fieldType: 'text',
-        },
-      });
-      return 'created';
-    } catch (err) {
-      // Created by a concurrent run between our read and write.
-      if (err instanceof RequestRejectedError && err.status === 409) return 'exists';
-      throw err;
-    }
+    await send({
+      method: 'POST',
+      url: '/crm/v3/properties/contacts',
+      json: {
+        name: target.fieldName,
+        label: 'LiveConnect ID',
+        description: 'Random stable subscriber ID written by espresso. Do not edit.',
+        groupName: 'contactinformation',
+        type: 'string',
+        fieldType: 'text',
+      },
+    });
+    return 'created';
   }
 
   protected async listContactsNeedingValue(

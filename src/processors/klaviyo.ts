@@ -2,7 +2,7 @@
 // See docs/esps/klaviyo.md for the vendor facts and where espresso differs.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RateLimitedError, RequestRejectedError, TransientError } from './errors';
+import { RateLimitedError, TransientError } from './errors';
 import { PacerRegistry } from './pacing';
 import type {
   AccountInfo,
@@ -138,21 +138,16 @@ export class KlaviyoProcessor extends BaseProcessor {
       });
       return 'created';
     }
-    try {
-      await call({
-        method: 'POST',
-        url: '/api/profiles',
-        headers: { 'content-type': JSON_API },
-        json: {
-          data: { type: 'profile', attributes: { external_id: KLAVIYO_MARKER_EXTERNAL_ID, properties } },
-        },
-      });
-      return 'created';
-    } catch (err) {
-      // Another run created the marker between our read and write.
-      if (err instanceof RequestRejectedError && err.status === 409) return 'exists';
-      throw err;
-    }
+    // Another run creating the marker between our read and write answers 409 (the base: 'exists').
+    await call({
+      method: 'POST',
+      url: '/api/profiles',
+      headers: { 'content-type': JSON_API },
+      json: {
+        data: { type: 'profile', attributes: { external_id: KLAVIYO_MARKER_EXTERNAL_ID, properties } },
+      },
+    });
+    return 'created';
   }
 
   /** Get Profiles pages (100, cursor); custom properties cannot be filtered on, so we filter here. */

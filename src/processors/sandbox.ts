@@ -79,14 +79,8 @@ export class SandboxProcessor extends BaseProcessor {
     const path = `/v1/lists/${list(target)}/fields`;
     const { body } = await call<{ fields: Array<{ key: string }> }>({ method: 'GET', url: path });
     if (body.fields.some((f) => f.key === target.fieldName)) return 'exists';
-    try {
-      await call({ method: 'POST', url: path, json: { key: target.fieldName, label: 'LiveConnect ID' } });
-      return 'created';
-    } catch (err) {
-      // Created by a concurrent run between our read and write.
-      if (err instanceof RequestRejectedError && err.status === 409) return 'exists';
-      throw err;
-    }
+    await call({ method: 'POST', url: path, json: { key: target.fieldName, label: 'LiveConnect ID' } });
+    return 'created';
   }
 
   protected async listContactsNeedingValue(

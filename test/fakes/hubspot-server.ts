@@ -4,7 +4,7 @@
 // mistyped answers HubSpot's 400 and is recorded in `problems`.
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenLocal } from '../support/listen';
 
 export interface FakeRequest {
   method: string;
@@ -180,14 +180,11 @@ export class FakeHubSpot {
 
   async start(): Promise<void> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
   }
 
   stop(): Promise<void> {
-    return new Promise(
-      (resolve) => (this.server!.closeAllConnections(), this.server!.close(() => resolve())),
-    );
+    return closeServer(this.server!);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -4,7 +4,7 @@
 // per-row failure arrays, and 429s when switched on. One project per API key.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenLocal } from '../support/listen';
 
 export interface FakeUser {
   email?: string;
@@ -128,13 +128,12 @@ export class FakeIterable {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => this.handle(req, Buffer.concat(chunks), res));
     });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
     return this;
   }
 
   stop(): Promise<void> {
-    return new Promise((resolve) => (this.server.closeAllConnections(), this.server.close(() => resolve())));
+    return closeServer(this.server);
   }
 
   private handle(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse) {

@@ -1,10 +1,10 @@
 // A fake Klaviyo API (revision 2026-07-15) for the processor tests: the endpoints espresso uses,
 // with Klaviyo's paths, auth scheme, JSON:API bodies, error format, cursor pages, bulk import jobs
+import { closeServer, listenLocal } from '../support/listen';
 // and 429s. Request shapes are checked strictly against the documented schemas (hand-written here):
 // a request the real API would refuse is refused with Klaviyo's 400 error body.
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 export interface FakeProfile {
   id: string;
@@ -142,13 +142,12 @@ export class KlaviyoFake {
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
     return this;
   }
 
   stop(): Promise<void> {
-    return new Promise((resolve) => (this.server.closeAllConnections(), this.server.close(() => resolve())));
+    return closeServer(this.server);
   }
 
   // ---- inspection helpers ----

@@ -2,8 +2,8 @@
 // center host) and the OAuth endpoints of login.mailchimp.com, in memory, for processor tests.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { RecordedRequest } from '../support/openapi';
+import { closeServer, listenLocal } from '../support/listen';
 
 export interface FakeMember {
   id: string;
@@ -81,13 +81,12 @@ export class FakeMailchimp {
 
   async start(): Promise<this> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
     return this;
   }
 
   stop(): Promise<void> {
-    return new Promise((resolve) => (this.server.closeAllConnections(), this.server.close(() => resolve())));
+    return closeServer(this.server);
   }
 
   /** The API's base URL template for the processor (`{dc}` = the key's data center). */

@@ -3,9 +3,9 @@
 // Export files and job error files are served from /files/ (in production: signed URLs on another host).
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import type { RecordedRequest } from '../support/openapi';
+import { closeServer, listenLocal } from '../support/listen';
 
 export interface FakeContact {
   id: string;
@@ -69,13 +69,12 @@ export class FakeSendGrid {
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.url = await listenLocal(this.server);
     return this;
   }
 
   stop(): Promise<void> {
-    return new Promise((resolve) => (this.server.closeAllConnections(), this.server.close(() => resolve())));
+    return closeServer(this.server);
   }
 
   // ---- inspection helpers ----

@@ -1,23 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { Credentials, ProcessorTarget } from '../../src/processors/types';
 import { createSandboxServer } from '../../src/sandbox/server';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
+import { closeServer, listenLocal } from '../support/listen';
 import { tempDir } from '../support/tmp';
 import type { ProcessorHarness } from './harness';
 
 /** A real Sandbox ESP server on a free port, in this process so tests can look at its state. */
 export async function startSandbox(state = SandboxState.demo()) {
   const server = createSandboxServer(state);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = await listenLocal(server);
   return {
     state,
     server,
     url,
-    stop: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+    stop: () => closeServer(server),
   };
 }
 

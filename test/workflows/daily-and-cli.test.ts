@@ -1,7 +1,7 @@
 // The daily run, the schedule, and the README's `temporal` CLI commands, run with the real binary.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { codecEndpoint } from '../../src/codec';
@@ -11,6 +11,7 @@ import { resolveTemporalCli } from '../../src/tools';
 import { createApp } from '../../src/web/app';
 import { dailySyncWorkflow } from '../../src/workflows';
 import { startEspresso, type Espresso } from '../support/espresso';
+import { closeServer, listenLocal } from '../support/listen';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -129,10 +130,9 @@ describe('daily run, schedule and temporal CLI', function () {
     const input = JSON.stringify({ configurationId: configuration.id, runDate: '2026-11-05', mode: 'full' });
     // As README shows: --codec-endpoint (the web server's /codec route, capability path).
     const web = createApp(webDeps(e.stores, async () => e.env.connection));
-    const server = web.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
+    const server = createServer(web);
     const endpoint = codecEndpoint(
-      `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      await listenLocal(server),
       webDeps(e.stores, async () => e.env.connection).web.sessionSecret,
     );
     const query = [
@@ -171,7 +171,7 @@ describe('daily run, schedule and temporal CLI', function () {
       assert.doesNotMatch(JSON.stringify(encrypted), /contactsExported/);
       progress = JSON.parse(await temporal(...query, '--codec-endpoint', endpoint));
     } finally {
-      server.close();
+      await closeServer(server);
     }
     assert.deepEqual(progress.queryResult[0], {
       phase: 'done',

@@ -3,7 +3,7 @@
 // for the Web UI exactly as the UI asks.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
 import { Client } from '@temporalio/client';
 import { codecPathToken, ENCRYPTED_ENCODING } from '../../src/codec';
 import type { Credentials } from '../../src/processors/types';
@@ -11,6 +11,7 @@ import { createApp } from '../../src/web/app';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import { sandboxOAuthCredentials } from '../processors/sandbox-harness';
 import { startEspresso, type Espresso } from '../support/espresso';
+import { closeServer, listenLocal } from '../support/listen';
 import { testPayloadKeys } from '../support/temporal';
 import { webDeps } from '../support/web';
 
@@ -178,9 +179,8 @@ describe('encrypted payloads in Temporal histories', function () {
         },
       }),
     );
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const server = createServer(app);
+    const base = await listenLocal(server);
     const endpoint = `${base}/codec/${codecPathToken('s'.repeat(40))}`;
     const ui = 'http://localhost:8233';
     const toJson = (p: ProtoPayload) => ({
@@ -232,7 +232,7 @@ describe('encrypted payloads in Temporal histories', function () {
         200,
       );
     } finally {
-      server.close();
+      await closeServer(server);
     }
   });
 });
