@@ -18,7 +18,7 @@ import { OAUTH_ESPS } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
-import { hashBinding, PendingFlows } from './pending';
+import { hashBinding, PendingFlows, type ClaimProblem } from './pending';
 import { csrfToken, csrfValid, flowBinding, FLOW_COOKIE, newNonce, type Signer } from './security';
 
 const reauthorizeQuery = z.object({ reauthorize: configurationIdSchema.optional() });
@@ -88,6 +88,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       return void res.redirect(303, `/auth/${encodeURIComponent(processor.descriptor.id)}/key`);
     const query = reauthorizeQuery.safeParse(req.query);
     if (!query.success) return badRequest(res, query.error);
+    if (!(await reauthorizable(res, processor, query.data.reauthorize))) return;
     const binding = flowBinding(req, res, secure);
     const nonce = newNonce();
     const esp = processor.descriptor.id;
@@ -125,8 +126,8 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     const binding = req.cookies?.[FLOW_COOKIE] as string | undefined;
     const state = signer.checkState(query.data.state, esp, binding);
     if ('problem' in state) return expired(res, esp);
-    const claimed = await pending.claim(state.nonce, 'authorizing', binding);
-    if ('problem' in claimed) return expired(res, esp);
+    const claimed = await pending.claim(state.nonce, 'authorizing', binding, esp);
+    if ('problem' in claimed) return claimFailure(res, claimed.problem, esp);
     await pending.finish(state.nonce);
     if (query.data.error) {
       const denied = query.data.error === 'access_denied';
@@ -167,6 +168,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     if (!d.apiKey) return void res.redirect(303, `/auth/${encodeURIComponent(d.id)}/start`);
     const query = reauthorizeQuery.safeParse(req.query);
     if (!query.success) return badRequest(res, query.error);
+    if (!(await reauthorizable(res, processor, query.data.reauthorize))) return;
     res.send(
       page(
         `Connect ${d.displayName}`,
@@ -193,6 +195,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       })
       .safeParse(req.body);
     if (!body.success) return badRequest(res, body.error);
+    if (!(await reauthorizable(res, processor, body.data.reauthorize))) return;
     try {
       const { credentials, account } = await processor.connectWithApiKey(body.data.apiKey);
       await complete(req, res, processor, credentials, account, body.data.reauthorize);
@@ -209,10 +212,11 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       .object({ nonce: z.string().min(10).max(64), listId: z.string().min(1).max(200) })
       .safeParse(req.body);
     if (!body.success) return badRequest(res, body.error);
-    const claimed = await pending.claim(body.data.nonce, 'choose_list', req.cookies?.[FLOW_COOKIE]);
-    if ('problem' in claimed) return expired(res, processor.descriptor.id);
+    const esp = processor.descriptor.id;
+    const claimed = await pending.claim(body.data.nonce, 'choose_list', req.cookies?.[FLOW_COOKIE], esp);
+    if ('problem' in claimed) return claimFailure(res, claimed.problem, esp);
     await pending.finish(body.data.nonce);
-    if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, processor.descriptor.id);
+    if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, esp);
     try {
       await save(
         res,
@@ -226,6 +230,40 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       espFailure(res, processor, err);
     }
   });
+
+  /**
+   * A re-authorization link names a configuration: it must exist and belong to this route's ESP,
+   * checked before anything is asked of the ESP. Answers the refusal itself when it does not.
+   */
+  async function reauthorizable(
+    res: Response,
+    processor: BaseProcessor,
+    reauthorizeId: string | undefined,
+  ): Promise<boolean> {
+    if (!reauthorizeId) return true;
+    const esp = processor.descriptor.id;
+    try {
+      const configuration = await deps.stores.configurations.get(reauthorizeId);
+      if (configuration.esp === esp) return true;
+      failure(
+        res,
+        400,
+        'That configuration is not connected to this ESP',
+        `This link re-authorizes a configuration of another ESP, not ${h(processor.descriptor.displayName)}. Nothing was changed. Use the re-authorization link on the admin page.`,
+        esp,
+      );
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      failure(
+        res,
+        404,
+        'Unknown configuration',
+        'The configuration this link re-authorizes does not exist any more.',
+        esp,
+      );
+    }
+    return false;
+  }
 
   /** Validated credentials: pick the list if the account has several, else save. */
   async function complete(
@@ -406,6 +444,18 @@ function failure(res: Response, status: number, title: string, message: string, 
         { kind: 'error' },
       ),
     );
+}
+
+/** A pending flow that cannot be continued on this route; nothing is created or changed. */
+function claimFailure(res: Response, problem: ClaimProblem, esp: string): void {
+  if (problem !== 'other_esp') return expired(res, esp);
+  failure(
+    res,
+    400,
+    'This connection belongs to another ESP',
+    'This connection was started for another ESP than the one this page connects. Nothing was connected or changed. Please start again from the list of ESPs.',
+    esp,
+  );
 }
 
 function expired(res: Response, esp: string): void {

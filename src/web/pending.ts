@@ -22,7 +22,7 @@ export interface PendingSecret {
   credentials?: Credentials;
 }
 
-export type ClaimProblem = 'unknown' | 'used' | 'expired' | 'other_browser';
+export type ClaimProblem = 'unknown' | 'used' | 'expired' | 'other_browser' | 'other_esp';
 
 const key = (nonce: string) => `web/pending/${nonce}.json`;
 const secretId = (nonce: string) => `pending/${nonce}`;
@@ -39,11 +39,15 @@ export class PendingFlows {
     await this.blobs.put(key(nonce), JSON.stringify(flow));
   }
 
-  /** Takes the flow for this browser, once. */
+  /**
+   * Takes the flow for this browser and this ESP's route, once. A flow posted to another ESP's
+   * route is refused and left as it was: its credentials belong to the ESP that validated them.
+   */
   async claim(
     nonce: string,
     stage: PendingFlow['stage'],
     binding: string | undefined,
+    esp: string,
     now = Date.now(),
   ): Promise<{ flow: PendingFlow; secret: PendingSecret } | { problem: ClaimProblem }> {
     if (!/^[A-Za-z0-9_-]{10,64}$/.test(nonce)) return { problem: 'unknown' };
@@ -57,6 +61,7 @@ export class PendingFlows {
     const flow = JSON.parse(stored.body.toString('utf8')) as PendingFlow;
     if (flow.stage === 'used') return { problem: 'used' };
     if (flow.stage !== stage) return { problem: 'unknown' };
+    if (flow.esp !== esp) return { problem: 'other_esp' };
     if (!binding || hashBinding(binding) !== flow.binding) return { problem: 'other_browser' };
     if (flow.createdAt + STATE_TTL_MS < now) return { problem: 'expired' };
     try {
