@@ -1,9 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from './logger';
+import type { Configuration, ConfigurationStore } from './storage';
 
 export interface Alert {
   configurationId: string;
   esp: string;
-  status: 'needs_reauth' | 'active';
+  /**
+   * needs_reauth: its credentials stopped working; active: they work again; run_failed: a run
+   * failed, timed out or was cancelled; run_recovered: a run completed after that.
+   */
+  status: 'needs_reauth' | 'active' | 'run_failed' | 'run_recovered';
   message: string;
 }
 
@@ -33,4 +39,47 @@ export function createAlertSender(log: Logger, webhookUrl?: string): AlertSender
       await new Promise((r) => setTimeout(r, 500 * attempt));
     }
   };
+}
+
+type Change = Partial<Omit<Configuration, 'id' | 'createdAt'>>;
+
+/**
+ * Changes a configuration and, when `decide` says the change deserves an alert, saves the alert in
+ * the same conditional write (the document's outbox) before sending it: a crash between the write
+ * and the send leaves the alert in the outbox, and the next call (or the daily run's listing)
+ * sends it. An alert is sent at least once, and only for the change that caused it.
+ */
+export async function changeWithAlert(
+  configurations: ConfigurationStore,
+  alerts: AlertSender,
+  id: string,
+  decide: (current: Configuration) => { change: Change; alert?: Pick<Alert, 'status' | 'message'> },
+): Promise<{ configuration: Configuration; alerted: boolean }> {
+  let alerted = false;
+  const configuration = await configurations.update(id, (current) => {
+    const { change, alert } = decide(current);
+    alerted = !!alert;
+    if (!alert) return change;
+    const outbox = [...(current.alertOutbox ?? []), { id: randomUUID(), ...alert }].slice(-20);
+    return { ...change, alertOutbox: outbox };
+  });
+  return { configuration: await sendOutbox(configurations, alerts, configuration), alerted };
+}
+
+/** Sends a configuration's pending alerts, then removes exactly those from its outbox. */
+export async function sendOutbox(
+  configurations: ConfigurationStore,
+  alerts: AlertSender,
+  configuration: Configuration,
+): Promise<Configuration> {
+  const pending = configuration.alertOutbox ?? [];
+  if (pending.length === 0) return configuration;
+  for (const a of pending) {
+    await alerts({ configurationId: configuration.id, esp: configuration.esp, status: a.status, message: a.message });
+  }
+  const sent = new Set(pending.map((a) => a.id));
+  return configurations.update(configuration.id, (current) => {
+    const rest = (current.alertOutbox ?? []).filter((a) => !sent.has(a.id));
+    return { alertOutbox: rest.length ? rest : undefined };
+  });
 }

@@ -50,6 +50,7 @@ export const envSchema = z.object({
   ESPRESSO_METRICS_PORT: port.optional(),
   ESPRESSO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_ESP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
+  ESPRESSO_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(300_000).default(15_000),
   ESPRESSO_PAYLOAD_KEYS: z
     .string()
     .regex(
@@ -116,6 +117,8 @@ export interface AppConfig {
   alertWebhookUrl?: string;
   /** How long one ESP request may take before it counts as a (retryable) timeout. */
   espTimeoutMs: number;
+  /** Worker shutdown: in-flight activities get this long to finish (below the supervisor's 20 s). */
+  shutdownGraceMs: number;
   /** The worker's Prometheus endpoint; off when no port is set. */
   metrics?: { host: string; port: number };
   /** Payload encryption keys (`id:base64,...`); default: the secret store's `payload-keys` entry. */
@@ -223,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     },
     alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
     espTimeoutMs: e.ESPRESSO_ESP_TIMEOUT_MS,
+    shutdownGraceMs: e.ESPRESSO_SHUTDOWN_GRACE_MS,
     metrics: e.ESPRESSO_METRICS_PORT
       ? { host: e.ESPRESSO_METRICS_HOST, port: e.ESPRESSO_METRICS_PORT }
       : undefined,

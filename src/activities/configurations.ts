@@ -1,5 +1,11 @@
+import { ZodError } from 'zod';
 import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
+import { changeWithAlert, sendOutbox } from '../alerts';
+import type { ListMode } from '../processors/types';
+import { runFiles } from '../runs/files';
+import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
+import { runningWriter } from '../temporal/runs';
 import { mapFailures } from './failures';
 
 export interface RunContext {
@@ -8,17 +14,59 @@ export interface RunContext {
   maintenance: boolean;
   /** From the ESP's descriptor: how many chunk updates to keep in flight. */
   concurrency: number;
+  /** The run's folder: the one asked for, or one of its own when another run holds that one. */
+  folder: string;
 }
 
+export interface StartRunInput {
+  configurationId: string;
+  folder: string;
+  owner: { workflowId: string; runId: string };
+  mode: ListMode;
+  dryRun: boolean;
+}
+
+/** One listed configuration, or why its document cannot be read. */
+export interface ListedConfiguration {
+  configurationId: string;
+  esp?: string;
+  status?: Configuration['status'];
+  unreadable?: string;
+}
+
+/** Reads of configuration documents in flight at once while listing a page. */
+const READS_AT_ONCE = 32;
+const UNREADABLE_MARKERS = 'alerts/unreadable/';
+
 export function createConfigurationActivities(deps: ActivityDeps) {
+  const { configurations, blobs } = deps.stores;
   return {
-    /** Ids of the configurations the daily run covers. */
+    /** Legacy daily runs: the active configurations. Unreadable documents are left out (and logged). */
     async listActiveConfigurations(): Promise<Array<{ configurationId: string; esp: string }>> {
-      const all = await deps.stores.configurations.list();
-      return all.filter((c) => c.status === 'active').map((c) => ({ configurationId: c.id, esp: c.esp }));
+      const active: Array<{ configurationId: string; esp: string }> = [];
+      let after: string | undefined;
+      do {
+        const page = await listPage(after, 1_000);
+        for (const e of page.entries) if (e.status === 'active') active.push({ configurationId: e.configurationId, esp: e.esp! });
+        after = page.nextCursor;
+      } while (after);
+      return active;
     },
 
-    async loadRunContext(configurationId: string): Promise<RunContext> {
+    /**
+     * One page of configurations in id order, after `after`. A document that cannot be read is
+     * listed as unreadable (with the reason) and alerted once; the others are unaffected. Alerts a
+     * crash left in a document's outbox are sent.
+     */
+    async listConfigurationsPage(input: {
+      after?: string;
+      limit: number;
+    }): Promise<{ entries: ListedConfiguration[]; nextCursor?: string }> {
+      return mapFailures(() => listPage(input.after, input.limit));
+    },
+
+    /** Legacy runs: what a run needs to know of its configuration. */
+    async loadRunContext(configurationId: string): Promise<Omit<RunContext, 'folder'>> {
       return mapFailures(async () => {
         const { configuration, processor } = await loadTarget(deps, configurationId);
         return {
@@ -31,26 +79,131 @@ export function createConfigurationActivities(deps: ActivityDeps) {
     },
 
     /**
+     * What a run needs to know of its configuration, and its folder. The folder is claimed with a
+     * conditional write (runs/<id>/<folder>/run.json): a folder belongs to one run, so no run reuses
+     * or overwrites another's files. A run that finds its folder taken gets `<date>_run-<runId>`.
+     */
+    async startRun(input: StartRunInput): Promise<RunContext> {
+      return mapFailures(async () => {
+        const { configuration, processor } = await loadTarget(deps, input.configurationId);
+        let folder = input.folder;
+        if (!(await claimFolder(input, folder))) {
+          folder = `${input.folder.slice(0, 10)}_run-${input.owner.runId.replace(/[^a-z0-9]/g, '').slice(0, 8)}`;
+          if (!(await claimFolder(input, folder))) {
+            throw new ConflictError('blob', runFiles.runRecord(input.configurationId, folder));
+          }
+        }
+        return {
+          esp: configuration.esp,
+          status: configuration.status,
+          maintenance: configuration.maintenance,
+          concurrency: processor.descriptor.concurrency,
+          folder,
+        };
+      });
+    },
+
+    /** The run holding a configuration's writer, in words (for the run that found it busy). */
+    async describeWriter(configurationId: string): Promise<string | undefined> {
+      if (!deps.temporal) return undefined;
+      return runningWriter(await deps.temporal.client(), configurationId).catch(() => undefined);
+    },
+
+    /**
      * Moves the configuration to needs_reauth. The alert goes out only when the status changes, so
-     * repeated failures (daily runs, retries) alert once.
+     * repeated failures (daily runs, retries) alert once; it is saved with the change, so a crash
+     * before it is sent does not lose it.
      */
     async markNeedsReauth(input: { configurationId: string; reason: string }): Promise<{ changed: boolean }> {
       return mapFailures(async () => {
-        let changed = false;
-        const updated = await deps.stores.configurations.update(input.configurationId, (c) => {
-          changed = c.status !== 'needs_reauth';
-          return { status: 'needs_reauth', statusReason: input.reason.slice(0, 500) };
-        });
-        if (changed) {
-          await deps.alerts({
-            configurationId: updated.id,
-            esp: updated.esp,
-            status: 'needs_reauth',
-            message: `credentials no longer work; re-authorize this configuration (${input.reason.slice(0, 200)})`,
-          });
-        }
-        return { changed };
+        const { alerted } = await changeWithAlert(configurations, deps.alerts, input.configurationId, (c) => ({
+          change: { status: 'needs_reauth', statusReason: input.reason.slice(0, 500) },
+          alert:
+            c.status === 'needs_reauth'
+              ? undefined
+              : {
+                  status: 'needs_reauth',
+                  message: `credentials no longer work; re-authorize this configuration (${input.reason.slice(0, 200)})`,
+                },
+        }));
+        return { changed: alerted };
       });
     },
   };
+
+  async function claimFolder(input: StartRunInput, folder: string): Promise<boolean> {
+    const key = runFiles.runRecord(input.configurationId, folder);
+    const record = {
+      ...input.owner,
+      mode: input.mode,
+      dryRun: input.dryRun,
+      claimedAt: new Date().toISOString(),
+    };
+    try {
+      await blobs.put(key, JSON.stringify(record, null, 2) + '\n', {
+        ifNoneMatch: '*',
+        contentType: 'application/json',
+      });
+      return true;
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      // A retry of this activity finds its own claim.
+      const held = JSON.parse((await blobs.get(key)).body.toString('utf8')) as { runId?: string };
+      return held.runId === input.owner.runId;
+    }
+  }
+
+  async function listPage(after: string | undefined, limit: number) {
+    const keys = await blobs.listPage('configurations/', {
+      after: after === undefined ? undefined : `configurations/${after}.json`,
+      limit,
+    });
+    const ids = keys
+      .filter((k) => k.endsWith('.json'))
+      .map((k) => k.slice('configurations/'.length, -'.json'.length));
+    const markers = new Set(
+      (await blobs.list(UNREADABLE_MARKERS)).map((k) => k.slice(UNREADABLE_MARKERS.length, -'.json'.length)),
+    );
+    const entries: ListedConfiguration[] = [];
+    for (let i = 0; i < ids.length; i += READS_AT_ONCE) {
+      const read = await Promise.all(ids.slice(i, i + READS_AT_ONCE).map((id) => readListed(id, markers)));
+      for (const entry of read) if (entry) entries.push(entry);
+    }
+    return { entries, nextCursor: keys.length === limit ? ids.at(-1) : undefined };
+  }
+
+  async function readListed(id: string, markers: Set<string>): Promise<ListedConfiguration | undefined> {
+    let configuration: Configuration;
+    try {
+      configuration = await configurations.get(id);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined; // deleted since it was listed
+      if (!(err instanceof CorruptDataError) && !(err instanceof ZodError)) throw err;
+      const reason = err.message.slice(0, 300);
+      await alertUnreadableOnce(id, reason);
+      return { configurationId: id, unreadable: reason };
+    }
+    if (markers.has(id)) await blobs.delete(`${UNREADABLE_MARKERS}${id}.json`);
+    if (configuration.alertOutbox?.length) await sendOutbox(configurations, deps.alerts, configuration);
+    return { configurationId: id, esp: configuration.esp, status: configuration.status };
+  }
+
+  /** An unreadable document alerts once (a marker remembers it) until it reads again. */
+  async function alertUnreadableOnce(id: string, reason: string): Promise<void> {
+    try {
+      await blobs.put(`${UNREADABLE_MARKERS}${id}.json`, JSON.stringify({ reason, at: new Date().toISOString() }), {
+        ifNoneMatch: '*',
+        contentType: 'application/json',
+      });
+    } catch (err) {
+      if (err instanceof ConflictError) return;
+      throw err;
+    }
+    await deps.alerts({
+      configurationId: id,
+      esp: 'unknown',
+      status: 'run_failed',
+      message: `the configuration document cannot be read, so it is skipped every day until it is fixed (${reason})`,
+    });
+  }
 }

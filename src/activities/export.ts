@@ -3,8 +3,14 @@ import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
 import type { ListMode } from '../processors/types';
-import { NotFoundError } from '../storage';
-import { CHUNK_LINES, exportManifestSchema, runFiles, type ExportManifest } from '../runs/files';
+import { CorruptDataError, NotFoundError } from '../storage';
+import {
+  CHUNK_LINES,
+  exportManifestSchema,
+  runFiles,
+  type ExportManifest,
+  type ResultLine,
+} from '../runs/files';
 import { mapFailures } from './failures';
 import { runLog } from './run-log';
 import { SeenIds } from './seen-ids';
@@ -12,8 +18,16 @@ import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 export interface ExportInput {
   configurationId: string;
+  /** The run's folder (named runDate for the runs of earlier versions). */
   runDate: string;
   mode: ListMode;
+  /**
+   * Redispatch: instead of giving new values, write again the values of this earlier run's folder
+   * to its contacts that were not updated then and still hold no value in the ESP now.
+   */
+  retryOf?: string;
+  /** A dry run's export: marked so, so it is never written to the ESP. */
+  dryRun?: boolean;
 }
 
 /** Heartbeat details: enough to resume after the last chunk written. Keys and counts only. */
@@ -22,9 +36,11 @@ interface ExportProgress {
   chunkCount: number;
   contacts: number;
   alreadySet: number;
+  foreignValues?: number;
 }
 
-const VALID_VALUE = /^[A-Za-z0-9_-]{16,64}$/;
+/** The values espresso itself writes. Values of any other form that a contact holds are kept too. */
+const OWN_VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 
 /** A new value: 128 random bits, base64url. Never derived from anything about the contact. */
 export function newValue(): string {
@@ -32,20 +48,24 @@ export function newValue(): string {
 }
 
 export function createExportActivities(deps: ActivityDeps) {
+  const { blobs } = deps.stores;
   return {
     /**
      * Pages through the contacts needing a value, gives each a new value and writes chunk files of
-     * at most CHUNK_LINES lines. A retried attempt resumes after the last chunk written (its page
-     * cursor is heartbeated); a finished export is reused by reruns of the same run date.
+     * at most CHUNK_LINES lines. A contact that holds any value keeps it. A retried attempt resumes
+     * after the last chunk written (its page cursor is heartbeated, at once when nothing is pending,
+     * so an ESP export job started by the first page is resumed, never started twice); a finished
+     * export is reused by a retry of the same run, which owns its folder.
      */
     async exportContacts(input: ExportInput): Promise<ExportManifest> {
       return mapFailures(async () => {
-        const { blobs } = deps.stores;
         const manifestKey = runFiles.exportManifest(input.configurationId, input.runDate);
-        try {
-          return exportManifestSchema.parse(JSON.parse((await blobs.get(manifestKey)).body.toString('utf8')));
-        } catch (err) {
-          if (!(err instanceof NotFoundError)) throw err;
+        const finished = await readManifest(input.configurationId, input.runDate);
+        if (finished) {
+          if (finished.mode !== input.mode || (finished.retryOf ?? undefined) !== input.retryOf) {
+            throw new CorruptDataError('blob', manifestKey, `it holds an export of another kind (${finished.mode})`);
+          }
+          return finished;
         }
         const { processor, target } = await loadTarget(deps, input.configurationId);
         const context = Context.current();
@@ -54,10 +74,11 @@ export function createExportActivities(deps: ActivityDeps) {
           chunkCount: 0,
           contacts: 0,
           alreadySet: 0,
+          foreignValues: 0,
         };
         let cursor = committed.cursor;
         let lines: string[] = [];
-        let pendingAlreadySet = 0;
+        let pending = { alreadySet: 0, foreignValues: 0 };
 
         const flush = async () => {
           let chunkCount = committed.chunkCount;
@@ -71,11 +92,16 @@ export function createExportActivities(deps: ActivityDeps) {
             cursor,
             chunkCount,
             contacts: committed.contacts + lines.length,
-            alreadySet: committed.alreadySet + pendingAlreadySet,
+            alreadySet: committed.alreadySet + pending.alreadySet,
+            foreignValues: (committed.foreignValues ?? 0) + pending.foreignValues,
           };
           lines = [];
-          pendingAlreadySet = 0;
+          pending = { alreadySet: 0, foreignValues: 0 };
         };
+
+        // A redispatch writes the earlier run's values, to contacts that are empty now only.
+        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
+        const stillEmpty = new SeenIds();
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
         const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
@@ -83,33 +109,51 @@ export function createExportActivities(deps: ActivityDeps) {
         // contact must never get two values, so every repeat is dropped, across resumes too.
         const seen = new SeenIds();
         for (let n = 1; n <= committed.chunkCount; n++) {
-          for await (const line of blobs.readLines(
-            runFiles.contacts(input.configurationId, input.runDate, n),
-          )) {
+          for await (const line of blobs.readLines(runFiles.contacts(input.configurationId, input.runDate, n))) {
             const id = contactIdOf(line);
             if (id) seen.add(id);
           }
         }
         try {
           for (;;) {
-            const page = await processor.listPage(target, cursor, input.mode);
+            context.cancellationSignal.throwIfAborted();
+            const page = await processor.listPage(target, cursor, earlier ? 'incremental' : input.mode);
             const fresh: string[] = [];
-            let alreadySet = 0;
+            const kept = { alreadySet: 0, foreignValues: 0 };
             for (const contact of page.contacts) {
+              const value = contact.currentValue;
+              const empty = value === undefined || value === '';
+              if (earlier) {
+                if (empty) stillEmpty.add(contact.contactId);
+                continue;
+              }
               if (!seen.add(contact.contactId)) continue;
-              // Stable once written: a contact that has a value keeps it.
-              if (contact.currentValue !== undefined && VALID_VALUE.test(contact.currentValue)) alreadySet++;
-              else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
+              // Stable once written: a contact that holds a value keeps it, whatever its form.
+              if (!empty) {
+                kept.alreadySet++;
+                if (!OWN_VALUE.test(value)) kept.foreignValues++;
+              } else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
             }
             // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
             if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
             lines.push(...fresh);
-            pendingAlreadySet += alreadySet;
-            context.heartbeat(committed);
+            pending.alreadySet += kept.alreadySet;
+            pending.foreignValues += kept.foreignValues;
             if (!page.nextCursor) break;
             cursor = page.nextCursor;
+            // Nothing listed waits for a chunk file: resuming from the next page is safe now, so an
+            // ESP export job the first page started is durable at once (its id is in the cursor).
+            if (lines.length === 0 && !earlier) await flush();
+            context.heartbeat(committed);
           }
           cursor = undefined;
+          if (earlier) {
+            // The earlier run's values of the contacts that are still empty, in its order.
+            for await (const line of earlier()) {
+              if (stillEmpty.has(line.contactId) && seen.add(line.contactId)) lines.push(JSON.stringify(line));
+              if (lines.length >= CHUNK_LINES) await flush();
+            }
+          }
           await flush();
         } finally {
           clearInterval(beat);
@@ -119,7 +163,10 @@ export function createExportActivities(deps: ActivityDeps) {
           chunkCount: committed.chunkCount,
           contacts: committed.contacts,
           alreadySet: committed.alreadySet,
+          ...(committed.foreignValues ? { foreignValues: committed.foreignValues } : {}),
           mode: input.mode,
+          ...(input.dryRun ? { dryRun: true } : {}),
+          ...(input.retryOf ? { retryOf: input.retryOf } : {}),
           finishedAt: new Date().toISOString(),
         };
         await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
@@ -133,12 +180,58 @@ export function createExportActivities(deps: ActivityDeps) {
       });
     },
   };
+
+  async function readManifest(configurationId: string, folder: string): Promise<ExportManifest | undefined> {
+    try {
+      return exportManifestSchema.parse(
+        JSON.parse((await blobs.get(runFiles.exportManifest(configurationId, folder))).body.toString('utf8')),
+      );
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The lines of an earlier run that were not updated then (its chunk files minus the `updated`
+   * lines of its results files), streamed chunk by chunk. The earlier run must have finished its
+   * export and must not be a dry run.
+   */
+  async function earlierValues(configurationId: string, folder: string) {
+    const manifest = await readManifest(configurationId, folder);
+    if (!manifest) throw new CorruptDataError('blob', runFiles.exportManifest(configurationId, folder), 'run ' + folder + ' has no finished export to redispatch');
+    if (manifest.dryRun) throw new CorruptDataError('blob', runFiles.exportManifest(configurationId, folder), 'run ' + folder + ' is a dry run: its values were never meant for the ESP');
+    return async function* (): AsyncIterable<{ contactId: string; value: string }> {
+      for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {
+        const updated = new Set<string>();
+        try {
+          for await (const raw of blobs.readLines(runFiles.results(configurationId, folder, chunk))) {
+            if (!raw.trim()) continue;
+            const line = JSON.parse(raw) as ResultLine;
+            if (line.status === 'updated' && line.contactId) updated.add(line.contactId);
+          }
+        } catch (err) {
+          if (!(err instanceof NotFoundError)) throw err; // a chunk never dispatched: nothing updated
+        }
+        for await (const raw of blobs.readLines(runFiles.contacts(configurationId, folder, chunk))) {
+          const line = parseChunkLine(raw);
+          if (line && !updated.has(line.contactId)) yield line;
+        }
+      }
+    };
+  }
 }
 
 function contactIdOf(line: string): string | undefined {
+  return parseChunkLine(line)?.contactId;
+}
+
+function parseChunkLine(line: string): { contactId: string; value: string } | undefined {
   try {
-    const id = (JSON.parse(line) as { contactId?: unknown }).contactId;
-    return typeof id === 'string' ? id : undefined;
+    const parsed = JSON.parse(line) as { contactId?: unknown; value?: unknown };
+    return typeof parsed.contactId === 'string' && typeof parsed.value === 'string'
+      ? { contactId: parsed.contactId, value: parsed.value }
+      : undefined;
   } catch {
     return undefined; // a damaged line: updateChunk reports it
   }

@@ -1,17 +1,26 @@
 // Where an ESP or storage error becomes a Temporal activity failure: the retry decision is made
 // here, from the error's type. A 429 becomes a retry after exactly the ESP's delay.
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
   InvalidCredentialsError,
   RateLimitedError,
   RequestRejectedError,
+  sanitize,
   TransientError,
 } from '../processors/errors';
 import { UnknownEspError } from '../processors/registry';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { failureTypes } from '../temporal/failure-types';
 
-export function toActivityFailure(err: unknown): unknown {
+/** An error espresso does not recognise is retried this many times at most, then fails the activity. */
+export const UNEXPECTED_ATTEMPTS = 5;
+
+/** The configuration stopped being active while its run was writing (disabled, needs_reauth). */
+export class InactiveConfigurationError extends Error {
+  override name = 'InactiveConfigurationError';
+}
+
+export function toActivityFailure(err: unknown, attempt = 1): unknown {
   if (err instanceof ApplicationFailure) return err;
   if (err instanceof InvalidCredentialsError) {
     return ApplicationFailure.nonRetryable(err.message, failureTypes.invalidCredentials);
@@ -40,14 +49,35 @@ export function toActivityFailure(err: unknown): unknown {
     return ApplicationFailure.nonRetryable(err.message, failureTypes.corruptData);
   if (err instanceof UnknownEspError)
     return ApplicationFailure.nonRetryable(err.message, failureTypes.unknownEsp);
-  return err;
+  if (err instanceof InactiveConfigurationError)
+    return ApplicationFailure.nonRetryable(err.message, failureTypes.configurationInactive);
+  // Anything else (a store refusing access, a bug): a few retries, then the run fails and says why.
+  const message = sanitize(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+  return ApplicationFailure.create({
+    message,
+    type: failureTypes.unexpected,
+    nonRetryable: attempt >= UNEXPECTED_ATTEMPTS,
+  });
 }
 
-/** Runs an activity body and converts whatever it throws. */
+/**
+ * Runs an activity body and converts whatever it throws. Once the activity is cancelled (its run
+ * was cancelled or passed its deadline), it ends as cancelled, whatever the body threw on the way.
+ */
 export async function mapFailures<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw toActivityFailure(err);
+    const context = current();
+    if (context?.cancellationSignal.aborted) throw context.cancellationSignal.reason ?? err;
+    throw toActivityFailure(err, context?.info.attempt);
+  }
+}
+
+function current(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
   }
 }

@@ -1,5 +1,6 @@
 // The one place that wires stores, ESP processors and alerts into activities; tests call
 // createActivities with their own, the worker with the configured ones.
+import type { Client } from '@temporalio/client';
 import type { AlertSender } from '../alerts';
 import type { Logger } from '../logger';
 import type { EspMetrics } from '../metrics';
@@ -20,6 +21,11 @@ export interface ActivityDeps {
   metrics?: EspMetrics;
   /** Structured log of runs (pino); redacts secrets and emails itself. */
   log?: Logger;
+  /**
+   * The worker's own Temporal client and task queue: ESP account leases (src/temporal/account-leases.ts)
+   * and the name of a run holding a writer. Without it (tests of processors alone) pacing is per process.
+   */
+  temporal?: { client: () => Promise<Client>; taskQueue: string };
 }
 
 export function createActivities(deps: ActivityDeps) {

@@ -5,11 +5,17 @@ import { mapFailures } from './failures';
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
   return {
-    /** Validates (and refreshes) credentials, then re-creates the field if it was deleted. */
-    async runMaintenance(configurationId: string): Promise<MaintenanceReport> {
+    /**
+     * Validates (and refreshes) credentials, then re-creates the field if it was deleted; a dry run
+     * only reports what it would do. Runs of earlier versions pass the configuration id alone.
+     */
+    async runMaintenance(
+      input: string | { configurationId: string; dryRun?: boolean },
+    ): Promise<MaintenanceReport> {
+      const { configurationId, dryRun } = typeof input === 'string' ? { configurationId: input } : input;
       return mapFailures(async () => {
         const { processor, target } = await loadTarget(deps, configurationId);
-        return processor.maintain(target);
+        return processor.maintain(target, { dryRun });
       });
     },
   };

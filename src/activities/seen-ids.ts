@@ -20,18 +20,18 @@ export class SeenIds {
 
   /** Adds the id; false when it was there already. */
   add(id: string): boolean {
-    let h1 = 0x811c9dc5;
-    let h2 = 0x9747b28c;
-    for (let i = 0; i < id.length; i++) {
-      const c = id.charCodeAt(i);
-      h1 = Math.imul(h1 ^ c, 0x01000193);
-      h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-      h2 ^= h2 >>> 15;
-    }
-    h1 = (h1 ^ (h1 >>> 16)) >>> 0;
-    h2 = Math.imul(h2 ^ (h2 >>> 13), 0xc2b2ae35) >>> 0 || 1; // 0/0 marks an empty slot
+    const [h1, h2] = hash(id);
     if ((this.count + 1) * 2 > this.hi.length) this.grow();
     return this.insert(h1, h2);
+  }
+
+  has(id: string): boolean {
+    const [h1, h2] = hash(id);
+    const mask = this.hi.length - 1;
+    for (let slot = h1 & mask; this.lo[slot] !== 0; slot = (slot + 1) & mask) {
+      if (this.hi[slot] === h1 && this.lo[slot] === h2) return true;
+    }
+    return false;
   }
 
   private insert(h1: number, h2: number): boolean {
@@ -54,4 +54,18 @@ export class SeenIds {
     this.count = 0;
     for (let i = 0; i < hi.length; i++) if (lo[i] !== 0) this.insert(hi[i]!, lo[i]!);
   }
+}
+
+function hash(id: string): [number, number] {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x9747b28c;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  h1 = (h1 ^ (h1 >>> 16)) >>> 0;
+  h2 = Math.imul(h2 ^ (h2 >>> 13), 0xc2b2ae35) >>> 0 || 1; // 0/0 marks an empty slot
+  return [h1, h2];
 }

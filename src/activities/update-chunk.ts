@@ -4,7 +4,7 @@ import { loadTarget } from '.';
 import type { ContactUpdate } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
-import { mapFailures } from './failures';
+import { InactiveConfigurationError, mapFailures } from './failures';
 import { runLog } from './run-log';
 
 export interface UpdateChunkInput {
@@ -12,8 +12,10 @@ export interface UpdateChunkInput {
   runDate: string;
   /** Counts from 1. */
   chunk: number;
-  /** Redispatch: contacts already `updated` in this chunk's results file are not sent again. */
+  /** Legacy redispatch: contacts already `updated` in this chunk's results file are not sent again. */
   onlyPending: boolean;
+  /** The writer's window (chunks in flight): this chunk's share of the ESP account is 1/window. */
+  window?: number;
 }
 
 export interface ChunkOutcome {
@@ -48,7 +50,13 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
       return mapFailures(async () => {
         const { blobs } = deps.stores;
         const { configurationId, runDate, chunk } = input;
-        const { processor, target } = await loadTarget(deps, configurationId);
+        const { configuration, processor, target } = await loadTarget(deps, configurationId);
+        // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
+        if (configuration.status !== 'active') {
+          throw new InactiveConfigurationError(
+            `the configuration became ${configuration.status} during the run; it was stopped`,
+          );
+        }
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,
@@ -60,6 +68,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
 
         let group: Entry[] = [];
         const sendGroup = async (linesDone: number) => {
+          // A cancelled run writes nothing more.
+          context.cancellationSignal.throwIfAborted();
           const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
           const written = updates.length ? await processor.writeValues(target, updates) : [];
           let next = 0;

@@ -15,7 +15,7 @@ export function registerRunCommands(program: Command): void {
     .description('the espresso-daily Temporal schedule')
     .command('apply')
     .description(
-      'create or update the schedule (daily at ESPRESSO_SCHEDULE_TIME UTC, overlap skip, 1-day catch-up)',
+      'create or update the schedule (daily at ESPRESSO_SCHEDULE_TIME UTC, overlapping days allowed, 1-day catch-up)',
     )
     .action(async () => {
       const config = loadConfigOrExit();
@@ -59,39 +59,47 @@ export function registerRunCommands(program: Command): void {
   program
     .command('redispatch <configurationId> <run>')
     .description(
-      "write an earlier run's values again (after an ESP outage), only to contacts not yet updated",
+      "write an earlier run's values again (after an ESP outage) to its contacts that were not updated and still have no value",
     )
     .option('--no-wait', 'start the run and return')
     .action(async (configurationId: string, run: string, opts: { wait: boolean }) => {
       const config = loadConfigOrExit();
       const folder = runFolderSchema.safeParse(run);
       if (!folder.success) throw new Error(`run: ${folder.error.issues[0]!.message}`);
-      // A run is its date (the scheduled run) or <date>_<runId> (a run started by hand).
-      const [runDate, runId] = run.split('_') as [string, string | undefined];
-      checkIds(configurationId, runDate);
+      checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
-      let mode: 'incremental' | 'full';
+      await existing(stores, configurationId);
+      let manifest;
       try {
-        const manifest = exportManifestSchema.parse(
+        manifest = exportManifestSchema.parse(
           JSON.parse(
             (await stores.blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8'),
           ),
         );
-        mode = manifest.mode;
       } catch (err) {
         if (err instanceof NotFoundError) {
-          throw new Error(`no finished export for ${configurationId} in run ${run}: nothing to redispatch`);
+          throw new Error(`run ${run} of ${configurationId} has no finished export: nothing to redispatch`);
         }
         throw err;
       }
-      await startRun(config, stores, configurationId, runDate, opts.wait, {
-        mode,
+      if (manifest.dryRun) throw new Error(`run ${run} is a dry run: its values were never meant for the ESP`);
+      // A run of its own (today, its own folder) that writes the earlier run's values.
+      await startRun(config, stores, configurationId, today(), opts.wait, {
+        mode: 'incremental',
         dryRun: false,
         kind: 'redispatch',
-        onlyPending: true,
-        runId,
+        retryOf: run,
       });
     });
+}
+
+async function existing(stores: Stores, configurationId: string): Promise<void> {
+  try {
+    await stores.configurations.get(configurationId);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new Error(`no configuration ${configurationId}`);
+    throw err;
+  }
 }
 
 function checkIds(configurationId: string, runDate: string): void {
@@ -112,16 +120,10 @@ async function startRun(
     mode: 'incremental' | 'full';
     dryRun: boolean;
     kind: 'manual' | 'dry-run' | 'redispatch';
-    onlyPending?: boolean;
-    runId?: string;
+    retryOf?: string;
   },
 ): Promise<void> {
-  try {
-    await stores.configurations.get(configurationId);
-  } catch (err) {
-    if (err instanceof NotFoundError) throw new Error(`no configuration ${configurationId}`);
-    throw err;
-  }
+  await existing(stores, configurationId);
   const { client, close } = await connectClient(config, stores.secrets);
   try {
     const handle = await startConfigurationRun(
@@ -129,10 +131,9 @@ async function startRun(
       {
         configurationId,
         runDate,
-        runId: opts.runId,
         mode: opts.mode,
         dryRun: opts.dryRun,
-        onlyPending: opts.onlyPending,
+        retryOf: opts.retryOf,
       },
       opts.kind,
     );

@@ -101,12 +101,22 @@ export abstract class BaseProcessor {
     return name;
   }
 
-  /** Daily maintenance: valid (refreshed when near expiry) credentials, then the field. */
-  async maintain(target: ProcessorTarget): Promise<MaintenanceReport> {
+  /**
+   * Daily maintenance: valid (refreshed when near expiry) credentials, then the field. A dry run
+   * only reads: when the field is missing it says it would create it (`would_create`).
+   */
+  async maintain(target: ProcessorTarget, options: { dryRun?: boolean } = {}): Promise<MaintenanceReport> {
     const { credentials, refreshed } = await this.credentials(target);
     const call = this.callFor(target);
     await shapeChecked(() => this.validateCredentials(call, credentials));
-    const field = await shapeChecked(() => this.ensureField(call, target)).catch((err: unknown) => {
+    const fieldCall: EspCall = options.dryRun
+      ? (request, opts) => {
+          if (request.method !== 'GET') throw new WouldWrite();
+          return call(request, opts);
+        }
+      : call;
+    const field = await shapeChecked(() => this.ensureField(fieldCall, target)).catch((err: unknown) => {
+      if (err instanceof WouldWrite) return 'would_create' as const;
       // 409: a concurrent run created the field between this run's read and write.
       if (err instanceof RequestRejectedError && err.status === 409) return 'exists' as const;
       throw err;
@@ -395,6 +405,9 @@ export abstract class BaseProcessor {
     return results;
   }
 }
+
+/** A dry run's maintenance reached a write (every ESP reads the field with GET, creates it otherwise). */
+class WouldWrite extends Error {}
 
 /**
  * An ESP answer of an unexpected shape (a null where an object was documented, a missing list)

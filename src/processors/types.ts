@@ -73,7 +73,8 @@ export type ContactResult =
 
 export interface MaintenanceReport {
   credentials: 'valid' | 'refreshed';
-  field: 'exists' | 'created';
+  /** would_create: a dry run found the field missing and did not create it. */
+  field: 'exists' | 'created' | 'would_create';
   fieldName: string;
 }
 

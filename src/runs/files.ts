@@ -19,6 +19,8 @@ export const runFiles = {
   /** Written when the export has finished: a rerun of the same run date reuses its chunks. */
   exportManifest: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}export.json`,
+  /** Which run owns the folder (written first, with a conditional write): one run per folder. */
+  runRecord: (configurationId: string, runDate: string) => `${runFiles.prefix(configurationId, runDate)}run.json`,
   summary: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}summary.json`,
   /** A copy of the newest run's summary, so pages need no listing of every run's files. */
@@ -39,7 +41,13 @@ export const exportManifestSchema = z.object({
   chunkCount: z.number().int().min(0),
   contacts: z.number().int().min(0),
   alreadySet: z.number().int().min(0),
+  /** Of alreadySet: values espresso would not have written itself (kept all the same). */
+  foreignValues: z.number().int().min(0).optional(),
   mode: z.enum(['incremental', 'full']),
+  /** A dry run's export: never written to the ESP, so never redispatched. */
+  dryRun: z.boolean().optional(),
+  /** A redispatch's export: the earlier run whose values it writes again. */
+  retryOf: z.string().optional(),
   finishedAt: z.string(),
 });
 export type ExportManifest = z.infer<typeof exportManifestSchema>;
@@ -49,7 +57,16 @@ export function rejectionKind(reason: string): string {
   return (reason.split(':')[0] ?? reason).trim().slice(0, 60) || 'unknown';
 }
 
-export const runDateSchema = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28');
+/** A calendar day, YYYY-MM-DD: 2026-99-99 is refused. */
+export const runDateSchema = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28')
+  .refine(isCalendarDay, { error: (issue) => `${String(issue.input)} is not a day of the calendar` });
+
+export function isCalendarDay(d: string): boolean {
+  const t = Date.parse(`${d}T00:00:00Z`);
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === d;
+}
 
 /** A run's folder name: its date, or <date>_<runId> for runs started outside the schedule. */
 export const runFolderSchema = z

@@ -21,6 +21,8 @@ export interface BlobStore {
   get(key: string): Promise<StoredBlob>;
   /** Keys under a prefix, in lexicographic order. */
   list(prefix: string): Promise<string[]>;
+  /** At most `limit` keys under a prefix that sort after `after`, in lexicographic order: one page. */
+  listPage(prefix: string, page: { after?: string; limit: number }): Promise<string[]>;
   /** Deleting a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Streams an object line by line without loading it whole. Empty trailing line is skipped. */

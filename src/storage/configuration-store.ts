@@ -13,6 +13,26 @@ export const configurationIdSchema = z
     'a configuration id looks like cfg_ followed by 8-32 lowercase letters/digits',
   );
 
+/** The newest run of a configuration, kept in its document so pages need no run files. Counts only. */
+export const lastRunSchema = z.object({
+  status: z.string().max(40),
+  /** The run's folder under runs/<id>/. */
+  run: z.string().max(80),
+  workflowId: z.string().max(300),
+  finishedAt: z.iso.datetime(),
+  dryRun: z.boolean(),
+  updated: z.number().int().min(0),
+  rejected: z.number().int().min(0),
+  reason: z.string().max(500).optional(),
+});
+
+/** An alert decided together with the status change that causes it, sent after the change is saved. */
+export const pendingAlertSchema = z.object({
+  id: z.string().max(64),
+  status: z.enum(['needs_reauth', 'active', 'run_failed', 'run_recovered']),
+  message: z.string().max(1000),
+});
+
 /** One connected ESP account. Non-secret: credentials live in the SecretStore under credentialsSecretId. */
 export const configurationSchema = z.object({
   id: configurationIdSchema,
@@ -28,6 +48,11 @@ export const configurationSchema = z.object({
   statusReason: z.string().max(500).optional(),
   maintenance: z.boolean(),
   credentialsSecretId: z.string().min(1),
+  lastRun: lastRunSchema.optional(),
+  /** Whether its runs complete: `failing` from a failed, timed-out or cancelled run to the next completed one. */
+  runHealth: z.enum(['ok', 'failing']).optional(),
+  /** Alerts decided but not yet sent (a crash between the two sends them on the next try). */
+  alertOutbox: z.array(pendingAlertSchema).max(20).optional(),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),
 });

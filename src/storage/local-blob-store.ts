@@ -82,6 +82,12 @@ export class LocalBlobStore implements BlobStore {
     return keys.sort();
   }
 
+  async listPage(prefix: string, page: { after?: string; limit: number }): Promise<string[]> {
+    const keys = await this.list(prefix);
+    const from = page.after === undefined ? 0 : keys.findIndex((k) => k > page.after!);
+    return from < 0 ? [] : keys.slice(from, from + page.limit);
+  }
+
   async delete(key: string): Promise<void> {
     await rm(this.file(key), { force: true });
   }

@@ -68,6 +68,18 @@ export class S3BlobStore implements BlobStore {
     return keys.sort();
   }
 
+  async listPage(prefix: string, page: { after?: string; limit: number }): Promise<string[]> {
+    const out = await this.s3.send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: prefix,
+        StartAfter: page.after,
+        MaxKeys: page.limit,
+      }),
+    );
+    return (out.Contents ?? []).flatMap((item) => (item.Key ? [item.Key] : [])).sort();
+  }
+
   async delete(key: string): Promise<void> {
     assertValidKey('blob', key);
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));

@@ -17,7 +17,10 @@ export const workflowIds = {
   selfCheck: (nonce: string) => `self-check/${nonce}`,
   daily: (runDate: string) => `daily/${runDate}`,
   configurationSync: (configurationId: string, runDate: string) => `sync/${configurationId}/${runDate}`,
-  dispatch: (configurationId: string, runDate: string) => `dispatch/${configurationId}/${runDate}`,
+  /** The one writer of a configuration: this id is its lock (src/workflows/writer.ts). */
+  writer: (configurationId: string) => `writer/${configurationId}`,
+  /** The lease coordinator of one ESP account (src/workflows/esp-account.ts). */
+  espAccount: (esp: string, accountId: string) => `esp-account/${esp}/${accountId}`,
   /** Manual runs get a suffix so they never collide with the scheduled run of the day. */
   manualSync: (configurationId: string, runDate: string, suffix: string) =>
     `sync/${configurationId}/${runDate}/${suffix}`,

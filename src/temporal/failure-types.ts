@@ -8,6 +8,12 @@ export const failureTypes = {
   chunkMissing: 'ChunkMissing',
   corruptData: 'CorruptData',
   unknownEsp: 'UnknownEsp',
+  /** An error espresso does not know: retried a few times, then not (src/activities/failures.ts). */
+  unexpected: 'Unexpected',
+  /** The configuration was disabled or lost its credentials while its run was writing. */
+  configurationInactive: 'ConfigurationInactive',
+  /** A configuration run passed its deadline and was stopped. */
+  runDeadline: 'RunDeadline',
 } as const;
 
 /** Never retried, whatever the retry policy. */
@@ -18,4 +24,6 @@ export const nonRetryableFailureTypes = [
   failureTypes.chunkMissing,
   failureTypes.corruptData,
   failureTypes.unknownEsp,
+  failureTypes.configurationInactive,
+  failureTypes.runDeadline,
 ];

@@ -8,7 +8,9 @@ import { SCHEDULE_ID, TASK_QUEUE } from './constants';
 
 /**
  * Creates or updates the `espresso-daily` schedule (idempotent): dailySyncWorkflow every day at
- * `time` UTC, overlapping runs skipped, missed runs caught up within one day.
+ * `time` UTC, missed runs caught up within one day. A day's run starts whatever yesterday's is
+ * still doing (overlap allowed): each configuration has one writer, so a configuration still being
+ * written is reported busy, and every other configuration runs on time.
  */
 export async function applySchedule(
   client: Client,
@@ -25,7 +27,7 @@ export async function applySchedule(
       args: [{}],
       staticSummary: 'Daily espresso sync of every active configuration',
     },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day' },
+    policies: { overlap: ScheduleOverlapPolicy.ALLOW_ALL, catchupWindow: '1 day' },
   } satisfies ScheduleOptions;
   let result: 'created' | 'updated' = 'created';
   try {

@@ -4,7 +4,7 @@ import { Router, type NextFunction, type Request, type RequestHandler, type Resp
 import type { RunSummary } from '../activities/summary';
 import { latestSummary } from '../runs/summaries';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
-import { startConfigurationRun, today } from '../temporal/runs';
+import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
@@ -73,11 +73,24 @@ ${
       }));
     } else {
       const client = await temporalClient(deps);
-      await startConfigurationRun(
-        client,
-        { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
-        action === 'dry-run' ? 'dry-run' : 'manual',
-      );
+      try {
+        await startConfigurationRun(
+          client,
+          { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
+          action === 'dry-run' ? 'dry-run' : 'manual',
+        );
+      } catch (err) {
+        if (!(err instanceof RunInProgressError)) throw err;
+        return void res
+          .status(409)
+          .send(
+            page(
+              'A run is in progress',
+              `<h1>A run is in progress</h1><p>${h(err.message)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
+              { kind: 'error' },
+            ),
+          );
+      }
     }
     // A fixed route: never a target taken from the request.
     res.redirect(303, `/admin?done=${action}`);

@@ -13,7 +13,7 @@ import {
 import { UnknownEspError } from '../processors/registry';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { configurationIdSchema, NotFoundError } from '../storage';
-import { startConfigurationRun, today } from '../temporal/runs';
+import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import { OAUTH_ESPS } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
@@ -340,7 +340,9 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       listId,
       reauthorizeId,
     });
-    let firstRun = true;
+    // The first run fills the field now; a run already writing it (a re-authorization during a
+    // run) is left to finish, and the next daily run picks up what it did not reach.
+    let firstRun: 'started' | 'running' | 'later' = 'started';
     try {
       const client = await temporalClient(deps);
       await startConfigurationRun(
@@ -349,11 +351,13 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         'first-run',
       );
     } catch (err) {
-      firstRun = false;
-      log.error(
-        { configurationId: configuration.id, err: (err as Error).message },
-        'could not start the first run',
-      );
+      firstRun = err instanceof RunInProgressError ? 'running' : 'later';
+      if (firstRun === 'later') {
+        log.error(
+          { configurationId: configuration.id, err: (err as Error).message },
+          'could not start the first run',
+        );
+      }
     }
     const list = account.lists.find((l) => l.id === configuration.espListId);
     const tag = `lctg=${processor.descriptor.mergeTag(configuration.fieldName)}`;
@@ -362,13 +366,17 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         'Connected',
         `<h1>${created ? 'Connected' : 'Re-connected'}: ${h(configuration.accountLabel)}${list ? ` · ${h(list.name)}` : ''}</h1>
 <p>${
-          firstRun
+          firstRun === 'started'
             ? 'espresso is now giving every contact in this list a value in the <code>' +
               h(configuration.fieldName) +
               '</code> field. This first run takes from seconds to a few minutes, depending on the size of the list.'
-            : 'The connection is saved. The first fill of the <code>' +
-              h(configuration.fieldName) +
-              '</code> field starts with the next daily run.'
+            : firstRun === 'running'
+              ? 'A run is filling the <code>' +
+                h(configuration.fieldName) +
+                '</code> field of this list right now; it goes on with the new connection.'
+              : 'The connection is saved. The first fill of the <code>' +
+                h(configuration.fieldName) +
+                '</code> field starts with the next daily run.'
         }
 Every day after that, espresso checks the connection, re-creates the field if it was deleted, and fills it for new contacts.</p>
 <h2>Put this into your newsletter links</h2>

@@ -13,6 +13,8 @@ export interface WorkerOptions extends ActivityDeps {
   workflowBundle?: { code: string };
   /** Encrypts every payload and failure message the worker sends to Temporal. */
   payloadKeys: PayloadKeys;
+  /** On shutdown, in-flight activities get this long to finish before they are cancelled. */
+  shutdownGraceTimeMs?: number;
 }
 
 export const workflowsPath = require.resolve('../workflows');
@@ -28,6 +30,7 @@ export function createWorker({
   taskQueue = TASK_QUEUE,
   workflowBundle,
   payloadKeys,
+  shutdownGraceTimeMs = 15_000,
   ...deps
 }: WorkerOptions) {
   return Worker.create({
@@ -35,6 +38,10 @@ export function createWorker({
     namespace,
     taskQueue,
     dataConverter: dataConverter(payloadKeys),
+    shutdownGraceTime: shutdownGraceTimeMs,
+    // Heartbeats reach the server within seconds, so cancellation reaches activities within seconds.
+    maxHeartbeatThrottleInterval: '3 seconds',
+    defaultHeartbeatThrottleInterval: '3 seconds',
     ...(workflowBundle
       ? { workflowBundle }
       : existsSync(prebuiltBundlePath)

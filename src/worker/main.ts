@@ -1,10 +1,13 @@
-// Worker entry point. The SDK's runtime turns SIGINT/SIGTERM into a graceful shutdown: polling stops,
-// in-flight activities get the shutdown grace time, then run() resolves.
+// Worker entry point. SIGINT/SIGTERM at any moment end the process: during start-up at once (no
+// work has started), once running by a graceful shutdown (polling stops, in-flight activities get
+// ESPRESSO_SHUTDOWN_GRACE_MS to finish, then are cancelled and resume elsewhere).
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
-import { loadPayloadKeys } from '../codec';
+import { dataConverter, loadPayloadKeys } from '../codec';
 import { createDeps } from '../deps';
 import { freePort } from '../lib/free-port';
 import { serveMetrics } from '../metrics';
@@ -15,15 +18,22 @@ import { createWorker } from '.';
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger('worker', config.logLevel);
-  const running: { worker?: Worker } = {};
-  exitWhenSupervisorDies(() =>
-    running.worker?.getState() === 'RUNNING' ? running.worker.shutdown() : process.exit(0),
-  );
+  const running: { worker?: Worker; stopping?: boolean } = {};
+  const stop = () => {
+    running.stopping = true;
+    if (running.worker?.getState() === 'RUNNING') running.worker.shutdown();
+    else if (!running.worker) process.exit(0); // still starting: nothing to drain
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  exitWhenSupervisorDies(stop);
   // The SDK's runtime metrics go to a loopback port; /metrics on ESPRESSO_METRICS_PORT serves them
   // together with espresso's own.
   const sdkMetricsAddress = config.metrics ? `127.0.0.1:${await freePort()}` : undefined;
-  // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
   Runtime.install({
+    // Signals are handled above, also before a worker exists.
+    shutdownSignals: [],
+    // The SDK's own log (bundler output, worker state changes) only from warnings up, unless debugging.
     logger: new DefaultLogger(
       config.logLevel === 'debug' ? 'DEBUG' : config.logLevel === 'error' ? 'ERROR' : 'WARN',
     ),
@@ -36,42 +46,62 @@ async function main(): Promise<void> {
       : {}),
   });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
+  let metricsServer: Server | undefined;
+  let clientConnection: Promise<Connection> | undefined;
   try {
-    const added = await registerSearchAttributes(connection.operatorService, config.temporal.namespace);
-    if (added.length) log.info({ added }, 'registered search attributes');
-  } catch (err) {
-    // Temporal Cloud does not allow this call: attributes are created in its UI/tcld instead.
-    log.warn({ err: (err as Error).message }, 'could not register search attributes');
-  }
-  const deps = createDeps(config, log);
-  if (config.metrics && deps.metrics) {
-    await serveMetrics(
-      deps.metrics,
-      config.metrics.host,
-      config.metrics.port,
-      `http://${sdkMetricsAddress}/metrics`,
-    );
-    log.info(
-      { url: `http://${config.metrics.host}:${config.metrics.port}/metrics` },
-      'metrics endpoint listening',
-    );
-  }
-  const worker = (running.worker = await createWorker({
-    connection,
-    namespace: config.temporal.namespace,
-    payloadKeys: await loadPayloadKeys(config.payloadKeys, deps.stores.secrets, { create: true }),
-    ...deps,
-  }));
-  log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
-  try {
+    try {
+      const added = await registerSearchAttributes(connection.operatorService, config.temporal.namespace);
+      if (added.length) log.info({ added }, 'registered search attributes');
+    } catch (err) {
+      // Temporal Cloud does not allow this call: attributes are created in its UI/tcld instead.
+      log.warn({ err: (err as Error).message }, 'could not register search attributes');
+    }
+    const deps = createDeps(config, log);
+    if (config.metrics && deps.metrics) {
+      metricsServer = await serveMetrics(
+        deps.metrics,
+        config.metrics.host,
+        config.metrics.port,
+        `http://${sdkMetricsAddress}/metrics`,
+      );
+      log.info(
+        { url: `http://${config.metrics.host}:${config.metrics.port}/metrics` },
+        'metrics endpoint listening',
+      );
+    }
+    const payloadKeys = await loadPayloadKeys(config.payloadKeys, deps.stores.secrets, { create: true });
+    // Activities use a client of their own: ESP account leases, naming the run that holds a writer.
+    let client: Promise<Client> | undefined;
+    const temporal = {
+      taskQueue: TASK_QUEUE,
+      client: () =>
+        (client ??= (clientConnection ??= Connection.connect({ address: config.temporal.address })).then(
+          (c) => new Client({ connection: c, namespace: config.temporal.namespace, dataConverter: dataConverter(payloadKeys) }),
+        )),
+    };
+    const worker = (running.worker = await createWorker({
+      connection,
+      namespace: config.temporal.namespace,
+      payloadKeys,
+      shutdownGraceTimeMs: config.shutdownGraceMs,
+      ...deps,
+      temporal,
+    }));
+    if (running.stopping) return;
+    log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
     await worker.run();
   } finally {
+    await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
+    await (await clientConnection?.catch(() => undefined))?.close();
     await connection.close();
     log.info('worker stopped');
   }
 }
 
-main().catch((err) => {
-  console.error(`worker failed: ${(err as Error).message}`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`worker failed: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

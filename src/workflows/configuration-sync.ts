@@ -1,80 +1,67 @@
 import {
   ApplicationFailure,
-  defineQuery,
-  executeChild,
+  CancellationScope,
+  ChildWorkflowCancellationType,
+  getExternalWorkflowHandle,
+  isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
+  WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
+import {
+  describe,
+  progressQuery,
+  runFolder,
+  validate,
+  type ConfigurationSyncInput,
+  type ConfigurationSyncResult,
+  type SyncProgress,
+} from './configuration-run';
+import type { RunContext } from '../activities/configurations';
 import type { RunSummary } from '../activities/summary';
+import type { ExportManifest } from '../runs/files';
 import type { MaintenanceReport } from '../processors/types';
-import { searchAttributes } from '../temporal/constants';
+import { searchAttributes, workflowIds } from '../temporal/constants';
 import { failureTypes } from '../temporal/failure-types';
-import { dispatchWorkflow } from './dispatch';
 import { failureType, rootMessage } from './failures';
-import { espCallRetry } from './retry-policies';
-import { dispatchProgressSignal } from './signals';
+import { configurationSyncV1 } from './legacy/configuration-sync-v1';
+import { exportOptions, maintenanceOptions, storeOptions } from './retry-policies';
+import { configurationDoneSignal, writerProgressSignal, type ConfigurationOutcome } from './signals';
+import { writerWorkflow, type WriterResult } from './writer';
 
-const quick = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: espCallRetry });
-const { exportContacts } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 hours',
-  // The activities heartbeat every 5 s, even while an ESP request is slow.
-  heartbeatTimeout: '20 seconds',
-  retry: espCallRetry,
-});
+export {
+  progressQuery,
+  type ConfigurationSyncInput,
+  type ConfigurationSyncResult,
+  type SyncProgress,
+} from './configuration-run';
 
-export interface ConfigurationSyncInput {
-  configurationId: string;
-  /** YYYY-MM-DD: names the run's folder; a rerun of the same date reuses its exported chunks. */
-  runDate: string;
-  /**
-   * Set for runs outside the schedule (e.g. `manual-080503-k3f2`): their files go to
-   * runs/<id>/<runDate>_<runId>/, so they neither reuse nor overwrite the scheduled run's files.
-   */
-  runId?: string;
-  mode: 'incremental' | 'full';
-  /** Export and report what would be written; nothing is written to the ESP. */
-  dryRun?: boolean;
-  /** Redispatch: contacts already `updated` in this run's results are not sent again. */
-  onlyPending?: boolean;
-}
+/** Runs with this marker write through the configuration's one writer (src/workflows/writer.ts). */
+export const ONE_WRITER_PATCH = 'one-writer';
+/** How long a run may take when its starter sets no deadline. */
+export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 
-export interface ConfigurationSyncResult {
-  configurationId: string;
-  status: RunSummary['status'];
-  exported: number;
-  updated: number;
-  rejected: number;
-  reason?: string;
-}
+const store = proxyActivities<Activities>(storeOptions);
+const { runMaintenance } = proxyActivities<Activities>(maintenanceOptions);
 
-export interface SyncProgress {
-  phase: 'starting' | 'maintenance' | 'export' | 'dispatch' | 'summary' | 'done';
-  contactsExported: number;
-  chunksDone: number;
-  chunksTotal: number;
-  updated: number;
-  rejected: number;
-}
-
-export const progressQuery = defineQuery<SyncProgress>('progress');
-
-/**
- * One configuration's run: maintenance -> export to the blob store -> dispatch (child workflow) ->
- * summary. Only ids, keys and counts pass through here; contacts and credentials never do.
- */
-export async function configurationSyncWorkflow(
-  input: ConfigurationSyncInput,
-): Promise<ConfigurationSyncResult> {
-  validate(input);
-  const { configurationId, runDate } = input;
-  // The run's folder in the blob store; activities know it as the run date.
-  const run = runFolder(runDate, input.runId);
-  const startedAt = Date.now();
-  const progress: SyncProgress = {
+/** The run's counts, filled in as its steps report them. */
+class RunState {
+  readonly startedAt = Date.now();
+  folder: string;
+  esp = '';
+  maintenance?: MaintenanceReport;
+  manifest?: ExportManifest;
+  rejectedByKind: Record<string, number> = {};
+  durations = { maintenance: 0, export: 0, dispatch: 0, total: 0 };
+  progress: SyncProgress = {
     phase: 'starting',
     contactsExported: 0,
     chunksDone: 0,
@@ -82,176 +69,244 @@ export async function configurationSyncWorkflow(
     updated: 0,
     rejected: 0,
   };
-  setHandler(progressQuery, () => progress);
-  setHandler(dispatchProgressSignal, (totals) => {
-    progress.chunksDone = totals.chunksDone;
-    progress.updated = totals.updated;
-    progress.rejected = totals.rejected;
-  });
+
+  constructor(readonly input: ConfigurationSyncInput) {
+    this.folder = runFolder(input.runDate, input.runId);
+  }
+
+  written(result: WriterResult): void {
+    this.maintenance = result.maintenance;
+    this.manifest = result.manifest;
+    this.durations = { ...result.durationsMs, total: 0 };
+    this.rejectedByKind = result.totals.rejectedByKind;
+    Object.assign(this.progress, {
+      contactsExported: result.manifest?.contacts ?? 0,
+      chunksTotal: result.manifest?.chunkCount ?? 0,
+      chunksDone: result.totals.chunksDone,
+      updated: result.totals.updated,
+      rejected: result.totals.rejected,
+    });
+  }
+}
+
+/** The configuration's writer is held by another run (named in the message). */
+class WriterBusy extends Error {}
+/** The run passed its deadline; its work was cancelled. */
+class DeadlinePassed extends Error {}
+
+/**
+ * One configuration's run: claim its folder, then write through the configuration's one writer
+ * (maintenance -> export -> dispatch, in the child `writer/<configurationId>`), then the summary.
+ * However it ends (completed, busy, needs_reauth, failed, timed_out, cancelled) it leaves a summary,
+ * a status and, for the daily run, an outcome. Only ids, keys and counts pass through here.
+ */
+export async function configurationSyncWorkflow(
+  input: ConfigurationSyncInput,
+): Promise<ConfigurationSyncResult> {
+  if (!patched(ONE_WRITER_PATCH)) return configurationSyncV1(input);
+  validate(input);
+  const run = new RunState(input);
+  setHandler(progressQuery, () => run.progress);
+  setHandler(writerProgressSignal, (p) => void Object.assign(run.progress, p));
   upsertSearchAttributes([
-    { key: searchAttributes.configurationId, value: configurationId },
+    { key: searchAttributes.configurationId, value: input.configurationId },
     { key: searchAttributes.status, value: 'running' },
   ]);
 
-  const context = await quick.loadRunContext(configurationId);
-  upsertSearchAttributes([{ key: searchAttributes.esp, value: context.esp }]);
-  const durations = { maintenance: 0, export: 0, dispatch: 0, total: 0 };
-  const finish = async (
-    status: RunSummary['status'],
-    extra: Partial<Pick<RunSummary, 'reason' | 'maintenance' | 'rejectedByKind' | 'chunks'>> & {
-      exported?: number;
-      alreadySet?: number;
-    } = {},
-  ): Promise<ConfigurationSyncResult> => {
-    progress.phase = 'summary';
-    durations.total = Date.now() - startedAt;
-    const summary: RunSummary = {
-      configurationId,
-      esp: context.esp,
-      runDate,
-      run,
+  let context: RunContext;
+  try {
+    context = await store.startRun({
+      configurationId: input.configurationId,
+      folder: run.folder,
+      owner: { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId },
       mode: input.mode,
       dryRun: !!input.dryRun,
-      status,
-      reason: extra.reason,
-      workflowId: workflowInfo().workflowId,
-      startedAt: new Date(startedAt).toISOString(),
-      finishedAt: new Date().toISOString(),
-      durationsMs: durations,
-      maintenance: extra.maintenance,
-      contacts: {
-        exported: extra.exported ?? 0,
-        alreadySet: extra.alreadySet ?? 0,
-        updated: progress.updated,
-        rejected: progress.rejected,
-      },
-      rejectedByKind: extra.rejectedByKind ?? {},
-      chunks: extra.chunks ?? 0,
-    };
-    await quick.writeSummary(summary);
+    });
+  } catch (err) {
+    // No configuration to report on (unknown id, unreadable document): the run fails as it is.
+    await report(input, { outcome: failureType(err) === failureTypes.corruptData ? 'unreadable' : 'failed', reason: rootMessage(err) });
+    throw err;
+  }
+  run.folder = context.folder;
+  run.esp = context.esp;
+  upsertSearchAttributes([{ key: searchAttributes.esp, value: context.esp }]);
+
+  try {
+    if (context.status !== 'active') return await finish(run, 'skipped', `configuration is ${context.status}`);
+    const deadline = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    if (input.dryRun) await withDeadline(deadline, () => dryRun(run, context));
+    else run.written(await withDeadline(deadline, () => write(run, context, deadline)));
+    return await finish(run, 'completed');
+  } catch (err) {
+    return ended(run, err);
+  }
+}
+
+/** Maintenance (report only) and an export into the run's own folder; no writer, no ESP writes. */
+async function dryRun(run: RunState, context: RunContext): Promise<void> {
+  const { configurationId } = run.input;
+  if (context.maintenance) {
+    run.progress.phase = 'maintenance';
+    run.maintenance = await runMaintenance({ configurationId, dryRun: true });
+  }
+  run.progress.phase = 'export';
+  const { exportContacts } = proxyActivities<Activities>(exportOptions(run.input.deadlineMs ?? DEFAULT_DEADLINE_MS));
+  // Without the field (maintenance would create it) every contact needs a value: list them all.
+  const mode = run.maintenance?.field === 'would_create' ? 'full' : run.input.mode;
+  run.manifest = await exportContacts({ configurationId, runDate: run.folder, mode, dryRun: true });
+  run.progress.contactsExported = run.manifest.contacts;
+  run.progress.chunksTotal = run.manifest.chunkCount;
+}
+
+/** The write itself, in the configuration's writer: at most one runs per configuration. */
+async function write(run: RunState, context: RunContext, deadlineMs: number): Promise<WriterResult> {
+  const { configurationId } = run.input;
+  run.progress.phase = context.maintenance ? 'maintenance' : 'export';
+  let writer;
+  try {
+    writer = await startChild(writerWorkflow, {
+      workflowId: workflowIds.writer(configurationId),
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      // The lock is held until the writer has really stopped.
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      staticSummary: `Writes ${configurationId} for ${workflowInfo().workflowId}`,
+      args: [
+        {
+          configurationId,
+          runFolder: run.folder,
+          mode: run.input.mode,
+          maintenance: context.maintenance,
+          window: context.concurrency,
+          retryOf: run.input.retryOf,
+          deadlineMs,
+        },
+      ],
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    const holder = await store.describeWriter(configurationId);
+    throw new WriterBusy(
+      `another run is writing this configuration${holder ? `: ${holder}` : ''}; this run wrote nothing`,
+    );
+  }
+  return writer.result();
+}
+
+/** Runs `fn`; when it takes longer than `ms`, cancels it, waits for it to stop, and throws DeadlinePassed. */
+async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+  const work = new CancellationScope();
+  const timer = new CancellationScope();
+  const done = work.run(fn);
+  const passed = timer.run(() => sleep(ms)).then(
+    () => DEADLINE,
+    () => new Promise<never>(() => undefined), // the timer was cancelled: it never wins
+  );
+  try {
+    const first = await Promise.race([done, passed]);
+    if (first !== DEADLINE) return first as T;
+  } finally {
+    timer.cancel();
+  }
+  work.cancel();
+  await done.catch(() => undefined);
+  throw new DeadlinePassed(`the run passed its deadline of ${Math.round(ms / 60_000)} minutes and was stopped`);
+}
+const DEADLINE = Symbol('deadline');
+
+/** Every way a run can end but completing: recorded, reported, and (for real failures) rethrown. */
+async function ended(run: RunState, err: unknown): Promise<ConfigurationSyncResult> {
+  if (err instanceof WriterBusy) return finish(run, 'busy', err.message);
+  if (failureType(err) === failureTypes.invalidCredentials) {
+    const reason = rootMessage(err);
+    await CancellationScope.nonCancellable(() =>
+      store.markNeedsReauth({ configurationId: run.input.configurationId, reason }),
+    );
+    return finish(run, 'needs_reauth', reason);
+  }
+  if (failureType(err) === failureTypes.configurationInactive) {
+    return finish(run, 'cancelled', rootMessage(err));
+  }
+  if (err instanceof DeadlinePassed) {
+    await finish(run, 'timed_out', err.message);
+    throw ApplicationFailure.nonRetryable(err.message, failureTypes.runDeadline);
+  }
+  if (isCancellation(err)) {
+    await finish(run, 'cancelled', 'the run was cancelled');
+    throw err;
+  }
+  await finish(run, 'failed', rootMessage(err));
+  throw err;
+}
+
+/** Summary, status, search attributes and the daily run's outcome: written even when cancelled. */
+async function finish(
+  run: RunState,
+  status: RunSummary['status'],
+  reason?: string,
+): Promise<ConfigurationSyncResult> {
+  const { input, progress } = run;
+  progress.phase = 'summary';
+  run.durations.total = Date.now() - run.startedAt;
+  const summary: RunSummary = {
+    configurationId: input.configurationId,
+    esp: run.esp,
+    runDate: input.runDate,
+    run: run.folder,
+    mode: input.mode,
+    dryRun: !!input.dryRun,
+    status,
+    reason: reason?.slice(0, 500),
+    workflowId: workflowInfo().workflowId,
+    startedAt: new Date(run.startedAt).toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationsMs: run.durations,
+    maintenance: run.maintenance,
+    contacts: {
+      exported: run.manifest?.contacts ?? progress.contactsExported,
+      alreadySet: run.manifest?.alreadySet ?? 0,
+      updated: progress.updated,
+      rejected: progress.rejected,
+    },
+    rejectedByKind: run.rejectedByKind,
+    chunks: run.manifest?.chunkCount ?? progress.chunksTotal,
+    ...(run.manifest?.foreignValues ? { foreignValues: run.manifest.foreignValues } : {}),
+  };
+  await CancellationScope.nonCancellable(async () => {
+    await store.recordRun(summary);
     upsertSearchAttributes([
       { key: searchAttributes.status, value: input.dryRun && status === 'completed' ? 'dry_run' : status },
       { key: searchAttributes.contactsUpdated, value: progress.updated },
       { key: searchAttributes.contactsRejected, value: progress.rejected },
     ]);
     setCurrentDetails(describe(summary));
-    progress.phase = 'done';
-    return {
-      configurationId,
-      status,
-      exported: summary.contacts.exported,
+    await report(input, {
+      outcome: status,
+      esp: run.esp,
       updated: progress.updated,
       rejected: progress.rejected,
-      reason: extra.reason,
-    };
-  };
-
-  if (context.status !== 'active') return finish('skipped', { reason: `configuration is ${context.status}` });
-
-  let maintenance: MaintenanceReport | undefined;
-  const needsReauth = async (err: unknown) => {
-    const reason = rootMessage(err);
-    await quick.markNeedsReauth({ configurationId, reason });
-    return finish('needs_reauth', { reason, maintenance });
-  };
-
-  if (context.maintenance) {
-    progress.phase = 'maintenance';
-    const t = Date.now();
-    try {
-      maintenance = await quick.runMaintenance(configurationId);
-    } catch (err) {
-      if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
-      throw err;
-    }
-    durations.maintenance = Date.now() - t;
-  }
-
-  progress.phase = 'export';
-  let t = Date.now();
-  let exported;
-  try {
-    exported = await exportContacts({ configurationId, runDate: run, mode: input.mode });
-  } catch (err) {
-    if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
-    throw err;
-  }
-  durations.export = Date.now() - t;
-  progress.contactsExported = exported.contacts;
-  progress.chunksTotal = exported.chunkCount;
-  const counts = {
-    exported: exported.contacts,
-    alreadySet: exported.alreadySet,
-    chunks: exported.chunkCount,
-    maintenance,
-  };
-  if (input.dryRun) return finish('completed', counts);
-
-  progress.phase = 'dispatch';
-  t = Date.now();
-  try {
-    const totals = await executeChild(dispatchWorkflow, {
-      workflowId: `${workflowInfo().workflowId}/dispatch`,
-      staticSummary: `Dispatch of ${exported.chunkCount} chunks (${exported.contacts} contacts) for ${configurationId}`,
-      args: [
-        {
-          configurationId,
-          runDate: run,
-          chunkCount: exported.chunkCount,
-          window: context.concurrency,
-          onlyPending: !!input.onlyPending,
-        },
-      ],
+      reason: summary.reason,
     });
-    progress.chunksDone = totals.chunksDone;
-    progress.updated = totals.updated;
-    progress.rejected = totals.rejected;
-    durations.dispatch = Date.now() - t;
-    return finish('completed', { ...counts, rejectedByKind: totals.rejectedByKind });
-  } catch (err) {
-    if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
-    throw err;
-  }
+  });
+  progress.phase = 'done';
+  return {
+    configurationId: input.configurationId,
+    status,
+    exported: summary.contacts.exported,
+    updated: progress.updated,
+    rejected: progress.rejected,
+    reason: summary.reason,
+  };
 }
 
-function validate(input: ConfigurationSyncInput): void {
-  const problems: string[] = [];
-  if (!input || typeof input !== 'object') problems.push('input must be an object');
-  else {
-    if (typeof input.configurationId !== 'string' || !/^cfg_[a-z0-9]{8,32}$/.test(input.configurationId)) {
-      problems.push('configurationId must look like cfg_ followed by 8-32 lowercase letters/digits');
-    }
-    if (typeof input.runDate !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(input.runDate)) {
-      problems.push('runDate must be YYYY-MM-DD');
-    }
-    if (
-      input.runId !== undefined &&
-      (typeof input.runId !== 'string' || !/^[a-z0-9-]{1,40}$/.test(input.runId))
-    ) {
-      problems.push('runId must be 1-40 lowercase letters, digits or -');
-    }
-    if (input.mode !== 'incremental' && input.mode !== 'full')
-      problems.push('mode must be "incremental" or "full"');
-  }
-  if (problems.length)
-    throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
-}
-
-export function runFolder(runDate: string, runId?: string): string {
-  return runId ? `${runDate}_${runId}` : runDate;
-}
-
-/** Markdown for the Web UI's "current details". */
-function describe(s: RunSummary): string {
-  const kinds = Object.entries(s.rejectedByKind)
-    .map(([k, n]) => `${k}: ${n}`)
-    .join(', ');
-  return [
-    `**${s.status}**${s.dryRun ? ' (dry run)' : ''} · ${s.esp} · ${s.runDate} · ${s.mode}`,
-    `exported ${s.contacts.exported} · already set ${s.contacts.alreadySet} · updated ${s.contacts.updated} · rejected ${s.contacts.rejected}${kinds ? ` (${kinds})` : ''}`,
-    `chunks ${s.chunks} · ${Math.round(s.durationsMs.total / 1000)} s`,
-    s.reason ? `reason: ${s.reason}` : '',
-  ]
-    .filter(Boolean)
-    .join('\n\n');
+/** Tells the daily run that started this one how it ended; a daily run that is gone is not an error. */
+async function report(
+  input: ConfigurationSyncInput,
+  outcome: Omit<ConfigurationOutcome, 'configurationId'>,
+): Promise<void> {
+  if (!input.reportTo) return;
+  await CancellationScope.nonCancellable(() =>
+    getExternalWorkflowHandle(input.reportTo!)
+      .signal(configurationDoneSignal, { configurationId: input.configurationId, ...outcome })
+      .catch(() => undefined),
+  );
 }

@@ -2,86 +2,260 @@ import {
   defineSearchAttributeKey,
   SearchAttributeType,
   WorkflowExecutionAlreadyStartedError,
-  WorkflowIdReusePolicy,
 } from '@temporalio/common';
-import { ParentClosePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  defineQuery,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  setHandler,
+  startChild,
+  workflowInfo,
+  WorkflowIdReusePolicy,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { workflowIds } from '../temporal/constants';
-import { configurationSyncWorkflow, type ConfigurationSyncResult } from './configuration-sync';
+import { DEFAULT_DEADLINE_MS, configurationSyncWorkflow } from './configuration-sync';
 import { rootMessage } from './failures';
-import { espCallRetry } from './retry-policies';
+import { storeOptions } from './retry-policies';
+import { configurationDoneSignal, type ConfigurationOutcome } from './signals';
 
-const { listActiveConfigurations } = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: espCallRetry,
-});
+import { dailySyncV1, type DailySyncOutcome } from './legacy/daily-sync-v1';
+
+export type { DailySyncOutcome };
+
+/** Daily runs with this marker page through the fleet (this file); older ones replay the legacy code. */
+export const PAGED_DAILY_PATCH = 'paged-daily';
+/** Configuration runs at once by default: runs of different ESP accounts never wait for each other. */
+export const DEFAULT_DAILY_CONCURRENCY = 200;
+const DEFAULT_PAGE_SIZE = 500;
+/** Outcomes are written to the blob store in files of this many lines. */
+const OUTCOMES_PER_FILE = 500;
+/** Continue-as-new well below Temporal's 10,240-event warning. */
+const MAX_HISTORY_EVENTS = 5_000;
+/** A run carried over from an earlier history that has not reported this long after its deadline is lost. */
+const REPORT_GRACE_MS = 60 * 60 * 1000;
+
+const store = proxyActivities<Activities>(storeOptions);
 
 /** Set by Schedules on the runs they start (backfills included): the time the run was due. */
-const scheduledStartTime = defineSearchAttributeKey(
-  'TemporalScheduledStartTime',
-  SearchAttributeType.DATETIME,
-);
+const scheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
 
 export interface DailySyncInput {
   /** YYYY-MM-DD. Default: the day the schedule planned this run for (or today, UTC). */
   runDate?: string;
-  /** Configuration runs at once. */
+  /** Configuration runs at once (1-1,000). Default 200. */
   concurrency?: number;
+  /** Configurations listed per page (1-1,000). Default 500. */
+  pageSize?: number;
+  /** Each configuration run's deadline. Default 20 hours. */
+  deadlineMs?: number;
+  /** Carried across continue-as-new. */
+  resume?: DailyState;
 }
 
-export interface DailySyncOutcome {
-  configurationId: string;
-  esp: string;
-  outcome: ConfigurationSyncResult['status'] | 'failed' | 'already_ran';
-  updated?: number;
-  rejected?: number;
-  error?: string;
+type Outcome = ConfigurationOutcome['outcome'];
+
+export interface DailySummary {
+  runDate: string;
+  /** Configurations seen, whatever their outcome. */
+  configurations: number;
+  outcomes: Partial<Record<Outcome, number>>;
+  /** Where each configuration's outcome is (blob store): `<folder>outcomes-NNNNN.jsonl`, and summary.json. */
+  folder: string;
+  outcomeFiles: number;
+  startedAt: string;
+  finishedAt: string;
 }
+
+export interface DailyState {
+  runDate: string;
+  startedAt: string;
+  /** The last configuration key listed; absent before the first page. */
+  cursor?: string;
+  exhausted: boolean;
+  /** Listed, active, not started yet (at most one page). */
+  queue: Array<{ configurationId: string; esp: string }>;
+  /** Started and not reported yet: configuration id -> start time (epoch ms). */
+  inFlight: Record<string, number>;
+  outcomes: Partial<Record<Outcome, number>>;
+  outcomeFiles: number;
+}
+
+export const dailyProgressQuery = defineQuery<{
+  runDate: string;
+  configurations: number;
+  inFlight: number;
+  listedAll: boolean;
+  outcomes: Partial<Record<Outcome, number>>;
+}>('progress');
 
 /**
  * The daily run the `espresso-daily` schedule starts: one configurationSyncWorkflow per active
- * configuration, a few at a time. One configuration failing never stops the others.
+ * configuration, up to `concurrency` at once, listed a page at a time. Runs report how they ended
+ * by signal; outcomes go to the blob store, counts to the result. Continues-as-new (carrying the
+ * cursor, the runs in flight and the counts) well before its history gets long, so the fleet's
+ * size never reaches a Temporal limit. One configuration failing never stops the others.
  */
-export async function dailySyncWorkflow(input: DailySyncInput = {}): Promise<DailySyncOutcome[]> {
-  const due = workflowInfo().typedSearchAttributes.get(scheduledStartTime) ?? new Date();
-  const runDate = input.runDate ?? due.toISOString().slice(0, 10);
-  const concurrency = Math.max(1, input.concurrency ?? 4);
-  const configurations = await listActiveConfigurations();
-
-  const outcomes: DailySyncOutcome[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < configurations.length) {
-      const { configurationId, esp } = configurations[next++]!;
-      outcomes.push(await runOne(configurationId, esp, runDate));
-    }
+export async function dailySyncWorkflow(
+  input: DailySyncInput = {},
+): Promise<DailySummary | DailySyncOutcome[]> {
+  if (!patched(PAGED_DAILY_PATCH)) return dailySyncV1(input);
+  const concurrency = bounded(input.concurrency, DEFAULT_DAILY_CONCURRENCY, 'concurrency');
+  const pageSize = bounded(input.pageSize, DEFAULT_PAGE_SIZE, 'pageSize');
+  const deadlineMs = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const s: DailyState = input.resume ?? {
+    runDate: input.runDate ?? dueDate(),
+    startedAt: new Date().toISOString(),
+    exhausted: false,
+    queue: [],
+    inFlight: {},
+    outcomes: {},
+    outcomeFiles: 0,
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, configurations.length) }, worker));
-  return outcomes.sort((a, b) => a.configurationId.localeCompare(b.configurationId));
-}
+  const folder = `daily/${s.runDate}/${workflowInfo().firstExecutionRunId}/`;
+  let buffered: ConfigurationOutcome[] = [];
+  let inFlight = Object.keys(s.inFlight).length;
 
-async function runOne(configurationId: string, esp: string, runDate: string): Promise<DailySyncOutcome> {
-  try {
-    const child = await startChild(configurationSyncWorkflow, {
-      workflowId: workflowIds.configurationSync(configurationId, runDate),
+  const record = (o: ConfigurationOutcome) => {
+    s.outcomes[o.outcome] = (s.outcomes[o.outcome] ?? 0) + 1;
+    buffered.push(o);
+  };
+  // A run reports by signal; runs started in this history also by their result (a terminated run
+  // sends no signal). Whichever comes first counts.
+  const done = (o: ConfigurationOutcome) => {
+    if (!(o.configurationId in s.inFlight)) return;
+    delete s.inFlight[o.configurationId];
+    inFlight--;
+    record(o);
+  };
+  setHandler(configurationDoneSignal, done);
+  setHandler(dailyProgressQuery, () => ({
+    runDate: s.runDate,
+    configurations: Object.values(s.outcomes).reduce((a, b) => a + (b ?? 0), 0) + inFlight,
+    inFlight,
+    listedAll: s.exhausted && s.queue.length === 0,
+    outcomes: s.outcomes,
+  }));
+
+  const start = (next: { configurationId: string; esp: string }) => {
+    const { configurationId, esp } = next;
+    s.inFlight[configurationId] = Date.now();
+    inFlight++;
+    return startChild(configurationSyncWorkflow, {
+      workflowId: workflowIds.configurationSync(configurationId, s.runDate),
       // A run that completed today is not redone; a failed one is retried by a rerun.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      // The configuration's run finishes even if this parent is terminated.
+      // The configuration's run finishes even when this daily run continues as new or ends.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      staticSummary: `Daily sync of ${configurationId} (${esp}) for ${runDate}`,
-      args: [{ configurationId, runDate, mode: 'incremental' }],
-    });
-    const result = await child.result();
-    return {
-      configurationId,
-      esp,
-      outcome: result.status,
-      updated: result.updated,
-      rejected: result.rejected,
-    };
-  } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError)
-      return { configurationId, esp, outcome: 'already_ran' };
-    return { configurationId, esp, outcome: 'failed', error: rootMessage(err).slice(0, 300) };
+      staticSummary: `Daily sync of ${configurationId} (${esp}) for ${s.runDate}`,
+      args: [
+        {
+          configurationId,
+          runDate: s.runDate,
+          mode: 'incremental',
+          deadlineMs,
+          reportTo: workflowInfo().workflowId,
+        },
+      ],
+    }).then(
+      (child) =>
+        void child.result().then(
+          (r) => done({ configurationId, esp, outcome: r.status, updated: r.updated, rejected: r.rejected, reason: r.reason }),
+          (err) => done({ configurationId, esp, outcome: 'failed', reason: rootMessage(err).slice(0, 300) }),
+        ),
+      (err) =>
+        done(
+          err instanceof WorkflowExecutionAlreadyStartedError
+            ? { configurationId, esp, outcome: 'already_ran' }
+            : { configurationId, esp, outcome: 'failed', reason: rootMessage(err).slice(0, 300) },
+        ),
+    );
+  };
+
+  const flush = async () => {
+    if (!buffered.length) return;
+    const outcomes = buffered;
+    buffered = [];
+    await store.writeDailyOutcomes({ folder, file: ++s.outcomeFiles, outcomes });
+  };
+
+  const historyLong = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+
+  for (;;) {
+    while (inFlight < concurrency && (s.queue.length > 0 || !s.exhausted) && !historyLong()) {
+      if (s.queue.length === 0) {
+        const page = await store.listConfigurationsPage({ after: s.cursor, limit: pageSize });
+        s.cursor = page.nextCursor ?? s.cursor;
+        s.exhausted = !page.nextCursor;
+        for (const entry of page.entries) {
+          if (entry.unreadable !== undefined) {
+            record({ configurationId: entry.configurationId, outcome: 'unreadable', reason: entry.unreadable });
+          } else if (entry.status !== 'active') {
+            record({
+              configurationId: entry.configurationId,
+              esp: entry.esp,
+              outcome: 'skipped',
+              reason: `configuration is ${entry.status}`,
+            });
+          } else s.queue.push({ configurationId: entry.configurationId, esp: entry.esp! });
+        }
+        continue;
+      }
+      // Started together: one workflow task starts the whole batch.
+      await Promise.all(s.queue.splice(0, concurrency - inFlight).map(start));
+    }
+    if (buffered.length >= OUTCOMES_PER_FILE) await flush();
+    if (s.exhausted && s.queue.length === 0 && inFlight === 0) break;
+    if (historyLong()) {
+      await flush();
+      await continueAsNew<typeof dailySyncWorkflow>({ ...input, resume: s });
+    }
+    const overdue = nextOverdue(s, deadlineMs);
+    const ready = () =>
+      (inFlight < concurrency && (s.queue.length > 0 || !s.exhausted)) ||
+      buffered.length >= OUTCOMES_PER_FILE ||
+      (s.exhausted && s.queue.length === 0 && inFlight === 0);
+    if (overdue === undefined) await condition(ready);
+    else await condition(ready, Math.max(1_000, overdue - Date.now()));
+    for (const [configurationId, startedAt] of Object.entries(s.inFlight)) {
+      if (Date.now() >= startedAt + deadlineMs + REPORT_GRACE_MS) {
+        done({ configurationId, outcome: 'timed_out', reason: 'the run did not report within its deadline' });
+      }
+    }
   }
+  await flush();
+  const summary: DailySummary = {
+    runDate: s.runDate,
+    configurations: Object.values(s.outcomes).reduce((a, b) => a + (b ?? 0), 0),
+    outcomes: s.outcomes,
+    folder,
+    outcomeFiles: s.outcomeFiles,
+    startedAt: s.startedAt,
+    finishedAt: new Date().toISOString(),
+  };
+  await store.writeDailySummary(summary);
+  return summary;
+}
+
+function dueDate(): string {
+  const due = workflowInfo().typedSearchAttributes.get(scheduledStartTime) ?? new Date();
+  return due.toISOString().slice(0, 10);
+}
+
+function nextOverdue(s: DailyState, deadlineMs: number): number | undefined {
+  const starts = Object.values(s.inFlight);
+  return starts.length ? Math.min(...starts) + deadlineMs + REPORT_GRACE_MS : undefined;
+}
+
+function bounded(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > 1_000) {
+    throw ApplicationFailure.nonRetryable(`invalid input: ${name} must be an integer from 1 to 1000`, 'InvalidInput');
+  }
+  return value;
 }

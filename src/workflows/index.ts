@@ -2,4 +2,6 @@
 export { selfCheckWorkflow } from './self-check';
 export { dailySyncWorkflow } from './daily-sync';
 export { configurationSyncWorkflow } from './configuration-sync';
+export { writerWorkflow } from './writer';
+/** Still registered: dispatch children of runs started by earlier versions. */
 export { dispatchWorkflow } from './dispatch';

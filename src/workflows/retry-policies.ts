@@ -1,9 +1,10 @@
-import type { RetryPolicy } from '@temporalio/common';
+import type { ActivityOptions, Duration, RetryPolicy } from '@temporalio/common';
 import { nonRetryableFailureTypes } from '../temporal/failure-types';
 
 /**
- * ESP calls: transient errors back off exponentially; rate limits retry after the ESP's own delay
- * (the failure carries nextRetryDelay); invalid credentials and rejected requests are not retried.
+ * ESP calls of legacy runs (src/workflows/legacy): transient errors back off exponentially; rate
+ * limits retry after the ESP's own delay (the failure carries nextRetryDelay); invalid credentials
+ * and rejected requests are not retried.
  */
 export const espCallRetry: RetryPolicy = {
   initialInterval: '1 second',
@@ -13,13 +14,52 @@ export const espCallRetry: RetryPolicy = {
   nonRetryableErrorTypes: nonRetryableFailureTypes,
 };
 
-/**
- * Chunk updates keep trying (no attempt limit): an ESP outage of hours must not lose the run.
- * Non-retryable failures still end them at once.
- */
+/** Chunk updates of legacy runs: no attempt limit. Non-retryable failures still end them at once. */
 export const chunkUpdateRetry: RetryPolicy = {
   initialInterval: '1 second',
   backoffCoefficient: 2,
   maximumInterval: '5 minutes',
   nonRetryableErrorTypes: nonRetryableFailureTypes,
+};
+
+// Every activity of a run is bounded by time, not by attempts: a few hours of ESP or store outage
+// are waited out (retries at most 5 minutes apart), then the activity fails and the run reports it.
+// Errors that are not understood are retried a few times only (src/activities/failures.ts).
+
+const waitOut = (maximumInterval: Duration): RetryPolicy => ({
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval,
+  nonRetryableErrorTypes: nonRetryableFailureTypes,
+});
+
+/** Blob store, secret store and Temporal bookkeeping: a store outage of up to two hours is waited out. */
+export const storeOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  scheduleToCloseTimeout: '2 hours',
+  retry: waitOut('1 minute'),
+};
+
+/** Credentials and the field: a few requests, paced with the ESP account's other work. */
+export const maintenanceOptions: ActivityOptions = {
+  startToCloseTimeout: '10 minutes',
+  scheduleToCloseTimeout: '6 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: waitOut('5 minutes'),
+};
+
+/** The export lists the whole list: bounded by the run's own deadline. */
+export const exportOptions = (deadlineMs: number): ActivityOptions => ({
+  startToCloseTimeout: deadlineMs,
+  scheduleToCloseTimeout: deadlineMs,
+  heartbeatTimeout: '30 seconds',
+  retry: waitOut('5 minutes'),
+});
+
+/** One chunk (at most 10,000 contacts): minutes of work, six hours with outages waited out. */
+export const chunkOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  scheduleToCloseTimeout: '6 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: waitOut('5 minutes'),
 };

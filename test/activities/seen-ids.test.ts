@@ -12,4 +12,11 @@ describe('SeenIds (contacts an export has written)', () => {
     assert.ok(seen.add('') && !seen.add(''));
     assert.equal(seen.size, 300_002);
   });
+
+  it('answers has() for every id added and for none that was not', () => {
+    const seen = new SeenIds(4);
+    for (let i = 0; i < 50_000; i += 2) seen.add(`ct_${i}`);
+    for (let i = 0; i < 50_000; i++) assert.equal(seen.has(`ct_${i}`), i % 2 === 0, `ct_${i}`);
+    assert.equal(seen.size, 25_000, 'has() adds nothing');
+  });
 });

@@ -60,6 +60,22 @@ for (const [name, makeStore] of adapters) {
       assert.deepEqual(await store.list('list/none/'), []);
     });
 
+    it('pages through keys under a prefix: each key once, in order, ending with a short page', async () => {
+      const keys = Array.from({ length: 7 }, (_, i) => `page/k${String(i).padStart(2, '0')}`);
+      for (const key of [...keys].reverse()) await store.put(key, key);
+      await store.put('pageother/z', 'outside');
+      const pages: string[][] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await store.listPage('page/', { after, limit: 3 });
+        pages.push(page);
+        if (page.length < 3) break;
+        after = page.at(-1);
+      }
+      assert.deepEqual(pages, [keys.slice(0, 3), keys.slice(3, 6), keys.slice(6)]);
+      assert.deepEqual(await store.listPage('page/', { after: 'page/k06', limit: 3 }), []);
+    });
+
     it('deletes, and deleting a missing key is not an error', async () => {
       await store.put('del/k', 'v');
       await store.delete('del/k');

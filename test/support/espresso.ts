@@ -56,6 +56,7 @@ export async function startEspresso(
     alerts: async (alert) => void alerts.push(alert),
     metrics,
     payloadKeys: testPayloadKeys,
+    temporal: { client: async () => env.client, taskQueue },
   });
   const running = worker.run();
 

@@ -90,11 +90,10 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.ok(!history.includes('ct_00'), 'a contact id is in the history');
     assert.ok(!history.includes([...chunks.values()][0]!), 'a value is in the history');
     const events = (await handle.fetchHistory()).events!.length;
-    const dispatchEvents = (await e.client.workflow.getHandle(`${handle.workflowId}/dispatch`).fetchHistory())
-      .events!.length;
-    console.log(
-      `      history events for 50,000 contacts: configurationSync ${events}, dispatch ${dispatchEvents}`,
-    );
+    const writerEvents = (
+      await e.client.workflow.getHandle(`writer/${configuration.id}`).fetchHistory()
+    ).events!.length;
+    console.log(`      history events for 50,000 contacts: configurationSync ${events}, writer ${writerEvents}`);
 
     // A second incremental run finds nothing left to do, and nobody got a second value.
     const again = await (
@@ -188,20 +187,22 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     for (const r of rejected) assert.match((r as { reason: string }).reason, /^contact_suppressed: /);
     assert.deepEqual((await readSummary(e, configuration.id)).rejectedByKind, { contact_suppressed: 2 });
 
-    // After the ESP lifts the suppression, a redispatch writes the same values to those two only.
+    // After the ESP lifts the suppression, a redispatch writes the same values to those two only,
+    // as a run of its own: the earlier run's files stay as they were.
     list.suppressed.clear();
     const writesBefore = list.writes;
     const redispatch = await (
       await run(
-        { configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental', onlyPending: true },
+        { configurationId: configuration.id, runDate: RUN_DATE, runId: 'redispatch-1', mode: 'incremental', retryOf: RUN_DATE },
         `sync/${configuration.id}/${RUN_DATE}/redispatch`,
       )
     ).result();
-    assert.equal(redispatch.updated, 1_000);
+    assert.equal(redispatch.updated, 2);
     assert.equal(list.writes - writesBefore, 2);
     const chunks = await e.chunkValues(configuration.id, RUN_DATE);
     assert.equal(list.values.get(configuration.fieldName)![4], chunks.get('ct_0000005'));
     assert.equal(list.conflicts.size, 0);
+    assert.equal((await readResults(e, configuration.id)).filter((r) => r.status === 'rejected').length, 2);
   });
 
   it('writes nothing to the ESP on a dry run', async () => {
@@ -216,7 +217,11 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal(result.exported, 300);
     assert.equal(result.updated, 0);
     assert.equal(list.writes, 0);
-    assert.equal((await readSummary(e, configuration.id)).dryRun, true);
+    // Maintenance only says what it would do: the missing field is not created.
+    assert.ok(!list.fields.has(configuration.fieldName), 'a dry run created the field');
+    const summary = await readSummary(e, configuration.id);
+    assert.equal(summary.dryRun, true);
+    assert.equal(summary.maintenance?.field, 'would_create');
     assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['dry_run']);
   });
 

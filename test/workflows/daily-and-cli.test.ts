@@ -10,11 +10,27 @@ import { applySchedule } from '../../src/temporal/schedule';
 import { resolveTemporalCli } from '../../src/tools';
 import { createApp } from '../../src/web/app';
 import { dailySyncWorkflow } from '../../src/workflows';
+import type { DailySummary } from '../../src/workflows/daily-sync';
+import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
+
+/** Every configuration's outcome of a daily run, from its outcome files in the blob store. */
+async function dailyOutcomes(e: Espresso, summary: DailySummary) {
+  const byId = new Map<string, ConfigurationOutcome>();
+  for (const key of await e.stores.blobs.list(summary.folder)) {
+    if (!/outcomes-\d{5}\.jsonl$/.test(key)) continue;
+    for await (const line of e.stores.blobs.readLines(key)) {
+      const o = JSON.parse(line) as ConfigurationOutcome;
+      assert.ok(!byId.has(o.configurationId), `${o.configurationId} has two outcomes`);
+      byId.set(o.configurationId, o);
+    }
+  }
+  return byId;
+}
 
 describe('daily run, schedule and temporal CLI', function () {
   this.timeout(180_000);
@@ -54,39 +70,42 @@ describe('daily run, schedule and temporal CLI', function () {
     const noList = await e.connect(10, { espListId: 'list_deleted' });
     const disabled = await e.connect(10, { status: 'disabled' });
 
-    const outcomes = await e.client.workflow.execute(dailySyncWorkflow, {
+    const summary = (await e.client.workflow.execute(dailySyncWorkflow, {
       taskQueue: TASK_QUEUE,
       workflowId: 'daily/test-2026-11-10',
       args: [{ runDate: '2026-11-10' }],
-    });
-    const byId = new Map(outcomes.map((o) => [o.configurationId, o]));
+    })) as DailySummary;
+    const byId = await dailyOutcomes(e, summary);
     assert.equal(byId.get(good.configuration.id)!.outcome, 'completed');
     assert.equal(byId.get(good.configuration.id)!.updated, 500);
     assert.equal(byId.get(badKey.configuration.id)!.outcome, 'needs_reauth');
     assert.equal(byId.get(noList.configuration.id)!.outcome, 'failed');
-    assert.match(byId.get(noList.configuration.id)!.error!, /list_deleted does not exist/);
-    assert.equal(byId.has(disabled.configuration.id), false);
+    assert.match(byId.get(noList.configuration.id)!.reason!, /list_deleted does not exist/);
+    assert.equal(byId.get(disabled.configuration.id)!.outcome, 'skipped');
+    assert.match(byId.get(disabled.configuration.id)!.reason!, /configuration is disabled/);
     assert.equal(good.list.values.get(good.configuration.fieldName)!.filter(Boolean).length, 500);
+    assert.equal(summary.outcomes.completed! >= 1 && summary.outcomes.failed! >= 1, true);
+    assert.equal(summary.configurations, byId.size);
 
     // Rerunning the same day does not redo a completed configuration.
-    const again = await e.client.workflow.execute(dailySyncWorkflow, {
+    const again = (await e.client.workflow.execute(dailySyncWorkflow, {
       taskQueue: TASK_QUEUE,
       workflowId: 'daily/test-2026-11-10-again',
       args: [{ runDate: '2026-11-10' }],
-    });
-    assert.equal(again.find((o) => o.configurationId === good.configuration.id)!.outcome, 'already_ran');
+    })) as DailySummary;
+    assert.equal((await dailyOutcomes(e, again)).get(good.configuration.id)!.outcome, 'already_ran');
     for (const c of [badKey, noList, disabled])
       await e.stores.configurations.update(c.configuration.id, () => ({ status: 'disabled' }));
   });
 
-  it('applies the espresso-daily schedule idempotently: daily 06:00 UTC, overlap skip, one-day catch-up', async () => {
+  it('applies the espresso-daily schedule idempotently: daily 06:00 UTC, overlapping days allowed, one-day catch-up', async () => {
     const first = await applySchedule(e.client, { hour: 6, minute: 0 });
     const second = await applySchedule(e.client, { hour: 6, minute: 0 });
     assert.equal(first.result, 'created');
     assert.equal(second.result, 'updated');
     assert.equal(second.nextRuns[0]!.getUTCHours(), 6);
     const d = await e.client.schedule.getHandle(SCHEDULE_ID).describe();
-    assert.equal(d.policies.overlap, ScheduleOverlapPolicy.SKIP);
+    assert.equal(d.policies.overlap, ScheduleOverlapPolicy.ALLOW_ALL);
     assert.equal(d.policies.catchupWindow, 86_400_000);
     assert.equal(d.action.type, 'startWorkflow');
     assert.equal(d.action.type === 'startWorkflow' && d.action.workflowType, 'dailySyncWorkflow');

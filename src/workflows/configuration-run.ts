@@ -1,0 +1,111 @@
+// What a configuration run takes, shows and returns: shared by configurationSyncWorkflow and the
+// legacy run it replaced (src/workflows/legacy), which must keep replaying.
+import { ApplicationFailure, defineQuery } from '@temporalio/workflow';
+import type { RunSummary } from '../activities/summary';
+
+export interface ConfigurationSyncInput {
+  configurationId: string;
+  /** YYYY-MM-DD: names the run's folder. */
+  runDate: string;
+  /**
+   * Set for runs outside the schedule (e.g. `manual-080503-k3f2`): their files go to
+   * runs/<id>/<runDate>_<runId>/. A run whose folder another run already holds gets a folder of
+   * its own (`<runDate>_run-<8 characters of its run id>`): no two runs share files.
+   */
+  runId?: string;
+  mode: 'incremental' | 'full';
+  /** Export and report what would be written (and what maintenance would do); nothing is written to the ESP. */
+  dryRun?: boolean;
+  /** Legacy redispatch flag (runs of earlier versions); new redispatches set `retryOf`. */
+  onlyPending?: boolean;
+  /**
+   * Redispatch: the folder of an earlier run whose values are written again to those of its
+   * contacts that were not updated and still hold no value in the ESP.
+   */
+  retryOf?: string;
+  /** The run gives up (reported as timed_out) after this long. Default 20 hours. */
+  deadlineMs?: number;
+  /** The daily run that started this one: told how it ended. */
+  reportTo?: string;
+}
+
+export interface ConfigurationSyncResult {
+  configurationId: string;
+  status: RunSummary['status'];
+  exported: number;
+  updated: number;
+  rejected: number;
+  reason?: string;
+}
+
+export interface SyncProgress {
+  phase: 'starting' | 'maintenance' | 'export' | 'dispatch' | 'summary' | 'done';
+  contactsExported: number;
+  chunksDone: number;
+  chunksTotal: number;
+  updated: number;
+  rejected: number;
+}
+
+export const progressQuery = defineQuery<SyncProgress>('progress');
+
+export function validate(input: ConfigurationSyncInput): void {
+  const problems: string[] = [];
+  if (!input || typeof input !== 'object') problems.push('input must be an object');
+  else {
+    if (typeof input.configurationId !== 'string' || !/^cfg_[a-z0-9]{8,32}$/.test(input.configurationId)) {
+      problems.push('configurationId must look like cfg_ followed by 8-32 lowercase letters/digits');
+    }
+    if (typeof input.runDate !== 'string' || !isCalendarDay(input.runDate)) {
+      problems.push('runDate must be YYYY-MM-DD (a day of the calendar)');
+    }
+    if (
+      input.runId !== undefined &&
+      (typeof input.runId !== 'string' || !/^[a-z0-9-]{1,40}$/.test(input.runId))
+    ) {
+      problems.push('runId must be 1-40 lowercase letters, digits or -');
+    }
+    if (input.mode !== 'incremental' && input.mode !== 'full')
+      problems.push('mode must be "incremental" or "full"');
+    if (
+      input.retryOf !== undefined &&
+      (typeof input.retryOf !== 'string' || !/^\d{4}-\d{2}-\d{2}(_[a-z0-9-]{1,40})?$/.test(input.retryOf))
+    ) {
+      problems.push('retryOf must be a run folder like 2026-11-28 or 2026-11-28_manual-080503-k3f2');
+    }
+    if (input.retryOf !== undefined && input.dryRun) problems.push('a redispatch cannot be a dry run');
+    if (
+      input.deadlineMs !== undefined &&
+      (typeof input.deadlineMs !== 'number' || !(input.deadlineMs >= 1_000 && input.deadlineMs <= 7 * 86_400_000))
+    ) {
+      problems.push('deadlineMs must be between one second and seven days');
+    }
+  }
+  if (problems.length)
+    throw ApplicationFailure.nonRetryable(`invalid input: ${problems.join('; ')}`, 'InvalidInput');
+}
+
+function isCalendarDay(d: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(d)) return false;
+  const t = Date.parse(`${d}T00:00:00Z`);
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === d;
+}
+
+export function runFolder(runDate: string, runId?: string): string {
+  return runId ? `${runDate}_${runId}` : runDate;
+}
+
+/** Markdown for the Web UI's "current details". */
+export function describe(s: RunSummary): string {
+  const kinds = Object.entries(s.rejectedByKind)
+    .map(([k, n]) => `${k}: ${n}`)
+    .join(', ');
+  return [
+    `**${s.status}**${s.dryRun ? ' (dry run)' : ''} · ${s.esp} · ${s.runDate} · ${s.mode}`,
+    `exported ${s.contacts.exported} · already set ${s.contacts.alreadySet} · updated ${s.contacts.updated} · rejected ${s.contacts.rejected}${kinds ? ` (${kinds})` : ''}`,
+    `chunks ${s.chunks} · ${Math.round(s.durationsMs.total / 1000)} s`,
+    s.reason ? `reason: ${s.reason}` : '',
+  ]
+    .filter(Boolean)
+    .join('\n\n');
+}
