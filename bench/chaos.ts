@@ -1,7 +1,8 @@
-// `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N]`
+// `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]`
 // A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
 // rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
-// was lost and no contact was ever written two values. Exits non-zero otherwise.
+// was lost and no contact was ever written two values. Exits non-zero otherwise. With --overlap the
+// same configuration is also started again through every entry point while it runs.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
@@ -9,6 +10,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunSummary } from '../src/activities/summary';
 import { runFiles, type ResultLine } from '../src/runs/files';
 import { TASK_QUEUE } from '../src/temporal/constants';
+import { ENTRY_POINTS, startAgain, type EntryPoint } from './overlap';
 import { benchDeps, prepare } from './scenarios';
 import { ACCOUNTS, startStack } from './stack';
 
@@ -17,12 +19,15 @@ const options = new Command()
   .option('--contacts <n>', 'contacts', count, 100_000)
   .option('--kills <n>', 'worker SIGKILLs during the run', count, 3)
   .option('--server-restarts <n>', 'Temporal dev server restarts during the run', count, 1)
+  .option('--overlap', 'start the configuration again through each entry point while it runs')
   .parse()
-  .opts<{ json?: boolean; contacts: number; kills: number; serverRestarts: number }>();
+  .opts<{ json?: boolean; contacts: number; kills: number; serverRestarts: number; overlap?: boolean }>();
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[chaos] ${msg}\n`);
 const PACING = { rps: 100_000, concurrency: 8 };
 const FAULTS = { errorRate: 0.05, rateLimitRate: 0.05, timeoutRate: 0.01, rowRejectRate: 0.005 };
+/** With --overlap: contacts an earlier run writes first (the run a redispatch names). */
+const EARLIER_CONTACTS = 1_000;
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -31,13 +36,29 @@ async function main(): Promise<void> {
   let exitCode = 0;
   try {
     const deps = benchDeps(stack, PACING);
-    const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, options.contacts);
+    // With --overlap, an earlier run (of the first contacts) gives redispatch something to name.
+    const early = options.overlap ? EARLIER_CONTACTS : 0;
+    const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, early || options.contacts);
+    let worker = await stack.startWorker(PACING);
+    const earlierRun = '2025-12-31';
+    if (early) {
+      const earlier = (await stack.env.client.workflow.execute('configurationSyncWorkflow', {
+        taskQueue: TASK_QUEUE,
+        workflowId: `chaos/${listId}/earlier`,
+        args: [{ configurationId: configuration.id, runDate: earlierRun, mode: 'full' }],
+      })) as { status: string; updated: number };
+      if (earlier.updated !== early) throw new Error(`the earlier run ended ${earlier.status}`);
+      await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/lists/${listId}/seed`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ contacts: options.contacts - early }),
+      });
+    }
     await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/settings`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ faults: FAULTS }),
     });
-    let worker = await stack.startWorker(PACING);
     const runDate = '2026-01-01';
     const workflowId = `chaos/${listId}`;
     const started = performance.now();
@@ -49,10 +70,12 @@ async function main(): Promise<void> {
     say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
 
     // The disruptions, in random order, at random moments while the run goes on.
-    const actions: Array<'kill' | 'restart'> = [
+    const actions: Array<'kill' | 'restart' | EntryPoint> = [
       ...Array<'kill'>(options.kills).fill('kill'),
       ...Array<'restart'>(options.serverRestarts).fill('restart'),
+      ...(options.overlap ? ENTRY_POINTS : []),
     ].sort(() => Math.random() - 0.5);
+    const overlaps: Array<{ entry: EntryPoint; heldOff: boolean; how: string }> = [];
     let workerKills = 0;
     let serverRestarts = 0;
     const status = async () => {
@@ -81,6 +104,12 @@ async function main(): Promise<void> {
         workerKills++;
         say(`worker SIGKILLed (${workerKills})`);
         worker = await stack.startWorker(PACING);
+      } else if (action !== 'restart') {
+        const started = await startAgain(stack, deps, action, configuration.id, runDate, earlierRun);
+        overlaps.push(started);
+        say(
+          `started again through ${action}: ${started.heldOff ? 'held off' : 'NOT HELD OFF'} (${started.how})`,
+        );
       } else {
         await stack.restartTemporal();
         serverRestarts++;
@@ -97,9 +126,20 @@ async function main(): Promise<void> {
     await worker.stop();
     if (final !== 'COMPLETED') throw new Error(`the run ended ${final}`);
 
-    // What the chunk files promised, what the results files say, what the ESP holds.
+    // What the chunk files promised, what the results files say, what the ESP holds (the earlier
+    // run's contacts were all written by it).
     const expected = new Map<string, string>();
     const rejected = new Map<string, string>();
+    const earlierValues = new Map<string, string>();
+    if (early) {
+      for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, earlierRun))) {
+        if (!/contacts-\d+\.jsonl$/.test(key)) continue;
+        for await (const line of deps.stores.blobs.readLines(key)) {
+          const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+          earlierValues.set(contactId, value);
+        }
+      }
+    }
     for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, runDate))) {
       if (/contacts-\d+\.jsonl$/.test(key)) {
         for await (const line of deps.stores.blobs.readLines(key)) {
@@ -132,7 +172,8 @@ async function main(): Promise<void> {
       if (current.get(contactId) === value) updated++;
       else if (!rejected.has(contactId)) lost++;
     }
-    lost += options.contacts - expected.size; // contacts that never reached a chunk file
+    for (const [contactId, value] of earlierValues) if (current.get(contactId) !== value) lost++;
+    lost += options.contacts - expected.size - earlierValues.size; // contacts that never reached a chunk file
     const summary = JSON.parse(
       (await deps.stores.blobs.get(runFiles.summary(configuration.id, runDate))).body.toString('utf8'),
     ) as RunSummary;
@@ -148,6 +189,9 @@ async function main(): Promise<void> {
       conflictingWrites,
       workerKills,
       serverRestarts,
+      ...(options.overlap
+        ? { overlapStarts: overlaps.length, overlapsHeldOff: overlaps.filter((o) => o.heldOff).length }
+        : {}),
       seconds: Math.round(seconds * 10) / 10,
       summaryCountsAddUp: countsAddUp,
     };
@@ -155,6 +199,10 @@ async function main(): Promise<void> {
     else for (const [k, v] of Object.entries(report)) console.log(`${k.padEnd(20)} ${v}`);
     if (lost > 0 || conflictingWrites > 0 || !countsAddUp) {
       say('FAILED: something was lost, written twice, or the summary does not add up');
+      exitCode = 1;
+    }
+    if (overlaps.some((o) => !o.heldOff) || (options.overlap && overlaps.length < ENTRY_POINTS.length)) {
+      say(`FAILED: a start through another entry point was not held off, or not every entry point was tried`);
       exitCode = 1;
     }
     if (workerKills < options.kills || serverRestarts < options.serverRestarts) {

@@ -1,5 +1,7 @@
 // `npm run bench [-- --json] [--contacts N] [--per-contact N] [--limited N] [--growth]`
 // Measures espresso's pipeline against the machine's own limit for the same ESP. See docs/performance.md.
+// `npm run bench -- --fleet [--json] [--fleet-size N] [--daily-concurrency N]`: the fleet figures
+// (docs/scale.md) instead.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +11,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { barChart } from './chart';
 import { direct, perContact, pipeline } from './scenarios';
+import { fleetRun, pacing, settle } from './fleet';
 import { ACCOUNTS, startStack } from './stack';
 
 const options = new Command()
@@ -17,6 +20,10 @@ const options = new Command()
   .option('--per-contact <n>', 'contacts for the one-activity-per-contact scenario', count, 5_000)
   .option('--limited <n>', 'contacts for the rate-limited scenario', count, 50_000)
   .option('--growth', 'also run the pipeline at 10,000, 100,000 and 1,000,000 contacts')
+  .option('--fleet', 'measure the fleet instead: workers on one account, and a daily run over many')
+  .option('--fleet-size <n>', 'configurations in the fleet daily run', count, 1_000)
+  .option('--fleet-contacts <n>', 'contacts of the one-account pacing runs', count, 100_000)
+  .option('--daily-concurrency <n>', 'also run the fleet daily run with this concurrency', count)
   .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
   .parse()
   .opts<{
@@ -25,6 +32,10 @@ const options = new Command()
     perContact: number;
     limited: number;
     growth?: boolean;
+    fleet?: boolean;
+    fleetSize: number;
+    fleetContacts: number;
+    dailyConcurrency?: number;
     resultsDir: string;
   }>();
 
@@ -35,6 +46,7 @@ const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
+  if (options.fleet) return fleetMain();
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
   const stack = await startStack();
   try {
@@ -96,6 +108,56 @@ async function main(): Promise<void> {
   } finally {
     await stack.stop();
   }
+}
+
+/** `--fleet`: one JSON object whose `fleet` key holds every figure (docs/scale.md). */
+async function fleetMain(): Promise<void> {
+  say(`fleet benchmark (${cpus().length} cores, Node ${process.version})`);
+  const workers = [];
+  for (const w of [1, 2, 4]) {
+    workers.push(await pacing(say, w, 1, options.fleetContacts));
+    await settle();
+  }
+  const sharedAccount = await pacing(say, 2, 2, options.fleetContacts);
+  await settle();
+  const run = await fleetRun(say, { size: options.fleetSize, workers: 1 });
+  await settle();
+  const runTwoWorkers = await fleetRun(say, { size: options.fleetSize, workers: 2 });
+  await settle();
+  const large = await fleetRun(say, { size: options.fleetSize, workers: 1, large: 500_000 });
+  const tuned = options.dailyConcurrency
+    ? await fleetRun(say, { size: options.fleetSize, workers: 1, concurrency: options.dailyConcurrency })
+    : undefined;
+  const fleetRunFigures = ({
+    smallSeconds: _s,
+    largeSeconds: _l,
+    ...figures
+  }: Awaited<ReturnType<typeof fleetRun>>) => figures;
+  const report = {
+    machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+    fleet: {
+      workers,
+      sharedAccount,
+      run: fleetRunFigures(run),
+      runTwoWorkers: fleetRunFigures(runTwoWorkers),
+      withLarge: {
+        configurations: large.configurations,
+        largeContacts: 500_000,
+        smallSeconds: large.smallSeconds,
+        smallSecondsWithoutLarge: run.smallSeconds,
+        smallDelaySeconds: round(large.smallSeconds - run.smallSeconds),
+        largeSeconds: large.largeSeconds,
+      },
+      ...(tuned ? { tuned: fleetRunFigures(tuned) } : {}),
+    },
+  };
+  const dir = options.resultsDir;
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `fleet-${report.machine.date.replace(/[:.]/g, '-')}.json`);
+  await writeFile(file, JSON.stringify(report, null, 2) + '\n');
+  say(`results written to ${file}`);
+  if (options.json) console.log(JSON.stringify(report));
+  else console.log(JSON.stringify(report.fleet, null, 2));
 }
 
 type Report = {

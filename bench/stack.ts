@@ -24,7 +24,19 @@ export const ACCOUNTS = {
   limited: { id: 'acct_limited', apiKey: 'limited-key-0001', requestsPerSecond: 50, concurrency: 10 },
 };
 
-export async function startStack(options: { espTimeoutMs?: number } = {}) {
+/** A Sandbox account as the Sandbox's config file describes it (src/sandbox/setup.ts). */
+export interface SandboxAccountConfig {
+  id: string;
+  name: string;
+  apiKeys: string[];
+  lists: Array<{ id: string; name: string; contacts: number }>;
+  settings?: {
+    limits?: { requestsPerSecond?: number; concurrency?: number };
+    faults?: { latencyMs?: number };
+  };
+}
+
+export async function startStack(options: { espTimeoutMs?: number; accounts?: SandboxAccountConfig[] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
   // A fresh database every run; its output goes to a log file so --json keeps stdout clean.
   const serverOptions = {
@@ -67,6 +79,7 @@ export async function startStack(options: { espTimeoutMs?: number } = {}) {
             },
           },
         },
+        ...(options.accounts ?? []),
       ],
     }),
   );
@@ -142,6 +155,8 @@ export async function startStack(options: { espTimeoutMs?: number } = {}) {
       server = await startDevServer(serverOptions);
     },
     config,
+    /** The environment espresso's processes of this stack run with (CLI commands included). */
+    processEnv: baseEnv,
     sandboxUrl,
     startWorker,
     async stop() {

@@ -75,7 +75,12 @@ export async function sendOutbox(
   const pending = configuration.alertOutbox ?? [];
   if (pending.length === 0) return configuration;
   for (const a of pending) {
-    await alerts({ configurationId: configuration.id, esp: configuration.esp, status: a.status, message: a.message });
+    await alerts({
+      configurationId: configuration.id,
+      esp: configuration.esp,
+      status: a.status,
+      message: a.message,
+    });
   }
   const sent = new Set(pending.map((a) => a.id));
   return configurations.update(configuration.id, (current) => {

@@ -98,7 +98,7 @@ describe('espresso CLI: connect and configurations', function () {
     assert.match(again.stdout, new RegExp(`updated ${id}`));
 
     const table = await espresso(['configurations', 'list']);
-    assert.match(table.stdout, /^id\s+esp\s+account\s+list\s+status\s+updated/m);
+    assert.match(table.stdout, /^id\s+esp\s+account\s+list\s+status\s+last run/m);
     assert.match(
       table.stdout,
       new RegExp(`${id}\\s+sandbox\\s+Demo Coffee Roasters\\s+list_newsletter\\s+active`),

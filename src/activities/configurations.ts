@@ -47,7 +47,8 @@ export function createConfigurationActivities(deps: ActivityDeps) {
       let after: string | undefined;
       do {
         const page = await listPage(after, 1_000);
-        for (const e of page.entries) if (e.status === 'active') active.push({ configurationId: e.configurationId, esp: e.esp! });
+        for (const e of page.entries)
+          if (e.status === 'active') active.push({ configurationId: e.configurationId, esp: e.esp! });
         after = page.nextCursor;
       } while (after);
       return active;
@@ -116,16 +117,21 @@ export function createConfigurationActivities(deps: ActivityDeps) {
      */
     async markNeedsReauth(input: { configurationId: string; reason: string }): Promise<{ changed: boolean }> {
       return mapFailures(async () => {
-        const { alerted } = await changeWithAlert(configurations, deps.alerts, input.configurationId, (c) => ({
-          change: { status: 'needs_reauth', statusReason: input.reason.slice(0, 500) },
-          alert:
-            c.status === 'needs_reauth'
-              ? undefined
-              : {
-                  status: 'needs_reauth',
-                  message: `credentials no longer work; re-authorize this configuration (${input.reason.slice(0, 200)})`,
-                },
-        }));
+        const { alerted } = await changeWithAlert(
+          configurations,
+          deps.alerts,
+          input.configurationId,
+          (c) => ({
+            change: { status: 'needs_reauth', statusReason: input.reason.slice(0, 500) },
+            alert:
+              c.status === 'needs_reauth'
+                ? undefined
+                : {
+                    status: 'needs_reauth',
+                    message: `credentials no longer work; re-authorize this configuration (${input.reason.slice(0, 200)})`,
+                  },
+          }),
+        );
         return { changed: alerted };
       });
     },
@@ -191,10 +197,14 @@ export function createConfigurationActivities(deps: ActivityDeps) {
   /** An unreadable document alerts once (a marker remembers it) until it reads again. */
   async function alertUnreadableOnce(id: string, reason: string): Promise<void> {
     try {
-      await blobs.put(`${UNREADABLE_MARKERS}${id}.json`, JSON.stringify({ reason, at: new Date().toISOString() }), {
-        ifNoneMatch: '*',
-        contentType: 'application/json',
-      });
+      await blobs.put(
+        `${UNREADABLE_MARKERS}${id}.json`,
+        JSON.stringify({ reason, at: new Date().toISOString() }),
+        {
+          ifNoneMatch: '*',
+          contentType: 'application/json',
+        },
+      );
     } catch (err) {
       if (err instanceof ConflictError) return;
       throw err;

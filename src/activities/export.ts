@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
-import type { ListMode } from '../processors/types';
+import type { BaseProcessor } from '../processors/base-processor';
+import type { AccountLease, AccountPacing } from '../processors/pacing';
+import type { ListMode, ProcessorTarget } from '../processors/types';
 import { CorruptDataError, NotFoundError } from '../storage';
 import {
   CHUNK_LINES,
@@ -63,7 +65,11 @@ export function createExportActivities(deps: ActivityDeps) {
         const finished = await readManifest(input.configurationId, input.runDate);
         if (finished) {
           if (finished.mode !== input.mode || (finished.retryOf ?? undefined) !== input.retryOf) {
-            throw new CorruptDataError('blob', manifestKey, `it holds an export of another kind (${finished.mode})`);
+            throw new CorruptDataError(
+              'blob',
+              manifestKey,
+              `it holds an export of another kind (${finished.mode})`,
+            );
           }
           return finished;
         }
@@ -105,11 +111,14 @@ export function createExportActivities(deps: ActivityDeps) {
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
         const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
+        const lease = new RollingLease(deps, processor, target, context.cancellationSignal);
         // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
         // contact must never get two values, so every repeat is dropped, across resumes too.
         const seen = new SeenIds();
         for (let n = 1; n <= committed.chunkCount; n++) {
-          for await (const line of blobs.readLines(runFiles.contacts(input.configurationId, input.runDate, n))) {
+          for await (const line of blobs.readLines(
+            runFiles.contacts(input.configurationId, input.runDate, n),
+          )) {
             const id = contactIdOf(line);
             if (id) seen.add(id);
           }
@@ -117,7 +126,12 @@ export function createExportActivities(deps: ActivityDeps) {
         try {
           for (;;) {
             context.cancellationSignal.throwIfAborted();
-            const page = await processor.listPage(target, cursor, earlier ? 'incremental' : input.mode);
+            const page = await processor.listPage(
+              target,
+              cursor,
+              earlier ? 'incremental' : input.mode,
+              await lease.pacing(),
+            );
             const fresh: string[] = [];
             const kept = { alreadySet: 0, foreignValues: 0 };
             for (const contact of page.contacts) {
@@ -150,13 +164,15 @@ export function createExportActivities(deps: ActivityDeps) {
           if (earlier) {
             // The earlier run's values of the contacts that are still empty, in its order.
             for await (const line of earlier()) {
-              if (stillEmpty.has(line.contactId) && seen.add(line.contactId)) lines.push(JSON.stringify(line));
+              if (stillEmpty.has(line.contactId) && seen.add(line.contactId))
+                lines.push(JSON.stringify(line));
               if (lines.length >= CHUNK_LINES) await flush();
             }
           }
           await flush();
         } finally {
           clearInterval(beat);
+          await lease.release();
         }
 
         const manifest: ExportManifest = {
@@ -199,8 +215,18 @@ export function createExportActivities(deps: ActivityDeps) {
    */
   async function earlierValues(configurationId: string, folder: string) {
     const manifest = await readManifest(configurationId, folder);
-    if (!manifest) throw new CorruptDataError('blob', runFiles.exportManifest(configurationId, folder), 'run ' + folder + ' has no finished export to redispatch');
-    if (manifest.dryRun) throw new CorruptDataError('blob', runFiles.exportManifest(configurationId, folder), 'run ' + folder + ' is a dry run: its values were never meant for the ESP');
+    if (!manifest)
+      throw new CorruptDataError(
+        'blob',
+        runFiles.exportManifest(configurationId, folder),
+        'run ' + folder + ' has no finished export to redispatch',
+      );
+    if (manifest.dryRun)
+      throw new CorruptDataError(
+        'blob',
+        runFiles.exportManifest(configurationId, folder),
+        'run ' + folder + ' is a dry run: its values were never meant for the ESP',
+      );
     return async function* (): AsyncIterable<{ contactId: string; value: string }> {
       for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {
         const updated = new Set<string>();
@@ -219,6 +245,42 @@ export function createExportActivities(deps: ActivityDeps) {
         }
       }
     };
+  }
+}
+
+/** A listing holds the whole account's share for a stretch at a time, so other runs get their turn. */
+const LEASE_STRETCH_MS = 20_000;
+
+/** Leases of the whole account's share, each given back after LEASE_STRETCH_MS and taken anew. */
+class RollingLease {
+  private lease?: AccountLease;
+  private since = 0;
+
+  constructor(
+    private readonly deps: ActivityDeps,
+    private readonly processor: BaseProcessor,
+    private readonly target: ProcessorTarget,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async pacing(): Promise<AccountPacing> {
+    if (this.lease && Date.now() - this.since > LEASE_STRETCH_MS) await this.release();
+    if (!this.lease) {
+      const { processor, target } = this;
+      this.lease = await this.deps.leases!.acquire(
+        { esp: processor.descriptor.id, accountId: target.espAccountId, limits: processor.limits() },
+        processor.descriptor.concurrency,
+        this.signal,
+      );
+      this.since = Date.now();
+    }
+    return this.lease.pacing;
+  }
+
+  async release(): Promise<void> {
+    const lease = this.lease;
+    this.lease = undefined;
+    await lease?.release();
   }
 }
 

@@ -1,7 +1,9 @@
+import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import { loadTarget, withAccountLease } from '.';
 import type { MaintenanceReport } from '../processors/types';
 import { mapFailures } from './failures';
+import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 export function createMaintenanceActivities(deps: ActivityDeps) {
   return {
@@ -15,7 +17,16 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
       const { configurationId, dryRun } = typeof input === 'string' ? { configurationId: input } : input;
       return mapFailures(async () => {
         const { processor, target } = await loadTarget(deps, configurationId);
-        return processor.maintain(target, { dryRun });
+        const context = Context.current();
+        const beat = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
+        try {
+          // A few requests: the whole account's share, for a moment.
+          return await withAccountLease(deps, processor, target, processor.descriptor.concurrency, (pacing) =>
+            processor.maintain(target, { dryRun, pacing }),
+          );
+        } finally {
+          clearInterval(beat);
+        }
       });
     },
   };

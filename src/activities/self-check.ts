@@ -29,7 +29,7 @@ export function createSelfCheckActivities({ stores }: ActivityDeps) {
       return {
         blobStore: stores.blobs.description,
         secretStore: stores.secrets.description,
-        configurations: (await stores.configurations.list()).length,
+        configurations: await stores.configurations.count(),
       };
     },
   };

@@ -78,7 +78,14 @@ export function createSummaryActivities(deps: ActivityDeps) {
           },
           alert:
             health === 'failing' && c.runHealth !== 'failing'
-              ? { status: 'run_failed', message: `run ${summary.run} ${summary.status.replace('_', ' ')}: ${summary.reason ?? ''}`.slice(0, 1000) }
+              ? {
+                  status: 'run_failed',
+                  message:
+                    `run ${summary.run} ${summary.status.replace('_', ' ')}: ${summary.reason ?? ''}`.slice(
+                      0,
+                      1000,
+                    ),
+                }
               : health === 'ok' && c.runHealth === 'failing'
                 ? { status: 'run_recovered', message: `run ${summary.run} completed; runs work again` }
                 : undefined,
@@ -87,7 +94,11 @@ export function createSummaryActivities(deps: ActivityDeps) {
     },
 
     /** One file of a daily run's outcomes: a line per configuration (ids, outcome, counts, reason). */
-    async writeDailyOutcomes(input: { folder: string; file: number; outcomes: ConfigurationOutcome[] }): Promise<void> {
+    async writeDailyOutcomes(input: {
+      folder: string;
+      file: number;
+      outcomes: ConfigurationOutcome[];
+    }): Promise<void> {
       const key = `${input.folder}outcomes-${String(input.file).padStart(5, '0')}.jsonl`;
       await blobs.put(key, input.outcomes.map((o) => JSON.stringify(o)).join('\n') + '\n', {
         contentType: 'application/x-ndjson',

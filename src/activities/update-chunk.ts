@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import { loadTarget, withAccountLease } from '.';
+import type { AccountPacing } from '../processors/pacing';
 import type { ContactUpdate } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
@@ -34,7 +35,9 @@ interface ChunkProgress {
 /** ESP batches sent together per group; a group's results are saved before the next group starts. */
 const GROUP_BATCHES = 4;
 const MAX_LINE_LENGTH = 1_000;
-/** Activities heartbeat this often; the workflows' heartbeat timeout is 20 s. */
+/** A chunk re-reads its configuration's status this often: disabling it stops the writes within seconds. */
+const STATUS_CHECK_MS = 1_000;
+/** Activities heartbeat this often; the workflows' heartbeat timeout is 30 s. */
 export const HEARTBEAT_EVERY_MS = 5_000;
 
 type Entry = { update: ContactUpdate } | { result: ResultLine };
@@ -52,11 +55,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const { configurationId, runDate, chunk } = input;
         const { configuration, processor, target } = await loadTarget(deps, configurationId);
         // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
-        if (configuration.status !== 'active') {
-          throw new InactiveConfigurationError(
-            `the configuration became ${configuration.status} during the run; it was stopped`,
-          );
-        }
+        if (configuration.status !== 'active') throw inactive(configuration.status);
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,
@@ -65,13 +64,27 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const resultsKey = runFiles.results(configurationId, runDate, chunk);
         const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
+        // This chunk's share of the account: one window's worth of its slots.
+        const slots = Math.max(
+          1,
+          Math.ceil(
+            processor.descriptor.concurrency / Math.max(1, input.window ?? processor.descriptor.concurrency),
+          ),
+        );
+        let pacing: AccountPacing | undefined;
 
         let group: Entry[] = [];
+        let checked = Date.now();
         const sendGroup = async (linesDone: number) => {
-          // A cancelled run writes nothing more.
+          // A cancelled run writes nothing more; nor does a configuration disabled meanwhile.
           context.cancellationSignal.throwIfAborted();
+          if (Date.now() - checked > STATUS_CHECK_MS) {
+            checked = Date.now();
+            const { status } = await deps.stores.configurations.get(configurationId);
+            if (status !== 'active') throw inactive(status);
+          }
           const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
-          const written = updates.length ? await processor.writeValues(target, updates) : [];
+          const written = updates.length ? await processor.writeValues(target, updates, pacing) : [];
           let next = 0;
           const lines = group.map((e): ResultLine => {
             if ('result' in e) return e.result;
@@ -93,18 +106,21 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         // Alive even while a slow ESP answers; the details always say what is saved.
         const beat = setInterval(() => context.heartbeat(progress), HEARTBEAT_EVERY_MS);
         try {
-          let lineNo = 0;
-          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
-            lineNo++;
-            if (lineNo <= progress.linesDone || raw.trim() === '') continue;
-            const entry = parseLine(raw, lineNo);
-            const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
-            group.push(
-              done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
-            );
-            if (group.length >= groupSize) await sendGroup(lineNo);
-          }
-          if (group.length) await sendGroup(lineNo);
+          await withAccountLease(deps, processor, target, slots, async (leased) => {
+            pacing = leased;
+            let lineNo = 0;
+            for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+              lineNo++;
+              if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+              const entry = parseLine(raw, lineNo);
+              const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+              group.push(
+                done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+              );
+              if (group.length >= groupSize) await sendGroup(lineNo);
+            }
+            if (group.length) await sendGroup(lineNo);
+          });
         } finally {
           clearInterval(beat);
         }
@@ -168,6 +184,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
     }
     return outcome;
   }
+}
+
+function inactive(status: string): InactiveConfigurationError {
+  return new InactiveConfigurationError(`the configuration became ${status} during the run; it was stopped`);
 }
 
 /** A chunk line, or the rejection that says what is wrong with it. One bad line never stops the rest. */

@@ -4,9 +4,15 @@ import { createDeps } from '../deps';
 import { createLogger } from '../logger';
 import { EspError } from '../processors/errors';
 import { UnknownEspError } from '../processors/registry';
-import { NotFoundError, type Configuration } from '../storage';
+import {
+  configurationIdSchema,
+  isUnreadable,
+  NotFoundError,
+  type Configuration,
+  type ListedConfigurationDocument,
+} from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
-import { startConfigurationRun, today } from '../temporal/runs';
+import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import { latestSummary } from '../runs/summaries';
 import { loadConfigOrExit } from './load-config';
 
@@ -46,6 +52,12 @@ export function registerConfigurationCommands(program: Command): void {
           listId: opts.list,
         });
         console.log(`${created ? 'connected' : 'updated'} ${configuration.id}: ${describe(configuration)}`);
+        if (configuration.status === 'disabled') {
+          console.log(
+            'it stays disabled, as an operator set it: `espresso configurations enable` resumes it',
+          );
+          return;
+        }
         if (!opts.firstRun) return;
         const { client, close } = await connectClient(config, deps.stores.secrets);
         try {
@@ -55,6 +67,10 @@ export function registerConfigurationCommands(program: Command): void {
             'first-run',
           );
           console.log(`first run started: ${handle.workflowId}\n  ${workflowUrl(config, handle.workflowId)}`);
+        } catch (err) {
+          // A run already writing the configuration goes on with the new credentials.
+          if (!(err instanceof RunInProgressError)) throw err;
+          console.log(`first run not started: ${err.message}`);
         } finally {
           await close();
         }
@@ -69,17 +85,55 @@ export function registerConfigurationCommands(program: Command): void {
 
   configurations
     .command('list')
-    .description('every configuration, as a table (or JSON)')
-    .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const { stores } = cliDeps().deps;
-      const all = await stores.configurations.list();
-      if (opts.json) return void console.log(JSON.stringify(all, null, 2));
-      if (all.length === 0)
-        return void console.log('no configurations yet: connect one with `espresso connect` or the web page');
-      const rows = all.map((c) => [c.id, c.esp, c.accountLabel, c.espListId ?? '-', c.status, c.updatedAt]);
-      printTable(['id', 'esp', 'account', 'list', 'status', 'updated'], rows);
-    });
+    .description('configurations in id order, a page at a time, as a table (or JSON)')
+    .option('--json', 'print JSON (an array of configurations; unreadable ones as {id, unreadable})')
+    .option('--limit <n>', 'configurations per page (1-1000)', pageLimit, 100)
+    .option('--after <id>', 'the page after this configuration id (printed at the end of a page)')
+    .option('--esp <esp>', 'only this ESP')
+    .option('--status <status>', 'only this status: active, needs_reauth, disabled or unreadable')
+    .action(
+      async (opts: { json?: boolean; limit: number; after?: string; esp?: string; status?: string }) => {
+        const { stores } = cliDeps().deps;
+        if (opts.after) configurationIdSchema.parse(opts.after);
+        const filtered = opts.esp || opts.status;
+        const { items, next } = await stores.configurations.page({
+          after: opts.after,
+          limit: opts.limit,
+          ...(filtered
+            ? {
+                match: (c: ListedConfigurationDocument) =>
+                  isUnreadable(c)
+                    ? (!opts.status || opts.status === 'unreadable') && !opts.esp
+                    : (!opts.status || c.status === opts.status) && (!opts.esp || c.esp === opts.esp),
+              }
+            : {}),
+        });
+        const more = next ? `more: espresso configurations list --after ${next}` : '';
+        if (opts.json) {
+          console.log(JSON.stringify(items, null, 2));
+          if (more) console.error(more);
+          return;
+        }
+        if (items.length === 0 && !opts.after && !filtered)
+          return void console.log(
+            'no configurations yet: connect one with `espresso connect` or the web page',
+          );
+        const rows = items.map((c) =>
+          isUnreadable(c)
+            ? [c.id, '-', '-', '-', 'unreadable', c.unreadable]
+            : [
+                c.id,
+                c.esp,
+                c.accountLabel,
+                c.espListId ?? '-',
+                c.status,
+                c.lastRun ? `${c.lastRun.status} ${c.lastRun.run}` : '-',
+              ],
+        );
+        printTable(['id', 'esp', 'account', 'list', 'status', 'last run'], rows);
+        if (more) console.log(more);
+      },
+    );
 
   configurations
     .command('show <id>')
@@ -107,6 +161,13 @@ export function registerConfigurationCommands(program: Command): void {
         console.log(`${updated.id} is ${updated.status}`);
       });
   }
+}
+
+function pageLimit(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 1_000)
+    throw new Error(`--limit: ${value} is not a number from 1 to 1000`);
+  return n;
 }
 
 /** The configuration and what commands need from it, loaded once per command. */

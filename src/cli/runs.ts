@@ -82,7 +82,8 @@ export function registerRunCommands(program: Command): void {
         }
         throw err;
       }
-      if (manifest.dryRun) throw new Error(`run ${run} is a dry run: its values were never meant for the ESP`);
+      if (manifest.dryRun)
+        throw new Error(`run ${run} is a dry run: its values were never meant for the ESP`);
       // A run of its own (today, its own folder) that writes the earlier run's values.
       await startRun(config, stores, configurationId, today(), opts.wait, {
         mode: 'incremental',

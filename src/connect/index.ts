@@ -2,8 +2,9 @@
 // are validated by the processor before this runs; here they are stored and the configuration is
 // created, or updated in place when the same account and list (or a re-authorized one) exist.
 import type { ActivityDeps } from '../activities';
+import { changeWithAlert } from '../alerts';
 import type { AccountInfo, Credentials } from '../processors/types';
-import { credentialsSecretId, newConfigurationId, type Configuration } from '../storage';
+import { ConflictError, credentialsSecretId, newConfigurationId, type Configuration } from '../storage';
 
 export class ConnectError extends Error {
   override name = 'ConnectError';
@@ -60,46 +61,54 @@ export async function saveConnection(
       );
     }
   } else {
-    existing = (await configurations.list()).find(
-      (c) => c.esp === input.esp && c.espAccountId === input.account.accountId && c.espListId === espListId,
-    );
+    // Found by the ESP that validated the credentials and that ESP's own account and list ids.
+    existing = await configurations.findByAccount(input.esp, input.account.accountId, espListId);
   }
 
   if (existing) {
     await secrets.put(existing.credentialsSecretId, JSON.stringify(input.credentials));
-    const configuration = await configurations.update(existing.id, () => ({
-      status: 'active',
-      statusReason: undefined,
-      accountLabel: input.account.accountLabel.slice(0, 200) || existing.accountLabel,
-      apiBaseUrl: input.account.apiBaseUrl,
-    }));
-    if (existing.status === 'needs_reauth') {
+    // A configuration an operator disabled stays disabled: new credentials do not overrule them.
+    const decide = (c: Configuration) => ({
+      change: {
+        status: c.status === 'disabled' ? ('disabled' as const) : ('active' as const),
+        statusReason: c.status === 'disabled' ? c.statusReason : undefined,
+        accountLabel: input.account.accountLabel.slice(0, 200) || c.accountLabel,
+        apiBaseUrl: input.account.apiBaseUrl,
+      },
       // The one recovery alert that answers the needs_reauth alert.
-      await deps.alerts?.({
-        configurationId: configuration.id,
-        esp: configuration.esp,
-        status: 'active',
-        message: 'credentials re-authorized; daily runs resume',
-      });
-    }
+      alert:
+        c.status === 'needs_reauth'
+          ? { status: 'active' as const, message: 'credentials re-authorized; daily runs resume' }
+          : undefined,
+    });
+    const configuration = deps.alerts
+      ? (await changeWithAlert(configurations, deps.alerts, existing.id, decide)).configuration
+      : await configurations.update(existing.id, (c) => decide(c).change);
     return { configuration, created: false };
   }
 
   // Credentials first: a configuration is never visible to a run without them.
   const id = newConfigurationId();
   await secrets.put(credentialsSecretId(id), JSON.stringify(input.credentials));
-  const configuration = await configurations.create(
-    {
-      esp: input.esp,
-      accountLabel: input.account.accountLabel.slice(0, 200) || input.account.accountId,
-      espAccountId: input.account.accountId,
-      espListId,
-      ...(input.account.apiBaseUrl ? { apiBaseUrl: input.account.apiBaseUrl } : {}),
-      fieldName: processor.fieldName(),
-      status: 'active',
-      maintenance: true,
-    },
-    { id },
-  );
-  return { configuration, created: true };
+  try {
+    const configuration = await configurations.create(
+      {
+        esp: input.esp,
+        accountLabel: input.account.accountLabel.slice(0, 200) || input.account.accountId,
+        espAccountId: input.account.accountId,
+        espListId,
+        ...(input.account.apiBaseUrl ? { apiBaseUrl: input.account.apiBaseUrl } : {}),
+        fieldName: processor.fieldName(),
+        status: 'active',
+        maintenance: true,
+      },
+      { id },
+    );
+    return { configuration, created: true };
+  } catch (err) {
+    // A connect of the same account and list won the race: this one updates that configuration.
+    await secrets.delete(credentialsSecretId(id));
+    if (!(err instanceof ConflictError)) throw err;
+    return saveConnection(deps, input);
+  }
 }

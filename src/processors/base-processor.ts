@@ -3,7 +3,7 @@ import type { EspMetrics } from '../metrics';
 import { NotFoundError, type SecretStore } from '../storage';
 import { InvalidCredentialsError, RequestRejectedError, sanitize, TransientError } from './errors';
 import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
-import { PacerRegistry } from './pacing';
+import { ProcessLeases, type AccountLimits, type AccountPacing } from './pacing';
 import type {
   AccountInfo,
   ContactPage,
@@ -21,14 +21,18 @@ export interface ProcessorDeps {
   secrets: SecretStore;
   metrics?: EspMetrics;
   http?: EspHttp;
-  pacers?: PacerRegistry;
+  /** Pacing when the caller brings none (tests of processors, the CLI): per process. */
+  pacers?: ProcessLeases;
   now?: () => number;
 }
 
 /** A request function bound to one set of credentials, one ESP account's pacer and base URL. */
 export type EspCall = <T = unknown>(
   request: EspRequest,
-  options?: Pick<SendOptions, 'rowsFromError' | 'retryAfterFromBody'>,
+  options?: Pick<SendOptions, 'rowsFromError' | 'retryAfterFromBody'> & {
+    /** The descriptor's extra limit this request also counts against (e.g. HubSpot's `search`). */
+    limit?: string;
+  },
 ) => Promise<EspResponse<T>>;
 
 /** In-process retries of transient ESP errors before the activity's own retry policy takes over. */
@@ -46,13 +50,14 @@ export abstract class BaseProcessor {
   abstract readonly descriptor: ProcessorDescriptor;
 
   protected readonly http: EspHttp;
-  private readonly pacers: PacerRegistry;
+  private readonly pacers: ProcessLeases;
   private readonly now: () => number;
   private readonly refreshing = new Map<string, Promise<Credentials>>();
 
   constructor(protected readonly deps: ProcessorDeps) {
     this.http = deps.http ?? new EspHttp();
-    this.pacers = deps.pacers ?? new PacerRegistry();
+    this.pacers =
+      deps.pacers ?? new ProcessLeases((esp, ms) => deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000));
     this.now = deps.now ?? Date.now;
   }
 
@@ -105,9 +110,12 @@ export abstract class BaseProcessor {
    * Daily maintenance: valid (refreshed when near expiry) credentials, then the field. A dry run
    * only reads: when the field is missing it says it would create it (`would_create`).
    */
-  async maintain(target: ProcessorTarget, options: { dryRun?: boolean } = {}): Promise<MaintenanceReport> {
+  async maintain(
+    target: ProcessorTarget,
+    options: { dryRun?: boolean; pacing?: AccountPacing } = {},
+  ): Promise<MaintenanceReport> {
     const { credentials, refreshed } = await this.credentials(target);
-    const call = this.callFor(target);
+    const call = this.callFor(target, options.pacing);
     await shapeChecked(() => this.validateCredentials(call, credentials));
     const fieldCall: EspCall = options.dryRun
       ? (request, opts) => {
@@ -124,8 +132,21 @@ export abstract class BaseProcessor {
     return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
   }
 
-  listPage(target: ProcessorTarget, cursor: string | undefined, mode: ListMode): Promise<ContactPage> {
-    return shapeChecked(() => this.listContactsNeedingValue(this.callFor(target), target, cursor, mode));
+  listPage(
+    target: ProcessorTarget,
+    cursor: string | undefined,
+    mode: ListMode,
+    pacing?: AccountPacing,
+  ): Promise<ContactPage> {
+    return shapeChecked(() =>
+      this.listContactsNeedingValue(this.callFor(target, pacing), target, cursor, mode),
+    );
+  }
+
+  /** The ESP account's limits, from the descriptor: what leases divide between callers. */
+  limits(): AccountLimits {
+    const d = this.descriptor;
+    return { concurrency: d.concurrency, rate: d.rateLimit, ...(d.limits ? { extra: d.limits } : {}) };
   }
 
   /**
@@ -133,8 +154,12 @@ export abstract class BaseProcessor {
    * Rows with invalid values are rejected without a request; when the ESP rejects a whole batch,
    * the bad rows are isolated (the ESP's row pointers, else bisection) and the rest written.
    */
-  async writeValues(target: ProcessorTarget, updates: ContactUpdate[]): Promise<ContactResult[]> {
-    const call = this.callFor(target);
+  async writeValues(
+    target: ProcessorTarget,
+    updates: ContactUpdate[],
+    pacing?: AccountPacing,
+  ): Promise<ContactResult[]> {
+    const call = this.callFor(target, pacing);
     const results = new Map<string, ContactResult>();
     const valid: ContactUpdate[] = [];
     for (const u of updates) {
@@ -298,19 +323,20 @@ export abstract class BaseProcessor {
   // ---- requests ----
 
   /**
-   * Requests for a stored configuration: paced per ESP account; on a 401 with OAuth credentials
-   * the tokens are refreshed once (single-flight) and the request retried once.
+   * Requests for a stored configuration, paced by the caller's share of the ESP account (a lease),
+   * or per process without one; on a 401 with OAuth credentials the tokens are refreshed once
+   * (single-flight) and the request retried once.
    */
-  private callFor(target: ProcessorTarget): EspCall {
-    const esp = this.descriptor.id;
-    const pacer = this.pacers.get(
-      `${esp}:${target.espAccountId}`,
-      this.descriptor.rateLimit,
-      this.descriptor.concurrency,
-      (ms) => this.deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
-    );
+  private callFor(target: ProcessorTarget, pacing?: AccountPacing): EspCall {
+    const account =
+      pacing ??
+      this.pacers.pacing({ esp: this.descriptor.id, accountId: target.espAccountId, limits: this.limits() });
     const base = this.baseUrl(target);
-    return async (request, options) => {
+    return async (request, { limit, ...options } = {}) => {
+      const pacer = {
+        run: <T>(fn: () => Promise<T>) => account.run(fn, limit),
+        pause: (ms: number) => account.pause(ms),
+      };
       const { credentials } = await this.credentials(target);
       try {
         return await this.sendRetryingTransient(credentials, base, request, { ...options, pacer });

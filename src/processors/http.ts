@@ -10,7 +10,6 @@ import {
   type HttpOutcome,
 } from './errors';
 import type { EspMetrics } from '../metrics';
-import type { Pacer } from './pacing';
 
 export interface EspRequest {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -28,7 +27,8 @@ export interface EspResponse<T = unknown> {
 }
 
 export interface SendOptions {
-  pacer?: Pacer;
+  /** Paces the request with the ESP account's other requests; told of a 429's delay. */
+  pacer?: { run<T>(fn: () => Promise<T>): Promise<T>; pause(ms: number): void };
   /** The ESP's id, for metrics. */
   esp?: string;
   /** Values that must never appear in an error message (tokens, keys). */

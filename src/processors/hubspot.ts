@@ -1,6 +1,5 @@
 // HubSpot (CRM v3). The field is a contact property; contacts needing a value come from the CRM
 // search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { RequestRejectedError, sanitize, TransientError } from './errors';
 import type {
@@ -26,8 +25,6 @@ export interface HubSpotOptions {
 
 /** Search pages are capped at 200 results. */
 const SEARCH_PAGE = 200;
-/** The value espresso writes; anything else found in the property is not kept as a current value. */
-const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 const MAX_RETRY_AFTER_MS = 15 * 60_000;
 
 interface SearchBody {
@@ -45,14 +42,11 @@ interface HubSpotError {
 export class HubSpotProcessor extends BaseProcessor {
   readonly descriptor: ProcessorDescriptor;
   private readonly api: string;
-  private readonly searchIntervalMs: number;
-  /** Per ESP account: when the next search may start. */
-  private readonly nextSearch = new Map<string, number>();
 
   constructor(deps: ProcessorDeps, options: HubSpotOptions = {}) {
     super(deps);
     this.api = (options.apiBaseUrl ?? 'https://api.hubapi.com').replace(/\/$/, '');
-    this.searchIntervalMs = options.searchIntervalMs ?? 300;
+    const searchIntervalMs = options.searchIntervalMs ?? 300;
     const auth = (options.authBaseUrl ?? 'https://app.hubspot.com').replace(/\/$/, '');
     this.descriptor = {
       id: 'hubspot',
@@ -81,6 +75,8 @@ export class HubSpotProcessor extends BaseProcessor {
       concurrency: 4,
       // HubSpot: 100 requests per 10 s per app and account (110 for public apps, 190 on Professional).
       rateLimit: { requests: 9, perMs: 1_000 },
+      // Search endpoints have a limit of their own per account (HubSpot allows 5 a second).
+      limits: { search: { requests: 1, perMs: searchIntervalMs } },
       mergeTag: (field) => `{{ contact.${field} }}`,
       field: { maxLength: 50, case: 'lower', allowed: /[a-z0-9_]/ },
     };
@@ -145,8 +141,10 @@ export class HubSpotProcessor extends BaseProcessor {
     ];
     if (mode === 'incremental')
       filters.push({ propertyName: target.fieldName, operator: 'NOT_HAS_PROPERTY' });
-    await this.searchSlot(target.espAccountId);
-    const { body } = await hubspot(call)<SearchBody>({
+    const { body } = await hubspot(
+      call,
+      'search',
+    )<SearchBody>({
       method: 'POST',
       url: '/crm/v3/objects/contacts/search',
       json: {
@@ -163,8 +161,9 @@ export class HubSpotProcessor extends BaseProcessor {
       if (!c || typeof c.id !== 'string' || !/^\d+$/.test(c.id) || typeof c.properties !== 'object') {
         throw new TransientError('HubSpot search returned a malformed contact');
       }
+      // Any value a contact holds is its value (kept, never replaced), whatever its form.
       const value = c.properties?.[target.fieldName];
-      return typeof value === 'string' && VALUE.test(value)
+      return typeof value === 'string' && value.trim() !== ''
         ? { contactId: c.id, currentValue: value }
         : { contactId: c.id };
     });
@@ -232,22 +231,14 @@ export class HubSpotProcessor extends BaseProcessor {
     }
     return results;
   }
-
-  /** Searches of one account start at least `searchIntervalMs` apart (HubSpot's own search limit). */
-  private async searchSlot(account: string): Promise<void> {
-    const now = Date.now();
-    const at = Math.max(now, this.nextSearch.get(account) ?? 0);
-    this.nextSearch.set(account, at + this.searchIntervalMs);
-    if (at > now) await sleep(at - now);
-  }
 }
 
 /**
  * HubSpot's 429 carries no Retry-After: the body names the policy that was hit. The delay is the
  * policy's window (a second, ten seconds; the daily limit waits the longest delay espresso allows).
  */
-function hubspot(call: EspCall): EspCall {
-  return (request, options) => call(request, { ...options, retryAfterFromBody: policyDelay });
+function hubspot(call: EspCall, limit?: string): EspCall {
+  return (request, options) => call(request, { ...options, limit, retryAfterFromBody: policyDelay });
 }
 
 function policyDelay(body: unknown): number | undefined {

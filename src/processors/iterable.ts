@@ -36,7 +36,6 @@ const EU = 'https://api.eu.iterable.com';
 const USER_ID_PREFIX = 'uid:';
 /** The user ensureField writes an empty value to, so Iterable adds the field to the project's schema. */
 export const SCHEMA_USER_ID = 'espresso-field-schema';
-const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 /** File download links expire after 30 minutes: refresh the list before that. */
 const FILES_TTL_MS = 20 * 60_000;
 
@@ -406,10 +405,11 @@ function contactOf(line: string, field: string, mode: ListMode): ContactRef | un
   const email = typeof row.email === 'string' && row.email ? row.email : undefined;
   if (userId === SCHEMA_USER_ID || (!userId && !email)) return undefined;
   const contactId = userId ? USER_ID_PREFIX + userId : email!;
-  const value = typeof row[field] === 'string' ? (row[field] as string) : undefined;
-  const has = value !== undefined && VALUE.test(value);
-  if (mode === 'incremental') return has ? undefined : { contactId };
-  return has ? { contactId, currentValue: value } : { contactId };
+  // Any value a user holds is its value (kept, never replaced), whatever its form.
+  const raw = row[field];
+  const value = raw === undefined || raw === null || String(raw).trim() === '' ? undefined : String(raw);
+  if (mode === 'incremental') return value === undefined ? { contactId } : undefined;
+  return value === undefined ? { contactId } : { contactId, currentValue: value };
 }
 
 /** Up to `want` bytes after skipping `skip` (when the server ignored the Range header). */

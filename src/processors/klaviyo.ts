@@ -3,7 +3,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { RateLimitedError, TransientError } from './errors';
-import { PacerRegistry } from './pacing';
 import type {
   AccountInfo,
   ContactPage,
@@ -35,7 +34,6 @@ const PAGE_SIZE = 100;
 /** Bulk import endpoints: 10/s burst, 150/min steady per account. espresso: 2/s (120/min). */
 const JOB_RATE = { requests: 2, perMs: 1000 };
 const MAX_POLL_MS = 30_000;
-const VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 const ROW_POINTER = /^\/data\/attributes\/profiles\/data\/(\d+)(?:\/|$)/;
 
 interface Profile {
@@ -73,12 +71,11 @@ export class KlaviyoProcessor extends BaseProcessor {
     concurrency: 4,
     // Get Profiles: 75/s burst, 750/min steady. espresso: 10/s (600/min).
     rateLimit: { requests: 10, perMs: 1000 },
+    limits: { jobs: JOB_RATE },
     mergeTag: (field) => `{{ person|lookup:'${field}' }}`,
     // Klaviyo accepts almost any property name; espresso keeps to names every template syntax reads.
     field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
   };
-
-  private readonly jobPacers = new PacerRegistry();
 
   constructor(
     deps: ProcessorDeps,
@@ -170,8 +167,8 @@ export class KlaviyoProcessor extends BaseProcessor {
       const value = p.attributes?.properties?.[target.fieldName];
       const empty = value === undefined || value === null || (typeof value === 'string' && !value.trim());
       if (mode === 'incremental' && !empty) continue;
-      const valid = typeof value === 'string' && VALUE.test(value);
-      contacts.push(valid ? { contactId: p.id, currentValue: value } : { contactId: p.id });
+      // Any value a profile holds is its value (kept, never replaced), whatever its form.
+      contacts.push(empty ? { contactId: p.id } : { contactId: p.id, currentValue: String(value) });
     }
     const next = body.links?.next;
     if (!next) return { contacts };
@@ -191,8 +188,7 @@ export class KlaviyoProcessor extends BaseProcessor {
     target: ProcessorTarget,
     batch: ContactUpdate[],
   ): Promise<ContactResult[]> {
-    const jobs = this.jobPacers.get(`klaviyo-jobs:${target.espAccountId}`, JOB_RATE, 2);
-    const jobCall: EspCall = (request, options) => jobs.run(() => call(request, options));
+    const jobCall: EspCall = (request, options) => call(request, { ...options, limit: 'jobs' });
     const { body: created } = await jobCall<Job>({
       method: 'POST',
       url: '/api/profile-bulk-import-jobs',

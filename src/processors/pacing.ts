@@ -7,14 +7,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const SAFETY_MARGIN = 0.05;
 
 /**
- * Client-side pacing for one ESP account: at most `concurrency` requests in flight, and request
- * starts spaced evenly at the descriptor's rate (no bursts, so a sliding-window limit on the ESP side
- * is never crossed). After a 429 every caller waits out the ESP's delay (`pause`).
+ * Client-side pacing of one stream of requests: at most `concurrency` in flight, and request
+ * starts spaced evenly at the rate (no bursts, so a sliding-window limit on the ESP side is never
+ * crossed). After a 429 every caller waits out the ESP's delay (`pause`).
  */
 export class Pacer {
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
-  private nextStart = 0;
+  private nextStart: number;
   private pausedUntil = 0;
   private readonly intervalMs: number;
 
@@ -24,11 +24,14 @@ export class Pacer {
     private readonly now: () => number = Date.now,
     /** Told how long each request waited before being sent (metrics). */
     private readonly onWait?: (ms: number) => void,
+    /** No request starts before this (epoch ms): where the previous holder of a lease left off. */
+    startAt = 0,
   ) {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
     }
     this.intervalMs = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
+    this.nextStart = startAt;
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -48,7 +51,16 @@ export class Pacer {
 
   /** Holds every new request start until `ms` from now (the ESP's Retry-After). */
   pause(ms: number): void {
-    this.pausedUntil = Math.max(this.pausedUntil, this.now() + ms);
+    this.pauseUntil(this.now() + ms);
+  }
+
+  pauseUntil(at: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, at);
+  }
+
+  /** When the next request could start: handed on with a lease's slots. */
+  readyAt(): number {
+    return Math.max(this.nextStart, this.pausedUntil);
   }
 
   private async acquire(): Promise<void> {
@@ -66,18 +78,123 @@ export class Pacer {
   }
 }
 
-/** One pacer per ESP account per process, shared by every activity that calls that account. */
-export class PacerRegistry {
-  private readonly pacers = new Map<string, Pacer>();
+/** An ESP account's limits: concurrency and rate for every request, plus named extra rates. */
+export interface AccountLimits {
+  concurrency: number;
+  rate: { requests: number; perMs: number };
+  /** Endpoints the ESP limits on their own (HubSpot search, Klaviyo import jobs, Iterable exports). */
+  extra?: Record<string, { requests: number; perMs: number }>;
+}
 
-  get(
-    key: string,
-    rateLimit: { requests: number; perMs: number },
-    concurrency: number,
-    onWait?: (ms: number) => void,
-  ): Pacer {
-    let pacer = this.pacers.get(key);
-    if (!pacer) this.pacers.set(key, (pacer = new Pacer(rateLimit, concurrency, Date.now, onWait)));
-    return pacer;
+/** How a processor's requests to one ESP account are paced: what an activity hands it. */
+export interface AccountPacing {
+  /** Runs one request within the account's limits, and within the named extra limit when given. */
+  run<T>(fn: () => Promise<T>, limit?: string): Promise<T>;
+  /** The ESP answered 429: no request starts for `ms` (and, with a lease, none on other workers). */
+  pause(ms: number): void;
+}
+
+/**
+ * A share of an account's limits: `share` of every rate and `slots` requests in flight, with one
+ * pacer per limit. `startAt` (per limit) is where the slots' previous holder left off.
+ */
+export class PacerSet implements AccountPacing {
+  private readonly main: Pacer;
+  private readonly extra = new Map<string, Pacer>();
+  private readonly onPause?: (until: number) => void;
+
+  constructor(
+    limits: AccountLimits,
+    share: number,
+    slots: number,
+    options: {
+      startAt?: Record<string, number>;
+      onWait?: (ms: number) => void;
+      onPause?: (until: number) => void;
+    } = {},
+  ) {
+    const scaled = (r: { requests: number; perMs: number }) => ({
+      requests: r.requests * share,
+      perMs: r.perMs,
+    });
+    this.main = new Pacer(scaled(limits.rate), slots, Date.now, options.onWait, options.startAt?.default);
+    for (const [name, rate] of Object.entries(limits.extra ?? {})) {
+      this.extra.set(
+        name,
+        new Pacer(scaled(rate), Number.MAX_SAFE_INTEGER, Date.now, undefined, options.startAt?.[name]),
+      );
+    }
+    this.onPause = options.onPause;
+  }
+
+  run<T>(fn: () => Promise<T>, limit?: string): Promise<T> {
+    const extra = limit === undefined ? undefined : this.extra.get(limit);
+    if (limit !== undefined && !extra) throw new Error(`no limit named ${limit} in this ESP's descriptor`);
+    return extra ? extra.run(() => this.main.run(fn)) : this.main.run(fn);
+  }
+
+  pause(ms: number): void {
+    this.pauseUntil(Date.now() + ms);
+    this.onPause?.(Date.now() + ms);
+  }
+
+  /** A pause another worker's 429 caused. */
+  pauseUntil(at: number): void {
+    this.main.pauseUntil(at);
+    for (const p of this.extra.values()) p.pauseUntil(at);
+  }
+
+  /** Per limit, when the next request could start. */
+  readyAt(): Record<string, number> {
+    const out: Record<string, number> = { default: this.main.readyAt() };
+    for (const [name, p] of this.extra) out[name] = p.readyAt();
+    return out;
+  }
+}
+
+/** A share of an ESP account's limits, held while an activity works; released when it is done. */
+export interface AccountLease {
+  readonly pacing: AccountPacing;
+  release(): Promise<void>;
+}
+
+/** Hands out shares of ESP accounts' limits. */
+export interface AccountLeases {
+  /**
+   * Waits for a lease on `account` (`<esp>:<account id>`) of up to `want` slots (of
+   * `limits.concurrency`); `signal` aborts the wait.
+   */
+  acquire(
+    account: { esp: string; accountId: string; limits: AccountLimits },
+    want: number,
+    signal?: AbortSignal,
+  ): Promise<AccountLease>;
+}
+
+/**
+ * Pacing within one process: every caller of an account in this process shares one PacerSet with
+ * the whole of the account's limits. Right for one process only (tests of processors, the CLI);
+ * workers lease from the account's coordinator on Temporal (src/temporal/account-leases.ts).
+ */
+export class ProcessLeases implements AccountLeases {
+  private readonly sets = new Map<string, PacerSet>();
+
+  constructor(private readonly onWait?: (esp: string, ms: number) => void) {}
+
+  async acquire(account: { esp: string; accountId: string; limits: AccountLimits }): Promise<AccountLease> {
+    return { pacing: this.pacing(account), release: async () => undefined };
+  }
+
+  /** The process-wide pacing of an account. */
+  pacing(account: { esp: string; accountId: string; limits: AccountLimits }): PacerSet {
+    const key = `${account.esp}:${account.accountId}`;
+    let set = this.sets.get(key);
+    if (!set) {
+      set = new PacerSet(account.limits, 1, account.limits.concurrency, {
+        onWait: (ms) => this.onWait?.(account.esp, ms),
+      });
+      this.sets.set(key, set);
+    }
+    return set;
   }
 }

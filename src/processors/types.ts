@@ -13,6 +13,11 @@ export interface ProcessorDescriptor {
   concurrency: number;
   /** Steady request rate per ESP account: `requests` every `perMs` milliseconds. */
   rateLimit: { requests: number; perMs: number };
+  /**
+   * Endpoints the ESP limits on their own, per account, by name (a request names its limit); each
+   * counts against rateLimit too.
+   */
+  limits?: Record<string, { requests: number; perMs: number }>;
   /** How a newsletter link refers to the field in this ESP's templates (the merge tag). */
   mergeTag: (fieldName: string) => string;
   /** The ESP's rules for the custom field's name. */

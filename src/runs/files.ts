@@ -20,7 +20,8 @@ export const runFiles = {
   exportManifest: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}export.json`,
   /** Which run owns the folder (written first, with a conditional write): one run per folder. */
-  runRecord: (configurationId: string, runDate: string) => `${runFiles.prefix(configurationId, runDate)}run.json`,
+  runRecord: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}run.json`,
   summary: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}summary.json`,
   /** A copy of the newest run's summary, so pages need no listing of every run's files. */

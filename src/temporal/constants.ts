@@ -19,8 +19,12 @@ export const workflowIds = {
   configurationSync: (configurationId: string, runDate: string) => `sync/${configurationId}/${runDate}`,
   /** The one writer of a configuration: this id is its lock (src/workflows/writer.ts). */
   writer: (configurationId: string) => `writer/${configurationId}`,
-  /** The lease coordinator of one ESP account (src/workflows/esp-account.ts). */
-  espAccount: (esp: string, accountId: string) => `esp-account/${esp}/${accountId}`,
+  /**
+   * The lease coordinator of one ESP account for the workers of one task queue (it runs on that
+   * queue, so the workers that ask it are the ones that run it). src/workflows/esp-account.ts.
+   */
+  espAccount: (taskQueue: string, esp: string, accountId: string) =>
+    `esp-account/${taskQueue}/${esp}/${accountId}`,
   /** Manual runs get a suffix so they never collide with the scheduled run of the day. */
   manualSync: (configurationId: string, runDate: string, suffix: string) =>
     `sync/${configurationId}/${runDate}/${suffix}`,

@@ -39,8 +39,9 @@ export async function startConfigurationRun(
   client: Client,
   input: ConfigurationSyncInput,
   kind: 'first-run' | 'manual' | 'dry-run' | 'redispatch',
-  now = new Date(),
+  options: { taskQueue?: string; now?: Date } = {},
 ) {
+  const now = options.now ?? new Date();
   if (!input.dryRun) {
     const holder = await runningWriter(client, input.configurationId);
     if (holder) throw new RunInProgressError(input.configurationId, holder);
@@ -50,7 +51,7 @@ export async function startConfigurationRun(
   const runId = `${kind}-${stamp}`;
   const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, runId);
   return client.workflow.start('configurationSyncWorkflow', {
-    taskQueue: TASK_QUEUE,
+    taskQueue: options.taskQueue ?? TASK_QUEUE,
     workflowId,
     staticSummary: `${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`,
     args: [{ ...input, runId }],

@@ -3,7 +3,15 @@ import { timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
 import { latestSummary } from '../runs/summaries';
-import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
+import { z } from 'zod';
+import {
+  configurationIdSchema,
+  isUnreadable,
+  NotFoundError,
+  type Configuration,
+  type ListedConfigurationDocument,
+  type UnreadableConfiguration,
+} from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
@@ -11,6 +19,51 @@ import { h, hidden, page } from './pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
+const PAGE_SIZE = 50;
+const STATUSES = ['active', 'needs_reauth', 'disabled', 'unreadable'] as const;
+const adminQuery = z.object({
+  q: z.string().trim().max(200).optional(),
+  esp: z.string().trim().max(40).optional(),
+  status: z.enum(STATUSES).or(z.literal('')).optional(),
+  after: configurationIdSchema.optional(),
+  done: z.string().optional(),
+});
+type AdminQuery = z.infer<typeof adminQuery>;
+
+/** Search: id, account (label or id) or list contain `q`; ESP and status are exact. */
+function matches(c: ListedConfigurationDocument, query: AdminQuery): boolean {
+  if (isUnreadable(c))
+    return (
+      (!query.status || query.status === 'unreadable') && !query.esp && (!query.q || c.id.includes(query.q))
+    );
+  if (query.status && c.status !== query.status) return false;
+  if (query.esp && c.esp !== query.esp) return false;
+  if (!query.q) return true;
+  const q = query.q.toLowerCase();
+  return [c.id, c.accountLabel, c.espAccountId, c.espListId ?? ''].some((x) => x.toLowerCase().includes(q));
+}
+
+function clean(query: AdminQuery): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of ['q', 'esp', 'status'] as const) if (query[key]) out[key] = query[key]!;
+  return out;
+}
+
+/** The newest run of a configuration whose document predates `lastRun`, from its summary file. */
+function fromSummary(summary: RunSummary | undefined): Configuration['lastRun'] {
+  return (
+    summary && {
+      status: summary.status,
+      run: summary.run,
+      workflowId: summary.workflowId,
+      finishedAt: summary.finishedAt,
+      dryRun: summary.dryRun,
+      updated: summary.contacts.updated,
+      rejected: summary.contacts.rejected,
+      reason: summary.reason,
+    }
+  );
+}
 type Action = (typeof ACTIONS)[number];
 const DONE: Record<Action, string> = {
   run: 'Run started.',
@@ -25,22 +78,43 @@ export function adminRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestH
   router.use('/admin', adminAuth(deps.web.admin));
 
   router.get('/admin', async (req, res) => {
-    const configurations = await deps.stores.configurations.list();
+    const query = adminQuery.safeParse(req.query);
+    if (!query.success)
+      return void res.status(400).send(
+        page('Invalid request', `<h1>Invalid request</h1><p>${h(query.error.issues[0]!.message)}</p>`, {
+          kind: 'error',
+        }),
+      );
+    const { q, esp, status, after } = query.data;
+    const filtered = !!(q || esp || status);
+    const { items, next } = await deps.stores.configurations.page({
+      after,
+      limit: PAGE_SIZE,
+      ...(filtered ? { match: (c: ListedConfigurationDocument) => matches(c, query.data) } : {}),
+    });
     const csrf = csrfToken(req, res, signer, secure);
-    const rows = await Promise.all(
-      configurations.map(async (c) => row(c, await latestSummary(deps.stores.blobs, c.id), csrf)),
-    );
+    const rows = await Promise.all(items.map((c) => (isUnreadable(c) ? unreadableRow(c) : row(c, csrf))));
     const done = ACTIONS.find((a) => a === req.query.done);
+    const nextUrl = next ? `/admin?${new URLSearchParams({ ...clean(query.data), after: next })}` : '';
     res.send(
       page(
         'Admin',
         `<h1>Configurations</h1>
 ${done ? `<div class="box ok" id="flash">${h(DONE[done])}</div>` : ''}
+<form method="get" action="/admin" class="search">
+  <input type="search" name="q" value="${h(q ?? '')}" placeholder="id, account or list" aria-label="search by id, account or list">
+  <input type="text" name="esp" value="${h(esp ?? '')}" placeholder="ESP" aria-label="ESP" size="10">
+  <select name="status" aria-label="status">${['', ...STATUSES].map((st) => `<option value="${h(st)}"${st === (status ?? '') ? ' selected' : ''}>${st ? h(st) : 'any status'}</option>`).join('')}</select>
+  <button type="submit">Search</button>
+</form>
 ${
-  configurations.length === 0
-    ? '<p>No configurations yet. Publishers connect on <a href="/">the start page</a>.</p>'
+  items.length === 0
+    ? filtered || after
+      ? '<p>No configuration matches on this page.</p>'
+      : '<p>No configurations yet. Publishers connect on <a href="/">the start page</a>.</p>'
     : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
 }
+<p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${h(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
 <p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
       ),
     );
@@ -96,12 +170,14 @@ ${
     res.redirect(303, `/admin?done=${action}`);
   });
 
-  function row(c: Configuration, summary: RunSummary | undefined, csrf: string): string {
+  /** A configuration's row: its newest run comes from its own document (older ones: its summary file). */
+  async function row(c: Configuration, csrf: string): Promise<string> {
     const processor = deps.processors.list().find((p) => p.descriptor.id === c.esp);
     const reauthPath = processor?.descriptor.oauth2 ? 'start' : 'key';
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
-    const run = summary
-      ? `${h(summary.status)}${summary.dryRun ? ' (dry run)' : ''} · ${h(summary.runDate)}<br>updated ${summary.contacts.updated}, rejected ${summary.contacts.rejected}<br><a href="${h(runUrl(summary.workflowId))}">open in Temporal</a>`
+    const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
+    const run = last
+      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br><a href="${h(runUrl(last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
       `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
@@ -111,6 +187,15 @@ ${
 <td>${run}</td>
 <td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
 <p class="muted">Re-authorization link:<br><input type="text" readonly value="${h(reauthLink)}" aria-label="re-authorization link"></p></td>
+</tr>`;
+  }
+
+  function unreadableRow(c: UnreadableConfiguration): string {
+    return `<tr data-configuration="${h(c.id)}" class="unreadable">
+<td><code>${h(c.id)}</code></td>
+<td class="status">unreadable<br><span class="muted">${h(c.unreadable)}</span></td>
+<td><span class="muted">skipped every day until its document is fixed</span></td>
+<td></td>
 </tr>`;
   }
 

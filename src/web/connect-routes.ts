@@ -342,21 +342,24 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     });
     // The first run fills the field now; a run already writing it (a re-authorization during a
     // run) is left to finish, and the next daily run picks up what it did not reach.
-    let firstRun: 'started' | 'running' | 'later' = 'started';
-    try {
-      const client = await temporalClient(deps);
-      await startConfigurationRun(
-        client,
-        { configurationId: configuration.id, runDate: today(), mode: 'full' },
-        'first-run',
-      );
-    } catch (err) {
-      firstRun = err instanceof RunInProgressError ? 'running' : 'later';
-      if (firstRun === 'later') {
-        log.error(
-          { configurationId: configuration.id, err: (err as Error).message },
-          'could not start the first run',
+    let firstRun: 'started' | 'running' | 'later' | 'disabled' =
+      configuration.status === 'disabled' ? 'disabled' : 'started';
+    if (firstRun === 'started') {
+      try {
+        const client = await temporalClient(deps);
+        await startConfigurationRun(
+          client,
+          { configurationId: configuration.id, runDate: today(), mode: 'full' },
+          'first-run',
         );
+      } catch (err) {
+        firstRun = err instanceof RunInProgressError ? 'running' : 'later';
+        if (firstRun === 'later') {
+          log.error(
+            { configurationId: configuration.id, err: (err as Error).message },
+            'could not start the first run',
+          );
+        }
       }
     }
     const list = account.lists.find((l) => l.id === configuration.espListId);
@@ -374,9 +377,13 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
               ? 'A run is filling the <code>' +
                 h(configuration.fieldName) +
                 '</code> field of this list right now; it goes on with the new connection.'
-              : 'The connection is saved. The first fill of the <code>' +
-                h(configuration.fieldName) +
-                '</code> field starts with the next daily run.'
+              : firstRun === 'disabled'
+                ? 'The new connection is saved, but this configuration was disabled by an operator, so it stays disabled: espresso does not fill the <code>' +
+                  h(configuration.fieldName) +
+                  '</code> field until an operator enables it again.'
+                : 'The connection is saved. The first fill of the <code>' +
+                  h(configuration.fieldName) +
+                  '</code> field starts with the next daily run.'
         }
 Every day after that, espresso checks the connection, re-creates the field if it was deleted, and fills it for new contacts.</p>
 <h2>Put this into your newsletter links</h2>

@@ -76,7 +76,12 @@ async function main(): Promise<void> {
       taskQueue: TASK_QUEUE,
       client: () =>
         (client ??= (clientConnection ??= Connection.connect({ address: config.temporal.address })).then(
-          (c) => new Client({ connection: c, namespace: config.temporal.namespace, dataConverter: dataConverter(payloadKeys) }),
+          (c) =>
+            new Client({
+              connection: c,
+              namespace: config.temporal.namespace,
+              dataConverter: dataConverter(payloadKeys),
+            }),
         )),
     };
     const worker = (running.worker = await createWorker({

@@ -76,7 +76,8 @@ export function validate(input: ConfigurationSyncInput): void {
     if (input.retryOf !== undefined && input.dryRun) problems.push('a redispatch cannot be a dry run');
     if (
       input.deadlineMs !== undefined &&
-      (typeof input.deadlineMs !== 'number' || !(input.deadlineMs >= 1_000 && input.deadlineMs <= 7 * 86_400_000))
+      (typeof input.deadlineMs !== 'number' ||
+        !(input.deadlineMs >= 1_000 && input.deadlineMs <= 7 * 86_400_000))
     ) {
       problems.push('deadlineMs must be between one second and seven days');
     }

@@ -124,7 +124,10 @@ export async function configurationSyncWorkflow(
     });
   } catch (err) {
     // No configuration to report on (unknown id, unreadable document): the run fails as it is.
-    await report(input, { outcome: failureType(err) === failureTypes.corruptData ? 'unreadable' : 'failed', reason: rootMessage(err) });
+    await report(input, {
+      outcome: failureType(err) === failureTypes.corruptData ? 'unreadable' : 'failed',
+      reason: rootMessage(err),
+    });
     throw err;
   }
   run.folder = context.folder;
@@ -132,7 +135,8 @@ export async function configurationSyncWorkflow(
   upsertSearchAttributes([{ key: searchAttributes.esp, value: context.esp }]);
 
   try {
-    if (context.status !== 'active') return await finish(run, 'skipped', `configuration is ${context.status}`);
+    if (context.status !== 'active')
+      return await finish(run, 'skipped', `configuration is ${context.status}`);
     const deadline = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (input.dryRun) await withDeadline(deadline, () => dryRun(run, context));
     else run.written(await withDeadline(deadline, () => write(run, context, deadline)));
@@ -150,7 +154,9 @@ async function dryRun(run: RunState, context: RunContext): Promise<void> {
     run.maintenance = await runMaintenance({ configurationId, dryRun: true });
   }
   run.progress.phase = 'export';
-  const { exportContacts } = proxyActivities<Activities>(exportOptions(run.input.deadlineMs ?? DEFAULT_DEADLINE_MS));
+  const { exportContacts } = proxyActivities<Activities>(
+    exportOptions(run.input.deadlineMs ?? DEFAULT_DEADLINE_MS),
+  );
   // Without the field (maintenance would create it) every contact needs a value: list them all.
   const mode = run.maintenance?.field === 'would_create' ? 'full' : run.input.mode;
   run.manifest = await exportContacts({ configurationId, runDate: run.folder, mode, dryRun: true });
@@ -197,10 +203,12 @@ async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
   const work = new CancellationScope();
   const timer = new CancellationScope();
   const done = work.run(fn);
-  const passed = timer.run(() => sleep(ms)).then(
-    () => DEADLINE,
-    () => new Promise<never>(() => undefined), // the timer was cancelled: it never wins
-  );
+  const passed = timer
+    .run(() => sleep(ms))
+    .then(
+      () => DEADLINE,
+      () => new Promise<never>(() => undefined), // the timer was cancelled: it never wins
+    );
   try {
     const first = await Promise.race([done, passed]);
     if (first !== DEADLINE) return first as T;
@@ -209,7 +217,9 @@ async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
   }
   work.cancel();
   await done.catch(() => undefined);
-  throw new DeadlinePassed(`the run passed its deadline of ${Math.round(ms / 60_000)} minutes and was stopped`);
+  throw new DeadlinePassed(
+    `the run passed its deadline of ${Math.round(ms / 60_000)} minutes and was stopped`,
+  );
 }
 const DEADLINE = Symbol('deadline');
 

@@ -42,7 +42,10 @@ const REPORT_GRACE_MS = 60 * 60 * 1000;
 const store = proxyActivities<Activities>(storeOptions);
 
 /** Set by Schedules on the runs they start (backfills included): the time the run was due. */
-const scheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+const scheduledStartTime = defineSearchAttributeKey(
+  'TemporalScheduledStartTime',
+  SearchAttributeType.DATETIME,
+);
 
 export interface DailySyncInput {
   /** YYYY-MM-DD. Default: the day the schedule planned this run for (or today, UTC). */
@@ -164,7 +167,15 @@ export async function dailySyncWorkflow(
     }).then(
       (child) =>
         void child.result().then(
-          (r) => done({ configurationId, esp, outcome: r.status, updated: r.updated, rejected: r.rejected, reason: r.reason }),
+          (r) =>
+            done({
+              configurationId,
+              esp,
+              outcome: r.status,
+              updated: r.updated,
+              rejected: r.rejected,
+              reason: r.reason,
+            }),
           (err) => done({ configurationId, esp, outcome: 'failed', reason: rootMessage(err).slice(0, 300) }),
         ),
       (err) =>
@@ -194,7 +205,11 @@ export async function dailySyncWorkflow(
         s.exhausted = !page.nextCursor;
         for (const entry of page.entries) {
           if (entry.unreadable !== undefined) {
-            record({ configurationId: entry.configurationId, outcome: 'unreadable', reason: entry.unreadable });
+            record({
+              configurationId: entry.configurationId,
+              outcome: 'unreadable',
+              reason: entry.unreadable,
+            });
           } else if (entry.status !== 'active') {
             record({
               configurationId: entry.configurationId,
@@ -255,7 +270,10 @@ function nextOverdue(s: DailyState, deadlineMs: number): number | undefined {
 function bounded(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 1 || value > 1_000) {
-    throw ApplicationFailure.nonRetryable(`invalid input: ${name} must be an integer from 1 to 1000`, 'InvalidInput');
+    throw ApplicationFailure.nonRetryable(
+      `invalid input: ${name} must be an integer from 1 to 1000`,
+      'InvalidInput',
+    );
   }
   return value;
 }

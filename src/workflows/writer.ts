@@ -1,5 +1,6 @@
 import {
   ActivityCancellationType,
+  CancellationScope,
   continueAsNew,
   getExternalWorkflowHandle,
   proxyActivities,
@@ -80,6 +81,8 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
   }
 
   const { chunkCount } = result.manifest;
+  // Fewer chunks than the window: each takes a bigger share of the account.
+  const window = Math.max(1, Math.min(input.window, chunkCount));
   const reportEvery = Math.max(1, Math.ceil(chunkCount / REPORTS));
   const dispatchStarted = Date.now() - result.durationsMs.dispatch;
   let next = input.resume?.nextChunk ?? 1;
@@ -90,7 +93,7 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
       runDate: input.runFolder,
       chunk,
       onlyPending: false,
-      window: input.window,
+      window,
     })
       .then((outcome: ChunkOutcome) => {
         add(result.totals, outcome);
@@ -101,13 +104,25 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
   const historyLong = () =>
     workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
 
-  while (next <= chunkCount || inFlight.size > 0) {
-    while (next <= chunkCount && inFlight.size < input.window && !historyLong()) {
-      inFlight.set(next, run(next));
-      next++;
+  // Chunk updates run in their own scope: when one fails, the others are cancelled and waited for,
+  // so nothing writes once this writer (the lock) has ended.
+  const chunks = new CancellationScope();
+  try {
+    while (next <= chunkCount || inFlight.size > 0) {
+      while (next <= chunkCount && inFlight.size < window && !historyLong()) {
+        const chunk = next++;
+        inFlight.set(
+          chunk,
+          chunks.run(() => run(chunk)),
+        );
+      }
+      if (inFlight.size === 0) break;
+      await Promise.race(inFlight.values());
     }
-    if (inFlight.size === 0) break;
-    await Promise.race(inFlight.values());
+  } catch (err) {
+    chunks.cancel();
+    await Promise.allSettled(inFlight.values());
+    throw err;
   }
   result.durationsMs.dispatch = Date.now() - dispatchStarted;
   if (next <= chunkCount) {

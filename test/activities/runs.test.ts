@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
-import { toActivityFailure } from '../../src/activities/failures';
+import { toActivityFailure, UNEXPECTED_ATTEMPTS } from '../../src/activities/failures';
 import { createLogger } from '../../src/logger';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
@@ -38,7 +38,7 @@ describe('run activities', function () {
 
   it('resumes a chunk after the last saved group, keeping the saved results', async () => {
     const { configuration, list } = await e.connect(3_000);
-    await activities.runMaintenance(configuration.id);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
     // An earlier attempt saved the first group (2,000 lines = 4 batches of 500) and then died.
@@ -67,7 +67,7 @@ describe('run activities', function () {
 
   it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
     const { configuration, list } = await e.connect(10);
-    await activities.runMaintenance(configuration.id);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const good = lines(['ct_0000001', 'ct_0000002', 'ct_0000003']);
     const chunk = [
       good[0],
@@ -118,7 +118,7 @@ describe('run activities', function () {
       log: createLogger('worker', 'info', sink),
     });
     const { configuration } = await e.connect(5);
-    await logged.runMaintenance(configuration.id);
+    await new MockActivityEnvironment().run(logged.runMaintenance, configuration.id);
     const ids = ['ct_0000001', 'ct_0000002'];
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
     await new MockActivityEnvironment().run(logged.updateChunk, {
@@ -158,7 +158,7 @@ describe('run activities', function () {
 
   it('resumes an export from the heartbeated cursor and chunk count', async () => {
     const { configuration } = await e.connect(25_000);
-    await activities.runMaintenance(configuration.id);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     // An earlier attempt wrote chunk 1 (contacts 1-10,000) and heartbeated the cursor of page 11.
     const cursor = Buffer.from('10000').toString('base64url');
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), 'from the earlier attempt\n');
@@ -226,7 +226,7 @@ describe('export of a list that shifts while it is listed', function () {
       alerts: async () => undefined,
     });
     const { configuration } = await e.connect(2_500);
-    await activities.runMaintenance(configuration.id);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
       configurationId: configuration.id,
       runDate: DATE,
@@ -277,5 +277,109 @@ describe('activity failure mapping', () => {
       (toActivityFailure(new NotFoundError('configuration', 'cfg_x')) as ApplicationFailure).type,
       'ConfigurationNotFound',
     );
+  });
+});
+
+describe('bounded failures and alerts that survive a crash', function () {
+  this.timeout(60_000);
+  let e: Espresso;
+  let activities: ReturnType<typeof createActivities>;
+  const sent: Array<{ configurationId: string; status: string }> = [];
+  before(async () => {
+    e = await startEspresso();
+    activities = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([e.processor]),
+      alerts: async (a) => void sent.push(a),
+    });
+  });
+  after(() => e.stop());
+
+  it('retries an error it does not know (a store refusing access) a few times, then fails, without emails in the message', () => {
+    const denied = new Error('AccessDenied: owner@publisher.example may not write runs/');
+    const early = toActivityFailure(denied, 1) as ApplicationFailure;
+    assert.equal(early.type, 'Unexpected');
+    assert.equal(early.nonRetryable, false);
+    const late = toActivityFailure(denied, UNEXPECTED_ATTEMPTS) as ApplicationFailure;
+    assert.equal(late.nonRetryable, true);
+    assert.match(late.message, /AccessDenied/);
+    assert.doesNotMatch(late.message, /owner@publisher\.example/);
+  });
+
+  it('sends an alert a crash left unsent (saved with the status change) once, from the daily listing', async () => {
+    const { configuration } = await e.connect(5);
+    // A crash between the status write and the send leaves this in the document.
+    await e.stores.configurations.update(configuration.id, () => ({
+      status: 'needs_reauth',
+      alertOutbox: [{ id: 'a1', status: 'needs_reauth', message: 'credentials no longer work' }],
+    }));
+    sent.length = 0;
+    const env = new MockActivityEnvironment();
+    await env.run(activities.listConfigurationsPage, { limit: 1_000 });
+    await env.run(activities.listConfigurationsPage, { limit: 1_000 });
+    assert.deepEqual(
+      sent.filter((a) => a.configurationId === configuration.id).map((a) => a.status),
+      ['needs_reauth'],
+    );
+    assert.equal((await e.stores.configurations.get(configuration.id)).alertOutbox, undefined);
+  });
+
+  it('lists an unreadable configuration document as unreadable, alerts once, and the others as they are', async () => {
+    const { configuration: good } = await e.connect(5);
+    const { configuration: bad } = await e.connect(5);
+    await e.stores.blobs.put(`configurations/${bad.id}.json`, '{"id": "' + bad.id + '", "esp": "sand');
+    sent.length = 0;
+    const env = new MockActivityEnvironment();
+    type Page = Awaited<ReturnType<typeof activities.listConfigurationsPage>>;
+    const first: Page = await env.run(activities.listConfigurationsPage, { limit: 1_000 });
+    const second: Page = await env.run(activities.listConfigurationsPage, { limit: 1_000 });
+    for (const page of [first, second]) {
+      const byId = new Map(page.entries.map((x) => [x.configurationId, x]));
+      assert.match(byId.get(bad.id)!.unreadable!, /not valid JSON/);
+      assert.equal(byId.get(good.id)!.status, 'active');
+    }
+    assert.equal(sent.filter((a) => a.configurationId === bad.id).length, 1, 'alerted once');
+    await e.stores.blobs.delete(`configurations/${bad.id}.json`);
+  });
+
+  it('makes an ESP export job durable at once: a retry resumes the job the first attempt started', async () => {
+    let jobsStarted = 0;
+    let failNext = true;
+    class ExportJobSandbox extends SandboxProcessor {
+      override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
+        const [, cursor] = args;
+        if (cursor === undefined) {
+          jobsStarted++; // the ESP starts an export job; its first page is empty while it runs
+          return { contacts: [], nextCursor: `job-${jobsStarted}` };
+        }
+        if (failNext) {
+          failNext = false;
+          throw new TransientError('the worker died here');
+        }
+        return { contacts: [{ contactId: 'ct_0000001' }] };
+      }
+    }
+    const jobs = new ExportJobSandbox(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
+    );
+    const withJobs = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([jobs]),
+      alerts: async () => undefined,
+    });
+    const { configuration } = await e.connect(1);
+    const input = { configurationId: configuration.id, runDate: '2026-11-22', mode: 'full' as const };
+    const first = new MockActivityEnvironment();
+    let details: unknown;
+    first.on('heartbeat', (d: unknown) => (details = d));
+    await assert.rejects(first.run(withJobs.exportContacts, input));
+    assert.equal((details as { cursor?: string }).cursor, 'job-1', 'the job was not heartbeated');
+    const manifest: ExportManifest = await new MockActivityEnvironment({ heartbeatDetails: details }).run(
+      withJobs.exportContacts,
+      input,
+    );
+    assert.equal(manifest.contacts, 1);
+    assert.equal(jobsStarted, 1, 'the retry started a second export job');
   });
 });

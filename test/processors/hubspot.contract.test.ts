@@ -108,14 +108,19 @@ describe('HubSpot processor', function () {
     assert.ok(!h.fake.problems.some((p) => p.includes('SECONDLY')), h.fake.problems.join());
   });
 
-  it('reports only values espresso could have written as current values', async () => {
-    const [a, b] = await h.seed(target, 2);
+  it('reports every value a contact holds as its current value, whatever its form (it is kept)', async () => {
+    const [a, b, c] = await h.seed(target, 3);
     const contacts = h.portalOf(target).contacts;
-    contacts.find((c) => String(c.id) === a)!.props.set('lcee', 'not a valid value');
+    contacts.find((x) => String(x.id) === a)!.props.set('lcee', 'legacy42');
     const good = value();
-    contacts.find((c) => String(c.id) === b)!.props.set('lcee', good);
+    contacts.find((x) => String(x.id) === b)!.props.set('lcee', good);
+    contacts.find((x) => String(x.id) === c)!.props.set('lcee', '');
     const page = await h.processor.listPage(target, undefined, 'full');
-    assert.deepEqual(page.contacts, [{ contactId: a }, { contactId: b, currentValue: good }]);
+    assert.deepEqual(page.contacts, [
+      { contactId: a, currentValue: 'legacy42' },
+      { contactId: b, currentValue: good },
+      { contactId: c },
+    ]);
   });
 
   it('never sends more than 100 contacts in one batch update', async () => {

@@ -206,7 +206,8 @@ describe('Klaviyo processor', function () {
     const full = await h.processor.listPage(target, undefined, 'full');
     assert.equal(full.contacts.length, 4);
     assert.equal(full.contacts[1]!.currentValue, profiles.get(seeded[1]!)!.properties.lcee);
-    assert.equal(full.contacts[2]!.currentValue, undefined);
+    // A value set by hand is the profile's value too: kept, never replaced.
+    assert.equal(full.contacts[2]!.currentValue, 'set by hand');
   });
 });
 

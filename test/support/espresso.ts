@@ -5,6 +5,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
 import { EspMetrics } from '../../src/metrics';
 import type { BaseProcessor } from '../../src/processors/base-processor';
+import type { AccountLeases } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
@@ -34,7 +35,13 @@ export function workflowBundle(): Promise<{ code: string }> {
 }
 
 export async function startEspresso(
-  options: { taskQueue?: string; sandbox?: SandboxState; processors?: BaseProcessor[] } = {},
+  options: {
+    taskQueue?: string;
+    sandbox?: SandboxState;
+    processors?: BaseProcessor[];
+    /** Pacing for the worker's activities; default: leases from the account coordinators on Temporal. */
+    leases?: AccountLeases;
+  } = {},
 ) {
   const env = await temporalEnv();
   const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
@@ -57,6 +64,7 @@ export async function startEspresso(
     metrics,
     payloadKeys: testPayloadKeys,
     temporal: { client: async () => env.client, taskQueue },
+    leases: options.leases,
   });
   const running = worker.run();
 

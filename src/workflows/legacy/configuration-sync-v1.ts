@@ -40,9 +40,7 @@ const { exportContacts } = proxyActivities<Activities>({
  * (their histories have no `one-writer` marker); new runs never take this path. Frozen: a change
  * here breaks the replay of those runs.
  */
-export async function configurationSyncV1(
-  input: ConfigurationSyncInput,
-): Promise<ConfigurationSyncResult> {
+export async function configurationSyncV1(input: ConfigurationSyncInput): Promise<ConfigurationSyncResult> {
   validate(input);
   const { configurationId, runDate } = input;
   // The run's folder in the blob store; activities know it as the run date.

@@ -24,7 +24,6 @@ const scheduledStartTime = defineSearchAttributeKey(
   SearchAttributeType.DATETIME,
 );
 
-
 export interface DailySyncOutcome {
   configurationId: string;
   esp: string;

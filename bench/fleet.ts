@@ -1,0 +1,256 @@
+// `npm run bench -- --fleet`: espresso as a fleet sees it. Several worker processes against one
+// rate-limited ESP account (and two configurations on it), then one daily run over N configurations
+// on their own accounts, with one and with two workers, and with one very large list among them.
+// See docs/scale.md for what each figure means and what moved it.
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { saveConnection } from '../src/connect';
+import { runFiles } from '../src/runs/files';
+import { TASK_QUEUE } from '../src/temporal/constants';
+import type { DailySummary } from '../src/workflows/daily-sync';
+import { benchDeps, prepare } from './scenarios';
+import { ACCOUNTS, startStack, type SandboxAccountConfig, type Stack } from './stack';
+
+type Say = (msg: string) => void;
+const RUN_DATE = '2026-01-01';
+
+interface AccountStats {
+  requests: number;
+  byStatus: Record<string, number>;
+  firstAt: number;
+  lastAt: number;
+}
+
+export interface PacingFigures {
+  workers: number;
+  configurations: number;
+  contacts: number;
+  requests: number;
+  share429: number;
+  acceptedPerSecond: number;
+  limitRps: number;
+}
+
+export interface FleetRunFigures {
+  configurations: number;
+  workers: number;
+  concurrency: number | 'default';
+  seconds: number;
+  configurationsPerSecond: number;
+  contactsVerified: number;
+  maxWorkflowEvents: number;
+  eventsPerConfiguration: number;
+  peakWorkerRssMb: number;
+}
+
+/**
+ * W worker processes, `configurations` lists on the one limited account (50 requests/s, 10 at
+ * once), `contacts` in all, every run started at once. Accepted requests/s over the account's
+ * first to last request.
+ */
+export async function pacing(
+  say: Say,
+  workers: number,
+  configurations: number,
+  contacts: number,
+): Promise<PacingFigures> {
+  const stack = await startStack();
+  try {
+    const limit = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
+    const deps = benchDeps(stack, limit);
+    const prepared = [];
+    for (let i = 0; i < configurations; i++) {
+      prepared.push(await prepare(stack, deps, ACCOUNTS.limited, Math.round(contacts / configurations)));
+    }
+    const procs = [];
+    for (let i = 0; i < workers; i++) procs.push(await stack.startWorker(limit));
+    await fetch(`${stack.sandboxUrl}/_sandbox/stats/reset`, { method: 'POST' });
+    say(
+      `pacing: ${workers} worker(s), ${configurations} configuration(s) on one account, ${contacts} contacts`,
+    );
+    const results = await Promise.all(
+      prepared.map(
+        ({ configuration, listId }) =>
+          stack.env.client.workflow.execute('configurationSyncWorkflow', {
+            taskQueue: TASK_QUEUE,
+            workflowId: `bench/pacing/${listId}`,
+            args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+          }) as Promise<{ status: string; updated: number }>,
+      ),
+    );
+    for (const p of procs) await p.stop();
+    const updated = results.reduce((n, r) => n + r.updated, 0);
+    if (
+      results.some((r) => r.status !== 'completed') ||
+      updated !== Math.round(contacts / configurations) * configurations
+    ) {
+      throw new Error(`pacing runs ended ${results.map((r) => `${r.status} ${r.updated}`).join(', ')}`);
+    }
+    const stats = (await sandboxJson<Record<string, AccountStats>>(stack, '/_sandbox/stats'))[
+      ACCOUNTS.limited.id
+    ]!;
+    const rejected = stats.byStatus['429'] ?? 0;
+    return {
+      workers,
+      configurations,
+      contacts,
+      requests: stats.requests,
+      share429: round(rejected / Math.max(1, stats.requests), 4),
+      acceptedPerSecond: round((stats.requests - rejected) / ((stats.lastAt - stats.firstAt) / 1000)),
+      limitRps: limit.rps,
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/**
+ * One daily run over `size` configurations, each on its own Sandbox account (20 requests/s, 4 at
+ * once, 30 ms per request, 2,000 contacts), plus optionally one `large` configuration; every
+ * contact is then checked against its chunk file.
+ */
+export async function fleetRun(
+  say: Say,
+  options: { size: number; workers: number; concurrency?: number; large?: number },
+): Promise<FleetRunFigures & { smallSeconds: number; largeSeconds?: number }> {
+  const SMALL = 2_000;
+  const limits = { requestsPerSecond: 20, concurrency: 4 };
+  const accounts: SandboxAccountConfig[] = Array.from({ length: options.size }, (_, i) => ({
+    id: `fleet_${String(i).padStart(6, '0')}`,
+    name: `Fleet ${i}`,
+    apiKeys: [`fleet-key-${String(i).padStart(6, '0')}`],
+    lists: [{ id: 'list_main', name: 'Newsletter', contacts: SMALL }],
+    settings: { limits, faults: { latencyMs: 30 } },
+  }));
+  if (options.large) {
+    accounts.push({
+      id: 'fleet_large',
+      name: 'Fleet (large)',
+      apiKeys: ['fleet-key-large0'],
+      lists: [{ id: 'list_main', name: 'Newsletter', contacts: options.large }],
+      settings: { limits, faults: { latencyMs: 30 } },
+    });
+  }
+  const stack = await startStack({ accounts });
+  try {
+    const pacing = { rps: limits.requestsPerSecond, concurrency: limits.concurrency };
+    const deps = benchDeps(stack, pacing);
+    say(`fleet: connecting ${accounts.length} configurations`);
+    const configured = [];
+    for (const account of accounts) {
+      const { credentials, account: info } = await deps.processor.connectWithApiKey(account.apiKeys[0]!);
+      const { configuration } = await saveConnection(deps, {
+        esp: 'sandbox',
+        credentials,
+        account: info,
+        listId: 'list_main',
+      });
+      configured.push({ configuration, account, contacts: account.lists[0]!.contacts });
+    }
+    const procs = [];
+    for (let i = 0; i < options.workers; i++) procs.push(await stack.startWorker(pacing));
+    say(
+      `fleet: one daily run over ${accounts.length} configurations, ${options.workers} worker(s), concurrency ${options.concurrency ?? 'default'}`,
+    );
+    const workflowId = `bench/daily/${randomBytes(3).toString('hex')}`;
+    const started = performance.now();
+    const summary = (await stack.env.client.workflow.execute('dailySyncWorkflow', {
+      taskQueue: TASK_QUEUE,
+      workflowId,
+      args: [{ runDate: RUN_DATE, ...(options.concurrency ? { concurrency: options.concurrency } : {}) }],
+    })) as DailySummary;
+    const seconds = (performance.now() - started) / 1000;
+    const peaks = [];
+    for (const p of procs) peaks.push(await p.stop());
+    if ((summary.outcomes.completed ?? 0) !== accounts.length) {
+      throw new Error(`the daily run ended with ${JSON.stringify(summary.outcomes)}`);
+    }
+    say('fleet: checking every contact against its chunk file');
+    let verified = 0;
+    for (const { configuration, account, contacts } of configured) {
+      verified += await verify(stack, deps.stores, configuration.id, account.id, contacts);
+    }
+    const { maxEvents, dailyEvents, closeTimes } = await histories(stack, workflowId);
+    const smallClose = Math.max(
+      ...configured
+        .filter((c) => c.account.id !== 'fleet_large')
+        .map((c) => closeTimes.get(c.configuration.id) ?? 0),
+    );
+    const largeId = configured.find((c) => c.account.id === 'fleet_large')?.configuration.id;
+    const startedAt = Date.parse(summary.startedAt);
+    return {
+      configurations: accounts.length,
+      workers: options.workers,
+      concurrency: options.concurrency ?? 'default',
+      seconds: round(seconds),
+      configurationsPerSecond: round(accounts.length / seconds),
+      contactsVerified: verified,
+      maxWorkflowEvents: maxEvents,
+      eventsPerConfiguration: round(dailyEvents / accounts.length),
+      peakWorkerRssMb: Math.max(...peaks),
+      smallSeconds: round((smallClose - startedAt) / 1000),
+      ...(largeId ? { largeSeconds: round(((closeTimes.get(largeId) ?? 0) - startedAt) / 1000) } : {}),
+    };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** How many contacts of a configuration hold exactly their chunk file value (written once). */
+async function verify(
+  stack: Stack,
+  stores: ReturnType<typeof benchDeps>['stores'],
+  configurationId: string,
+  accountId: string,
+  contacts: number,
+): Promise<number> {
+  const expected = new Map<string, string>();
+  for (const key of await stores.blobs.list(runFiles.prefix(configurationId, RUN_DATE))) {
+    if (!/contacts-\d+\.jsonl$/.test(key)) continue;
+    for await (const line of stores.blobs.readLines(key)) {
+      const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+      expected.set(contactId, value);
+    }
+  }
+  const text = await (
+    await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${accountId}/lists/list_main/history?field=lcee`)
+  ).text();
+  let matching = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const h = JSON.parse(line) as { contactId: string; current: string | null; values: string[] };
+    if (h.values.length === 1 && expected.get(h.contactId) === h.current) matching++;
+  }
+  if (matching !== contacts || expected.size !== contacts) {
+    throw new Error(
+      `VERIFICATION FAILED for ${configurationId}: ${matching} of ${contacts} contacts hold their chunk value`,
+    );
+  }
+  return matching;
+}
+
+/** The longest history of any workflow run, the daily run's events in all, and when each configuration's run closed. */
+async function histories(stack: Stack, dailyId: string) {
+  let maxEvents = 0;
+  let dailyEvents = 0;
+  const closeTimes = new Map<string, number>();
+  for await (const wf of stack.env.client.workflow.list({ query: '' })) {
+    maxEvents = Math.max(maxEvents, wf.historyLength);
+    if (wf.workflowId === dailyId) dailyEvents += wf.historyLength;
+    const m = /^sync\/(cfg_[a-z0-9]+)\//.exec(wf.workflowId);
+    if (m && wf.closeTime) closeTimes.set(m[1]!, wf.closeTime.getTime());
+  }
+  return { maxEvents, dailyEvents, closeTimes };
+}
+
+async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {
+  return (await (await fetch(`${stack.sandboxUrl}${path}`)).json()) as T;
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+/** Waits a moment so the machine settles between scenarios. */
+export const settle = () => sleep(2_000);

@@ -1,0 +1,316 @@
+// One writer per configuration: however a run starts, at most one writes a configuration at a
+// time, and no run replaces a value a contact holds. Every way a run ends leaves its status, its
+// summary and one alert per change; cancellation and deadlines stop the writing.
+import { strict as assert } from 'node:assert';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { RunSummary } from '../../src/activities/summary';
+import { runFiles } from '../../src/runs/files';
+import { RunInProgressError, runningWriter, startConfigurationRun } from '../../src/temporal/runs';
+import { configurationSyncWorkflow } from '../../src/workflows';
+import type { ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
+import { startEspresso, type Espresso } from '../support/espresso';
+
+const DAY = '2026-11-28';
+
+describe('one writer per configuration', function () {
+  this.timeout(300_000);
+  let e: Espresso;
+  before(async () => {
+    e = await startEspresso();
+  });
+  after(() => e.stop());
+  afterEach(() => {
+    e.sandbox.state.accounts.get('acct_demo')!.settings.faults.latencyMs = 0;
+  });
+
+  const start = (input: ConfigurationSyncInput, workflowId: string) =>
+    e.client.workflow.start(configurationSyncWorkflow, { taskQueue: e.taskQueue, workflowId, args: [input] });
+  /** Every request the Sandbox answers takes this long: runs last long enough to be overlapped. */
+  const slow = (ms: number) =>
+    void (e.sandbox.state.accounts.get('acct_demo')!.settings.faults.latencyMs = ms);
+  const summaryOf = async (configurationId: string, folder: string): Promise<RunSummary> =>
+    JSON.parse((await e.stores.blobs.get(runFiles.summary(configurationId, folder))).body.toString('utf8'));
+  const writing = async (configurationId: string) => {
+    for (let i = 0; i < 200; i++) {
+      if (await runningWriter(e.client, configurationId)) return;
+      await sleep(50);
+    }
+    throw new Error(`no writer of ${configurationId} started`);
+  };
+
+  it('two `espresso sync` a second apart: the second is refused naming the first, and no contact gets two values', async () => {
+    const { configuration, list } = await e.connect(20_000);
+    slow(20);
+    const first = await startConfigurationRun(
+      e.client,
+      { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+      'manual',
+      { taskQueue: e.taskQueue },
+    );
+    await writing(configuration.id);
+    await sleep(1_000);
+    await assert.rejects(
+      startConfigurationRun(
+        e.client,
+        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+        'manual',
+        {
+          taskQueue: e.taskQueue,
+        },
+      ),
+      (err: unknown) => {
+        assert.ok(err instanceof RunInProgressError);
+        assert.match(
+          err.message,
+          new RegExp(`being written by run ${first.workflowId.replace(/\//g, '\\/')}`),
+        );
+        return true;
+      },
+    );
+    const result = await first.result();
+    assert.equal(result.status, 'completed');
+    assert.equal(result.updated, 20_000);
+    assert.equal(list.conflicts.size, 0, 'a contact was written two different values');
+  });
+
+  it('holds off every entry point while one run writes: schedule, admin/CLI, temporal workflow start, first run, redispatch', async () => {
+    const { configuration, list } = await e.connect(20_000);
+    const id = configuration.id;
+    // An earlier run for the redispatch to name (a dry run: it leaves every contact without a value).
+    await (
+      await start(
+        { configurationId: id, runDate: '2026-11-27', mode: 'incremental', dryRun: true },
+        `sync/${id}/2026-11-27/dry`,
+      )
+    ).result();
+    slow(20);
+    const writer = await start(
+      { configurationId: id, runDate: DAY, runId: 'manual-1', mode: 'incremental' },
+      `sync/${id}/${DAY}/manual-1`,
+    );
+    await writing(id);
+    // Started straight on Temporal, past the CLI's own check, all at once.
+    const others = await Promise.all([
+      start({ configurationId: id, runDate: DAY, mode: 'incremental' }, `sync/${id}/${DAY}`), // the schedule's
+      start(
+        { configurationId: id, runDate: DAY, runId: 'manual-2', mode: 'incremental' },
+        `sync/${id}/${DAY}/manual-2`,
+      ), // admin, CLI
+      start({ configurationId: id, runDate: DAY, mode: 'full' }, `sync/${id}/${DAY}/full`), // the README's full resync
+      start(
+        { configurationId: id, runDate: DAY, runId: 'first-run-1', mode: 'full' },
+        `sync/${id}/${DAY}/first-run-1`,
+      ),
+      start(
+        {
+          configurationId: id,
+          runDate: DAY,
+          runId: 'redispatch-1',
+          mode: 'incremental',
+          retryOf: '2026-11-27',
+        },
+        `sync/${id}/${DAY}/redispatch-1`,
+      ),
+    ]);
+    const results = await Promise.all(others.map((h) => h.result()));
+    for (const r of results) {
+      assert.equal(r.status, 'busy');
+      assert.match(
+        r.reason!,
+        new RegExp(`another run is writing this configuration: sync/${id}/${DAY}/manual-1`),
+      );
+      assert.equal(r.updated, 0);
+    }
+    assert.equal((await writer.result()).updated, 20_000);
+    assert.equal(list.conflicts.size, 0);
+    // The busy runs said so in their own summaries; the writer's stayed its own.
+    assert.equal((await summaryOf(id, DAY)).status, 'busy');
+    assert.equal((await summaryOf(id, `${DAY}_manual-1`)).status, 'completed');
+  });
+
+  it('a redispatch of day D after day D+1 gave its rejected contacts values writes nothing over them', async () => {
+    const { configuration, list } = await e.connect(1_000);
+    list.suppressed.add(4);
+    list.suppressed.add(500);
+    const d = await (
+      await start(
+        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+        `sync/${configuration.id}/${DAY}`,
+      )
+    ).result();
+    assert.equal(d.rejected, 2);
+    list.suppressed.clear();
+    const next = await (
+      await start(
+        { configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' },
+        `sync/${configuration.id}/2026-11-29`,
+      )
+    ).result();
+    assert.equal(next.updated, 2, 'day D+1 gave the two their values');
+    const writes = list.writes;
+    const redispatch = await (
+      await start(
+        {
+          configurationId: configuration.id,
+          runDate: '2026-11-30',
+          runId: 'redispatch-1',
+          mode: 'incremental',
+          retryOf: DAY,
+        },
+        `sync/${configuration.id}/2026-11-30/redispatch-1`,
+      )
+    ).result();
+    assert.equal(redispatch.status, 'completed');
+    assert.equal(redispatch.exported, 0);
+    assert.equal(list.writes, writes, 'the redispatch wrote to the ESP');
+    assert.equal(list.conflicts.size, 0);
+  });
+
+  it('a full resync keeps every value a contact holds, whatever its form, in a folder of its own', async () => {
+    const { configuration, list } = await e.connect(100);
+    const field = configuration.fieldName;
+    list.fields.set(field, { key: field, label: 'LiveConnect ID', type: 'text' });
+    list.write(field, 0, 'legacy42');
+    list.write(field, 1, 'an-earlier-tool-value_0123');
+    const scheduled = await (
+      await start(
+        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+        `sync/${configuration.id}/${DAY}`,
+      )
+    ).result();
+    assert.equal(scheduled.updated, 98);
+    const before = await summaryOf(configuration.id, DAY);
+    // The README's full resync: a workflow id of its own, the same run date, no runId.
+    const full = await start(
+      { configurationId: configuration.id, runDate: DAY, mode: 'full' },
+      `sync/${configuration.id}/${DAY}/full`,
+    );
+    const result = await full.result();
+    assert.equal(result.exported, 0);
+    assert.equal(list.values.get(field)![0], 'legacy42');
+    assert.equal(list.conflicts.size, 0);
+    const folders = (await e.stores.blobs.list(`runs/${configuration.id}/`))
+      .filter((k) => k.endsWith('/summary.json'))
+      .map((k) => k.split('/')[2]);
+    const own = folders.find((f) => f !== DAY)!;
+    assert.match(own, new RegExp(`^${DAY}_run-[0-9a-f]{8}$`));
+    const fullSummary = await summaryOf(configuration.id, own);
+    assert.equal(fullSummary.contacts.alreadySet, 100);
+    assert.equal(fullSummary.foreignValues, 1, 'legacy42 is counted as a value espresso would not write');
+    assert.deepEqual(
+      await summaryOf(configuration.id, DAY),
+      before,
+      'the scheduled run’s files are untouched',
+    );
+  });
+
+  it('a failed run leaves its status, its summary and one alert; the next completed run alerts the recovery', async () => {
+    const { configuration } = await e.connect(50, { espListId: 'list_gone' });
+    const alertsBefore = e.alerts.length;
+    for (const day of ['2026-11-20', '2026-11-21']) {
+      const handle = await start(
+        { configurationId: configuration.id, runDate: day, mode: 'incremental' },
+        `sync/${configuration.id}/${day}`,
+      );
+      await assert.rejects(handle.result(), WorkflowFailedError);
+      assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['failed']);
+      const summary = await summaryOf(configuration.id, day);
+      assert.equal(summary.status, 'failed');
+      assert.match(summary.reason!, /list_gone does not exist/);
+    }
+    const failing = e.alerts.slice(alertsBefore);
+    assert.deepEqual(
+      failing.map((a) => a.status),
+      ['run_failed'],
+      'two failed runs, one alert',
+    );
+    const stored = await e.stores.configurations.get(configuration.id);
+    assert.equal(stored.lastRun?.status, 'failed');
+    assert.equal(stored.runHealth, 'failing');
+    // The list is back: the next run completes and says so once.
+    e.sandbox.state.seed('acct_demo', 'list_gone', 50);
+    const ok = await (
+      await start(
+        { configurationId: configuration.id, runDate: '2026-11-22', mode: 'incremental' },
+        `sync/${configuration.id}/2026-11-22`,
+      )
+    ).result();
+    assert.equal(ok.status, 'completed');
+    assert.deepEqual(
+      e.alerts.slice(alertsBefore).map((a) => a.status),
+      ['run_failed', 'run_recovered'],
+    );
+    assert.equal(
+      (await e.stores.configurations.get(configuration.id)).alertOutbox,
+      undefined,
+      'nothing left to send',
+    );
+  });
+
+  it('stops a run that passes its deadline, reports it timed_out and frees its writer', async () => {
+    const { configuration, list } = await e.connect(30_000);
+    slow(100);
+    const handle = await start(
+      { configurationId: configuration.id, runDate: DAY, mode: 'incremental', deadlineMs: 3_000 },
+      `sync/${configuration.id}/${DAY}`,
+    );
+    await assert.rejects(handle.result(), (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError);
+      assert.equal((err.cause as { type?: string }).type, 'RunDeadline');
+      return true;
+    });
+    const summary = await summaryOf(configuration.id, DAY);
+    assert.equal(summary.status, 'timed_out');
+    assert.match(summary.reason!, /passed its deadline/);
+    assert.equal(await runningWriter(e.client, configuration.id), undefined, 'the writer is still held');
+    const writes = list.writes;
+    await sleep(1_000);
+    assert.equal(list.writes, writes, 'writes went on after the deadline');
+    slow(0);
+    const next = await (
+      await start(
+        { configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' },
+        `sync/${configuration.id}/2026-11-29`,
+      )
+    ).result();
+    assert.equal(next.status, 'completed');
+    assert.equal(list.conflicts.size, 0);
+  });
+
+  it('cancelled in the Web UI: ESP writes stop within seconds and the run says cancelled', async () => {
+    const { configuration, list } = await e.connect(60_000);
+    slow(30);
+    const handle = await start(
+      { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${configuration.id}/${DAY}`,
+    );
+    while (list.writes === 0) await sleep(50);
+    await handle.cancel();
+    const cancelledAt = Date.now();
+    await assert.rejects(handle.result(), WorkflowFailedError);
+    assert.ok(Date.now() - cancelledAt < 15_000, `the run took ${Date.now() - cancelledAt} ms to stop`);
+    const writes = list.writes;
+    await sleep(1_500);
+    assert.equal(list.writes, writes, 'writes went on after the run stopped');
+    assert.ok(writes < 60_000, 'the run was not stopped before the end');
+    assert.equal((await summaryOf(configuration.id, DAY)).status, 'cancelled');
+    assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['cancelled']);
+    assert.equal(await runningWriter(e.client, configuration.id), undefined);
+  });
+
+  it('disabling a configuration stops its running run within a second or so', async () => {
+    const { configuration, list } = await e.connect(60_000);
+    slow(150);
+    const handle = await start(
+      { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${configuration.id}/${DAY}`,
+    );
+    while (list.writes === 0) await sleep(50);
+    await e.stores.configurations.update(configuration.id, () => ({ status: 'disabled' }));
+    const result = await handle.result();
+    assert.equal(result.status, 'cancelled');
+    assert.match(result.reason!, /became disabled during the run/);
+    assert.ok(result.updated < 60_000);
+  });
+});
