@@ -41,6 +41,10 @@ export interface FleetRunFigures {
   maxWorkflowEvents: number;
   eventsPerConfiguration: number;
   peakWorkerRssMb: number;
+  /** History events per configuration, by workflow type. */
+  eventsPerConfigurationByWorkflow: Record<string, number>;
+  /** A configuration run's phases, on average (from the run summaries). */
+  meanRunSeconds: { maintenance: number; export: number; dispatch: number; total: number };
 }
 
 /**
@@ -167,10 +171,17 @@ export async function fleetRun(
     }
     say('fleet: checking every contact against its chunk file');
     let verified = 0;
+    const phases = { maintenance: 0, export: 0, dispatch: 0, total: 0 };
     for (const { configuration, account, contacts } of configured) {
       verified += await verify(stack, deps.stores, configuration.id, account.id, contacts);
+      const s = JSON.parse(
+        (await deps.stores.blobs.get(runFiles.summary(configuration.id, RUN_DATE))).body.toString('utf8'),
+      ) as { durationsMs: typeof phases };
+      for (const k of Object.keys(phases) as Array<keyof typeof phases>) phases[k] += s.durationsMs[k] / 1000;
     }
-    const { maxEvents, dailyEvents, closeTimes } = await histories(stack, workflowId);
+    for (const k of Object.keys(phases) as Array<keyof typeof phases>)
+      phases[k] = round(phases[k] / configured.length);
+    const { maxEvents, dailyEvents, closeTimes, byType } = await histories(stack, workflowId);
     const smallClose = Math.max(
       ...configured
         .filter((c) => c.account.id !== 'fleet_large')
@@ -188,6 +199,10 @@ export async function fleetRun(
       maxWorkflowEvents: maxEvents,
       eventsPerConfiguration: round(dailyEvents / accounts.length),
       peakWorkerRssMb: Math.max(...peaks),
+      meanRunSeconds: phases,
+      eventsPerConfigurationByWorkflow: Object.fromEntries(
+        Object.entries(byType).map(([type, n]) => [type, round(n / accounts.length)]),
+      ),
       smallSeconds: round((smallClose - startedAt) / 1000),
       ...(largeId ? { largeSeconds: round(((closeTimes.get(largeId) ?? 0) - startedAt) / 1000) } : {}),
     };
@@ -234,13 +249,15 @@ async function histories(stack: Stack, dailyId: string) {
   let maxEvents = 0;
   let dailyEvents = 0;
   const closeTimes = new Map<string, number>();
+  const byType: Record<string, number> = {};
   for await (const wf of stack.env.client.workflow.list({ query: '' })) {
     maxEvents = Math.max(maxEvents, wf.historyLength);
+    byType[wf.type] = (byType[wf.type] ?? 0) + wf.historyLength;
     if (wf.workflowId === dailyId) dailyEvents += wf.historyLength;
     const m = /^sync\/(cfg_[a-z0-9]+)\//.exec(wf.workflowId);
     if (m && wf.closeTime) closeTimes.set(m[1]!, wf.closeTime.getTime());
   }
-  return { maxEvents, dailyEvents, closeTimes };
+  return { maxEvents, dailyEvents, closeTimes, byType };
 }
 
 async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import { accountOf, loadTarget, runLeaseId } from '.';
 import type { BaseProcessor } from '../processors/base-processor';
 import type { AccountLease, AccountPacing } from '../processors/pacing';
 import type { ListMode, ProcessorTarget } from '../processors/types';
@@ -111,7 +111,7 @@ export function createExportActivities(deps: ActivityDeps) {
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
         const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
-        const lease = new RollingLease(deps, processor, target, context.cancellationSignal);
+        const lease = new RollingLease(deps, processor, target, context);
         // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
         // contact must never get two values, so every repeat is dropped, across resumes too.
         const seen = new SeenIds();
@@ -170,10 +170,15 @@ export function createExportActivities(deps: ActivityDeps) {
             }
           }
           await flush();
+        } catch (err) {
+          await lease.release();
+          throw err;
         } finally {
           clearInterval(beat);
-          await lease.release();
         }
+        // A run of one chunk hands its lease to that chunk; any other run gives it back.
+        if (committed.chunkCount === 1 && !input.dryRun) lease.handOver();
+        else await lease.release();
 
         const manifest: ExportManifest = {
           chunkCount: committed.chunkCount,
@@ -251,7 +256,10 @@ export function createExportActivities(deps: ActivityDeps) {
 /** A listing holds the whole account's share for a stretch at a time, so other runs get their turn. */
 const LEASE_STRETCH_MS = 20_000;
 
-/** Leases of the whole account's share, each given back after LEASE_STRETCH_MS and taken anew. */
+/**
+ * The run's lease of the whole account's share (taken over from maintenance), given back after
+ * LEASE_STRETCH_MS and taken anew, so other runs on the account get their turn during long listings.
+ */
 class RollingLease {
   private lease?: AccountLease;
   private since = 0;
@@ -260,21 +268,25 @@ class RollingLease {
     private readonly deps: ActivityDeps,
     private readonly processor: BaseProcessor,
     private readonly target: ProcessorTarget,
-    private readonly signal: AbortSignal,
+    private readonly context: Context,
   ) {}
 
   async pacing(): Promise<AccountPacing> {
     if (this.lease && Date.now() - this.since > LEASE_STRETCH_MS) await this.release();
     if (!this.lease) {
-      const { processor, target } = this;
       this.lease = await this.deps.leases!.acquire(
-        { esp: processor.descriptor.id, accountId: target.espAccountId, limits: processor.limits() },
-        processor.descriptor.concurrency,
-        this.signal,
+        accountOf(this.processor, this.target),
+        this.processor.descriptor.concurrency,
+        { signal: this.context.cancellationSignal, id: runLeaseId(this.context) },
       );
       this.since = Date.now();
     }
     return this.lease.pacing;
+  }
+
+  handOver(): void {
+    this.lease?.handOver();
+    this.lease = undefined;
   }
 
   async release(): Promise<void> {

@@ -43,6 +43,10 @@ function accountLeases(deps: ActivityDeps): AccountLeases {
  * Runs `work` with a lease of `want` slots of the target's ESP account (its share of the account's
  * limits, shared with every other worker), released afterwards. The wait for the lease heartbeats
  * with the activity and ends when the activity is cancelled.
+ *
+ * Activities of one run that follow each other (maintenance, export, the single chunk of a small
+ * run) share the run's lease (`runLease`): one hands it over (`handOver`), the next takes it over
+ * without a round trip through the account's history.
  */
 export async function withAccountLease<T>(
   deps: ActivityDeps,
@@ -50,18 +54,33 @@ export async function withAccountLease<T>(
   target: ProcessorTarget,
   want: number,
   work: (pacing: AccountPacing) => Promise<T>,
+  options: { runLease?: boolean; handOver?: (result: T) => boolean } = {},
 ): Promise<T> {
-  const account = {
-    esp: processor.descriptor.id,
-    accountId: target.espAccountId,
-    limits: processor.limits(),
-  };
-  const lease = await deps.leases!.acquire(account, want, Context.current().cancellationSignal);
+  const context = Context.current();
+  const lease = await deps.leases!.acquire(accountOf(processor, target), want, {
+    signal: context.cancellationSignal,
+    id: options.runLease ? runLeaseId(context) : undefined,
+  });
+  let handedOver = false;
   try {
-    return await work(lease.pacing);
+    const result = await work(lease.pacing);
+    if (options.handOver?.(result)) {
+      handedOver = true;
+      lease.handOver();
+    }
+    return result;
   } finally {
-    await lease.release();
+    if (!handedOver) await lease.release();
   }
+}
+
+export function accountOf(processor: BaseProcessor, target: ProcessorTarget) {
+  return { esp: processor.descriptor.id, accountId: target.espAccountId, limits: processor.limits() };
+}
+
+/** The lease the sequential activities of one workflow run share. */
+export function runLeaseId(context: Context): string {
+  return `run:${context.info.workflowExecution?.runId ?? context.info.activityId}`;
 }
 
 export function createActivities(deps: ActivityDeps) {

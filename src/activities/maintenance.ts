@@ -21,8 +21,14 @@ export function createMaintenanceActivities(deps: ActivityDeps) {
         const beat = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
         try {
           // A few requests: the whole account's share, for a moment.
-          return await withAccountLease(deps, processor, target, processor.descriptor.concurrency, (pacing) =>
-            processor.maintain(target, { dryRun, pacing }),
+          // An export always follows: it takes the lease over.
+          return await withAccountLease(
+            deps,
+            processor,
+            target,
+            processor.descriptor.concurrency,
+            (pacing) => processor.maintain(target, { dryRun, pacing }),
+            { runLease: true, handOver: () => true },
           );
         } finally {
           clearInterval(beat);

@@ -17,6 +17,8 @@ export interface UpdateChunkInput {
   onlyPending: boolean;
   /** The writer's window (chunks in flight): this chunk's share of the ESP account is 1/window. */
   window?: number;
+  /** The run's only chunk: it takes over the lease its export handed over (and gives it back). */
+  runLease?: boolean;
 }
 
 export interface ChunkOutcome {
@@ -106,21 +108,28 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         // Alive even while a slow ESP answers; the details always say what is saved.
         const beat = setInterval(() => context.heartbeat(progress), HEARTBEAT_EVERY_MS);
         try {
-          await withAccountLease(deps, processor, target, slots, async (leased) => {
-            pacing = leased;
-            let lineNo = 0;
-            for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
-              lineNo++;
-              if (lineNo <= progress.linesDone || raw.trim() === '') continue;
-              const entry = parseLine(raw, lineNo);
-              const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
-              group.push(
-                done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
-              );
-              if (group.length >= groupSize) await sendGroup(lineNo);
-            }
-            if (group.length) await sendGroup(lineNo);
-          });
+          await withAccountLease(
+            deps,
+            processor,
+            target,
+            slots,
+            async (leased) => {
+              pacing = leased;
+              let lineNo = 0;
+              for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+                lineNo++;
+                if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+                const entry = parseLine(raw, lineNo);
+                const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+                group.push(
+                  done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+                );
+                if (group.length >= groupSize) await sendGroup(lineNo);
+              }
+              if (group.length) await sendGroup(lineNo);
+            },
+            { runLease: input.runLease },
+          );
         } finally {
           clearInterval(beat);
         }

@@ -155,19 +155,23 @@ export class PacerSet implements AccountPacing {
 /** A share of an ESP account's limits, held while an activity works; released when it is done. */
 export interface AccountLease {
   readonly pacing: AccountPacing;
+  /** Gives the slots back. */
   release(): Promise<void>;
+  /** Stops renewing without giving the slots back: the run's next activity takes the lease over. */
+  handOver(): void;
 }
 
 /** Hands out shares of ESP accounts' limits. */
 export interface AccountLeases {
   /**
    * Waits for a lease on `account` (`<esp>:<account id>`) of up to `want` slots (of
-   * `limits.concurrency`); `signal` aborts the wait.
+   * `limits.concurrency`); `signal` aborts the wait. With `id`, a lease of that id that is held
+   * already (handed over by the run's previous activity) is taken over as it is.
    */
   acquire(
     account: { esp: string; accountId: string; limits: AccountLimits },
     want: number,
-    signal?: AbortSignal,
+    options?: { signal?: AbortSignal; id?: string },
   ): Promise<AccountLease>;
 }
 
@@ -182,7 +186,7 @@ export class ProcessLeases implements AccountLeases {
   constructor(private readonly onWait?: (esp: string, ms: number) => void) {}
 
   async acquire(account: { esp: string; accountId: string; limits: AccountLimits }): Promise<AccountLease> {
-    return { pacing: this.pacing(account), release: async () => undefined };
+    return { pacing: this.pacing(account), release: async () => undefined, handOver: () => undefined };
   }
 
   /** The process-wide pacing of an account. */

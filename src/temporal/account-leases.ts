@@ -35,11 +35,21 @@ export class TemporalLeases implements AccountLeases {
     private readonly onWait?: (esp: string, ms: number) => void,
   ) {}
 
-  async acquire(account: Account, want: number, signal?: AbortSignal): Promise<AccountLease> {
+  async acquire(
+    account: Account,
+    want: number,
+    options: { signal?: AbortSignal; id?: string } = {},
+  ): Promise<AccountLease> {
+    const { signal } = options;
     const client = await this.temporal.client();
-    const lease = randomUUID();
+    const lease = options.id ?? randomUUID();
     const workflowId = workflowIds.espAccount(this.temporal.taskQueue, account.esp, account.accountId);
     const handle = client.workflow.getHandle(workflowId);
+    if (options.id) {
+      // Handed over by the run's previous activity: a query (no history) takes it over.
+      const held = await handle.query(leaseQuery, lease).catch((): LeaseAnswer => ({ state: 'unknown' }));
+      if (held.state === 'granted') return this.held(handle, lease, account, held);
+    }
     // Starts the coordinator when none runs; the request is answered `granted` or, after a few
     // seconds without a free slot, `waiting` (then asked again).
     const ask = () =>
@@ -97,6 +107,7 @@ export class TemporalLeases implements AccountLeases {
       })().catch(() => undefined);
     }, RENEW_EVERY_MS);
     keepAlive.unref();
+    const stop = () => clearInterval(keepAlive);
     return {
       pacing: {
         run: (fn, limit) => {
@@ -108,9 +119,10 @@ export class TemporalLeases implements AccountLeases {
         pause: (ms) => pacing.pause(ms),
       },
       release: async () => {
-        clearInterval(keepAlive);
+        stop();
         await handle.signal(releaseLeaseSignal, { lease, readyAt: pacing.readyAt() }).catch(() => undefined);
       },
+      handOver: stop,
     };
   }
 }

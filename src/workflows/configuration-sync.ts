@@ -108,10 +108,6 @@ export async function configurationSyncWorkflow(
   const run = new RunState(input);
   setHandler(progressQuery, () => run.progress);
   setHandler(writerProgressSignal, (p) => void Object.assign(run.progress, p));
-  upsertSearchAttributes([
-    { key: searchAttributes.configurationId, value: input.configurationId },
-    { key: searchAttributes.status, value: 'running' },
-  ]);
 
   let context: RunContext;
   try {
@@ -124,6 +120,10 @@ export async function configurationSyncWorkflow(
     });
   } catch (err) {
     // No configuration to report on (unknown id, unreadable document): the run fails as it is.
+    upsertSearchAttributes([
+      { key: searchAttributes.configurationId, value: input.configurationId },
+      { key: searchAttributes.status, value: 'failed' },
+    ]);
     await report(input, {
       outcome: failureType(err) === failureTypes.corruptData ? 'unreadable' : 'failed',
       reason: rootMessage(err),
@@ -132,7 +132,11 @@ export async function configurationSyncWorkflow(
   }
   run.folder = context.folder;
   run.esp = context.esp;
-  upsertSearchAttributes([{ key: searchAttributes.esp, value: context.esp }]);
+  upsertSearchAttributes([
+    { key: searchAttributes.configurationId, value: input.configurationId },
+    { key: searchAttributes.esp, value: context.esp },
+    { key: searchAttributes.status, value: 'running' },
+  ]);
 
   try {
     if (context.status !== 'active')
@@ -198,23 +202,19 @@ async function write(run: RunState, context: RunContext, deadlineMs: number): Pr
   return writer.result();
 }
 
-/** Runs `fn`; when it takes longer than `ms`, cancels it, waits for it to stop, and throws DeadlinePassed. */
+/**
+ * Runs `fn`; when it takes longer than `ms`, cancels it, waits for it to stop, and throws
+ * DeadlinePassed. (The timer is left to lapse when `fn` is done first: a closed run drops it.)
+ */
 async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
   const work = new CancellationScope();
-  const timer = new CancellationScope();
   const done = work.run(fn);
-  const passed = timer
-    .run(() => sleep(ms))
-    .then(
-      () => DEADLINE,
-      () => new Promise<never>(() => undefined), // the timer was cancelled: it never wins
-    );
-  try {
-    const first = await Promise.race([done, passed]);
-    if (first !== DEADLINE) return first as T;
-  } finally {
-    timer.cancel();
-  }
+  const passed = sleep(ms).then(
+    () => DEADLINE,
+    () => new Promise<never>(() => undefined), // the run itself was cancelled: `done` says so
+  );
+  const first = await Promise.race([done, passed]);
+  if (first !== DEADLINE) return first as T;
   work.cancel();
   await done.catch(() => undefined);
   throw new DeadlinePassed(

@@ -73,7 +73,7 @@ export const accountQuery = defineQuery<{
 /** Continue-as-new well before histories get long: every request, renewal and release is an event. */
 const MAX_HISTORY_EVENTS = 2_000;
 /** With nothing leased or waiting this long, the coordinator ends (the next request starts it again). */
-const IDLE_MS = 60_000;
+const IDLE_MS = 15_000;
 /** A request that finds no free slot waits this long for one before it is answered `waiting`. */
 const HOLD_MS = 3_000;
 

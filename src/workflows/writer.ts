@@ -63,7 +63,6 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
       const t = Date.now();
       result.maintenance = await runMaintenance({ configurationId: input.configurationId });
       result.durationsMs.maintenance = Date.now() - t;
-      tell('export');
     }
     const t = Date.now();
     const { exportContacts } = proxyActivities<Activities>({
@@ -77,7 +76,8 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
       retryOf: input.retryOf,
     });
     result.durationsMs.export = Date.now() - t;
-    if (result.manifest.chunkCount > 0) tell('dispatch');
+    // A run of one chunk has nothing to report before its result.
+    if (result.manifest.chunkCount > 1) tell('dispatch');
   }
 
   const { chunkCount } = result.manifest;
@@ -94,6 +94,7 @@ export async function writerWorkflow(input: WriterInput): Promise<WriterResult> 
       chunk,
       onlyPending: false,
       window,
+      runLease: chunkCount === 1,
     })
       .then((outcome: ChunkOutcome) => {
         add(result.totals, outcome);
