@@ -5,7 +5,7 @@ import { changeWithAlert, sendOutbox } from '../alerts';
 import type { ListMode } from '../processors/types';
 import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
-import { runningWriter } from '../temporal/runs';
+import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
 
 export interface RunContext {
@@ -21,10 +21,19 @@ export interface RunContext {
 export interface StartRunInput {
   configurationId: string;
   folder: string;
-  owner: { workflowId: string; runId: string };
+  /** The run, as its account lock names it. */
+  owner: LockOwner;
   mode: ListMode;
   dryRun: boolean;
 }
+
+/**
+ * ready: the run holds its ESP account and its folder. busy: another run is writing this
+ * configuration (this one does nothing). waiting: another run holds the account (another
+ * configuration of it, or a dry run): try again later.
+ */
+export type StartRunAnswer =
+  { state: 'ready'; context: RunContext } | { state: 'busy' | 'waiting'; holder: string };
 
 /** One listed configuration, or why its document cannot be read. */
 export interface ListedConfiguration {
@@ -80,13 +89,27 @@ export function createConfigurationActivities(deps: ActivityDeps) {
     },
 
     /**
-     * What a run needs to know of its configuration, and its folder. The folder is claimed with a
-     * conditional write (runs/<id>/<folder>/run.json): a folder belongs to one run, so no run reuses
-     * or overwrites another's files. A run that finds its folder taken gets `<date>_run-<runId>`.
+     * Takes the run's ESP account (its lock: one run per account at a time, so one writer per
+     * configuration) and its folder, claimed with a conditional write (runs/<id>/<folder>/run.json):
+     * a folder belongs to one run, so no run reuses or overwrites another's files. A run that finds
+     * its folder taken gets `<date>_run-<runId>`. Says who holds the account when it is taken.
      */
-    async startRun(input: StartRunInput): Promise<RunContext> {
+    async startRun(input: StartRunInput): Promise<StartRunAnswer> {
       return mapFailures(async () => {
         const { configuration, processor } = await loadTarget(deps, input.configurationId);
+        const locks = new AccountLocks(blobs);
+        const taken = await locks.acquire(
+          accountLockKey(configuration.esp, configuration.espAccountId),
+          input.owner,
+        );
+        if (!taken.held) {
+          const { holder } = taken;
+          const sameConfiguration = holder.configurationId === input.configurationId;
+          return {
+            state: sameConfiguration && !holder.dryRun ? 'busy' : 'waiting',
+            holder: `${holder.workflowId}${sameConfiguration ? '' : ` (configuration ${holder.configurationId} of the same ESP account)`}${holder.dryRun ? ' (a dry run)' : ''}`,
+          };
+        }
         let folder = input.folder;
         if (!(await claimFolder(input, folder))) {
           folder = `${input.folder.slice(0, 10)}_run-${input.owner.runId.replace(/[^a-z0-9]/g, '').slice(0, 8)}`;
@@ -95,19 +118,16 @@ export function createConfigurationActivities(deps: ActivityDeps) {
           }
         }
         return {
-          esp: configuration.esp,
-          status: configuration.status,
-          maintenance: configuration.maintenance,
-          concurrency: processor.descriptor.concurrency,
-          folder,
+          state: 'ready',
+          context: {
+            esp: configuration.esp,
+            status: configuration.status,
+            maintenance: configuration.maintenance,
+            concurrency: processor.descriptor.concurrency,
+            folder,
+          },
         };
       });
-    },
-
-    /** The run holding a configuration's writer, in words (for the run that found it busy). */
-    async describeWriter(configurationId: string): Promise<string | undefined> {
-      if (!deps.temporal) return undefined;
-      return runningWriter(await deps.temporal.client(), configurationId).catch(() => undefined);
     },
 
     /**
@@ -140,11 +160,25 @@ export function createConfigurationActivities(deps: ActivityDeps) {
   async function claimFolder(input: StartRunInput, folder: string): Promise<boolean> {
     const key = runFiles.runRecord(input.configurationId, folder);
     const record = {
-      ...input.owner,
+      workflowId: input.owner.workflowId,
+      runId: input.owner.runId,
       mode: input.mode,
       dryRun: input.dryRun,
       claimedAt: new Date().toISOString(),
     };
+    const claimedBy = async () => {
+      try {
+        return (JSON.parse((await blobs.get(key)).body.toString('utf8')) as { runId?: string }).runId;
+      } catch (err) {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      }
+    };
+    const holder = await claimedBy();
+    if (holder !== undefined) return holder === input.owner.runId; // a retry finds its own claim
+    // A folder with files but no claim holds a run of an earlier version: not this run's.
+    if ((await blobs.listPage(runFiles.prefix(input.configurationId, folder), { limit: 1 })).length)
+      return false;
     try {
       await blobs.put(key, JSON.stringify(record, null, 2) + '\n', {
         ifNoneMatch: '*',
@@ -153,9 +187,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
       return true;
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;
-      // A retry of this activity finds its own claim.
-      const held = JSON.parse((await blobs.get(key)).body.toString('utf8')) as { runId?: string };
-      return held.runId === input.owner.runId;
+      return (await claimedBy()) === input.owner.runId;
     }
   }
 

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
-import { accountOf, loadTarget, runLeaseId } from '.';
-import type { BaseProcessor } from '../processors/base-processor';
-import type { AccountLease, AccountPacing } from '../processors/pacing';
-import type { ListMode, ProcessorTarget } from '../processors/types';
+import { loadTarget } from '.';
+import type { ListMode, MaintenanceReport } from '../processors/types';
+import type { LockOwner } from '../runs/account-lock';
 import { CorruptDataError, NotFoundError } from '../storage';
 import {
   CHUNK_LINES,
@@ -13,6 +12,7 @@ import {
   type ExportManifest,
   type ResultLine,
 } from '../runs/files';
+import { AccountShare } from './account-share';
 import { mapFailures } from './failures';
 import { runLog } from './run-log';
 import { SeenIds } from './seen-ids';
@@ -30,7 +30,14 @@ export interface ExportInput {
   retryOf?: string;
   /** A dry run's export: marked so, so it is never written to the ESP. */
   dryRun?: boolean;
+  /** Daily maintenance first (credentials, the field; a dry run only reports what it would do). */
+  maintain?: boolean;
+  /** The run's account lock (runs of earlier versions hold none). */
+  lock?: LockOwner;
 }
+
+/** What the export returns: its manifest, and the maintenance done first. */
+export type ExportResult = ExportManifest & { maintenanceMs?: number };
 
 /** Heartbeat details: enough to resume after the last chunk written. Keys and counts only. */
 interface ExportProgress {
@@ -39,6 +46,8 @@ interface ExportProgress {
   contacts: number;
   alreadySet: number;
   foreignValues?: number;
+  maintenance?: MaintenanceReport;
+  maintenanceMs?: number;
 }
 
 /** The values espresso itself writes. Values of any other form that a contact holds are kept too. */
@@ -59,7 +68,7 @@ export function createExportActivities(deps: ActivityDeps) {
      * so an ESP export job started by the first page is resumed, never started twice); a finished
      * export is reused by a retry of the same run, which owns its folder.
      */
-    async exportContacts(input: ExportInput): Promise<ExportManifest> {
+    async exportContacts(input: ExportInput): Promise<ExportResult> {
       return mapFailures(async () => {
         const manifestKey = runFiles.exportManifest(input.configurationId, input.runDate);
         const finished = await readManifest(input.configurationId, input.runDate);
@@ -82,6 +91,20 @@ export function createExportActivities(deps: ActivityDeps) {
           alreadySet: 0,
           foreignValues: 0,
         };
+        // The run holds the account: maintenance and the listing have it whole, one request at a time.
+        const share = AccountShare.whole(deps, processor, target, input.lock);
+        await share.check();
+        if (input.maintain && !committed.maintenance) {
+          const started = Date.now();
+          const maintenance = await processor.maintain(target, {
+            dryRun: input.dryRun,
+            pacing: share.pacing,
+          });
+          committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
+          context.heartbeat(committed);
+        }
+        // Without the field (a dry run's maintenance would create it) every contact needs a value.
+        const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
         let cursor = committed.cursor;
         let lines: string[] = [];
         let pending = { alreadySet: 0, foreignValues: 0 };
@@ -100,6 +123,8 @@ export function createExportActivities(deps: ActivityDeps) {
             contacts: committed.contacts + lines.length,
             alreadySet: committed.alreadySet + pending.alreadySet,
             foreignValues: (committed.foreignValues ?? 0) + pending.foreignValues,
+            maintenance: committed.maintenance,
+            maintenanceMs: committed.maintenanceMs,
           };
           lines = [];
           pending = { alreadySet: 0, foreignValues: 0 };
@@ -110,8 +135,10 @@ export function createExportActivities(deps: ActivityDeps) {
         const stillEmpty = new SeenIds();
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
-        const beat = setInterval(() => context.heartbeat(committed), HEARTBEAT_EVERY_MS);
-        const lease = new RollingLease(deps, processor, target, context);
+        const beat = setInterval(() => {
+          context.heartbeat(committed);
+          void share.check().catch(() => undefined); // a lost lock stops the next page
+        }, HEARTBEAT_EVERY_MS);
         // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
         // contact must never get two values, so every repeat is dropped, across resumes too.
         const seen = new SeenIds();
@@ -126,11 +153,12 @@ export function createExportActivities(deps: ActivityDeps) {
         try {
           for (;;) {
             context.cancellationSignal.throwIfAborted();
+            await share.check();
             const page = await processor.listPage(
               target,
               cursor,
-              earlier ? 'incremental' : input.mode,
-              await lease.pacing(),
+              earlier ? 'incremental' : mode,
+              share.pacing,
             );
             const fresh: string[] = [];
             const kept = { alreadySet: 0, foreignValues: 0 };
@@ -170,15 +198,9 @@ export function createExportActivities(deps: ActivityDeps) {
             }
           }
           await flush();
-        } catch (err) {
-          await lease.release();
-          throw err;
         } finally {
           clearInterval(beat);
         }
-        // A run of one chunk hands its lease to that chunk; any other run gives it back.
-        if (committed.chunkCount === 1 && !input.dryRun) lease.handOver();
-        else await lease.release();
 
         const manifest: ExportManifest = {
           chunkCount: committed.chunkCount,
@@ -188,6 +210,7 @@ export function createExportActivities(deps: ActivityDeps) {
           mode: input.mode,
           ...(input.dryRun ? { dryRun: true } : {}),
           ...(input.retryOf ? { retryOf: input.retryOf } : {}),
+          ...(committed.maintenance ? { maintenance: committed.maintenance } : {}),
           finishedAt: new Date().toISOString(),
         };
         await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
@@ -197,7 +220,7 @@ export function createExportActivities(deps: ActivityDeps) {
           { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
           'export finished',
         );
-        return manifest;
+        return { ...manifest, maintenanceMs: committed.maintenanceMs };
       });
     },
   };
@@ -250,49 +273,6 @@ export function createExportActivities(deps: ActivityDeps) {
         }
       }
     };
-  }
-}
-
-/** A listing holds the whole account's share for a stretch at a time, so other runs get their turn. */
-const LEASE_STRETCH_MS = 20_000;
-
-/**
- * The run's lease of the whole account's share (taken over from maintenance), given back after
- * LEASE_STRETCH_MS and taken anew, so other runs on the account get their turn during long listings.
- */
-class RollingLease {
-  private lease?: AccountLease;
-  private since = 0;
-
-  constructor(
-    private readonly deps: ActivityDeps,
-    private readonly processor: BaseProcessor,
-    private readonly target: ProcessorTarget,
-    private readonly context: Context,
-  ) {}
-
-  async pacing(): Promise<AccountPacing> {
-    if (this.lease && Date.now() - this.since > LEASE_STRETCH_MS) await this.release();
-    if (!this.lease) {
-      this.lease = await this.deps.leases!.acquire(
-        accountOf(this.processor, this.target),
-        this.processor.descriptor.concurrency,
-        { signal: this.context.cancellationSignal, id: runLeaseId(this.context) },
-      );
-      this.since = Date.now();
-    }
-    return this.lease.pacing;
-  }
-
-  handOver(): void {
-    this.lease?.handOver();
-    this.lease = undefined;
-  }
-
-  async release(): Promise<void> {
-    const lease = this.lease;
-    this.lease = undefined;
-    await lease?.release();
   }
 }
 

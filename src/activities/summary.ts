@@ -1,7 +1,10 @@
 import type { ActivityDeps } from '.';
 import { changeWithAlert } from '../alerts';
 import type { ListMode, MaintenanceReport } from '../processors/types';
+import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
+import { CorruptDataError, NotFoundError } from '../storage';
+import { workflowIds } from '../temporal/constants';
 import type { ConfigurationOutcome } from '../workflows/signals';
 import { mapFailures } from './failures';
 
@@ -49,12 +52,14 @@ export function createSummaryActivities(deps: ActivityDeps) {
 
     /**
      * A run's summary files, and its outcome in the configuration's document (the admin page reads
-     * it there). The first failing run after working ones alerts, and so does the first completed
-     * one after failing ones: one alert per change, saved with the change.
+     * it there); then the run gives its ESP account back. The first failing run after working ones
+     * alerts, and so does the first completed one after failing ones: one alert per change, saved
+     * with the change.
      */
-    async recordRun(summary: RunSummary): Promise<void> {
+    async recordRun(summary: RunSummary, options: { lock?: LockOwner; files?: boolean } = {}): Promise<void> {
+      const { lock, files = true } = options;
       return mapFailures(async () => {
-        await writeSummary(summary);
+        if (files) await writeSummary(summary);
         const health = summary.dryRun
           ? undefined
           : summary.status === 'completed'
@@ -90,6 +95,54 @@ export function createSummaryActivities(deps: ActivityDeps) {
                 ? { status: 'run_recovered', message: `run ${summary.run} completed; runs work again` }
                 : undefined,
         }));
+        if (lock) {
+          const configuration = await configurations.get(summary.configurationId);
+          await new AccountLocks(blobs).release(
+            accountLockKey(configuration.esp, configuration.espAccountId),
+            lock,
+          );
+        }
+      });
+    },
+
+    /**
+     * The daily run's check on runs it started before it continued as new: the outcome of each that
+     * has ended (from its configuration's document), by configuration id.
+     */
+    async runOutcomes(input: {
+      runDate: string;
+      configurationIds: string[];
+    }): Promise<ConfigurationOutcome[]> {
+      return mapFailures(async () => {
+        const ended: ConfigurationOutcome[] = [];
+        for (const configurationId of input.configurationIds) {
+          let c;
+          try {
+            c = await configurations.get(configurationId);
+          } catch (err) {
+            if (err instanceof NotFoundError || err instanceof CorruptDataError) {
+              ended.push({
+                configurationId,
+                outcome: 'unreadable',
+                reason: (err as Error).message.slice(0, 300),
+              });
+              continue;
+            }
+            throw err;
+          }
+          const last = c.lastRun;
+          if (last && last.workflowId === workflowIds.configurationSync(configurationId, input.runDate)) {
+            ended.push({
+              configurationId,
+              esp: c.esp,
+              outcome: last.status as ConfigurationOutcome['outcome'],
+              updated: last.updated,
+              rejected: last.rejected,
+              ...(last.reason ? { reason: last.reason } : {}),
+            });
+          }
+        }
+        return ended;
       });
     },
 

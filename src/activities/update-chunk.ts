@@ -1,10 +1,11 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
-import { loadTarget, withAccountLease } from '.';
-import type { AccountPacing } from '../processors/pacing';
+import { loadTarget } from '.';
 import type { ContactUpdate } from '../processors/types';
+import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';
 import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
+import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
 import { runLog } from './run-log';
 
@@ -15,10 +16,10 @@ export interface UpdateChunkInput {
   chunk: number;
   /** Legacy redispatch: contacts already `updated` in this chunk's results file are not sent again. */
   onlyPending: boolean;
-  /** The writer's window (chunks in flight): this chunk's share of the ESP account is 1/window. */
+  /** Chunk updates of the run in flight at once: this chunk's share of the ESP account is 1/window. */
   window?: number;
-  /** The run's only chunk: it takes over the lease its export handed over (and gives it back). */
-  runLease?: boolean;
+  /** The run's account lock (runs of earlier versions hold none). */
+  lock?: LockOwner;
 }
 
 export interface ChunkOutcome {
@@ -66,27 +67,29 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const resultsKey = runFiles.results(configurationId, runDate, chunk);
         const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
-        // This chunk's share of the account: one window's worth of its slots.
-        const slots = Math.max(
-          1,
-          Math.ceil(
-            processor.descriptor.concurrency / Math.max(1, input.window ?? processor.descriptor.concurrency),
-          ),
+        // This chunk's share of the account, which its run holds: one of `window` in flight.
+        const share = AccountShare.ofWindow(
+          deps,
+          processor,
+          target,
+          input.window ?? processor.descriptor.concurrency,
+          input.lock,
         );
-        let pacing: AccountPacing | undefined;
 
         let group: Entry[] = [];
         let checked = Date.now();
         const sendGroup = async (linesDone: number) => {
-          // A cancelled run writes nothing more; nor does a configuration disabled meanwhile.
+          // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
+          // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
+          await share.check();
           if (Date.now() - checked > STATUS_CHECK_MS) {
             checked = Date.now();
             const { status } = await deps.stores.configurations.get(configurationId);
             if (status !== 'active') throw inactive(status);
           }
           const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
-          const written = updates.length ? await processor.writeValues(target, updates, pacing) : [];
+          const written = updates.length ? await processor.writeValues(target, updates, share.pacing) : [];
           let next = 0;
           const lines = group.map((e): ResultLine => {
             if ('result' in e) return e.result;
@@ -106,30 +109,23 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         };
 
         // Alive even while a slow ESP answers; the details always say what is saved.
-        const beat = setInterval(() => context.heartbeat(progress), HEARTBEAT_EVERY_MS);
+        const beat = setInterval(() => {
+          context.heartbeat(progress);
+          void share.check().catch(() => undefined); // a lost lock stops the next group
+        }, HEARTBEAT_EVERY_MS);
         try {
-          await withAccountLease(
-            deps,
-            processor,
-            target,
-            slots,
-            async (leased) => {
-              pacing = leased;
-              let lineNo = 0;
-              for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
-                lineNo++;
-                if (lineNo <= progress.linesDone || raw.trim() === '') continue;
-                const entry = parseLine(raw, lineNo);
-                const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
-                group.push(
-                  done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
-                );
-                if (group.length >= groupSize) await sendGroup(lineNo);
-              }
-              if (group.length) await sendGroup(lineNo);
-            },
-            { runLease: input.runLease },
-          );
+          let lineNo = 0;
+          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+            lineNo++;
+            if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+            const entry = parseLine(raw, lineNo);
+            const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+            group.push(
+              done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+            );
+            if (group.length >= groupSize) await sendGroup(lineNo);
+          }
+          if (group.length) await sendGroup(lineNo);
         } finally {
           clearInterval(beat);
         }

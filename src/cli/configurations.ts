@@ -63,6 +63,7 @@ export function registerConfigurationCommands(program: Command): void {
         try {
           const handle = await startConfigurationRun(
             client,
+            deps.stores,
             { configurationId: configuration.id, runDate: today(), mode: 'full' },
             'first-run',
           );

@@ -129,6 +129,7 @@ async function startRun(
   try {
     const handle = await startConfigurationRun(
       client,
+      stores,
       {
         configurationId,
         runDate,

@@ -3,7 +3,7 @@ import type { EspMetrics } from '../metrics';
 import { NotFoundError, type SecretStore } from '../storage';
 import { InvalidCredentialsError, RequestRejectedError, sanitize, TransientError } from './errors';
 import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
-import { ProcessLeases, type AccountLimits, type AccountPacing } from './pacing';
+import { ProcessPacing, type AccountLimits, type AccountPacing } from './pacing';
 import type {
   AccountInfo,
   ContactPage,
@@ -22,7 +22,7 @@ export interface ProcessorDeps {
   metrics?: EspMetrics;
   http?: EspHttp;
   /** Pacing when the caller brings none (tests of processors, the CLI): per process. */
-  pacers?: ProcessLeases;
+  pacers?: ProcessPacing;
   now?: () => number;
 }
 
@@ -50,14 +50,14 @@ export abstract class BaseProcessor {
   abstract readonly descriptor: ProcessorDescriptor;
 
   protected readonly http: EspHttp;
-  private readonly pacers: ProcessLeases;
+  private readonly pacers: ProcessPacing;
   private readonly now: () => number;
   private readonly refreshing = new Map<string, Promise<Credentials>>();
 
   constructor(protected readonly deps: ProcessorDeps) {
     this.http = deps.http ?? new EspHttp();
     this.pacers =
-      deps.pacers ?? new ProcessLeases((esp, ms) => deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000));
+      deps.pacers ?? new ProcessPacing((esp, ms) => deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000));
     this.now = deps.now ?? Date.now;
   }
 
@@ -330,7 +330,7 @@ export abstract class BaseProcessor {
   private callFor(target: ProcessorTarget, pacing?: AccountPacing): EspCall {
     const account =
       pacing ??
-      this.pacers.pacing({ esp: this.descriptor.id, accountId: target.espAccountId, limits: this.limits() });
+      this.pacers.of({ esp: this.descriptor.id, accountId: target.espAccountId, limits: this.limits() });
     const base = this.baseUrl(target);
     return async (request, { limit, ...options } = {}) => {
       const pacer = {

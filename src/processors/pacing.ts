@@ -152,45 +152,17 @@ export class PacerSet implements AccountPacing {
   }
 }
 
-/** A share of an ESP account's limits, held while an activity works; released when it is done. */
-export interface AccountLease {
-  readonly pacing: AccountPacing;
-  /** Gives the slots back. */
-  release(): Promise<void>;
-  /** Stops renewing without giving the slots back: the run's next activity takes the lease over. */
-  handOver(): void;
-}
-
-/** Hands out shares of ESP accounts' limits. */
-export interface AccountLeases {
-  /**
-   * Waits for a lease on `account` (`<esp>:<account id>`) of up to `want` slots (of
-   * `limits.concurrency`); `signal` aborts the wait. With `id`, a lease of that id that is held
-   * already (handed over by the run's previous activity) is taken over as it is.
-   */
-  acquire(
-    account: { esp: string; accountId: string; limits: AccountLimits },
-    want: number,
-    options?: { signal?: AbortSignal; id?: string },
-  ): Promise<AccountLease>;
-}
-
 /**
- * Pacing within one process: every caller of an account in this process shares one PacerSet with
- * the whole of the account's limits. Right for one process only (tests of processors, the CLI);
- * workers lease from the account's coordinator on Temporal (src/temporal/account-leases.ts).
+ * Pacing within one process, for callers that bring no share of their own (tests of processors,
+ * the CLI's connect): every caller of an account in this process shares one PacerSet with the
+ * whole of the account's limits. Runs bring their share (src/activities/account-share.ts).
  */
-export class ProcessLeases implements AccountLeases {
+export class ProcessPacing {
   private readonly sets = new Map<string, PacerSet>();
 
   constructor(private readonly onWait?: (esp: string, ms: number) => void) {}
 
-  async acquire(account: { esp: string; accountId: string; limits: AccountLimits }): Promise<AccountLease> {
-    return { pacing: this.pacing(account), release: async () => undefined, handOver: () => undefined };
-  }
-
-  /** The process-wide pacing of an account. */
-  pacing(account: { esp: string; accountId: string; limits: AccountLimits }): PacerSet {
+  of(account: { esp: string; accountId: string; limits: AccountLimits }): PacerSet {
     const key = `${account.esp}:${account.accountId}`;
     let set = this.sets.get(key);
     if (!set) {

@@ -49,6 +49,14 @@ export const exportManifestSchema = z.object({
   dryRun: z.boolean().optional(),
   /** A redispatch's export: the earlier run whose values it writes again. */
   retryOf: z.string().optional(),
+  /** The maintenance done before the listing (credentials, the field). */
+  maintenance: z
+    .object({
+      credentials: z.enum(['valid', 'refreshed']),
+      field: z.enum(['exists', 'created', 'would_create']),
+      fieldName: z.string(),
+    })
+    .optional(),
   finishedAt: z.string(),
 });
 export type ExportManifest = z.infer<typeof exportManifestSchema>;

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
-import { WorkflowNotFoundError } from '@temporalio/common';
+import { accountLockKey, AccountLocks } from '../runs/account-lock';
+import type { Stores } from '../storage';
 import type { ConfigurationSyncInput } from '../workflows/configuration-sync';
 import { TASK_QUEUE, workflowIds } from './constants';
 
@@ -15,35 +16,36 @@ export class RunInProgressError extends Error {
 }
 
 /**
- * The run holding a configuration's writer (its workflow id and since when), or undefined when
- * none runs. A dry run holds no writer.
+ * The run writing a configuration now (its workflow id and since when it holds the account), or
+ * undefined. A dry run, or a run of another configuration of the same ESP account, is not one.
  */
-export async function runningWriter(client: Client, configurationId: string): Promise<string | undefined> {
-  try {
-    const d = await client.workflow.getHandle(workflowIds.writer(configurationId)).describe();
-    if (d.status.name !== 'RUNNING') return undefined;
-    return `${d.parentExecution?.workflowId ?? d.workflowId} (writing since ${d.startTime.toISOString()})`;
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return undefined;
-    throw err;
-  }
+export async function runningWriter(stores: Stores, configurationId: string): Promise<string | undefined> {
+  const configuration = await stores.configurations.get(configurationId);
+  const holder = await new AccountLocks(stores.blobs).holder(
+    accountLockKey(configuration.esp, configuration.espAccountId),
+  );
+  return holder && holder.configurationId === configurationId && !holder.dryRun
+    ? holder.workflowId
+    : undefined;
 }
 
 /**
  * Starts a configuration run outside the schedule (first run after connecting, `espresso sync`,
  * admin "run now", redispatch). Its id says what started it: sync/<id>/<date>/<kind>-<hhmmss>-<rand>.
  * A run that would write is refused (RunInProgressError) while another writes the configuration;
- * the run itself checks again, so two starts racing still leave one writer.
+ * the run itself checks again (it takes the account's lock), so two starts racing still leave one
+ * writer: the second ends `busy`.
  */
 export async function startConfigurationRun(
   client: Client,
+  stores: Stores,
   input: ConfigurationSyncInput,
   kind: 'first-run' | 'manual' | 'dry-run' | 'redispatch',
   options: { taskQueue?: string; now?: Date } = {},
 ) {
   const now = options.now ?? new Date();
   if (!input.dryRun) {
-    const holder = await runningWriter(client, input.configurationId);
+    const holder = await runningWriter(stores, input.configurationId);
     if (holder) throw new RunInProgressError(input.configurationId, holder);
   }
   // hhmmss plus a short random suffix: two runs started in the same second still differ.

@@ -150,6 +150,7 @@ ${
       try {
         await startConfigurationRun(
           client,
+          deps.stores,
           { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
           action === 'dry-run' ? 'dry-run' : 'manual',
         );

@@ -349,6 +349,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         const client = await temporalClient(deps);
         await startConfigurationRun(
           client,
+          deps.stores,
           { configurationId: configuration.id, runDate: today(), mode: 'full' },
           'first-run',
         );

@@ -2,12 +2,11 @@
 // work has started), once running by a graceful shutdown (polling stops, in-flight activities get
 // ESPRESSO_SHUTDOWN_GRACE_MS to finish, then are cancelled and resume elsewhere).
 import type { Server } from 'node:http';
-import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { loadConfigOrExit } from '../cli/load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
-import { dataConverter, loadPayloadKeys } from '../codec';
+import { loadPayloadKeys } from '../codec';
 import { createDeps } from '../deps';
 import { freePort } from '../lib/free-port';
 import { serveMetrics } from '../metrics';
@@ -47,7 +46,6 @@ async function main(): Promise<void> {
   });
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   let metricsServer: Server | undefined;
-  let clientConnection: Promise<Connection> | undefined;
   try {
     try {
       const added = await registerSearchAttributes(connection.operatorService, config.temporal.namespace);
@@ -70,34 +68,18 @@ async function main(): Promise<void> {
       );
     }
     const payloadKeys = await loadPayloadKeys(config.payloadKeys, deps.stores.secrets, { create: true });
-    // Activities use a client of their own: ESP account leases, naming the run that holds a writer.
-    let client: Promise<Client> | undefined;
-    const temporal = {
-      taskQueue: TASK_QUEUE,
-      client: () =>
-        (client ??= (clientConnection ??= Connection.connect({ address: config.temporal.address })).then(
-          (c) =>
-            new Client({
-              connection: c,
-              namespace: config.temporal.namespace,
-              dataConverter: dataConverter(payloadKeys),
-            }),
-        )),
-    };
     const worker = (running.worker = await createWorker({
       connection,
       namespace: config.temporal.namespace,
       payloadKeys,
       shutdownGraceTimeMs: config.shutdownGraceMs,
       ...deps,
-      temporal,
     }));
     if (running.stopping) return;
     log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
     await worker.run();
   } finally {
     await new Promise((resolve) => (metricsServer ? metricsServer.close(resolve) : resolve(undefined)));
-    await (await clientConnection?.catch(() => undefined))?.close();
     await connection.close();
     log.info('worker stopped');
   }

@@ -25,8 +25,6 @@ export interface ConfigurationSyncInput {
   retryOf?: string;
   /** The run gives up (reported as timed_out) after this long. Default 20 hours. */
   deadlineMs?: number;
-  /** The daily run that started this one: told how it ended. */
-  reportTo?: string;
 }
 
 export interface ConfigurationSyncResult {

@@ -1,21 +1,27 @@
 import {
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
-  ChildWorkflowCancellationType,
-  getExternalWorkflowHandle,
+  ContinueAsNew,
+  continueAsNew,
   isCancellation,
   patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
   sleep,
-  startChild,
   upsertSearchAttributes,
   workflowInfo,
-  WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { Activities } from '../activities';
+import type { RunContext } from '../activities/configurations';
+import type { RunSummary } from '../activities/summary';
+import type { ChunkOutcome } from '../activities/update-chunk';
+import type { MaintenanceReport } from '../processors/types';
+import type { LockOwner } from '../runs/account-lock';
+import type { ExportManifest } from '../runs/files';
+import { searchAttributes } from '../temporal/constants';
+import { failureTypes } from '../temporal/failure-types';
 import {
   describe,
   progressQuery,
@@ -25,17 +31,10 @@ import {
   type ConfigurationSyncResult,
   type SyncProgress,
 } from './configuration-run';
-import type { RunContext } from '../activities/configurations';
-import type { RunSummary } from '../activities/summary';
-import type { ExportManifest } from '../runs/files';
-import type { MaintenanceReport } from '../processors/types';
-import { searchAttributes, workflowIds } from '../temporal/constants';
-import { failureTypes } from '../temporal/failure-types';
 import { failureType, rootMessage } from './failures';
 import { configurationSyncV1 } from './legacy/configuration-sync-v1';
-import { exportOptions, maintenanceOptions, storeOptions } from './retry-policies';
-import { configurationDoneSignal, writerProgressSignal, type ConfigurationOutcome } from './signals';
-import { writerWorkflow, type WriterResult } from './writer';
+import { chunkOptions, exportOptions, storeOptions } from './retry-policies';
+import type { DispatchTotals } from './signals';
 
 export {
   progressQuery,
@@ -44,172 +43,217 @@ export {
   type SyncProgress,
 } from './configuration-run';
 
-/** Runs with this marker write through the configuration's one writer (src/workflows/writer.ts). */
+/** Runs with this marker hold their ESP account while they write; older ones replay the legacy code. */
 export const ONE_WRITER_PATCH = 'one-writer';
 /** How long a run may take when its starter sets no deadline. */
 export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
+/** Continue-as-new well before histories get long (and whenever Temporal suggests it). */
+const MAX_HISTORY_EVENTS = 2_000;
+/** A run waiting for its ESP account (held by another run) looks again after this, doubling to 5 minutes. */
+const FIRST_WAIT_MS = 5_000;
+const MAX_WAIT_MS = 5 * 60_000;
 
+// Activities stop before the run does: the account is given back only when none of them writes.
+const stopTogether = { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
 const store = proxyActivities<Activities>(storeOptions);
-const { runMaintenance } = proxyActivities<Activities>(maintenanceOptions);
+const { updateChunk } = proxyActivities<Activities>({ ...chunkOptions, ...stopTogether });
 
-/** The run's counts, filled in as its steps report them. */
-class RunState {
-  readonly startedAt = Date.now();
-  folder: string;
-  esp = '';
+/** What a run has done so far; carried across continue-as-new. */
+export interface RunState {
+  startedAt: number;
+  /** Epoch ms: the run gives up (timed_out) then. */
+  deadlineAt: number;
+  context: RunContext;
   maintenance?: MaintenanceReport;
   manifest?: ExportManifest;
-  rejectedByKind: Record<string, number> = {};
-  durations = { maintenance: 0, export: 0, dispatch: 0, total: 0 };
-  progress: SyncProgress = {
-    phase: 'starting',
-    contactsExported: 0,
-    chunksDone: 0,
-    chunksTotal: 0,
-    updated: 0,
-    rejected: 0,
-  };
-
-  constructor(readonly input: ConfigurationSyncInput) {
-    this.folder = runFolder(input.runDate, input.runId);
-  }
-
-  written(result: WriterResult): void {
-    this.maintenance = result.maintenance;
-    this.manifest = result.manifest;
-    this.durations = { ...result.durationsMs, total: 0 };
-    this.rejectedByKind = result.totals.rejectedByKind;
-    Object.assign(this.progress, {
-      contactsExported: result.manifest?.contacts ?? 0,
-      chunksTotal: result.manifest?.chunkCount ?? 0,
-      chunksDone: result.totals.chunksDone,
-      updated: result.totals.updated,
-      rejected: result.totals.rejected,
-    });
-  }
+  durationsMs: { maintenance: number; export: number; dispatch: number };
+  totals: DispatchTotals;
+  nextChunk: number;
 }
 
-/** The configuration's writer is held by another run (named in the message). */
-class WriterBusy extends Error {}
+/** The run of a configuration that another run is writing: it writes nothing. */
+class Busy extends Error {}
 /** The run passed its deadline; its work was cancelled. */
 class DeadlinePassed extends Error {}
 
 /**
- * One configuration's run: claim its folder, then write through the configuration's one writer
- * (maintenance -> export -> dispatch, in the child `writer/<configurationId>`), then the summary.
- * However it ends (completed, busy, needs_reauth, failed, timed_out, cancelled) it leaves a summary,
- * a status and, for the daily run, an outcome. Only ids, keys and counts pass through here.
+ * One configuration's run. It takes its ESP account's lock (one run per account at a time, so one
+ * writer per configuration; a run of another configuration of the account waits its turn), claims
+ * its folder, then maintenance and the export (one activity), then a sliding window of chunk
+ * updates, each with its share of the account; then the summary, and the account is given back.
+ * However it ends (completed, busy, skipped, needs_reauth, failed, timed_out, cancelled) it leaves
+ * a summary and a status. Continues-as-new with its state when its history grows. Only ids, keys
+ * and counts pass through here.
  */
 export async function configurationSyncWorkflow(
-  input: ConfigurationSyncInput,
+  input: ConfigurationSyncInput & { state?: RunState },
 ): Promise<ConfigurationSyncResult> {
   if (!patched(ONE_WRITER_PATCH)) return configurationSyncV1(input);
   validate(input);
-  const run = new RunState(input);
-  setHandler(progressQuery, () => run.progress);
-  setHandler(writerProgressSignal, (p) => void Object.assign(run.progress, p));
-
-  let context: RunContext;
+  const owner: LockOwner = {
+    configurationId: input.configurationId,
+    workflowId: workflowInfo().workflowId,
+    runId: workflowInfo().firstExecutionRunId,
+    dryRun: !!input.dryRun,
+  };
+  const progress: SyncProgress = {
+    phase: 'starting',
+    contactsExported: input.state?.manifest?.contacts ?? 0,
+    chunksDone: input.state?.totals.chunksDone ?? 0,
+    chunksTotal: input.state?.manifest?.chunkCount ?? 0,
+    updated: input.state?.totals.updated ?? 0,
+    rejected: input.state?.totals.rejected ?? 0,
+  };
+  setHandler(progressQuery, () => progress);
+  const startedAt = input.state?.startedAt ?? Date.now();
+  const deadlineAt = input.state?.deadlineAt ?? startedAt + (input.deadlineMs ?? DEFAULT_DEADLINE_MS);
+  let state = input.state;
   try {
-    context = await store.startRun({
+    if (!state) {
+      const context = await withDeadline(deadlineAt, () => start(input, owner, progress));
+      state = {
+        startedAt,
+        deadlineAt,
+        context,
+        durationsMs: { maintenance: 0, export: 0, dispatch: 0 },
+        totals: { chunksDone: 0, updated: 0, rejected: 0, rejectedByKind: {} },
+        nextChunk: 1,
+      };
+      if (context.status !== 'active') {
+        return await finish(input, owner, state, progress, 'skipped', `configuration is ${context.status}`);
+      }
+    }
+    const s = state;
+    await withDeadline(deadlineAt, () => write(input, owner, s, progress));
+    return await finish(input, owner, s, progress, 'completed');
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    return ended(input, owner, state, progress, err);
+  }
+}
+
+/** Takes the ESP account and the run's folder; while another configuration's run holds the account, waits. */
+async function start(
+  input: ConfigurationSyncInput,
+  owner: LockOwner,
+  progress: SyncProgress,
+): Promise<RunContext> {
+  for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, MAX_WAIT_MS)) {
+    const answer = await store.startRun({
       configurationId: input.configurationId,
-      folder: run.folder,
-      owner: { workflowId: workflowInfo().workflowId, runId: workflowInfo().runId },
+      folder: runFolder(input.runDate, input.runId),
+      owner,
       mode: input.mode,
       dryRun: !!input.dryRun,
     });
-  } catch (err) {
-    // No configuration to report on (unknown id, unreadable document): the run fails as it is.
-    upsertSearchAttributes([
-      { key: searchAttributes.configurationId, value: input.configurationId },
-      { key: searchAttributes.status, value: 'failed' },
-    ]);
-    await report(input, {
-      outcome: failureType(err) === failureTypes.corruptData ? 'unreadable' : 'failed',
-      reason: rootMessage(err),
+    if (answer.state === 'ready') {
+      upsertSearchAttributes([
+        { key: searchAttributes.configurationId, value: input.configurationId },
+        { key: searchAttributes.esp, value: answer.context.esp },
+        { key: searchAttributes.status, value: 'running' },
+      ]);
+      return answer.context;
+    }
+    if (answer.state === 'busy') {
+      throw new Busy(`another run is writing this configuration: ${answer.holder}; this run wrote nothing`);
+    }
+    progress.phase = 'starting';
+    setCurrentDetails(`waiting for its ESP account, held by ${answer.holder}`);
+    await sleep(wait);
+  }
+}
+
+/** Maintenance and the export (once), then the chunk updates; continues-as-new when the history grows. */
+async function write(
+  input: ConfigurationSyncInput,
+  owner: LockOwner,
+  s: RunState,
+  progress: SyncProgress,
+): Promise<void> {
+  const { configurationId } = input;
+  if (!s.manifest) {
+    progress.phase = s.context.maintenance ? 'maintenance' : 'export';
+    const { exportContacts } = proxyActivities<Activities>({
+      ...exportOptions(Math.max(1_000, s.deadlineAt - Date.now())),
+      ...stopTogether,
     });
+    const t = Date.now();
+    const { maintenanceMs, maintenance, ...manifest } = await exportContacts({
+      configurationId,
+      runDate: s.context.folder,
+      mode: input.mode,
+      retryOf: input.retryOf,
+      dryRun: !!input.dryRun,
+      maintain: s.context.maintenance,
+      lock: owner,
+    });
+    s.manifest = manifest;
+    s.maintenance = maintenance;
+    s.durationsMs.maintenance = maintenanceMs ?? 0;
+    s.durationsMs.export = Date.now() - t - (maintenanceMs ?? 0);
+    progress.contactsExported = manifest.contacts;
+    progress.chunksTotal = manifest.chunkCount;
+  }
+  if (input.dryRun) return;
+
+  progress.phase = 'dispatch';
+  const { chunkCount } = s.manifest;
+  // Each chunk in flight takes 1/window of the account; fewer chunks than the ESP's concurrency take more.
+  const window = Math.max(1, Math.min(s.context.concurrency, chunkCount));
+  const dispatchStarted = Date.now() - s.durationsMs.dispatch;
+  const inFlight = new Map<number, Promise<void>>();
+  const run = (chunk: number) =>
+    updateChunk({
+      configurationId,
+      runDate: s.context.folder,
+      chunk,
+      onlyPending: false,
+      window,
+      lock: owner,
+    })
+      .then((outcome: ChunkOutcome) => {
+        add(s.totals, outcome);
+        Object.assign(progress, {
+          chunksDone: s.totals.chunksDone,
+          updated: s.totals.updated,
+          rejected: s.totals.rejected,
+        });
+      })
+      .finally(() => inFlight.delete(chunk));
+  const historyLong = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+  // When one chunk fails, the others are cancelled and waited for: nothing writes once the run ends.
+  const chunks = new CancellationScope();
+  try {
+    while (s.nextChunk <= chunkCount || inFlight.size > 0) {
+      while (s.nextChunk <= chunkCount && inFlight.size < window && !historyLong()) {
+        const chunk = s.nextChunk++;
+        inFlight.set(
+          chunk,
+          chunks.run(() => run(chunk)),
+        );
+      }
+      if (inFlight.size === 0) break;
+      await Promise.race(inFlight.values());
+    }
+  } catch (err) {
+    chunks.cancel();
+    await Promise.allSettled(inFlight.values());
     throw err;
   }
-  run.folder = context.folder;
-  run.esp = context.esp;
-  upsertSearchAttributes([
-    { key: searchAttributes.configurationId, value: input.configurationId },
-    { key: searchAttributes.esp, value: context.esp },
-    { key: searchAttributes.status, value: 'running' },
-  ]);
-
-  try {
-    if (context.status !== 'active')
-      return await finish(run, 'skipped', `configuration is ${context.status}`);
-    const deadline = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
-    if (input.dryRun) await withDeadline(deadline, () => dryRun(run, context));
-    else run.written(await withDeadline(deadline, () => write(run, context, deadline)));
-    return await finish(run, 'completed');
-  } catch (err) {
-    return ended(run, err);
+  s.durationsMs.dispatch = Date.now() - dispatchStarted;
+  if (s.nextChunk <= chunkCount) {
+    // The account stays held: the lock names the workflow and its first run, not this history.
+    await continueAsNew<typeof configurationSyncWorkflow>({ ...input, state: s });
   }
 }
 
-/** Maintenance (report only) and an export into the run's own folder; no writer, no ESP writes. */
-async function dryRun(run: RunState, context: RunContext): Promise<void> {
-  const { configurationId } = run.input;
-  if (context.maintenance) {
-    run.progress.phase = 'maintenance';
-    run.maintenance = await runMaintenance({ configurationId, dryRun: true });
-  }
-  run.progress.phase = 'export';
-  const { exportContacts } = proxyActivities<Activities>(
-    exportOptions(run.input.deadlineMs ?? DEFAULT_DEADLINE_MS),
-  );
-  // Without the field (maintenance would create it) every contact needs a value: list them all.
-  const mode = run.maintenance?.field === 'would_create' ? 'full' : run.input.mode;
-  run.manifest = await exportContacts({ configurationId, runDate: run.folder, mode, dryRun: true });
-  run.progress.contactsExported = run.manifest.contacts;
-  run.progress.chunksTotal = run.manifest.chunkCount;
-}
-
-/** The write itself, in the configuration's writer: at most one runs per configuration. */
-async function write(run: RunState, context: RunContext, deadlineMs: number): Promise<WriterResult> {
-  const { configurationId } = run.input;
-  run.progress.phase = context.maintenance ? 'maintenance' : 'export';
-  let writer;
-  try {
-    writer = await startChild(writerWorkflow, {
-      workflowId: workflowIds.writer(configurationId),
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      // The lock is held until the writer has really stopped.
-      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-      staticSummary: `Writes ${configurationId} for ${workflowInfo().workflowId}`,
-      args: [
-        {
-          configurationId,
-          runFolder: run.folder,
-          mode: run.input.mode,
-          maintenance: context.maintenance,
-          window: context.concurrency,
-          retryOf: run.input.retryOf,
-          deadlineMs,
-        },
-      ],
-    });
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    const holder = await store.describeWriter(configurationId);
-    throw new WriterBusy(
-      `another run is writing this configuration${holder ? `: ${holder}` : ''}; this run wrote nothing`,
-    );
-  }
-  return writer.result();
-}
-
-/**
- * Runs `fn`; when it takes longer than `ms`, cancels it, waits for it to stop, and throws
- * DeadlinePassed. (The timer is left to lapse when `fn` is done first: a closed run drops it.)
- */
-async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn`; past the deadline, cancels it, waits for it to stop, and throws DeadlinePassed. */
+async function withDeadline<T>(deadlineAt: number, fn: () => Promise<T>): Promise<T> {
   const work = new CancellationScope();
   const done = work.run(fn);
-  const passed = sleep(ms).then(
+  // The timer is left to lapse when `fn` is done first: a closed run drops it.
+  const passed = sleep(Math.max(1, deadlineAt - Date.now())).then(
     () => DEADLINE,
     () => new Promise<never>(() => undefined), // the run itself was cancelled: `done` says so
   );
@@ -217,85 +261,97 @@ async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
   if (first !== DEADLINE) return first as T;
   work.cancel();
   await done.catch(() => undefined);
-  throw new DeadlinePassed(
-    `the run passed its deadline of ${Math.round(ms / 60_000)} minutes and was stopped`,
-  );
+  throw new DeadlinePassed('the run passed its deadline and was stopped');
 }
 const DEADLINE = Symbol('deadline');
 
-/** Every way a run can end but completing: recorded, reported, and (for real failures) rethrown. */
-async function ended(run: RunState, err: unknown): Promise<ConfigurationSyncResult> {
-  if (err instanceof WriterBusy) return finish(run, 'busy', err.message);
+/** Every way a run can end but completing: recorded, and (for real failures) rethrown. */
+async function ended(
+  input: ConfigurationSyncInput,
+  owner: LockOwner,
+  state: RunState | undefined,
+  progress: SyncProgress,
+  err: unknown,
+): Promise<ConfigurationSyncResult> {
+  const end = (status: RunSummary['status'], reason: string) =>
+    finish(input, owner, state, progress, status, reason);
+  if (err instanceof Busy) return end('busy', err.message);
+  // No configuration to record a run of (an unknown id, an unreadable document).
+  if (
+    !state &&
+    [failureTypes.configurationNotFound, failureTypes.corruptData].includes(failureType(err) as never)
+  ) {
+    throw err;
+  }
   if (failureType(err) === failureTypes.invalidCredentials) {
     const reason = rootMessage(err);
     await CancellationScope.nonCancellable(() =>
-      store.markNeedsReauth({ configurationId: run.input.configurationId, reason }),
+      store.markNeedsReauth({ configurationId: input.configurationId, reason }),
     );
-    return finish(run, 'needs_reauth', reason);
+    return end('needs_reauth', reason);
   }
-  if (failureType(err) === failureTypes.configurationInactive) {
-    return finish(run, 'cancelled', rootMessage(err));
-  }
+  if (failureType(err) === failureTypes.configurationInactive) return end('cancelled', rootMessage(err));
   if (err instanceof DeadlinePassed) {
-    await finish(run, 'timed_out', err.message);
+    await end('timed_out', err.message);
     throw ApplicationFailure.nonRetryable(err.message, failureTypes.runDeadline);
   }
   if (isCancellation(err)) {
-    await finish(run, 'cancelled', 'the run was cancelled');
+    await end('cancelled', 'the run was cancelled');
     throw err;
   }
-  await finish(run, 'failed', rootMessage(err));
+  await end('failed', rootMessage(err));
   throw err;
 }
 
-/** Summary, status, search attributes and the daily run's outcome: written even when cancelled. */
+/** Summary, status and search attributes, and the account given back: written even when cancelled. */
 async function finish(
-  run: RunState,
+  input: ConfigurationSyncInput,
+  owner: LockOwner,
+  state: RunState | undefined,
+  progress: SyncProgress,
   status: RunSummary['status'],
   reason?: string,
 ): Promise<ConfigurationSyncResult> {
-  const { input, progress } = run;
   progress.phase = 'summary';
-  run.durations.total = Date.now() - run.startedAt;
+  const startedAt = state?.startedAt ?? Date.now();
+  const manifest = state?.manifest;
   const summary: RunSummary = {
     configurationId: input.configurationId,
-    esp: run.esp,
+    esp: state?.context.esp ?? '',
     runDate: input.runDate,
-    run: run.folder,
+    run: state?.context.folder ?? runFolder(input.runDate, input.runId),
     mode: input.mode,
     dryRun: !!input.dryRun,
     status,
     reason: reason?.slice(0, 500),
     workflowId: workflowInfo().workflowId,
-    startedAt: new Date(run.startedAt).toISOString(),
+    startedAt: new Date(startedAt).toISOString(),
     finishedAt: new Date().toISOString(),
-    durationsMs: run.durations,
-    maintenance: run.maintenance,
+    durationsMs: {
+      ...(state?.durationsMs ?? { maintenance: 0, export: 0, dispatch: 0 }),
+      total: Date.now() - startedAt,
+    },
+    maintenance: state?.maintenance,
     contacts: {
-      exported: run.manifest?.contacts ?? progress.contactsExported,
-      alreadySet: run.manifest?.alreadySet ?? 0,
+      exported: manifest?.contacts ?? progress.contactsExported,
+      alreadySet: manifest?.alreadySet ?? 0,
       updated: progress.updated,
       rejected: progress.rejected,
     },
-    rejectedByKind: run.rejectedByKind,
-    chunks: run.manifest?.chunkCount ?? progress.chunksTotal,
-    ...(run.manifest?.foreignValues ? { foreignValues: run.manifest.foreignValues } : {}),
+    rejectedByKind: state?.totals.rejectedByKind ?? {},
+    chunks: manifest?.chunkCount ?? progress.chunksTotal,
+    ...(manifest?.foreignValues ? { foreignValues: manifest.foreignValues } : {}),
   };
+  // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
-    await store.recordRun(summary);
+    await store.recordRun(summary, status === 'busy' ? { files: false } : { lock: owner });
     upsertSearchAttributes([
+      { key: searchAttributes.configurationId, value: input.configurationId },
       { key: searchAttributes.status, value: input.dryRun && status === 'completed' ? 'dry_run' : status },
       { key: searchAttributes.contactsUpdated, value: progress.updated },
       { key: searchAttributes.contactsRejected, value: progress.rejected },
     ]);
     setCurrentDetails(describe(summary));
-    await report(input, {
-      outcome: status,
-      esp: run.esp,
-      updated: progress.updated,
-      rejected: progress.rejected,
-      reason: summary.reason,
-    });
   });
   progress.phase = 'done';
   return {
@@ -308,15 +364,11 @@ async function finish(
   };
 }
 
-/** Tells the daily run that started this one how it ended; a daily run that is gone is not an error. */
-async function report(
-  input: ConfigurationSyncInput,
-  outcome: Omit<ConfigurationOutcome, 'configurationId'>,
-): Promise<void> {
-  if (!input.reportTo) return;
-  await CancellationScope.nonCancellable(() =>
-    getExternalWorkflowHandle(input.reportTo!)
-      .signal(configurationDoneSignal, { configurationId: input.configurationId, ...outcome })
-      .catch(() => undefined),
-  );
+function add(totals: DispatchTotals, outcome: ChunkOutcome): void {
+  totals.chunksDone++;
+  totals.updated += outcome.updated;
+  totals.rejected += outcome.rejected;
+  for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
+    totals.rejectedByKind[kind] = (totals.rejectedByKind[kind] ?? 0) + n;
+  }
 }

@@ -21,7 +21,7 @@ import { workflowIds } from '../temporal/constants';
 import { DEFAULT_DEADLINE_MS, configurationSyncWorkflow } from './configuration-sync';
 import { rootMessage } from './failures';
 import { storeOptions } from './retry-policies';
-import { configurationDoneSignal, type ConfigurationOutcome } from './signals';
+import type { ConfigurationOutcome } from './signals';
 
 import { dailySyncV1, type DailySyncOutcome } from './legacy/daily-sync-v1';
 
@@ -38,6 +38,8 @@ const OUTCOMES_PER_FILE = 500;
 const MAX_HISTORY_EVENTS = 5_000;
 /** A run carried over from an earlier history that has not reported this long after its deadline is lost. */
 const REPORT_GRACE_MS = 60 * 60 * 1000;
+/** Runs carried over from an earlier history are looked up this often (their outcome is in their configuration). */
+const CARRIED_CHECK_MS = 15_000;
 
 const store = proxyActivities<Activities>(storeOptions);
 
@@ -84,6 +86,8 @@ export interface DailyState {
   queue: Array<{ configurationId: string; esp: string }>;
   /** Started and not reported yet: configuration id -> start time (epoch ms). */
   inFlight: Record<string, number>;
+  /** Of inFlight: started by an earlier history (their results do not reach this one). */
+  carried?: string[];
   outcomes: Partial<Record<Outcome, number>>;
   outcomeFiles: number;
 }
@@ -98,10 +102,10 @@ export const dailyProgressQuery = defineQuery<{
 
 /**
  * The daily run the `espresso-daily` schedule starts: one configurationSyncWorkflow per active
- * configuration, up to `concurrency` at once, listed a page at a time. Runs report how they ended
- * by signal; outcomes go to the blob store, counts to the result. Continues-as-new (carrying the
- * cursor, the runs in flight and the counts) well before its history gets long, so the fleet's
- * size never reaches a Temporal limit. One configuration failing never stops the others.
+ * configuration, up to `concurrency` at once, listed a page at a time. Outcomes go to the blob
+ * store, counts to the result. Continues-as-new (carrying the cursor, the runs in flight and the
+ * counts) well before its history gets long, so the fleet's size never reaches a Temporal limit.
+ * One configuration failing never stops the others.
  */
 export async function dailySyncWorkflow(
   input: DailySyncInput = {},
@@ -127,15 +131,16 @@ export async function dailySyncWorkflow(
     s.outcomes[o.outcome] = (s.outcomes[o.outcome] ?? 0) + 1;
     buffered.push(o);
   };
-  // A run reports by signal; runs started in this history also by their result (a terminated run
-  // sends no signal). Whichever comes first counts.
+  // Runs started in this history report by their result; runs carried over from an earlier one are
+  // looked up now and then in their configuration's document (where every run records how it ended).
+  const carried = new Set(s.carried ?? []);
   const done = (o: ConfigurationOutcome) => {
     if (!(o.configurationId in s.inFlight)) return;
     delete s.inFlight[o.configurationId];
+    carried.delete(o.configurationId);
     inFlight--;
     record(o);
   };
-  setHandler(configurationDoneSignal, done);
   setHandler(dailyProgressQuery, () => ({
     runDate: s.runDate,
     configurations: Object.values(s.outcomes).reduce((a, b) => a + (b ?? 0), 0) + inFlight,
@@ -161,7 +166,6 @@ export async function dailySyncWorkflow(
           runDate: s.runDate,
           mode: 'incremental',
           deadlineMs,
-          reportTo: workflowInfo().workflowId,
         },
       ],
     }).then(
@@ -228,15 +232,20 @@ export async function dailySyncWorkflow(
     if (s.exhausted && s.queue.length === 0 && inFlight === 0) break;
     if (historyLong()) {
       await flush();
-      await continueAsNew<typeof dailySyncWorkflow>({ ...input, resume: s });
+      await continueAsNew<typeof dailySyncWorkflow>({
+        ...input,
+        resume: { ...s, carried: Object.keys(s.inFlight) },
+      });
     }
-    const overdue = nextOverdue(s, deadlineMs);
     const ready = () =>
       (inFlight < concurrency && (s.queue.length > 0 || !s.exhausted)) ||
       buffered.length >= OUTCOMES_PER_FILE ||
       (s.exhausted && s.queue.length === 0 && inFlight === 0);
-    if (overdue === undefined) await condition(ready);
-    else await condition(ready, Math.max(1_000, overdue - Date.now()));
+    if (carried.size === 0) await condition(ready);
+    else if (!(await condition(ready, CARRIED_CHECK_MS))) {
+      const ended = await store.runOutcomes({ runDate: s.runDate, configurationIds: [...carried] });
+      for (const o of ended) done(o);
+    }
     for (const [configurationId, startedAt] of Object.entries(s.inFlight)) {
       if (Date.now() >= startedAt + deadlineMs + REPORT_GRACE_MS) {
         done({ configurationId, outcome: 'timed_out', reason: 'the run did not report within its deadline' });
@@ -260,11 +269,6 @@ export async function dailySyncWorkflow(
 function dueDate(): string {
   const due = workflowInfo().typedSearchAttributes.get(scheduledStartTime) ?? new Date();
   return due.toISOString().slice(0, 10);
-}
-
-function nextOverdue(s: DailyState, deadlineMs: number): number | undefined {
-  const starts = Object.values(s.inFlight);
-  return starts.length ? Math.min(...starts) + deadlineMs + REPORT_GRACE_MS : undefined;
 }
 
 function bounded(value: number | undefined, fallback: number, name: string): number {

@@ -2,7 +2,5 @@
 export { selfCheckWorkflow } from './self-check';
 export { dailySyncWorkflow } from './daily-sync';
 export { configurationSyncWorkflow } from './configuration-sync';
-export { writerWorkflow } from './writer';
-export { espAccountWorkflow } from './esp-account';
 /** Still registered: dispatch children of runs started by earlier versions. */
 export { dispatchWorkflow } from './dispatch';

@@ -10,19 +10,6 @@ export interface DispatchTotals {
 /** Dispatch -> its parent configuration sync: running totals (counts only). Legacy runs only. */
 export const dispatchProgressSignal = defineSignal<[DispatchTotals]>('dispatchProgress');
 
-/** What the writer has done so far, for its configuration run's `progress` query. Counts only. */
-export interface WriterProgress {
-  phase: 'maintenance' | 'export' | 'dispatch';
-  contactsExported: number;
-  chunksTotal: number;
-  chunksDone: number;
-  updated: number;
-  rejected: number;
-}
-
-/** Writer -> its configuration run. */
-export const writerProgressSignal = defineSignal<[WriterProgress]>('writerProgress');
-
 /** How one configuration's run ended, as the daily run counts it. Ids and counts only. */
 export interface ConfigurationOutcome {
   configurationId: string;
@@ -42,6 +29,3 @@ export interface ConfigurationOutcome {
   /** Why, for every outcome but completed (no secrets, no emails: reasons are sanitized). */
   reason?: string;
 }
-
-/** Configuration run -> the daily run that started it, when it ends (however it ends). */
-export const configurationDoneSignal = defineSignal<[ConfigurationOutcome]>('configurationDone');

@@ -5,7 +5,6 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
 import { EspMetrics } from '../../src/metrics';
 import type { BaseProcessor } from '../../src/processors/base-processor';
-import type { AccountLeases } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
@@ -39,8 +38,6 @@ export async function startEspresso(
     taskQueue?: string;
     sandbox?: SandboxState;
     processors?: BaseProcessor[];
-    /** Pacing for the worker's activities; default: leases from the account coordinators on Temporal. */
-    leases?: AccountLeases;
   } = {},
 ) {
   const env = await temporalEnv();
@@ -63,8 +60,6 @@ export async function startEspresso(
     alerts: async (alert) => void alerts.push(alert),
     metrics,
     payloadKeys: testPayloadKeys,
-    temporal: { client: async () => env.client, taskQueue },
-    leases: options.leases,
   });
   const running = worker.run();
 

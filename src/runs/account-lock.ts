@@ -1,0 +1,138 @@
+// One run per ESP account at a time. The lock is a document in the blob store, taken, renewed and
+// given back with conditional writes, so every worker sees it. The run holding it is the only one
+// that calls the account, so it can hand each of its activities a fixed share of the account's
+// limits, and no other run writes the configuration meanwhile (one writer per configuration).
+import { createHash } from 'node:crypto';
+import { ConflictError, NotFoundError, type BlobStore } from '../storage';
+
+/** Who holds a lock: a configuration run (its workflow id and first run id: stable across continue-as-new). */
+export interface LockOwner {
+  configurationId: string;
+  workflowId: string;
+  runId: string;
+  /** A dry run calls the ESP too (it reads), but writes nothing: runs of its configuration wait for it. */
+  dryRun: boolean;
+}
+
+interface LockDocument {
+  owner: LockOwner;
+  /** Epoch ms: a lock not renewed by then is free to take (its run stopped without giving it back). */
+  expiresAt: number;
+  released?: boolean;
+  /** Epoch ms: an ESP answered 429; no request of the run starts before then, on any worker. */
+  pausedUntil?: number;
+}
+
+/** A run renews its lock long before this passes; a run that stopped without giving it back frees it after this. */
+export const LOCK_TTL_MS = 10 * 60_000;
+const MAX_CONFLICTS = 20;
+
+export class LockLostError extends Error {
+  override name = 'LockLostError';
+}
+
+export function accountLockKey(esp: string, espAccountId: string): string {
+  const account = createHash('sha256').update(espAccountId).digest('hex').slice(0, 32);
+  return `locks/accounts/${esp.replace(/[^a-z0-9_-]/gi, '_')}/${account}.json`;
+}
+
+const same = (a: LockOwner, b: LockOwner) => a.workflowId === b.workflowId && a.runId === b.runId;
+
+export class AccountLocks {
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes the lock for `owner`, or answers who holds it. Taking it again (a retry) is fine. */
+  async acquire(key: string, owner: LockOwner): Promise<{ held: true } | { held: false; holder: LockOwner }> {
+    return this.change<{ held: true } | { held: false; holder: LockOwner }>(key, (doc) => {
+      if (doc && !doc.released && doc.expiresAt > this.now() && !same(doc.owner, owner)) {
+        return { answer: { held: false as const, holder: doc.owner } };
+      }
+      return { write: { owner, expiresAt: this.now() + LOCK_TTL_MS }, answer: { held: true as const } };
+    });
+  }
+
+  /**
+   * Renews the lock of `owner` and answers until when the run may call the account (and whether a
+   * 429 paused it). Throws LockLostError when another run took it (this run's lock had expired).
+   */
+  async renew(key: string, owner: LockOwner): Promise<{ validUntil: number; pausedUntil: number }> {
+    return this.change(key, (doc) => {
+      if (!doc || doc.released || !same(doc.owner, owner)) {
+        throw new LockLostError(
+          doc && !doc.released
+            ? `another run (${doc.owner.workflowId}) took this ESP account after this run's lock expired`
+            : "this run's lock on the ESP account was given back",
+        );
+      }
+      const expiresAt = this.now() + LOCK_TTL_MS;
+      return {
+        write: { ...doc, expiresAt },
+        answer: { validUntil: expiresAt, pausedUntil: doc.pausedUntil ?? 0 },
+      };
+    });
+  }
+
+  /** An ESP answered 429: the run's requests on every worker hold off until `until`. */
+  async pause(key: string, owner: LockOwner, until: number): Promise<void> {
+    await this.change(key, (doc) =>
+      doc && same(doc.owner, owner) && (doc.pausedUntil ?? 0) < until
+        ? { write: { ...doc, pausedUntil: until }, answer: undefined }
+        : { answer: undefined },
+    );
+  }
+
+  /** Gives the lock back (when `owner` still holds it). */
+  async release(key: string, owner: LockOwner): Promise<void> {
+    await this.change(key, (doc) =>
+      doc && same(doc.owner, owner) && !doc.released
+        ? { write: { ...doc, released: true, expiresAt: this.now() }, answer: undefined }
+        : { answer: undefined },
+    );
+  }
+
+  /** Until when a 429 paused the account for `owner`'s run (0: not paused). */
+  async pausedUntil(key: string, owner: LockOwner): Promise<number> {
+    const current = await this.read(key);
+    return current && same(current.doc.owner, owner) ? (current.doc.pausedUntil ?? 0) : 0;
+  }
+
+  /** The run holding the lock, if any. */
+  async holder(key: string): Promise<LockOwner | undefined> {
+    const doc = await this.read(key);
+    return doc && !doc.doc.released && doc.doc.expiresAt > this.now() ? doc.doc.owner : undefined;
+  }
+
+  private async read(key: string): Promise<{ doc: LockDocument; etag: string } | undefined> {
+    try {
+      const blob = await this.blobs.get(key);
+      return { doc: JSON.parse(blob.body.toString('utf8')) as LockDocument, etag: blob.etag };
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /** Read, decide, write conditionally; on a lost race, again. */
+  private async change<T>(
+    key: string,
+    decide: (doc: LockDocument | undefined) => { write?: LockDocument; answer: T },
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.read(key);
+      const { write, answer } = decide(current?.doc);
+      if (!write) return answer;
+      try {
+        await this.blobs.put(key, JSON.stringify(write) + '\n', {
+          ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
+          contentType: 'application/json',
+        });
+        return answer;
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= MAX_CONFLICTS) throw err;
+      }
+    }
+  }
+}
