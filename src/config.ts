@@ -47,6 +47,7 @@ export const envSchema = z.object({
     .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected HH:MM (24-hour, UTC), e.g. 06:00')
     .default('06:00'),
   ESPRESSO_ALERT_WEBHOOK_URL: optionalUrl,
+  ESPRESSO_DAILY_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).optional(),
   ESPRESSO_METRICS_PORT: port.optional(),
   ESPRESSO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_ESP_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(30_000),
@@ -113,7 +114,7 @@ export interface AppConfig {
   };
   logLevel: Env['ESPRESSO_LOG_LEVEL'];
   /** Daily run time, UTC. */
-  schedule: { hour: number; minute: number };
+  schedule: { hour: number; minute: number; dailyConcurrency?: number };
   alertWebhookUrl?: string;
   /** How long one ESP request may take before it counts as a (retryable) timeout. */
   espTimeoutMs: number;
@@ -223,6 +224,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     schedule: {
       hour: Number(e.ESPRESSO_SCHEDULE_TIME.slice(0, 2)),
       minute: Number(e.ESPRESSO_SCHEDULE_TIME.slice(3)),
+      dailyConcurrency: e.ESPRESSO_DAILY_CONCURRENCY,
     },
     alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
     espTimeoutMs: e.ESPRESSO_ESP_TIMEOUT_MS,

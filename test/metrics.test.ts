@@ -21,9 +21,8 @@ describe('metrics', function () {
   after(() => e.stop());
 
   it('counts contacts by result and kind, ESP requests by status, 429s and pacing waits, next to the SDK metrics', async () => {
-    const { configuration, list } = await e.connect(1_000);
+    const { configuration, list, account } = await e.connect(1_000);
     for (const i of [1, 2, 3]) list.suppressed.add(i);
-    const account = e.sandbox.state.accounts.get('acct_demo')!;
     // 5 requests/s allowed, 2,000/s paced: 429s are certain.
     account.settings.limits.requestsPerSecond = 5;
     try {

@@ -220,7 +220,9 @@ export function createExportActivities(deps: ActivityDeps) {
           { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
           'export finished',
         );
-        return { ...manifest, maintenanceMs: committed.maintenanceMs };
+        return committed.maintenanceMs === undefined
+          ? manifest
+          : { ...manifest, maintenanceMs: committed.maintenanceMs };
       });
     },
   };

@@ -14,7 +14,7 @@ import { SCHEDULE_ID, TASK_QUEUE } from './constants';
  */
 export async function applySchedule(
   client: Client,
-  time: { hour: number; minute: number },
+  time: { hour: number; minute: number; dailyConcurrency?: number },
 ): Promise<{ result: 'created' | 'updated'; nextRuns: Date[] }> {
   const options = {
     scheduleId: SCHEDULE_ID,
@@ -24,7 +24,8 @@ export async function applySchedule(
       workflowType: 'dailySyncWorkflow',
       taskQueue: TASK_QUEUE,
       workflowId: 'daily',
-      args: [{}],
+      // Configuration runs at once: the daily run's default unless ESPRESSO_DAILY_CONCURRENCY is set.
+      args: [time.dailyConcurrency ? { concurrency: time.dailyConcurrency } : {}],
       staticSummary: 'Daily espresso sync of every active configuration',
     },
     policies: { overlap: ScheduleOverlapPolicy.ALLOW_ALL, catchupWindow: '1 day' },

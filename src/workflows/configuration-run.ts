@@ -25,6 +25,8 @@ export interface ConfigurationSyncInput {
   retryOf?: string;
   /** The run gives up (reported as timed_out) after this long. Default 20 hours. */
   deadlineMs?: number;
+  /** Continue-as-new past this many history events (20-10,000; default 2,000). For tests. */
+  maxHistoryEvents?: number;
 }
 
 export interface ConfigurationSyncResult {
@@ -72,6 +74,16 @@ export function validate(input: ConfigurationSyncInput): void {
       problems.push('retryOf must be a run folder like 2026-11-28 or 2026-11-28_manual-080503-k3f2');
     }
     if (input.retryOf !== undefined && input.dryRun) problems.push('a redispatch cannot be a dry run');
+    if (
+      input.maxHistoryEvents !== undefined &&
+      !(
+        Number.isInteger(input.maxHistoryEvents) &&
+        input.maxHistoryEvents >= 20 &&
+        input.maxHistoryEvents <= 10_000
+      )
+    ) {
+      problems.push('maxHistoryEvents must be an integer from 20 to 10000');
+    }
     if (
       input.deadlineMs !== undefined &&
       (typeof input.deadlineMs !== 'number' ||

@@ -49,8 +49,10 @@ export const ONE_WRITER_PATCH = 'one-writer';
 export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 /** Continue-as-new well before histories get long (and whenever Temporal suggests it). */
 const MAX_HISTORY_EVENTS = 2_000;
+/** The export's time limit runs this long past the run's deadline, which stops it first. */
+const EXPORT_BACKSTOP_MS = 10 * 60_000;
 /** A run waiting for its ESP account (held by another run) looks again after this, doubling to 5 minutes. */
-const FIRST_WAIT_MS = 5_000;
+const FIRST_WAIT_MS = 1_000;
 const MAX_WAIT_MS = 5 * 60_000;
 
 // Activities stop before the run does: the account is given back only when none of them writes.
@@ -109,23 +111,25 @@ export async function configurationSyncWorkflow(
   const deadlineAt = input.state?.deadlineAt ?? startedAt + (input.deadlineMs ?? DEFAULT_DEADLINE_MS);
   let state = input.state;
   try {
-    if (!state) {
-      const context = await withDeadline(deadlineAt, () => start(input, owner, progress));
-      state = {
-        startedAt,
-        deadlineAt,
-        context,
-        durationsMs: { maintenance: 0, export: 0, dispatch: 0 },
-        totals: { chunksDone: 0, updated: 0, rejected: 0, rejectedByKind: {} },
-        nextChunk: 1,
-      };
-      if (context.status !== 'active') {
-        return await finish(input, owner, state, progress, 'skipped', `configuration is ${context.status}`);
+    const outcome = await withDeadline(deadlineAt, async () => {
+      if (!state) {
+        const context = await start(input, owner, progress);
+        state = {
+          startedAt,
+          deadlineAt,
+          context,
+          durationsMs: { maintenance: 0, export: 0, dispatch: 0 },
+          totals: { chunksDone: 0, updated: 0, rejected: 0, rejectedByKind: {} },
+          nextChunk: 1,
+        };
+        if (context.status !== 'active') return `configuration is ${context.status}`;
       }
-    }
-    const s = state;
-    await withDeadline(deadlineAt, () => write(input, owner, s, progress));
-    return await finish(input, owner, s, progress, 'completed');
+      await write(input, owner, state, progress);
+      return undefined;
+    });
+    return outcome === undefined
+      ? await finish(input, owner, state, progress, 'completed')
+      : await finish(input, owner, state, progress, 'skipped', outcome);
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
     return ended(input, owner, state, progress, err);
@@ -173,8 +177,9 @@ async function write(
   const { configurationId } = input;
   if (!s.manifest) {
     progress.phase = s.context.maintenance ? 'maintenance' : 'export';
+    // The run's deadline stops the export (and waits for it); its own time limit is a backstop.
     const { exportContacts } = proxyActivities<Activities>({
-      ...exportOptions(Math.max(1_000, s.deadlineAt - Date.now())),
+      ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
       ...stopTogether,
     });
     const t = Date.now();
@@ -220,8 +225,8 @@ async function write(
         });
       })
       .finally(() => inFlight.delete(chunk));
-  const historyLong = () =>
-    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+  const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+  const historyLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
   // When one chunk fails, the others are cancelled and waited for: nothing writes once the run ends.
   const chunks = new CancellationScope();
   try {

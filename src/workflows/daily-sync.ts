@@ -8,6 +8,7 @@ import {
   condition,
   continueAsNew,
   defineQuery,
+  isCancellation,
   ParentClosePolicy,
   patched,
   proxyActivities,
@@ -19,7 +20,8 @@ import {
 import type { Activities } from '../activities';
 import { workflowIds } from '../temporal/constants';
 import { DEFAULT_DEADLINE_MS, configurationSyncWorkflow } from './configuration-sync';
-import { rootMessage } from './failures';
+import { failureTypes } from '../temporal/failure-types';
+import { failureType, rootMessage } from './failures';
 import { storeOptions } from './retry-policies';
 import type { ConfigurationOutcome } from './signals';
 
@@ -29,8 +31,11 @@ export type { DailySyncOutcome };
 
 /** Daily runs with this marker page through the fleet (this file); older ones replay the legacy code. */
 export const PAGED_DAILY_PATCH = 'paged-daily';
-/** Configuration runs at once by default: runs of different ESP accounts never wait for each other. */
-export const DEFAULT_DAILY_CONCURRENCY = 200;
+/**
+ * Configuration runs at once by default (runs of different ESP accounts never wait for each
+ * other). About what one worker on two cores takes: docs/scale.md says how to size it for more.
+ */
+export const DEFAULT_DAILY_CONCURRENCY = 50;
 const DEFAULT_PAGE_SIZE = 500;
 /** Outcomes are written to the blob store in files of this many lines. */
 const OUTCOMES_PER_FILE = 500;
@@ -38,8 +43,12 @@ const OUTCOMES_PER_FILE = 500;
 const MAX_HISTORY_EVENTS = 5_000;
 /** A run carried over from an earlier history that has not reported this long after its deadline is lost. */
 const REPORT_GRACE_MS = 60 * 60 * 1000;
-/** Runs carried over from an earlier history are looked up this often (their outcome is in their configuration). */
-const CARRIED_CHECK_MS = 15_000;
+/**
+ * Runs carried over from an earlier history are looked up (their outcome is in their
+ * configuration) this soon, then less often while none of them ends (up to a minute).
+ */
+const CARRIED_FIRST_CHECK_MS = 2_000;
+const CARRIED_MAX_CHECK_MS = 60_000;
 
 const store = proxyActivities<Activities>(storeOptions);
 
@@ -52,12 +61,14 @@ const scheduledStartTime = defineSearchAttributeKey(
 export interface DailySyncInput {
   /** YYYY-MM-DD. Default: the day the schedule planned this run for (or today, UTC). */
   runDate?: string;
-  /** Configuration runs at once (1-1,000). Default 200. */
+  /** Configuration runs at once (1-1,000). Default 50. */
   concurrency?: number;
   /** Configurations listed per page (1-1,000). Default 500. */
   pageSize?: number;
   /** Each configuration run's deadline. Default 20 hours. */
   deadlineMs?: number;
+  /** Continue-as-new past this many history events (20-10,000; default 5,000). For tests. */
+  maxHistoryEvents?: number;
   /** Carried across continue-as-new. */
   resume?: DailyState;
 }
@@ -88,6 +99,8 @@ export interface DailyState {
   inFlight: Record<string, number>;
   /** Of inFlight: started by an earlier history (their results do not reach this one). */
   carried?: string[];
+  /** Outcomes not written to a file yet. */
+  pending?: ConfigurationOutcome[];
   outcomes: Partial<Record<Outcome, number>>;
   outcomeFiles: number;
 }
@@ -114,8 +127,15 @@ export async function dailySyncWorkflow(
   const concurrency = bounded(input.concurrency, DEFAULT_DAILY_CONCURRENCY, 'concurrency');
   const pageSize = bounded(input.pageSize, DEFAULT_PAGE_SIZE, 'pageSize');
   const deadlineMs = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const maxHistoryEvents = bounded(
+    input.maxHistoryEvents,
+    MAX_HISTORY_EVENTS,
+    'maxHistoryEvents',
+    20,
+    10_000,
+  );
   const s: DailyState = input.resume ?? {
-    runDate: input.runDate ?? dueDate(),
+    runDate: calendarDay(input.runDate) ?? dueDate(),
     startedAt: new Date().toISOString(),
     exhausted: false,
     queue: [],
@@ -124,7 +144,7 @@ export async function dailySyncWorkflow(
     outcomeFiles: 0,
   };
   const folder = `daily/${s.runDate}/${workflowInfo().firstExecutionRunId}/`;
-  let buffered: ConfigurationOutcome[] = [];
+  let buffered: ConfigurationOutcome[] = s.pending ?? [];
   let inFlight = Object.keys(s.inFlight).length;
 
   const record = (o: ConfigurationOutcome) => {
@@ -134,6 +154,7 @@ export async function dailySyncWorkflow(
   // Runs started in this history report by their result; runs carried over from an earlier one are
   // looked up now and then in their configuration's document (where every run records how it ended).
   const carried = new Set(s.carried ?? []);
+  let carriedCheck = CARRIED_FIRST_CHECK_MS;
   const done = (o: ConfigurationOutcome) => {
     if (!(o.configurationId in s.inFlight)) return;
     delete s.inFlight[o.configurationId];
@@ -180,7 +201,8 @@ export async function dailySyncWorkflow(
               rejected: r.rejected,
               reason: r.reason,
             }),
-          (err) => done({ configurationId, esp, outcome: 'failed', reason: rootMessage(err).slice(0, 300) }),
+          (err) =>
+            done({ configurationId, esp, outcome: endedHow(err), reason: rootMessage(err).slice(0, 300) }),
         ),
       (err) =>
         done(
@@ -199,7 +221,7 @@ export async function dailySyncWorkflow(
   };
 
   const historyLong = () =>
-    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxHistoryEvents;
 
   for (;;) {
     while (inFlight < concurrency && (s.queue.length > 0 || !s.exhausted) && !historyLong()) {
@@ -232,9 +254,10 @@ export async function dailySyncWorkflow(
     if (s.exhausted && s.queue.length === 0 && inFlight === 0) break;
     if (historyLong()) {
       await flush();
+      // Outcomes that arrived while the file was written go along, not lost.
       await continueAsNew<typeof dailySyncWorkflow>({
         ...input,
-        resume: { ...s, carried: Object.keys(s.inFlight) },
+        resume: { ...s, carried: Object.keys(s.inFlight), pending: buffered },
       });
     }
     const ready = () =>
@@ -242,9 +265,10 @@ export async function dailySyncWorkflow(
       buffered.length >= OUTCOMES_PER_FILE ||
       (s.exhausted && s.queue.length === 0 && inFlight === 0);
     if (carried.size === 0) await condition(ready);
-    else if (!(await condition(ready, CARRIED_CHECK_MS))) {
+    else if (!(await condition(ready, carriedCheck))) {
       const ended = await store.runOutcomes({ runDate: s.runDate, configurationIds: [...carried] });
       for (const o of ended) done(o);
+      carriedCheck = ended.length ? CARRIED_FIRST_CHECK_MS : Math.min(carriedCheck * 2, CARRIED_MAX_CHECK_MS);
     }
     for (const [configurationId, startedAt] of Object.entries(s.inFlight)) {
       if (Date.now() >= startedAt + deadlineMs + REPORT_GRACE_MS) {
@@ -266,18 +290,36 @@ export async function dailySyncWorkflow(
   return summary;
 }
 
+/** How a run that threw ended: past its deadline, cancelled, or failed. */
+function endedHow(err: unknown): ConfigurationOutcome['outcome'] {
+  if (failureType(err) === failureTypes.runDeadline) return 'timed_out';
+  return isCancellation(err) ? 'cancelled' : 'failed';
+}
+
 function dueDate(): string {
   const due = workflowInfo().typedSearchAttributes.get(scheduledStartTime) ?? new Date();
   return due.toISOString().slice(0, 10);
 }
 
-function bounded(value: number | undefined, fallback: number, name: string): number {
+function bounded(value: number | undefined, fallback: number, name: string, min = 1, max = 1_000): number {
   if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1 || value > 1_000) {
+  if (!Number.isInteger(value) || value < min || value > max) {
     throw ApplicationFailure.nonRetryable(
-      `invalid input: ${name} must be an integer from 1 to 1000`,
+      `invalid input: ${name} must be an integer from ${min} to ${max}`,
       'InvalidInput',
     );
   }
   return value;
+}
+
+function calendarDay(d: string | undefined): string | undefined {
+  if (d === undefined) return undefined;
+  const t = /^\d{4}-\d{2}-\d{2}$/.test(d) ? Date.parse(`${d}T00:00:00Z`) : NaN;
+  if (Number.isNaN(t) || new Date(t).toISOString().slice(0, 10) !== d) {
+    throw ApplicationFailure.nonRetryable(
+      `invalid input: runDate ${d} is not a day (YYYY-MM-DD)`,
+      'InvalidInput',
+    );
+  }
+  return d;
 }

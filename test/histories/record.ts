@@ -1,59 +1,89 @@
-// Records the histories test/replay.test.ts replays: `npm run record-histories`. Re-record when a
-// workflow change is intended; use patched() when running workflows must stay compatible.
+// Records the histories of this version that test/replay.test.ts replays, one per way a run ends:
+// `npm run record-histories` (writes test/histories/current/). Histories of earlier versions in
+// test/histories/legacy/ are never re-recorded: they stand for runs in flight during an upgrade.
 import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { projectRoot } from '../../src/paths';
 import { resolveTemporalCli } from '../../src/tools';
 import { configurationSyncWorkflow, dailySyncWorkflow } from '../../src/workflows';
+import type { ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
 import { startEspresso } from '../support/espresso';
 import { stopTemporalEnv } from '../support/temporal';
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const e = await startEspresso();
-  const dir = join(projectRoot, 'test', 'histories');
+  const dir = join(projectRoot, 'test', 'histories', 'current');
   const cli = resolveTemporalCli();
   if (cli.source === 'sdk-download') throw new Error('recording needs the temporal CLI: run `npm run bootstrap`');
-  // The CLI writes histories in the JSON form the Web UI downloads and replay reads.
   const ids: Record<string, string> = {};
-  const save = async (name: string, workflowId: string) => {
-    ids[`${name}.json`] = workflowId;
-    const json = execFileSync(cli.path, ['workflow', 'show', '--workflow-id', workflowId, '--output', 'json', '--address', e.env.address], {
-      encoding: 'utf8',
-    });
-    await writeFile(join(dir, `${name}.json`), json);
-    console.log(`recorded ${name}.json (${JSON.parse(json).events.length} events)`);
+  // The CLI writes histories in the JSON form the Web UI downloads and replay reads.
+  const save = async (name: string, handle: WorkflowHandle & { firstExecutionRunId?: string }) => {
+    await handle.result().catch(() => undefined);
+    const file = `${name}.json`;
+    ids[file] = handle.workflowId;
+    const json = execFileSync(
+      cli.path,
+      ['workflow', 'show', '--workflow-id', handle.workflowId, '--run-id', handle.firstExecutionRunId!, '--output', 'json', '--address', e.env.address],
+      { encoding: 'utf8' },
+    );
+    await writeFile(join(dir, file), json);
+    console.log(`recorded ${file} (${JSON.parse(json).events.length} events)`);
   };
+  const start = (input: ConfigurationSyncInput, suffix = '') =>
+    e.client.workflow.start(configurationSyncWorkflow, {
+      taskQueue: e.taskQueue,
+      workflowId: `sync/${input.configurationId}/${input.runDate}${suffix}`,
+      args: [input],
+    });
+  const day = '2026-12-01';
   try {
-    const { configuration, list } = await e.connect(25_000);
-    list.suppressed.add(3);
-    const id = `sync/${configuration.id}/2026-11-01`;
-    await e.client.workflow.execute(configurationSyncWorkflow, {
-      taskQueue: e.taskQueue,
-      workflowId: id,
-      args: [{ configurationId: configuration.id, runDate: '2026-11-01', mode: 'incremental' }],
-    });
-    await save('configuration-sync-completed', id);
-    await save('dispatch', `${id}/dispatch`);
+    const completed = await e.connect(25_000);
+    completed.list.suppressed.add(3);
+    await save('configuration-sync-completed', await start({ configurationId: completed.configuration.id, runDate: day, mode: 'incremental' }));
 
-    const broken = await e.connect(10);
-    await e.stores.secrets.put(broken.configuration.credentialsSecretId, JSON.stringify({ kind: 'apiKey', apiKey: 'revoked-key' }));
-    const reauth = `sync/${broken.configuration.id}/2026-11-01`;
-    await e.client.workflow.execute(configurationSyncWorkflow, {
-      taskQueue: e.taskQueue,
-      workflowId: reauth,
-      args: [{ configurationId: broken.configuration.id, runDate: '2026-11-01', mode: 'incremental' }],
-    });
-    await save('configuration-sync-needs-reauth', reauth);
+    const continued = await e.connect(100_000);
+    await save(
+      'configuration-sync-continued',
+      await start({ configurationId: continued.configuration.id, runDate: day, mode: 'incremental', maxHistoryEvents: 20 }),
+    );
 
-    await e.client.workflow.execute(dailySyncWorkflow, {
-      taskQueue: e.taskQueue,
-      workflowId: 'daily/2026-11-02',
-      args: [{ runDate: '2026-11-02' }],
-    });
-    await save('daily-sync', 'daily/2026-11-02');
+    const revoked = await e.connect(10);
+    await e.stores.secrets.put(revoked.configuration.credentialsSecretId, JSON.stringify({ kind: 'apiKey', apiKey: 'revoked-key' }));
+    await save('configuration-sync-needs-reauth', await start({ configurationId: revoked.configuration.id, runDate: day, mode: 'incremental' }));
+
+    const disabled = await e.connect(10, { status: 'disabled' });
+    await save('configuration-sync-skipped', await start({ configurationId: disabled.configuration.id, runDate: day, mode: 'incremental' }));
+
+    const gone = await e.connect(10, { espListId: 'list_gone' });
+    await save('configuration-sync-failed', await start({ configurationId: gone.configuration.id, runDate: day, mode: 'incremental' }));
+
+    // Slow ESP answers keep these runs going long enough to be overlapped, cancelled, timed out.
+    const slow = await e.connect(20_000);
+    slow.account.settings.faults.latencyMs = 100;
+    const writing = await start({ configurationId: slow.configuration.id, runDate: day, runId: 'manual-1', mode: 'incremental' }, '/manual-1');
+    await sleep(1_000);
+    await save('configuration-sync-busy', await start({ configurationId: slow.configuration.id, runDate: day, mode: 'incremental' }));
+    await writing.cancel();
+    await save('configuration-sync-cancelled', writing);
+    await save(
+      'configuration-sync-timed-out',
+      await start({ configurationId: slow.configuration.id, runDate: '2026-12-02', mode: 'incremental', deadlineMs: 2_000 }),
+    );
+
+    for (let i = 0; i < 4; i++) await e.connect(10);
+    await save(
+      'daily-sync-continued',
+      await e.client.workflow.start(dailySyncWorkflow, {
+        taskQueue: e.taskQueue,
+        workflowId: 'daily/2026-12-03',
+        args: [{ runDate: '2026-12-03', pageSize: 2, concurrency: 2, maxHistoryEvents: 100 }],
+      }),
+    );
     // Replay needs each history's workflow id (child workflow ids derive from it).
     await writeFile(join(dir, 'workflow-ids.json'), JSON.stringify(ids, null, 2) + '\n');
   } finally {

@@ -63,15 +63,28 @@ export async function startEspresso(
   });
   const running = worker.run();
 
-  /** A configuration on a new Sandbox list of `contacts` contacts, connected with the demo API key. */
-  const connect = async (contacts: number, overrides: Partial<Configuration> = {}) => {
-    const listId = `list_${randomBytes(4).toString('hex')}`;
-    sandbox.state.seed('acct_demo', listId, contacts);
-    const { credentials } = await processor.connectWithApiKey('sandbox-demo-key');
+  /**
+   * A configuration on a new Sandbox list of `contacts` contacts, on a Sandbox account of its own
+   * (runs of configurations of one account take turns), or on `options.account` (e.g. `acct_demo`,
+   * for tests of OAuth grants and of configurations sharing an account).
+   */
+  const connect = async (
+    contacts: number,
+    overrides: Partial<Configuration> = {},
+    options: { account?: string } = {},
+  ) => {
+    const suffix = randomBytes(4).toString('hex');
+    const listId = `list_${suffix}`;
+    const accountId = options.account ?? `acct_${suffix}`;
+    let account = sandbox.state.accounts.get(accountId);
+    if (!account)
+      account = sandbox.state.addAccount(accountId, `Test account ${suffix}`, [`key-${suffix}-0000`]);
+    sandbox.state.seed(accountId, listId, contacts);
+    const { credentials } = await processor.connectWithApiKey(account.apiKeys[0]!);
     const configuration = await stores.configurations.create({
       esp: 'sandbox',
-      accountLabel: 'Demo Coffee Roasters',
-      espAccountId: 'acct_demo',
+      accountLabel: account.name,
+      espAccountId: accountId,
       espListId: listId,
       fieldName: processor.fieldName(),
       status: 'active',
@@ -79,7 +92,7 @@ export async function startEspresso(
       ...overrides,
     });
     await stores.secrets.put(configuration.credentialsSecretId, JSON.stringify(credentials));
-    return { configuration, list: sandbox.state.accounts.get('acct_demo')!.lists.get(listId)! };
+    return { configuration, account, list: account.lists.get(listId)! };
   };
 
   /** Every line of every chunk file of a run. */

@@ -152,8 +152,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
   });
 
   it('honours 429s with Retry-After and still updates everyone', async () => {
-    const { configuration, list } = await e.connect(3_000);
-    const account = e.sandbox.state.accounts.get('acct_demo')!;
+    const { configuration, list, account } = await e.connect(3_000);
     // The ESP allows 5 requests/s; the processor here paces for 2,000/s, so 429s are certain
     // (a random 429 fault could, rarely, answer none).
     account.settings.limits.requestsPerSecond = 5;
@@ -166,7 +165,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     } finally {
       account.settings.limits.requestsPerSecond = 0;
     }
-    assert.ok((e.sandbox.server.stats.get('acct_demo')!.byStatus['429'] ?? 0) > 0, 'no 429 was answered');
+    assert.ok((e.sandbox.server.stats.get(account.id)!.byStatus['429'] ?? 0) > 0, 'no 429 was answered');
     assert.equal(list.conflicts.size, 0);
   });
 

@@ -136,11 +136,23 @@ describe('daily run, schedule and temporal CLI', function () {
   });
 
   it('triggers a run now with `temporal schedule trigger`', async () => {
-    const before = [];
+    const before = new Set<string>();
     for await (const wf of e.client.workflow.list({ query: `WorkflowType = 'dailySyncWorkflow'` }))
-      before.push(wf);
-    await temporal('schedule', 'trigger', '--schedule-id', SCHEDULE_ID);
-    await waitForWorkflows(`WorkflowType = 'dailySyncWorkflow'`, before.length + 1);
+      before.add(wf.runId);
+    // As the README says: AllowAll, so a daily run still going (here the backfill's) does not drop it.
+    await temporal('schedule', 'trigger', '--schedule-id', SCHEDULE_ID, '--overlap-policy', 'AllowAll');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const triggered = [];
+      for await (const wf of e.client.workflow.list({ query: `WorkflowType = 'dailySyncWorkflow'` }))
+        if (!before.has(wf.runId)) triggered.push(wf);
+      if (triggered.some((wf) => wf.status.name === 'COMPLETED')) break;
+      if (Date.now() > deadline)
+        throw new Error(
+          `the triggered daily run did not complete: ${triggered.map((wf) => wf.status.name).join(', ') || 'none started'}`,
+        );
+      await new Promise((r) => setTimeout(r, 500));
+    }
   });
 
   it('starts a full resync with `temporal workflow start`, queries progress, and finds it by ESP', async () => {

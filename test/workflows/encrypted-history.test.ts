@@ -58,11 +58,9 @@ describe('encrypted payloads in Temporal histories', function () {
     const plantedKey = `planted-key-${hex}-PLAINTEXT`;
     const revokedKey = `revoked-key-${hex}-PLAINTEXT`;
     const ownerEmail = `planted.owner.${hex}@publisher.example`;
-    const account = e.sandbox.state.accounts.get('acct_demo')!;
-    account.apiKeys.push(plantedKey);
-
     // 1. An API-key configuration whose label carries an email, with two rows the ESP rejects.
     const keyed = await e.connect(2_000, { accountLabel: `Owner ${ownerEmail}` });
+    keyed.account.apiKeys.push(plantedKey);
     await e.stores.secrets.put(
       keyed.configuration.credentialsSecretId,
       JSON.stringify({ kind: 'apiKey', apiKey: plantedKey }),
@@ -70,7 +68,7 @@ describe('encrypted payloads in Temporal histories', function () {
     keyed.list.suppressed.add(3);
     keyed.list.suppressed.add(17);
     // 2. An OAuth configuration whose access token expires before the run: refreshed mid-run.
-    const oauth = await e.connect(1_000);
+    const oauth = await e.connect(1_000, {}, { account: 'acct_demo' });
     const granted = (await sandboxOAuthCredentials(
       e.sandbox.url,
       e.processor,

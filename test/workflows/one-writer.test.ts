@@ -9,6 +9,7 @@ import { runFiles } from '../../src/runs/files';
 import { NotFoundError } from '../../src/storage';
 import { RunInProgressError, runningWriter, startConfigurationRun } from '../../src/temporal/runs';
 import { configurationSyncWorkflow } from '../../src/workflows';
+import type { SandboxAccount } from '../../src/sandbox/state';
 import type { ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
 import { startEspresso, type Espresso } from '../support/espresso';
 
@@ -21,15 +22,11 @@ describe('one writer per configuration', function () {
     e = await startEspresso();
   });
   after(() => e.stop());
-  afterEach(() => {
-    e.sandbox.state.accounts.get('acct_demo')!.settings.faults.latencyMs = 0;
-  });
 
   const start = (input: ConfigurationSyncInput, workflowId: string) =>
     e.client.workflow.start(configurationSyncWorkflow, { taskQueue: e.taskQueue, workflowId, args: [input] });
-  /** Every request the Sandbox answers takes this long: runs last long enough to be overlapped. */
-  const slow = (ms: number) =>
-    void (e.sandbox.state.accounts.get('acct_demo')!.settings.faults.latencyMs = ms);
+  /** Every request the account's Sandbox answers takes this long: runs last long enough to be overlapped. */
+  const slow = (account: SandboxAccount, ms: number) => void (account.settings.faults.latencyMs = ms);
   const summaryOf = async (configurationId: string, folder: string): Promise<RunSummary> =>
     JSON.parse((await e.stores.blobs.get(runFiles.summary(configurationId, folder))).body.toString('utf8'));
   const writing = async (configurationId: string) => {
@@ -41,8 +38,8 @@ describe('one writer per configuration', function () {
   };
 
   it('two `espresso sync` a second apart: the second is refused naming the first, and no contact gets two values', async () => {
-    const { configuration, list } = await e.connect(20_000);
-    slow(100);
+    const { configuration, list, account } = await e.connect(20_000);
+    slow(account, 100);
     const first = await startConfigurationRun(
       e.client,
       e.stores,
@@ -78,7 +75,7 @@ describe('one writer per configuration', function () {
   });
 
   it('holds off every entry point while one run writes: schedule, admin/CLI, temporal workflow start, first run, redispatch', async () => {
-    const { configuration, list } = await e.connect(20_000);
+    const { configuration, list, account } = await e.connect(20_000);
     const id = configuration.id;
     // An earlier run for the redispatch to name (a dry run: it leaves every contact without a value).
     await (
@@ -87,7 +84,7 @@ describe('one writer per configuration', function () {
         `sync/${id}/2026-11-27/dry`,
       )
     ).result();
-    slow(20);
+    slow(account, 20);
     const writer = await start(
       { configurationId: id, runDate: DAY, runId: 'manual-1', mode: 'incremental' },
       `sync/${id}/${DAY}/manual-1`,
@@ -130,6 +127,37 @@ describe('one writer per configuration', function () {
     // The busy runs left no files (the schedule's folder is still free); the writer's are its own.
     await assert.rejects(summaryOf(id, DAY), NotFoundError);
     assert.equal((await summaryOf(id, `${DAY}_manual-1`)).status, 'completed');
+  });
+
+  it('a run of another configuration of the same ESP account waits its turn: the account never sees both', async () => {
+    const first = await e.connect(20_000, {}, { account: 'acct_shared' });
+    const second = await e.connect(20_000, {}, { account: 'acct_shared' });
+    // The account allows what one run uses (the processor paces 8 at once): two at once would be refused.
+    first.account.settings.limits.concurrency = 8;
+    slow(first.account, 20);
+    e.sandbox.server.stats.delete('acct_shared');
+    const runs = await Promise.all(
+      [first, second].map((c) =>
+        start(
+          { configurationId: c.configuration.id, runDate: DAY, mode: 'incremental' },
+          `sync/${c.configuration.id}/${DAY}`,
+        ),
+      ),
+    );
+    const results = await Promise.all(runs.map((r) => r.result()));
+    assert.deepEqual(
+      results.map((r) => [r.status, r.updated]),
+      [
+        ['completed', 20_000],
+        ['completed', 20_000],
+      ],
+    );
+    assert.equal(
+      e.sandbox.server.stats.get('acct_shared')!.byStatus['429'] ?? 0,
+      0,
+      'both runs called the account at once',
+    );
+    assert.equal(first.list.conflicts.size + second.list.conflicts.size, 0);
   });
 
   it('a redispatch of day D after day D+1 gave its rejected contacts values writes nothing over them', async () => {
@@ -209,7 +237,7 @@ describe('one writer per configuration', function () {
   });
 
   it('a failed run leaves its status, its summary and one alert; the next completed run alerts the recovery', async () => {
-    const { configuration } = await e.connect(50, { espListId: 'list_gone' });
+    const { configuration, account } = await e.connect(50, { espListId: 'list_gone' });
     const alertsBefore = e.alerts.length;
     for (const day of ['2026-11-20', '2026-11-21']) {
       const handle = await start(
@@ -232,7 +260,7 @@ describe('one writer per configuration', function () {
     assert.equal(stored.lastRun?.status, 'failed');
     assert.equal(stored.runHealth, 'failing');
     // The list is back: the next run completes and says so once.
-    e.sandbox.state.seed('acct_demo', 'list_gone', 50);
+    e.sandbox.state.seed(account.id, 'list_gone', 50);
     const ok = await (
       await start(
         { configurationId: configuration.id, runDate: '2026-11-22', mode: 'incremental' },
@@ -252,8 +280,8 @@ describe('one writer per configuration', function () {
   });
 
   it('stops a run that passes its deadline, reports it timed_out and frees its writer', async () => {
-    const { configuration, list } = await e.connect(30_000);
-    slow(100);
+    const { configuration, list, account } = await e.connect(30_000);
+    slow(account, 100);
     const handle = await start(
       { configurationId: configuration.id, runDate: DAY, mode: 'incremental', deadlineMs: 3_000 },
       `sync/${configuration.id}/${DAY}`,
@@ -270,7 +298,7 @@ describe('one writer per configuration', function () {
     const writes = list.writes;
     await sleep(1_000);
     assert.equal(list.writes, writes, 'writes went on after the deadline');
-    slow(0);
+    slow(account, 0);
     const next = await (
       await start(
         { configurationId: configuration.id, runDate: '2026-11-29', mode: 'incremental' },
@@ -282,8 +310,8 @@ describe('one writer per configuration', function () {
   });
 
   it('cancelled in the Web UI: ESP writes stop within seconds and the run says cancelled', async () => {
-    const { configuration, list } = await e.connect(60_000);
-    slow(30);
+    const { configuration, list, account } = await e.connect(60_000);
+    slow(account, 30);
     const handle = await start(
       { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
       `sync/${configuration.id}/${DAY}`,
@@ -303,8 +331,8 @@ describe('one writer per configuration', function () {
   });
 
   it('disabling a configuration stops its running run within a second or so', async () => {
-    const { configuration, list } = await e.connect(60_000);
-    slow(150);
+    const { configuration, list, account } = await e.connect(60_000);
+    slow(account, 150);
     const handle = await start(
       { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
       `sync/${configuration.id}/${DAY}`,

@@ -22,7 +22,8 @@ describe('OAuth token lifecycle of a configuration', function () {
   after(() => e?.stop());
 
   it('refreshes before expiry, goes to needs_reauth once when revoked, and recovers on re-authorization', async () => {
-    const { configuration } = await e.connect(300);
+    // On the account the OAuth grant is for.
+    const { configuration } = await e.connect(300, {}, { account: 'acct_demo' });
     const id = configuration.id;
     const stored = async () =>
       JSON.parse(await e.stores.secrets.get(configuration.credentialsSecretId)) as OAuth;
