@@ -69,12 +69,20 @@ async function main(): Promise<void> {
     });
     say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
 
-    // The disruptions, in random order, at random moments while the run goes on.
-    const actions: Array<'kill' | 'restart' | EntryPoint> = [
+    // The disruptions, in random order, at random moments while the run goes on. The starts
+    // through other entry points come right after the first kill: the killed worker's activities
+    // hold the account until their heartbeat timeout, so the run is surely still going (and its
+    // lock held by activities no worker runs, the hardest case for the one-writer rule).
+    const disruptions: Array<'kill' | 'restart'> = [
       ...Array<'kill'>(options.kills).fill('kill'),
       ...Array<'restart'>(options.serverRestarts).fill('restart'),
-      ...(options.overlap ? ENTRY_POINTS : []),
     ].sort(() => Math.random() - 0.5);
+    const firstKill = Math.max(0, disruptions.indexOf('kill')) + (options.kills > 0 ? 1 : 0);
+    const actions: Array<'kill' | 'restart' | EntryPoint> = [
+      ...disruptions.slice(0, firstKill),
+      ...(options.overlap ? ENTRY_POINTS : []),
+      ...disruptions.slice(firstKill),
+    ];
     const overlaps: Array<{ entry: EntryPoint; heldOff: boolean; how: string }> = [];
     let workerKills = 0;
     let serverRestarts = 0;
@@ -97,14 +105,15 @@ async function main(): Promise<void> {
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
     }
     for (const [i, action] of actions.entries()) {
-      await sleep(i === 0 ? Math.random() * 300 : 1_000 + Math.random() * 3_000);
+      const overlapStart = action !== 'kill' && action !== 'restart';
+      await sleep(i === 0 ? Math.random() * 300 : overlapStart ? 200 : 1_000 + Math.random() * 3_000);
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
       if (action === 'kill') {
         await worker.kill();
         workerKills++;
         say(`worker SIGKILLed (${workerKills})`);
         worker = await stack.startWorker(PACING);
-      } else if (action !== 'restart') {
+      } else if (overlapStart) {
         const started = await startAgain(stack, deps, action, configuration.id, runDate, earlierRun);
         overlaps.push(started);
         say(

@@ -13,6 +13,7 @@ interface Service {
   environment?: Record<string, string>;
   ports?: string[];
   depends_on?: Record<string, unknown> | string[];
+  stop_grace_period?: string;
 }
 
 const compose = parse(readFileSync(join(projectRoot, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
@@ -91,6 +92,17 @@ describe('docker-compose.yml and Dockerfile', () => {
       web.ports!.includes(`${web.environment!.ESPRESSO_WEB_PORT}:${web.environment!.ESPRESSO_WEB_PORT}`),
     );
     assert.equal(web.environment!.ESPRESSO_WEB_HOST, '0.0.0.0');
+  });
+
+  it('gives the worker longer to stop than its own shutdown grace, so a deploy drains instead of killing', () => {
+    const worker = services.worker!;
+    const grace = envSchema.parse(worker.environment).ESPRESSO_SHUTDOWN_GRACE_MS;
+    const stop = /^(\d+)s$/.exec(worker.stop_grace_period ?? '');
+    assert.ok(stop, `worker stop_grace_period ${worker.stop_grace_period} (expected e.g. 30s)`);
+    assert.ok(
+      Number(stop[1]) * 1000 >= grace + 10_000,
+      `${worker.stop_grace_period} leaves no time past ${grace} ms`,
+    );
   });
 });
 
