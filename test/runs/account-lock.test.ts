@@ -1,0 +1,129 @@
+// The ESP account lock (one run per account): on the local file system and on S3 (moto server),
+// since what makes it safe across workers is the store's conditional writes.
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  accountLockKey,
+  AccountLocks,
+  LOCK_TTL_MS,
+  LockLostError,
+  type LockOwner,
+} from '../../src/runs/account-lock';
+import type { BlobStore } from '../../src/storage';
+import { LocalBlobStore } from '../../src/storage/local-blob-store';
+import { S3BlobStore } from '../../src/storage/s3-blob-store';
+import { motoCredentials, motoEndpoint } from '../support/moto';
+import { tempDir } from '../support/tmp';
+
+const adapters: Array<[string, () => Promise<BlobStore>]> = [
+  ['local file system', async () => new LocalBlobStore(await tempDir())],
+  [
+    'S3 (moto server)',
+    async () => {
+      const s3 = new S3Client({
+        endpoint: await motoEndpoint(),
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: motoCredentials,
+      });
+      const bucket = `espresso-${randomBytes(4).toString('hex')}`;
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      return new S3BlobStore(s3, bucket);
+    },
+  ],
+];
+
+const run = (configurationId: string, n: number): LockOwner => ({
+  configurationId,
+  workflowId: `sync/${configurationId}/2026-12-0${n}`,
+  runId: `run-${n}`,
+  dryRun: false,
+});
+
+for (const [name, makeStore] of adapters) {
+  describe(`ESP account lock: ${name}`, () => {
+    let blobs: BlobStore;
+    let now = 1_800_000_000_000;
+    const clock = () => now;
+    before(async () => {
+      blobs = await makeStore();
+    });
+
+    it('is held by one run; another run of any configuration of the account is told who holds it', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('mailchimp', 'acct-one');
+      const a = run('cfg_a', 1);
+      assert.deepEqual(await locks.acquire(key, a), { held: true });
+      assert.deepEqual(await locks.acquire(key, a), { held: true }, 'a retry of the same run takes it again');
+      assert.deepEqual(await locks.acquire(key, run('cfg_b', 2)), { held: false, holder: a });
+      assert.deepEqual(await locks.acquire(key, run('cfg_a', 3)), { held: false, holder: a });
+      assert.deepEqual(await locks.holder(key), a);
+      // Another account is another lock.
+      assert.deepEqual(await locks.acquire(accountLockKey('mailchimp', 'acct-two'), run('cfg_b', 2)), {
+        held: true,
+      });
+    });
+
+    it('of many runs asking at once on different workers, exactly one gets it', async () => {
+      const key = accountLockKey('hubspot', 'portal-race');
+      const owners = Array.from({ length: 12 }, (_, i) => run(`cfg_${i}`, i));
+      // One AccountLocks per "worker": nothing is shared but the store.
+      const answers = await Promise.all(owners.map((o) => new AccountLocks(blobs, clock).acquire(key, o)));
+      const winners = answers.filter((a) => a.held);
+      assert.equal(winners.length, 1);
+      const holder = await new AccountLocks(blobs, clock).holder(key);
+      for (const a of answers) if (!a.held) assert.deepEqual(a.holder, holder);
+    });
+
+    it('given back, the next run takes it at once; renewing it then fails', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('klaviyo', 'acct-release');
+      const a = run('cfg_a', 1);
+      const b = run('cfg_b', 2);
+      await locks.acquire(key, a);
+      await locks.release(key, a);
+      assert.equal(await locks.holder(key), undefined);
+      assert.deepEqual(await locks.acquire(key, b), { held: true });
+      await locks.release(key, a); // a late give-back of the old holder changes nothing
+      assert.deepEqual(await locks.holder(key), b);
+      await assert.rejects(locks.renew(key, a), LockLostError);
+    });
+
+    it('a run that stops without giving it back frees it after the TTL; renewed, it is kept', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('sendgrid', 'acct-expiry');
+      const a = run('cfg_a', 1);
+      const b = run('cfg_b', 2);
+      await locks.acquire(key, a);
+      now += LOCK_TTL_MS - 1_000;
+      const { validUntil } = await locks.renew(key, a);
+      assert.equal(validUntil, now + LOCK_TTL_MS);
+      now += LOCK_TTL_MS - 1_000;
+      assert.equal((await locks.acquire(key, b)).held, false, 'renewed in time, still held');
+      now += 2_000;
+      assert.deepEqual(await locks.acquire(key, b), { held: true }, 'expired, taken');
+      await assert.rejects(locks.renew(key, a), (err: Error) => {
+        assert.ok(err instanceof LockLostError);
+        assert.match(err.message, /another run \(sync\/cfg_b\/2026-12-02\) took this ESP account/);
+        return true;
+      });
+    });
+
+    it("a 429 pause is seen by the holder's activities on every worker, and kept through renewals", async () => {
+      const key = accountLockKey('iterable', 'acct-pause');
+      const a = run('cfg_a', 1);
+      const workerOne = new AccountLocks(blobs, clock);
+      const workerTwo = new AccountLocks(blobs, clock);
+      await workerOne.acquire(key, a);
+      assert.equal(await workerTwo.pausedUntil(key, a), 0);
+      await workerOne.pause(key, a, now + 30_000);
+      await workerOne.pause(key, a, now + 5_000); // an earlier end never shortens it
+      assert.equal(await workerTwo.pausedUntil(key, a), now + 30_000);
+      assert.equal((await workerTwo.renew(key, a)).pausedUntil, now + 30_000);
+      // Only the holder's pause counts: another run cannot pause it.
+      await workerTwo.pause(key, run('cfg_b', 2), now + 600_000);
+      assert.equal(await workerOne.pausedUntil(key, a), now + 30_000);
+    });
+  });
+}
