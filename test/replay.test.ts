@@ -40,6 +40,8 @@ describe('replaying recorded histories (test/histories)', () => {
       'configuration-sync-needs-reauth.json',
       'configuration-sync-skipped.json',
       'configuration-sync-timed-out.json',
+      'configuration-sync-told-waiter.json',
+      'configuration-sync-waited.json',
       'daily-sync-continued.json',
     ]);
   });

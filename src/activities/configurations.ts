@@ -33,7 +33,8 @@ export interface StartRunInput {
  * configuration of it, or a dry run): try again later.
  */
 export type StartRunAnswer =
-  { state: 'ready'; context: RunContext } | { state: 'busy' | 'waiting'; holder: string };
+  | { state: 'ready'; context: RunContext }
+  | { state: 'busy' | 'waiting'; holder: string; holderWorkflowId: string; holderTells: boolean };
 
 /** One listed configuration, or why its document cannot be read. */
 export interface ListedConfiguration {
@@ -107,6 +108,8 @@ export function createConfigurationActivities(deps: ActivityDeps) {
           const sameConfiguration = holder.configurationId === input.configurationId;
           return {
             state: sameConfiguration && !holder.dryRun ? 'busy' : 'waiting',
+            holderWorkflowId: holder.workflowId,
+            holderTells: !!holder.tellsWaiters,
             holder: `${holder.workflowId}${sameConfiguration ? '' : ` (configuration ${holder.configurationId} of the same ESP account)`}${holder.dryRun ? ' (a dry run)' : ''}`,
           };
         }

@@ -12,6 +12,8 @@ export interface LockOwner {
   runId: string;
   /** A dry run calls the ESP too (it reads), but writes nothing: runs of its configuration wait for it. */
   dryRun: boolean;
+  /** The run tells the runs waiting for the account when it gives it back (they ask it to). */
+  tellsWaiters?: boolean;
 }
 
 interface LockDocument {

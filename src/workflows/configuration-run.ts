@@ -1,6 +1,6 @@
 // What a configuration run takes, shows and returns: shared by configurationSyncWorkflow and the
 // legacy run it replaced (src/workflows/legacy), which must keep replaying.
-import { ApplicationFailure, defineQuery } from '@temporalio/workflow';
+import { ApplicationFailure, defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RunSummary } from '../activities/summary';
 
 export interface ConfigurationSyncInput {
@@ -48,6 +48,10 @@ export interface SyncProgress {
 }
 
 export const progressQuery = defineQuery<SyncProgress>('progress');
+/** A run waiting for the ESP account asks its holder to say when it gives the account back. */
+export const accountWantedSignal = defineSignal<[{ workflowId: string }]>('accountWanted');
+/** The holder gave the account back: the waiting run tries to take it at once. */
+export const accountFreedSignal = defineSignal('accountFreed');
 
 export function validate(input: ConfigurationSyncInput): void {
   const problems: string[] = [];

@@ -2,8 +2,10 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  condition,
   ContinueAsNew,
   continueAsNew,
+  getExternalWorkflowHandle,
   isCancellation,
   patched,
   proxyActivities,
@@ -23,6 +25,8 @@ import type { ExportManifest } from '../runs/files';
 import { searchAttributes } from '../temporal/constants';
 import { failureTypes } from '../temporal/failure-types';
 import {
+  accountFreedSignal,
+  accountWantedSignal,
   describe,
   progressQuery,
   runFolder,
@@ -51,7 +55,13 @@ export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 const MAX_HISTORY_EVENTS = 2_000;
 /** The export's time limit runs this long past the run's deadline, which stops it first. */
 const EXPORT_BACKSTOP_MS = 10 * 60_000;
-/** A run waiting for its ESP account (held by another run) looks again after this, doubling to 5 minutes. */
+/**
+ * Runs with this marker hand the ESP account over: a waiting run asks the holder to tell it when
+ * it gives the account back, and takes it at once; it looks again after MAX_WAIT_MS all the same
+ * (a holder that stopped without giving it back). A run waiting for an older holder, which does
+ * not tell, looks again after FIRST_WAIT_MS, doubling to MAX_WAIT_MS.
+ */
+export const HANDOFF_PATCH = 'account-handoff';
 const FIRST_WAIT_MS = 1_000;
 const MAX_WAIT_MS = 5 * 60_000;
 
@@ -71,6 +81,16 @@ export interface RunState {
   durationsMs: { maintenance: number; export: number; dispatch: number };
   totals: DispatchTotals;
   nextChunk: number;
+  /** Workflow ids of the runs waiting for the account: told when it is given back. */
+  waiters?: string[];
+}
+
+/** The account's hand-over between runs: who waits for it, and whether its holder said it is free. */
+interface Handoff {
+  /** HANDOFF_PATCH: runs older than it neither ask nor tell. */
+  on: boolean;
+  waiters: Set<string>;
+  freed: boolean;
 }
 
 /** The run of a configuration that another run is writing: it writes nothing. */
@@ -92,11 +112,19 @@ export async function configurationSyncWorkflow(
 ): Promise<ConfigurationSyncResult> {
   if (!patched(ONE_WRITER_PATCH)) return configurationSyncV1(input);
   validate(input);
+  const handoff: Handoff = {
+    on: patched(HANDOFF_PATCH),
+    waiters: new Set(input.state?.waiters),
+    freed: false,
+  };
+  setHandler(accountWantedSignal, ({ workflowId }) => void handoff.waiters.add(workflowId));
+  setHandler(accountFreedSignal, () => void (handoff.freed = true));
   const owner: LockOwner = {
     configurationId: input.configurationId,
     workflowId: workflowInfo().workflowId,
     runId: workflowInfo().firstExecutionRunId,
     dryRun: !!input.dryRun,
+    ...(handoff.on ? { tellsWaiters: true } : {}),
   };
   const progress: SyncProgress = {
     phase: 'starting',
@@ -113,7 +141,7 @@ export async function configurationSyncWorkflow(
   try {
     const outcome = await withDeadline(deadlineAt, async () => {
       if (!state) {
-        const context = await start(input, owner, progress);
+        const context = await start(input, owner, progress, handoff);
         state = {
           startedAt,
           deadlineAt,
@@ -124,32 +152,42 @@ export async function configurationSyncWorkflow(
         };
         if (context.status !== 'active') return `configuration is ${context.status}`;
       }
-      await write(input, owner, state, progress);
+      await write(input, owner, state, progress, handoff);
       return undefined;
     });
     return outcome === undefined
-      ? await finish(input, owner, state, progress, 'completed')
-      : await finish(input, owner, state, progress, 'skipped', outcome);
+      ? await finish(input, owner, state, progress, handoff, 'completed')
+      : await finish(input, owner, state, progress, handoff, 'skipped', outcome);
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
-    return ended(input, owner, state, progress, err);
+    return ended(input, owner, state, progress, handoff, err);
   }
 }
 
-/** Takes the ESP account and the run's folder; while another configuration's run holds the account, waits. */
+/**
+ * Takes the ESP account and the run's folder; while another configuration's run holds the
+ * account, waits. With `handoff`, it asks the holder to tell it when the account is free, then
+ * looks once more (the holder may have given it back meanwhile) before waiting for the word.
+ */
 async function start(
   input: ConfigurationSyncInput,
   owner: LockOwner,
   progress: SyncProgress,
+  handoff: Handoff,
 ): Promise<RunContext> {
-  for (let wait = FIRST_WAIT_MS; ; wait = Math.min(wait * 2, MAX_WAIT_MS)) {
-    const answer = await store.startRun({
+  const ask = () =>
+    store.startRun({
       configurationId: input.configurationId,
       folder: runFolder(input.runDate, input.runId),
       owner,
       mode: input.mode,
       dryRun: !!input.dryRun,
     });
+  let wait = FIRST_WAIT_MS;
+  /** The holder this run asked to tell it, and asked again after: it waits for the word. */
+  let told: string | undefined;
+  for (;;) {
+    const answer = await ask();
     if (answer.state === 'ready') {
       upsertSearchAttributes([
         { key: searchAttributes.configurationId, value: input.configurationId },
@@ -163,7 +201,26 @@ async function start(
     }
     progress.phase = 'starting';
     setCurrentDetails(`waiting for its ESP account, held by ${answer.holder}`);
+    if (handoff.on && answer.holderTells && told !== answer.holderWorkflowId) {
+      handoff.freed = false;
+      const heard = await getExternalWorkflowHandle(answer.holderWorkflowId)
+        .signal(accountWantedSignal, { workflowId: owner.workflowId })
+        .then(
+          () => true,
+          () => false, // the holder has ended: its lock is given back, or expires
+        );
+      // Asks again at once: the holder may have given the account back before it heard.
+      if (heard) {
+        told = answer.holderWorkflowId;
+        continue;
+      }
+    } else if (told === answer.holderWorkflowId) {
+      await condition(() => handoff.freed, MAX_WAIT_MS);
+      told = undefined;
+      continue;
+    }
     await sleep(wait);
+    wait = Math.min(wait * 2, MAX_WAIT_MS);
   }
 }
 
@@ -173,6 +230,7 @@ async function write(
   owner: LockOwner,
   s: RunState,
   progress: SyncProgress,
+  handoff: Handoff,
 ): Promise<void> {
   const { configurationId } = input;
   if (!s.manifest) {
@@ -249,7 +307,10 @@ async function write(
   s.durationsMs.dispatch = Date.now() - dispatchStarted;
   if (s.nextChunk <= chunkCount) {
     // The account stays held: the lock names the workflow and its first run, not this history.
-    await continueAsNew<typeof configurationSyncWorkflow>({ ...input, state: s });
+    await continueAsNew<typeof configurationSyncWorkflow>({
+      ...input,
+      state: { ...s, waiters: [...handoff.waiters] },
+    });
   }
 }
 
@@ -276,10 +337,11 @@ async function ended(
   owner: LockOwner,
   state: RunState | undefined,
   progress: SyncProgress,
+  handoff: Handoff,
   err: unknown,
 ): Promise<ConfigurationSyncResult> {
   const end = (status: RunSummary['status'], reason: string) =>
-    finish(input, owner, state, progress, status, reason);
+    finish(input, owner, state, progress, handoff, status, reason);
   if (err instanceof Busy) return end('busy', err.message);
   // No configuration to record a run of (an unknown id, an unreadable document).
   if (
@@ -314,6 +376,7 @@ async function finish(
   owner: LockOwner,
   state: RunState | undefined,
   progress: SyncProgress,
+  handoff: Handoff,
   status: RunSummary['status'],
   reason?: string,
 ): Promise<ConfigurationSyncResult> {
@@ -350,6 +413,16 @@ async function finish(
   // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
     await store.recordRun(summary, status === 'busy' ? { files: false } : { lock: owner });
+    // The runs waiting for the account take it now (a waiter that has ended is no matter).
+    if (handoff.on && status !== 'busy') {
+      await Promise.all(
+        [...handoff.waiters].map((id) =>
+          getExternalWorkflowHandle(id)
+            .signal(accountFreedSignal)
+            .catch(() => undefined),
+        ),
+      );
+    }
     upsertSearchAttributes([
       { key: searchAttributes.configurationId, value: input.configurationId },
       { key: searchAttributes.status, value: input.dryRun && status === 'completed' ? 'dry_run' : status },

@@ -75,6 +75,15 @@ async function main(): Promise<void> {
       await start({ configurationId: slow.configuration.id, runDate: '2026-12-02', mode: 'incremental', deadlineMs: 2_000 }),
     );
 
+    // Two configurations of one ESP account: the second waits, and is told when the first is done.
+    const holder = await e.connect(5_000, {}, { account: 'acct_shared' });
+    const waiter = await e.connect(5_000, {}, { account: 'acct_shared' });
+    holder.account.settings.faults.latencyMs = 50;
+    const holding = await start({ configurationId: holder.configuration.id, runDate: day, mode: 'incremental' });
+    await sleep(500);
+    await save('configuration-sync-waited', await start({ configurationId: waiter.configuration.id, runDate: day, mode: 'incremental' }));
+    await save('configuration-sync-told-waiter', holding);
+
     for (let i = 0; i < 4; i++) await e.connect(10);
     await save(
       'daily-sync-continued',

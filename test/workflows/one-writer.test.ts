@@ -158,6 +158,16 @@ describe('one writer per configuration', function () {
       'both runs called the account at once',
     );
     assert.equal(first.list.conflicts.size + second.list.conflicts.size, 0);
+    // The one that waited was told when the account was given back, and took it then: it did not
+    // sit out a backoff timer.
+    const histories = await Promise.all(runs.map((r) => r.fetchHistory()));
+    const signals = histories.map((h) =>
+      h.events!.flatMap((ev) => ev.workflowExecutionSignaledEventAttributes?.signalName ?? []),
+    );
+    const waiter = signals.findIndex((names) => names.includes('accountFreed'));
+    assert.ok(waiter >= 0, `no run was told the account was free: ${JSON.stringify(signals)}`);
+    assert.deepEqual(signals[1 - waiter], ['accountWanted']);
+    assert.equal(histories[waiter]!.events!.filter((ev) => ev.timerFiredEventAttributes).length, 0);
   });
 
   it('a redispatch of day D after day D+1 gave its rejected contacts values writes nothing over them', async () => {
