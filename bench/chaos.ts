@@ -1,8 +1,12 @@
-// `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]`
+// `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]
+//   [--oauth] [--workers N] [--token-lifetime S]`
 // A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
 // rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
 // was lost and no contact was ever written two values. Exits non-zero otherwise. With --overlap the
-// same configuration is also started again through every entry point while it runs.
+// same configuration is also started again through every entry point while it runs. With --oauth
+// the configuration is connected through the Sandbox's OAuth consent, its access tokens expire every
+// --token-lifetime seconds, and --workers worker processes refresh them (one of them is killed each
+// time): no refresh token may be presented twice and the configuration must never need reauth.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
@@ -20,8 +24,20 @@ const options = new Command()
   .option('--kills <n>', 'worker SIGKILLs during the run', count, 3)
   .option('--server-restarts <n>', 'Temporal dev server restarts during the run', count, 1)
   .option('--overlap', 'start the configuration again through each entry point while it runs')
+  .option('--oauth', 'connect with OAuth (the Sandbox rotates refresh tokens and detects reuse)')
+  .option('--workers <n>', 'worker processes', count, 1)
+  .option('--token-lifetime <s>', 'with --oauth: seconds an access token lives', count, 3_600)
   .parse()
-  .opts<{ json?: boolean; contacts: number; kills: number; serverRestarts: number; overlap?: boolean }>();
+  .opts<{
+    json?: boolean;
+    contacts: number;
+    kills: number;
+    serverRestarts: number;
+    overlap?: boolean;
+    oauth?: boolean;
+    workers: number;
+    tokenLifetime: number;
+  }>();
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[chaos] ${msg}\n`);
 const PACING = { rps: 100_000, concurrency: 8 };
@@ -34,12 +50,26 @@ async function main(): Promise<void> {
   // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
   const stack = await startStack({ espTimeoutMs: 2_000 });
   let exitCode = 0;
+  const account = `${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}`;
+  const patchAccount = (settings: object) =>
+    fetch(`${account}/settings`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(settings),
+    });
+  const oauthCounts = async () =>
+    (await (await fetch(`${account}/oauth`)).json()) as { refreshes: number; refreshTokenReuses: number };
   try {
     const deps = benchDeps(stack, PACING);
     // With --overlap, an earlier run (of the first contacts) gives redispatch something to name.
     const early = options.overlap ? EARLIER_CONTACTS : 0;
-    const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, early || options.contacts);
-    let worker = await stack.startWorker(PACING);
+    if (options.oauth) await patchAccount({ tokenLifetimeSeconds: Math.max(1, options.tokenLifetime) });
+    const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, early || options.contacts, {
+      oauth: options.oauth,
+    });
+    const workers = [];
+    for (let i = 0; i < Math.max(1, options.workers); i++) workers.push(await stack.startWorker(PACING));
+    const oauthBefore = await oauthCounts();
     const earlierRun = '2025-12-31';
     if (early) {
       const earlier = (await stack.env.client.workflow.execute('configurationSyncWorkflow', {
@@ -54,11 +84,7 @@ async function main(): Promise<void> {
         body: JSON.stringify({ contacts: options.contacts - early }),
       });
     }
-    await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/settings`, {
-      method: 'PATCH',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ faults: FAULTS }),
-    });
+    await patchAccount({ faults: FAULTS });
     const runDate = '2026-01-01';
     const workflowId = `chaos/${listId}`;
     const started = performance.now();
@@ -109,10 +135,11 @@ async function main(): Promise<void> {
       await sleep(i === 0 ? Math.random() * 300 : overlapStart ? 200 : 1_000 + Math.random() * 3_000);
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
       if (action === 'kill') {
-        await worker.kill();
+        const victim = Math.floor(Math.random() * workers.length);
+        await workers[victim]!.kill();
         workerKills++;
-        say(`worker SIGKILLed (${workerKills})`);
-        worker = await stack.startWorker(PACING);
+        say(`worker ${victim + 1} of ${workers.length} SIGKILLed (${workerKills})`);
+        workers[victim] = await stack.startWorker(PACING);
       } else if (overlapStart) {
         const started = await startAgain(stack, deps, action, configuration.id, runDate, earlierRun);
         overlaps.push(started);
@@ -132,7 +159,7 @@ async function main(): Promise<void> {
       final = await status();
     }
     const seconds = (performance.now() - started) / 1000;
-    await worker.stop();
+    for (const w of workers) await w.stop();
     if (final !== 'COMPLETED') throw new Error(`the run ended ${final}`);
 
     // What the chunk files promised, what the results files say, what the ESP holds (the earlier
@@ -190,8 +217,11 @@ async function main(): Promise<void> {
       summary.contacts.updated === updated &&
       summary.contacts.rejected === rejected.size &&
       summary.contacts.updated + summary.contacts.rejected === summary.contacts.exported;
+    const oauthAfter = await oauthCounts();
+    const stored = await deps.stores.configurations.get(configuration.id);
     const report = {
       contacts: options.contacts,
+      workers: workers.length,
       updated,
       rejected: rejected.size,
       lost,
@@ -201,6 +231,13 @@ async function main(): Promise<void> {
       ...(options.overlap
         ? { overlapStarts: overlaps.length, overlapsHeldOff: overlaps.filter((o) => o.heldOff).length }
         : {}),
+      ...(options.oauth
+        ? {
+            tokenRefreshes: oauthAfter.refreshes - oauthBefore.refreshes,
+            refreshTokenReuses: oauthAfter.refreshTokenReuses - oauthBefore.refreshTokenReuses,
+            needsReauth: stored.status === 'needs_reauth' || summary.status === 'needs_reauth' ? 1 : 0,
+          }
+        : {}),
       seconds: Math.round(seconds * 10) / 10,
       summaryCountsAddUp: countsAddUp,
     };
@@ -208,6 +245,12 @@ async function main(): Promise<void> {
     else for (const [k, v] of Object.entries(report)) console.log(`${k.padEnd(20)} ${v}`);
     if (lost > 0 || conflictingWrites > 0 || !countsAddUp) {
       say('FAILED: something was lost, written twice, or the summary does not add up');
+      exitCode = 1;
+    }
+    if (options.oauth && (report.refreshTokenReuses !== 0 || report.needsReauth !== 0)) {
+      say(
+        'FAILED: a rotated refresh token was presented again, or the configuration was sent to needs_reauth',
+      );
       exitCode = 1;
     }
     if (overlaps.some((o) => !o.heldOff) || (options.overlap && overlaps.length < ENTRY_POINTS.length)) {

@@ -5,7 +5,9 @@ import type { ActivityDeps } from '../src/activities';
 import { newValue } from '../src/activities/export';
 import { saveConnection } from '../src/connect';
 import { ProcessorRegistry } from '../src/processors/registry';
+import { RefreshLeases } from '../src/processors/refresh-leases';
 import { SandboxProcessor } from '../src/processors/sandbox';
+import { sandboxOAuthConnection } from '../src/sandbox/consent';
 import type { ContactUpdate } from '../src/processors/types';
 import { runFiles } from '../src/runs/files';
 import { createStores } from '../src/storage';
@@ -21,7 +23,7 @@ type Pacing = { rps: number; concurrency: number };
 export function benchDeps(stack: Stack, pacing: Pacing): ActivityDeps & { processor: SandboxProcessor } {
   const stores = createStores(stack.config.storage);
   const processor = new SandboxProcessor(
-    { secrets: stores.secrets },
+    { secrets: stores.secrets, refreshLeases: new RefreshLeases(stores.blobs) },
     {
       url: stack.sandboxUrl,
       rateLimit: { requests: pacing.rps, perMs: 1000 },
@@ -31,12 +33,16 @@ export function benchDeps(stack: Stack, pacing: Pacing): ActivityDeps & { proces
   return { stores, processor, processors: new ProcessorRegistry([processor]), alerts: async () => undefined };
 }
 
-/** A new Sandbox list of `contacts` contacts and a configuration connected to it. */
+/**
+ * A new Sandbox list of `contacts` contacts and a configuration connected to it, with the account's
+ * API key or (`oauth`) through the Sandbox's OAuth consent.
+ */
 export async function prepare(
   stack: Stack,
   deps: ReturnType<typeof benchDeps>,
   account: Account,
   contacts: number,
+  options: { oauth?: boolean } = {},
 ) {
   const listId = `list_${contacts}_${randomBytes(3).toString('hex')}`;
   const seeded = await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${account.id}/lists/${listId}/seed`, {
@@ -45,7 +51,9 @@ export async function prepare(
     body: JSON.stringify({ contacts }),
   });
   if (!seeded.ok) throw new Error(`seeding failed: ${seeded.status}`);
-  const { credentials, account: info } = await deps.processor.connectWithApiKey(account.apiKey);
+  const { credentials, account: info } = options.oauth
+    ? await sandboxOAuthConnection(stack.sandboxUrl, deps.processor, account.id)
+    : await deps.processor.connectWithApiKey(account.apiKey);
   const { configuration } = await saveConnection(deps, {
     esp: 'sandbox',
     credentials,

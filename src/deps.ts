@@ -7,6 +7,7 @@ import type { Logger } from './logger';
 import { EspMetrics } from './metrics';
 import { EspHttp } from './processors/http';
 import { createProcessorRegistry } from './processors/registry';
+import { RefreshLeases } from './processors/refresh-leases';
 import { createStores } from './storage';
 
 export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
@@ -15,7 +16,12 @@ export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
   return {
     stores,
     processors: createProcessorRegistry(
-      { secrets: stores.secrets, metrics, http: new EspHttp(config.espTimeoutMs, metrics) },
+      {
+        secrets: stores.secrets,
+        metrics,
+        http: new EspHttp(config.espTimeoutMs, metrics),
+        refreshLeases: new RefreshLeases(stores.blobs),
+      },
       config,
     ),
     alerts: createAlertSender(log, config.alertWebhookUrl),

@@ -1,9 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { EspMetrics } from '../metrics';
 import { NotFoundError, type SecretStore } from '../storage';
 import { InvalidCredentialsError, RequestRejectedError, sanitize, TransientError } from './errors';
 import { EspHttp, type EspRequest, type EspResponse, type SendOptions } from './http';
 import { ProcessPacing, type AccountLimits, type AccountPacing } from './pacing';
+import { RefreshLeases } from './refresh-leases';
 import type {
   AccountInfo,
   ContactPage,
@@ -23,6 +25,8 @@ export interface ProcessorDeps {
   http?: EspHttp;
   /** Pacing when the caller brings none (tests of processors, the CLI): per process. */
   pacers?: ProcessPacing;
+  /** One OAuth refresh per grant across processes; without it (tests of processors), per process only. */
+  refreshLeases?: RefreshLeases;
   now?: () => number;
 }
 
@@ -34,6 +38,11 @@ export type EspCall = <T = unknown>(
     limit?: string;
   },
 ) => Promise<EspResponse<T>>;
+
+/** A process that finds another refreshing the grant looks for its saved tokens this often… */
+const REFRESH_POLL_MS = 200;
+/** …for at most this long (past the lease's own expiry, when it takes the lease itself). */
+const REFRESH_WAIT_MS = 60_000;
 
 /** In-process retries of transient ESP errors before the activity's own retry policy takes over. */
 const QUICK_RETRIES = 2;
@@ -76,6 +85,17 @@ export abstract class BaseProcessor {
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage>;
+  /**
+   * ESPs that list through an export job start it here and answer the cursor that reads it, so
+   * the job can be saved before it is read (a retry reads the same job). Default: no job.
+   */
+  protected async startExportJob(
+    _call: EspCall,
+    _target: ProcessorTarget,
+    _mode: ListMode,
+  ): Promise<string | undefined> {
+    return undefined;
+  }
   /** Writes one batch (at most maxBatchSize); one result per contact, in any order. */
   protected abstract updateContacts(
     call: EspCall,
@@ -141,6 +161,14 @@ export abstract class BaseProcessor {
     return shapeChecked(() =>
       this.listContactsNeedingValue(this.callFor(target, pacing), target, cursor, mode),
     );
+  }
+
+  /**
+   * The cursor of a listing's first page when the ESP lists through an export job (started now);
+   * undefined otherwise. Pass it to listPage.
+   */
+  startListing(target: ProcessorTarget, mode: ListMode, pacing?: AccountPacing): Promise<string | undefined> {
+    return shapeChecked(() => this.startExportJob(this.callFor(target, pacing), target, mode));
   }
 
   /** The ESP account's limits, from the descriptor: what leases divide between callers. */
@@ -244,38 +272,89 @@ export abstract class BaseProcessor {
     return { credentials: await this.refresh(target, stored), refreshed: true };
   }
 
+  /**
+   * New tokens for `stale` (expiring, or refused with a 401). One refresh per grant at a time:
+   * per process through `refreshing`, across processes through a lease in the blob store. A process
+   * that finds the lease taken waits for the tokens its holder saves.
+   */
   private refresh(target: ProcessorTarget, stale: Credentials): Promise<Credentials> {
     const key = target.credentialsSecretId;
     const inFlight = this.refreshing.get(key);
     if (inFlight) return inFlight;
     const refresh = (async () => {
-      // Another process may have refreshed since `stale` was read: use its tokens.
-      const latest = await this.loadCredentials(target);
-      if (latest.kind !== 'oauth2') return latest;
-      if (stale.kind === 'oauth2' && latest.accessToken !== stale.accessToken && !this.expiring(latest))
-        return latest;
-      if (!latest.refreshToken) {
-        throw new InvalidCredentialsError('the access token expired and there is no refresh token');
+      const leases = this.deps.refreshLeases;
+      const holder = RefreshLeases.holder();
+      const waitUntil = this.now() + REFRESH_WAIT_MS;
+      for (;;) {
+        // Another process may have refreshed since `stale` was read: use its tokens.
+        const latest = await this.loadCredentials(target);
+        if (latest.kind !== 'oauth2' || this.renewed(stale, latest)) return latest;
+        if (!leases) return await this.refreshGrant(target, latest);
+        if (await leases.take(key, holder)) {
+          try {
+            // The previous holder may have saved new tokens just before giving the lease back.
+            const current = await this.loadCredentials(target);
+            if (current.kind !== 'oauth2' || this.renewed(stale, current)) return current;
+            return await this.refreshGrant(target, current);
+          } finally {
+            await leases.release(key, holder).catch(() => undefined); // it expires on its own
+          }
+        }
+        if (this.now() > waitUntil) {
+          throw new TransientError('another process has been refreshing the OAuth tokens for too long');
+        }
+        await sleep(REFRESH_POLL_MS);
       }
-      const next = await this.tokenRequest({
-        grant_type: 'refresh_token',
-        refresh_token: latest.refreshToken,
-      });
-      const merged: Credentials =
-        next.kind === 'oauth2' ? { ...next, refreshToken: next.refreshToken ?? latest.refreshToken } : next;
-      await this.deps.secrets.put(key, JSON.stringify(merged));
-      return merged;
     })().finally(() => this.refreshing.delete(key));
     this.refreshing.set(key, refresh);
     return refresh;
   }
 
-  private expiring(credentials: Credentials): boolean {
+  /**
+   * Presents the stored refresh token and saves the rotated tokens before they are used. When the
+   * ESP refuses it, the stored grant is read again: tokens another process saved meanwhile are
+   * used; only a refusal of the grant still stored means the publisher must reconnect.
+   */
+  private async refreshGrant(
+    target: ProcessorTarget,
+    latest: Extract<Credentials, { kind: 'oauth2' }>,
+  ): Promise<Credentials> {
+    if (!latest.refreshToken) {
+      throw new InvalidCredentialsError('the access token expired and there is no refresh token');
+    }
+    let next: Credentials;
+    try {
+      next = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: latest.refreshToken });
+    } catch (err) {
+      if (err instanceof InvalidCredentialsError) {
+        const after = await this.loadCredentials(target);
+        const grant = (c: Credentials) => (c.kind === 'oauth2' ? `${c.accessToken} ${c.refreshToken}` : '');
+        if (grant(after) !== grant(latest)) return after;
+      }
+      throw err;
+    }
+    const merged: Credentials =
+      next.kind === 'oauth2' ? { ...next, refreshToken: next.refreshToken ?? latest.refreshToken } : next;
+    await this.deps.secrets.put(target.credentialsSecretId, JSON.stringify(merged));
+    return merged;
+  }
+
+  /** `latest` holds other tokens than `stale`, good for a while yet. */
+  private renewed(stale: Credentials, latest: Credentials): boolean {
     return (
-      credentials.kind === 'oauth2' &&
-      credentials.expiresAt !== undefined &&
-      credentials.expiresAt - this.now() < this.oauth().refreshMarginMs
+      stale.kind === 'oauth2' &&
+      latest.kind === 'oauth2' &&
+      latest.accessToken !== stale.accessToken &&
+      !this.expiring(latest)
     );
+  }
+
+  /** Within the refresh margin of its expiry (half its lifetime, for tokens shorter than twice the margin). */
+  private expiring(credentials: Credentials): boolean {
+    if (credentials.kind !== 'oauth2' || credentials.expiresAt === undefined) return false;
+    const lifetime =
+      credentials.issuedAt === undefined ? Infinity : credentials.expiresAt - credentials.issuedAt;
+    return credentials.expiresAt - this.now() < Math.min(this.oauth().refreshMarginMs, lifetime / 2);
   }
 
   private async loadCredentials(target: ProcessorTarget): Promise<Credentials> {
@@ -303,15 +382,14 @@ export abstract class BaseProcessor {
     if (typeof body.access_token !== 'string' || !body.access_token) {
       throw new TransientError('the token endpoint answered without an access token');
     }
+    const issuedAt = this.now();
+    // `expires_in: 0` (Mailchimp) means the token does not expire.
+    const expires = typeof body.expires_in === 'number' && body.expires_in > 0;
     return {
       kind: 'oauth2',
       accessToken: body.access_token,
       refreshToken: typeof body.refresh_token === 'string' ? body.refresh_token : undefined,
-      // `expires_in: 0` (Mailchimp) means the token does not expire.
-      expiresAt:
-        typeof body.expires_in === 'number' && body.expires_in > 0
-          ? this.now() + body.expires_in * 1000
-          : undefined,
+      ...(expires ? { issuedAt, expiresAt: issuedAt + (body.expires_in as number) * 1000 } : {}),
     };
   }
 

@@ -43,7 +43,15 @@ export interface ApiKeyDescriptor {
 /** Stored in the SecretStore as JSON under the configuration's credentialsSecretId. */
 export type Credentials =
   | { kind: 'apiKey'; apiKey: string }
-  | { kind: 'oauth2'; accessToken: string; refreshToken?: string; expiresAt?: number };
+  | {
+      kind: 'oauth2';
+      accessToken: string;
+      refreshToken?: string;
+      /** Epoch ms. */
+      expiresAt?: number;
+      /** Epoch ms: when the tokens were issued (refresh starts at half their lifetime at the latest). */
+      issuedAt?: number;
+    };
 
 export interface AccountInfo {
   accountId: string;

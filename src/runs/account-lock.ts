@@ -3,7 +3,8 @@
 // that calls the account, so it can hand each of its activities a fixed share of the account's
 // limits, and no other run writes the configuration meanwhile (one writer per configuration).
 import { createHash } from 'node:crypto';
-import { ConflictError, NotFoundError, type BlobStore } from '../storage';
+import type { BlobStore } from '../storage';
+import { changeJsonDocument, readJsonDocument } from '../storage/json-document';
 
 /** Who holds a lock: a configuration run (its workflow id and first run id: stable across continue-as-new). */
 export interface LockOwner {
@@ -27,7 +28,6 @@ interface LockDocument {
 
 /** A run renews its lock long before this passes; a run that stopped without giving it back frees it after this. */
 export const LOCK_TTL_MS = 10 * 60_000;
-const MAX_CONFLICTS = 20;
 
 export class LockLostError extends Error {
   override name = 'LockLostError';
@@ -107,34 +107,14 @@ export class AccountLocks {
     return doc && !doc.doc.released && doc.doc.expiresAt > this.now() ? doc.doc.owner : undefined;
   }
 
-  private async read(key: string): Promise<{ doc: LockDocument; etag: string } | undefined> {
-    try {
-      const blob = await this.blobs.get(key);
-      return { doc: JSON.parse(blob.body.toString('utf8')) as LockDocument, etag: blob.etag };
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+  private async read(key: string) {
+    return readJsonDocument<LockDocument>(this.blobs, key);
   }
 
-  /** Read, decide, write conditionally; on a lost race, again. */
-  private async change<T>(
+  private change<T>(
     key: string,
     decide: (doc: LockDocument | undefined) => { write?: LockDocument; answer: T },
   ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const current = await this.read(key);
-      const { write, answer } = decide(current?.doc);
-      if (!write) return answer;
-      try {
-        await this.blobs.put(key, JSON.stringify(write) + '\n', {
-          ...(current ? { ifMatch: current.etag } : { ifNoneMatch: '*' as const }),
-          contentType: 'application/json',
-        });
-        return answer;
-      } catch (err) {
-        if (!(err instanceof ConflictError) || attempt >= MAX_CONFLICTS) throw err;
-      }
-    }
+    return changeJsonDocument(this.blobs, key, decide);
   }
 }

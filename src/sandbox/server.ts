@@ -190,6 +190,7 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
               .partial()
               .optional(),
             tokenLifetimeSeconds: z.number().int().min(1).optional(),
+            refreshTokenReuseDetection: z.boolean().optional(),
           }),
           ctx.body,
         );
@@ -197,6 +198,8 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
           limits: { ...account.settings.limits, ...body.limits },
           faults: { ...account.settings.faults, ...body.faults },
           tokenLifetimeSeconds: body.tokenLifetimeSeconds ?? account.settings.tokenLifetimeSeconds,
+          refreshTokenReuseDetection:
+            body.refreshTokenReuseDetection ?? account.settings.refreshTokenReuseDetection,
         };
         return account.settings;
       },
@@ -226,6 +229,12 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
         }
         return { suppressed: target.suppressed.size };
       },
+    },
+    {
+      method: 'GET',
+      path: /^\/_sandbox\/accounts\/([^/]+)\/oauth$/,
+      kind: 'admin',
+      handle: (ctx) => adminAccount(ctx.params[0]!).oauth,
     },
     {
       method: 'POST',
@@ -277,6 +286,7 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
         id: a.id,
         name: a.name,
         settings: a.settings,
+        oauth: a.oauth,
         lists: [...a.lists.values()].map((l) => ({
           id: l.id,
           name: l.name,

@@ -18,6 +18,7 @@ const settingsSchema = z
       })
       .partial(),
     tokenLifetimeSeconds: z.number().int().min(1),
+    refreshTokenReuseDetection: z.boolean(),
   })
   .partial();
 
@@ -53,6 +54,8 @@ export async function initialSandboxState(config: AppConfig['sandbox']): Promise
       limits: { ...defaults.limits, ...a.settings.limits },
       faults: { ...defaults.faults, ...a.settings.faults },
       tokenLifetimeSeconds: a.settings.tokenLifetimeSeconds ?? defaults.tokenLifetimeSeconds,
+      refreshTokenReuseDetection:
+        a.settings.refreshTokenReuseDetection ?? defaults.refreshTokenReuseDetection,
     };
     for (const l of a.lists) {
       account.lists.set(l.id, new SandboxList(l.id, l.name));

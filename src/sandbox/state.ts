@@ -29,12 +29,18 @@ export interface AccountSettings {
   faults: SandboxFaults;
   /** Lifetime of OAuth access tokens issued for this account. */
   tokenLifetimeSeconds: number;
+  /**
+   * A refresh token that was already rotated, presented again, revokes its whole grant (every
+   * access and refresh token issued from one consent), as OAuth 2.0 Security BCP (RFC 9700 4.14) asks.
+   */
+  refreshTokenReuseDetection: boolean;
 }
 
 export const defaultSettings = (): AccountSettings => ({
   limits: { requestsPerSecond: 0, concurrency: 0 },
   faults: { latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, rowRejectRate: 0 },
   tokenLifetimeSeconds: 3600,
+  refreshTokenReuseDetection: true,
 });
 
 export interface FieldDef {
@@ -104,12 +110,22 @@ export class SandboxList {
 export class SandboxAccount {
   readonly lists = new Map<string, SandboxList>();
   settings: AccountSettings = defaultSettings();
+  /** What the account's OAuth token endpoint answered: grants (codes and refreshes), refreshes, reuses of rotated refresh tokens. */
+  oauth = { tokenGrants: 0, refreshes: 0, refreshTokenReuses: 0 };
 
   constructor(
     readonly id: string,
     readonly name: string,
     readonly apiKeys: string[],
   ) {}
+}
+
+interface RefreshToken {
+  accountId: string;
+  /** Every token issued from one consent shares it; a reuse revokes them all. */
+  grant: string;
+  /** Used once already: presenting it again is a reuse. */
+  rotated?: boolean;
 }
 
 interface AuthorizationCode {
@@ -125,8 +141,9 @@ export const SANDBOX_CLIENT = { id: 'espresso-sandbox', secret: 'espresso-sandbo
 export class SandboxState {
   readonly accounts = new Map<string, SandboxAccount>();
   private readonly codes = new Map<string, AuthorizationCode>();
-  private readonly accessTokens = new Map<string, { accountId: string; expiresAt: number }>();
-  private readonly refreshTokens = new Map<string, string>();
+  private readonly accessTokens = new Map<string, { accountId: string; expiresAt: number; grant: string }>();
+  /** Rotated refresh tokens are kept (`rotated`), so that presenting one again is seen as a reuse. */
+  private readonly refreshTokens = new Map<string, RefreshToken>();
   /** Token grants answered (code exchanges and refreshes), for tests of single-flight refresh. */
   tokenGrants = 0;
 
@@ -194,25 +211,36 @@ export class SandboxState {
       const expected = verifier && createHash('sha256').update(verifier).digest('base64url');
       if (expected !== grant.codeChallenge) return undefined;
     }
-    return this.issueTokens(grant.accountId);
+    return this.issueTokens(grant.accountId, randomBytes(9).toString('base64url'));
   }
 
-  /** Refresh-token grant. Refresh tokens rotate: the one used stops working. */
+  /**
+   * Refresh-token grant. Refresh tokens rotate: the one used stops working, and presenting it again
+   * revokes the whole grant (with reuse detection on).
+   */
   refresh(refreshToken: string) {
-    const accountId = this.refreshTokens.get(refreshToken);
-    if (!accountId) return undefined;
-    this.refreshTokens.delete(refreshToken);
-    return this.issueTokens(accountId);
+    const presented = this.refreshTokens.get(refreshToken);
+    const account = presented && this.accounts.get(presented.accountId);
+    if (!presented || !account) return undefined;
+    if (presented.rotated) {
+      account.oauth.refreshTokenReuses++;
+      if (account.settings.refreshTokenReuseDetection) this.revoke((g) => g.grant === presented.grant);
+      return undefined;
+    }
+    presented.rotated = true;
+    account.oauth.refreshes++;
+    return this.issueTokens(presented.accountId, presented.grant);
   }
 
-  private issueTokens(accountId: string) {
+  private issueTokens(accountId: string, grant: string) {
     this.tokenGrants++;
     const account = this.accounts.get(accountId)!;
+    account.oauth.tokenGrants++;
     const accessToken = `sbx_at_${randomBytes(18).toString('base64url')}`;
     const refreshToken = `sbx_rt_${randomBytes(18).toString('base64url')}`;
     const lifetime = account.settings.tokenLifetimeSeconds;
-    this.accessTokens.set(accessToken, { accountId, expiresAt: this.now() + lifetime * 1000 });
-    this.refreshTokens.set(refreshToken, accountId);
+    this.accessTokens.set(accessToken, { accountId, expiresAt: this.now() + lifetime * 1000, grant });
+    this.refreshTokens.set(refreshToken, { accountId, grant });
     return {
       access_token: accessToken,
       refresh_token: refreshToken,
@@ -228,10 +256,12 @@ export class SandboxState {
 
   /** Revokes every grant of the account: refreshes then fail with invalid_grant. */
   revokeGrants(accountId: string): void {
-    for (const [token, grant] of this.accessTokens)
-      if (grant.accountId === accountId) this.accessTokens.delete(token);
-    for (const [token, owner] of this.refreshTokens)
-      if (owner === accountId) this.refreshTokens.delete(token);
+    this.revoke((g) => g.accountId === accountId);
+  }
+
+  private revoke(which: (grant: { accountId: string; grant: string }) => boolean): void {
+    for (const [token, g] of this.accessTokens) if (which(g)) this.accessTokens.delete(token);
+    for (const [token, g] of this.refreshTokens) if (which(g)) this.refreshTokens.delete(token);
   }
 
   // ---- snapshot ----
@@ -246,6 +276,7 @@ export class SandboxState {
         name: a.name,
         apiKeys: a.apiKeys,
         settings: a.settings,
+        oauth: a.oauth,
         lists: [...a.lists.values()].map((l) => ({
           id: l.id,
           name: l.name,
@@ -271,6 +302,7 @@ export class SandboxState {
     for (const a of data.accounts) {
       const account = state.addAccount(a.id, a.name, a.apiKeys);
       account.settings = { ...defaultSettings(), ...a.settings };
+      if (a.oauth) account.oauth = a.oauth;
       for (const l of a.lists) {
         const list = new SandboxList(l.id, l.name);
         list.size = l.size;
@@ -293,8 +325,10 @@ export class SandboxState {
         account.lists.set(list.id, list);
       }
     }
-    for (const [t, g] of data.accessTokens) state.accessTokens.set(t, g);
-    for (const [t, a] of data.refreshTokens) state.refreshTokens.set(t, a);
+    // Snapshots older than grant families: each token is a grant of its own.
+    for (const [t, g] of data.accessTokens) state.accessTokens.set(t, { grant: t, ...g });
+    for (const [t, r] of data.refreshTokens)
+      state.refreshTokens.set(t, typeof r === 'string' ? { accountId: r, grant: t } : r);
     return state;
   }
 }

@@ -213,7 +213,7 @@ export function processorContract(
         const creds = await stored(target);
         await h.secrets.put(
           target.credentialsSecretId,
-          JSON.stringify({ ...creds, expiresAt: Date.now() + 1_000 }),
+          JSON.stringify({ ...creds, issuedAt: Date.now() - 3_600_000, expiresAt: Date.now() + 1_000 }),
         );
         const report = await h.processor.maintain(target);
         assert.equal(report.credentials, 'refreshed');

@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { SandboxProcessor } from '../../src/processors/sandbox';
-import type { Credentials, ProcessorTarget } from '../../src/processors/types';
+import { sandboxOAuthCredentials } from '../../src/sandbox/consent';
+import type { ProcessorTarget } from '../../src/processors/types';
 import { createSandboxServer } from '../../src/sandbox/server';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { closeServer, listenLocal } from '../support/listen';
 import { tempDir } from '../support/tmp';
 import type { ProcessorHarness } from './harness';
+
+export { sandboxOAuthCredentials };
 
 /** A real Sandbox ESP server on a free port, in this process so tests can look at its state. */
 export async function startSandbox(state = SandboxState.demo()) {
@@ -18,34 +21,6 @@ export async function startSandbox(state = SandboxState.demo()) {
     url,
     stop: () => closeServer(server),
   };
-}
-
-/** Runs the Sandbox's OAuth consent (approved for `accountId`) and the code exchange; returns the tokens. */
-export async function sandboxOAuthCredentials(
-  sandboxUrl: string,
-  processor: SandboxProcessor,
-  accountId: string,
-): Promise<Credentials> {
-  const redirectUri = 'http://127.0.0.1:9/callback';
-  const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
-  const consent = await fetch(url);
-  if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
-  const query = new URL(url).searchParams;
-  const decision = await fetch(`${sandboxUrl}/oauth/authorize`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      decision: 'approve',
-      account: accountId,
-      clientId: query.get('client_id')!,
-      redirectUri,
-      state: 'state-1',
-      codeChallenge: query.get('code_challenge') ?? '',
-    }),
-  });
-  const code = new URL(decision.headers.get('location')!).searchParams.get('code')!;
-  return (await processor.completeAuthorization(code, redirectUri, codeVerifier)).credentials;
 }
 
 export async function sandboxHarness(): Promise<

@@ -31,7 +31,7 @@ describe('OAuth token lifecycle of a configuration', function () {
     // An access token that expires within the refresh margin.
     await e.stores.secrets.put(
       configuration.credentialsSecretId,
-      JSON.stringify({ ...granted, expiresAt: Date.now() + 5_000 }),
+      JSON.stringify({ ...granted, issuedAt: Date.now() - 3_600_000, expiresAt: Date.now() + 5_000 }),
     );
     const run = async (runDate: string) =>
       e.client.workflow.execute(configurationSyncWorkflow, {
