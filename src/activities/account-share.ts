@@ -1,3 +1,4 @@
+import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
 import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet } from '../processors/pacing';
@@ -39,6 +40,8 @@ export class AccountShare {
       onPause: (until) => {
         if (this.owner) void this.locks.pause(this.key, this.owner, until).catch(() => undefined);
       },
+      // A cancelled activity (the run was cancelled, or passed its deadline) sends nothing more.
+      signal: Context.current().cancellationSignal,
     });
   }
 

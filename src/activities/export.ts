@@ -4,9 +4,10 @@ import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
-import { CorruptDataError, NotFoundError } from '../storage';
+import { ConflictError, CorruptDataError, NotFoundError } from '../storage';
 import {
   CHUNK_LINES,
+  exportJobSchema,
   exportManifestSchema,
   runFiles,
   type ExportManifest,
@@ -64,8 +65,8 @@ export function createExportActivities(deps: ActivityDeps) {
     /**
      * Pages through the contacts needing a value, gives each a new value and writes chunk files of
      * at most CHUNK_LINES lines. A contact that holds any value keeps it. A retried attempt resumes
-     * after the last chunk written (its page cursor is heartbeated, at once when nothing is pending,
-     * so an ESP export job started by the first page is resumed, never started twice); a finished
+     * after the last chunk written (its page cursor is heartbeated; an ESP export job is saved in the
+     * run's folder before it is read, so a retry reads it and never starts a second one); a finished
      * export is reused by a retry of the same run, which owns its folder.
      */
     async exportContacts(input: ExportInput): Promise<ExportResult> {
@@ -105,7 +106,15 @@ export function createExportActivities(deps: ActivityDeps) {
         }
         // Without the field (a dry run's maintenance would create it) every contact needs a value.
         const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
+        // A redispatch writes the earlier run's values, to contacts that are empty now only.
+        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
+        const listMode = earlier ? 'incremental' : mode;
         let cursor = committed.cursor;
+        if (!cursor && committed.chunkCount === 0) {
+          cursor = await exportJob(input, () => processor.startListing(target, listMode, share.pacing));
+          committed = { ...committed, cursor };
+          context.heartbeat(committed);
+        }
         let lines: string[] = [];
         let pending = { alreadySet: 0, foreignValues: 0 };
 
@@ -130,8 +139,6 @@ export function createExportActivities(deps: ActivityDeps) {
           pending = { alreadySet: 0, foreignValues: 0 };
         };
 
-        // A redispatch writes the earlier run's values, to contacts that are empty now only.
-        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
         const stillEmpty = new SeenIds();
 
         // Alive even while a slow ESP answers; the details always say what is in chunk files.
@@ -154,12 +161,7 @@ export function createExportActivities(deps: ActivityDeps) {
           for (;;) {
             context.cancellationSignal.throwIfAborted();
             await share.check();
-            const page = await processor.listPage(
-              target,
-              cursor,
-              earlier ? 'incremental' : mode,
-              share.pacing,
-            );
+            const page = await processor.listPage(target, cursor, listMode, share.pacing);
             const fresh: string[] = [];
             const kept = { alreadySet: 0, foreignValues: 0 };
             for (const contact of page.contacts) {
@@ -183,8 +185,7 @@ export function createExportActivities(deps: ActivityDeps) {
             pending.foreignValues += kept.foreignValues;
             if (!page.nextCursor) break;
             cursor = page.nextCursor;
-            // Nothing listed waits for a chunk file: resuming from the next page is safe now, so an
-            // ESP export job the first page started is durable at once (its id is in the cursor).
+            // Nothing listed waits for a chunk file: a retry may resume from the next page.
             if (lines.length === 0 && !earlier) await flush();
             context.heartbeat(committed);
           }
@@ -226,6 +227,40 @@ export function createExportActivities(deps: ActivityDeps) {
       });
     },
   };
+
+  /**
+   * The cursor of the ESP export job this run's listing reads: the saved one, or one started now
+   * and saved before anything reads it (a retry never starts a second job). Undefined: no job.
+   */
+  async function exportJob(
+    input: ExportInput,
+    start: () => Promise<string | undefined>,
+  ): Promise<string | undefined> {
+    const key = runFiles.exportJob(input.configurationId, input.runDate);
+    const saved = async () => {
+      try {
+        return exportJobSchema.parse(JSON.parse((await blobs.get(key)).body.toString('utf8'))).cursor;
+      } catch (err) {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      }
+    };
+    const found = await saved();
+    if (found) return found;
+    const cursor = await start();
+    if (!cursor) return undefined;
+    try {
+      await blobs.put(key, JSON.stringify({ cursor }) + '\n', {
+        ifNoneMatch: '*',
+        contentType: 'application/json',
+      });
+      return cursor;
+    } catch (err) {
+      // An attempt that outlived its time limit saved its job first: read that one.
+      if (err instanceof ConflictError) return (await saved()) ?? cursor;
+      throw err;
+    }
+  }
 
   async function readManifest(configurationId: string, folder: string): Promise<ExportManifest | undefined> {
     try {

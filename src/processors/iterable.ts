@@ -171,6 +171,22 @@ export class IterableProcessor extends BaseProcessor {
     return Object.prototype.hasOwnProperty.call(body.fields, name);
   }
 
+  /** Starts a user export job: its cursor `jobId:0:0` reads it from the start. */
+  protected override async startExportJob(call: EspCall, target: ProcessorTarget): Promise<string> {
+    const { body } = await call<{ jobId?: unknown }>({
+      method: 'POST',
+      url: '/api/export/start',
+      json: {
+        dataTypeName: 'user',
+        outputFormat: 'application/x-json-stream',
+        onlyFields: ['email', 'userId', target.fieldName].join(','),
+      },
+    });
+    if (!Number.isInteger(body?.jobId))
+      throw new TransientError('Iterable started an export without a jobId');
+    return `${String(body.jobId)}:0:0`;
+  }
+
   /**
    * Cursor `jobId:file:byte`. The first page starts a user export job; each page reads the next
    * `pageBytes` of the current file (HTTP Range), whole lines only, and moves to the next file at
@@ -182,25 +198,11 @@ export class IterableProcessor extends BaseProcessor {
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage> {
-    let jobId: string, fileIndex: number, offset: number;
-    if (cursor) {
-      const m = /^(\d+):(\d+):(\d+)$/.exec(cursor);
-      if (!m) throw new RequestRejectedError('not an Iterable listing cursor');
-      [jobId, fileIndex, offset] = [m[1]!, Number(m[2]), Number(m[3])];
-    } else {
-      const { body } = await call<{ jobId?: unknown }>({
-        method: 'POST',
-        url: '/api/export/start',
-        json: {
-          dataTypeName: 'user',
-          outputFormat: 'application/x-json-stream',
-          onlyFields: ['email', 'userId', target.fieldName].join(','),
-        },
-      });
-      if (!Number.isInteger(body?.jobId))
-        throw new TransientError('Iterable started an export without a jobId');
-      [jobId, fileIndex, offset] = [String(body.jobId), 0, 0];
-    }
+    if (!cursor)
+      return this.listContactsNeedingValue(call, target, await this.startExportJob(call, target), mode);
+    const m = /^(\d+):(\d+):(\d+)$/.exec(cursor);
+    if (!m) throw new RequestRejectedError('not an Iterable listing cursor');
+    const [jobId, fileIndex, offset] = [m[1]!, Number(m[2]), Number(m[3])];
     // Job ids are per project and data center: so is the cache of their files.
     const file = await this.exportFile(
       call,

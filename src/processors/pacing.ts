@@ -102,6 +102,7 @@ export class PacerSet implements AccountPacing {
   private readonly main: Pacer;
   private readonly extra = new Map<string, Pacer>();
   private readonly onPause?: (until: number) => void;
+  private readonly signal?: AbortSignal;
 
   constructor(
     limits: AccountLimits,
@@ -111,6 +112,8 @@ export class PacerSet implements AccountPacing {
       startAt?: Record<string, number>;
       onWait?: (ms: number) => void;
       onPause?: (until: number) => void;
+      /** Once aborted (the activity was cancelled), no request starts: each throws instead. */
+      signal?: AbortSignal;
     } = {},
   ) {
     const scaled = (r: { requests: number; perMs: number }) => ({
@@ -125,12 +128,17 @@ export class PacerSet implements AccountPacing {
       );
     }
     this.onPause = options.onPause;
+    this.signal = options.signal;
   }
 
   run<T>(fn: () => Promise<T>, limit?: string): Promise<T> {
     const extra = limit === undefined ? undefined : this.extra.get(limit);
     if (limit !== undefined && !extra) throw new Error(`no limit named ${limit} in this ESP's descriptor`);
-    return extra ? extra.run(() => this.main.run(fn)) : this.main.run(fn);
+    const send = () => {
+      this.signal?.throwIfAborted();
+      return fn();
+    };
+    return extra ? extra.run(() => this.main.run(send)) : this.main.run(send);
   }
 
   pause(ms: number): void {

@@ -155,17 +155,20 @@ export class SendGridProcessor extends BaseProcessor {
     }
   }
 
+  /** Starts a contacts export job (and clears downloads of jobs nobody reads any more). */
+  protected override async startExportJob(call: EspCall): Promise<string> {
+    await this.sweepStaleDownloads();
+    return formatCursor({ exportId: await this.startExport(call), file: 0, files: 0, offset: 0 });
+  }
+
   protected async listContactsNeedingValue(
     call: EspCall,
     target: ProcessorTarget,
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage> {
-    let at = cursor ? parseCursor(cursor) : undefined;
-    if (!at) {
-      await this.sweepStaleDownloads();
-      at = { exportId: await this.startExport(call), file: 0, files: 0, offset: 0 };
-    }
+    if (!cursor) return this.listContactsNeedingValue(call, target, await this.startExportJob(call), mode);
+    let at = parseCursor(cursor);
     const path = this.downloadPath(at);
     if (!(await exists(path))) {
       const ready = await this.waitForExport(call, at);

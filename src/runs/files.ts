@@ -19,6 +19,9 @@ export const runFiles = {
   /** Written when the export has finished: a rerun of the same run date reuses its chunks. */
   exportManifest: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}export.json`,
+  /** The ESP export job a listing reads (Iterable, SendGrid): saved once started, so a retry reads it. */
+  exportJob: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}export-job.json`,
   /** Which run owns the folder (written first, with a conditional write): one run per folder. */
   runRecord: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}run.json`,
@@ -37,6 +40,8 @@ export type ChunkLine = z.infer<typeof chunkLineSchema>;
 export type ResultLine =
   | { contactId: string; value: string; status: 'updated' }
   | { contactId: string | null; value: string | null; status: 'rejected'; reason: string; line?: number };
+
+export const exportJobSchema = z.object({ cursor: z.string().min(1).max(500) });
 
 export const exportManifestSchema = z.object({
   chunkCount: z.number().int().min(0),

@@ -13,6 +13,8 @@ import { dispatchProgressSignal, type DispatchTotals } from './signals';
 
 const { updateChunk } = proxyActivities<Activities>({
   startToCloseTimeout: '30 minutes',
+  // Bounded like the chunks of current runs (activity options are not part of replay).
+  scheduleToCloseTimeout: '6 hours',
   // The activities heartbeat every 5 s, even while an ESP request is slow.
   heartbeatTimeout: '20 seconds',
   retry: chunkUpdateRetry,

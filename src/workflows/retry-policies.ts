@@ -14,7 +14,7 @@ export const espCallRetry: RetryPolicy = {
   nonRetryableErrorTypes: nonRetryableFailureTypes,
 };
 
-/** Chunk updates of legacy runs: no attempt limit. Non-retryable failures still end them at once. */
+/** Chunk updates of legacy runs: no attempt limit, six hours at most (dispatch.ts). Non-retryable failures end them at once. */
 export const chunkUpdateRetry: RetryPolicy = {
   initialInterval: '1 second',
   backoffCoefficient: 2,
@@ -38,14 +38,6 @@ export const storeOptions: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   scheduleToCloseTimeout: '2 hours',
   retry: waitOut('1 minute'),
-};
-
-/** Credentials and the field: a few requests, paced with the ESP account's other work. */
-export const maintenanceOptions: ActivityOptions = {
-  startToCloseTimeout: '10 minutes',
-  scheduleToCloseTimeout: '6 hours',
-  heartbeatTimeout: '30 seconds',
-  retry: waitOut('5 minutes'),
 };
 
 /** The export lists the whole list: bounded by the run's own deadline. */

@@ -342,21 +342,22 @@ describe('bounded failures and alerts that survive a crash', function () {
     await e.stores.blobs.delete(`configurations/${bad.id}.json`);
   });
 
-  it('makes an ESP export job durable at once: a retry resumes the job the first attempt started', async () => {
+  it('saves an ESP export job before reading it: a retry reads the job the first attempt started', async () => {
     let jobsStarted = 0;
     let failNext = true;
     class ExportJobSandbox extends SandboxProcessor {
+      override async startListing(): Promise<string> {
+        jobsStarted++; // the ESP starts an export job
+        return `job-${jobsStarted}`;
+      }
       override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
         const [, cursor] = args;
-        if (cursor === undefined) {
-          jobsStarted++; // the ESP starts an export job; its first page is empty while it runs
-          return { contacts: [], nextCursor: `job-${jobsStarted}` };
-        }
+        if (cursor !== 'job-1') throw new Error(`listed ${String(cursor)}, not the job started first`);
         if (failNext) {
           failNext = false;
-          throw new TransientError('the worker died here');
+          throw new TransientError('the worker died while the job ran');
         }
-        return { contacts: [{ contactId: 'ct_0000001' }] };
+        return { contacts: [{ contactId: 'ct_0000001' }, { contactId: 'ct_0000002' }] };
       }
     }
     const jobs = new ExportJobSandbox(
@@ -370,16 +371,10 @@ describe('bounded failures and alerts that survive a crash', function () {
     });
     const { configuration } = await e.connect(1);
     const input = { configurationId: configuration.id, runDate: '2026-11-22', mode: 'full' as const };
-    const first = new MockActivityEnvironment();
-    let details: unknown;
-    first.on('heartbeat', (d: unknown) => (details = d));
-    await assert.rejects(first.run(withJobs.exportContacts, input));
-    assert.equal((details as { cursor?: string }).cursor, 'job-1', 'the job was not heartbeated');
-    const manifest: ExportManifest = await new MockActivityEnvironment({ heartbeatDetails: details }).run(
-      withJobs.exportContacts,
-      input,
-    );
-    assert.equal(manifest.contacts, 1);
+    await assert.rejects(new MockActivityEnvironment().run(withJobs.exportContacts, input));
+    // The retry has no heartbeat details: the worker died before its heartbeat was sent.
+    const manifest: ExportManifest = await new MockActivityEnvironment().run(withJobs.exportContacts, input);
+    assert.equal(manifest.contacts, 2);
     assert.equal(jobsStarted, 1, 'the retry started a second export job');
   });
 });
