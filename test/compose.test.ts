@@ -12,6 +12,7 @@ interface Service {
   command?: string[];
   environment?: Record<string, string>;
   ports?: string[];
+  volumes?: string[];
   depends_on?: Record<string, unknown> | string[];
   stop_grace_period?: string;
 }
@@ -31,6 +32,15 @@ describe('docker-compose.yml and Dockerfile', () => {
     }
     assert.match(services.temporal!.image!, /^temporalio\/auto-setup:\d/);
     assert.equal(services.temporal!.environment!.DB, 'postgres12');
+    // Its dynamic configuration (eager activity execution) is the file the service mounts.
+    const dynamic = services.temporal!.environment!.DYNAMIC_CONFIG_FILE_PATH!;
+    const mount = services.temporal!.volumes!.find((v) => v.split(':')[1] === dynamic)!;
+    assert.ok(mount, `no volume mounts ${dynamic}`);
+    const settings = parse(readFileSync(join(projectRoot, mount.split(':')[0]!), 'utf8')) as Record<
+      string,
+      Array<{ value: unknown }>
+    >;
+    assert.equal(settings['system.enableActivityEagerExecution']![0]!.value, true);
     assert.deepEqual(
       ownServices.map(([name]) => name),
       ['worker', 'web'],
