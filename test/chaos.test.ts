@@ -1,6 +1,7 @@
 // The short chaos variant: 10,000 contacts, a failing Sandbox (5% 5xx, 5% 429, 1% timeouts, 0.5%
 // rejected rows), one worker SIGKILL mid-run, and the same configuration started again through
-// every entry point while it writes (--overlap). `npm run chaos` is the full version.
+// every entry point while it writes (--overlap); and an OAuth configuration whose short-lived
+// tokens two workers refresh (--oauth). `npm run chaos` is the full version.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -38,5 +39,35 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
     assert.equal(report.updated + report.rejected, 9_000);
     assert.ok(report.rejected > 0, 'the Sandbox rejects about 0.5% of rows');
     assert.equal(report.summaryCountsAddUp, true);
+  });
+
+  it('an OAuth configuration whose tokens expire every 3 s, on two workers: one refresh at a time, never needs_reauth', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        join(projectRoot, 'dist/bench/chaos.js'),
+        '--json',
+        '--contacts',
+        '10000',
+        '--kills',
+        '1',
+        '--server-restarts',
+        '0',
+        '--oauth',
+        '--workers',
+        '2',
+        '--token-lifetime',
+        '3',
+      ],
+      { timeout: 290_000, maxBuffer: 10 * 1024 * 1024 },
+    );
+    const report = JSON.parse(stdout);
+    assert.equal(report.workers, 2);
+    assert.ok(report.tokenRefreshes > 0, 'no access token expired during the run');
+    assert.equal(report.refreshTokenReuses, 0, 'a rotated refresh token was presented again');
+    assert.equal(report.needsReauth, 0);
+    assert.equal(report.lost, 0);
+    assert.equal(report.conflictingWrites, 0);
+    assert.equal(report.updated + report.rejected, 10_000);
   });
 });

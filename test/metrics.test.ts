@@ -62,7 +62,7 @@ describe('metrics', function () {
     }
   });
 
-  it('is served by a worker process on ESPRESSO_METRICS_PORT, with the Temporal SDK runtime metrics', async () => {
+  it('is served by a worker process on ESPRESSO_METRICS_PORT, with the Temporal SDK runtime metrics; SIGTERM still ends the process', async () => {
     const env = await temporalEnv();
     const port = await freePort();
     const worker = spawn(process.execPath, [join(projectRoot, 'dist/src/worker/main.js')], {
@@ -87,8 +87,13 @@ describe('metrics', function () {
       }
       assert.match(text, /# HELP espresso_contacts_total/);
       assert.match(text, /temporal_\w+/, 'no SDK runtime metric');
-    } finally {
+      // The metrics server must not keep the process alive past its shutdown (a deploy's SIGKILL).
+      const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
       worker.kill('SIGTERM');
+      const code = await Promise.race([exited, sleep(10_000).then(() => 'still running' as const)]);
+      assert.equal(code, 0, 'the worker did not exit within 10 s of SIGTERM');
+    } finally {
+      if (worker.exitCode === null) worker.kill('SIGKILL');
     }
   });
 });
