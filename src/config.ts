@@ -1,5 +1,6 @@
 // Every environment variable espresso reads, validated once. `.env.example` documents each one;
 // test/compose.test.ts checks docker-compose.yml only sets variables declared here.
+import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { projectRoot } from './paths';
@@ -37,6 +38,27 @@ export const envSchema = z.object({
   ESPRESSO_WEB_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_WEB_PORT: port.default(3000),
   ESPRESSO_PUBLIC_URL: optionalUrl,
+  ESPRESSO_TRUST_PROXY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v || v === 'false') return false;
+      if (/^\d+$/.test(v)) return Number(v);
+      const named = new Set(['loopback', 'linklocal', 'uniquelocal']);
+      for (const entry of v.split(',').map((x) => x.trim())) {
+        const [address, bits] = entry.split('/');
+        const ok =
+          named.has(entry) || (isIP(address ?? '') && (bits === undefined || /^\d{1,3}$/.test(bits)));
+        if (!ok) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${JSON.stringify(entry)} is not a hop count, an address, a subnet (10.0.0.0/8) or loopback/linklocal/uniquelocal`,
+          });
+          return z.NEVER;
+        }
+      }
+      return v;
+    }),
   ESPRESSO_SESSION_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   ESPRESSO_ADMIN_USER: z.string().min(1).optional(),
   ESPRESSO_ADMIN_PASSWORD: z.string().min(12, 'must be at least 12 characters').optional(),
@@ -94,6 +116,8 @@ export interface AppConfig {
     port: number;
     /** Where browsers reach the web server: OAuth redirect URIs and links are built from it. */
     publicUrl: string;
+    /** Whose X-Forwarded-For to believe (a hop count or addresses); false: nobody's. */
+    trustProxy: false | number | string;
     /** Signs OAuth states and CSRF tokens. Default: a generated key file in the data dir. */
     sessionSecret?: string;
     sessionSecretFile: string;
@@ -201,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       host: e.ESPRESSO_WEB_HOST,
       port: e.ESPRESSO_WEB_PORT,
       publicUrl: (e.ESPRESSO_PUBLIC_URL ?? `http://localhost:${e.ESPRESSO_WEB_PORT}`).replace(/\/$/, ''),
+      trustProxy: e.ESPRESSO_TRUST_PROXY,
       sessionSecret: e.ESPRESSO_SESSION_SECRET,
       sessionSecretFile: resolve(dataDir, 'session.key'),
       admin: {

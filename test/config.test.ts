@@ -37,6 +37,7 @@ describe('configuration from the environment', () => {
     [{ ESPRESSO_SECRET_KEY: 'c2hvcnQ=' }, /ESPRESSO_SECRET_KEY: must be 32 bytes/],
     [{ ESPRESSO_TEMPORAL_EMBEDDED: 'maybe' }, /ESPRESSO_TEMPORAL_EMBEDDED/],
     [{ ESPRESSO_AWS_ENDPOINT: 'ftp://x' }, /ESPRESSO_AWS_ENDPOINT/],
+    [{ ESPRESSO_TRUST_PROXY: 'yes please' }, /ESPRESSO_TRUST_PROXY: "yes please" is not a hop count/],
   ];
   for (const [env, message] of bad) {
     it(`names the variable when ${JSON.stringify(env)} is wrong`, () => {
@@ -49,6 +50,15 @@ describe('configuration from the environment', () => {
 
   it('treats empty values as unset', () => {
     assert.equal(loadConfig({ ESPRESSO_WEB_PORT: '' }).web.port, 3000);
+  });
+
+  it('trusts no proxy unless told: a hop count or addresses', () => {
+    assert.equal(loadConfig({}).web.trustProxy, false);
+    assert.equal(loadConfig({ ESPRESSO_TRUST_PROXY: '1' }).web.trustProxy, 1);
+    assert.equal(
+      loadConfig({ ESPRESSO_TRUST_PROXY: 'loopback, 10.0.0.0/8' }).web.trustProxy,
+      'loopback, 10.0.0.0/8',
+    );
   });
 
   it('stops the process at start with the variable named (entry point)', async () => {

@@ -1,5 +1,5 @@
 // /admin: every configuration with its last run, and what an operator does with one.
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
 import { latestSummary } from '../runs/summaries';
@@ -212,17 +212,19 @@ export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
   if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return true;
   if (admin.user && admin.password && header.startsWith('Basic ')) {
     const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-    const i = decoded.indexOf(':');
-    return i > 0 && same(decoded.slice(0, i), admin.user) && same(decoded.slice(i + 1), admin.password);
+    const i = Math.max(0, decoded.indexOf(':'));
+    // Both parts are always compared: the time says neither which was wrong nor how long either is.
+    const user = same(decoded.slice(0, i), admin.user);
+    const password = same(decoded.slice(i + 1), admin.password);
+    return user && password;
   }
   return false;
 }
 
-/** Constant-time string comparison. */
+/** Constant-time string comparison that does not leak the lengths (digests of equal size are compared). */
 export function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
 }
 
 /** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */

@@ -34,6 +34,11 @@ export interface WebDeps {
     admin: { user?: string; password?: string; token?: string };
     /** POST requests per IP per minute. */
     postsPerMinute?: number;
+    /**
+     * Which proxies' X-Forwarded-For to believe (Express's `trust proxy`: a hop count or
+     * addresses). Default: none, so a client cannot pick the address its rate limit counts.
+     */
+    trustProxy?: false | number | string;
   };
   log?: Logger;
 }
@@ -63,7 +68,7 @@ export function createApp(deps: WebDeps): Express {
   const signer = new Signer(deps.web.sessionSecret);
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 1);
+  app.set('trust proxy', deps.web.trustProxy ?? false);
   app.use(helmet());
   app.use(cookieParser());
   app.use(express.urlencoded({ extended: false, limit: '20kb', parameterLimit: 20 }));

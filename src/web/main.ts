@@ -35,6 +35,7 @@ async function main(): Promise<void> {
       publicUrl: config.web.publicUrl,
       sessionSecret: config.web.sessionSecret ?? (await loadOrCreateKeyFile(config.web.sessionSecretFile)),
       admin: config.web.admin,
+      trustProxy: config.web.trustProxy,
     },
     log,
   });

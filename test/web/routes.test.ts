@@ -7,6 +7,7 @@ import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import type { Stores } from '../../src/storage';
+import { isAdmin, same } from '../../src/web/admin-routes';
 import { createApp, type WebDeps } from '../../src/web/app';
 import { Signer } from '../../src/web/security';
 import { startSandbox } from '../processors/sandbox-harness';
@@ -265,6 +266,32 @@ describe('web: failures and limits', function () {
     }
   });
 
+  it('counts the connecting address, not a forged X-Forwarded-For, unless a proxy is trusted', async () => {
+    const post = async (s: Awaited<ReturnType<typeof setup>>, i: number) => {
+      const form = await s.agent.get('/auth/sandbox/key');
+      return s.agent
+        .post('/auth/sandbox/key')
+        .set('x-forwarded-for', `203.0.113.${i}`)
+        .type('form')
+        .send({ _csrf: field(form.text, '_csrf'), apiKey: 'wrong-key' });
+    };
+    const direct = await setup({ postsPerMinute: 3 });
+    try {
+      const statuses = [];
+      for (let i = 1; i <= 4; i++) statuses.push((await post(direct, i)).status);
+      assert.deepEqual(statuses, [400, 400, 400, 429], 'a new X-Forwarded-For on each post lifted the limit');
+    } finally {
+      await direct.sandbox.stop();
+    }
+    // Behind a trusted proxy (here: the test's own loopback connection) each forwarded client counts alone.
+    const proxied = await setup({ postsPerMinute: 3, trustProxy: 'loopback' });
+    try {
+      for (let i = 1; i <= 4; i++) assert.equal((await post(proxied, i)).status, 400);
+    } finally {
+      await proxied.sandbox.stop();
+    }
+  });
+
   it('rate-limits POSTs per IP', async () => {
     const s = await setup({ postsPerMinute: 3 });
     try {
@@ -358,5 +385,30 @@ describe('web: admin page', function () {
     } finally {
       await s.sandbox.stop();
     }
+  });
+});
+
+describe('admin authentication', () => {
+  const admin = { user: 'ops', password: 'correct horse battery', token: 't'.repeat(32) };
+  const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`;
+
+  it('accepts the user with the password, or the token; nothing else, whatever the lengths', () => {
+    assert.equal(isAdmin(admin, basic('ops:correct horse battery')), true);
+    assert.equal(isAdmin(admin, `Bearer ${'t'.repeat(32)}`), true);
+    for (const wrong of [
+      basic('ops:correct horse batter'),
+      basic('ops:correct horse battery!'),
+      basic('opz:correct horse battery'),
+      basic('ops'),
+      basic(':correct horse battery'),
+      basic(''),
+      `Bearer ${'t'.repeat(31)}`,
+      'Bearer ',
+      '',
+    ]) {
+      assert.equal(isAdmin(admin, wrong), false, wrong);
+    }
+    assert.equal(same('abc', 'abc'), true);
+    assert.equal(same('abc', 'abcd'), false);
   });
 });
