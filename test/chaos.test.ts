@@ -8,26 +8,31 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
 
+/** `npm run chaos` at 10,000 contacts, one worker kill, no server restart; its JSON report. */
+async function chaos(...args: string[]) {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      join(projectRoot, 'dist/bench/chaos.js'),
+      '--json',
+      '--contacts',
+      '10000',
+      '--kills',
+      '1',
+      '--server-restarts',
+      '0',
+      ...args,
+    ],
+    { timeout: 290_000, maxBuffer: 10 * 1024 * 1024 },
+  );
+  return JSON.parse(stdout);
+}
+
 describe('chaos (short): faults and a worker kill lose nothing', function () {
   this.timeout(300_000);
 
   it('ends with every contact holding its chunk value or rejected with a reason, none written twice, every second start held off', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        join(projectRoot, 'dist/bench/chaos.js'),
-        '--json',
-        '--contacts',
-        '10000',
-        '--kills',
-        '1',
-        '--server-restarts',
-        '0',
-        '--overlap',
-      ],
-      { timeout: 290_000, maxBuffer: 10 * 1024 * 1024 },
-    );
-    const report = JSON.parse(stdout);
+    const report = await chaos('--overlap');
     assert.equal(report.contacts, 10_000);
     // espresso sync, the admin page's Run now, temporal workflow start, espresso redispatch.
     assert.equal(report.overlapStarts, 4);
@@ -42,26 +47,7 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
   });
 
   it('an OAuth configuration whose tokens expire every 3 s, on two workers: one refresh at a time, never needs_reauth', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        join(projectRoot, 'dist/bench/chaos.js'),
-        '--json',
-        '--contacts',
-        '10000',
-        '--kills',
-        '1',
-        '--server-restarts',
-        '0',
-        '--oauth',
-        '--workers',
-        '2',
-        '--token-lifetime',
-        '3',
-      ],
-      { timeout: 290_000, maxBuffer: 10 * 1024 * 1024 },
-    );
-    const report = JSON.parse(stdout);
+    const report = await chaos('--oauth', '--workers', '2', '--token-lifetime', '3');
     assert.equal(report.workers, 2);
     assert.ok(report.tokenRefreshes > 0, 'no access token expired during the run');
     assert.equal(report.refreshTokenReuses, 0, 'a rotated refresh token was presented again');
