@@ -89,6 +89,24 @@ describe('docker-compose.yml and Dockerfile', () => {
     }
   });
 
+  it('publishes only the web server and the Web UI, on 127.0.0.1; credentials come from the environment', () => {
+    const published = Object.entries(services).filter(([, s]) => s.ports?.length);
+    assert.deepEqual(published.map(([name]) => name).sort(), ['temporal-ui', 'web']);
+    for (const [name, s] of published)
+      for (const p of s.ports!) assert.match(p, /^127\.0\.0\.1:\d+:\d+$/, `${name} publishes ${p}`);
+    // No working default for the database password: compose refuses to start without it.
+    assert.equal(
+      services.postgresql!.environment!.POSTGRES_PASSWORD,
+      '${TEMPORAL_DB_PASSWORD:?set TEMPORAL_DB_PASSWORD}',
+    );
+    assert.equal(
+      services.temporal!.environment!.POSTGRES_PWD,
+      services.postgresql!.environment!.POSTGRES_PASSWORD,
+    );
+    assert.match(services.web!.environment!.ESPRESSO_SESSION_SECRET!, /^\$\{ESPRESSO_SESSION_SECRET:\?/);
+    assert.equal(services.web!.environment!.ESPRESSO_ADMIN_PASSWORD, '${ESPRESSO_ADMIN_PASSWORD:-}');
+  });
+
   it('points worker and web at services that exist, and publishes the web port', () => {
     for (const [name, service] of ownServices) {
       const env = service.environment!;
@@ -99,7 +117,9 @@ describe('docker-compose.yml and Dockerfile', () => {
     }
     const web = services.web!;
     assert.ok(
-      web.ports!.includes(`${web.environment!.ESPRESSO_WEB_PORT}:${web.environment!.ESPRESSO_WEB_PORT}`),
+      web.ports!.includes(
+        `127.0.0.1:${web.environment!.ESPRESSO_WEB_PORT}:${web.environment!.ESPRESSO_WEB_PORT}`,
+      ),
     );
     assert.equal(web.environment!.ESPRESSO_WEB_HOST, '0.0.0.0');
   });
