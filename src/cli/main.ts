@@ -8,6 +8,9 @@ import { loadConfigOrExit } from './load-config';
 import { registerRunCommands } from './runs';
 import { registerSandboxCommands } from './sandbox';
 import { start } from './start';
+import { keepFilesPrivate } from '../lib/private-files';
+
+keepFilesPrivate();
 
 const program = new Command()
   .name('espresso')

@@ -4,6 +4,9 @@ import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createSandboxServer } from './server';
 import { initialSandboxState } from './setup';
+import { keepFilesPrivate } from '../lib/private-files';
+
+keepFilesPrivate();
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();

@@ -6,6 +6,9 @@ import { loadOrCreateKeyFile } from '../lib/key-file';
 import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createApp } from './app';
+import { keepFilesPrivate } from '../lib/private-files';
+
+keepFilesPrivate();
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();

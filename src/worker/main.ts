@@ -13,6 +13,9 @@ import { serveMetrics } from '../metrics';
 import { TASK_QUEUE } from '../temporal/constants';
 import { registerSearchAttributes } from '../temporal/search-attributes';
 import { createWorker } from '.';
+import { keepFilesPrivate } from '../lib/private-files';
+
+keepFilesPrivate();
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
