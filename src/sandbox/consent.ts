@@ -22,20 +22,33 @@ export async function sandboxOAuthConnection(
   const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
   const consent = await fetch(url);
   if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
-  const query = new URL(url).searchParams;
-  const decision = await fetch(`${sandboxUrl}/oauth/authorize`, {
+  const back = await answerSandboxConsent(sandboxUrl, url, { account: accountId });
+  const code = back.searchParams.get('code')!;
+  return processor.completeAuthorization(code, redirectUri, codeVerifier);
+}
+
+/**
+ * Answers the Sandbox's consent page for `authorizeUrl` as a person would (approve or deny, for
+ * `account`); returns where the Sandbox sends the browser back (the redirect URI with code or error).
+ */
+export async function answerSandboxConsent(
+  sandboxUrl: string,
+  authorizeUrl: string,
+  options: { account: string; decision?: 'approve' | 'deny' },
+): Promise<URL> {
+  const query = new URL(authorizeUrl).searchParams;
+  const res = await fetch(`${sandboxUrl}/oauth/authorize`, {
     method: 'POST',
     redirect: 'manual',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({
-      decision: 'approve',
-      account: accountId,
+      decision: options.decision ?? 'approve',
+      account: options.account,
       clientId: query.get('client_id')!,
-      redirectUri,
-      state: 'state-1',
+      redirectUri: query.get('redirect_uri')!,
+      state: query.get('state')!,
       codeChallenge: query.get('code_challenge') ?? '',
     }),
   });
-  const code = new URL(decision.headers.get('location')!).searchParams.get('code')!;
-  return processor.completeAuthorization(code, redirectUri, codeVerifier);
+  return new URL(res.headers.get('location')!);
 }

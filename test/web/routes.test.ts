@@ -10,6 +10,7 @@ import type { Stores } from '../../src/storage';
 import { isAdmin, same } from '../../src/web/admin-routes';
 import { createApp, type WebDeps } from '../../src/web/app';
 import { Signer } from '../../src/web/security';
+import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv } from '../support/temporal';
 import { tempStores } from '../support/tmp';
@@ -38,22 +39,12 @@ async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
 
 const field = (html: string, name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
 
-async function approveOnSandbox(sandboxUrl: string, authorizeUrl: string, decision = 'approve') {
-  const q = new URL(authorizeUrl).searchParams;
-  const res = await fetch(`${sandboxUrl}/oauth/authorize`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      decision,
-      account: 'acct_demo',
-      clientId: q.get('client_id')!,
-      redirectUri: q.get('redirect_uri')!,
-      state: q.get('state')!,
-      codeChallenge: q.get('code_challenge')!,
-    }),
-  });
-  const back = new URL(res.headers.get('location')!);
+async function approveOnSandbox(
+  sandboxUrl: string,
+  authorizeUrl: string,
+  decision: 'approve' | 'deny' = 'approve',
+) {
+  const back = await answerSandboxConsent(sandboxUrl, authorizeUrl, { account: 'acct_demo', decision });
   assert.equal(back.origin + back.pathname, 'http://localhost:3000/auth/sandbox/callback');
   return back.pathname + back.search;
 }
