@@ -196,8 +196,10 @@ export class MailchimpProcessor extends BaseProcessor {
   }
 
   /**
-   * Batch subscribe with `update_existing` and no `status`: existing members get the merge field,
-   * their subscription status is untouched, and an address that is not a member is refused per row.
+   * Batch subscribe with `update_existing`, no `status` and `status_if_new: "unsubscribed"` (the
+   * reference requires one of the two on every row): existing members get the merge field and keep
+   * their subscription status; an address that is not a member could only ever be added
+   * unsubscribed, and is archived again below.
    */
   protected async updateContacts(
     call: EspCall,
@@ -215,6 +217,7 @@ export class MailchimpProcessor extends BaseProcessor {
       json: {
         members: batch.map((u) => ({
           email_address: u.contactId,
+          status_if_new: 'unsubscribed',
           merge_fields: { [target.fieldName]: u.value },
         })),
         update_existing: true,

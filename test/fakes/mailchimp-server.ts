@@ -33,6 +33,7 @@ const MEMBER_KEYS = new Set([
   'email_address',
   'email_type',
   'status',
+  'status_if_new',
   'merge_fields',
   'interests',
   'language',
@@ -68,8 +69,6 @@ export class FakeMailchimp {
   readonly lists = new Map<string, FakeList>();
   readonly requests: Recorded[] = [];
   rateLimited = false;
-  /** Adds unknown addresses even without a status (as a lenient API might): the processor must still reject them. */
-  addsWithoutStatus = false;
   /** The next `times` API calls are answered with this instead (malformed bodies, outages). */
   respondWith?: { status: number; type: string; text: string; times: number };
   tokenGrants = 0;
@@ -366,9 +365,15 @@ export class FakeMailchimp {
     };
     const error = (email: string, message: string, code = 'ERROR_GENERIC') =>
       result.errors.push({ email_address: email, error: message, error_code: code });
-    for (const raw of b.members as Array<Record<string, unknown>>) {
+    const members = b.members as Array<Record<string, unknown>>;
+    for (const [i, raw] of members.entries()) {
       const bad = Object.keys(raw).find((k) => !MEMBER_KEYS.has(k));
       if (bad) throw invalid(`members.${bad}`, 'Unknown property');
+      // The current reference: every row carries `status` or `status_if_new`.
+      if (typeof raw.status !== 'string' && typeof raw.status_if_new !== 'string')
+        throw invalid(`members.${i}.status`, 'Required property: status or status_if_new');
+    }
+    for (const raw of members) {
       const email = String(raw.email_address ?? '');
       const member = list.byEmail.get(email.toLowerCase());
       const merge = (raw.merge_fields ?? {}) as Record<string, unknown>;
@@ -392,15 +397,14 @@ export class FakeMailchimp {
         }
         for (const [tag, v] of Object.entries(merge))
           if (list.mergeFields.has(tag)) member.merge_fields[tag] = String(v);
+        // `status_if_new` applies to new members only: an existing member's status moves only with `status`.
         if (typeof raw.status === 'string') member.status = raw.status;
         result.updated_members.push({ ...member, list_id: list.id });
-      } else if (typeof raw.status !== 'string' && !this.addsWithoutStatus) {
-        error(email, `${email} is not a member of this audience; a status is required to add a member.`);
       } else {
         const created: FakeMember = {
           id: hash(email),
           email_address: email.toLowerCase(),
-          status: typeof raw.status === 'string' ? raw.status : 'subscribed',
+          status: String(raw.status ?? raw.status_if_new),
           merge_fields: Object.fromEntries(Object.entries(merge).map(([k, v]) => [k, String(v)])),
           timestamp_signup: new Date().toISOString(),
         };

@@ -170,24 +170,42 @@ describe('Mailchimp processor', function () {
       }
     });
 
-    it('rejects and archives an address Mailchimp reports as a new member, should it ever add one', async () => {
+    it('rejects and archives an address Mailchimp adds as a new member (only ever unsubscribed)', async () => {
       const { target, emails, list } = await ready(2);
-      h.fake.addsWithoutStatus = true;
-      try {
-        const results = await h.processor.writeValues(target, [
-          { contactId: emails[0]!, value: value() },
-          { contactId: 'newcomer@example.com', value: value() },
-        ]);
-        assert.deepEqual(
-          results.map((r) => r.status),
-          ['updated', 'rejected'],
-        );
-        // ...and archived again at once: espresso never adds people to an audience.
-        assert.deepEqual(h.fake.archived, ['newcomer@example.com']);
-        assert.equal(list.byEmail.has('newcomer@example.com'), false);
-      } finally {
-        h.fake.addsWithoutStatus = false;
-      }
+      const archivedBefore = h.fake.archived.length;
+      const results = await h.processor.writeValues(target, [
+        { contactId: emails[0]!, value: value() },
+        { contactId: 'newcomer@example.com', value: value() },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['updated', 'rejected'],
+      );
+      // Mailchimp added it with `status_if_new`, so unsubscribed: no newsletter ever goes to it...
+      const answer = posts(target)[0]!.response as { new_members: Array<{ status: string }> };
+      assert.deepEqual(
+        answer.new_members.map((m) => m.status),
+        ['unsubscribed'],
+      );
+      // ...and espresso archived it again at once: it never adds people to an audience.
+      assert.deepEqual(h.fake.archived.slice(archivedBefore), ['newcomer@example.com']);
+      assert.equal(list.byEmail.has('newcomer@example.com'), false);
+    });
+
+    it('sends status_if_new on every row, as the reference requires (a row without it is refused)', async () => {
+      const { target, emails } = await ready(1);
+      const refused = await fetch(`${h.fake.url}/us7/3.0/lists/${target.espListId}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`x:${h.fake.apiKey}`).toString('base64')}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({ members: [{ email_address: emails[0] }], update_existing: true }),
+      });
+      assert.equal(refused.status, 400);
+      await h.processor.writeValues(target, [{ contactId: emails[0]!, value: value() }]);
+      const member = (posts(target).at(-1)!.body as { members: Array<Record<string, unknown>> }).members[0]!;
+      assert.equal(member.status_if_new, 'unsubscribed');
     });
 
     it('leaves subscription status alone (an unsubscribed member stays unsubscribed)', async () => {
@@ -196,7 +214,7 @@ describe('Mailchimp processor', function () {
       await h.processor.writeValues(target, [{ contactId: emails[0]!, value: value() }]);
       assert.equal(list.byEmail.get(emails[0]!)!.status, 'unsubscribed');
       const member = (posts(target)[0]!.body as { members: Array<Record<string, unknown>> }).members[0]!;
-      assert.deepEqual(Object.keys(member).sort(), ['email_address', 'merge_fields']);
+      assert.deepEqual(Object.keys(member).sort(), ['email_address', 'merge_fields', 'status_if_new']);
     });
 
     it('treats a 429 without a delay as a one-second wait', async () => {
