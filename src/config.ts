@@ -81,6 +81,7 @@ export const envSchema = z.object({
       'expected <key id>:<32-byte base64 key>[,<key id>:<key>...], the first one encrypting',
     )
     .optional(),
+  ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS: bool.default(false),
   ESPRESSO_MAILCHIMP_CLIENT_ID: z.string().min(1).optional(),
   ESPRESSO_MAILCHIMP_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
@@ -148,6 +149,8 @@ export interface AppConfig {
   metrics?: { host: string; port: number };
   /** Payload encryption keys (`id:base64,...`); default: the secret store's `payload-keys` entry. */
   payloadKeys?: string;
+  /** Workers run unencrypted payloads too: only while migrating histories from before encryption. */
+  allowPlaintextPayloads: boolean;
   /** OAuth apps registered with ESPs; an ESP without one connects with an API key only. */
   oauthApps: Partial<Record<OAuthEsp, { clientId: string; clientSecret: string }>>;
 }
@@ -258,6 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       ? { host: e.ESPRESSO_METRICS_HOST, port: e.ESPRESSO_METRICS_PORT }
       : undefined,
     payloadKeys: e.ESPRESSO_PAYLOAD_KEYS,
+    allowPlaintextPayloads: e.ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS,
     oauthApps,
   };
 }

@@ -43,6 +43,19 @@ describe('payload encryption codec', () => {
     ]);
   });
 
+  it('refuses unencrypted payloads when told to (workers), naming the cause and the migration setting', async () => {
+    const codec = new EncryptionCodec(newPayloadKeys('k1'), { plaintext: 'refuse' });
+    const [encoded] = await codec.encode([payload('fine')]);
+    assert.deepEqual((await codec.decode([encoded!])).map(value), ['fine']);
+    await assert.rejects(
+      codec.decode([payload({ apiKey: 'sk_live_PLAINTEXT_123' })]),
+      (err: Error) =>
+        /refused an unencrypted payload \(encoding "json\/plain"\)/.test(err.message) &&
+        err.message.includes('ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS=true') &&
+        !err.message.includes('PLAINTEXT_123'),
+    );
+  });
+
   it('refuses tampered payloads and unknown keys with a clear error', async () => {
     const codec = new EncryptionCodec(newPayloadKeys('k1'));
     const [encoded] = await codec.encode([payload('x')]);

@@ -90,9 +90,24 @@ export async function loadPayloadKeys(
   return parsePayloadKeys(stored, source);
 }
 
+/** The worker setting that lets unencrypted payloads through, for migrations only. */
+export const ALLOW_PLAINTEXT_SETTING = 'ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS';
+
+export interface CodecOptions {
+  /**
+   * What decoding does with a payload that is not encrypted: `pass` it on as it is (readers: the
+   * Web UI's codec endpoint, clients reading old histories), or `refuse` it (workers: whoever can
+   * reach Temporal's frontend must not start runs of their choosing without the key).
+   */
+  plaintext: 'pass' | 'refuse';
+}
+
 /** AES-256-GCM over the whole serialized payload (data and metadata); the key id is authenticated. */
 export class EncryptionCodec implements PayloadCodec {
-  constructor(private readonly keys: PayloadKeys) {
+  constructor(
+    private readonly keys: PayloadKeys,
+    private readonly options: CodecOptions = { plaintext: 'pass' },
+  ) {
     if (!keys.keys.has(keys.current))
       throw new PayloadKeysError(`the current key ${keys.current} is not in the ring`);
   }
@@ -115,8 +130,14 @@ export class EncryptionCodec implements PayloadCodec {
 
   async decode(payloads: Payload[]): Promise<Payload[]> {
     return payloads.map((payload) => {
-      // Payloads written before encryption was on (or by the CLI without a codec) pass as they are.
-      if (text(payload.metadata?.encoding) !== ENCRYPTED_ENCODING) return payload;
+      const encoding = text(payload.metadata?.encoding);
+      if (encoding !== ENCRYPTED_ENCODING) {
+        if (this.options.plaintext === 'pass') return payload;
+        throw new PayloadKeysError(
+          `refused an unencrypted payload (encoding ${JSON.stringify(encoding ?? '')}): workers run only what espresso's codec encrypted. ` +
+            `Start runs with espresso's commands, or with temporal --codec-endpoint; ${ALLOW_PLAINTEXT_SETTING}=true lets plaintext through while migrating histories written before encryption`,
+        );
+      }
       const id = text(payload.metadata?.[KEY_ID_METADATA]);
       const key = id ? this.keys.keys.get(id) : undefined;
       if (!key) {
@@ -153,10 +174,10 @@ export function codecEndpoint(publicUrl: string, sessionSecret: string): string 
   return `${publicUrl.replace(/\/$/, '')}/codec/${codecPathToken(sessionSecret)}`;
 }
 
-/** The data converter every espresso client and worker uses. */
-export function dataConverter(keys: PayloadKeys): DataConverter {
+/** The data converter every espresso client and worker uses (workers refuse plaintext). */
+export function dataConverter(keys: PayloadKeys, options?: CodecOptions): DataConverter {
   return {
-    payloadCodecs: [new EncryptionCodec(keys)],
+    payloadCodecs: [new EncryptionCodec(keys, options)],
     failureConverterPath: require.resolve('./failure-converter'),
   };
 }

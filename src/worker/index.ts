@@ -15,6 +15,8 @@ export interface WorkerOptions extends ActivityDeps {
   payloadKeys: PayloadKeys;
   /** On shutdown, in-flight activities get this long to finish before they are cancelled. */
   shutdownGraceTimeMs?: number;
+  /** Runs unencrypted payloads too (ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS): only while migrating. */
+  allowPlaintextPayloads?: boolean;
 }
 
 export const workflowsPath = require.resolve('../workflows');
@@ -31,13 +33,14 @@ export function createWorker({
   workflowBundle,
   payloadKeys,
   shutdownGraceTimeMs = 15_000,
+  allowPlaintextPayloads = false,
   ...deps
 }: WorkerOptions) {
   return Worker.create({
     connection,
     namespace,
     taskQueue,
-    dataConverter: dataConverter(payloadKeys),
+    dataConverter: dataConverter(payloadKeys, { plaintext: allowPlaintextPayloads ? 'pass' : 'refuse' }),
     shutdownGraceTime: shutdownGraceTimeMs,
     // Heartbeats reach the server within seconds, so cancellation reaches activities within seconds.
     maxHeartbeatThrottleInterval: '3 seconds',

@@ -76,9 +76,14 @@ async function main(): Promise<void> {
       namespace: config.temporal.namespace,
       payloadKeys,
       shutdownGraceTimeMs: config.shutdownGraceMs,
+      allowPlaintextPayloads: config.allowPlaintextPayloads,
       ...deps,
     }));
     if (running.stopping) return;
+    if (config.allowPlaintextPayloads)
+      log.warn(
+        'ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS=true: this worker runs unencrypted payloads too (migrations only)',
+      );
     log.info({ taskQueue: TASK_QUEUE, address: config.temporal.address }, 'worker started');
     await worker.run();
   } finally {
