@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
+import { fileLink, refuseRedirect } from './file-links';
 import type {
   AccountInfo,
   ContactPage,
@@ -212,7 +213,7 @@ export class IterableProcessor extends BaseProcessor {
     );
     if (file === 'done') return { contacts: [] };
     if (file === 'pending') return { contacts: [], nextCursor: `${jobId}:${fileIndex}:${offset}` };
-    const { lines, next, end } = await this.readLines(file.url, offset);
+    const { lines, next, end } = await this.readLines(file.url, offset, this.baseUrl(target));
     const contacts: ContactRef[] = [];
     for (const line of lines) {
       const contact = contactOf(line, target.fieldName, mode);
@@ -284,16 +285,21 @@ export class IterableProcessor extends BaseProcessor {
   private async readLines(
     url: string,
     offset: number,
+    apiBase: string,
   ): Promise<{ lines: string[]; next: number; end: boolean }> {
+    const what = 'the Iterable export file';
+    const link = fileLink(url, what, apiBase);
     const want = this.options.pageBytes ?? 1 << 20;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.http.timeoutMs);
     try {
       // A pre-signed file link, not the API: no key, no pacing.
-      const res = await fetch(url, {
+      const res = await fetch(link, {
         headers: { range: `bytes=${offset}-${offset + want - 1}` },
+        redirect: 'manual',
         signal: controller.signal,
       });
+      await refuseRedirect(res, what);
       if (res.status === 416) return { lines: [], next: offset, end: true };
       if (res.status !== 200 && res.status !== 206) {
         this.files.clear(); // an expired link: fetch fresh ones next time
@@ -312,7 +318,7 @@ export class IterableProcessor extends BaseProcessor {
         .filter((l) => l.trim() !== '');
       return { lines, next: offset + cut, end: atEnd };
     } catch (err) {
-      if (err instanceof TransientError) throw err;
+      if (err instanceof TransientError || err instanceof RequestRejectedError) throw err;
       throw new TransientError(`Iterable export file download failed (${(err as Error).name})`);
     } finally {
       clearTimeout(timer);

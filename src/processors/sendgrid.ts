@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createGunzip } from 'node:zlib';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
+import { fileLink, refuseRedirect } from './file-links';
 import type {
   AccountInfo,
   ContactPage,
@@ -175,7 +176,7 @@ export class SendGridProcessor extends BaseProcessor {
       if (!ready) return { contacts: [], nextCursor: formatCursor(at) };
       at = ready;
       if (at.file >= at.files) return { contacts: [] };
-      await download(ready.url, this.downloadPath(at), this.tmpDir());
+      await download(ready.url, this.downloadPath(at), this.tmpDir(), this.baseUrl(target));
     }
     const { lines, next, eof } = await readLines(path, at.offset, this.options.pageSize ?? 1000);
     const contacts: ContactRef[] = [];
@@ -259,7 +260,9 @@ export class SendGridProcessor extends BaseProcessor {
     if (job.status === 'failed' && !job.results?.errors_url) {
       throw new RequestRejectedError('SendGrid could not process the upsert job');
     }
-    const rowErrors = job.results?.errors_url ? await rowErrorsFrom(job.results.errors_url) : new Map();
+    const rowErrors = job.results?.errors_url
+      ? await rowErrorsFrom(job.results.errors_url, this.baseUrl(target))
+      : new Map();
     const named = rows.filter((r) => rowErrors.has(r.email.toLowerCase())).length;
     if ((job.results?.errored_count ?? 0) > named) {
       throw new TransientError('the SendGrid upsert job reported errors its errors file does not name');
@@ -527,13 +530,16 @@ function parseExportRow(
  * Downloads a signed export URL (another host: no API key sent) to `dest`, gunzipped when
  * gzipped. Written under a temporary name and renamed, so a partial download is never read.
  */
-async function download(url: string, dest: string, dir: string): Promise<void> {
+async function download(url: string, dest: string, dir: string, apiBase: string): Promise<void> {
+  const what = 'the SendGrid export file';
+  const link = fileLink(url, what, apiBase);
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(60 * 60_000) });
+    res = await fetch(link, { redirect: 'manual', signal: AbortSignal.timeout(60 * 60_000) });
   } catch {
     throw new TransientError('the SendGrid export download failed');
   }
+  await refuseRedirect(res, what);
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     if (res.status >= 500) throw new TransientError(`the SendGrid export download answered ${res.status}`);
@@ -605,10 +611,18 @@ async function readLines(
 }
 
 /** The job's errors file (CSV with a header; an email column and an error column): email -> reason. */
-async function rowErrorsFrom(url: string): Promise<Map<string, string>> {
+async function rowErrorsFrom(url: string, apiBase: string): Promise<Map<string, string>> {
+  const what = 'the SendGrid upsert errors file';
+  const link = fileLink(url, what, apiBase);
+  let res: Response;
+  try {
+    res = await fetch(link, { redirect: 'manual', signal: AbortSignal.timeout(120_000) });
+  } catch {
+    throw new TransientError('the SendGrid upsert errors file could not be downloaded');
+  }
+  await refuseRedirect(res, what);
   let text: string;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
     if (!res.ok) throw new Error(String(res.status));
     text = await res.text();
   } catch {

@@ -105,6 +105,9 @@ export class FakeIterable {
   malformed = false;
   /** Serve export files without honouring Range (whole file, 200). */
   ignoreRange = false;
+  /** Origin of the file links answered (default: the fake's own); and where file links redirect. */
+  fileOrigin?: string;
+  redirectFilesTo?: string;
   private nextJob = 3562;
   private nextChannel: number;
   private server!: http.Server;
@@ -142,7 +145,11 @@ export class FakeIterable {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (url.pathname.startsWith('/_files/')) return this.download(url.pathname.slice(8), req, res);
+    if (url.pathname.startsWith('/_files/')) {
+      if (!this.redirectFilesTo) return this.download(url.pathname.slice(8), req, res);
+      res.writeHead(302, { location: `${this.redirectFilesTo}${url.pathname}` });
+      return void res.end();
+    }
     let body: unknown;
     try {
       if (raw.length > MAX_BODY) throw new Fail(413, 'BatchTooLarge', 'Request body is larger than 4MB');
@@ -219,7 +226,7 @@ export class FakeIterable {
         exportTruncated: false,
         files: ready
           .slice(from, from + this.filesPerAnswer)
-          .map((f) => ({ file: f.file, url: `${this.url}/_files/${f.token}` })),
+          .map((f) => ({ file: f.file, url: `${this.fileOrigin ?? this.url}/_files/${f.token}` })),
         jobId: job.id,
         jobState: state,
       };

@@ -51,6 +51,9 @@ export class FakeSendGrid {
   /** Contacts per export file (SendGrid splits by max_file_size). */
   exportFileContacts = 100_000;
   rateLimited = false;
+  /** Origin of the file links answered (default: the fake's own); and where file links redirect. */
+  fileOrigin?: string;
+  redirectFilesTo?: string;
   /** Seconds from now to the announced X-RateLimit-Reset. */
   rateLimitResetIn = 5;
   /** Answers to this path are a 200 with a truncated body. */
@@ -149,6 +152,10 @@ export class FakeSendGrid {
     // Signed download URLs: no API auth; a request carrying an Authorization header is refused
     // (S3 allows one auth mechanism only).
     if (url.pathname.startsWith('/files/')) {
+      if (this.redirectFilesTo) {
+        res.writeHead(302, { location: `${this.redirectFilesTo}${url.pathname}` });
+        return void res.end();
+      }
       if (req.headers.authorization) return send(400, { message: 'Only one auth mechanism allowed' });
       const [, , kind, id, index] = url.pathname.split('/');
       if (kind === 'export') {
@@ -271,7 +278,9 @@ export class FakeSendGrid {
         ...(ready
           ? {
               completed_at: now,
-              urls: exp.files.map((_, i) => `${this.url}/files/export/${m![1]}/${i}?X-Amz-Signature=abc`),
+              urls: exp.files.map(
+                (_, i) => `${this.fileOrigin ?? this.url}/files/export/${m![1]}/${i}?X-Amz-Signature=abc`,
+              ),
               contact_count: this.contacts.size,
             }
           : {}),
@@ -400,7 +409,7 @@ export class FakeSendGrid {
           ...errored.map((e) => `${e},"email is on a suppression list, row not imported"`),
         ].join('\n'),
       );
-      results.errors_url = `${this.url}/files/errors/${jobId}`;
+      results.errors_url = `${this.fileOrigin ?? this.url}/files/errors/${jobId}`;
     }
     const status =
       errored.length === 0 ? 'completed' : errored.length === job.emails.length ? 'failed' : 'errored';

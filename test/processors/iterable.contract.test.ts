@@ -1,6 +1,8 @@
+import http from 'node:http';
 import { strict as assert } from 'node:assert';
+import { closeServer, listenLocal } from '../support/listen';
 import { randomBytes } from 'node:crypto';
-import { InvalidCredentialsError, TransientError } from '../../src/processors/errors';
+import { InvalidCredentialsError, RequestRejectedError, TransientError } from '../../src/processors/errors';
 import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
 import { processorContract } from './contract';
 import { iterableHarness } from './iterable-harness';
@@ -92,6 +94,33 @@ describe('Iterable processor', function () {
       assert.deepEqual(ids.sort(), [...seeded].sort());
     } finally {
       h.us.ignoreRange = false;
+    }
+  });
+
+  it('never downloads an export file from another place than HTTPS to a named host, nor follows a redirect', async () => {
+    const elsewhere = {
+      requests: 0,
+      server: http.createServer((_req, res) => (elsewhere.requests++, res.end())),
+    };
+    const origin = await listenLocal(elsewhere.server);
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    await h.seed(target, 50);
+    try {
+      h.us.fileOrigin = origin;
+      await assert.rejects(
+        listAll(target, 'full'),
+        (err: Error) =>
+          err instanceof RequestRejectedError &&
+          err.message.includes(`a link to ${origin}, which espresso does not download from`),
+      );
+      h.us.fileOrigin = undefined;
+      h.us.redirectFilesTo = origin;
+      await assert.rejects(listAll(target, 'full'), /redirect, which espresso does not follow/);
+      assert.equal(elsewhere.requests, 0, 'nothing was fetched from elsewhere');
+    } finally {
+      h.us.fileOrigin = h.us.redirectFilesTo = undefined;
+      await closeServer(elsewhere.server);
     }
   });
 

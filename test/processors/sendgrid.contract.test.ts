@@ -1,4 +1,6 @@
+import http from 'node:http';
 import { strict as assert } from 'node:assert';
+import { closeServer, listenLocal } from '../support/listen';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { RateLimitedError, RequestRejectedError, TransientError } from '../../src/processors/errors';
@@ -260,6 +262,35 @@ describe('SendGrid processor', function () {
     assert.equal(results.filter((r) => r.status === 'updated').length, 5);
     // One PUT with the bad row, then the other rows again without it (no bisection).
     assert.equal(puts().length, 2);
+  });
+
+  it('never downloads from a link to another place than HTTPS to a named host, nor follows a redirect', async () => {
+    const elsewhere = {
+      requests: 0,
+      server: http.createServer((_req, res) => (elsewhere.requests++, res.end())),
+    };
+    const origin = await listenLocal(elsewhere.server);
+    try {
+      fake.seed(5);
+      fake.fileOrigin = origin;
+      await assert.rejects(
+        listAll('full'),
+        (err: Error) =>
+          err instanceof RequestRejectedError &&
+          err.message.includes(`a link to ${origin}, which espresso does not download from`) &&
+          !err.message.includes('Signature'),
+      );
+      fake.fileOrigin = undefined;
+      fake.redirectFilesTo = origin;
+      await assert.rejects(
+        listAll('full'),
+        /the link answered with a redirect, which espresso does not follow/,
+      );
+      assert.equal(elsewhere.requests, 0, 'nothing was fetched from elsewhere');
+    } finally {
+      fake.fileOrigin = fake.redirectFilesTo = undefined;
+      await closeServer(elsewhere.server);
+    }
   });
 
   it("turns SendGrid's X-RateLimit-Reset (epoch seconds) into retryAfterMs", async () => {
