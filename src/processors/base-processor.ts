@@ -209,8 +209,12 @@ export abstract class BaseProcessor {
 
   // ---- web flow ----
 
-  /** Authorize URL for the consent page, with PKCE when the ESP supports it. */
-  authorizationRequest(redirectUri: string, state: string): { url: string; codeVerifier?: string } {
+  /** The ESP's consent URL; with PKCE when the ESP supports it, for `codeVerifier` (default: a random one). */
+  authorizationRequest(
+    redirectUri: string,
+    state: string,
+    codeVerifier = randomBytes(32).toString('base64url'),
+  ): { url: string; codeVerifier?: string } {
     const auth = this.oauth();
     const url = new URL(auth.authorizeUrl);
     url.searchParams.set('response_type', 'code');
@@ -219,7 +223,6 @@ export abstract class BaseProcessor {
     url.searchParams.set('state', state);
     if (auth.scopes.length) url.searchParams.set('scope', auth.scopes.join(' '));
     if (!auth.pkce) return { url: url.toString() };
-    const codeVerifier = randomBytes(32).toString('base64url');
     url.searchParams.set('code_challenge', createHash('sha256').update(codeVerifier).digest('base64url'));
     url.searchParams.set('code_challenge_method', 'S256');
     return { url: url.toString(), codeVerifier };

@@ -16,6 +16,7 @@ import { RunInProgressError, startConfigurationRun, today } from '../temporal/ru
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
+import type { FailedAuthGuard } from './failed-auth';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
@@ -72,10 +73,15 @@ const DONE: Record<Action, string> = {
   enable: 'Configuration enabled.',
 };
 
-export function adminRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHandler) {
+export function adminRoutes(
+  deps: WebDeps,
+  signer: Signer,
+  postLimiter: RequestHandler,
+  failedAuth: FailedAuthGuard,
+) {
   const router = Router();
   const secure = deps.web.publicUrl.startsWith('https://');
-  router.use('/admin', adminAuth(deps.web.admin));
+  router.use('/admin', adminAuth(deps.web.admin, failedAuth));
 
   router.get('/admin', async (req, res) => {
     const query = adminQuery.safeParse(req.query);
@@ -121,7 +127,7 @@ ${
   });
 
   router.post('/admin/configurations/:id/:action', postLimiter, async (req, res) => {
-    if (!csrfValid(req, signer))
+    if (!csrfValid(req, signer, secure))
       return void res.status(403).send(
         page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
           kind: 'error',
@@ -227,8 +233,11 @@ export function same(a: string, b: string): boolean {
   return timingSafeEqual(digest(a), digest(b));
 }
 
-/** HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off. */
-export function adminAuth(admin: WebDeps['web']['admin']) {
+/**
+ * HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off.
+ * Wrong credentials count against the client (`failedAuth`): after 10, it waits longer each time.
+ */
+export function adminAuth(admin: WebDeps['web']['admin'], failedAuth: FailedAuthGuard) {
   return (req: Request, res: Response, next: NextFunction) => {
     if (!admin.token && !(admin.user && admin.password)) {
       return void res
@@ -241,7 +250,28 @@ export function adminAuth(admin: WebDeps['web']['admin']) {
           ),
         );
     }
-    if (isAdmin(admin, req.headers.authorization)) return next();
+    const client = req.ip ?? '';
+    const waitMs = failedAuth.waitMs(client);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      res.setHeader('retry-after', String(seconds));
+      return void res
+        .status(429)
+        .send(
+          page(
+            'Too many failed sign-ins',
+            `<h1>Too many failed sign-ins</h1><p>Try again in ${seconds} seconds.</p>`,
+            { kind: 'error' },
+          ),
+        );
+    }
+    const header = req.headers.authorization;
+    if (isAdmin(admin, header)) {
+      failedAuth.succeeded(client);
+      return next();
+    }
+    // A browser's first request carries no credentials: only a wrong answer counts.
+    if (header) failedAuth.failed(client);
     res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
     res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
   };

@@ -13,6 +13,7 @@ import type { PayloadKeys } from '../codec';
 import { adminAuth, adminRoutes } from './admin-routes';
 import { codecRoutes } from './codec-routes';
 import { connectRoutes } from './connect-routes';
+import { FailedAuthGuard, type FailedAuthOptions } from './failed-auth';
 import { checkDependencies } from './health';
 import { page } from './pages';
 import { Signer } from './security';
@@ -39,6 +40,8 @@ export interface WebDeps {
      * addresses). Default: none, so a client cannot pick the address its rate limit counts.
      */
     trustProxy?: false | number | string;
+    /** Lock-outs after failed admin and codec sign-ins (tests shorten them). */
+    failedAuth?: FailedAuthOptions;
   };
   log?: Logger;
 }
@@ -69,21 +72,41 @@ export function createApp(deps: WebDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.web.trustProxy ?? false);
-  app.use(helmet());
-  app.use(cookieParser());
-  app.use(express.urlencoded({ extended: false, limit: '20kb', parameterLimit: 20 }));
-  const postLimiter = rateLimit({
-    windowMs: 60_000,
-    limit: deps.web.postsPerMinute ?? 30,
-    standardHeaders: 'draft-7',
-    legacyHeaders: false,
-    handler: (_req, res) =>
-      void res.status(429).send(
-        page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
-          kind: 'error',
-        }),
-      ),
+  const https = deps.web.publicUrl.startsWith('https://');
+  // HSTS and upgrade-insecure-requests only where there is HTTPS to upgrade to.
+  app.use(
+    helmet({
+      strictTransportSecurity: https,
+      contentSecurityPolicy: { directives: { upgradeInsecureRequests: https ? [] : null } },
+    }),
+  );
+  // Pages carry CSRF tokens, configurations and runs: no browser or proxy keeps a copy.
+  app.use((_req, res, next) => {
+    res.setHeader('cache-control', 'no-store');
+    next();
   });
+  app.use(cookieParser());
+  // The codec reads its own JSON bodies, before any form parser could take them.
+  const failedAuth = new FailedAuthGuard(deps.web.failedAuth);
+  app.use(codecRoutes(deps, failedAuth));
+  app.use(express.urlencoded({ extended: false, limit: '20kb', parameterLimit: 20 }));
+  const limiter = () =>
+    rateLimit({
+      windowMs: 60_000,
+      limit: deps.web.postsPerMinute ?? 30,
+      standardHeaders: 'draft-7',
+      legacyHeaders: false,
+      // X-Forwarded-For is ignored on purpose unless a proxy is trusted (ESPRESSO_TRUST_PROXY).
+      validate: { xForwardedForHeader: false },
+      handler: (_req, res) =>
+        void res.status(429).send(
+          page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
+            kind: 'error',
+          }),
+        ),
+    });
+  // Form posts, and OAuth starts (each sends the browser to the ESP): as many per client each.
+  const limiters = { posts: limiter(), starts: limiter() };
 
   // Liveness: always 200 while the process serves, with each dependency's state for humans and probes.
   app.get('/healthz', async (_req, res) => {
@@ -112,13 +135,12 @@ export function createApp(deps: WebDeps): Express {
     });
     next();
   });
-  app.get('/metrics', adminAuth(deps.web.admin), async (_req, res) => {
+  app.get('/metrics', adminAuth(deps.web.admin, failedAuth), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  app.use(codecRoutes(deps));
-  app.use(connectRoutes(deps, signer, postLimiter, log));
-  app.use(adminRoutes(deps, signer, postLimiter));
+  app.use(connectRoutes(deps, signer, limiters, log));
+  app.use(adminRoutes(deps, signer, limiters.posts, failedAuth));
 
   app.use(
     (_req, res) =>

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { codecPathToken, EncryptionCodec } from '../codec';
 import { isAdmin, same } from './admin-routes';
 import type { WebDeps } from './app';
+import type { FailedAuthGuard } from './failed-auth';
 
 const base64 = z
   .string()
@@ -21,7 +22,7 @@ const body = z.object({
     .default([]),
 });
 
-export function codecRoutes(deps: WebDeps): Router {
+export function codecRoutes(deps: WebDeps, failedAuth: FailedAuthGuard): Router {
   const router = Router();
   const codec = new EncryptionCodec(deps.payloadKeys);
   const origins = uiOrigins(deps.temporalUiUrl);
@@ -52,9 +53,23 @@ export function codecRoutes(deps: WebDeps): Router {
     return isAdmin(admin, req.headers.authorization);
   };
 
-  // Before the body is read: unauthenticated callers cost nothing.
-  const auth = (req: Request, res: Response, next: NextFunction) =>
-    authorized(req) ? next() : void res.status(401).json({ error: 'not authorized' });
+  // Before the body is read: unauthenticated callers cost nothing. Wrong tokens or credentials
+  // count against the client like the admin page's (one guard for both).
+  const auth = (req: Request, res: Response, next: NextFunction) => {
+    const client = req.ip ?? '';
+    const waitMs = failedAuth.waitMs(client);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      res.setHeader('retry-after', String(seconds));
+      return void res.status(429).json({ error: `too many failed attempts: try again in ${seconds} s` });
+    }
+    if (authorized(req)) {
+      failedAuth.succeeded(client);
+      return next();
+    }
+    if (typeof req.params.token === 'string' || req.headers.authorization) failedAuth.failed(client);
+    res.status(401).json({ error: 'not authorized' });
+  };
 
   const handle = (direction: 'encode' | 'decode') => async (req: Request, res: Response) => {
     const namespace = req.headers['x-namespace'];
@@ -92,6 +107,14 @@ export function codecRoutes(deps: WebDeps): Router {
     router.post(`${path}/decode`, cors, auth, json, handle('decode'));
     router.post(`${path}/encode`, cors, auth, json, handle('encode'));
   }
+  // Bodies that are not JSON (a form, a truncated upload) get a JSON answer naming the problem.
+  router.use('/codec', (err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    const status = (err as { status?: number }).status;
+    if (!status || status >= 500) return next(err);
+    res
+      .status(status)
+      .json({ error: status === 413 ? 'body: too large' : 'body: must be JSON ({"payloads": [...]})' });
+  });
   return router;
 }
 

@@ -1,5 +1,5 @@
 // The publisher-facing pages: pick an ESP, connect it (OAuth or API key), pick a list, done.
-import { Router, type Request, type Response } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { ConnectError, pickList, saveConnection } from '../connect';
 import type { Logger } from '../logger';
@@ -19,16 +19,17 @@ import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import { hashBinding, PendingFlows, type ClaimProblem } from './pending';
-import { csrfToken, csrfValid, flowBinding, FLOW_COOKIE, newNonce, type Signer } from './security';
+import { csrfToken, csrfValid, flowBinding, flowCookie, newNonce, type Signer } from './security';
 
 const reauthorizeQuery = z.object({ reauthorize: configurationIdSchema.optional() });
 
 export function connectRoutes(
   deps: WebDeps,
   signer: Signer,
-  postLimiter: import('express').RequestHandler,
+  limiters: { posts: RequestHandler; starts: RequestHandler },
   log: Logger,
 ) {
+  const { posts: postLimiter, starts: startLimiter } = limiters;
   const router = Router();
   const pending = new PendingFlows(deps.stores.blobs, deps.stores.secrets);
   const secure = deps.web.publicUrl.startsWith('https://');
@@ -81,7 +82,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     );
   });
 
-  router.get('/auth/:esp/start', async (req, res) => {
+  router.get('/auth/:esp/start', startLimiter, async (req, res) => {
     const processor = processorFor(req, res);
     if (!processor) return;
     if (!processor.descriptor.oauth2)
@@ -89,23 +90,14 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     const query = reauthorizeQuery.safeParse(req.query);
     if (!query.success) return badRequest(res, query.error);
     if (!(await reauthorizable(res, processor, query.data.reauthorize))) return;
-    const binding = flowBinding(req, res, secure);
+    // Nothing is stored until the ESP answers the callback: the signed state carries the flow.
+    const binding = flowBinding(req, res, signer, secure);
     const nonce = newNonce();
     const esp = processor.descriptor.id;
-    const { url, codeVerifier } = processor.authorizationRequest(
+    const { url } = processor.authorizationRequest(
       redirectUri(esp),
-      signer.state(nonce, esp, binding),
-    );
-    await pending.put(
-      nonce,
-      {
-        esp,
-        binding: hashBinding(binding),
-        stage: 'authorizing',
-        reauthorizeId: query.data.reauthorize,
-        createdAt: Date.now(),
-      },
-      { codeVerifier },
+      signer.state(nonce, esp, binding, { reauthorizeId: query.data.reauthorize }),
+      signer.codeVerifier(nonce),
     );
     // The target comes from the processor's descriptor, never from the request.
     res.redirect(302, url);
@@ -123,12 +115,11 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       })
       .safeParse(req.query);
     if (!query.success) return badRequest(res, query.error);
-    const binding = req.cookies?.[FLOW_COOKIE] as string | undefined;
+    const binding = flowCookie(req, signer, secure);
     const state = signer.checkState(query.data.state, esp, binding);
     if ('problem' in state) return expired(res, esp);
-    const claimed = await pending.claim(state.nonce, 'authorizing', binding, esp);
-    if ('problem' in claimed) return claimFailure(res, claimed.problem, esp);
-    await pending.finish(state.nonce);
+    // Once: the state's nonce becomes a `used` record, swept when the state has expired.
+    if (!(await pending.markUsed(state.nonce))) return expired(res, esp);
     if (query.data.error) {
       const denied = query.data.error === 'access_denied';
       return failure(
@@ -153,9 +144,9 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       const { credentials, account } = await processor.completeAuthorization(
         query.data.code,
         redirectUri(esp),
-        claimed.secret.codeVerifier,
+        processor.descriptor.oauth2?.pkce ? signer.codeVerifier(state.nonce) : undefined,
       );
-      await complete(req, res, processor, credentials, account, claimed.flow.reauthorizeId);
+      await complete(req, res, processor, credentials, account, state.reauthorizeId);
     } catch (err) {
       espFailure(res, processor, err);
     }
@@ -187,7 +178,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
   router.post('/auth/:esp/key', postLimiter, async (req, res) => {
     const processor = processorFor(req, res);
     if (!processor) return;
-    if (!csrfValid(req, signer)) return csrfFailure(res);
+    if (!csrfValid(req, signer, secure)) return csrfFailure(res);
     const body = z
       .object({
         apiKey: z.string().trim().min(1, 'is required').max(500),
@@ -207,13 +198,13 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
   router.post('/auth/:esp/list', postLimiter, async (req, res) => {
     const processor = processorFor(req, res);
     if (!processor) return;
-    if (!csrfValid(req, signer)) return csrfFailure(res);
+    if (!csrfValid(req, signer, secure)) return csrfFailure(res);
     const body = z
       .object({ nonce: z.string().min(10).max(64), listId: z.string().min(1).max(200) })
       .safeParse(req.body);
     if (!body.success) return badRequest(res, body.error);
     const esp = processor.descriptor.id;
-    const claimed = await pending.claim(body.data.nonce, 'choose_list', req.cookies?.[FLOW_COOKIE], esp);
+    const claimed = await pending.claim(body.data.nonce, 'choose_list', flowCookie(req, signer, secure), esp);
     if ('problem' in claimed) return claimFailure(res, claimed.problem, esp);
     await pending.finish(body.data.nonce);
     if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, esp);
@@ -296,7 +287,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     account: AccountInfo,
   ) {
     const esp = processor.descriptor.id;
-    const binding = flowBinding(req, res, secure);
+    const binding = flowBinding(req, res, signer, secure);
     const nonce = newNonce();
     await pending.put(
       nonce,

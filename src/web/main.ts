@@ -6,6 +6,7 @@ import { loadOrCreateKeyFile } from '../lib/key-file';
 import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createApp } from './app';
+import { PendingFlows } from './pending';
 import { keepFilesPrivate } from '../lib/private-files';
 
 keepFilesPrivate();
@@ -42,6 +43,8 @@ async function main(): Promise<void> {
     },
     log,
   });
+  // Expired connect flows (and their secrets) are removed every minute.
+  const stopSweeping = new PendingFlows(stores.blobs, stores.secrets).sweepEvery(60_000, log);
   const server = app.listen(config.web.port, config.web.host, () => {
     log.info({ url: config.web.publicUrl }, 'web server listening');
   });
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
 
   closeOnShutdown(server, {
     afterClose: async () => {
+      stopSweeping();
       if (connection) await (await connection.catch(() => undefined))?.close();
     },
   });

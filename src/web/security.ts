@@ -20,38 +20,88 @@ export class Signer {
     return expected.length === given.length && timingSafeEqual(expected, given);
   }
 
-  /** An OAuth `state`: nonce, ESP and expiry, signed together with the browser's flow cookie. */
-  state(nonce: string, esp: string, binding: string, now = Date.now()): string {
-    const payload = `${nonce}.${esp}.${now + STATE_TTL_MS}`;
+  /**
+   * An OAuth `state`: nonce, ESP, expiry and the configuration a re-authorization is for, signed
+   * together with the browser's flow cookie. Nothing is stored when a flow starts: the state and
+   * the cookie carry the flow to its callback.
+   */
+  state(
+    nonce: string,
+    esp: string,
+    binding: string,
+    options: { reauthorizeId?: string; now?: number } = {},
+  ): string {
+    const payload = `${nonce}.${esp}.${(options.now ?? Date.now()) + STATE_TTL_MS}.${options.reauthorizeId ?? ''}`;
     return `${payload}.${this.sign('state', `${payload}.${binding}`)}`;
   }
 
-  /** The nonce of a valid state, or why it is not valid. */
+  /** The nonce (and re-authorized configuration) of a valid state, or why it is not valid. */
   checkState(
     state: string,
     esp: string,
     binding: string | undefined,
     now = Date.now(),
-  ): { nonce: string } | { problem: string } {
+  ): { nonce: string; reauthorizeId?: string } | { problem: string } {
     const parts = state.split('.');
-    if (parts.length !== 4) return { problem: 'malformed' };
-    const [nonce, stateEsp, expires, signature] = parts as [string, string, string, string];
-    if (!binding || !this.verify('state', `${nonce}.${stateEsp}.${expires}.${binding}`, signature)) {
+    if (parts.length !== 5) return { problem: 'malformed' };
+    const [nonce, stateEsp, expires, reauthorizeId, signature] = parts as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    if (
+      !binding ||
+      !this.verify('state', `${nonce}.${stateEsp}.${expires}.${reauthorizeId}.${binding}`, signature)
+    ) {
       return { problem: 'signature' };
     }
     if (stateEsp !== esp) return { problem: 'esp' };
     if (Number(expires) < now) return { problem: 'expired' };
-    return { nonce };
+    return reauthorizeId ? { nonce, reauthorizeId } : { nonce };
+  }
+
+  /**
+   * The PKCE code verifier of a flow, derived from its nonce: secret (it needs the session
+   * secret), 43 characters as RFC 7636 asks, and never stored anywhere.
+   */
+  codeVerifier(nonce: string): string {
+    return this.sign('pkce', nonce);
   }
 }
 
-/** The random value that ties a flow to this browser; set on the first page of the flow. */
-export function flowBinding(req: Request, res: Response, secure: boolean): string {
-  const existing = req.cookies?.[FLOW_COOKIE];
-  if (typeof existing === 'string' && /^[A-Za-z0-9_-]{20,64}$/.test(existing)) return existing;
-  const value = randomBytes(24).toString('base64url');
+/**
+ * Cookies this server issued carry its signature (`<random>.<hmac>`): a value a client made up, or
+ * planted in another browser, is never taken. Over HTTPS the names carry the `__Host-` prefix, so
+ * no subdomain can set them either.
+ */
+const cookieName = (name: string, secure: boolean) => (secure ? `__Host-${name}` : name);
+
+function issuedCookie(req: Request, signer: Signer, name: string, secure: boolean): string | undefined {
+  const value: unknown = req.cookies?.[cookieName(name, secure)];
+  if (typeof value !== 'string') return undefined;
+  const parts = /^([A-Za-z0-9_-]{32})\.([A-Za-z0-9_-]{43})$/.exec(value);
+  return parts && signer.verify(`cookie ${name}`, parts[1]!, parts[2]!) ? value : undefined;
+}
+
+function issueCookie(signer: Signer, name: string): string {
+  const random = randomBytes(24).toString('base64url');
+  return `${random}.${signer.sign(`cookie ${name}`, random)}`;
+}
+
+/** The value that ties a flow to this browser, when the browser holds one this server issued. */
+export function flowCookie(req: Request, signer: Signer, secure: boolean): string | undefined {
+  return issuedCookie(req, signer, FLOW_COOKIE, secure);
+}
+
+/** The value that ties a flow to this browser; set on the first page of the flow. */
+export function flowBinding(req: Request, res: Response, signer: Signer, secure: boolean): string {
+  const existing = flowCookie(req, signer, secure);
+  if (existing) return existing;
+  const value = issueCookie(signer, FLOW_COOKIE);
   // Lax: the cookie must come back on the ESP's top-level redirect to our callback.
-  res.cookie(FLOW_COOKIE, value, {
+  res.cookie(cookieName(FLOW_COOKIE, secure), value, {
     httpOnly: true,
     sameSite: 'lax',
     secure,
@@ -61,21 +111,26 @@ export function flowBinding(req: Request, res: Response, secure: boolean): strin
   return value;
 }
 
-/** A CSRF token for forms: HMAC of a per-browser cookie (double submit, signed). */
+/** A CSRF token for forms: HMAC of a per-browser cookie this server issued (double submit, signed). */
 export function csrfToken(req: Request, res: Response, signer: Signer, secure: boolean): string {
-  let cookie = req.cookies?.[CSRF_COOKIE];
-  if (typeof cookie !== 'string' || !/^[A-Za-z0-9_-]{20,64}$/.test(cookie)) {
-    cookie = randomBytes(24).toString('base64url');
-    res.cookie(CSRF_COOKIE, cookie, { httpOnly: true, sameSite: 'strict', secure, path: '/' });
-    req.cookies = { ...req.cookies, [CSRF_COOKIE]: cookie };
+  let cookie = issuedCookie(req, signer, CSRF_COOKIE, secure);
+  if (!cookie) {
+    cookie = issueCookie(signer, CSRF_COOKIE);
+    res.cookie(cookieName(CSRF_COOKIE, secure), cookie, {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure,
+      path: '/',
+    });
+    req.cookies = { ...req.cookies, [cookieName(CSRF_COOKIE, secure)]: cookie };
   }
   return signer.sign('csrf', cookie);
 }
 
-export function csrfValid(req: Request, signer: Signer): boolean {
-  const cookie = req.cookies?.[CSRF_COOKIE];
+export function csrfValid(req: Request, signer: Signer, secure: boolean): boolean {
+  const cookie = issuedCookie(req, signer, CSRF_COOKIE, secure);
   const token = (req.body as Record<string, unknown> | undefined)?._csrf;
-  return typeof cookie === 'string' && typeof token === 'string' && signer.verify('csrf', cookie, token);
+  return cookie !== undefined && typeof token === 'string' && signer.verify('csrf', cookie, token);
 }
 
 export function newNonce(): string {

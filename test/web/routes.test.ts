@@ -9,7 +9,8 @@ import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import type { Stores } from '../../src/storage';
 import { isAdmin, same } from '../../src/web/admin-routes';
 import { createApp, type WebDeps } from '../../src/web/app';
-import { Signer } from '../../src/web/security';
+import { PendingFlows } from '../../src/web/pending';
+import { Signer, STATE_TTL_MS } from '../../src/web/security';
 import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv } from '../support/temporal';
@@ -137,7 +138,9 @@ describe('web: connect flow', function () {
     await request(s.app).get(callback).expect(400);
     // A state signed correctly but expired.
     const binding = /espresso_flow=([^;]+)/.exec(String(start.headers['set-cookie']))![1]!;
-    const old = new Signer(SECRET).state('abcdefghijklmnop', 'sandbox', binding, Date.now() - 11 * 60_000);
+    const old = new Signer(SECRET).state('abcdefghijklmnop', 'sandbox', binding, {
+      now: Date.now() - 11 * 60_000,
+    });
     const expired = await s.agent
       .get(`/auth/sandbox/callback?code=x&state=${encodeURIComponent(old)}`)
       .expect(400);
@@ -280,6 +283,57 @@ describe('web: failures and limits', function () {
       for (let i = 1; i <= 4; i++) assert.equal((await post(proxied, i)).status, 400);
     } finally {
       await proxied.sandbox.stop();
+    }
+  });
+
+  it('stores nothing for an OAuth start, and sweeps every flow record and secret once expired', async () => {
+    const s = await setup({ postsPerMinute: 1_000 });
+    try {
+      const pendingFiles = async () => ({
+        records: await s.stores.blobs.list('web/pending/'),
+        secrets: (await s.stores.secrets.list()).filter((id) => id.startsWith('pending/')),
+      });
+      // 100 abandoned starts: nothing lasting is written before the ESP answers a callback.
+      for (let i = 0; i < 100; i++) await s.agent.get('/auth/sandbox/start').expect(302);
+      assert.deepEqual(await pendingFiles(), { records: [], secrets: [] });
+
+      // Flows that got further and were abandoned on the list page (OAuth and API key), a
+      // completed callback's used state, and a leftover secret of an older version (no record).
+      for (let i = 0; i < 3; i++) {
+        const start = await s.agent.get('/auth/sandbox/start').expect(302);
+        await s.agent.get(await approveOnSandbox(s.sandbox.url, start.headers.location!)).expect(200);
+      }
+      const form = await s.agent.get('/auth/sandbox/key');
+      await s.agent
+        .post('/auth/sandbox/key')
+        .type('form')
+        .send({ _csrf: field(form.text, '_csrf'), apiKey: 'sandbox-demo-key' })
+        .expect(200);
+      await s.stores.secrets.put('pending/leftover-from-v1', '{}');
+      const waiting = await pendingFiles();
+      assert.equal(waiting.records.length, 4 + 3, 'list pages and used callback states');
+      assert.equal(waiting.secrets.length, 4 + 1, 'list pages, and the leftover');
+
+      const flows = new PendingFlows(s.stores.blobs, s.stores.secrets);
+      // Within the state's lifetime nothing but the leftover goes: the list pages still work.
+      assert.equal(await flows.sweep({ leftovers: true }), 1);
+      assert.equal((await pendingFiles()).records.length, 7);
+      // Once the states have expired, nothing is left.
+      assert.equal(await flows.sweep({ now: Date.now() + STATE_TTL_MS + 1_000 }), 7);
+      assert.deepEqual(await pendingFiles(), { records: [], secrets: [] });
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+
+  it('rate-limits OAuth starts per client like the key form', async () => {
+    const s = await setup({ postsPerMinute: 3 });
+    try {
+      for (let i = 0; i < 3; i++) await s.agent.get('/auth/sandbox/start').expect(302);
+      const limited = await s.agent.get('/auth/sandbox/start').expect(429);
+      assert.match(limited.text, /Too many attempts/);
+    } finally {
+      await s.sandbox.stop();
     }
   });
 
