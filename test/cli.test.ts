@@ -1,6 +1,7 @@
 // The `espresso` CLI as a user runs it: a real process, a real Sandbox ESP, a real Temporal server.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
@@ -10,6 +11,17 @@ import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
+
+describe('espresso CLI as package.json declares it', () => {
+  it('runs as the declared bin after a build (npx espresso, npm link)', async () => {
+    const { bin } = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+    };
+    // Executed as a program, not through node: the shebang and the executable bit must both hold.
+    const { stdout } = await promisify(execFile)(join(projectRoot, bin.espresso!), ['--help']);
+    assert.match(stdout, /Usage: espresso/);
+  });
+});
 
 describe('espresso CLI: connect and configurations', function () {
   this.timeout(60_000);
