@@ -13,9 +13,10 @@ import { count } from './args';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunSummary } from '../src/activities/summary';
 import { runFiles, type ResultLine } from '../src/runs/files';
+import { sandboxAdmin } from '../src/sandbox/admin';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { ENTRY_POINTS, startAgain, type EntryPoint } from './overlap';
-import { benchDeps, prepare } from './scenarios';
+import { benchDeps, prepare, sandboxJson } from './scenarios';
 import { ACCOUNTS, startStack } from './stack';
 
 const options = new Command()
@@ -50,15 +51,15 @@ async function main(): Promise<void> {
   // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
   const stack = await startStack({ espTimeoutMs: 2_000 });
   let exitCode = 0;
-  const account = `${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}`;
+  const account = `/accounts/${ACCOUNTS.open.id}`;
   const patchAccount = (settings: object) =>
-    fetch(`${account}/settings`, {
+    sandboxAdmin(stack.sandbox, `${account}/settings`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(settings),
     });
-  const oauthCounts = async () =>
-    (await (await fetch(`${account}/oauth`)).json()) as { refreshes: number; refreshTokenReuses: number };
+  const oauthCounts = () =>
+    sandboxJson<{ refreshes: number; refreshTokenReuses: number }>(stack, `${account}/oauth`);
   try {
     const deps = benchDeps(stack, PACING);
     // With --overlap, an earlier run (of the first contacts) gives redispatch something to name.
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
         args: [{ configurationId: configuration.id, runDate: earlierRun, mode: 'full' }],
       })) as { status: string; updated: number };
       if (earlier.updated !== early) throw new Error(`the earlier run ended ${earlier.status}`);
-      await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/lists/${listId}/seed`, {
+      await sandboxAdmin(stack.sandbox, `${account}/lists/${listId}/seed`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ contacts: options.contacts - early }),
@@ -190,9 +191,7 @@ async function main(): Promise<void> {
       }
     }
     const history = await (
-      await fetch(
-        `${stack.sandboxUrl}/_sandbox/accounts/${ACCOUNTS.open.id}/lists/${listId}/history?field=lcee`,
-      )
+      await sandboxAdmin(stack.sandbox, `${account}/lists/${listId}/history?field=lcee`)
     ).text();
     const current = new Map<string, string | null>();
     let conflictingWrites = 0;

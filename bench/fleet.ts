@@ -6,9 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { saveConnection } from '../src/connect';
 import { runFiles } from '../src/runs/files';
+import { sandboxAdmin } from '../src/sandbox/admin';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import type { DailySummary } from '../src/workflows/daily-sync';
-import { benchDeps, prepare } from './scenarios';
+import { benchDeps, prepare, sandboxJson } from './scenarios';
 import { ACCOUNTS, startStack, type SandboxAccountConfig, type Stack } from './stack';
 
 type Say = (msg: string) => void;
@@ -68,7 +69,7 @@ export async function pacing(
     }
     const procs = [];
     for (let i = 0; i < workers; i++) procs.push(await stack.startWorker(limit));
-    await fetch(`${stack.sandboxUrl}/_sandbox/stats/reset`, { method: 'POST' });
+    await sandboxAdmin(stack.sandbox, '/stats/reset', { method: 'POST' });
     say(
       `pacing: ${workers} worker(s), ${configurations} configuration(s) on one account, ${contacts} contacts`,
     );
@@ -90,9 +91,7 @@ export async function pacing(
     ) {
       throw new Error(`pacing runs ended ${results.map((r) => `${r.status} ${r.updated}`).join(', ')}`);
     }
-    const stats = (await sandboxJson<Record<string, AccountStats>>(stack, '/_sandbox/stats'))[
-      ACCOUNTS.limited.id
-    ]!;
+    const stats = (await sandboxJson<Record<string, AccountStats>>(stack, '/stats'))[ACCOUNTS.limited.id]!;
     const rejected = stats.byStatus['429'] ?? 0;
     return {
       workers,
@@ -228,7 +227,7 @@ async function verify(
     }
   }
   const text = await (
-    await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${accountId}/lists/list_main/history?field=lcee`)
+    await sandboxAdmin(stack.sandbox, `/accounts/${accountId}/lists/list_main/history?field=lcee`)
   ).text();
   let matching = 0;
   for (const line of text.split('\n')) {
@@ -258,10 +257,6 @@ async function histories(stack: Stack, dailyId: string) {
     if (m && wf.closeTime) closeTimes.set(m[1]!, wf.closeTime.getTime());
   }
   return { maxEvents, dailyEvents, closeTimes, byType };
-}
-
-async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {
-  return (await (await fetch(`${stack.sandboxUrl}${path}`)).json()) as T;
 }
 
 function round(n: number, digits = 2): number {

@@ -7,6 +7,7 @@ import { saveConnection } from '../src/connect';
 import { ProcessorRegistry } from '../src/processors/registry';
 import { RefreshLeases } from '../src/processors/refresh-leases';
 import { SandboxProcessor } from '../src/processors/sandbox';
+import { sandboxAdmin } from '../src/sandbox/admin';
 import { sandboxOAuthConnection } from '../src/sandbox/consent';
 import type { ContactUpdate } from '../src/processors/types';
 import { runFiles } from '../src/runs/files';
@@ -25,7 +26,7 @@ export function benchDeps(stack: Stack, pacing: Pacing): ActivityDeps & { proces
   const processor = new SandboxProcessor(
     { secrets: stores.secrets, refreshLeases: new RefreshLeases(stores.blobs) },
     {
-      url: stack.sandboxUrl,
+      url: stack.sandbox.url,
       rateLimit: { requests: pacing.rps, perMs: 1000 },
       concurrency: pacing.concurrency,
     },
@@ -45,14 +46,14 @@ export async function prepare(
   options: { oauth?: boolean } = {},
 ) {
   const listId = `list_${contacts}_${randomBytes(3).toString('hex')}`;
-  const seeded = await fetch(`${stack.sandboxUrl}/_sandbox/accounts/${account.id}/lists/${listId}/seed`, {
+  const seeded = await sandboxAdmin(stack.sandbox, `/accounts/${account.id}/lists/${listId}/seed`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ contacts }),
   });
   if (!seeded.ok) throw new Error(`seeding failed: ${seeded.status}`);
   const { credentials, account: info } = options.oauth
-    ? await sandboxOAuthConnection(stack.sandboxUrl, deps.processor, account.id)
+    ? await sandboxOAuthConnection(stack.sandbox, deps.processor, account.id)
     : await deps.processor.connectWithApiKey(account.apiKey);
   const { configuration } = await saveConnection(deps, {
     esp: 'sandbox',
@@ -64,15 +65,16 @@ export async function prepare(
   return { configuration, listId };
 }
 
-async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {
-  return (await (await fetch(`${stack.sandboxUrl}${path}`)).json()) as T;
+/** An answer of the Sandbox's admin API (`path` under /_sandbox). */
+export async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {
+  return (await (await sandboxAdmin(stack.sandbox, path)).json()) as T;
 }
 
 export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, account: Account) {
   const deps = benchDeps(stack, pacing);
   const { configuration, listId } = await prepare(stack, deps, account, contacts);
   const worker = await stack.startWorker(pacing);
-  await fetch(`${stack.sandboxUrl}/_sandbox/stats/reset`, { method: 'POST' });
+  await sandboxAdmin(stack.sandbox, '/stats/reset', { method: 'POST' });
   const workflowId = `bench/${listId}`;
   const started = performance.now();
   const result = await stack.env.client.workflow.execute(configurationSyncWorkflow, {
@@ -89,7 +91,7 @@ export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, a
   }
   const stats = await sandboxJson<
     Record<string, { requests: number; byStatus: Record<string, number>; firstAt: number; lastAt: number }>
-  >(stack, '/_sandbox/stats');
+  >(stack, '/stats');
   const espStats = stats[account.id];
   await verifyAgainstChunks(stack, deps, configuration.id, account.id, listId, contacts);
   return {
@@ -138,7 +140,7 @@ export async function direct(stack: Stack, contacts: number, pacing: Pacing, acc
   const seconds = (performance.now() - started) / 1000;
   const summary = await sandboxJson<{ withValue: number; conflicting: number }>(
     stack,
-    `/_sandbox/accounts/${account.id}/lists/${listId}/summary?field=lcee`,
+    `/accounts/${account.id}/lists/${listId}/summary?field=lcee`,
   );
   if (updated !== contacts || summary.withValue !== contacts || summary.conflicting !== 0) {
     throw new Error(
@@ -190,9 +192,7 @@ async function verifyAgainstChunks(
       expected.set(contactId, value);
     }
   }
-  const res = await fetch(
-    `${stack.sandboxUrl}/_sandbox/accounts/${accountId}/lists/${listId}/history?field=lcee`,
-  );
+  const res = await sandboxAdmin(stack.sandbox, `/accounts/${accountId}/lists/${listId}/history?field=lcee`);
   const text = await res.text();
   let matching = 0;
   let conflicting = 0;

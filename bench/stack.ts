@@ -10,9 +10,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { dataConverter, formatPayloadKeys, newPayloadKeys } from '../src/codec';
-import { loadConfig } from '../src/config';
+import { loadConfig, oauthRedirectUri } from '../src/config';
 import { freePort } from '../src/lib/free-port';
 import { projectRoot } from '../src/paths';
+import { sandboxAdmin } from '../src/sandbox/admin';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { startDevServer } from '../src/temporal/dev-server';
 import { waitForWorker } from '../src/temporal/worker-ready';
@@ -61,6 +62,7 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     client: new Client({ connection, dataConverter: dataConverter(payloadKeys) }),
   };
   const sandboxPort = await freePort();
+  const sandboxAdminToken = randomBytes(32).toString('base64url');
   const sandboxConfig = join(dir, 'sandbox.json');
   await writeFile(
     sandboxConfig,
@@ -91,25 +93,31 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     ESPRESSO_PAYLOAD_KEYS: formatPayloadKeys(payloadKeys),
     ESPRESSO_SANDBOX_PORT: String(sandboxPort),
     ESPRESSO_SANDBOX_CONFIG: sandboxConfig,
+    ESPRESSO_SANDBOX_ADMIN_TOKEN: sandboxAdminToken,
     ESPRESSO_LOG_LEVEL: 'error',
     ...(options.espTimeoutMs ? { ESPRESSO_ESP_TIMEOUT_MS: String(options.espTimeoutMs) } : {}),
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
-  const sandboxUrl = `http://127.0.0.1:${sandboxPort}`;
+  const config = loadConfig(baseEnv);
+  /** The Sandbox: its admin API's token, and espresso's redirect URI it has registered. */
+  const sandboxEndpoint = {
+    url: `http://127.0.0.1:${sandboxPort}`,
+    adminToken: sandboxAdminToken,
+    redirectUri: oauthRedirectUri(config.web.publicUrl, 'sandbox'),
+  };
   const sandbox = spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], {
     env: baseEnv,
     stdio: 'inherit',
   });
   for (let i = 0; ; i++) {
     try {
-      await fetch(`${sandboxUrl}/_sandbox/state`);
+      await sandboxAdmin(sandboxEndpoint, '/state');
       break;
     } catch {
       if (i > 100) throw new Error('the Sandbox ESP did not start');
       await sleep(100);
     }
   }
-  const config = loadConfig(baseEnv);
 
   /** A worker process paced for `pacing` (the ESP's documented limits); returns its peak RSS on stop. */
   const startWorker = async (pacing: { rps: number; concurrency: number }) => {
@@ -157,7 +165,7 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     config,
     /** The environment espresso's processes of this stack run with (CLI commands included). */
     processEnv: baseEnv,
-    sandboxUrl,
+    sandbox: sandboxEndpoint,
     startWorker,
     async stop() {
       sandbox.kill('SIGTERM');

@@ -92,6 +92,7 @@ export const envSchema = z.object({
   ESPRESSO_SANDBOX_URL: optionalUrl,
   ESPRESSO_SANDBOX_SNAPSHOT: z.string().min(1).optional(),
   ESPRESSO_SANDBOX_CONFIG: z.string().min(1).optional(),
+  ESPRESSO_SANDBOX_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   ESPRESSO_SANDBOX_SEED_CONTACTS: z.coerce.number().int().min(0).max(50_000_000).default(1000),
   ESPRESSO_SANDBOX_CLIENT_RPS: z.coerce.number().positive().default(1000),
   ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
@@ -133,6 +134,9 @@ export interface AppConfig {
     snapshotFile?: string;
     configFile?: string;
     seedContacts: number;
+    /** Bearer token of the admin API (/_sandbox). Default: a generated key file in the data dir. */
+    adminToken?: string;
+    adminTokenFile: string;
     /** The pacing the Sandbox processor applies, like a real ESP's documented limits. */
     clientRateLimit: { requests: number; perMs: number };
     clientConcurrency: number;
@@ -158,6 +162,11 @@ export interface AppConfig {
 /** ESPs whose publishers can sign in with OAuth once espresso's app is registered with them. */
 export const OAUTH_ESPS = ['mailchimp', 'hubspot'] as const;
 export type OAuthEsp = (typeof OAUTH_ESPS)[number];
+
+/** Where an ESP sends the browser back after consent: the redirect URI registered with its OAuth app. */
+export function oauthRedirectUri(publicUrl: string, esp: string): string {
+  return `${publicUrl}/auth/${encodeURIComponent(esp)}/callback`;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -245,6 +254,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       snapshotFile: e.ESPRESSO_SANDBOX_SNAPSHOT && resolve(dataDir, e.ESPRESSO_SANDBOX_SNAPSHOT),
       configFile: e.ESPRESSO_SANDBOX_CONFIG && resolve(projectRoot, e.ESPRESSO_SANDBOX_CONFIG),
       seedContacts: e.ESPRESSO_SANDBOX_SEED_CONTACTS,
+      adminToken: e.ESPRESSO_SANDBOX_ADMIN_TOKEN,
+      adminTokenFile: resolve(dataDir, 'sandbox-admin.key'),
       clientRateLimit: { requests: e.ESPRESSO_SANDBOX_CLIENT_RPS, perMs: 1000 },
       clientConcurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY,
     },

@@ -1,28 +1,53 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { sandboxAdmin } from '../src/sandbox/admin';
 import { SandboxList, SandboxState } from '../src/sandbox/state';
-import { startSandbox } from './processors/sandbox-harness';
+import { startSandbox, TEST_REDIRECT_URI } from './processors/sandbox-harness';
 import { tempDir } from './support/tmp';
 
 type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
 
-async function approve(sandbox: Sandbox, opts: { decision?: string; codeChallenge?: string } = {}) {
-  const res = await fetch(`${sandbox.url}/oauth/authorize`, {
+const VERIFIER = 'v'.repeat(50);
+const challengeOf = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
+
+/** The consent form as the consent page posts it, approved for acct_demo unless `fields` say otherwise. */
+function postConsent(sandbox: Sandbox, fields: Record<string, string> = {}) {
+  return fetch(`${sandbox.url}/oauth/authorize`, {
     method: 'POST',
     redirect: 'manual',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({
-      decision: opts.decision ?? 'approve',
+      decision: 'approve',
       account: 'acct_demo',
       clientId: 'espresso-sandbox',
-      redirectUri: 'http://localhost:3000/auth/sandbox/callback',
+      redirectUri: TEST_REDIRECT_URI,
       state: 'st',
-      codeChallenge: opts.codeChallenge ?? '',
+      codeChallenge: challengeOf(VERIFIER),
+      codeChallengeMethod: 'S256',
+      ...fields,
     }),
   });
+}
+
+async function approve(sandbox: Sandbox, fields: Record<string, string> = {}) {
+  const res = await postConsent(sandbox, fields);
   assert.equal(res.status, 302);
   return new URL(res.headers.get('location')!);
+}
+
+/** GET /oauth/authorize with espresso's registered redirect URI and an S256 challenge, unless `params` say otherwise. */
+function authorize(sandbox: Sandbox, params: Record<string, string | undefined> = {}) {
+  const query = Object.entries({
+    response_type: 'code',
+    client_id: 'espresso-sandbox',
+    redirect_uri: TEST_REDIRECT_URI,
+    state: 'st',
+    code_challenge: challengeOf(VERIFIER),
+    code_challenge_method: 'S256',
+    ...params,
+  }).filter((entry): entry is [string, string] => entry[1] !== undefined);
+  return fetch(`${sandbox.url}/oauth/authorize?${new URLSearchParams(query)}`, { redirect: 'manual' });
 }
 
 async function token(sandbox: Sandbox, form: Record<string, string>) {
@@ -53,9 +78,7 @@ describe('Sandbox ESP', () => {
 
   describe('OAuth', () => {
     it('shows a consent page with Approve and Deny', async () => {
-      const res = await fetch(
-        `${sandbox.url}/oauth/authorize?response_type=code&client_id=espresso-sandbox&redirect_uri=${encodeURIComponent('http://localhost/cb')}&state=x`,
-      );
+      const res = await authorize(sandbox);
       const html = await res.text();
       assert.equal(res.status, 200);
       assert.match(html, /value="approve"/);
@@ -65,16 +88,15 @@ describe('Sandbox ESP', () => {
 
     it('redirects with error=access_denied and the state when the user denies', async () => {
       const location = await approve(sandbox, { decision: 'deny' });
+      assert.equal(location.origin + location.pathname, TEST_REDIRECT_URI);
       assert.equal(location.searchParams.get('error'), 'access_denied');
       assert.equal(location.searchParams.get('state'), 'st');
       assert.equal(location.searchParams.get('code'), null);
     });
 
     it('accepts a code once, with the right PKCE verifier only', async () => {
-      const verifier = 'v'.repeat(50);
-      const challenge = createHash('sha256').update(verifier).digest('base64url');
-      const redirect_uri = 'http://localhost:3000/auth/sandbox/callback';
-      const wrong = (await approve(sandbox, { codeChallenge: challenge })).searchParams.get('code')!;
+      const redirect_uri = TEST_REDIRECT_URI;
+      const wrong = (await approve(sandbox)).searchParams.get('code')!;
       const bad = await token(sandbox, {
         grant_type: 'authorization_code',
         code: wrong,
@@ -83,12 +105,12 @@ describe('Sandbox ESP', () => {
       });
       assert.deepEqual(bad, { status: 400, body: { error: 'invalid_grant' } });
 
-      const code = (await approve(sandbox, { codeChallenge: challenge })).searchParams.get('code')!;
+      const code = (await approve(sandbox)).searchParams.get('code')!;
       const ok = await token(sandbox, {
         grant_type: 'authorization_code',
         code,
         redirect_uri,
-        code_verifier: verifier,
+        code_verifier: VERIFIER,
       });
       assert.equal(ok.status, 200);
       assert.match(String(ok.body.access_token), /^sbx_at_/);
@@ -96,7 +118,7 @@ describe('Sandbox ESP', () => {
         grant_type: 'authorization_code',
         code,
         redirect_uri,
-        code_verifier: verifier,
+        code_verifier: VERIFIER,
       });
       assert.equal(replay.body.error, 'invalid_grant');
     });
@@ -106,7 +128,8 @@ describe('Sandbox ESP', () => {
       const first = await token(sandbox, {
         grant_type: 'authorization_code',
         code,
-        redirect_uri: 'http://localhost:3000/auth/sandbox/callback',
+        redirect_uri: TEST_REDIRECT_URI,
+        code_verifier: VERIFIER,
       });
       const refreshed = await token(sandbox, {
         grant_type: 'refresh_token',
@@ -128,6 +151,177 @@ describe('Sandbox ESP', () => {
         client_secret: 'nope',
       });
       assert.deepEqual(res, { status: 401, body: { error: 'invalid_client' } });
+    });
+  });
+
+  describe('OAuth refusals (RFC 6749, RFC 7636, RFC 9700)', () => {
+    const UNREGISTERED = [
+      'https://attacker.example/auth/sandbox/callback',
+      `${TEST_REDIRECT_URI}/more`,
+      `${TEST_REDIRECT_URI}?next=https://attacker.example`,
+      TEST_REDIRECT_URI.replace('localhost', '127.0.0.1'),
+    ];
+
+    /** A refusal that must not go back to the client: an error page, no Location. */
+    async function assertErrorPage(res: Response, code: string) {
+      assert.equal(res.status, 400);
+      assert.equal(res.headers.get('location'), null);
+      assert.match(res.headers.get('content-type') ?? '', /text\/html/);
+      const html = await res.text();
+      assert.match(html, new RegExp(code));
+      assert.doesNotMatch(html, /value="approve"/, 'no consent form');
+    }
+
+    /** A refusal sent back to the registered redirect URI as error=..., with the state. */
+    function assertRedirectedError(res: Response, code: string) {
+      assert.equal(res.status, 302);
+      const back = new URL(res.headers.get('location')!);
+      assert.equal(back.origin + back.pathname, TEST_REDIRECT_URI);
+      assert.equal(back.searchParams.get('error'), code);
+      assert.equal(back.searchParams.get('state'), 'st');
+      assert.equal(back.searchParams.get('code'), null);
+    }
+
+    it('authorize: a redirect_uri not registered for the client gets an error page and no redirect', async () => {
+      for (const redirect_uri of UNREGISTERED) {
+        await assertErrorPage(await authorize(sandbox, { redirect_uri }), 'invalid_request');
+      }
+      await assertErrorPage(await authorize(sandbox, { redirect_uri: undefined }), 'invalid_request');
+      await assertErrorPage(await authorize(sandbox, { client_id: 'someone-else' }), 'invalid_client');
+    });
+
+    it('authorize: the consent form posted with an unregistered redirect_uri issues no code and redirects nowhere', async () => {
+      const grantsBefore = sandbox.state.tokenGrants;
+      for (const redirectUri of UNREGISTERED) {
+        for (const decision of ['approve', 'deny']) {
+          await assertErrorPage(await postConsent(sandbox, { redirectUri, decision }), 'invalid_request');
+        }
+      }
+      assert.equal(sandbox.state.tokenGrants, grantsBefore);
+    });
+
+    it('authorize: without a code_challenge, refused with invalid_request (PKCE is required)', async () => {
+      assertRedirectedError(
+        await authorize(sandbox, { code_challenge: undefined, code_challenge_method: undefined }),
+        'invalid_request',
+      );
+      assertRedirectedError(await authorize(sandbox, { code_challenge: 'short' }), 'invalid_request');
+      assertRedirectedError(
+        await postConsent(sandbox, { codeChallenge: '', codeChallengeMethod: '' }),
+        'invalid_request',
+      );
+    });
+
+    it('authorize: the plain code_challenge_method (or none named) is refused with invalid_request', async () => {
+      assertRedirectedError(
+        await authorize(sandbox, { code_challenge: VERIFIER.slice(0, 43), code_challenge_method: 'plain' }),
+        'invalid_request',
+      );
+      assertRedirectedError(
+        await authorize(sandbox, { code_challenge_method: undefined }),
+        'invalid_request',
+      );
+      assertRedirectedError(await postConsent(sandbox, { codeChallengeMethod: 'plain' }), 'invalid_request');
+    });
+
+    it("token: a redirect_uri other than the code's, or no longer registered, gets invalid_grant", async () => {
+      for (const redirect_uri of [...UNREGISTERED, '']) {
+        const code = (await approve(sandbox)).searchParams.get('code')!;
+        const res = await token(sandbox, {
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri,
+          code_verifier: VERIFIER,
+        });
+        assert.deepEqual(res, { status: 400, body: { error: 'invalid_grant' } }, redirect_uri);
+      }
+      // A registration withdrawn between consent and exchange: the code is no good any more.
+      const code = (await approve(sandbox)).searchParams.get('code')!;
+      sandbox.state.clients.get('espresso-sandbox')!.redirectUris = ['https://elsewhere.example/cb'];
+      const res = await token(sandbox, {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: TEST_REDIRECT_URI,
+        code_verifier: VERIFIER,
+      });
+      assert.deepEqual(res, { status: 400, body: { error: 'invalid_grant' } });
+    });
+
+    it('token: without the code_verifier, with a wrong one or one RFC 7636 does not allow, invalid_grant', async () => {
+      const exchange = async (codeChallenge: string, verifier?: string) => {
+        const code = (await approve(sandbox, { codeChallenge })).searchParams.get('code')!;
+        return token(sandbox, {
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: TEST_REDIRECT_URI,
+          ...(verifier === undefined ? {} : { code_verifier: verifier }),
+        });
+      };
+      const refused = { status: 400, body: { error: 'invalid_grant' } };
+      assert.deepEqual(await exchange(challengeOf(VERIFIER)), refused);
+      assert.deepEqual(await exchange(challengeOf(VERIFIER), ''), refused);
+      assert.deepEqual(await exchange(challengeOf(VERIFIER), 'w'.repeat(50)), refused);
+      // The plain method in disguise: the challenge sent as the verifier.
+      assert.deepEqual(await exchange(challengeOf(VERIFIER), challengeOf(VERIFIER)), refused);
+      // A verifier too short to be one (RFC 7636 4.1: 43-128 characters), even with its own hash.
+      assert.deepEqual(await exchange(challengeOf('abc'), 'abc'), refused);
+      assert.equal(sandbox.state.tokenGrants, 0);
+    });
+  });
+
+  describe('admin API', () => {
+    it('refuses every /_sandbox request without the admin token or with a wrong one: 401, nothing done', async () => {
+      const create = { id: 'acct_intruder', name: 'Intruder', apiKeys: ['intruder-key-1'] };
+      const attempts: Array<[string, RequestInit]> = [
+        ['/_sandbox/accounts', { method: 'POST', body: JSON.stringify(create) }],
+        ['/_sandbox/state', {}],
+        ['/_sandbox/accounts/acct_demo/oauth', {}],
+        ['/_sandbox/accounts/acct_demo/lists/list_newsletter/history?field=lcee', {}],
+        ['/_sandbox/accounts/acct_demo/settings', { method: 'PATCH', body: '{"faults":{"errorRate":1}}' }],
+        [
+          '/_sandbox/accounts/acct_demo/lists/list_newsletter/seed',
+          { method: 'POST', body: '{"contacts":5}' },
+        ],
+        ['/_sandbox/no-such-route', {}],
+      ];
+      const wrong = [
+        undefined,
+        'Bearer ',
+        `Bearer ${sandbox.adminToken.slice(0, -1)}`,
+        `Bearer ${sandbox.adminToken}x`,
+        `Basic ${Buffer.from(`admin:${sandbox.adminToken}`).toString('base64')}`,
+        sandbox.adminToken,
+        'x-api-key-is-no-admin-token',
+      ];
+      for (const [path, init] of attempts) {
+        for (const authorization of wrong) {
+          const res = await fetch(`${sandbox.url}${path}`, {
+            ...init,
+            headers: {
+              'content-type': 'application/json',
+              'x-api-key': 'sandbox-demo-key',
+              ...(authorization === undefined ? {} : { authorization }),
+            },
+          });
+          const text = await res.text();
+          assert.equal(res.status, 401, `${path} with ${authorization}`);
+          assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+          assert.equal((JSON.parse(text) as { error: { code: string } }).error.code, 'unauthenticated');
+          assert.ok(!text.includes(sandbox.adminToken), 'the token is never echoed');
+        }
+      }
+      assert.equal(sandbox.state.accounts.has('acct_intruder'), false);
+      const demo = sandbox.state.accounts.get('acct_demo')!;
+      assert.equal(demo.settings.faults.errorRate, 0);
+      assert.equal(demo.lists.get('list_newsletter')!.size, 100);
+
+      const created = await sandboxAdmin(sandbox, '/accounts', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(create),
+      });
+      assert.equal(created.status, 201);
+      assert.equal(sandbox.state.accounts.has('acct_intruder'), true);
     });
   });
 
@@ -177,14 +371,14 @@ describe('Sandbox ESP', () => {
       await write('ct_0000002', 'value_a');
       await write('ct_0000002', 'value_b');
       const summary = (await (
-        await fetch(`${sandbox.url}/_sandbox/accounts/acct_demo/lists/list_newsletter/summary?field=lcee`)
+        await sandboxAdmin(sandbox, '/accounts/acct_demo/lists/list_newsletter/summary?field=lcee')
       ).json()) as { withValue: number; conflicting: number; conflicts: unknown[] };
       assert.equal(summary.withValue, 2);
       assert.equal(summary.conflicting, 1);
       assert.deepEqual(summary.conflicts, [{ contactId: 'ct_0000002', values: ['value_a', 'value_b'] }]);
       const history = (
         await (
-          await fetch(`${sandbox.url}/_sandbox/accounts/acct_demo/lists/list_newsletter/history?field=lcee`)
+          await sandboxAdmin(sandbox, '/accounts/acct_demo/lists/list_newsletter/history?field=lcee')
         ).text()
       )
         .trim()
@@ -197,14 +391,14 @@ describe('Sandbox ESP', () => {
     });
 
     it('changes limits and faults through the admin endpoint, validating them', async () => {
-      const bad = await fetch(`${sandbox.url}/_sandbox/accounts/acct_demo/settings`, {
+      const bad = await sandboxAdmin(sandbox, '/accounts/acct_demo/settings', {
         method: 'PATCH',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ faults: { errorRate: 2 } }),
       });
       assert.equal(bad.status, 400);
       assert.match(((await bad.json()) as { error: { message: string } }).error.message, /faults\.errorRate/);
-      const ok = await fetch(`${sandbox.url}/_sandbox/accounts/acct_demo/settings`, {
+      const ok = await sandboxAdmin(sandbox, '/accounts/acct_demo/settings', {
         method: 'PATCH',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ faults: { errorRate: 1 } }),
@@ -241,15 +435,31 @@ describe('Sandbox ESP', () => {
     const { promisify } = await import('node:util');
     const { projectRoot } = await import('../src/paths');
     const cli = join(projectRoot, 'dist/src/cli/main.js');
-    const out = await promisify(execFile)(process.execPath, [
-      cli,
-      'sandbox',
-      'seed',
-      '--contacts',
-      '1000000',
-      '--url',
-      sandbox.url,
-    ]);
+    const dataDir = await tempDir();
+    const seed = (env: NodeJS.ProcessEnv) =>
+      promisify(execFile)(
+        process.execPath,
+        [cli, 'sandbox', 'seed', '--contacts', '1000000', '--url', sandbox.url],
+        { env: { ...process.env, ESPRESSO_DATA_DIR: dataDir, ...env } },
+      );
+    const refused = (pattern: RegExp, secret?: string) => (err: unknown) => {
+      const { stdout, stderr } = err as { stdout: string; stderr: string };
+      assert.match(stderr, pattern);
+      if (secret) assert.ok(!(stdout + stderr).includes(secret), 'the token is never echoed');
+      return true;
+    };
+    // No token configured and no key file (no Sandbox ever started with this data directory).
+    await assert.rejects(
+      seed({ ESPRESSO_SANDBOX_ADMIN_TOKEN: '' }),
+      refused(/no Sandbox admin token yet \(.*sandbox-admin\.key/),
+    );
+    const wrong = 'wrong-sandbox-admin-token-0123456789';
+    await assert.rejects(
+      seed({ ESPRESSO_SANDBOX_ADMIN_TOKEN: wrong }),
+      refused(/the Sandbox refused: the Sandbox admin API needs its admin token/, wrong),
+    );
+    assert.equal(sandbox.state.accounts.get('acct_demo')!.lists.get('list_newsletter')!.size, 100);
+    const out = await seed({ ESPRESSO_SANDBOX_ADMIN_TOKEN: sandbox.adminToken });
     assert.match(out.stdout, /seeded 1000000 contacts into acct_demo\/list_newsletter/);
     assert.equal(sandbox.state.accounts.get('acct_demo')!.lists.get('list_newsletter')!.size, 1_000_100);
     await assert.rejects(

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { dataConverter, loadPayloadKeys } from '../codec';
 import { loadConfig, type AppConfig } from '../config';
 import { withTimeout } from '../lib/timeout';
+import { sandboxAdmin, sandboxAdminToken } from '../sandbox/admin';
 import { createStores } from '../storage';
 import { TASK_QUEUE, workflowIds } from '../temporal/constants';
 import { missingSearchAttributes } from '../temporal/search-attributes';
@@ -102,12 +103,19 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       name: 'sandbox esp',
       run: async () => {
         if (!config.sandbox.enabled) return 'disabled (ESPRESSO_SANDBOX_ENABLED=false)';
+        const admin = { url: config.sandbox.url, adminToken: await sandboxAdminToken(config.sandbox) };
+        let res: Response;
         try {
-          await fetch(`${config.sandbox.url}/_sandbox/state`, { signal: AbortSignal.timeout(3_000) });
+          res = await sandboxAdmin(admin, '/state', { signal: AbortSignal.timeout(3_000) });
         } catch {
           throw new Error(`not reachable at ${config.sandbox.url} (start it with \`npm start\`)`);
         }
-        return `reachable at ${config.sandbox.url}`;
+        if (res.status === 401) {
+          throw new Error(
+            `reachable at ${config.sandbox.url}, but it refuses this admin token (ESPRESSO_SANDBOX_ADMIN_TOKEN or ${config.sandbox.adminTokenFile} must be the Sandbox's)`,
+          );
+        }
+        return `reachable at ${config.sandbox.url}, admin token accepted`;
       },
     },
     {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { sandboxAdmin, sandboxAdminToken } from '../sandbox/admin';
 import { loadConfigOrExit } from './load-config';
 
 /** `espresso sandbox ...`: run the Sandbox ESP, and seed a running one. */
@@ -18,14 +19,20 @@ export function registerSandboxCommands(program: Command): void {
     .requiredOption('--contacts <n>', 'how many contacts to add', (v) => positiveInt(v, '--contacts'))
     .option('--account <id>', 'account id', 'acct_demo')
     .option('--list <id>', 'list id (created when missing)', 'list_newsletter')
-    .option('--url <url>', 'Sandbox URL (default: ESPRESSO_SANDBOX_URL)')
+    .option(
+      '--url <url>',
+      'Sandbox URL (default: ESPRESSO_SANDBOX_URL; admin token: ESPRESSO_SANDBOX_ADMIN_TOKEN)',
+    )
     .action(async (opts: { contacts: number; account: string; list: string; url?: string }) => {
-      const url = (opts.url ?? loadConfigOrExit().sandbox.url).replace(/\/$/, '');
+      const config = loadConfigOrExit().sandbox;
+      const url = (opts.url ?? config.url).replace(/\/$/, '');
+      const admin = { url, adminToken: await sandboxAdminToken(config) };
       const started = performance.now();
       let res: Response;
       try {
-        res = await fetch(
-          `${url}/_sandbox/accounts/${encodeURIComponent(opts.account)}/lists/${encodeURIComponent(opts.list)}/seed`,
+        res = await sandboxAdmin(
+          admin,
+          `/accounts/${encodeURIComponent(opts.account)}/lists/${encodeURIComponent(opts.list)}/seed`,
           {
             method: 'POST',
             headers: { 'content-type': 'application/json' },

@@ -73,7 +73,12 @@ export async function start(): Promise<void> {
     say(`  health                 ${webUrl}/healthz`);
     say(`  Temporal Web UI        ${config.temporal.uiUrl}`);
     say(`  Temporal gRPC          ${config.temporal.address}`);
-    if (config.sandbox.enabled) say(`  Sandbox ESP            ${config.sandbox.url} (test-mode ESP)`);
+    if (config.sandbox.enabled) {
+      const token = config.sandbox.adminToken
+        ? 'ESPRESSO_SANDBOX_ADMIN_TOKEN'
+        : config.sandbox.adminTokenFile;
+      say(`  Sandbox ESP            ${config.sandbox.url} (test-mode ESP; admin token: ${token})`);
+    }
     say('press Ctrl-C to stop');
   } catch (err) {
     console.error(`[espresso] start failed: ${(err as Error).message}`);

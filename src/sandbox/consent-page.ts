@@ -9,6 +9,21 @@ export interface ConsentRequest {
   codeChallengeMethod: string;
 }
 
+/** The page an authorization request that cannot go back to its client gets (no redirect). */
+export function authorizeErrorPage(code: string, message: string): string {
+  return `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>Sandbox ESP — authorization refused</title>
+  </head>
+  <body>
+    <h1>This authorization request is refused</h1>
+    <p><code>${escapeHtml(code)}</code>: ${escapeHtml(message)}</p>
+  </body>
+</html>`;
+}
+
 /** The Sandbox ESP's OAuth consent page: pick an account, then Approve or Deny. */
 export function consentPage(request: ConsentRequest, accounts: Array<{ id: string; name: string }>): string {
   const hidden = Object.entries(request)

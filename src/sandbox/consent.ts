@@ -3,28 +3,34 @@
 import type { SandboxProcessor } from '../processors/sandbox';
 import type { AccountInfo, Credentials } from '../processors/types';
 
+/** A Sandbox, and a redirect URI registered there for espresso's OAuth client. */
+export interface SandboxOAuthClient {
+  url: string;
+  redirectUri: string;
+}
+
 /** Runs the Sandbox's OAuth consent (approved for `accountId`) and the code exchange; returns the tokens. */
 export async function sandboxOAuthCredentials(
-  sandboxUrl: string,
+  sandbox: SandboxOAuthClient,
   processor: SandboxProcessor,
   accountId: string,
 ): Promise<Credentials> {
-  return (await sandboxOAuthConnection(sandboxUrl, processor, accountId)).credentials;
+  return (await sandboxOAuthConnection(sandbox, processor, accountId)).credentials;
 }
 
 /** The same, with the account the tokens give access to (as the web flow's callback has it). */
 export async function sandboxOAuthConnection(
-  sandboxUrl: string,
+  sandbox: SandboxOAuthClient,
   processor: SandboxProcessor,
   accountId: string,
 ): Promise<{ credentials: Credentials; account: AccountInfo }> {
-  const redirectUri = 'http://127.0.0.1:9/callback';
-  const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
+  const { url, codeVerifier } = processor.authorizationRequest(sandbox.redirectUri, 'state-1');
   const consent = await fetch(url);
   if (consent.status !== 200) throw new Error(`consent page answered ${consent.status}`);
-  const back = await answerSandboxConsent(sandboxUrl, url, { account: accountId });
-  const code = back.searchParams.get('code')!;
-  return processor.completeAuthorization(code, redirectUri, codeVerifier);
+  const back = await answerSandboxConsent(sandbox.url, url, { account: accountId });
+  const code = back.searchParams.get('code');
+  if (!code) throw new Error(`consent refused: ${back.searchParams.get('error')}`);
+  return processor.completeAuthorization(code, sandbox.redirectUri, codeVerifier);
 }
 
 /**
@@ -48,7 +54,10 @@ export async function answerSandboxConsent(
       redirectUri: query.get('redirect_uri')!,
       state: query.get('state')!,
       codeChallenge: query.get('code_challenge') ?? '',
+      codeChallengeMethod: query.get('code_challenge_method') ?? '',
     }),
   });
-  return new URL(res.headers.get('location')!);
+  const location = res.headers.get('location');
+  if (!location) throw new Error(`the consent answer was refused with ${res.status}`);
+  return new URL(location);
 }

@@ -1,5 +1,7 @@
 // Sandbox ESP entry point (`espresso sandbox start`, and a child of `espresso start`).
 import { loadConfigOrExit } from '../cli/load-config';
+import { oauthRedirectUri } from '../config';
+import { loadOrCreateKeyFile } from '../lib/key-file';
 import { closeOnShutdown } from '../lib/shutdown';
 import { createLogger } from '../logger';
 import { createSandboxServer } from './server';
@@ -12,14 +14,22 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const log = createLogger('sandbox', config.logLevel);
   const { sandbox } = config;
-  const state = await initialSandboxState(sandbox);
-  const server = createSandboxServer(state);
+  const state = await initialSandboxState(sandbox, oauthRedirectUri(config.web.publicUrl, 'sandbox'));
+  const adminToken = sandbox.adminToken ?? (await loadOrCreateKeyFile(sandbox.adminTokenFile));
+  const server = createSandboxServer(state, { adminToken });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(sandbox.port, sandbox.host, resolve);
   });
-  log.info({ url: sandbox.url, snapshot: sandbox.snapshotFile ?? null }, 'Sandbox ESP listening');
+  log.info(
+    {
+      url: sandbox.url,
+      snapshot: sandbox.snapshotFile ?? null,
+      adminTokenFrom: sandbox.adminToken ? 'ESPRESSO_SANDBOX_ADMIN_TOKEN' : sandbox.adminTokenFile,
+    },
+    'Sandbox ESP listening',
+  );
 
   closeOnShutdown(server, {
     beforeClose: async () => {

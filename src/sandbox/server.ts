@@ -4,8 +4,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { consentPage } from './consent-page';
-import { SANDBOX_CLIENT, SandboxList, type SandboxAccount, type SandboxState } from './state';
+import { same } from '../lib/same';
+import { authorizeErrorPage, consentPage, type ConsentRequest } from './consent-page';
+import { SandboxList, type SandboxAccount, type SandboxState } from './state';
 
 export const SANDBOX_MAX_BATCH = 500;
 export const SANDBOX_MAX_PAGE = 1000;
@@ -14,6 +15,9 @@ const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const MAX_SCAN = 50_000;
 const FIELD_KEY = /^[a-z][a-z0-9_]{0,29}$/;
 const VALUE = /^[A-Za-z0-9_-]{1,64}$/;
+const ADMIN_PATH = /^\/_sandbox(\/|$)/;
+/** An S256 code challenge: the base64url SHA-256 of the verifier (RFC 7636 4.2). */
+const CODE_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
 
 class HttpError extends Error {
   constructor(
@@ -51,7 +55,16 @@ export interface SandboxStats {
   lastAt: number;
 }
 
-export function createSandboxServer(state: SandboxState): Server & { stats: Map<string, SandboxStats> } {
+export interface SandboxServerOptions {
+  /** Bearer token every /_sandbox request must carry. */
+  adminToken: string;
+}
+
+export function createSandboxServer(
+  state: SandboxState,
+  options: SandboxServerOptions,
+): Server & { stats: Map<string, SandboxStats> } {
+  if (!options.adminToken) throw new Error('the Sandbox admin API needs a token');
   const inFlight = new Map<string, number>();
   const recent = new Map<string, number[]>();
   const stats = new Map<string, SandboxStats>();
@@ -348,7 +361,7 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
 
   function authorizePage(ctx: Ctx) {
     const q = ctx.query;
-    const request = {
+    const request: ConsentRequest = {
       clientId: q.get('client_id') ?? '',
       redirectUri: q.get('redirect_uri') ?? '',
       state: q.get('state') ?? '',
@@ -356,15 +369,7 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       codeChallenge: q.get('code_challenge') ?? '',
       codeChallengeMethod: q.get('code_challenge_method') ?? '',
     };
-    if (q.get('response_type') !== 'code')
-      throw new HttpError(400, 'unsupported_response_type', 'response_type must be code');
-    if (request.clientId !== SANDBOX_CLIENT.id)
-      throw new HttpError(400, 'invalid_client', 'unknown client_id');
-    if (!isHttpUrl(request.redirectUri))
-      throw new HttpError(400, 'invalid_request', 'redirect_uri must be an http(s) URL');
-    if (request.codeChallenge && request.codeChallengeMethod !== 'S256') {
-      throw new HttpError(400, 'invalid_request', 'only the S256 code_challenge_method is supported');
-    }
+    checkAuthorization(request, q.get('response_type'));
     const accounts = [...state.accounts.values()].map((a) => ({ id: a.id, name: a.name }));
     ctx.res.setHeader('content-type', 'text/html; charset=utf-8');
     return consentPage(request, accounts);
@@ -375,13 +380,17 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       z.object({
         decision: z.enum(['approve', 'deny']),
         account: z.string().optional(),
-        clientId: z.literal(SANDBOX_CLIENT.id),
-        redirectUri: z.string().refine(isHttpUrl),
-        state: z.string(),
-        codeChallenge: z.string().optional(),
+        clientId: z.string(),
+        redirectUri: z.string(),
+        state: z.string().default(''),
+        codeChallenge: z.string().default(''),
+        codeChallengeMethod: z.string().default(''),
       }),
       ctx.body,
     );
+    // The form comes back from the browser: checked again, as anyone can post it. Its page was
+    // shown for response_type=code only.
+    checkAuthorization(form, 'code');
     const target = new URL(form.redirectUri);
     if (form.decision === 'deny') {
       target.searchParams.set('error', 'access_denied');
@@ -395,7 +404,7 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
           accountId: account.id,
           clientId: form.clientId,
           redirectUri: form.redirectUri,
-          codeChallenge: form.codeChallenge || undefined,
+          codeChallenge: form.codeChallenge,
         }),
       );
     }
@@ -405,14 +414,38 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     return STREAMED;
   }
 
+  /**
+   * An authorization request as a real OAuth server checks it (RFC 6749 4.1.2.1): an unknown client
+   * or a redirect URI not registered for it gets an error page and is never redirected to; other
+   * problems are sent back to the (registered) redirect URI. PKCE with S256 is required.
+   */
+  function checkAuthorization(request: Omit<ConsentRequest, 'scope'>, responseType: string | null): void {
+    const client = state.clients.get(request.clientId);
+    if (!client) throw new AuthorizeError('invalid_client', 'unknown client_id');
+    if (!client.redirectUris.includes(request.redirectUri)) {
+      throw new AuthorizeError('invalid_request', 'redirect_uri is not registered for this client');
+    }
+    const back = { redirectUri: request.redirectUri, state: request.state };
+    if (responseType !== 'code') {
+      throw new AuthorizeError('unsupported_response_type', 'response_type must be code', back);
+    }
+    if (!CODE_CHALLENGE.test(request.codeChallenge)) {
+      throw new AuthorizeError('invalid_request', 'PKCE is required: an S256 code_challenge', back);
+    }
+    if (request.codeChallengeMethod !== 'S256') {
+      throw new AuthorizeError('invalid_request', 'code_challenge_method must be S256', back);
+    }
+  }
+
   function token(ctx: Ctx) {
     const form = (ctx.body ?? {}) as Record<string, string | undefined>;
-    if (form.client_id !== SANDBOX_CLIENT.id || form.client_secret !== SANDBOX_CLIENT.secret) {
+    const client = state.clients.get(form.client_id ?? '');
+    if (!client || !same(form.client_secret ?? '', client.secret)) {
       throw new OAuthError(401, 'invalid_client');
     }
     const issued =
       form.grant_type === 'authorization_code'
-        ? state.exchangeCode(form.code ?? '', form.client_id, form.redirect_uri ?? '', form.code_verifier)
+        ? state.exchangeCode(form.code ?? '', client.id, form.redirect_uri ?? '', form.code_verifier)
         : form.grant_type === 'refresh_token'
           ? state.refresh(form.refresh_token ?? '')
           : 'unsupported';
@@ -573,11 +606,27 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
     throw new HttpError(401, 'unauthenticated', 'send a Bearer token or an X-Api-Key header');
   }
 
+  /** Every /_sandbox request, routed or not, needs the admin token (compared in constant time). */
+  function authorizeAdmin(req: IncomingMessage): void {
+    const header = req.headers.authorization ?? '';
+    const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+    if (!same(presented, options.adminToken)) {
+      throw new HttpError(
+        401,
+        'unauthenticated',
+        'the Sandbox admin API needs its admin token (Authorization: Bearer <token>)',
+        {},
+        { 'www-authenticate': 'Bearer realm="sandbox-admin"' },
+      );
+    }
+  }
+
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://sandbox');
     const route = routes.find((r) => r.method === req.method && r.path.test(url.pathname));
     let accountForStats: string | undefined;
     try {
+      if (ADMIN_PATH.test(url.pathname)) authorizeAdmin(req);
       if (!route) throw new HttpError(404, 'not_found', `no route ${req.method} ${url.pathname}`);
       const body = await readBody(req);
       const ctx = {
@@ -605,7 +654,17 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
       }
     } catch (err) {
       if (res.headersSent) return void res.destroy();
-      if (err instanceof OAuthError) {
+      if (err instanceof AuthorizeError && err.back) {
+        const target = new URL(err.back.redirectUri);
+        target.searchParams.set('error', err.code);
+        target.searchParams.set('error_description', err.message);
+        if (err.back.state) target.searchParams.set('state', err.back.state);
+        res.writeHead(302, { location: target.toString() });
+        res.end();
+      } else if (err instanceof AuthorizeError) {
+        res.writeHead(400, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(authorizeErrorPage(err.code, err.message));
+      } else if (err instanceof OAuthError) {
         res.writeHead(err.status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(JSON.stringify({ error: err.code }));
       } else if (err instanceof HttpError) {
@@ -636,6 +695,17 @@ export function createSandboxServer(state: SandboxState): Server & { stats: Map<
 
 const STREAMED = Symbol('streamed');
 
+/** A refused authorization request; `back`: where to send it back, when that URI can be trusted. */
+class AuthorizeError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly back?: { redirectUri: string; state: string },
+  ) {
+    super(message);
+  }
+}
+
 class OAuthError extends Error {
   constructor(
     readonly status: number,
@@ -652,14 +722,6 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
     throw new HttpError(400, 'invalid_request', `${issue.path.join('.') || 'body'}: ${issue.message}`);
   }
   return parsed.data;
-}
-
-function isHttpUrl(value: string): boolean {
-  try {
-    return ['http:', 'https:'].includes(new URL(value).protocol);
-  } catch {
-    return false;
-  }
 }
 
 async function readBody(req: IncomingMessage): Promise<unknown> {

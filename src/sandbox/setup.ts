@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { AppConfig } from '../config';
-import { defaultSettings, SandboxList, SandboxState } from './state';
+import { defaultSettings, SANDBOX_CLIENT, SandboxList, SandboxState } from './state';
 
 const settingsSchema = z
   .object({
@@ -37,8 +37,20 @@ const configFileSchema = z.object({
   ),
 });
 
-/** The state the Sandbox starts with: the snapshot if there is one, else the config file, else the demo. */
-export async function initialSandboxState(config: AppConfig['sandbox']): Promise<SandboxState> {
+/**
+ * The state the Sandbox starts with: the snapshot if there is one, else the config file, else the
+ * demo; with espresso's OAuth client registered for `redirectUri`, espresso's callback.
+ */
+export async function initialSandboxState(
+  config: AppConfig['sandbox'],
+  redirectUri: string,
+): Promise<SandboxState> {
+  const state = await initialAccounts(config);
+  state.clients.set(SANDBOX_CLIENT.id, { ...SANDBOX_CLIENT, redirectUris: [redirectUri] });
+  return state;
+}
+
+async function initialAccounts(config: AppConfig['sandbox']): Promise<SandboxState> {
   if (config.snapshotFile && existsSync(config.snapshotFile)) return SandboxState.load(config.snapshotFile);
   if (!config.configFile) return SandboxState.demo(config.seedContacts);
   const parsed = configFileSchema.safeParse(JSON.parse(readFileSync(config.configFile, 'utf8')));

@@ -132,14 +132,29 @@ interface AuthorizationCode {
   accountId: string;
   clientId: string;
   redirectUri: string;
-  codeChallenge?: string;
+  /** The PKCE (S256) challenge the code was issued for: the token request must bring its verifier. */
+  codeChallenge: string;
   expiresAt: number;
 }
 
+/** An OAuth client (an app), registered with the Sandbox as a developer registers one with a real ESP. */
+export interface SandboxClient {
+  id: string;
+  secret: string;
+  /** Where consent may send the browser back; any other redirect_uri is refused (exact match). */
+  redirectUris: string[];
+}
+
+/** espresso's OAuth app at the Sandbox; registered with espresso's redirect URI (src/sandbox/setup.ts). */
 export const SANDBOX_CLIENT = { id: 'espresso-sandbox', secret: 'espresso-sandbox-secret' };
+
+/** RFC 7636 4.1: 43 to 128 unreserved characters. */
+const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
 
 export class SandboxState {
   readonly accounts = new Map<string, SandboxAccount>();
+  /** OAuth clients by id. Not in snapshots: the registration comes from configuration at each start. */
+  readonly clients = new Map<string, SandboxClient>();
   private readonly codes = new Map<string, AuthorizationCode>();
   private readonly accessTokens = new Map<string, { accountId: string; expiresAt: number; grant: string }>();
   /** Rotated refresh tokens are kept (`rotated`), so that presenting one again is seen as a reuse. */
@@ -195,21 +210,23 @@ export class SandboxState {
     return value;
   }
 
-  /** Authorization-code grant. Codes are single-use; PKCE (S256) is checked when it was used. */
-  exchangeCode(code: string, clientId: string, redirectUri: string, verifier?: string) {
+  /**
+   * Authorization-code grant. Codes are single-use and need the PKCE (S256) verifier of their
+   * challenge, the redirect URI they were issued for, and that URI still registered for the client.
+   */
+  exchangeCode(code: string, clientId: string, redirectUri: string, verifier = '') {
     const grant = this.codes.get(code);
     this.codes.delete(code);
     if (
       !grant ||
       grant.expiresAt <= this.now() ||
       grant.clientId !== clientId ||
-      grant.redirectUri !== redirectUri
+      grant.redirectUri !== redirectUri ||
+      !this.clients.get(clientId)?.redirectUris.includes(redirectUri) ||
+      !CODE_VERIFIER.test(verifier) ||
+      createHash('sha256').update(verifier).digest('base64url') !== grant.codeChallenge
     ) {
       return undefined;
-    }
-    if (grant.codeChallenge) {
-      const expected = verifier && createHash('sha256').update(verifier).digest('base64url');
-      if (expected !== grant.codeChallenge) return undefined;
     }
     return this.issueTokens(grant.accountId, randomBytes(9).toString('base64url'));
   }

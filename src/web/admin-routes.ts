@@ -1,7 +1,7 @@
 // /admin: every configuration with its last run, and what an operator does with one.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
+import { same } from '../lib/same';
 import { latestSummary } from '../runs/summaries';
 import { z } from 'zod';
 import {
@@ -225,12 +225,6 @@ export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
     return user && password;
   }
   return false;
-}
-
-/** Constant-time string comparison that does not leak the lengths (digests of equal size are compared). */
-export function same(a: string, b: string): boolean {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(a), digest(b));
 }
 
 /**

@@ -6,7 +6,8 @@ import type { Payload } from '@temporalio/common';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { codecPathToken, EncryptionCodec } from '../codec';
-import { isAdmin, same } from './admin-routes';
+import { same } from '../lib/same';
+import { isAdmin } from './admin-routes';
 import type { WebDeps } from './app';
 import type { FailedAuthGuard } from './failed-auth';
 

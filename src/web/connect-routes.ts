@@ -14,7 +14,7 @@ import { UnknownEspError } from '../processors/registry';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { configurationIdSchema, NotFoundError } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
-import { OAUTH_ESPS } from '../config';
+import { OAUTH_ESPS, oauthRedirectUri } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
@@ -33,7 +33,7 @@ export function connectRoutes(
   const router = Router();
   const pending = new PendingFlows(deps.stores.blobs, deps.stores.secrets);
   const secure = deps.web.publicUrl.startsWith('https://');
-  const redirectUri = (esp: string) => `${deps.web.publicUrl}/auth/${encodeURIComponent(esp)}/callback`;
+  const redirectUri = (esp: string) => oauthRedirectUri(deps.web.publicUrl, esp);
 
   const processorFor = (req: Request, res: Response): BaseProcessor | undefined => {
     try {

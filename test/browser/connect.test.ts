@@ -4,9 +4,11 @@ import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
+import { oauthRedirectUri } from '../../src/config';
 import { projectRoot } from '../../src/paths';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
+import { SANDBOX_CLIENT } from '../../src/sandbox/state';
 import { TASK_QUEUE } from '../../src/temporal/constants';
 import { createApp } from '../../src/web/app';
 import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
@@ -36,6 +38,8 @@ describe('browser: connecting the Sandbox ESP', function () {
     e.sandbox.state.seed('acct_demo', 'list_newsletter', 50);
     const port = await freePort();
     web = `http://127.0.0.1:${port}`;
+    // espresso's redirect URI at this public URL, registered with the Sandbox as with a real ESP.
+    e.sandbox.state.clients.get(SANDBOX_CLIENT.id)!.redirectUris.push(oauthRedirectUri(web, 'sandbox'));
     // The web server's processor must reach the same Sandbox, with the browser-facing public URL.
     const processor = new SandboxProcessor(
       { secrets: e.stores.secrets },

@@ -31,7 +31,7 @@ describe('OAuth refresh across processes', function () {
     );
     await secrets.put(
       SECRET_ID,
-      JSON.stringify(await sandboxOAuthCredentials(sandbox.url, processor, 'acct_demo')),
+      JSON.stringify(await sandboxOAuthCredentials(sandbox, processor, 'acct_demo')),
     );
   });
   after(() => sandbox.stop());

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { oauthRedirectUri } from '../../src/config';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { sandboxOAuthCredentials } from '../../src/sandbox/consent';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { createSandboxServer } from '../../src/sandbox/server';
-import { SandboxList, SandboxState } from '../../src/sandbox/state';
+import { SANDBOX_CLIENT, SandboxList, SandboxState } from '../../src/sandbox/state';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { closeServer, listenLocal } from '../support/listen';
 import { tempDir } from '../support/tmp';
@@ -11,14 +12,24 @@ import type { ProcessorHarness } from './harness';
 
 export { sandboxOAuthCredentials };
 
-/** A real Sandbox ESP server on a free port, in this process so tests can look at its state. */
+/** espresso's redirect URI at the public URL web tests use (test/support/web.ts). */
+export const TEST_REDIRECT_URI = oauthRedirectUri('http://localhost:3000', 'sandbox');
+
+/**
+ * A real Sandbox ESP server on a free port, in this process so tests can look at its state; with
+ * an admin token of its own and espresso's OAuth client registered for TEST_REDIRECT_URI.
+ */
 export async function startSandbox(state = SandboxState.demo()) {
-  const server = createSandboxServer(state);
+  state.clients.set(SANDBOX_CLIENT.id, { ...SANDBOX_CLIENT, redirectUris: [TEST_REDIRECT_URI] });
+  const adminToken = randomBytes(32).toString('base64url');
+  const server = createSandboxServer(state, { adminToken });
   const url = await listenLocal(server);
   return {
     state,
     server,
     url,
+    adminToken,
+    redirectUri: TEST_REDIRECT_URI,
     stop: () => closeServer(server),
   };
 }
@@ -62,7 +73,7 @@ export async function sandboxHarness(): Promise<
       return newTarget(credentials);
     },
     async connectWithOAuth() {
-      return newTarget(await sandboxOAuthCredentials(sandbox.url, processor, account.id));
+      return newTarget(await sandboxOAuthCredentials(sandbox, processor, account.id));
     },
     async seed(target, contacts) {
       const list = listOf(target);

@@ -6,6 +6,7 @@ import { strict as assert } from 'node:assert';
 import request from 'supertest';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
+import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { SandboxState } from '../../src/sandbox/state';
 import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
@@ -106,21 +107,7 @@ describe('web: a flow of one ESP never finishes on another ESP’s route', funct
 
   it('OAuth callback: a Sandbox authorization code brought to /auth/mailchimp/callback is refused', async () => {
     const start = await agent.get('/auth/sandbox/start').expect(302);
-    const q = new URL(start.headers.location!).searchParams;
-    const approved = await fetch(`${sandbox.url}/oauth/authorize`, {
-      method: 'POST',
-      redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        decision: 'approve',
-        account: 'acct_demo',
-        clientId: q.get('client_id')!,
-        redirectUri: q.get('redirect_uri')!,
-        state: q.get('state')!,
-        codeChallenge: q.get('code_challenge')!,
-      }),
-    });
-    const back = new URL(approved.headers.get('location')!);
+    const back = await answerSandboxConsent(sandbox.url, start.headers.location!, { account: 'acct_demo' });
     const before = await snapshot(stores);
     await agent.get(`/auth/mailchimp/callback${back.search}`).expect(400);
     assert.deepEqual(await snapshot(stores), before, 'nothing created or changed');

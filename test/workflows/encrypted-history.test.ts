@@ -69,11 +69,7 @@ describe('encrypted payloads in Temporal histories', function () {
     keyed.list.suppressed.add(17);
     // 2. An OAuth configuration whose access token expires before the run: refreshed mid-run.
     const oauth = await e.connect(1_000, {}, { account: 'acct_demo' });
-    const granted = (await sandboxOAuthCredentials(
-      e.sandbox.url,
-      e.processor,
-      'acct_demo',
-    )) as Credentials & {
+    const granted = (await sandboxOAuthCredentials(e.sandbox, e.processor, 'acct_demo')) as Credentials & {
       kind: 'oauth2';
     };
     await e.stores.secrets.put(oauth.configuration.credentialsSecretId, JSON.stringify(granted));

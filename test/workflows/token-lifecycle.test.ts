@@ -27,7 +27,7 @@ describe('OAuth token lifecycle of a configuration', function () {
     const id = configuration.id;
     const stored = async () =>
       JSON.parse(await e.stores.secrets.get(configuration.credentialsSecretId)) as OAuth;
-    const granted = (await sandboxOAuthCredentials(e.sandbox.url, e.processor, 'acct_demo')) as OAuth;
+    const granted = (await sandboxOAuthCredentials(e.sandbox, e.processor, 'acct_demo')) as OAuth;
     // An access token that expires within the refresh margin.
     await e.stores.secrets.put(
       configuration.credentialsSecretId,
@@ -73,7 +73,7 @@ describe('OAuth token lifecycle of a configuration', function () {
     assert.equal(e.alerts.length - alertsBefore, 1);
 
     // 4. The publisher authorizes again (the web flow's path): active, one recovery alert.
-    const again = await sandboxOAuthCredentials(e.sandbox.url, e.processor, 'acct_demo');
+    const again = await sandboxOAuthCredentials(e.sandbox, e.processor, 'acct_demo');
     const account = { accountId: 'acct_demo', accountLabel: 'Demo Coffee Roasters', lists: [] };
     const { configuration: recovered, created } = await saveConnection(
       {
