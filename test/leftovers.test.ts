@@ -1,0 +1,28 @@
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { reapLeftovers, taggedProcesses } from './support/leftovers';
+
+describe('the test run leaves no process behind', () => {
+  it('finds a process the run started that is still alive, even orphaned, and kills it', async () => {
+    // A child that starts a grandchild and exits: the grandchild is orphaned, as a leaked worker is.
+    const parent = spawn(
+      process.execPath,
+      [
+        '-e',
+        "require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' }).unref()",
+      ],
+      { stdio: 'ignore' },
+    );
+    await new Promise((resolve) => parent.on('exit', resolve));
+    const found = taggedProcesses();
+    assert.equal(found.length, 1, JSON.stringify(found));
+    assert.match(found[0]!.command, /setInterval/);
+    const reaped = await reapLeftovers(300);
+    assert.deepEqual(
+      reaped.map((p) => p.pid),
+      [found[0]!.pid],
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(taggedProcesses(), []);
+  });
+});
