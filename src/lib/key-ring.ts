@@ -30,19 +30,20 @@ export function parseKeyRing(text: string, source: string): KeyRing {
   text.split(',').forEach((raw, index) => {
     const entry = raw.trim();
     if (!entry) return;
+    // Errors name the entry by position only: a malformed entry may hold key material anywhere.
     const position = `entry ${index + 1}`;
     const i = entry.indexOf(':');
     const id = i > 0 ? entry.slice(0, i) : '';
     if (!KEY_ID.test(id)) {
       throw new KeyRingError(
         source,
-        `each entry must be <key id>:<base64 key>, key ids of letters, digits, _.- (${position})`,
+        `${position} must be <key id>:<base64 key>, key ids of letters, digits, _.-`,
       );
     }
     const key = Buffer.from(entry.slice(i + 1), 'base64');
     if (key.length !== 32)
-      throw new KeyRingError(source, `key ${id} must be 32 bytes, base64-encoded (${position})`);
-    if (keys.has(id)) throw new KeyRingError(source, `key id ${id} appears twice (${position})`);
+      throw new KeyRingError(source, `${position}: the key must be 32 bytes, base64-encoded`);
+    if (keys.has(id)) throw new KeyRingError(source, `${position} repeats the key id of an earlier entry`);
     keys.set(id, key);
     current ??= id;
   });
