@@ -3,7 +3,9 @@
 import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { KeyRingError, type KeyRing } from './lib/key-ring';
 import { projectRoot } from './paths';
+import { parseSecretKeys } from './storage/local-secret-store';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const bool = z
@@ -27,7 +29,15 @@ export const envSchema = z.object({
     .default('espresso/'),
   ESPRESSO_SECRET_KEY: z
     .string()
-    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .transform((v, ctx) => {
+      try {
+        return parseSecretKeys(v, 'ESPRESSO_SECRET_KEY');
+      } catch (err) {
+        if (!(err instanceof KeyRingError)) throw err;
+        ctx.addIssue({ code: 'custom', message: err.reason });
+        return z.NEVER;
+      }
+    })
     .optional(),
   TEMPORAL_ADDRESS: hostPort.default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -103,7 +113,7 @@ export type Env = z.infer<typeof envSchema>;
 export interface AppConfig {
   dataDir: string;
   storage:
-    | { kind: 'local'; blobDir: string; secretDir: string; secretKey?: Buffer; secretKeyFile: string }
+    | { kind: 'local'; blobDir: string; secretDir: string; secretKeys?: KeyRing; secretKeyFile: string }
     | { kind: 'aws'; bucket: string; region: string; endpoint?: string; secretPrefix: string };
   temporal: {
     address: string;
@@ -218,7 +228,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       kind: 'local',
       blobDir: resolve(dataDir, 'blobs'),
       secretDir: resolve(dataDir, 'secrets'),
-      secretKey: e.ESPRESSO_SECRET_KEY ? Buffer.from(e.ESPRESSO_SECRET_KEY, 'base64') : undefined,
+      secretKeys: e.ESPRESSO_SECRET_KEY,
       secretKeyFile: resolve(dataDir, 'secret.key'),
     };
   }

@@ -70,9 +70,9 @@ describe('payload encryption codec', () => {
   it('parses key rings and names what is wrong', () => {
     const key = Buffer.alloc(32, 1).toString('base64');
     assert.equal(parsePayloadKeys(`a:${key}, b:${key}`).current, 'a');
-    assert.throws(() => parsePayloadKeys('a:short'), /key a must be 32 bytes/);
-    assert.throws(() => parsePayloadKeys(`a:${key},a:${key}`), /key id a appears twice/);
-    assert.throws(() => parsePayloadKeys(`:${key}`), /<key id>:<base64 key>/);
+    assert.throws(() => parsePayloadKeys('a:short'), /entry 1: the key must be 32 bytes/);
+    assert.throws(() => parsePayloadKeys(`a:${key},a:${key}`), /entry 2 repeats the key id/);
+    assert.throws(() => parsePayloadKeys(`:${key}`), /entry 1 must be <key id>:<base64 key>/);
     assert.throws(
       () => loadConfig({ ESPRESSO_PAYLOAD_KEYS: 'nope' }),
       /ESPRESSO_PAYLOAD_KEYS: expected <key id>/,

@@ -5,13 +5,16 @@ import { loadConfig, type AppConfig } from '../config';
 import { withTimeout } from '../lib/timeout';
 import { sandboxAdmin, sandboxAdminToken } from '../sandbox/admin';
 import { createStores } from '../storage';
+import { keyName, LocalSecretStore } from '../storage/local-secret-store';
 import { TASK_QUEUE, workflowIds } from '../temporal/constants';
 import { missingSearchAttributes } from '../temporal/search-attributes';
 import { describeTemporalCli, resolveMotoServer, resolveTemporalCli } from '../tools';
+import { describeOlderKeys, REKEY_SECRETS_COMMAND } from './keys';
 
-type Check = { name: string; run: () => Promise<string> };
+/** What a check found: it works, or it works but needs attention (a warning fails nothing). */
+type Check = { name: string; run: () => Promise<string | { warning: string }> };
 
-/** Runs every check and prints one line each: what works, or what is wrong. Returns true when all pass. */
+/** Runs every check and prints one line each: what works, or what is wrong. Returns true when none fails. */
 export async function doctor(print: (line: string) => void = console.log): Promise<boolean> {
   let config: AppConfig;
   try {
@@ -89,6 +92,7 @@ export async function doctor(print: (line: string) => void = console.log): Promi
         return `writable (${stores.secrets.description})`;
       },
     },
+    ...(stores.secrets instanceof LocalSecretStore ? [secretKeysCheck(stores.secrets)] : []),
     {
       name: 'payload keys',
       run: async () => {
@@ -144,7 +148,9 @@ export async function doctor(print: (line: string) => void = console.log): Promi
   let ok = true;
   for (const check of checks) {
     try {
-      print(`ok    ${check.name}: ${await check.run()}`);
+      const found = await check.run();
+      if (typeof found === 'string') print(`ok    ${check.name}: ${found}`);
+      else print(`warn  ${check.name}: ${found.warning}`);
     } catch (err) {
       ok = false;
       print(`FAIL  ${check.name}: ${(err as Error).message.split('\n')[0]}`);
@@ -152,4 +158,18 @@ export async function doctor(print: (line: string) => void = console.log): Promi
   }
   await connection?.close();
   return ok;
+}
+
+/** Secrets still under an older key of ESPRESSO_SECRET_KEY: the rotation is not finished. */
+function secretKeysCheck(secrets: LocalSecretStore): Check {
+  return {
+    name: 'secret keys',
+    run: async () => {
+      const usage = await secrets.keyUsage();
+      if (usage.older.size > 0) {
+        return { warning: `${describeOlderKeys(usage)}; run \`${REKEY_SECRETS_COMMAND}\`` };
+      }
+      return `every secret is encrypted with ${keyName(usage.current)}, the current key of ${usage.source}`;
+    },
+  };
 }

@@ -4,6 +4,7 @@ import { codecEndpoint } from '../codec';
 import { readKeyFile } from '../lib/key-file';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
+import { registerKeyCommands } from './keys';
 import { loadConfigOrExit } from './load-config';
 import { registerRunCommands } from './runs';
 import { registerSandboxCommands } from './sandbox';
@@ -49,6 +50,7 @@ program
 registerConfigurationCommands(program);
 registerRunCommands(program);
 registerSandboxCommands(program);
+registerKeyCommands(program);
 
 program.parseAsync().catch((err) => {
   console.error(`espresso: ${(err as Error).message}`);

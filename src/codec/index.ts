@@ -4,6 +4,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { formatKeyRing, parseKeyRing, type KeyRing } from '../lib/key-ring';
 import { NotFoundError, type SecretStore } from '../storage';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -14,47 +15,18 @@ const TAG_BYTES = 16;
 export const PAYLOAD_KEYS_SECRET_ID = 'payload-keys';
 
 /** Keys by id; `current` encrypts, every key decrypts. */
-export interface PayloadKeys {
-  current: string;
-  keys: Map<string, Buffer>;
-}
+export type PayloadKeys = KeyRing;
 
 export class PayloadKeysError extends Error {
   override name = 'PayloadKeysError';
 }
 
-const KEY_ID = /^[A-Za-z0-9_.-]{1,64}$/;
-
 /** Parses `id:base64key[,id:base64key...]`; the first key encrypts. */
 export function parsePayloadKeys(text: string, source = 'ESPRESSO_PAYLOAD_KEYS'): PayloadKeys {
-  const keys = new Map<string, Buffer>();
-  let current: string | undefined;
-  for (const entry of text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    const i = entry.indexOf(':');
-    const id = i > 0 ? entry.slice(0, i) : '';
-    if (!KEY_ID.test(id)) {
-      throw new PayloadKeysError(
-        `${source}: each entry must be <key id>:<base64 key>, key ids of letters, digits, _.- (entry ${keys.size + 1})`,
-      );
-    }
-    const key = Buffer.from(entry.slice(i + 1), 'base64');
-    if (key.length !== 32)
-      throw new PayloadKeysError(`${source}: key ${id} must be 32 bytes, base64-encoded`);
-    if (keys.has(id)) throw new PayloadKeysError(`${source}: key id ${id} appears twice`);
-    keys.set(id, key);
-    current ??= id;
-  }
-  if (!current) throw new PayloadKeysError(`${source}: no key given`);
-  return { current, keys };
+  return parseKeyRing(text, source);
 }
 
-export function formatPayloadKeys(keys: PayloadKeys): string {
-  const ordered = [keys.current, ...[...keys.keys.keys()].filter((id) => id !== keys.current)];
-  return ordered.map((id) => `${id}:${keys.keys.get(id)!.toString('base64')}`).join(',');
-}
+export const formatPayloadKeys = formatKeyRing;
 
 export function newPayloadKeys(
   id = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`,

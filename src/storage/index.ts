@@ -27,7 +27,7 @@ export function createStores(storage: AppConfig['storage']): Stores {
   } else {
     blobs = new LocalBlobStore(storage.blobDir);
     secrets = new LocalSecretStore(storage.secretDir, {
-      key: storage.secretKey,
+      keys: storage.secretKeys,
       keyFile: storage.secretKeyFile,
     });
   }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CorruptDataError } from '../../src/storage';
-import { LocalSecretStore } from '../../src/storage/local-secret-store';
+import { LocalSecretStore, parseSecretKeys } from '../../src/storage/local-secret-store';
 import { tempDir } from '../support/tmp';
 
 describe('LocalSecretStore on disk', () => {
@@ -57,7 +57,7 @@ describe('LocalSecretStore on disk', () => {
     await store.put('credentials/cfg_keep', 'keep');
     const before = await readFile(file('credentials/cfg_keep'));
     const wrong = new LocalSecretStore(join(dir, 'secrets'), {
-      key: randomBytes(32),
+      keys: parseSecretKeys(randomBytes(32).toString('base64'), 'test'),
       keyFile: join(dir, 'x'),
     });
     await assert.rejects(wrong.get('credentials/cfg_keep'), CorruptDataError);
