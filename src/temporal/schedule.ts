@@ -26,7 +26,8 @@ export async function applySchedule(
       workflowId: 'daily',
       // Configuration runs at once: the daily run's default unless ESPRESSO_DAILY_CONCURRENCY is set.
       args: [time.dailyConcurrency ? { concurrency: time.dailyConcurrency } : {}],
-      staticSummary: 'Daily espresso sync of every active configuration',
+      // No staticSummary: it would be encrypted like every payload, and plain `temporal schedule
+      // describe` cannot show a schedule whose summary it cannot decode. Applying removes an old one.
     },
     policies: { overlap: ScheduleOverlapPolicy.ALLOW_ALL, catchupWindow: '1 day' },
   } satisfies ScheduleOptions;

@@ -111,6 +111,27 @@ describe('daily run, schedule and temporal CLI', function () {
     assert.equal(d.action.type === 'startWorkflow' && d.action.workflowType, 'dailySyncWorkflow');
   });
 
+  it('keeps `temporal schedule describe` working without the codec, also over a schedule of an older version', async () => {
+    // An older version gave the action an encrypted summary, which the CLI cannot decode.
+    await e.client.schedule.getHandle(SCHEDULE_ID).delete();
+    await e.client.schedule.create({
+      scheduleId: SCHEDULE_ID,
+      spec: { calendars: [{ hour: 6, minute: 0 }] },
+      action: {
+        type: 'startWorkflow',
+        workflowType: 'dailySyncWorkflow',
+        taskQueue: TASK_QUEUE,
+        workflowId: 'daily',
+        args: [{}],
+        staticSummary: 'Daily espresso sync of every active configuration',
+      },
+    });
+    await assert.rejects(temporal('schedule', 'describe', '--schedule-id', SCHEDULE_ID), /could not decode/);
+    assert.equal((await applySchedule(e.client, { hour: 6, minute: 0 })).result, 'updated');
+    const described = await temporal('schedule', 'describe', '--schedule-id', SCHEDULE_ID);
+    assert.match(described, /dailySyncWorkflow/);
+  });
+
   it('backfills missed days with `temporal schedule backfill`, each run on its own date', async () => {
     const { configuration } = await e.connect(200);
     await temporal(
