@@ -47,7 +47,8 @@ const FAULTS = { errorRate: 0.05, rateLimitRate: 0.05, timeoutRate: 0.01, rowRej
 const EARLIER_CONTACTS = 1_000;
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  // Signals stop the bench stack (bench/stack.ts), not only the SDK's workers.
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
   const stack = await startStack({ espTimeoutMs: 2_000 });
   let exitCode = 0;

@@ -56,22 +56,7 @@ export async function startAgain(
     };
   }
   if (entry === 'admin-run-now') {
-    const server = createApp({
-      stores: deps.stores,
-      processors: deps.processors,
-      temporal: async () => stack.env.connection,
-      temporalNamespace: 'default',
-      temporalUiUrl: 'http://127.0.0.1:8233',
-      payloadKeys: stack.env.payloadKeys,
-      web: {
-        publicUrl: 'http://127.0.0.1',
-        sessionSecret: 'bench-session-secret-0123456789abcdef',
-        admin: { token: ADMIN_TOKEN },
-      },
-    }).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    try {
-      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return withWebServer(stack, deps, async (base) => {
       const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
       const page = await fetch(`${base}/admin`, { headers: auth });
       const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0]!;
@@ -83,9 +68,7 @@ export async function startAgain(
         body: new URLSearchParams({ _csrf: csrf }),
       });
       return { entry, heldOff: res.status === 409, how: `admin answered ${res.status}` };
-    } finally {
-      server.close();
-    }
+    });
   }
   // The README's full resync, started straight on Temporal: no check before it starts; the run
   // itself finds the writer held and ends busy.
@@ -93,23 +76,31 @@ export async function startAgain(
   const temporal = resolveTemporalCli();
   if (temporal.source === 'sdk-download')
     throw new Error('--overlap needs the Temporal CLI: run `npm run bootstrap`');
-  await run(
-    temporal.path,
-    [
-      'workflow',
-      'start',
-      '--type',
-      'configurationSyncWorkflow',
-      '--task-queue',
-      TASK_QUEUE,
-      '--workflow-id',
-      workflowId,
-      '--input',
-      JSON.stringify({ configurationId, runDate, mode: 'full' }),
-      '--address',
-      stack.env.address,
-    ],
-    { timeout: 60_000 },
+  // As the README types it: the input goes through the web server's codec endpoint, encrypted
+  // (workers refuse plaintext payloads).
+  await withWebServer(stack, deps, (base) =>
+    run(
+      temporal.path,
+      [
+        'workflow',
+        'start',
+        '--type',
+        'configurationSyncWorkflow',
+        '--task-queue',
+        TASK_QUEUE,
+        '--workflow-id',
+        workflowId,
+        '--input',
+        JSON.stringify({ configurationId, runDate, mode: 'full' }),
+        '--address',
+        stack.env.address,
+        '--codec-endpoint',
+        `${base}/codec`,
+        '--codec-auth',
+        `Bearer ${ADMIN_TOKEN}`,
+      ],
+      { timeout: 60_000 },
+    ),
   );
   const result = (await stack.env.client.workflow.getHandle(workflowId).result()) as {
     status: string;
@@ -119,4 +110,31 @@ export async function startAgain(
   // Busy; or, when the run it raced had just ended, a full resync that found every value set.
   const heldOff = result.status === 'busy' || (result.status === 'completed' && result.exported === 0);
   return { entry, heldOff, how: `${result.status}: ${result.reason ?? `exported ${result.exported}`}` };
+}
+
+/** A web server on the bench's stores for the length of `use`: the admin page and the codec endpoint. */
+async function withWebServer<T>(
+  stack: Stack,
+  deps: ReturnType<typeof benchDeps>,
+  use: (base: string) => Promise<T>,
+): Promise<T> {
+  const server = createApp({
+    stores: deps.stores,
+    processors: deps.processors,
+    temporal: async () => stack.env.connection,
+    temporalNamespace: 'default',
+    temporalUiUrl: 'http://127.0.0.1:8233',
+    payloadKeys: stack.env.payloadKeys,
+    web: {
+      publicUrl: 'http://127.0.0.1',
+      sessionSecret: 'bench-session-secret-0123456789abcdef',
+      admin: { token: ADMIN_TOKEN },
+    },
+  }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  try {
+    return await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.close();
+  }
 }

@@ -45,7 +45,8 @@ const OPEN = { rps: 100_000, concurrency: 8 };
 const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
+  // Signals stop the bench stack (bench/stack.ts), not only the SDK's workers.
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   if (options.fleet) return fleetMain();
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
   const stack = await startStack();

@@ -109,6 +109,14 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     env: baseEnv,
     stdio: 'inherit',
   });
+  // Stopped from outside (Ctrl-C, a test's timeout): nothing the stack started outlives it.
+  const children = new Set<ChildProcess>([sandbox]);
+  const abort = (signal: NodeJS.Signals) => {
+    for (const child of children) child.kill('SIGKILL');
+    void server.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGTERM', abort);
+  process.once('SIGINT', abort);
   for (let i = 0; ; i++) {
     try {
       await sandboxAdmin(sandboxEndpoint, '/state');
@@ -133,6 +141,8 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
         stdio: 'inherit',
       },
     );
+    children.add(child);
+    child.once('exit', () => children.delete(child));
     await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
     return {
       pid: child.pid!,
@@ -168,6 +178,8 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     sandbox: sandboxEndpoint,
     startWorker,
     async stop() {
+      process.removeListener('SIGTERM', abort);
+      process.removeListener('SIGINT', abort);
       sandbox.kill('SIGTERM');
       await connection.close();
       await nativeConnection.close();

@@ -1,9 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { reapLeftovers, taggedProcesses } from './support/leftovers';
+import { randomBytes } from 'node:crypto';
+import { reapLeftovers, taggedProcesses, TEST_RUN_VARIABLE } from './support/leftovers';
 
 describe('the test run leaves no process behind', () => {
   it('finds a process the run started that is still alive, even orphaned, and kills it', async () => {
+    const tag = `leftover-test-${randomBytes(4).toString('hex')}`;
     // A child that starts a grandchild and exits: the grandchild is orphaned, as a leaked worker is.
     const parent = spawn(
       process.execPath,
@@ -11,18 +13,19 @@ describe('the test run leaves no process behind', () => {
         '-e',
         "require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' }).unref()",
       ],
-      { stdio: 'ignore' },
+      // A tag of its own: the rest of the run's processes are not this test's business.
+      { stdio: 'ignore', env: { ...process.env, [TEST_RUN_VARIABLE]: tag } },
     );
     await new Promise((resolve) => parent.on('exit', resolve));
-    const found = taggedProcesses();
+    const found = taggedProcesses(tag);
     assert.equal(found.length, 1, JSON.stringify(found));
     assert.match(found[0]!.command, /setInterval/);
-    const reaped = await reapLeftovers(300);
+    const reaped = await reapLeftovers(300, tag);
     assert.deepEqual(
       reaped.map((p) => p.pid),
       [found[0]!.pid],
     );
     await new Promise((r) => setTimeout(r, 200));
-    assert.deepEqual(taggedProcesses(), []);
+    assert.deepEqual(taggedProcesses(tag), []);
   });
 });

@@ -46,12 +46,15 @@ export function taggedProcesses(tag = process.env[TEST_RUN_VARIABLE]): Leftover[
  * Waits up to `graceMs` for tagged processes to end; kills what is left and returns it, so the
  * caller can fail naming each.
  */
-export async function reapLeftovers(graceMs = 5_000): Promise<Leftover[]> {
+export async function reapLeftovers(
+  graceMs = 5_000,
+  tag = process.env[TEST_RUN_VARIABLE],
+): Promise<Leftover[]> {
   const deadline = Date.now() + graceMs;
-  let left = taggedProcesses();
+  let left = taggedProcesses(tag);
   while (left.length && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 200));
-    left = taggedProcesses();
+    left = taggedProcesses(tag);
   }
   for (const { pid } of left) {
     try {
