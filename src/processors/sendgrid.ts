@@ -1,7 +1,8 @@
 // Twilio SendGrid Marketing Campaigns (v3 API). API key only. Contacts are listed from a contact
 // export (a file on another host, downloaded to a temp file and read page by page by byte offset);
-// values are written by the asynchronous, email-keyed upsert, after resolving contact ids to emails
-// so that a contact deleted since the export is rejected rather than re-created.
+// values are written by the asynchronous, email-keyed upsert, after resolving contact ids to the
+// contacts' identifiers (an update must repeat every one), so that a contact deleted since the
+// export is rejected rather than re-created.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -46,6 +47,9 @@ const DEFAULT_API = 'https://api.sendgrid.com';
 const EU_API = 'https://api.eu.sendgrid.com';
 /** POST /v3/marketing/contacts/batch and /search/emails take at most 100 ids/emails. */
 const LOOKUP_MAX = 100;
+/** What SendGrid identifies a contact by: updating a contact must repeat every one it has. */
+const IDENTIFIERS = ['email', 'phone_number_id', 'external_id', 'anonymous_id'] as const;
+type Identifiers = Partial<Record<(typeof IDENTIFIERS)[number], string>>;
 const CONTACT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EXPORT_ID = /^[A-Za-z0-9_-]{1,100}$/;
 const FIELD_ID_TTL_MS = 60_000;
@@ -211,18 +215,19 @@ export class SendGridProcessor extends BaseProcessor {
     for (const u of batch)
       if (!CONTACT_ID.test(u.contactId)) reject(u.contactId, 'not a SendGrid contact id');
 
-    // The upsert creates unknown emails: resolve ids first and reject the ones that are gone.
-    const emails = await this.emailsOf(
+    // The upsert creates unknown emails: resolve ids first and reject the ones that are gone. The
+    // same lookup gives the identifiers besides the email, which the update must repeat.
+    const contacts = await this.identifiersOf(
       call,
       known.map((u) => u.contactId),
     );
-    const rows: Array<ContactUpdate & { email: string }> = [];
+    const rows: Array<ContactUpdate & { email: string; identifiers: Identifiers }> = [];
     for (const u of known) {
-      const email = emails.get(u.contactId);
-      if (email === undefined) reject(u.contactId, 'the contact no longer exists in SendGrid');
-      else if (email === '')
+      const identifiers = contacts.get(u.contactId);
+      if (identifiers === undefined) reject(u.contactId, 'the contact no longer exists in SendGrid');
+      else if (identifiers.email === undefined)
         reject(u.contactId, 'the contact has no email address (SendGrid upserts by email)');
-      else rows.push({ ...u, email });
+      else rows.push({ ...u, email: identifiers.email, identifiers });
     }
     if (rows.length === 0) return results;
 
@@ -233,7 +238,9 @@ export class SendGridProcessor extends BaseProcessor {
         {
           method: 'PUT',
           url: '/v3/marketing/contacts',
-          json: { contacts: rows.map((r) => ({ email: r.email, custom_fields: { [fieldId]: r.value } })) },
+          json: {
+            contacts: rows.map((r) => ({ ...r.identifiers, custom_fields: { [fieldId]: r.value } })),
+          },
         },
         { rowsFromError: rowPointers },
       );
@@ -280,9 +287,9 @@ export class SendGridProcessor extends BaseProcessor {
 
   // ---- contacts ----
 
-  /** contact id -> email ('' when the contact has none); ids SendGrid does not know are absent. */
-  private async emailsOf(call: EspCall, ids: string[]): Promise<Map<string, string>> {
-    const emails = new Map<string, string>();
+  /** contact id -> the identifiers the contact has; ids SendGrid does not know are absent. */
+  private async identifiersOf(call: EspCall, ids: string[]): Promise<Map<string, Identifiers>> {
+    const contacts = new Map<string, Identifiers>();
     for (let i = 0; i < ids.length; i += LOOKUP_MAX) {
       let result: unknown;
       try {
@@ -304,10 +311,10 @@ export class SendGridProcessor extends BaseProcessor {
         if (!isObject(c) || typeof c.id !== 'string') {
           throw new TransientError('SendGrid answered the contact lookup with a malformed contact');
         }
-        emails.set(c.id, typeof c.email === 'string' ? c.email : '');
+        contacts.set(c.id, identifiersIn(c));
       }
     }
-    return emails;
+    return contacts;
   }
 
   /**
@@ -489,6 +496,16 @@ function parseCursor(cursor: string): Cursor {
   const m = /^([A-Za-z0-9_-]{1,100})~(\d+)~(\d+)~(\d+)$/.exec(cursor);
   if (!m) throw new RequestRejectedError('not a SendGrid listing cursor');
   return { exportId: m[1]!, file: Number(m[2]), files: Number(m[3]), offset: Number(m[4]) };
+}
+
+/** The identifiers a contact has (an empty one counts as absent). */
+function identifiersIn(contact: Record<string, unknown>): Identifiers {
+  const identifiers: Identifiers = {};
+  for (const key of IDENTIFIERS) {
+    const v = contact[key];
+    if (typeof v === 'string' && v !== '') identifiers[key] = v;
+  }
+  return identifiers;
 }
 
 /** `errors[].field` such as `contacts[3].email` points at a row of the upsert. */

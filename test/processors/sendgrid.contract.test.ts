@@ -246,6 +246,64 @@ describe('SendGrid processor', function () {
     assert.equal(fake.byEmail(victim.email), undefined, 'the re-created contact is removed');
   });
 
+  it('sends back every identifier a contact has, as SendGrid requires to update it', async () => {
+    const plain = fake.seed(3);
+    const external = fake.seedEmail('crm-person@example.com', { external_id: 'crm-1001' });
+    const several = fake.seedEmail('app-person@example.com', {
+      phone_number_id: '+14155550123',
+      anonymous_id: 'anon-7f3a',
+    });
+    const updates = [...plain, external, several].map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      updates.map(() => 'updated'),
+      JSON.stringify(results),
+    );
+    for (const u of updates) assert.equal(fake.valueOf(u.contactId, 'lcee'), u.value);
+    const sent = puts().flatMap((e) => (e.body as { contacts: Array<Record<string, unknown>> }).contacts);
+    const identifiers = (email: string) => {
+      const { custom_fields: _, ...rest } = sent.find((c) => c.email === email)!;
+      return rest;
+    };
+    assert.deepEqual(identifiers('crm-person@example.com'), {
+      email: 'crm-person@example.com',
+      external_id: 'crm-1001',
+    });
+    assert.deepEqual(identifiers('app-person@example.com'), {
+      email: 'app-person@example.com',
+      phone_number_id: '+14155550123',
+      anonymous_id: 'anon-7f3a',
+    });
+    const email = fake.contacts.get(plain[0]!)!.email;
+    assert.deepEqual(identifiers(email), { email });
+  });
+
+  it('has a fake that, like SendGrid, fails the row of an update omitting an identifier the contact has', async () => {
+    const id = fake.seedEmail('crm-only@example.com', { external_id: 'crm-2002' });
+    const request = (method: string, path: string, body?: unknown) =>
+      fetch(`${fake.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${h.apiKey}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    const accepted = await request('PUT', '/v3/marketing/contacts', {
+      contacts: [{ email: 'crm-only@example.com', custom_fields: { [fake.field('lcee')!.id]: 'v1' } }],
+    });
+    // Accepted as valid: the contact's identifiers are checked when the job runs.
+    assert.equal(accepted.status, 202);
+    const { job_id } = (await accepted.json()) as { job_id: string };
+    let job: { status: string; results: { errored_count?: number; errors_url?: string } };
+    do {
+      job = (await (await request('GET', `/v3/marketing/contacts/imports/${job_id}`)).json()) as typeof job;
+    } while (job.status === 'pending');
+    assert.equal(job.status, 'failed');
+    assert.equal(job.results.errored_count, 1);
+    const errors = await (await fetch(job.results.errors_url!)).text();
+    assert.match(errors, /crm-only@example\.com,.*external_id/);
+    assert.equal(fake.valueOf(id, 'lcee'), undefined);
+  });
+
   it("maps the upsert's row pointers (contacts[i]) to the rows, and the job's errors file to reasons", async () => {
     const seeded = fake.seed(6);
     const bad = fake.seedEmail('not-an-email');
