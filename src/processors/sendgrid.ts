@@ -47,9 +47,12 @@ const DEFAULT_API = 'https://api.sendgrid.com';
 const EU_API = 'https://api.eu.sendgrid.com';
 /** POST /v3/marketing/contacts/batch and /search/emails take at most 100 ids/emails. */
 const LOOKUP_MAX = 100;
+/** /search/emails takes addresses of at most 100 characters (the upsert takes 254), else 400s. */
+const SEARCH_EMAIL_MAX = 100;
 /** What SendGrid identifies a contact by: updating a contact must repeat every one it has. */
 const IDENTIFIERS = ['email', 'phone_number_id', 'external_id', 'anonymous_id'] as const;
 type Identifiers = Partial<Record<(typeof IDENTIFIERS)[number], string>>;
+const DELETED_DURING_UPDATE = 'the contact was deleted in SendGrid during the update';
 const CONTACT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EXPORT_ID = /^[A-Za-z0-9_-]{1,100}$/;
 const FIELD_ID_TTL_MS = 60_000;
@@ -274,12 +277,17 @@ export class SendGridProcessor extends BaseProcessor {
     if ((job.results?.errored_count ?? 0) > named) {
       throw new TransientError('the SendGrid upsert job reported errors its errors file does not name');
     }
-    const recreated = (job.results?.created_count ?? 0) > 0 ? await this.undoCreated(call, rows) : new Set();
+    // Rows the job refused created nothing.
+    const written = rows.filter((r) => !rowErrors.has(r.email.toLowerCase()));
+    const deleted =
+      (job.results?.created_count ?? 0) > 0
+        ? await this.undoCreated(call, written)
+        : new Map<string, string>();
     for (const r of rows) {
       const error = rowErrors.get(r.email.toLowerCase());
-      if (recreated.has(r.contactId))
-        reject(r.contactId, 'the contact was deleted in SendGrid during the update');
-      else if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
+      const gone = deleted.get(r.contactId);
+      if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
+      else if (gone !== undefined) reject(r.contactId, gone);
       else results.push({ contactId: r.contactId, status: 'updated' });
     }
     return results;
@@ -318,38 +326,76 @@ export class SendGridProcessor extends BaseProcessor {
   }
 
   /**
-   * The upsert created contacts: some ids were deleted between the lookup and the upsert. Finds
-   * them (their email now belongs to a different id) and deletes the contacts just created.
+   * The upsert created contacts: some ids were deleted between the lookup and the upsert, which
+   * re-created them under new ids. Finds those rows by id, deletes the copies the email search
+   * finds, and returns each such row's rejection reason.
    */
   private async undoCreated(
     call: EspCall,
     rows: Array<{ contactId: string; email: string }>,
-  ): Promise<Set<string>> {
-    const recreated = new Set<string>();
-    const created: string[] = [];
-    for (let i = 0; i < rows.length; i += LOOKUP_MAX) {
-      const chunk = rows.slice(i, i + LOOKUP_MAX);
-      const { body } = await call<{ result?: Record<string, { contact?: { id?: string } }> }>({
-        method: 'POST',
-        url: '/v3/marketing/contacts/search/emails',
-        json: { emails: chunk.map((r) => r.email) },
-      });
+  ): Promise<Map<string, string>> {
+    const present = await this.identifiersOf(
+      call,
+      rows.map((r) => r.contactId),
+    );
+    const gone = rows.filter((r) => !present.has(r.contactId));
+    // Longer addresses would make the search answer 400 for all of them.
+    const searchable = gone.filter((r) => r.email.length <= SEARCH_EMAIL_MAX);
+    const found = await this.idsByEmail(
+      call,
+      searchable.map((r) => r.email),
+    );
+    const reasons = new Map<string, string>();
+    const copies: string[] = [];
+    for (const r of gone) {
+      const copy = found.get(r.email.toLowerCase());
+      if (copy === r.contactId) continue; // the search still finds the contact itself: it was updated
+      if (copy !== undefined) {
+        copies.push(copy);
+        reasons.set(r.contactId, DELETED_DURING_UPDATE);
+      } else if (r.email.length > SEARCH_EMAIL_MAX) {
+        reasons.set(
+          r.contactId,
+          `${DELETED_DURING_UPDATE}; the update re-created it and the copy was left, as its email is longer than the ${SEARCH_EMAIL_MAX} characters SendGrid's email search takes`,
+        );
+      } else {
+        reasons.set(
+          r.contactId,
+          `${DELETED_DURING_UPDATE}; the update may have re-created it, and no copy was found to remove`,
+        );
+      }
+    }
+    if (copies.length) {
+      await call({ method: 'DELETE', url: '/v3/marketing/contacts', query: { ids: copies.join(',') } });
+    }
+    return reasons;
+  }
+
+  /** email (lower case) -> contact id, for the addresses SendGrid finds. */
+  private async idsByEmail(call: EspCall, emails: string[]): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    for (let i = 0; i < emails.length; i += LOOKUP_MAX) {
+      let body: { result?: unknown };
+      try {
+        ({ body } = await call<{ result?: unknown }>({
+          method: 'POST',
+          url: '/v3/marketing/contacts/search/emails',
+          json: { emails: emails.slice(i, i + LOOKUP_MAX) },
+        }));
+      } catch (err) {
+        // 404: none of these addresses is found.
+        if (err instanceof RequestRejectedError && err.status === 404) continue;
+        throw err;
+      }
       if (!isObject(body) || !isObject(body.result)) {
         throw new TransientError('SendGrid answered the email search without result');
       }
-      const found = new Map(Object.entries(body.result).map(([email, v]) => [email.toLowerCase(), v]));
-      for (const r of chunk) {
-        const id = found.get(r.email.toLowerCase())?.contact?.id;
-        if (typeof id === 'string' && id !== r.contactId) {
-          recreated.add(r.contactId);
-          created.push(id);
-        }
+      for (const [email, match] of Object.entries(body.result)) {
+        const id = isObject(match) && isObject(match.contact) ? match.contact.id : undefined;
+        if (typeof id === 'string') ids.set(email.toLowerCase(), id);
       }
     }
-    if (created.length) {
-      await call({ method: 'DELETE', url: '/v3/marketing/contacts', query: { ids: created.join(',') } });
-    }
-    return recreated;
+    return ids;
   }
 
   private async waitForImport(call: EspCall, jobId: string): Promise<ImportStatus> {

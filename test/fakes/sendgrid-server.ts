@@ -50,6 +50,8 @@ export class FakeSendGrid {
   readonly contacts = new Map<string, FakeContact>();
   /** Emails whose upserts the job reports as errored. */
   readonly rejectedEmails = new Set<string>();
+  /** Emails the email search does not find yet (SendGrid indexes contacts asynchronously). */
+  readonly unindexed = new Set<string>();
   readonly exchanges: RecordedExchange[] = [];
   /** Status polls a job or export stays pending for. */
   pendingPolls = 1;
@@ -316,9 +318,13 @@ export class FakeSendGrid {
         return send(400, err('emails is required', 'emails'));
       }
       if (emails.length > 100) return send(400, err('emails may contain at most 100 items', 'emails'));
+      // Addresses of at most 100 characters; one invalid address refuses the whole search.
+      if (emails.some((e: string) => e.length > 100)) {
+        return send(400, err('emails may be at most 100 characters long', 'emails'));
+      }
       const result: Record<string, unknown> = {};
       for (const e of emails as string[]) {
-        const c = this.byEmail(e);
+        const c = this.unindexed.has(e.toLowerCase()) ? undefined : this.byEmail(e);
         result[e.toLowerCase()] = c ? { contact: this.details(c) } : { error: 'contact not found' };
       }
       if (!Object.values(result).some((r) => 'contact' in (r as object)))

@@ -304,6 +304,63 @@ describe('SendGrid processor', function () {
     assert.equal(fake.valueOf(id, 'lcee'), undefined);
   });
 
+  it('leaves addresses over 100 characters out of the email search, and writes the batch once', async () => {
+    // 137 characters: upserts take up to 254, the email search at most 100.
+    const long = `${'a'.repeat(64)}@${'b'.repeat(60)}.example.com`;
+    const longId = fake.seedEmail(long);
+    const seeded = fake.seed(8);
+    const victim = fake.contacts.get(seeded[3]!)!;
+    fake.beforeApply = () => {
+      fake.contacts.delete(victim.id);
+      fake.beforeApply = undefined;
+    };
+    const updates = [longId, ...seeded].map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    const byId = new Map(results.map((r) => [r.contactId, r]));
+    assert.equal(byId.get(victim.id)!.status, 'rejected');
+    assert.equal(results.filter((r) => r.status === 'updated').length, 8, JSON.stringify(results));
+    assert.equal(fake.valueOf(longId, 'lcee'), updates[0]!.value);
+    assert.equal(fake.byEmail(victim.email), undefined, 'the re-created contact is removed');
+    assert.equal(puts().length, 1, 'the batch is not written again');
+    const searched = fake.exchanges
+      .filter((e) => e.url === '/v3/marketing/contacts/search/emails')
+      .flatMap((e) => (e.body as { emails: string[] }).emails);
+    assert.deepEqual(searched, [victim.email]);
+  });
+
+  it('rejects a contact deleted during the update whose copy it cannot remove, saying why', async () => {
+    const long = `${'c'.repeat(64)}@${'d'.repeat(60)}.example.com`;
+    const longId = fake.seedEmail(long);
+    const seeded = fake.seed(4);
+    const lagging = fake.contacts.get(seeded[1]!)!;
+    fake.unindexed.add(lagging.email);
+    fake.beforeApply = () => {
+      fake.contacts.delete(longId);
+      fake.contacts.delete(lagging.id);
+      fake.beforeApply = undefined;
+    };
+    const results = await h.processor.writeValues(
+      target,
+      [longId, ...seeded].map((contactId) => ({ contactId, value: value() })),
+    );
+    const byId = new Map(results.map((r) => [r.contactId, r]));
+    const tooLong = byId.get(longId)!;
+    assert.ok(
+      tooLong.status === 'rejected' && /100 characters/.test(tooLong.reason),
+      JSON.stringify(tooLong),
+    );
+    const unfound = byId.get(lagging.id)!;
+    assert.ok(
+      unfound.status === 'rejected' && /no copy was found/.test(unfound.reason),
+      JSON.stringify(unfound),
+    );
+    for (const r of results) if (r.status === 'rejected') assert.ok(!r.reason.includes('@'), r.reason);
+    assert.equal(results.filter((r) => r.status === 'updated').length, 3);
+    assert.equal(puts().length, 1, 'the batch is not written again');
+    // The copies stay: espresso could not find them (the rejection says so).
+    assert.ok(fake.byEmail(long) && fake.byEmail(lagging.email));
+  });
+
   it("maps the upsert's row pointers (contacts[i]) to the rows, and the job's errors file to reasons", async () => {
     const seeded = fake.seed(6);
     const bad = fake.seedEmail('not-an-email');
