@@ -1,7 +1,8 @@
 // Twilio SendGrid Marketing Campaigns (v3 API). API key only. Contacts are listed from a contact
 // export (a file on another host, downloaded to a temp file and read page by page by byte offset);
-// values are written by the asynchronous, email-keyed upsert, after resolving contact ids to emails
-// so that a contact deleted since the export is rejected rather than re-created.
+// values are written by the asynchronous, email-keyed upsert, after resolving contact ids to the
+// contacts' identifiers (an update must repeat every one), so that a contact deleted since the
+// export is rejected rather than re-created.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -46,6 +47,12 @@ const DEFAULT_API = 'https://api.sendgrid.com';
 const EU_API = 'https://api.eu.sendgrid.com';
 /** POST /v3/marketing/contacts/batch and /search/emails take at most 100 ids/emails. */
 const LOOKUP_MAX = 100;
+/** /search/emails takes addresses of at most 100 characters (the upsert takes 254), else 400s. */
+const SEARCH_EMAIL_MAX = 100;
+/** What SendGrid identifies a contact by: updating a contact must repeat every one it has. */
+const IDENTIFIERS = ['email', 'phone_number_id', 'external_id', 'anonymous_id'] as const;
+type Identifiers = Partial<Record<(typeof IDENTIFIERS)[number], string>>;
+const DELETED_DURING_UPDATE = 'the contact was deleted in SendGrid during the update';
 const CONTACT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const EXPORT_ID = /^[A-Za-z0-9_-]{1,100}$/;
 const FIELD_ID_TTL_MS = 60_000;
@@ -211,18 +218,19 @@ export class SendGridProcessor extends BaseProcessor {
     for (const u of batch)
       if (!CONTACT_ID.test(u.contactId)) reject(u.contactId, 'not a SendGrid contact id');
 
-    // The upsert creates unknown emails: resolve ids first and reject the ones that are gone.
-    const emails = await this.emailsOf(
+    // The upsert creates unknown emails: resolve ids first and reject the ones that are gone. The
+    // same lookup gives the identifiers besides the email, which the update must repeat.
+    const contacts = await this.identifiersOf(
       call,
       known.map((u) => u.contactId),
     );
-    const rows: Array<ContactUpdate & { email: string }> = [];
+    const rows: Array<ContactUpdate & { email: string; identifiers: Identifiers }> = [];
     for (const u of known) {
-      const email = emails.get(u.contactId);
-      if (email === undefined) reject(u.contactId, 'the contact no longer exists in SendGrid');
-      else if (email === '')
+      const identifiers = contacts.get(u.contactId);
+      if (identifiers === undefined) reject(u.contactId, 'the contact no longer exists in SendGrid');
+      else if (identifiers.email === undefined)
         reject(u.contactId, 'the contact has no email address (SendGrid upserts by email)');
-      else rows.push({ ...u, email });
+      else rows.push({ ...u, email: identifiers.email, identifiers });
     }
     if (rows.length === 0) return results;
 
@@ -233,7 +241,9 @@ export class SendGridProcessor extends BaseProcessor {
         {
           method: 'PUT',
           url: '/v3/marketing/contacts',
-          json: { contacts: rows.map((r) => ({ email: r.email, custom_fields: { [fieldId]: r.value } })) },
+          json: {
+            contacts: rows.map((r) => ({ ...r.identifiers, custom_fields: { [fieldId]: r.value } })),
+          },
         },
         { rowsFromError: rowPointers },
       );
@@ -267,12 +277,17 @@ export class SendGridProcessor extends BaseProcessor {
     if ((job.results?.errored_count ?? 0) > named) {
       throw new TransientError('the SendGrid upsert job reported errors its errors file does not name');
     }
-    const recreated = (job.results?.created_count ?? 0) > 0 ? await this.undoCreated(call, rows) : new Set();
+    // Rows the job refused created nothing.
+    const written = rows.filter((r) => !rowErrors.has(r.email.toLowerCase()));
+    const deleted =
+      (job.results?.created_count ?? 0) > 0
+        ? await this.undoCreated(call, written)
+        : new Map<string, string>();
     for (const r of rows) {
       const error = rowErrors.get(r.email.toLowerCase());
-      if (recreated.has(r.contactId))
-        reject(r.contactId, 'the contact was deleted in SendGrid during the update');
-      else if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
+      const gone = deleted.get(r.contactId);
+      if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
+      else if (gone !== undefined) reject(r.contactId, gone);
       else results.push({ contactId: r.contactId, status: 'updated' });
     }
     return results;
@@ -280,9 +295,9 @@ export class SendGridProcessor extends BaseProcessor {
 
   // ---- contacts ----
 
-  /** contact id -> email ('' when the contact has none); ids SendGrid does not know are absent. */
-  private async emailsOf(call: EspCall, ids: string[]): Promise<Map<string, string>> {
-    const emails = new Map<string, string>();
+  /** contact id -> the identifiers the contact has; ids SendGrid does not know are absent. */
+  private async identifiersOf(call: EspCall, ids: string[]): Promise<Map<string, Identifiers>> {
+    const contacts = new Map<string, Identifiers>();
     for (let i = 0; i < ids.length; i += LOOKUP_MAX) {
       let result: unknown;
       try {
@@ -304,45 +319,83 @@ export class SendGridProcessor extends BaseProcessor {
         if (!isObject(c) || typeof c.id !== 'string') {
           throw new TransientError('SendGrid answered the contact lookup with a malformed contact');
         }
-        emails.set(c.id, typeof c.email === 'string' ? c.email : '');
+        contacts.set(c.id, identifiersIn(c));
       }
     }
-    return emails;
+    return contacts;
   }
 
   /**
-   * The upsert created contacts: some ids were deleted between the lookup and the upsert. Finds
-   * them (their email now belongs to a different id) and deletes the contacts just created.
+   * The upsert created contacts: some ids were deleted between the lookup and the upsert, which
+   * re-created them under new ids. Finds those rows by id, deletes the copies the email search
+   * finds, and returns each such row's rejection reason.
    */
   private async undoCreated(
     call: EspCall,
     rows: Array<{ contactId: string; email: string }>,
-  ): Promise<Set<string>> {
-    const recreated = new Set<string>();
-    const created: string[] = [];
-    for (let i = 0; i < rows.length; i += LOOKUP_MAX) {
-      const chunk = rows.slice(i, i + LOOKUP_MAX);
-      const { body } = await call<{ result?: Record<string, { contact?: { id?: string } }> }>({
-        method: 'POST',
-        url: '/v3/marketing/contacts/search/emails',
-        json: { emails: chunk.map((r) => r.email) },
-      });
+  ): Promise<Map<string, string>> {
+    const present = await this.identifiersOf(
+      call,
+      rows.map((r) => r.contactId),
+    );
+    const gone = rows.filter((r) => !present.has(r.contactId));
+    // Longer addresses would make the search answer 400 for all of them.
+    const searchable = gone.filter((r) => r.email.length <= SEARCH_EMAIL_MAX);
+    const found = await this.idsByEmail(
+      call,
+      searchable.map((r) => r.email),
+    );
+    const reasons = new Map<string, string>();
+    const copies: string[] = [];
+    for (const r of gone) {
+      const copy = found.get(r.email.toLowerCase());
+      if (copy === r.contactId) continue; // the search still finds the contact itself: it was updated
+      if (copy !== undefined) {
+        copies.push(copy);
+        reasons.set(r.contactId, DELETED_DURING_UPDATE);
+      } else if (r.email.length > SEARCH_EMAIL_MAX) {
+        reasons.set(
+          r.contactId,
+          `${DELETED_DURING_UPDATE}; the update re-created it and the copy was left, as its email is longer than the ${SEARCH_EMAIL_MAX} characters SendGrid's email search takes`,
+        );
+      } else {
+        reasons.set(
+          r.contactId,
+          `${DELETED_DURING_UPDATE}; the update may have re-created it, and no copy was found to remove`,
+        );
+      }
+    }
+    if (copies.length) {
+      await call({ method: 'DELETE', url: '/v3/marketing/contacts', query: { ids: copies.join(',') } });
+    }
+    return reasons;
+  }
+
+  /** email (lower case) -> contact id, for the addresses SendGrid finds. */
+  private async idsByEmail(call: EspCall, emails: string[]): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    for (let i = 0; i < emails.length; i += LOOKUP_MAX) {
+      let body: { result?: unknown };
+      try {
+        ({ body } = await call<{ result?: unknown }>({
+          method: 'POST',
+          url: '/v3/marketing/contacts/search/emails',
+          json: { emails: emails.slice(i, i + LOOKUP_MAX) },
+        }));
+      } catch (err) {
+        // 404: none of these addresses is found.
+        if (err instanceof RequestRejectedError && err.status === 404) continue;
+        throw err;
+      }
       if (!isObject(body) || !isObject(body.result)) {
         throw new TransientError('SendGrid answered the email search without result');
       }
-      const found = new Map(Object.entries(body.result).map(([email, v]) => [email.toLowerCase(), v]));
-      for (const r of chunk) {
-        const id = found.get(r.email.toLowerCase())?.contact?.id;
-        if (typeof id === 'string' && id !== r.contactId) {
-          recreated.add(r.contactId);
-          created.push(id);
-        }
+      for (const [email, match] of Object.entries(body.result)) {
+        const id = isObject(match) && isObject(match.contact) ? match.contact.id : undefined;
+        if (typeof id === 'string') ids.set(email.toLowerCase(), id);
       }
     }
-    if (created.length) {
-      await call({ method: 'DELETE', url: '/v3/marketing/contacts', query: { ids: created.join(',') } });
-    }
-    return recreated;
+    return ids;
   }
 
   private async waitForImport(call: EspCall, jobId: string): Promise<ImportStatus> {
@@ -489,6 +542,16 @@ function parseCursor(cursor: string): Cursor {
   const m = /^([A-Za-z0-9_-]{1,100})~(\d+)~(\d+)~(\d+)$/.exec(cursor);
   if (!m) throw new RequestRejectedError('not a SendGrid listing cursor');
   return { exportId: m[1]!, file: Number(m[2]), files: Number(m[3]), offset: Number(m[4]) };
+}
+
+/** The identifiers a contact has (an empty one counts as absent). */
+function identifiersIn(contact: Record<string, unknown>): Identifiers {
+  const identifiers: Identifiers = {};
+  for (const key of IDENTIFIERS) {
+    const v = contact[key];
+    if (typeof v === 'string' && v !== '') identifiers[key] = v;
+  }
+  return identifiers;
 }
 
 /** `errors[].field` such as `contacts[3].email` points at a row of the upsert. */

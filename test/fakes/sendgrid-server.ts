@@ -7,9 +7,14 @@ import { gzipSync } from 'node:zlib';
 import type { RecordedRequest } from '../support/openapi';
 import { closeServer, listenLocal } from '../support/listen';
 
+/** A contact's identifiers besides its email: an update must repeat each one the contact has. */
+export const IDENTIFIERS = ['phone_number_id', 'external_id', 'anonymous_id'] as const;
+export type Identifiers = Partial<Record<(typeof IDENTIFIERS)[number], string>>;
+
 export interface FakeContact {
   id: string;
   email: string;
+  identifiers: Identifiers;
   /** By field definition id. */
   fields: Map<string, string>;
   created_at: string;
@@ -18,7 +23,7 @@ export interface FakeContact {
 
 interface Job {
   polls: number;
-  emails: Array<{ email: string; fields: Record<string, string> }>;
+  rows: Array<{ email: string; identifiers: Identifiers; fields: Record<string, string> }>;
   result?: { status: string; results: Record<string, unknown> };
 }
 
@@ -45,6 +50,8 @@ export class FakeSendGrid {
   readonly contacts = new Map<string, FakeContact>();
   /** Emails whose upserts the job reports as errored. */
   readonly rejectedEmails = new Set<string>();
+  /** Emails the email search does not find yet (SendGrid indexes contacts asynchronously). */
+  readonly unindexed = new Set<string>();
   readonly exchanges: RecordedExchange[] = [];
   /** Status polls a job or export stays pending for. */
   pendingPolls = 1;
@@ -86,9 +93,9 @@ export class FakeSendGrid {
     return Array.from({ length: count }, () => this.create(`person${++this.contactSeq}@example.com`).id);
   }
 
-  /** A contact with this exact email ('' for a contact known by phone number only). */
-  seedEmail(email: string): string {
-    return this.create(email).id;
+  /** A contact with this exact email ('' for a contact known by phone number only) and identifiers. */
+  seedEmail(email: string, identifiers: Identifiers = {}): string {
+    return this.create(email, identifiers).id;
   }
 
   field(name: string) {
@@ -113,11 +120,12 @@ export class FakeSendGrid {
 
   // ---- the API ----
 
-  private create(email: string): FakeContact {
+  private create(email: string, identifiers: Identifiers = {}): FakeContact {
     const now = new Date().toISOString();
     const c = {
       id: randomUUID(),
       email: email.toLowerCase(),
+      identifiers,
       fields: new Map(),
       created_at: now,
       updated_at: now,
@@ -310,9 +318,13 @@ export class FakeSendGrid {
         return send(400, err('emails is required', 'emails'));
       }
       if (emails.length > 100) return send(400, err('emails may contain at most 100 items', 'emails'));
+      // Addresses of at most 100 characters; one invalid address refuses the whole search.
+      if (emails.some((e: string) => e.length > 100)) {
+        return send(400, err('emails may be at most 100 characters long', 'emails'));
+      }
       const result: Record<string, unknown> = {};
       for (const e of emails as string[]) {
-        const c = this.byEmail(e);
+        const c = this.unindexed.has(e.toLowerCase()) ? undefined : this.byEmail(e);
         result[e.toLowerCase()] = c ? { contact: this.details(c) } : { error: 'contact not found' };
       }
       if (!Object.values(result).some((r) => 'contact' in (r as object)))
@@ -330,15 +342,22 @@ export class FakeSendGrid {
         return send(400, err('contacts may contain at most 30000 items', 'contacts'));
       if (raw.length > 6 * 1024 * 1024) return send(413, err('request body exceeds 6MB'));
       const errors: Array<{ field: string; message: string }> = [];
-      const emails: Job['emails'] = [];
+      const rows: Job['rows'] = [];
       contacts.forEach((c: unknown, i: number) => {
         const row = (c ?? {}) as Record<string, unknown>;
         const extra = Object.keys(row).filter(
-          (k) => !['email', 'custom_fields', 'first_name', 'last_name'].includes(k),
+          (k) => !['email', ...IDENTIFIERS, 'custom_fields', 'first_name', 'last_name'].includes(k),
         );
         if (extra.length) errors.push({ field: `contacts[${i}].${extra[0]}`, message: 'unknown field' });
+        // SendGrid also takes contacts identified by another identifier alone; this fake keys by email.
         if (typeof row.email !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(row.email)) {
           errors.push({ field: `contacts[${i}].email`, message: 'email is required and must be valid' });
+        }
+        const identifiers: Identifiers = {};
+        for (const k of IDENTIFIERS) {
+          if (row[k] === undefined) continue;
+          if (typeof row[k] === 'string' && row[k] !== '') identifiers[k] = row[k];
+          else errors.push({ field: `contacts[${i}].${k}`, message: 'must be a non-empty string' });
         }
         const fields = (row.custom_fields ?? {}) as Record<string, unknown>;
         for (const [id, v] of Object.entries(fields)) {
@@ -349,11 +368,11 @@ export class FakeSendGrid {
             errors.push({ field: `contacts[${i}].custom_fields.${id}`, message: 'must be a string' });
           }
         }
-        emails.push({ email: String(row.email), fields: fields as Record<string, string> });
+        rows.push({ email: String(row.email), identifiers, fields: fields as Record<string, string> });
       });
       if (errors.length) return send(400, { errors });
       const id = randomUUID();
-      this.jobs.set(id, { polls: 0, emails });
+      this.jobs.set(id, { polls: 0, rows });
       return ok(202, { job_id: id });
     }
 
@@ -376,26 +395,36 @@ export class FakeSendGrid {
     return send(404, err('resource not found'));
   }
 
-  /** Applies an upsert job once: existing emails updated, unknown emails CREATED (as SendGrid does). */
+  /**
+   * Applies an upsert job once: existing emails updated, unknown emails CREATED (as SendGrid does).
+   * A row that omits an identifier the contact has is an error of the job, not of the request:
+   * SendGrid's PUT answers 4xx for validation errors only and processes contacts asynchronously.
+   */
   private apply(jobId: string, job: Job): { status: string; results: Record<string, unknown> } {
     this.beforeApply?.();
     let created = 0;
     let updated = 0;
-    const errored: string[] = [];
-    for (const row of job.emails) {
+    const errored: Array<{ email: string; reason: string }> = [];
+    for (const row of job.rows) {
       if (this.rejectedEmails.has(row.email.toLowerCase())) {
-        errored.push(row.email);
+        errored.push({ email: row.email, reason: 'email is on a suppression list, row not imported' });
         continue;
       }
       const existing = this.byEmail(row.email);
-      const c = existing ?? this.create(row.email);
+      const missing = IDENTIFIERS.filter((k) => existing?.identifiers[k] && !row.identifiers[k]);
+      if (missing.length) {
+        const reason = `the contact also has ${missing.join(', ')}: an update must include all its identifiers`;
+        errored.push({ email: row.email, reason });
+        continue;
+      }
+      const c = existing ?? this.create(row.email, row.identifiers);
       if (existing) updated++;
       else created++;
       for (const [id, v] of Object.entries(row.fields)) c.fields.set(id, v);
       c.updated_at = new Date().toISOString();
     }
     const results: Record<string, unknown> = {
-      requested_count: job.emails.length,
+      requested_count: job.rows.length,
       created_count: created,
       updated_count: updated,
       deleted_count: 0,
@@ -404,15 +433,12 @@ export class FakeSendGrid {
     if (errored.length) {
       this.errorFiles.set(
         jobId,
-        [
-          'email,errors',
-          ...errored.map((e) => `${e},"email is on a suppression list, row not imported"`),
-        ].join('\n'),
+        ['email,errors', ...errored.map((e) => `${e.email},"${e.reason}"`)].join('\n'),
       );
       results.errors_url = `${this.fileOrigin ?? this.url}/files/errors/${jobId}`;
     }
     const status =
-      errored.length === 0 ? 'completed' : errored.length === job.emails.length ? 'failed' : 'errored';
+      errored.length === 0 ? 'completed' : errored.length === job.rows.length ? 'failed' : 'errored';
     return { status, results };
   }
 
@@ -420,6 +446,7 @@ export class FakeSendGrid {
     return {
       id: c.id,
       email: c.email,
+      ...c.identifiers,
       list_ids: [],
       segment_ids: [],
       created_at: c.created_at,

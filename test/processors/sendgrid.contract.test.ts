@@ -246,6 +246,121 @@ describe('SendGrid processor', function () {
     assert.equal(fake.byEmail(victim.email), undefined, 'the re-created contact is removed');
   });
 
+  it('sends back every identifier a contact has, as SendGrid requires to update it', async () => {
+    const plain = fake.seed(3);
+    const external = fake.seedEmail('crm-person@example.com', { external_id: 'crm-1001' });
+    const several = fake.seedEmail('app-person@example.com', {
+      phone_number_id: '+14155550123',
+      anonymous_id: 'anon-7f3a',
+    });
+    const updates = [...plain, external, several].map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      updates.map(() => 'updated'),
+      JSON.stringify(results),
+    );
+    for (const u of updates) assert.equal(fake.valueOf(u.contactId, 'lcee'), u.value);
+    const sent = puts().flatMap((e) => (e.body as { contacts: Array<Record<string, unknown>> }).contacts);
+    const identifiers = (email: string) => {
+      const { custom_fields: _, ...rest } = sent.find((c) => c.email === email)!;
+      return rest;
+    };
+    assert.deepEqual(identifiers('crm-person@example.com'), {
+      email: 'crm-person@example.com',
+      external_id: 'crm-1001',
+    });
+    assert.deepEqual(identifiers('app-person@example.com'), {
+      email: 'app-person@example.com',
+      phone_number_id: '+14155550123',
+      anonymous_id: 'anon-7f3a',
+    });
+    const email = fake.contacts.get(plain[0]!)!.email;
+    assert.deepEqual(identifiers(email), { email });
+  });
+
+  it('has a fake that, like SendGrid, fails the row of an update omitting an identifier the contact has', async () => {
+    const id = fake.seedEmail('crm-only@example.com', { external_id: 'crm-2002' });
+    const request = (method: string, path: string, body?: unknown) =>
+      fetch(`${fake.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${h.apiKey}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    const accepted = await request('PUT', '/v3/marketing/contacts', {
+      contacts: [{ email: 'crm-only@example.com', custom_fields: { [fake.field('lcee')!.id]: 'v1' } }],
+    });
+    // Accepted as valid: the contact's identifiers are checked when the job runs.
+    assert.equal(accepted.status, 202);
+    const { job_id } = (await accepted.json()) as { job_id: string };
+    let job: { status: string; results: { errored_count?: number; errors_url?: string } };
+    do {
+      job = (await (await request('GET', `/v3/marketing/contacts/imports/${job_id}`)).json()) as typeof job;
+    } while (job.status === 'pending');
+    assert.equal(job.status, 'failed');
+    assert.equal(job.results.errored_count, 1);
+    const errors = await (await fetch(job.results.errors_url!)).text();
+    assert.match(errors, /crm-only@example\.com,.*external_id/);
+    assert.equal(fake.valueOf(id, 'lcee'), undefined);
+  });
+
+  it('leaves addresses over 100 characters out of the email search, and writes the batch once', async () => {
+    // 137 characters: upserts take up to 254, the email search at most 100.
+    const long = `${'a'.repeat(64)}@${'b'.repeat(60)}.example.com`;
+    const longId = fake.seedEmail(long);
+    const seeded = fake.seed(8);
+    const victim = fake.contacts.get(seeded[3]!)!;
+    fake.beforeApply = () => {
+      fake.contacts.delete(victim.id);
+      fake.beforeApply = undefined;
+    };
+    const updates = [longId, ...seeded].map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    const byId = new Map(results.map((r) => [r.contactId, r]));
+    assert.equal(byId.get(victim.id)!.status, 'rejected');
+    assert.equal(results.filter((r) => r.status === 'updated').length, 8, JSON.stringify(results));
+    assert.equal(fake.valueOf(longId, 'lcee'), updates[0]!.value);
+    assert.equal(fake.byEmail(victim.email), undefined, 'the re-created contact is removed');
+    assert.equal(puts().length, 1, 'the batch is not written again');
+    const searched = fake.exchanges
+      .filter((e) => e.url === '/v3/marketing/contacts/search/emails')
+      .flatMap((e) => (e.body as { emails: string[] }).emails);
+    assert.deepEqual(searched, [victim.email]);
+  });
+
+  it('rejects a contact deleted during the update whose copy it cannot remove, saying why', async () => {
+    const long = `${'c'.repeat(64)}@${'d'.repeat(60)}.example.com`;
+    const longId = fake.seedEmail(long);
+    const seeded = fake.seed(4);
+    const lagging = fake.contacts.get(seeded[1]!)!;
+    fake.unindexed.add(lagging.email);
+    fake.beforeApply = () => {
+      fake.contacts.delete(longId);
+      fake.contacts.delete(lagging.id);
+      fake.beforeApply = undefined;
+    };
+    const results = await h.processor.writeValues(
+      target,
+      [longId, ...seeded].map((contactId) => ({ contactId, value: value() })),
+    );
+    const byId = new Map(results.map((r) => [r.contactId, r]));
+    const tooLong = byId.get(longId)!;
+    assert.ok(
+      tooLong.status === 'rejected' && /100 characters/.test(tooLong.reason),
+      JSON.stringify(tooLong),
+    );
+    const unfound = byId.get(lagging.id)!;
+    assert.ok(
+      unfound.status === 'rejected' && /no copy was found/.test(unfound.reason),
+      JSON.stringify(unfound),
+    );
+    for (const r of results) if (r.status === 'rejected') assert.ok(!r.reason.includes('@'), r.reason);
+    assert.equal(results.filter((r) => r.status === 'updated').length, 3);
+    assert.equal(puts().length, 1, 'the batch is not written again');
+    // The copies stay: espresso could not find them (the rejection says so).
+    assert.ok(fake.byEmail(long) && fake.byEmail(lagging.email));
+  });
+
   it("maps the upsert's row pointers (contacts[i]) to the rows, and the job's errors file to reasons", async () => {
     const seeded = fake.seed(6);
     const bad = fake.seedEmail('not-an-email');
