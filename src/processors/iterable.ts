@@ -80,6 +80,9 @@ export class IterableProcessor extends BaseProcessor {
     // bulkUpdate: 5 requests/second per project.
     concurrency: 4,
     rateLimit: { requests: 4, perMs: 1_000 },
+    // Export start and export files: 1 request/second each per organization. espresso knows projects
+    // only, so it paces both together per project (docs/esps/iterable.md: several projects).
+    limits: { exports: { requests: 1, perMs: 1_000 } },
     mergeTag: (field) => `{{${field}}}`,
     field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
   };
@@ -174,15 +177,18 @@ export class IterableProcessor extends BaseProcessor {
 
   /** Starts a user export job: its cursor `jobId:0:0` reads it from the start. */
   protected override async startExportJob(call: EspCall, target: ProcessorTarget): Promise<string> {
-    const { body } = await call<{ jobId?: unknown }>({
-      method: 'POST',
-      url: '/api/export/start',
-      json: {
-        dataTypeName: 'user',
-        outputFormat: 'application/x-json-stream',
-        onlyFields: ['email', 'userId', target.fieldName].join(','),
+    const { body } = await call<{ jobId?: unknown }>(
+      {
+        method: 'POST',
+        url: '/api/export/start',
+        json: {
+          dataTypeName: 'user',
+          outputFormat: 'application/x-json-stream',
+          onlyFields: ['email', 'userId', target.fieldName].join(','),
+        },
       },
-    });
+      { limit: 'exports' },
+    );
     if (!Number.isInteger(body?.jobId))
       throw new TransientError('Iterable started an export without a jobId');
     return `${String(body.jobId)}:0:0`;
@@ -260,11 +266,11 @@ export class IterableProcessor extends BaseProcessor {
     };
     let startAfter: string | undefined;
     for (;;) {
-      const { body } = await call<ExportFiles>({
-        method: 'GET',
-        url: `/api/export/${jobId}/files`,
-        query: { startAfter },
-      });
+      // Every page and every poll counts against the 1/s limit.
+      const { body } = await call<ExportFiles>(
+        { method: 'GET', url: `/api/export/${jobId}/files`, query: { startAfter } },
+        { limit: 'exports' },
+      );
       if (!Array.isArray(body?.files) || typeof body.jobState !== 'string') {
         throw new TransientError('Iterable sent export files in an unknown shape');
       }

@@ -1,8 +1,7 @@
-// Klaviyo: private API key, JSON:API, profile custom property written by bulk import jobs.
-// See docs/esps/klaviyo.md for the vendor facts and where espresso differs.
-import { setTimeout as sleep } from 'node:timers/promises';
+// Klaviyo: private API key, JSON:API, profile custom property written by Update Profile, which
+// never creates a profile. See docs/esps/klaviyo.md for the vendor facts and where espresso differs.
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RateLimitedError, TransientError } from './errors';
+import { RequestRejectedError, TransientError } from './errors';
 import type {
   AccountInfo,
   ContactPage,
@@ -17,10 +16,6 @@ import type {
 export interface KlaviyoOptions {
   /** Default https://a.klaviyo.com (Klaviyo has one API host for every account). */
   apiBaseUrl?: string;
-  /** First delay before polling an import job; doubled up to 30 s. Default 2 s. */
-  jobPollMs?: number;
-  /** Give up on a job (TransientError: the batch is retried) after this long. Default 20 min. */
-  jobTimeoutMs?: number;
 }
 
 /** The API revision espresso is written against (a GA revision; sent on every request). */
@@ -31,10 +26,6 @@ export const KLAVIYO_MARKER_EXTERNAL_ID = 'espresso-field-marker';
 const MARKER_VALUE = 'declared by espresso';
 const JSON_API = 'application/vnd.api+json';
 const PAGE_SIZE = 100;
-/** Bulk import endpoints: 10/s burst, 150/min steady per account. espresso: 2/s (120/min). */
-const JOB_RATE = { requests: 2, perMs: 1000 };
-const MAX_POLL_MS = 30_000;
-const ROW_POINTER = /^\/data\/attributes\/profiles\/data\/(\d+)(?:\/|$)/;
 
 interface Profile {
   type: 'profile';
@@ -45,33 +36,19 @@ interface Collection<T> {
   data: T[];
   links?: { next?: string | null };
 }
-interface Job {
-  data: {
-    id: string;
-    attributes: { status: string; total_count?: number; failed_count?: number | null };
-  };
-}
-interface ImportError {
-  attributes: {
-    code?: string;
-    title?: string;
-    detail?: string;
-    source?: { pointer?: string | null };
-    original_payload?: { id?: unknown } | null;
-  };
-}
 
 export class KlaviyoProcessor extends BaseProcessor {
   readonly descriptor: ProcessorDescriptor = {
     id: 'klaviyo',
     displayName: 'Klaviyo',
     apiKey: { label: 'Klaviyo private API key' },
-    // Bulk import: 10,000 profiles and 5 MB per job; an espresso row is ~110 bytes.
-    maxBatchSize: 10_000,
+    // One Update Profile request per profile: a batch is only the profiles retried together when a
+    // request fails for a reason that is not the profile's.
+    maxBatchSize: 100,
     concurrency: 4,
-    // Get Profiles: 75/s burst, 750/min steady. espresso: 10/s (600/min).
+    // Get Profiles and Update Profile: 75/s burst, 750/min steady each. espresso: 10/s (600/min),
+    // leaving room for the publisher's other private-key integrations, which share the quota.
     rateLimit: { requests: 10, perMs: 1000 },
-    limits: { jobs: JOB_RATE },
     mergeTag: (field) => `{{ person|lookup:'${field}' }}`,
     // Klaviyo accepts almost any property name; espresso keeps to names every template syntax reads.
     field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
@@ -179,123 +156,44 @@ export class KlaviyoProcessor extends BaseProcessor {
   }
 
   /**
-   * One bulk import job keyed by profile id only: with no email, phone or external id in a row,
-   * Klaviyo has nothing to create a profile from, so an unknown id is an import error, never a new
-   * profile. The job is polled with backoff; its import errors point at rows.
+   * Update Profile (PATCH /api/profiles/{id}) for each profile: it updates the profile with that id
+   * and never creates one, so a profile deleted since the listing is refused (404) and stays
+   * deleted. Klaviyo's bulk import writes up to 10,000 profiles per request, but it is an upsert: a
+   * row that matches no profile creates one, which publishers pay for.
    */
   protected async updateContacts(
     call: EspCall,
     target: ProcessorTarget,
     batch: ContactUpdate[],
   ): Promise<ContactResult[]> {
-    const jobCall: EspCall = (request, options) => call(request, { ...options, limit: 'jobs' });
-    const { body: created } = await jobCall<Job>({
-      method: 'POST',
-      url: '/api/profile-bulk-import-jobs',
-      headers: { 'content-type': JSON_API },
-      json: {
-        data: {
-          type: 'profile-bulk-import-job',
-          attributes: {
-            profiles: {
-              data: batch.map((u) => ({
+    return Promise.all(
+      batch.map(async ({ contactId, value }): Promise<ContactResult> => {
+        try {
+          const { body } = await call<{ data?: { id?: unknown } }>({
+            method: 'PATCH',
+            url: `/api/profiles/${encodeURIComponent(contactId)}`,
+            headers: { 'content-type': JSON_API },
+            json: {
+              data: {
                 type: 'profile',
-                id: u.contactId,
-                attributes: { properties: { [target.fieldName]: u.value } },
-              })),
+                id: contactId,
+                attributes: { properties: { [target.fieldName]: value } },
+              },
             },
-          },
-        },
-      },
-    });
-    const jobId = created?.data?.id;
-    if (typeof jobId !== 'string' || !jobId) throw malformed('import job');
-    const job = await this.waitForJob(jobCall, jobId);
-    const failed = job.data.attributes.failed_count ?? 0;
-    const errors = new Map<number, string>();
-    if (failed > 0) {
-      const { listed, unmapped } = await this.readImportErrors(jobCall, jobId, batch, errors);
-      // Rows we cannot tell apart: rewriting the same values is safe, so the batch is retried.
-      if (unmapped > 0 || listed < failed) {
-        throw new TransientError(
-          `Klaviyo reported ${failed} failed rows in an import job but pointed at ${errors.size}`,
-        );
-      }
-    }
-    return batch.map((u, i): ContactResult => {
-      const reason = errors.get(i);
-      return reason === undefined
-        ? { contactId: u.contactId, status: 'updated' }
-        : { contactId: u.contactId, status: 'rejected', reason: reason.split(u.contactId).join('[profile]') };
-    });
-  }
-
-  private async waitForJob(call: EspCall, jobId: string): Promise<Job> {
-    const started = Date.now();
-    let delay = this.options.jobPollMs ?? 2_000;
-    for (;;) {
-      await sleep(delay);
-      delay = Math.min(delay * 2, MAX_POLL_MS);
-      let job: Job;
-      try {
-        ({ body: job } = await call<Job>({
-          method: 'GET',
-          url: `/api/profile-bulk-import-jobs/${encodeURIComponent(jobId)}`,
-          query: { 'fields[profile-bulk-import-job]': 'status,total_count,failed_count' },
-        }));
-      } catch (err) {
-        // The job runs on regardless: wait out a 429 or a blip instead of submitting it again.
-        if (err instanceof RateLimitedError) delay = Math.max(delay, err.retryAfterMs);
-        else if (!(err instanceof TransientError)) throw err;
-        if (Date.now() - started > (this.options.jobTimeoutMs ?? 20 * 60_000)) throw err;
-        continue;
-      }
-      const status = job?.data?.attributes?.status;
-      if (typeof status !== 'string') throw malformed('import job');
-      if (status === 'complete') return job;
-      if (status === 'cancelled') throw new TransientError('Klaviyo cancelled the import job');
-      if (Date.now() - started > (this.options.jobTimeoutMs ?? 20 * 60_000)) {
-        throw new TransientError(`Klaviyo import job still ${status} after ${Date.now() - started} ms`);
-      }
-    }
-  }
-
-  private async readImportErrors(
-    call: EspCall,
-    jobId: string,
-    batch: ContactUpdate[],
-    errors: Map<number, string>,
-  ): Promise<{ listed: number; unmapped: number }> {
-    let listed = 0;
-    let unmapped = 0;
-    const rowOf = new Map(batch.map((u, i) => [u.contactId, i]));
-    let cursor: string | undefined;
-    do {
-      const { body } = await call<Collection<ImportError>>({
-        method: 'GET',
-        url: `/api/profile-bulk-import-jobs/${encodeURIComponent(jobId)}/import-errors`,
-        query: { 'page[size]': PAGE_SIZE, 'page[cursor]': cursor },
-      });
-      if (!Array.isArray(body?.data)) throw malformed('import errors');
-      for (const e of body.data) {
-        const a = e?.attributes;
-        if (!a) throw malformed('import errors');
-        const pointed = ROW_POINTER.exec(a.source?.pointer ?? '');
-        const byId =
-          typeof a.original_payload?.id === 'string' ? rowOf.get(a.original_payload.id) : undefined;
-        const row = pointed ? Number(pointed[1]) : byId;
-        listed++;
-        if (row === undefined || row >= batch.length) {
-          unmapped++;
-          continue;
+          });
+          if (body?.data?.id !== contactId) throw malformed('profile');
+          return { contactId, status: 'updated' };
+        } catch (err) {
+          // 429s, 5xx and refused keys concern every profile: the batch is retried (same values).
+          if (!(err instanceof RequestRejectedError)) throw err;
+          const reason =
+            err.status === 404
+              ? 'no such profile (deleted since the listing): not re-created'
+              : err.message.split(contactId).join('[profile]');
+          return { contactId, status: 'rejected', reason };
         }
-        // Reasons are sanitized centrally (emails); the profile id is taken out in updateContacts.
-        errors.set(row, [a.code, a.detail || a.title].filter(Boolean).join(': ') || 'rejected by Klaviyo');
-      }
-      const next = body.links?.next;
-      cursor = next ? (new URL(next, 'http://x').searchParams.get('page[cursor]') ?? undefined) : undefined;
-    } while (cursor);
-    return { listed, unmapped };
+      }),
+    );
   }
 }
 

@@ -34,12 +34,19 @@ export class Pacer {
     this.nextStart = startAt;
   }
 
-  async run<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in the next free slot. A request that also counts against other pacers (`also`: the
+   * named limits of its endpoint) takes one slot free in all of them and spaces each from it: a
+   * slot taken in one pacer and then delayed by another would leave less than that pacer's interval
+   * before its next request.
+   */
+  async run<T>(fn: () => Promise<T>, also: readonly Pacer[] = []): Promise<T> {
     const started = this.now();
     await this.acquire();
     try {
-      const at = Math.max(this.now(), this.nextStart, this.pausedUntil);
-      this.nextStart = at + this.intervalMs;
+      const pacers = [this, ...also];
+      const at = Math.max(this.now(), ...pacers.map((p) => p.readyAt()));
+      for (const p of pacers) p.nextStart = at + p.intervalMs;
       // Timers may fire a millisecond early: wait until the slot has really begun.
       while (this.now() < at) await sleep(at - this.now());
       this.onWait?.(this.now() - started);
@@ -82,7 +89,7 @@ export class Pacer {
 export interface AccountLimits {
   concurrency: number;
   rate: { requests: number; perMs: number };
-  /** Endpoints the ESP limits on their own (HubSpot search, Klaviyo import jobs, Iterable exports). */
+  /** Endpoints the ESP limits on their own (HubSpot search, Iterable exports). */
   extra?: Record<string, { requests: number; perMs: number }>;
 }
 
@@ -121,6 +128,7 @@ export class PacerSet implements AccountPacing {
       perMs: r.perMs,
     });
     this.main = new Pacer(scaled(limits.rate), slots, Date.now, options.onWait, options.startAt?.default);
+    // Named limits only space requests: their requests are in flight under the main pacer.
     for (const [name, rate] of Object.entries(limits.extra ?? {})) {
       this.extra.set(
         name,
@@ -138,7 +146,7 @@ export class PacerSet implements AccountPacing {
       this.signal?.throwIfAborted();
       return fn();
     };
-    return extra ? extra.run(() => this.main.run(send)) : this.main.run(send);
+    return this.main.run(send, extra ? [extra] : []);
   }
 
   pause(ms: number): void {

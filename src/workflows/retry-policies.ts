@@ -48,9 +48,13 @@ export const exportOptions = (deadlineMs: number): ActivityOptions => ({
   retry: waitOut('5 minutes'),
 });
 
-/** One chunk (at most 10,000 contacts): minutes of work, six hours with outages waited out. */
+/**
+ * One chunk (at most 10,000 contacts), six hours with outages waited out. An attempt takes minutes
+ * where an ESP writes batches, and about 70 minutes on Klaviyo, which writes one profile per request
+ * (10,000 at a quarter of 10/s): two hours leaves room for that and for 429s waited out.
+ */
 export const chunkOptions: ActivityOptions = {
-  startToCloseTimeout: '30 minutes',
+  startToCloseTimeout: '2 hours',
   scheduleToCloseTimeout: '6 hours',
   heartbeatTimeout: '30 seconds',
   retry: waitOut('5 minutes'),

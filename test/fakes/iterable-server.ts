@@ -1,7 +1,8 @@
 // A fake Iterable data center (US or EU): the endpoints espresso uses, with Iterable's paths, Api-Key
 // auth, error bodies ({msg, code, params}), strict request shapes from Iterable's published Swagger
 // document, export jobs with NDJSON files behind expiring links (Range supported), bulkUpdate's
-// per-row failure arrays, and 429s when switched on. One project per API key.
+// per-row failure arrays, 429s when switched on, and Iterable's limit on the export endpoints: one
+// request a second per organization, answered 429 when called faster. One project per API key.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { closeServer, listenLocal } from '../support/listen';
@@ -26,6 +27,8 @@ export class FakeProject {
   constructor(
     readonly apiKey: string,
     readonly channelIds: number[],
+    /** The Iterable organization the project belongs to: its export limits are the organization's. */
+    readonly organization: string,
   ) {}
 
   byEmail(email: string) {
@@ -67,6 +70,9 @@ export interface Recorded {
   url: string;
   headers: http.IncomingHttpHeaders;
   body?: unknown;
+  /** Epoch ms the request arrived. */
+  at: number;
+  status?: number;
 }
 
 const BULK_USER_KEYS = new Set(['email', 'userId', 'dataFields', 'preferUserId', 'mergeNestedObjects']);
@@ -83,6 +89,9 @@ const EXPORT_KEYS = new Set([
 ]);
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const MAX_BODY = 4 * 1024 * 1024;
+/** POST /api/export/start and GET /api/export/{jobId}/files: 1 request/second per organization each. */
+const EXPORT_ENDPOINTS = /^\/api\/export\/(start|\d+\/files)$/;
+const EXPORT_INTERVAL_MS = 1_000;
 
 class Fail extends Error {
   constructor(
@@ -110,6 +119,8 @@ export class FakeIterable {
   redirectFilesTo?: string;
   private nextJob = 3562;
   private nextChannel: number;
+  /** Per organization and export endpoint, when the last request Iterable accepted arrived. */
+  private readonly lastExportCall = new Map<string, number>();
   private server!: http.Server;
   url = '';
 
@@ -117,10 +128,11 @@ export class FakeIterable {
     this.nextChannel = region === 'us' ? 1000 : 500_000;
   }
 
-  addProject(): FakeProject {
+  /** A project in its own organization, or in `organization` with the projects already there. */
+  addProject(organization = randomBytes(4).toString('hex')): FakeProject {
     const key = randomBytes(16).toString('hex');
     const ids = [this.nextChannel++, this.nextChannel++];
-    const project = new FakeProject(key, ids);
+    const project = new FakeProject(key, ids, organization);
     this.projects.set(key, project);
     return project;
   }
@@ -141,7 +153,9 @@ export class FakeIterable {
 
   private handle(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse) {
     const url = new URL(req.url!, 'http://x');
+    let record: Recorded | undefined;
     const send = (status: number, body: unknown) => {
+      if (record) record.status = status;
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
@@ -163,15 +177,29 @@ export class FakeIterable {
           throw new Fail(400, 'BadJsonBody', 'Could not parse JSON body');
         }
       }
-      this.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body });
+      record = { method: req.method!, url: req.url!, headers: req.headers, body, at: Date.now() };
+      this.requests.push(record);
       const project = this.projects.get(String(req.headers['api-key'] ?? ''));
       if (!project) throw new Fail(401, 'BadApiKey', 'Invalid API key');
       if (project.rateLimited) throw new Fail(429, 'RateLimitExceeded', 'Rate limit exceeded');
+      this.limitExports(project, url.pathname, record.at);
       send(200, this.route(project, req.method!, url, body));
     } catch (err) {
       if (!(err instanceof Fail)) throw err;
       send(err.status, { msg: err.message, code: err.code, params: null });
     }
+  }
+
+  /** A second request to an export endpoint within a second, from any project of the organization: 429. */
+  private limitExports(project: FakeProject, path: string, at: number): void {
+    const endpoint = EXPORT_ENDPOINTS.exec(path)?.[1];
+    if (!endpoint) return;
+    const key = `${project.organization} ${endpoint === 'start' ? 'start' : 'files'}`;
+    const last = this.lastExportCall.get(key);
+    if (last !== undefined && at - last < EXPORT_INTERVAL_MS) {
+      throw new Fail(429, 'RateLimitExceeded', `Exceeded rate limit for endpoint: ${path}`);
+    }
+    this.lastExportCall.set(key, at);
   }
 
   private route(project: FakeProject, method: string, url: URL, body: unknown): unknown {

@@ -12,7 +12,8 @@ export async function iterableHarness(options: IterableProcessorOptions = {}): P
     us: FakeIterable;
     eu: FakeIterable;
     projectOf(target: ProcessorTarget): FakeProject;
-    connect(region: 'us' | 'eu'): Promise<ProcessorTarget>;
+    /** A new project, in its own organization unless one is named. */
+    connect(region: 'us' | 'eu', organization?: string): Promise<ProcessorTarget>;
   }
 > {
   const [us, eu] = await Promise.all([new FakeIterable('us').start(), new FakeIterable('eu').start()]);
@@ -25,8 +26,8 @@ export async function iterableHarness(options: IterableProcessorOptions = {}): P
   const projects = new Map<string, FakeProject>();
   const projectOf = (target: ProcessorTarget) => projects.get(target.id)!;
 
-  const connect = async (region: 'us' | 'eu'): Promise<ProcessorTarget> => {
-    const project = (region === 'us' ? us : eu).addProject();
+  const connect = async (region: 'us' | 'eu', organization?: string): Promise<ProcessorTarget> => {
+    const project = (region === 'us' ? us : eu).addProject(organization);
     const { credentials, account } = await processor.connectWithApiKey(project.apiKey);
     const suffix = randomBytes(4).toString('hex');
     const target: ProcessorTarget = {

@@ -2,7 +2,12 @@ import http from 'node:http';
 import { strict as assert } from 'node:assert';
 import { closeServer, listenLocal } from '../support/listen';
 import { randomBytes } from 'node:crypto';
-import { InvalidCredentialsError, RequestRejectedError, TransientError } from '../../src/processors/errors';
+import {
+  InvalidCredentialsError,
+  RateLimitedError,
+  RequestRejectedError,
+  TransientError,
+} from '../../src/processors/errors';
 import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
 import { processorContract } from './contract';
 import { iterableHarness } from './iterable-harness';
@@ -82,6 +87,38 @@ describe('Iterable processor', function () {
       (sent.find((r) => r.url === '/api/export/start')!.body as { onlyFields: string }).onlyFields,
       'email,userId,lcee',
     );
+  });
+
+  it('calls the export endpoints at most once a second, polls and file-list pages included', async () => {
+    const target = await h.connect('us');
+    await h.processor.maintain(target);
+    // Five files, listed three per answer: the file list is paged with startAfter.
+    const seeded = await h.seed(target, 1_700);
+    const before = h.us.requests.length;
+    const { ids } = await listAll(target, 'full');
+    assert.deepEqual(new Set(ids), new Set(seeded));
+    const exports = h.us.requests
+      .slice(before)
+      .filter((r) => /^\/api\/export\/(start|\d+\/files)/.test(r.url));
+    assert.ok(exports.some((r) => r.url.includes('startAfter=')) && exports.length >= 5, `${exports.length}`);
+    assert.deepEqual(
+      exports.filter((r) => r.status === 429).map((r) => r.url),
+      [],
+    );
+    for (let i = 1; i < exports.length; i++) {
+      const gap = exports[i]!.at - exports[i - 1]!.at;
+      assert.ok(gap >= 1_000, `${exports[i - 1]!.url} then ${exports[i]!.url} ${gap} ms apart`);
+    }
+  });
+
+  it("paces each project alone: two projects of one organization exporting at once meet Iterable's 429", async () => {
+    const targets = [await h.connect('us', 'org-shared'), await h.connect('us', 'org-shared')];
+    const outcomes = await Promise.allSettled(targets.map((t) => h.processor.startListing(t, 'full')));
+    const refused = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+    assert.equal(refused.length, 1, 'one of the two starts is refused');
+    assert.ok(refused[0] instanceof RateLimitedError, String(refused[0]));
+    // No Retry-After from Iterable: espresso's default second, after which the start goes through.
+    assert.equal(refused[0].retryAfterMs, 1_000);
   });
 
   it('still reads each contact once when the file host ignores Range', async () => {

@@ -1,32 +1,45 @@
 import { randomBytes } from 'node:crypto';
 import { KlaviyoProcessor } from '../../src/processors/klaviyo';
+import type { AccountLimits } from '../../src/processors/pacing';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { KlaviyoFake, RETRY_AFTER_SECONDS, type FakeAccount } from '../fakes/klaviyo-server';
 import { tempDir } from '../support/tmp';
 import type { ProcessorHarness } from './harness';
 
+/**
+ * Klaviyo at 100 times its real rate. It writes one profile per request at 10 a second, so the
+ * contract's writes of hundreds of profiles would take minutes: tests of what it sends use this one,
+ * tests of its pace use the real one (`pacedProcessor`).
+ */
+class FastKlaviyoProcessor extends KlaviyoProcessor {
+  override limits(): AccountLimits {
+    const limits = super.limits();
+    return { ...limits, rate: { ...limits.rate, requests: limits.rate.requests * 100 } };
+  }
+}
+
 /** Klaviyo has no OAuth in espresso: the harness connects with private API keys only. */
 export async function klaviyoHarness(): Promise<
   ProcessorHarness & {
     fake: KlaviyoFake;
     accountOf(target: ProcessorTarget): FakeAccount;
-    processorWith(options: ConstructorParameters<typeof KlaviyoProcessor>[1]): KlaviyoProcessor;
+    /** The processor as espresso builds it, at Klaviyo's real pace. */
+    pacedProcessor: KlaviyoProcessor;
   }
 > {
   const fake = await new KlaviyoFake().start();
   const dir = await tempDir();
   const secrets = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
-  const processorWith = (options: ConstructorParameters<typeof KlaviyoProcessor>[1]) =>
-    new KlaviyoProcessor({ secrets }, { apiBaseUrl: fake.url, jobPollMs: 5, ...options });
-  const processor = processorWith({});
+  const processor = new FastKlaviyoProcessor({ secrets }, { apiBaseUrl: fake.url });
+  const pacedProcessor = new KlaviyoProcessor({ secrets }, { apiBaseUrl: fake.url });
   const byAccountId = new Map<string, FakeAccount>();
   const accountOf = (target: ProcessorTarget) => byAccountId.get(target.espAccountId)!;
 
   return {
     fake,
     processor,
-    processorWith,
+    pacedProcessor,
     secrets,
     accountOf,
     invalidApiKey: 'pk_wrong_PLANTED_KEY_123456',

@@ -36,7 +36,8 @@ describe('Klaviyo processor', function () {
     assert.equal(descriptor.mergeTag('lcee'), "{{ person|lookup:'lcee' }}");
     assert.equal(descriptor.oauth2, undefined);
     assert.ok(descriptor.apiKey);
-    assert.equal(descriptor.maxBatchSize, 10_000);
+    assert.equal(descriptor.maxBatchSize, 100);
+    assert.equal(descriptor.limits, undefined, 'no import jobs, no limit of their own');
     const account = h.fake.newAccount();
     const { account: info } = await h.processor.connectWithApiKey(account.apiKey);
     assert.deepEqual(info, { accountId: account.id, accountLabel: account.name, lists: [] });
@@ -82,7 +83,7 @@ describe('Klaviyo processor', function () {
     }
   });
 
-  it('polls the import job until complete and writes by profile id, without emails', async () => {
+  it('writes each profile with Update Profile, by its id, the property only and no email', async () => {
     const target = await h.connectWithApiKey();
     await h.processor.maintain(target);
     const seeded = await h.seed(target, 30);
@@ -90,34 +91,15 @@ describe('Klaviyo processor', function () {
     const updates = seeded.map((contactId) => ({ contactId, value: value() }));
     const results = await h.processor.writeValues(target, updates);
     assert.ok(results.every((r) => r.status === 'updated'));
-    const posts = requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from);
-    assert.equal(posts.length, 1);
-    const rows = (posts[0]!.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data
-      .attributes.profiles.data;
-    assert.deepEqual(rows[0], {
-      type: 'profile',
-      id: seeded[0],
-      attributes: { properties: { lcee: updates[0]!.value } },
+    const patches = requestsTo(/^\/api\/profiles\/[^/]+$/, 'PATCH', from);
+    assert.equal(patches.length, 30);
+    const first = patches.find((r) => r.url === `/api/profiles/${seeded[0]}`)!;
+    assert.deepEqual(first.body, {
+      data: { type: 'profile', id: seeded[0], attributes: { properties: { lcee: updates[0]!.value } } },
     });
-    assert.ok(!JSON.stringify(rows).includes('@'));
-    const job = [...h.fake.jobs.values()].at(-1)!;
-    assert.equal(job.status, 'complete');
-    assert.ok(job.polls >= 2, `polled ${job.polls} times`);
-  });
-
-  it('waits out a 429 on a status poll instead of submitting the job again', async () => {
-    const target = await h.connectWithApiKey();
-    await h.processor.maintain(target);
-    const seeded = await h.seed(target, 10);
-    h.accountOf(target).throttlePolls = 1;
-    const from = h.fake.requests.length;
-    const results = await h.processor.writeValues(
-      target,
-      seeded.map((contactId) => ({ contactId, value: value() })),
-    );
-    assert.ok(results.every((r) => r.status === 'updated'));
-    assert.equal(requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from).length, 1);
-    assert.ok(h.fake.requests.slice(from).some((r) => r.status === 429));
+    assert.ok(!JSON.stringify(patches.map((r) => r.body)).includes('@'));
+    assert.equal(requestsTo(/^\/api\/profile-bulk-import-jobs/, 'POST', from).length, 0);
+    for (const u of updates) assert.equal(await h.valueOf(target, u.contactId), u.value);
   });
 
   it("reads Klaviyo's Retry-After into retryAfterMs", async () => {
@@ -134,30 +116,33 @@ describe('Klaviyo processor', function () {
     }
   });
 
-  it('never sends more than 10,000 profiles in one job', async () => {
+  it("writes at most 10 profiles a second, under Update Profile's 750 a minute", async () => {
+    const { rateLimit } = h.pacedProcessor.descriptor;
+    assert.ok((rateLimit.requests * 60_000) / rateLimit.perMs <= 750 * 0.8);
     const target = await h.connectWithApiKey();
-    await h.processor.maintain(target);
-    const seeded = await h.seed(target, 10_007);
+    await h.pacedProcessor.maintain(target);
+    const seeded = await h.seed(target, 25);
     const from = h.fake.requests.length;
-    const results = await h.processor.writeValues(
+    const results = await h.pacedProcessor.writeValues(
       target,
       seeded.map((contactId) => ({ contactId, value: value() })),
     );
-    assert.equal(results.filter((r) => r.status === 'updated').length, 10_007);
-    const sizes = requestsTo(/^\/api\/profile-bulk-import-jobs$/, 'POST', from)
-      .map((r) => (r.body as { data: { attributes: { profiles: { data: unknown[] } } } }).data.attributes)
-      .map((a) => a.profiles.data.length)
-      .sort((a, b) => a - b);
-    assert.deepEqual(sizes, [7, 10_000]);
+    assert.ok(results.every((r) => r.status === 'updated'));
+    const starts = requestsTo(/^\/api\/profiles\/[^/]+$/, 'PATCH', from).map((r) => r.at);
+    assert.equal(starts.length, 25);
+    for (const t of starts) {
+      const inSecond = starts.filter((u) => u >= t && u < t + 1_000).length;
+      assert.ok(inSecond <= 10, `${inSecond} profiles written in the second from ${t}`);
+    }
   });
 
-  it('rejects a deleted profile with the import error and does not re-create it', async () => {
+  it('rejects a profile deleted since the listing and never re-creates it', async () => {
     const target = await h.connectWithApiKey();
     await h.processor.maintain(target);
     const seeded = await h.seed(target, 5);
     const profiles = h.accountOf(target).profiles;
     profiles.delete(seeded[2]!);
-    const before = profiles.size;
+    const before = new Set(profiles.keys());
     const results = await h.processor.writeValues(
       target,
       seeded.map((contactId) => ({ contactId, value: value() })),
@@ -168,10 +153,10 @@ describe('Klaviyo processor', function () {
       [seeded[2]],
     );
     const reason = rejected[0]!.status === 'rejected' ? rejected[0]!.reason : '';
-    assert.match(reason, /no profile exists/i);
+    assert.match(reason, /deleted since the listing/);
     assert.ok(!reason.includes(seeded[2]!));
-    assert.equal(profiles.size, before);
-    assert.equal(profiles.has(seeded[2]!), false);
+    // No profile was created, under that id or any other.
+    assert.deepEqual(new Set(profiles.keys()), before);
   });
 
   it('turns bad-shaped 2xx bodies into TransientError', async () => {
@@ -180,9 +165,10 @@ describe('Klaviyo processor', function () {
     await h.seed(target, 3);
     h.accountOf(target).malformedNext = '/api/profiles';
     await assert.rejects(h.processor.listPage(target, undefined, 'full'), TransientError);
-    h.accountOf(target).malformedNext = '/api/profile-bulk-import-jobs';
+    const [profile] = await h.seed(target, 1);
+    h.accountOf(target).malformedNext = '/api/profiles/';
     await assert.rejects(
-      h.processor.writeValues(target, [{ contactId: 'x', value: value() }]),
+      h.processor.writeValues(target, [{ contactId: profile!, value: value() }]),
       (err) => err instanceof TransientError,
     );
     const account = h.fake.newAccount();
@@ -212,6 +198,40 @@ describe('Klaviyo processor', function () {
 });
 
 describe('Klaviyo fake', () => {
+  it('creates a profile for an import row that matches none, even one keyed by a deleted id (an upsert)', async () => {
+    const h = await klaviyoHarness();
+    try {
+      const account = h.fake.newAccount();
+      const [kept, deleted] = h.fake.seed(account, 2);
+      account.profiles.delete(deleted!);
+      const headers = {
+        authorization: `Klaviyo-API-Key ${account.apiKey}`,
+        revision: KLAVIYO_REVISION,
+        'content-type': 'application/vnd.api+json',
+      };
+      const row = (id: string) => ({ type: 'profile', id, attributes: { properties: { lcee: value() } } });
+      const created = await fetch(`${h.fake.url}/api/profile-bulk-import-jobs`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          data: {
+            type: 'profile-bulk-import-job',
+            attributes: { profiles: { data: [row(kept!), row(deleted!)] } },
+          },
+        }),
+      });
+      const jobId = ((await created.json()) as { data: { id: string } }).data.id;
+      for (let poll = 0; poll < 2; poll++) {
+        await fetch(`${h.fake.url}/api/profile-bulk-import-jobs/${jobId}`, { headers });
+      }
+      assert.equal(account.profiles.size, 2, 'one updated, one created');
+      assert.equal(account.profiles.has(deleted!), false, 'created under a new id');
+      assert.ok([...account.profiles.values()].every((p) => typeof p.properties.lcee === 'string'));
+    } finally {
+      await h.stop();
+    }
+  });
+
   it("refuses what Klaviyo refuses, with Klaviyo's error body", async () => {
     const h = await klaviyoHarness();
     try {
@@ -252,8 +272,14 @@ describe('Klaviyo requests (all of this file)', () => {
   it('every request the processor sent passed the fake strict schema checks, with key and revision', () => {
     const all = fakes.flatMap((f) => f.requests);
     assert.ok(all.length > 100);
+    // 404: a profile deleted (or never there) refused by Update Profile, on purpose.
+    const deletedProfile = (r: (typeof all)[number]) => r.method === 'PATCH' && r.status === 404;
     const refused = all.filter(
-      (r) => r.status !== undefined && r.status >= 400 && ![401, 409, 429].includes(r.status),
+      (r) =>
+        r.status !== undefined &&
+        r.status >= 400 &&
+        ![401, 409, 429].includes(r.status) &&
+        !deletedProfile(r),
     );
     assert.deepEqual(
       refused.map((r) => `${r.method} ${r.url} -> ${r.status}`),

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { Pacer } from '../../src/processors/pacing';
+import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
 import { startSandbox } from './sandbox-harness';
@@ -29,6 +29,26 @@ describe('client-side pacing', () => {
     for (let i = 0; i < starts.length; i++) {
       const inWindow = starts.filter((t) => t >= starts[i]! && t < starts[i]! + 1000).length;
       assert.ok(inWindow <= 40, `window from request ${i} holds ${inWindow} starts`);
+    }
+  });
+
+  it('spaces requests under a named limit from when they start, even when the account rate delays them', async function () {
+    this.timeout(10_000);
+    const pacing = new PacerSet(
+      {
+        concurrency: 4,
+        rate: { requests: 4, perMs: 1000 },
+        extra: { exports: { requests: 1, perMs: 1000 } },
+      },
+      1,
+      4,
+    );
+    // Another request has just taken the account's slot: the first export waits for the next one.
+    await pacing.run(async () => undefined);
+    const starts: number[] = [];
+    for (let i = 0; i < 3; i++) await pacing.run(async () => void starts.push(Date.now()), 'exports');
+    for (let i = 1; i < starts.length; i++) {
+      assert.ok(starts[i]! - starts[i - 1]! >= 1000, `exports ${starts[i]! - starts[i - 1]!} ms apart`);
     }
   });
 
