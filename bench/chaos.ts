@@ -86,7 +86,7 @@ async function main(): Promise<void> {
         body: JSON.stringify({ contacts: options.contacts - early }),
       });
     }
-    await patchAccount({ faults: FAULTS });
+    await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
     const runDate = '2026-01-01';
     const workflowId = `chaos/${listId}`;
     const started = performance.now();
@@ -132,9 +132,14 @@ async function main(): Promise<void> {
       );
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
     }
+    // A fast machine finishes a short run within the first random pause: the ESP answers slowly
+    // until the first disruption has hit, so it always lands mid-run.
+    const slowed = actions.length > 0;
+    if (slowed) await patchAccount({ faults: { ...FAULTS, latencyMs: 1_500 } });
     for (const [i, action] of actions.entries()) {
       const overlapStart = action !== 'kill' && action !== 'restart';
       await sleep(i === 0 ? Math.random() * 300 : overlapStart ? 200 : 1_000 + Math.random() * 3_000);
+      if (i === 1 && slowed) await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
       if (action === 'kill') {
         const victim = Math.floor(Math.random() * workers.length);
@@ -154,6 +159,7 @@ async function main(): Promise<void> {
         say('Temporal dev server restarted (same database file)');
       }
     }
+    if (slowed && actions.length === 1) await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
     const deadline = Date.now() + 20 * 60_000;
     let final = await status();
     while (['RUNNING', 'UNREACHABLE'].includes(final) && Date.now() < deadline) {
