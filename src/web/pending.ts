@@ -23,7 +23,6 @@ export interface PendingFlow {
 }
 
 export interface PendingSecret {
-  codeVerifier?: string;
   credentials?: Credentials;
 }
 

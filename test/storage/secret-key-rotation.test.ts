@@ -70,7 +70,7 @@ describe('rotating the local secret store key', function () {
   it('follows the documented procedure: ring new,old; rekey; new only; every secret still reads', async () => {
     const dataDir = await tempDir();
     const log = createLogger('test', 'error');
-    const planted = ['sk_PLANTED_FIRST_API_KEY', 'sk_PLANTED_SECOND_API_KEY', 'PLANTED_CODE_VERIFIER'];
+    const planted = ['sk_PLANTED_FIRST_API_KEY', 'sk_PLANTED_SECOND_API_KEY', 'sk_PLANTED_PENDING_API_KEY'];
 
     // Before: the generated key file (key A); secrets written as `connect`, the worker and the web flow do.
     const before = { ESPRESSO_DATA_DIR: dataDir };
@@ -84,7 +84,7 @@ describe('rotating the local secret store key', function () {
     await new PendingFlows(deps.stores.blobs, deps.stores.secrets).put(
       'nonce0123456789',
       { esp: 'klaviyo', binding: 'b', stage: 'choose_list', createdAt: Date.now() },
-      { codeVerifier: planted[2] },
+      { credentials: { kind: 'apiKey', apiKey: planted[2]! } },
     );
     const written = await readAll(deps.stores.secrets);
     assert.equal(written.size, 3);
