@@ -124,6 +124,20 @@ describe('espresso CLI: connect and configurations', function () {
       JSON.parse((await espresso(['configurations', 'show', id])).stdout).configuration.status,
       'disabled',
     );
+    // Connecting the same account and list again never enables what an operator disabled.
+    const reconnect = await espresso([
+      'connect',
+      'sandbox',
+      '--api-key',
+      'sandbox-demo-key',
+      '--list',
+      'list_newsletter',
+    ]);
+    assert.match(reconnect.stdout, /it stays disabled, as an operator set it/);
+    assert.equal(
+      JSON.parse((await espresso(['configurations', 'show', id])).stdout).configuration.status,
+      'disabled',
+    );
     assert.match((await espresso(['configurations', 'enable', id])).stdout, /is active/);
     assert.match(
       (await espresso(['configurations', 'show', 'cfg_nope000000'])).stderr,

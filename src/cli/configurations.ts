@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ConnectError, saveConnection } from '../connect';
+import { ConnectError, saveConnection, setEnabled } from '../connect';
 import { createDeps } from '../deps';
 import { createLogger } from '../logger';
 import { EspError } from '../processors/errors';
@@ -156,9 +156,9 @@ export function registerConfigurationCommands(program: Command): void {
         name === 'disable' ? 'stop daily runs for a configuration' : 'resume daily runs for a configuration',
       )
       .action(async (id: string) => {
-        const { stores } = cliDeps().deps;
-        await getOrExplain(stores, id);
-        const updated = await stores.configurations.update(id, () => ({ status, statusReason: undefined }));
+        const { deps } = cliDeps();
+        await getOrExplain(deps.stores, id);
+        const updated = await setEnabled(deps, id, status === 'active');
         console.log(`${updated.id} is ${updated.status}`);
       });
   }

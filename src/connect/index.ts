@@ -1,7 +1,8 @@
 // Connecting an ESP account: the one path the web flow and `espresso connect` share. Credentials
 // are validated by the processor before this runs; here they are stored and the configuration is
 // created, or updated in place when the same account and list (or a re-authorized one) exist.
-import type { ActivityDeps } from '../activities';
+import { toTarget, type ActivityDeps } from '../activities';
+import { InvalidCredentialsError } from '../processors/errors';
 import { changeWithAlert } from '../alerts';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { ConflictError, credentialsSecretId, newConfigurationId, type Configuration } from '../storage';
@@ -9,7 +10,7 @@ import { ConflictError, credentialsSecretId, newConfigurationId, type Configurat
 export class ConnectError extends Error {
   override name = 'ConnectError';
   constructor(
-    readonly code: 'choose_list' | 'unknown_list' | 'account_mismatch',
+    readonly code: 'choose_list' | 'unknown_list' | 'account_mismatch' | 'still_refused',
     message: string,
   ) {
     super(message);
@@ -111,4 +112,40 @@ export async function saveConnection(
     if (!(err instanceof ConflictError)) throw err;
     return saveConnection(deps, input);
   }
+}
+
+/**
+ * An operator's disable or enable (CLI and admin page). Disabling stops daily runs, and a running
+ * run at its next chunk. Enabling a configuration in needs_reauth first asks its ESP whether the
+ * stored credentials work again: if they do, it is active and the one recovery alert answers the
+ * needs_reauth alert; if not, it stays in needs_reauth (ConnectError `still_refused`).
+ */
+export async function setEnabled(
+  deps: Pick<ActivityDeps, 'stores' | 'processors' | 'alerts'>,
+  id: string,
+  enabled: boolean,
+): Promise<Configuration> {
+  const { configurations } = deps.stores;
+  if (!enabled) return configurations.update(id, () => ({ status: 'disabled', statusReason: undefined }));
+  const current = await configurations.get(id);
+  if (current.status !== 'needs_reauth')
+    return configurations.update(id, () => ({ status: 'active', statusReason: undefined }));
+  const processor = deps.processors.get(current.esp);
+  try {
+    await processor.verifyCredentials(toTarget(current));
+  } catch (err) {
+    if (!(err instanceof InvalidCredentialsError)) throw err;
+    throw new ConnectError(
+      'still_refused',
+      `${processor.descriptor.displayName} still refuses the stored credentials of ${id}: re-authorize it with the link on the admin page`,
+    );
+  }
+  const { configuration } = await changeWithAlert(configurations, deps.alerts, id, (c) => ({
+    change: { status: 'active', statusReason: undefined },
+    alert:
+      c.status === 'needs_reauth'
+        ? { status: 'active', message: 'credentials work again; daily runs resume' }
+        : undefined,
+  }));
+  return configuration;
 }

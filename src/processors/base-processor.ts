@@ -248,6 +248,15 @@ export abstract class BaseProcessor {
     };
   }
 
+  /**
+   * Asks the ESP whether a configuration's stored credentials still work (refreshing an OAuth
+   * token near expiry first): InvalidCredentialsError when they do not.
+   */
+  async verifyCredentials(target: ProcessorTarget): Promise<AccountInfo> {
+    const { credentials } = await this.credentials(target);
+    return shapeChecked(() => this.validateCredentials(this.callFor(target), credentials));
+  }
+
   /** Validates an API key the way the web form and `espresso connect` both do. */
   async connectWithApiKey(apiKey: string): Promise<{ credentials: Credentials; account: AccountInfo }> {
     const label = this.descriptor.apiKey?.label;

@@ -2,6 +2,7 @@
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
 import { same } from '../lib/same';
+import { ConnectError, setEnabled } from '../connect';
 import { latestSummary } from '../runs/summaries';
 import { z } from 'zod';
 import {
@@ -147,10 +148,24 @@ ${
       throw err;
     }
     if (action === 'disable' || action === 'enable') {
-      await deps.stores.configurations.update(id.data, () => ({
-        status: action === 'disable' ? 'disabled' : 'active',
-        statusReason: undefined,
-      }));
+      try {
+        await setEnabled(
+          { ...deps, alerts: deps.alerts ?? (async () => undefined) },
+          id.data,
+          action === 'enable',
+        );
+      } catch (err) {
+        if (!(err instanceof ConnectError)) throw err;
+        return void res
+          .status(409)
+          .send(
+            page(
+              'Still not authorized',
+              `<h1>Still not authorized</h1><p>${h(err.message)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
+              { kind: 'error' },
+            ),
+          );
+      }
     } else {
       const client = await temporalClient(deps);
       try {

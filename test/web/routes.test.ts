@@ -434,6 +434,48 @@ describe('web: admin page', function () {
   });
 });
 
+describe('web: enabling a configuration in needs_reauth', function () {
+  this.timeout(60_000);
+  const admin = { user: 'ops', password: 'correct horse battery' };
+
+  it('enables it only once its ESP accepts the stored credentials again, with one recovery alert', async () => {
+    const s = await setup({ admin });
+    try {
+      await connectWithKey(s.agent);
+      const [configuration] = await configurations(s.stores);
+      const id = configuration!.id;
+      await s.stores.configurations.update(id, () => ({
+        status: 'needs_reauth',
+        statusReason: 'ESP answered 401',
+      }));
+      const account = s.sandbox.state.accounts.get('acct_demo')!;
+      const keys = account.apiKeys.splice(0); // the key is revoked
+      const page = await s.agent.get('/admin').auth(admin.user, admin.password).expect(200);
+      const enable = () =>
+        s.agent
+          .post(`/admin/configurations/${id}/enable`)
+          .auth(admin.user, admin.password)
+          .type('form')
+          .send({ _csrf: field(page.text, '_csrf') });
+      const refused = await enable().expect(409);
+      assert.match(refused.text, /Sandbox ESP still refuses the stored credentials/);
+      assert.equal((await s.stores.configurations.get(id)).status, 'needs_reauth');
+      assert.equal(s.alerts.length, 0, 'no alert while it is still refused');
+
+      account.apiKeys.push(...keys); // the publisher fixed it on the ESP's side
+      await enable().expect(303);
+      assert.equal((await s.stores.configurations.get(id)).status, 'active');
+      assert.deepEqual(
+        s.alerts.map((a) => [a.configurationId, a.status]),
+        [[id, 'active']],
+        'one recovery alert',
+      );
+    } finally {
+      await s.sandbox.stop();
+    }
+  });
+});
+
 describe('admin authentication', () => {
   const admin = { user: 'ops', password: 'correct horse battery', token: 't'.repeat(32) };
   const basic = (s: string) => `Basic ${Buffer.from(s).toString('base64')}`;
