@@ -65,7 +65,7 @@ export function registerRunCommands(program: Command): void {
     .action(async (configurationId: string, run: string, opts: { wait: boolean }) => {
       const config = loadConfigOrExit();
       const folder = runFolderSchema.safeParse(run);
-      if (!folder.success) throw new Error(`run: ${folder.error.issues[0]!.message}`);
+      if (!folder.success) throw new Error(`run ${run}: ${folder.error.issues[0]!.message}`);
       checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
       await existing(stores, configurationId);
@@ -105,9 +105,9 @@ async function existing(stores: Stores, configurationId: string): Promise<void> 
 
 function checkIds(configurationId: string, runDate: string): void {
   const id = configurationIdSchema.safeParse(configurationId);
-  if (!id.success) throw new Error(`configuration id: ${id.error.issues[0]!.message}`);
+  if (!id.success) throw new Error(`configuration id ${configurationId}: ${id.error.issues[0]!.message}`);
   const date = runDateSchema.safeParse(runDate);
-  if (!date.success) throw new Error(`run date: ${date.error.issues[0]!.message}`);
+  if (!date.success) throw new Error(`run date ${runDate}: ${date.error.issues[0]!.message}`);
 }
 
 /** Starts a run of an existing configuration (ids already checked) and, with `wait`, reports it. */

@@ -75,7 +75,7 @@ export function rejectionKind(reason: string): string {
 export const runDateSchema = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28')
-  .refine(isCalendarDay, { error: (issue) => `${String(issue.input)} is not a day of the calendar` });
+  .refine(isCalendarDay, { error: 'not a day of the calendar' });
 
 export function isCalendarDay(d: string): boolean {
   const t = Date.parse(`${d}T00:00:00Z`);
