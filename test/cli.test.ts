@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config';
 import { projectRoot } from '../src/paths';
+import { runFiles } from '../src/runs/files';
 import { createStores } from '../src/storage';
 import { SandboxState } from '../src/sandbox/state';
 import { startSandbox } from './processors/sandbox-harness';
@@ -176,6 +177,38 @@ describe('espresso CLI: connect and configurations', function () {
       query: `WorkflowId STARTS_WITH "sync/${id}/" AND StartTime > "${since}"`,
     })) {
       assert.fail(`a refused command started ${w.workflowId}`);
+    }
+  });
+
+  it("docs/runs.md: redispatch of a dry run's folder is refused, naming it (a dry run of this version or of an earlier one)", async () => {
+    const id = await connected();
+    const since = new Date().toISOString();
+    const { blobs } = stores();
+    const put = (folder: string, file: string, body: object) =>
+      blobs.put(`${runFiles.prefix(id, folder)}${file}`, JSON.stringify(body));
+    const manifest = { chunkCount: 1, contacts: 1, alreadySet: 0, mode: 'incremental', finishedAt: since };
+    const line = JSON.stringify({ contactId: 'ct_0000001', value: 'value_0000000000000001' }) + '\n';
+    const current = '2026-11-27_dry-run-080503-abcd';
+    await put(current, 'run.json', { workflowId: 'w', runId: 'r', mode: 'incremental', dryRun: true });
+    await put(current, 'export.json', { ...manifest, dryRun: true });
+    // Earlier versions marked a dry run in its summary only.
+    const earlier = '2026-11-26_dry-run-060000-wxyz';
+    await put(earlier, 'export.json', manifest);
+    await put(earlier, 'summary.json', { dryRun: true, status: 'completed' });
+    for (const folder of [current, earlier]) {
+      await blobs.put(runFiles.contacts(id, folder, 1), line);
+      const out = await espresso(['redispatch', id, folder, '--no-wait']);
+      assert.equal(out.code, 1, out.stdout);
+      assert.match(
+        out.stderr,
+        new RegExp(`run ${folder} of ${id} is a dry run: its values were never meant for the ESP`),
+      );
+    }
+    const { client } = await temporalEnv();
+    for await (const w of client.workflow.list({
+      query: `WorkflowId STARTS_WITH "sync/${id}/" AND StartTime > "${since}"`,
+    })) {
+      assert.fail(`redispatch started ${w.workflowId}`);
     }
   });
 

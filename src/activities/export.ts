@@ -4,6 +4,7 @@ import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
+import { refuseDryRun } from '../runs/dry-runs';
 import { ConflictError, CorruptDataError, NotFoundError } from '../storage';
 import {
   CHUNK_LINES,
@@ -92,6 +93,9 @@ export function createExportActivities(deps: ActivityDeps) {
           alreadySet: 0,
           foreignValues: 0,
         };
+        // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
+        // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
+        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
         // The run holds the account: maintenance and the listing have it whole, one request at a time.
         const share = AccountShare.whole(deps, processor, target, input.lock);
         await share.check();
@@ -106,8 +110,6 @@ export function createExportActivities(deps: ActivityDeps) {
         }
         // Without the field (a dry run's maintenance would create it) every contact needs a value.
         const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
-        // A redispatch writes the earlier run's values, to contacts that are empty now only.
-        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
         const listMode = earlier ? 'incremental' : mode;
         let cursor = committed.cursor;
         if (!cursor && committed.chunkCount === 0) {
@@ -279,18 +281,13 @@ export function createExportActivities(deps: ActivityDeps) {
    * export and must not be a dry run.
    */
   async function earlierValues(configurationId: string, folder: string) {
+    await refuseDryRun(blobs, configurationId, folder);
     const manifest = await readManifest(configurationId, folder);
     if (!manifest)
       throw new CorruptDataError(
         'blob',
         runFiles.exportManifest(configurationId, folder),
         'run ' + folder + ' has no finished export to redispatch',
-      );
-    if (manifest.dryRun)
-      throw new CorruptDataError(
-        'blob',
-        runFiles.exportManifest(configurationId, folder),
-        'run ' + folder + ' is a dry run: its values were never meant for the ESP',
       );
     return async function* (): AsyncIterable<{ contactId: string; value: string }> {
       for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {

@@ -3,6 +3,7 @@ import { changeWithAlert } from '../alerts';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
+import { runNotes } from '../runs/report';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { workflowIds } from '../temporal/constants';
 import type { ConfigurationOutcome } from '../workflows/signals';
@@ -60,6 +61,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
       const { lock, files = true } = options;
       return mapFailures(async () => {
         if (files) await writeSummary(summary);
+        const notes = runNotes(summary);
         const health = summary.dryRun
           ? undefined
           : summary.status === 'completed'
@@ -78,6 +80,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
               updated: summary.contacts.updated,
               rejected: summary.contacts.rejected,
               ...(summary.reason ? { reason: summary.reason.slice(0, 500) } : {}),
+              ...(notes.length ? { notes } : {}),
             },
             ...(health ? { runHealth: health } : {}),
           },

@@ -4,6 +4,7 @@ import { loadTarget } from '.';
 import type { ContactUpdate } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';
+import { refuseDryRun } from '../runs/dry-runs';
 import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
 import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
@@ -59,6 +60,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const { configuration, processor, target } = await loadTarget(deps, configurationId);
         // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
         if (configuration.status !== 'active') throw inactive(configuration.status);
+        // However it was started (a legacy dispatch, by hand), a chunk of a dry run is never written.
+        await refuseDryRun(blobs, configurationId, runDate);
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,

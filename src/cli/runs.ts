@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
-import { exportManifestSchema, runDateSchema, runFiles, runFolderSchema } from '../runs/files';
+import { refuseDryRun } from '../runs/dry-runs';
+import { runDateSchema, runFiles, runFolderSchema } from '../runs/files';
 import type { AppConfig } from '../config';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
@@ -69,21 +70,15 @@ export function registerRunCommands(program: Command): void {
       checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
       await existing(stores, configurationId);
-      let manifest;
+      await refuseDryRun(stores.blobs, configurationId, run);
       try {
-        manifest = exportManifestSchema.parse(
-          JSON.parse(
-            (await stores.blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8'),
-          ),
-        );
+        await stores.blobs.get(runFiles.exportManifest(configurationId, run));
       } catch (err) {
         if (err instanceof NotFoundError) {
           throw new Error(`run ${run} of ${configurationId} has no finished export: nothing to redispatch`);
         }
         throw err;
       }
-      if (manifest.dryRun)
-        throw new Error(`run ${run} is a dry run: its values were never meant for the ESP`);
       // A run of its own (today, its own folder) that writes the earlier run's values.
       await startRun(config, stores, configurationId, today(), opts.wait, {
         mode: 'incremental',
@@ -147,6 +142,7 @@ async function startRun(
       `${result.status}: exported ${result.exported}, updated ${result.updated}, rejected ${result.rejected}` +
         (result.reason ? ` (${result.reason})` : ''),
     );
+    for (const note of result.notes ?? []) console.log(`  ${note}`);
     if (result.status !== 'completed') process.exitCode = 1;
   } finally {
     await close();

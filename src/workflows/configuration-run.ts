@@ -2,6 +2,7 @@
 // legacy run it replaced (src/workflows/legacy), which must keep replaying.
 import { ApplicationFailure, defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RunSummary } from '../activities/summary';
+import { runNotes } from '../runs/report';
 
 export interface ConfigurationSyncInput {
   configurationId: string;
@@ -36,6 +37,8 @@ export interface ConfigurationSyncResult {
   updated: number;
   rejected: number;
   reason?: string;
+  /** What the run did beyond its counts, in words (e.g. `would create field lcee`): src/runs/report.ts. */
+  notes?: string[];
 }
 
 export interface SyncProgress {
@@ -119,6 +122,7 @@ export function describe(s: RunSummary): string {
     `**${s.status}**${s.dryRun ? ' (dry run)' : ''} · ${s.esp} · ${s.runDate} · ${s.mode}`,
     `exported ${s.contacts.exported} · already set ${s.contacts.alreadySet} · updated ${s.contacts.updated} · rejected ${s.contacts.rejected}${kinds ? ` (${kinds})` : ''}`,
     `chunks ${s.chunks} · ${Math.round(s.durationsMs.total / 1000)} s`,
+    runNotes(s).join(' · '),
     s.reason ? `reason: ${s.reason}` : '',
   ]
     .filter(Boolean)

@@ -22,6 +22,7 @@ import type { ChunkOutcome } from '../activities/update-chunk';
 import type { MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import type { ExportManifest } from '../runs/files';
+import { runNotes } from '../runs/report';
 import { searchAttributes } from '../temporal/constants';
 import { failureTypes } from '../temporal/failure-types';
 import {
@@ -432,6 +433,7 @@ async function finish(
     setCurrentDetails(describe(summary));
   });
   progress.phase = 'done';
+  const notes = runNotes(summary);
   return {
     configurationId: input.configurationId,
     status,
@@ -439,6 +441,7 @@ async function finish(
     updated: progress.updated,
     rejected: progress.rejected,
     reason: summary.reason,
+    ...(notes.length ? { notes } : {}),
   };
 }
 
