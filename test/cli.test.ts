@@ -162,6 +162,7 @@ describe('espresso CLI: connect and configurations', function () {
       [['redispatch', id, '2026-13-01'], /run date 2026-13-01: not a day of the calendar/],
       [['redispatch', id, '2026-11-28_Manual!'], /run 2026-11-28_Manual!: /],
       [['redispatch', id, '2026-11-28'], new RegExp(`run 2026-11-28 of ${id} has no finished export`)],
+      [['sync', id, '--replace-foreign-values'], /--replace-foreign-values needs --full/],
       [['configurations', 'list', '--after', 'nope'], /--after: "nope" is not a configuration id/],
       [['configurations', 'disable', 'cfg_unknown00000'], /no configuration cfg_unknown00000/],
     ];

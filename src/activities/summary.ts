@@ -32,6 +32,13 @@ export interface RunSummary {
   contacts: { exported: number; alreadySet: number; updated: number; rejected: number };
   /** Of alreadySet: values in a format espresso would not write itself (kept all the same). */
   foreignValues?: number;
+  /**
+   * Runs asked to replace such values (`sync --full --replace-foreign-values`): the contacts whose
+   * value gets a new one (counted in exported; each chunk line keeps the old value as `previous`)…
+   */
+  replacing?: number;
+  /** …and of those, the values written over (the others were rejected, and keep their value). */
+  replacedValues?: number;
   rejectedByKind: Record<string, number>;
   chunks: number;
 }

@@ -37,6 +37,10 @@ export function registerRunCommands(program: Command): void {
     .option('--full', 'list every contact, not only those without a value')
     .option('--dry-run', 'export and report what would be written; write nothing to the ESP')
     .option(
+      '--replace-foreign-values',
+      'with --full: give new values to contacts holding a value espresso would not write (kept otherwise)',
+    )
+    .option(
       '--date <YYYY-MM-DD>',
       'run date (default: today, UTC); a rerun of a date reuses its exported chunks',
     )
@@ -44,14 +48,23 @@ export function registerRunCommands(program: Command): void {
     .action(
       async (
         configurationId: string,
-        opts: { full?: boolean; dryRun?: boolean; date?: string; wait: boolean },
+        opts: {
+          full?: boolean;
+          dryRun?: boolean;
+          replaceForeignValues?: boolean;
+          date?: string;
+          wait: boolean;
+        },
       ) => {
         const config = loadConfigOrExit();
         const runDate = opts.date ?? today();
         checkIds(configurationId, runDate);
+        if (opts.replaceForeignValues && !opts.full)
+          throw new Error('--replace-foreign-values needs --full (only a full listing sees the values)');
         await startRun(config, createStores(config.storage), configurationId, runDate, opts.wait, {
           mode: opts.full ? 'full' : 'incremental',
           dryRun: !!opts.dryRun,
+          replaceForeignValues: !!opts.replaceForeignValues,
           kind: opts.dryRun ? 'dry-run' : 'manual',
         });
       },
@@ -115,6 +128,7 @@ async function startRun(
   opts: {
     mode: 'incremental' | 'full';
     dryRun: boolean;
+    replaceForeignValues?: boolean;
     kind: 'manual' | 'dry-run' | 'redispatch';
     retryOf?: string;
   },
@@ -131,6 +145,7 @@ async function startRun(
         mode: opts.mode,
         dryRun: opts.dryRun,
         retryOf: opts.retryOf,
+        ...(opts.replaceForeignValues ? { replaceForeignValues: true } : {}),
       },
       opts.kind,
     );

@@ -17,6 +17,11 @@ export interface ConfigurationSyncInput {
   mode: 'incremental' | 'full';
   /** Export and report what would be written (and what maintenance would do); nothing is written to the ESP. */
   dryRun?: boolean;
+  /**
+   * Full runs only, asked for by an operator: contacts holding a value espresso would not write
+   * itself (e.g. an earlier tool's `legacy42`) get a new one. By default every value is kept.
+   */
+  replaceForeignValues?: boolean;
   /** Legacy redispatch flag (runs of earlier versions); new redispatches set `retryOf`. */
   onlyPending?: boolean;
   /**
@@ -81,6 +86,10 @@ export function validate(input: ConfigurationSyncInput): void {
       problems.push('retryOf must be a run folder like 2026-11-28 or 2026-11-28_manual-080503-k3f2');
     }
     if (input.retryOf !== undefined && input.dryRun) problems.push('a redispatch cannot be a dry run');
+    if (input.replaceForeignValues !== undefined && typeof input.replaceForeignValues !== 'boolean')
+      problems.push('replaceForeignValues must be true or false');
+    if (input.replaceForeignValues && (input.mode !== 'full' || input.retryOf !== undefined))
+      problems.push('replaceForeignValues needs mode "full" (and no retryOf)');
     if (
       input.maxHistoryEvents !== undefined &&
       !(

@@ -248,6 +248,7 @@ async function write(
       mode: input.mode,
       retryOf: input.retryOf,
       dryRun: !!input.dryRun,
+      ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
       maintain: s.context.maintenance,
       lock: owner,
     });
@@ -410,6 +411,9 @@ async function finish(
     rejectedByKind: state?.totals.rejectedByKind ?? {},
     chunks: manifest?.chunkCount ?? progress.chunksTotal,
     ...(manifest?.foreignValues ? { foreignValues: manifest.foreignValues } : {}),
+    ...(manifest?.replacing !== undefined
+      ? { replacing: manifest.replacing, replacedValues: state?.totals.replaced ?? 0 }
+      : {}),
   };
   // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
@@ -449,6 +453,7 @@ function add(totals: DispatchTotals, outcome: ChunkOutcome): void {
   totals.chunksDone++;
   totals.updated += outcome.updated;
   totals.rejected += outcome.rejected;
+  if (outcome.replaced) totals.replaced = (totals.replaced ?? 0) + outcome.replaced;
   for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
     totals.rejectedByKind[kind] = (totals.rejectedByKind[kind] ?? 0) + n;
   }

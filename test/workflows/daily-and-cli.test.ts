@@ -180,7 +180,7 @@ describe('daily run, schedule and temporal CLI', function () {
     }
   });
 
-  it('README: `espresso sync --dry-run` waits and prints what the run would do, writing nothing to the ESP', async () => {
+  it('README: `espresso sync` waits and prints the outcome: a dry run what it would do (writing nothing), a full run with --replace-foreign-values what it replaced', async () => {
     const { configuration, list } = await e.connect(20);
     const espresso = async (...args: string[]) =>
       (
@@ -201,6 +201,16 @@ describe('daily run, schedule and temporal CLI', function () {
     );
     assert.equal(list.writes, 0);
     assert.ok(!list.fields.has(configuration.fieldName), 'the dry run created the field');
+
+    const field = configuration.fieldName;
+    list.fields.set(field, { key: field, label: 'LiveConnect ID', type: 'text' });
+    list.write(field, 0, 'legacy42');
+    const full = await espresso('sync', configuration.id, '--full', '--replace-foreign-values');
+    assert.match(
+      full,
+      /^completed: exported 20, updated 20, rejected 0\n {2}replaced 1 of 1 value espresso would not write\n$/m,
+    );
+    assert.notEqual(list.values.get(field)![0], 'legacy42');
   });
 
   it("README: the admin page's dry run writes nothing to the ESP, and its row says what the run would do", async () => {
