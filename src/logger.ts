@@ -32,4 +32,12 @@ export function createLogger(
   return destination ? pino(options, destination) : pino(options);
 }
 
+/**
+ * The log of a command (`espresso connect`, ...): on standard error, so what the command prints on
+ * standard output stays its own (alerts it sends are log lines too). Written at once: commands exit.
+ */
+export function createCommandLogger(name: string, level = 'warn'): Logger {
+  return createLogger(name, level, pino.destination({ dest: 2, sync: true }));
+}
+
 export type { Logger };

@@ -4,7 +4,10 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadConfig } from '../src/config';
 import { projectRoot } from '../src/paths';
+import { runFiles } from '../src/runs/files';
+import { createStores } from '../src/storage';
 import { SandboxState } from '../src/sandbox/state';
 import { startSandbox } from './processors/sandbox-harness';
 import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
@@ -143,5 +146,114 @@ describe('espresso CLI: connect and configurations', function () {
       (await espresso(['configurations', 'show', 'cfg_nope000000'])).stderr,
       /no configuration cfg_nope000000/,
     );
+  });
+
+  const connected = async () => {
+    const out = await espresso([
+      'connect',
+      'sandbox',
+      '--api-key',
+      'sandbox-demo-key',
+      '--list',
+      'list_newsletter',
+      '--no-first-run',
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    return /(?:connected|updated) (cfg_[a-z0-9]+)/.exec(out.stdout)![1]!;
+  };
+  const stores = () => createStores(loadConfig(env).storage);
+
+  it('README: a bad date, run or configuration id is refused with a message naming it, exit code 1, and nothing is started or written', async () => {
+    const id = await connected();
+    const since = new Date().toISOString();
+    const blobsBefore = await stores().blobs.list('');
+    const refused: Array<[string[], RegExp]> = [
+      [['sync', id, '--date', '2026-99-99', '--dry-run'], /run date 2026-99-99: not a day of the calendar/],
+      [['sync', id, '--date', '28.11.2026'], /run date 28\.11\.2026: /],
+      [['sync', 'nope', '--dry-run'], /configuration id nope: /],
+      [['sync', 'cfg_unknown00000', '--dry-run'], /no configuration cfg_unknown00000/],
+      [['redispatch', 'cfg_unknown00000', '2026-11-28'], /no configuration cfg_unknown00000/],
+      [['redispatch', id, '2026-13-01'], /run date 2026-13-01: not a day of the calendar/],
+      [['redispatch', id, '2026-11-28_Manual!'], /run 2026-11-28_Manual!: /],
+      [['redispatch', id, '2026-11-28'], new RegExp(`run 2026-11-28 of ${id} has no finished export`)],
+      [['sync', id, '--replace-foreign-values'], /--replace-foreign-values needs --full/],
+      [['configurations', 'list', '--after', 'nope'], /--after: "nope" is not a configuration id/],
+      [['configurations', 'disable', 'cfg_unknown00000'], /no configuration cfg_unknown00000/],
+    ];
+    for (const [args, message] of refused) {
+      const out = await espresso(args);
+      assert.equal(out.code, 1, `${args.join(' ')} exited ${out.code}`);
+      assert.match(out.stderr, message, args.join(' '));
+      assert.equal(out.stdout, '', `${args.join(' ')} printed on stdout`);
+    }
+    assert.deepEqual(await stores().blobs.list(''), blobsBefore, 'a refused command wrote files');
+    const { client } = await temporalEnv();
+    for await (const w of client.workflow.list({
+      query: `WorkflowId STARTS_WITH "sync/${id}/" AND StartTime > "${since}"`,
+    })) {
+      assert.fail(`a refused command started ${w.workflowId}`);
+    }
+  });
+
+  it("docs/runs.md: redispatch of a dry run's folder is refused, naming it (a dry run of this version or of an earlier one)", async () => {
+    const id = await connected();
+    const since = new Date().toISOString();
+    const { blobs } = stores();
+    const put = (folder: string, file: string, body: object) =>
+      blobs.put(`${runFiles.prefix(id, folder)}${file}`, JSON.stringify(body));
+    const manifest = { chunkCount: 1, contacts: 1, alreadySet: 0, mode: 'incremental', finishedAt: since };
+    const line = JSON.stringify({ contactId: 'ct_0000001', value: 'value_0000000000000001' }) + '\n';
+    const current = '2026-11-27_dry-run-080503-abcd';
+    await put(current, 'run.json', { workflowId: 'w', runId: 'r', mode: 'incremental', dryRun: true });
+    await put(current, 'export.json', { ...manifest, dryRun: true });
+    // Earlier versions marked a dry run in its summary only.
+    const earlier = '2026-11-26_dry-run-060000-wxyz';
+    await put(earlier, 'export.json', manifest);
+    await put(earlier, 'summary.json', { dryRun: true, status: 'completed' });
+    for (const folder of [current, earlier]) {
+      await blobs.put(runFiles.contacts(id, folder, 1), line);
+      const out = await espresso(['redispatch', id, folder, '--no-wait']);
+      assert.equal(out.code, 1, out.stdout);
+      assert.match(
+        out.stderr,
+        new RegExp(`run ${folder} of ${id} is a dry run: its values were never meant for the ESP`),
+      );
+    }
+    const { client } = await temporalEnv();
+    for await (const w of client.workflow.list({
+      query: `WorkflowId STARTS_WITH "sync/${id}/" AND StartTime > "${since}"`,
+    })) {
+      assert.fail(`redispatch started ${w.workflowId}`);
+    }
+  });
+
+  it('docs/operations.md: a command logs on standard error; its standard output is what it prints (the alert of a re-authorizing connect)', async () => {
+    const id = await connected();
+    await stores().configurations.update(id, () => ({
+      status: 'needs_reauth',
+      statusReason: 'the API key is not valid',
+    }));
+    const out = await espresso([
+      'connect',
+      'sandbox',
+      '--api-key',
+      'sandbox-demo-key',
+      '--list',
+      'list_newsletter',
+      '--no-first-run',
+    ]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout.trim().split('\n').length, 1, out.stdout);
+    assert.match(out.stdout, new RegExp(`^updated ${id}: sandbox account`));
+    const alert = JSON.parse(
+      out.stderr
+        .trim()
+        .split('\n')
+        .find((l) => l.includes('ALERT'))!,
+    ) as {
+      alert: { status: string; configurationId: string };
+    };
+    assert.deepEqual([alert.alert.status, alert.alert.configurationId], ['active', id]);
+    assert.ok(!(out.stdout + out.stderr).includes('sandbox-demo-key'), 'the key in the output');
   });
 });

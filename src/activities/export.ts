@@ -4,8 +4,10 @@ import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
+import { refuseDryRun } from '../runs/dry-runs';
 import { ConflictError, CorruptDataError, NotFoundError } from '../storage';
 import {
+  CHUNK_LINE_MAX,
   CHUNK_LINES,
   exportJobSchema,
   exportManifestSchema,
@@ -31,6 +33,11 @@ export interface ExportInput {
   retryOf?: string;
   /** A dry run's export: marked so, so it is never written to the ESP. */
   dryRun?: boolean;
+  /**
+   * A full listing that gives new values to the contacts holding a value espresso would not write
+   * itself (each chunk line keeps the value it replaces as `previous`). Asked for by an operator only.
+   */
+  replaceForeignValues?: boolean;
   /** Daily maintenance first (credentials, the field; a dry run only reports what it would do). */
   maintain?: boolean;
   /** The run's account lock (runs of earlier versions hold none). */
@@ -47,11 +54,15 @@ interface ExportProgress {
   contacts: number;
   alreadySet: number;
   foreignValues?: number;
+  replacing?: number;
   maintenance?: MaintenanceReport;
   maintenanceMs?: number;
 }
 
-/** The values espresso itself writes. Values of any other form that a contact holds are kept too. */
+/**
+ * The values espresso itself writes. A value of any other form that a contact holds is kept too,
+ * unless the run is asked to replace such values.
+ */
 const OWN_VALUE = /^[A-Za-z0-9_-]{16,64}$/;
 
 /** A new value: 128 random bits, base64url. Never derived from anything about the contact. */
@@ -64,17 +75,22 @@ export function createExportActivities(deps: ActivityDeps) {
   return {
     /**
      * Pages through the contacts needing a value, gives each a new value and writes chunk files of
-     * at most CHUNK_LINES lines. A contact that holds any value keeps it. A retried attempt resumes
-     * after the last chunk written (its page cursor is heartbeated; an ESP export job is saved in the
-     * run's folder before it is read, so a retry reads it and never starts a second one); a finished
-     * export is reused by a retry of the same run, which owns its folder.
+     * at most CHUNK_LINES lines. A contact that holds any value keeps it (unless the run replaces
+     * values espresso would not write, and this is one). A retried attempt resumes after the last
+     * chunk written (its page cursor is heartbeated; an ESP export job is saved in the run's folder
+     * before it is read, so a retry reads it and never starts a second one); a finished export is
+     * reused by a retry of the same run, which owns its folder.
      */
     async exportContacts(input: ExportInput): Promise<ExportResult> {
       return mapFailures(async () => {
         const manifestKey = runFiles.exportManifest(input.configurationId, input.runDate);
         const finished = await readManifest(input.configurationId, input.runDate);
         if (finished) {
-          if (finished.mode !== input.mode || (finished.retryOf ?? undefined) !== input.retryOf) {
+          if (
+            finished.mode !== input.mode ||
+            (finished.retryOf ?? undefined) !== input.retryOf ||
+            (finished.replacing !== undefined) !== !!input.replaceForeignValues
+          ) {
             throw new CorruptDataError(
               'blob',
               manifestKey,
@@ -91,7 +107,11 @@ export function createExportActivities(deps: ActivityDeps) {
           contacts: 0,
           alreadySet: 0,
           foreignValues: 0,
+          replacing: 0,
         };
+        // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
+        // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
+        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
         // The run holds the account: maintenance and the listing have it whole, one request at a time.
         const share = AccountShare.whole(deps, processor, target, input.lock);
         await share.check();
@@ -106,8 +126,6 @@ export function createExportActivities(deps: ActivityDeps) {
         }
         // Without the field (a dry run's maintenance would create it) every contact needs a value.
         const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
-        // A redispatch writes the earlier run's values, to contacts that are empty now only.
-        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
         const listMode = earlier ? 'incremental' : mode;
         let cursor = committed.cursor;
         if (!cursor && committed.chunkCount === 0) {
@@ -116,7 +134,7 @@ export function createExportActivities(deps: ActivityDeps) {
           context.heartbeat(committed);
         }
         let lines: string[] = [];
-        let pending = { alreadySet: 0, foreignValues: 0 };
+        let pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
 
         const flush = async () => {
           let chunkCount = committed.chunkCount;
@@ -132,11 +150,12 @@ export function createExportActivities(deps: ActivityDeps) {
             contacts: committed.contacts + lines.length,
             alreadySet: committed.alreadySet + pending.alreadySet,
             foreignValues: (committed.foreignValues ?? 0) + pending.foreignValues,
+            replacing: (committed.replacing ?? 0) + pending.replacing,
             maintenance: committed.maintenance,
             maintenanceMs: committed.maintenanceMs,
           };
           lines = [];
-          pending = { alreadySet: 0, foreignValues: 0 };
+          pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
         };
 
         const stillEmpty = new SeenIds();
@@ -163,26 +182,41 @@ export function createExportActivities(deps: ActivityDeps) {
             await share.check();
             const page = await processor.listPage(target, cursor, listMode, share.pacing);
             const fresh: string[] = [];
-            const kept = { alreadySet: 0, foreignValues: 0 };
+            const found = { alreadySet: 0, foreignValues: 0, replacing: 0 };
             for (const contact of page.contacts) {
+              const { contactId } = contact;
               const value = contact.currentValue;
               const empty = value === undefined || value === '';
               if (earlier) {
-                if (empty) stillEmpty.add(contact.contactId);
+                if (empty) stillEmpty.add(contactId);
                 continue;
               }
-              if (!seen.add(contact.contactId)) continue;
-              // Stable once written: a contact that holds a value keeps it, whatever its form.
-              if (!empty) {
-                kept.alreadySet++;
-                if (!OWN_VALUE.test(value)) kept.foreignValues++;
-              } else fresh.push(JSON.stringify({ contactId: contact.contactId, value: newValue() }));
+              if (!seen.add(contactId)) continue;
+              if (empty) {
+                fresh.push(JSON.stringify({ contactId, value: newValue() }));
+                continue;
+              }
+              const foreign = !OWN_VALUE.test(value);
+              // Stable once written: a contact that holds a value keeps it, whatever its form, unless
+              // the operator asked to replace foreign ones (and its line can say what it replaces).
+              const replacing =
+                foreign && input.replaceForeignValues
+                  ? JSON.stringify({ contactId, value: newValue(), previous: value })
+                  : undefined;
+              if (replacing && replacing.length <= CHUNK_LINE_MAX) {
+                fresh.push(replacing);
+                found.replacing++;
+              } else {
+                found.alreadySet++;
+                if (foreign) found.foreignValues++;
+              }
             }
             // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
             if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
             lines.push(...fresh);
-            pending.alreadySet += kept.alreadySet;
-            pending.foreignValues += kept.foreignValues;
+            pending.alreadySet += found.alreadySet;
+            pending.foreignValues += found.foreignValues;
+            pending.replacing += found.replacing;
             if (!page.nextCursor) break;
             cursor = page.nextCursor;
             // Nothing listed waits for a chunk file: a retry may resume from the next page.
@@ -208,6 +242,7 @@ export function createExportActivities(deps: ActivityDeps) {
           contacts: committed.contacts,
           alreadySet: committed.alreadySet,
           ...(committed.foreignValues ? { foreignValues: committed.foreignValues } : {}),
+          ...(input.replaceForeignValues ? { replacing: committed.replacing ?? 0 } : {}),
           mode: input.mode,
           ...(input.dryRun ? { dryRun: true } : {}),
           ...(input.retryOf ? { retryOf: input.retryOf } : {}),
@@ -279,18 +314,13 @@ export function createExportActivities(deps: ActivityDeps) {
    * export and must not be a dry run.
    */
   async function earlierValues(configurationId: string, folder: string) {
+    await refuseDryRun(blobs, configurationId, folder);
     const manifest = await readManifest(configurationId, folder);
     if (!manifest)
       throw new CorruptDataError(
         'blob',
         runFiles.exportManifest(configurationId, folder),
         'run ' + folder + ' has no finished export to redispatch',
-      );
-    if (manifest.dryRun)
-      throw new CorruptDataError(
-        'blob',
-        runFiles.exportManifest(configurationId, folder),
-        'run ' + folder + ' is a dry run: its values were never meant for the ESP',
       );
     return async function* (): AsyncIterable<{ contactId: string; value: string }> {
       for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {

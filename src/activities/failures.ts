@@ -9,6 +9,7 @@ import {
   TransientError,
 } from '../processors/errors';
 import { UnknownEspError } from '../processors/registry';
+import { DryRunFolderError } from '../runs/dry-runs';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { failureTypes } from '../temporal/failure-types';
 
@@ -51,6 +52,8 @@ export function toActivityFailure(err: unknown, attempt = 1): unknown {
     return ApplicationFailure.nonRetryable(err.message, failureTypes.unknownEsp);
   if (err instanceof InactiveConfigurationError)
     return ApplicationFailure.nonRetryable(err.message, failureTypes.configurationInactive);
+  if (err instanceof DryRunFolderError)
+    return ApplicationFailure.nonRetryable(err.message, failureTypes.invalidInput);
   // Anything else (a store refusing access, a bug): a few retries, then the run fails and says why.
   const message = sanitize(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
   return ApplicationFailure.create({

@@ -3,6 +3,7 @@ import { changeWithAlert } from '../alerts';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
+import { runNotes } from '../runs/report';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { workflowIds } from '../temporal/constants';
 import type { ConfigurationOutcome } from '../workflows/signals';
@@ -31,6 +32,13 @@ export interface RunSummary {
   contacts: { exported: number; alreadySet: number; updated: number; rejected: number };
   /** Of alreadySet: values in a format espresso would not write itself (kept all the same). */
   foreignValues?: number;
+  /**
+   * Runs asked to replace such values (`sync --full --replace-foreign-values`): the contacts whose
+   * value gets a new one (counted in exported; each chunk line keeps the old value as `previous`)…
+   */
+  replacing?: number;
+  /** …and of those, the values written over (the others were rejected, and keep their value). */
+  replacedValues?: number;
   rejectedByKind: Record<string, number>;
   chunks: number;
 }
@@ -60,6 +68,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
       const { lock, files = true } = options;
       return mapFailures(async () => {
         if (files) await writeSummary(summary);
+        const notes = runNotes(summary);
         const health = summary.dryRun
           ? undefined
           : summary.status === 'completed'
@@ -78,6 +87,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
               updated: summary.contacts.updated,
               rejected: summary.contacts.rejected,
               ...(summary.reason ? { reason: summary.reason.slice(0, 500) } : {}),
+              ...(notes.length ? { notes } : {}),
             },
             ...(health ? { runHealth: health } : {}),
           },

@@ -4,7 +4,8 @@ import { loadTarget } from '.';
 import type { ContactUpdate } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';
-import { chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
+import { refuseDryRun } from '../runs/dry-runs';
+import { CHUNK_LINE_MAX, chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
 import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
 import { runLog } from './run-log';
@@ -27,6 +28,8 @@ export interface ChunkOutcome {
   updated: number;
   rejected: number;
   rejectedByKind: Record<string, number>;
+  /** Of updated: values written over one espresso would not write (absent when none). */
+  replaced?: number;
 }
 
 /** Heartbeat details: lines whose results are saved in part files. Counts only. */
@@ -37,13 +40,13 @@ interface ChunkProgress {
 
 /** ESP batches sent together per group; a group's results are saved before the next group starts. */
 const GROUP_BATCHES = 4;
-const MAX_LINE_LENGTH = 1_000;
 /** A chunk re-reads its configuration's status this often: disabling it stops the writes within seconds. */
 const STATUS_CHECK_MS = 1_000;
 /** Activities heartbeat this often; the workflows' heartbeat timeout is 30 s. */
 export const HEARTBEAT_EVERY_MS = 5_000;
 
-type Entry = { update: ContactUpdate } | { result: ResultLine };
+/** A line to write (with the value it replaces, if any), or its result already known. */
+type Entry = { update: ContactUpdate; previous?: string } | { result: ResultLine };
 
 export function createUpdateChunkActivities(deps: ActivityDeps) {
   return {
@@ -59,6 +62,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const { configuration, processor, target } = await loadTarget(deps, configurationId);
         // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
         if (configuration.status !== 'active') throw inactive(configuration.status);
+        // However it was started (a legacy dispatch, by hand), a chunk of a dry run is never written.
+        await refuseDryRun(blobs, configurationId, runDate);
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,
@@ -94,8 +99,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           const lines = group.map((e): ResultLine => {
             if ('result' in e) return e.result;
             const r = written[next++]!;
+            const previous = e.previous === undefined ? {} : { previous: e.previous };
             return r.status === 'updated'
-              ? { contactId: r.contactId, value: e.update.value, status: 'updated' }
+              ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
               : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
           });
           progress.parts++;
@@ -177,17 +183,20 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
     }
     await Promise.all(partKeys.map((k) => blobs.delete(k)));
     const outcome: ChunkOutcome = { chunk, updated: 0, rejected: 0, rejectedByKind: {} };
+    let replaced = 0;
     for (const raw of text.split('\n')) {
       if (!raw) continue;
       const line = JSON.parse(raw) as ResultLine;
-      if (line.status === 'updated') outcome.updated++;
-      else {
+      if (line.status === 'updated') {
+        outcome.updated++;
+        if (line.previous !== undefined) replaced++;
+      } else {
         outcome.rejected++;
         const kind = rejectionKind(line.reason);
         outcome.rejectedByKind[kind] = (outcome.rejectedByKind[kind] ?? 0) + 1;
       }
     }
-    return outcome;
+    return replaced ? { ...outcome, replaced } : outcome;
   }
 }
 
@@ -200,7 +209,7 @@ function parseLine(raw: string, line: number): Entry {
   const reject = (reason: string, contactId: string | null = null): Entry => ({
     result: { contactId, value: null, status: 'rejected', reason: `corrupt chunk line: ${reason}`, line },
   });
-  if (raw.length > MAX_LINE_LENGTH) return reject(`longer than ${MAX_LINE_LENGTH} characters`);
+  if (raw.length > CHUNK_LINE_MAX) return reject(`longer than ${CHUNK_LINE_MAX} characters`);
   let json: unknown;
   try {
     json = JSON.parse(raw);
@@ -216,5 +225,6 @@ function parseLine(raw: string, line: number): Entry {
       typeof id === 'string' ? id.slice(0, 200) : null,
     );
   }
-  return { update: parsed.data };
+  const { contactId, value, previous } = parsed.data;
+  return { update: { contactId, value }, ...(previous === undefined ? {} : { previous }) };
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ConnectError, saveConnection, setEnabled } from '../connect';
 import { createDeps } from '../deps';
-import { createLogger } from '../logger';
+import { createCommandLogger } from '../logger';
 import { EspError } from '../processors/errors';
 import { UnknownEspError } from '../processors/registry';
 import {
@@ -95,7 +95,8 @@ export function registerConfigurationCommands(program: Command): void {
     .action(
       async (opts: { json?: boolean; limit: number; after?: string; esp?: string; status?: string }) => {
         const { stores } = cliDeps().deps;
-        if (opts.after) configurationIdSchema.parse(opts.after);
+        if (opts.after && !configurationIdSchema.safeParse(opts.after).success)
+          throw new Error(`--after: ${JSON.stringify(opts.after)} is not a configuration id`);
         const filtered = opts.esp || opts.status;
         const { items, next } = await stores.configurations.page({
           after: opts.after,
@@ -174,7 +175,7 @@ function pageLimit(value: string): number {
 /** The configuration and what commands need from it, loaded once per command. */
 function cliDeps() {
   const config = loadConfigOrExit();
-  return { config, deps: createDeps(config, createLogger('cli', 'warn')) };
+  return { config, deps: createDeps(config, createCommandLogger('cli')) };
 }
 
 async function getOrExplain(

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
-import { exportManifestSchema, runDateSchema, runFiles, runFolderSchema } from '../runs/files';
+import { refuseDryRun } from '../runs/dry-runs';
+import { runDateSchema, runFiles, runFolderSchema } from '../runs/files';
 import type { AppConfig } from '../config';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
@@ -36,6 +37,10 @@ export function registerRunCommands(program: Command): void {
     .option('--full', 'list every contact, not only those without a value')
     .option('--dry-run', 'export and report what would be written; write nothing to the ESP')
     .option(
+      '--replace-foreign-values',
+      'with --full: give new values to contacts holding a value espresso would not write (kept otherwise)',
+    )
+    .option(
       '--date <YYYY-MM-DD>',
       'run date (default: today, UTC); a rerun of a date reuses its exported chunks',
     )
@@ -43,14 +48,23 @@ export function registerRunCommands(program: Command): void {
     .action(
       async (
         configurationId: string,
-        opts: { full?: boolean; dryRun?: boolean; date?: string; wait: boolean },
+        opts: {
+          full?: boolean;
+          dryRun?: boolean;
+          replaceForeignValues?: boolean;
+          date?: string;
+          wait: boolean;
+        },
       ) => {
         const config = loadConfigOrExit();
         const runDate = opts.date ?? today();
         checkIds(configurationId, runDate);
+        if (opts.replaceForeignValues && !opts.full)
+          throw new Error('--replace-foreign-values needs --full (only a full listing sees the values)');
         await startRun(config, createStores(config.storage), configurationId, runDate, opts.wait, {
           mode: opts.full ? 'full' : 'incremental',
           dryRun: !!opts.dryRun,
+          replaceForeignValues: !!opts.replaceForeignValues,
           kind: opts.dryRun ? 'dry-run' : 'manual',
         });
       },
@@ -65,25 +79,19 @@ export function registerRunCommands(program: Command): void {
     .action(async (configurationId: string, run: string, opts: { wait: boolean }) => {
       const config = loadConfigOrExit();
       const folder = runFolderSchema.safeParse(run);
-      if (!folder.success) throw new Error(`run: ${folder.error.issues[0]!.message}`);
+      if (!folder.success) throw new Error(`run ${run}: ${folder.error.issues[0]!.message}`);
       checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
       await existing(stores, configurationId);
-      let manifest;
+      await refuseDryRun(stores.blobs, configurationId, run);
       try {
-        manifest = exportManifestSchema.parse(
-          JSON.parse(
-            (await stores.blobs.get(runFiles.exportManifest(configurationId, run))).body.toString('utf8'),
-          ),
-        );
+        await stores.blobs.get(runFiles.exportManifest(configurationId, run));
       } catch (err) {
         if (err instanceof NotFoundError) {
           throw new Error(`run ${run} of ${configurationId} has no finished export: nothing to redispatch`);
         }
         throw err;
       }
-      if (manifest.dryRun)
-        throw new Error(`run ${run} is a dry run: its values were never meant for the ESP`);
       // A run of its own (today, its own folder) that writes the earlier run's values.
       await startRun(config, stores, configurationId, today(), opts.wait, {
         mode: 'incremental',
@@ -105,9 +113,9 @@ async function existing(stores: Stores, configurationId: string): Promise<void> 
 
 function checkIds(configurationId: string, runDate: string): void {
   const id = configurationIdSchema.safeParse(configurationId);
-  if (!id.success) throw new Error(`configuration id: ${id.error.issues[0]!.message}`);
+  if (!id.success) throw new Error(`configuration id ${configurationId}: ${id.error.issues[0]!.message}`);
   const date = runDateSchema.safeParse(runDate);
-  if (!date.success) throw new Error(`run date: ${date.error.issues[0]!.message}`);
+  if (!date.success) throw new Error(`run date ${runDate}: ${date.error.issues[0]!.message}`);
 }
 
 /** Starts a run of an existing configuration (ids already checked) and, with `wait`, reports it. */
@@ -120,6 +128,7 @@ async function startRun(
   opts: {
     mode: 'incremental' | 'full';
     dryRun: boolean;
+    replaceForeignValues?: boolean;
     kind: 'manual' | 'dry-run' | 'redispatch';
     retryOf?: string;
   },
@@ -136,6 +145,7 @@ async function startRun(
         mode: opts.mode,
         dryRun: opts.dryRun,
         retryOf: opts.retryOf,
+        ...(opts.replaceForeignValues ? { replaceForeignValues: true } : {}),
       },
       opts.kind,
     );
@@ -147,6 +157,7 @@ async function startRun(
       `${result.status}: exported ${result.exported}, updated ${result.updated}, rejected ${result.rejected}` +
         (result.reason ? ` (${result.reason})` : ''),
     );
+    for (const note of result.notes ?? []) console.log(`  ${note}`);
     if (result.status !== 'completed') process.exitCode = 1;
   } finally {
     await close();

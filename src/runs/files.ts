@@ -3,6 +3,8 @@ import { z } from 'zod';
 
 /** Contacts per chunk file. */
 export const CHUNK_LINES = 10_000;
+/** Characters per chunk line: a longer one is damaged (rejected, never written). */
+export const CHUNK_LINE_MAX = 1_000;
 
 const pad = (n: number) => String(n).padStart(5, '0');
 
@@ -34,11 +36,13 @@ export const runFiles = {
 export const chunkLineSchema = z.object({
   contactId: z.string().min(1).max(200),
   value: z.string(),
+  /** The value this one replaces (a run asked to replace values espresso would not write). */
+  previous: z.string().optional(),
 });
 export type ChunkLine = z.infer<typeof chunkLineSchema>;
 
 export type ResultLine =
-  | { contactId: string; value: string; status: 'updated' }
+  | { contactId: string; value: string; status: 'updated'; previous?: string }
   | { contactId: string | null; value: string | null; status: 'rejected'; reason: string; line?: number };
 
 export const exportJobSchema = z.object({ cursor: z.string().min(1).max(500) });
@@ -49,6 +53,8 @@ export const exportManifestSchema = z.object({
   alreadySet: z.number().int().min(0),
   /** Of alreadySet: values espresso would not have written itself (kept all the same). */
   foreignValues: z.number().int().min(0).optional(),
+  /** A run asked to replace such values: of contacts, those whose line replaces one (`previous`). */
+  replacing: z.number().int().min(0).optional(),
   mode: z.enum(['incremental', 'full']),
   /** A dry run's export: never written to the ESP, so never redispatched. */
   dryRun: z.boolean().optional(),
@@ -75,7 +81,7 @@ export function rejectionKind(reason: string): string {
 export const runDateSchema = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'a run date looks like 2026-11-28')
-  .refine(isCalendarDay, { error: (issue) => `${String(issue.input)} is not a day of the calendar` });
+  .refine(isCalendarDay, { error: 'not a day of the calendar' });
 
 export function isCalendarDay(d: string): boolean {
   const t = Date.parse(`${d}T00:00:00Z`);

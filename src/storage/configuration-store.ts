@@ -24,6 +24,8 @@ export const lastRunSchema = z.object({
   updated: z.number().int().min(0),
   rejected: z.number().int().min(0),
   reason: z.string().max(500).optional(),
+  /** What it did beyond its counts (e.g. `would create field lcee`): src/runs/report.ts. */
+  notes: z.array(z.string().max(200)).max(10).optional(),
 });
 
 /** An alert decided together with the status change that causes it, sent after the change is saved. */

@@ -14,6 +14,8 @@ export const failureTypes = {
   configurationInactive: 'ConfigurationInactive',
   /** A configuration run passed its deadline and was stopped. */
   runDeadline: 'RunDeadline',
+  /** Asked for something espresso never does (a malformed input, writing a dry run's values). */
+  invalidInput: 'InvalidInput',
 } as const;
 
 /** Never retried, whatever the retry policy. */
@@ -26,4 +28,5 @@ export const nonRetryableFailureTypes = [
   failureTypes.unknownEsp,
   failureTypes.configurationInactive,
   failureTypes.runDeadline,
+  failureTypes.invalidInput,
 ];

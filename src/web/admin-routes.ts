@@ -3,6 +3,7 @@ import { Router, type NextFunction, type Request, type RequestHandler, type Resp
 import type { RunSummary } from '../activities/summary';
 import { same } from '../lib/same';
 import { ConnectError, setEnabled } from '../connect';
+import { runNotes } from '../runs/report';
 import { latestSummary } from '../runs/summaries';
 import { z } from 'zod';
 import {
@@ -63,6 +64,7 @@ function fromSummary(summary: RunSummary | undefined): Configuration['lastRun'] 
       updated: summary.contacts.updated,
       rejected: summary.contacts.rejected,
       reason: summary.reason,
+      notes: runNotes(summary),
     }
   );
 }
@@ -199,7 +201,7 @@ ${
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
     const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
     const run = last
-      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br><a href="${h(runUrl(last.workflowId))}">open in Temporal</a>`
+      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br><a href="${h(runUrl(last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
       `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;

@@ -2,6 +2,7 @@
 // legacy run it replaced (src/workflows/legacy), which must keep replaying.
 import { ApplicationFailure, defineQuery, defineSignal } from '@temporalio/workflow';
 import type { RunSummary } from '../activities/summary';
+import { runNotes } from '../runs/report';
 
 export interface ConfigurationSyncInput {
   configurationId: string;
@@ -16,6 +17,11 @@ export interface ConfigurationSyncInput {
   mode: 'incremental' | 'full';
   /** Export and report what would be written (and what maintenance would do); nothing is written to the ESP. */
   dryRun?: boolean;
+  /**
+   * Full runs only, asked for by an operator: contacts holding a value espresso would not write
+   * itself (e.g. an earlier tool's `legacy42`) get a new one. By default every value is kept.
+   */
+  replaceForeignValues?: boolean;
   /** Legacy redispatch flag (runs of earlier versions); new redispatches set `retryOf`. */
   onlyPending?: boolean;
   /**
@@ -36,6 +42,8 @@ export interface ConfigurationSyncResult {
   updated: number;
   rejected: number;
   reason?: string;
+  /** What the run did beyond its counts, in words (e.g. `would create field lcee`): src/runs/report.ts. */
+  notes?: string[];
 }
 
 export interface SyncProgress {
@@ -78,6 +86,10 @@ export function validate(input: ConfigurationSyncInput): void {
       problems.push('retryOf must be a run folder like 2026-11-28 or 2026-11-28_manual-080503-k3f2');
     }
     if (input.retryOf !== undefined && input.dryRun) problems.push('a redispatch cannot be a dry run');
+    if (input.replaceForeignValues !== undefined && typeof input.replaceForeignValues !== 'boolean')
+      problems.push('replaceForeignValues must be true or false');
+    if (input.replaceForeignValues && (input.mode !== 'full' || input.retryOf !== undefined))
+      problems.push('replaceForeignValues needs mode "full" (and no retryOf)');
     if (
       input.maxHistoryEvents !== undefined &&
       !(
@@ -119,6 +131,7 @@ export function describe(s: RunSummary): string {
     `**${s.status}**${s.dryRun ? ' (dry run)' : ''} · ${s.esp} · ${s.runDate} · ${s.mode}`,
     `exported ${s.contacts.exported} · already set ${s.contacts.alreadySet} · updated ${s.contacts.updated} · rejected ${s.contacts.rejected}${kinds ? ` (${kinds})` : ''}`,
     `chunks ${s.chunks} · ${Math.round(s.durationsMs.total / 1000)} s`,
+    runNotes(s).join(' · '),
     s.reason ? `reason: ${s.reason}` : '',
   ]
     .filter(Boolean)

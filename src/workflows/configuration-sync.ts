@@ -22,6 +22,7 @@ import type { ChunkOutcome } from '../activities/update-chunk';
 import type { MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import type { ExportManifest } from '../runs/files';
+import { runNotes } from '../runs/report';
 import { searchAttributes } from '../temporal/constants';
 import { failureTypes } from '../temporal/failure-types';
 import {
@@ -247,6 +248,7 @@ async function write(
       mode: input.mode,
       retryOf: input.retryOf,
       dryRun: !!input.dryRun,
+      ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
       maintain: s.context.maintenance,
       lock: owner,
     });
@@ -409,6 +411,9 @@ async function finish(
     rejectedByKind: state?.totals.rejectedByKind ?? {},
     chunks: manifest?.chunkCount ?? progress.chunksTotal,
     ...(manifest?.foreignValues ? { foreignValues: manifest.foreignValues } : {}),
+    ...(manifest?.replacing !== undefined
+      ? { replacing: manifest.replacing, replacedValues: state?.totals.replaced ?? 0 }
+      : {}),
   };
   // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
@@ -432,6 +437,7 @@ async function finish(
     setCurrentDetails(describe(summary));
   });
   progress.phase = 'done';
+  const notes = runNotes(summary);
   return {
     configurationId: input.configurationId,
     status,
@@ -439,6 +445,7 @@ async function finish(
     updated: progress.updated,
     rejected: progress.rejected,
     reason: summary.reason,
+    ...(notes.length ? { notes } : {}),
   };
 }
 
@@ -446,6 +453,7 @@ function add(totals: DispatchTotals, outcome: ChunkOutcome): void {
   totals.chunksDone++;
   totals.updated += outcome.updated;
   totals.rejected += outcome.rejected;
+  if (outcome.replaced) totals.replaced = (totals.replaced ?? 0) + outcome.replaced;
   for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
     totals.rejectedByKind[kind] = (totals.rejectedByKind[kind] ?? 0) + n;
   }

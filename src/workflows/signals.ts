@@ -5,6 +5,8 @@ export interface DispatchTotals {
   updated: number;
   rejected: number;
   rejectedByKind: Record<string, number>;
+  /** Of updated: values written over one espresso would not write. */
+  replaced?: number;
 }
 
 /** Dispatch -> its parent configuration sync: running totals (counts only). Legacy runs only. */

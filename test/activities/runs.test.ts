@@ -156,6 +156,59 @@ describe('run activities', function () {
     );
   });
 
+  it("docs/runs.md: no redispatch can write a dry run's export: its chunks are refused, naming the run, however they are asked for", async () => {
+    const { configuration, list } = await e.connect(10);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+    const put = (folder: string, file: string, body: object) =>
+      e.stores.blobs.put(`${runFiles.prefix(configuration.id, folder)}${file}`, JSON.stringify(body));
+    const manifest = { chunkCount: 1, contacts: 3, alreadySet: 0, mode: 'incremental', finishedAt: DATE };
+    // A dry run of this version: its folder's claim and its export say so.
+    const current = `${DATE}_dry-run-080503-abcd`;
+    await put(current, 'run.json', { workflowId: 'w', runId: 'r', mode: 'incremental', dryRun: true });
+    await put(current, 'export.json', { ...manifest, dryRun: true });
+    // A dry run of an earlier version: no claim, an unmarked export; its summary says so.
+    const earlier = '2026-11-19';
+    await put(earlier, 'export.json', manifest);
+    await put(earlier, 'summary.json', { dryRun: true, status: 'completed' });
+    for (const folder of [current, earlier]) {
+      await e.stores.blobs.put(
+        runFiles.contacts(configuration.id, folder, 1),
+        lines(['ct_0000001', 'ct_0000002', 'ct_0000003']).join('\n') + '\n',
+      );
+      const refused = (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'InvalidInput');
+        assert.equal(err.nonRetryable, true);
+        assert.equal(
+          err.message,
+          `run ${folder} of ${configuration.id} is a dry run: its values were never meant for the ESP and are never written to it`,
+        );
+        return true;
+      };
+      // A chunk update started on the dry run's folder (a legacy dispatch, by hand)…
+      await assert.rejects(
+        new MockActivityEnvironment().run(activities.updateChunk, {
+          configurationId: configuration.id,
+          runDate: folder,
+          chunk: 1,
+          onlyPending: true,
+        }),
+        refused,
+      );
+      // …and a redispatch naming it.
+      await assert.rejects(
+        new MockActivityEnvironment().run(activities.exportContacts, {
+          configurationId: configuration.id,
+          runDate: `2026-11-30_redispatch-${folder.slice(8, 10)}`,
+          mode: 'incremental' as const,
+          retryOf: folder,
+        }),
+        refused,
+      );
+    }
+    assert.equal(list.writes, 0, "a dry run's value was written to the ESP");
+  });
+
   it('resumes an export from the heartbeated cursor and chunk count', async () => {
     const { configuration } = await e.connect(25_000);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);

@@ -47,6 +47,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       exported: 50_000,
       updated: 50_000,
       rejected: 0,
+      notes: ['created field lcee'],
     });
 
     const chunks = await e.chunkValues(configuration.id, RUN_DATE);
@@ -207,7 +208,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal((await readResults(e, configuration.id)).filter((r) => r.status === 'rejected').length, 2);
   });
 
-  it('writes nothing to the ESP on a dry run', async () => {
+  it('docs/runs.md: a dry run writes nothing to the ESP: its maintenance only says what it would do, and no redispatch can write its export', async () => {
     const { configuration, list } = await e.connect(300);
     const handle = await run({
       configurationId: configuration.id,
@@ -221,10 +222,37 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal(list.writes, 0);
     // Maintenance only says what it would do: the missing field is not created.
     assert.ok(!list.fields.has(configuration.fieldName), 'a dry run created the field');
+    assert.deepEqual(result.notes, ['would create field lcee', 'would write 300 values']);
     const summary = await readSummary(e, configuration.id);
     assert.equal(summary.dryRun, true);
     assert.equal(summary.maintenance?.field, 'would_create');
-    assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['dry_run']);
+    const described = await handle.describe();
+    assert.deepEqual(described.searchAttributes.EspressoStatus, ['dry_run']);
+    assert.match(
+      (await e.stores.configurations.get(configuration.id)).lastRun!.notes!.join(),
+      /would create field lcee/,
+    );
+
+    // A redispatch naming the dry run's folder (started on Temporal, past the CLI's own check).
+    const redispatch = await run(
+      {
+        configurationId: configuration.id,
+        runDate: RUN_DATE,
+        runId: 'redispatch-dry',
+        mode: 'incremental',
+        retryOf: RUN_DATE,
+      },
+      `sync/${configuration.id}/${RUN_DATE}/redispatch-dry`,
+    );
+    await assert.rejects(redispatch.result(), (err: unknown) => {
+      const root = ((err as WorkflowFailedError).cause as { cause?: { message: string; type?: string } })
+        .cause!;
+      assert.equal(root.type, 'InvalidInput');
+      assert.match(root.message, new RegExp(`run ${RUN_DATE} of ${configuration.id} is a dry run`));
+      return true;
+    });
+    assert.equal(list.writes, 0, "a dry run's values were written");
+    assert.ok(!list.fields.has(configuration.fieldName), 'the field was created');
   });
 
   it('keeps a run started by hand in its own folder, never reusing or overwriting the scheduled run', async () => {

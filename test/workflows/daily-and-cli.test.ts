@@ -2,9 +2,12 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
+import request from 'supertest';
 import { codecEndpoint } from '../../src/codec';
+import { projectRoot } from '../../src/paths';
 import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
 import { applySchedule } from '../../src/temporal/schedule';
 import { resolveTemporalCli } from '../../src/tools';
@@ -14,6 +17,7 @@ import type { DailySummary } from '../../src/workflows/daily-sync';
 import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
+import { testPayloadKeysEnv } from '../support/temporal';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -174,6 +178,67 @@ describe('daily run, schedule and temporal CLI', function () {
         );
       await new Promise((r) => setTimeout(r, 500));
     }
+  });
+
+  it('README: `espresso sync` waits and prints the outcome: a dry run what it would do (writing nothing), a full run with --replace-foreign-values what it replaced', async () => {
+    const { configuration, list } = await e.connect(20);
+    const espresso = async (...args: string[]) =>
+      (
+        await run(process.execPath, [join(projectRoot, 'dist/src/cli/main.js'), ...args], {
+          env: {
+            ...process.env,
+            ESPRESSO_DATA_DIR: dirname(e.stores.blobs.description.replace(/^local directory /, '')),
+            TEMPORAL_ADDRESS: e.env.address,
+            ESPRESSO_PAYLOAD_KEYS: testPayloadKeysEnv,
+          },
+          timeout: 60_000,
+        })
+      ).stdout;
+    const dry = await espresso('sync', configuration.id, '--dry-run');
+    assert.match(
+      dry,
+      /^completed: exported 20, updated 0, rejected 0\n {2}would create field lcee\n {2}would write 20 values\n$/m,
+    );
+    assert.equal(list.writes, 0);
+    assert.ok(!list.fields.has(configuration.fieldName), 'the dry run created the field');
+
+    const field = configuration.fieldName;
+    list.fields.set(field, { key: field, label: 'LiveConnect ID', type: 'text' });
+    list.write(field, 0, 'legacy42');
+    const full = await espresso('sync', configuration.id, '--full', '--replace-foreign-values');
+    assert.match(
+      full,
+      /^completed: exported 20, updated 20, rejected 0\n {2}replaced 1 of 1 value espresso would not write\n$/m,
+    );
+    assert.notEqual(list.values.get(field)![0], 'legacy42');
+  });
+
+  it("README: the admin page's dry run writes nothing to the ESP, and its row says what the run would do", async () => {
+    const { configuration, list } = await e.connect(30);
+    const token = 't'.repeat(30);
+    const app = createApp(
+      webDeps(e.stores, async () => e.env.connection, {
+        web: { publicUrl: 'http://localhost:3000', sessionSecret: 'x'.repeat(40), admin: { token } },
+      }),
+    );
+    const agent = request.agent(app);
+    const page = await agent.get('/admin').set('authorization', `Bearer ${token}`).expect(200);
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(page.text)![1]!;
+    await agent
+      .post(`/admin/configurations/${configuration.id}/dry-run`)
+      .set('authorization', `Bearer ${token}`)
+      .type('form')
+      .send({ _csrf: csrf })
+      .expect(303);
+    const [started] = await waitForWorkflows(`WorkflowId STARTS_WITH 'sync/${configuration.id}/'`, 1);
+    assert.match(started!.workflowId, /\/dry-run-\d{6}-[a-z0-9]{4}$/);
+    assert.equal(list.writes, 0);
+    assert.ok(!list.fields.has(configuration.fieldName), 'the dry run created the field');
+    const after = await agent.get('/admin').set('authorization', `Bearer ${token}`).expect(200);
+    assert.match(
+      after.text,
+      /completed \(dry run\)[^<]*<br>updated 0, rejected 0<br>would create field lcee<br>would write 30 values/,
+    );
   });
 
   it('starts a full resync with `temporal workflow start`, queries progress, and finds it by ESP', async () => {

@@ -246,6 +246,93 @@ describe('one writer per configuration', function () {
     );
   });
 
+  it("docs/runs.md: values espresso would not write are replaced only when the operator asks (`sync --full --replace-foreign-values`): each old value stays in the run's files, and the summary counts them", async () => {
+    const { configuration, list } = await e.connect(50);
+    const field = configuration.fieldName;
+    list.fields.set(field, { key: field, label: 'LiveConnect ID', type: 'text' });
+    list.write(field, 0, 'legacy42');
+    list.write(field, 1, 'an-earlier-tool-value_0123'); // espresso's own form: never replaced
+    list.write(field, 2, 'L'.repeat(990)); // too long for a chunk line to keep: kept
+    list.write(field, 3, 'old value 7');
+    const replace = { configurationId: configuration.id, runDate: DAY, mode: 'full' as const };
+    const dry = await (
+      await start(
+        { ...replace, runId: 'dry-run-1', dryRun: true, replaceForeignValues: true },
+        `sync/${configuration.id}/${DAY}/dry-run-1`,
+      )
+    ).result();
+    assert.deepEqual(dry.notes, [
+      'would write 48 values',
+      'would replace 2 values espresso would not write',
+      'kept 1 value espresso would not write',
+    ]);
+    assert.equal(list.writes, 4, 'the dry run wrote');
+
+    const run = await (
+      await start(
+        { ...replace, runId: 'manual-1', replaceForeignValues: true },
+        `sync/${configuration.id}/${DAY}/manual-1`,
+      )
+    ).result();
+    assert.equal(run.updated, 48);
+    assert.deepEqual(run.notes, [
+      'replaced 2 of 2 values espresso would not write',
+      'kept 1 value espresso would not write',
+    ]);
+    const values = list.values.get(field)!;
+    assert.match(values[0]!, /^[A-Za-z0-9_-]{22}$/);
+    assert.equal(values[1], 'an-earlier-tool-value_0123');
+    assert.equal(values[2], 'L'.repeat(990));
+    const summary = await summaryOf(configuration.id, `${DAY}_manual-1`);
+    assert.deepEqual(
+      [
+        summary.contacts.exported,
+        summary.contacts.alreadySet,
+        summary.foreignValues,
+        summary.replacing,
+        summary.replacedValues,
+      ],
+      [48, 2, 1, 2, 2],
+    );
+    const chunk = await e.chunkValues(configuration.id, `${DAY}_manual-1`);
+    assert.equal(chunk.get('ct_0000001'), values[0]);
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, `${DAY}_manual-1`, 1))).body
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { contactId: string; value: string; previous?: string });
+    assert.deepEqual(
+      results.filter((r) => r.previous !== undefined).map((r) => [r.contactId, r.previous, r.value]),
+      [
+        ['ct_0000001', 'legacy42', values[0]],
+        ['ct_0000004', 'old value 7', values[3]],
+      ],
+    );
+
+    // Without the option, a full run keeps every value (none is espresso's own here: all are kept).
+    list.write(field, 0, 'legacy42-again');
+    const keep = await (
+      await start({ ...replace, runId: 'manual-2' }, `sync/${configuration.id}/${DAY}/manual-2`)
+    ).result();
+    assert.equal(keep.exported, 0);
+    assert.equal(list.values.get(field)![0], 'legacy42-again');
+    assert.deepEqual(keep.notes, ['kept 2 values espresso would not write']);
+  });
+
+  it('refuses replaceForeignValues on anything but a full run', async () => {
+    const handle = await start(
+      { configurationId: 'cfg_abcdefgh12', runDate: DAY, mode: 'incremental', replaceForeignValues: true },
+      'sync/cfg_abcdefgh12/replace-incremental',
+    );
+    await assert.rejects(handle.result(), (err: unknown) => {
+      assert.match(
+        ((err as WorkflowFailedError).cause as Error).message,
+        /replaceForeignValues needs mode "full"/,
+      );
+      return true;
+    });
+  });
+
   it('a failed run leaves its status, its summary and one alert; the next completed run alerts the recovery', async () => {
     const { configuration, account } = await e.connect(50, { espListId: 'list_gone' });
     const alertsBefore = e.alerts.length;
