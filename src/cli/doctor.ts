@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { dataConverter, loadPayloadKeys } from '../codec';
+import { dataConverter, EncryptionCodec, loadPayloadKeys, payloadKeysSource } from '../codec';
+import { describeRing } from '../codec/ring-edits';
 import { loadConfig, type AppConfig } from '../config';
 import { withTimeout } from '../lib/timeout';
 import { sandboxAdmin, sandboxAdminToken } from '../sandbox/admin';
 import { createStores } from '../storage';
 import { keyName, LocalSecretStore } from '../storage/local-secret-store';
-import { TASK_QUEUE, workflowIds } from '../temporal/constants';
+import { SCHEDULE_ID, TASK_QUEUE, workflowIds } from '../temporal/constants';
+import { describeKeyUse, describeScheduleRaw, scheduleKeyUse } from '../temporal/payload-key-use';
 import { missingSearchAttributes } from '../temporal/search-attributes';
 import { describeTemporalCli, resolveMotoServer, resolveTemporalCli } from '../tools';
 import { describeOlderKeys, REKEY_SECRETS_COMMAND } from './keys';
@@ -31,6 +33,12 @@ export async function doctor(print: (line: string) => void = console.log): Promi
   const keys = () => (payloadKeys ??= loadPayloadKeys(config.payloadKeys, stores.secrets));
   const temporal = async () =>
     (connection ??= await Connection.connect({ address: config.temporal.address, connectTimeout: 3_000 }));
+  const espressoClient = async () =>
+    new Client({
+      connection: await temporal(),
+      namespace: config.temporal.namespace,
+      dataConverter: dataConverter(await keys()),
+    });
 
   const checks: Check[] = [
     {
@@ -97,10 +105,43 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       name: 'payload keys',
       run: async () => {
         const ring = await keys();
-        const from = config.payloadKeys
-          ? 'ESPRESSO_PAYLOAD_KEYS'
-          : `secret payload-keys in ${stores.secrets.description}`;
+        const from = payloadKeysSource(config.payloadKeys, stores.secrets);
         return `${ring.keys.size} key(s) from ${from}; new payloads encrypted with ${ring.current}`;
+      },
+    },
+    {
+      name: 'schedule',
+      run: async () => {
+        const ring = await keys();
+        const client = await espressoClient();
+        const schedule = await describeScheduleRaw(client);
+        if (!schedule) {
+          return {
+            warning: `${SCHEDULE_ID} does not exist: no daily runs until \`npm run espresso -- schedule apply\``,
+          };
+        }
+        const uses = await scheduleKeyUse(client, schedule);
+        const missing = uses.filter((u) => !ring.keys.has(u.keyId));
+        if (missing.length > 0) {
+          throw new Error(
+            `${SCHEDULE_ID} cannot be decoded with the payload keys: it holds ${describeKeyUse(missing)}, which the ring (${describeRing(ring)}) lacks; every run it starts fails until \`npm run espresso -- schedule apply\` recreates it`,
+          );
+        }
+        try {
+          // A key of the right id but other material fails here, not at the next daily run.
+          await new EncryptionCodec(ring).decode(
+            schedule.schedule?.action?.startWorkflow?.input?.payloads ?? [],
+          );
+        } catch (err) {
+          throw new Error(`${SCHEDULE_ID}'s action input: ${(err as Error).message}`);
+        }
+        const older = uses.filter((u) => u.keyId !== ring.current);
+        if (older.length > 0) {
+          return {
+            warning: `${SCHEDULE_ID} holds ${describeKeyUse(older)}, an older key: run \`npm run espresso -- schedule apply\` before retiring it`,
+          };
+        }
+        return `${SCHEDULE_ID}: everything it stores is under ${ring.current}, the current payload key`;
       },
     },
     {
@@ -125,11 +166,7 @@ export async function doctor(print: (line: string) => void = console.log): Promi
     {
       name: 'worker',
       run: async () => {
-        const client = new Client({
-          connection: await temporal(),
-          namespace: config.temporal.namespace,
-          dataConverter: dataConverter(await keys()),
-        });
+        const client = await espressoClient();
         const started = Date.now();
         const result = await withTimeout(
           client.workflow.execute('selfCheckWorkflow', {

@@ -6,8 +6,15 @@ import type { AppConfig } from '../config';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
 import { startConfigurationRun, today } from '../temporal/runs';
-import { applySchedule } from '../temporal/schedule';
+import { describeKeyUse } from '../temporal/payload-key-use';
+import { applySchedule, type ScheduleApplied } from '../temporal/schedule';
 import { loadConfigOrExit } from './load-config';
+
+/** "schedule espresso-daily recreated, so nothing in it is under an older key (it held ... under k1)" */
+export function describeApplied(applied: ScheduleApplied): string {
+  if (applied.result !== 'recreated') return `schedule espresso-daily ${applied.result}`;
+  return `schedule espresso-daily recreated, so nothing in it is under an older key (it held ${describeKeyUse(applied.replaced)})`;
+}
 
 /** `espresso schedule apply`, `espresso sync`, `espresso redispatch`. */
 export function registerRunCommands(program: Command): void {
@@ -20,11 +27,11 @@ export function registerRunCommands(program: Command): void {
     )
     .action(async () => {
       const config = loadConfigOrExit();
-      const { client, close } = await connectClient(config);
+      const { client, payloadKeys, close } = await connectClient(config);
       try {
-        const { result, nextRuns } = await applySchedule(client, config.schedule);
+        const applied = await applySchedule(client, config.schedule, payloadKeys.current);
         console.log(
-          `schedule espresso-daily ${result}; next runs: ${nextRuns.map((d) => d.toISOString()).join(', ')}`,
+          `${describeApplied(applied)}; next runs: ${applied.nextRuns.map((d) => d.toISOString()).join(', ')}`,
         );
       } finally {
         await close();

@@ -18,6 +18,7 @@ import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
 import { WORKER_NODE_FLAGS } from '../worker/node-options';
 import { loadConfigOrExit } from './load-config';
+import { describeApplied } from './runs';
 
 const say = (msg: string) => console.log(`[espresso] ${msg}`);
 const STOP_GRACE_MS = 20_000;
@@ -61,13 +62,11 @@ export async function start(): Promise<void> {
     children.push(new Supervised('web', join(__dirname, '../web/main.js'), () => stopping));
     const webUrl = `http://${displayHost(config.web.host)}:${config.web.port}`;
     await waitForHttp(`${webUrl}/healthz`, 60_000);
-    const { client, close } = await connectClient(config);
+    const { client, payloadKeys, close } = await connectClient(config);
     const schedule = await waitForWorker(client.connection, config.temporal.namespace, TASK_QUEUE, 120_000)
-      .then(() => applySchedule(client, config.schedule))
+      .then(() => applySchedule(client, config.schedule, payloadKeys.current))
       .finally(close);
-    say(
-      `schedule espresso-daily ${schedule.result}; next run ${schedule.nextRuns[0]?.toISOString() ?? 'unknown'}`,
-    );
+    say(`${describeApplied(schedule)}; next run ${schedule.nextRuns[0]?.toISOString() ?? 'unknown'}`);
     say('ready:');
     say(`  web (connect an ESP)   ${webUrl}/`);
     say(`  health                 ${webUrl}/healthz`);

@@ -46,7 +46,7 @@ export async function loadPayloadKeys(
   options: { create: boolean } = { create: false },
 ): Promise<PayloadKeys> {
   if (env) return parsePayloadKeys(env);
-  const source = `secret ${PAYLOAD_KEYS_SECRET_ID} in ${secrets.description}`;
+  const source = payloadKeysSource(env, secrets);
   let stored: string;
   try {
     stored = await secrets.get(PAYLOAD_KEYS_SECRET_ID);
@@ -60,6 +60,22 @@ export async function loadPayloadKeys(
     stored = await secrets.createIfAbsent(PAYLOAD_KEYS_SECRET_ID, formatPayloadKeys(newPayloadKeys()));
   }
   return parsePayloadKeys(stored, source);
+}
+
+/** Where the ring comes from, for messages: the environment variable or the secret store entry. */
+export function payloadKeysSource(env: string | undefined, secrets: SecretStore): string {
+  return env ? 'ESPRESSO_PAYLOAD_KEYS' : `secret ${PAYLOAD_KEYS_SECRET_ID} in ${secrets.description}`;
+}
+
+/** Replaces the secret store's ring (the `keys` commands; processes read it at their next start). */
+export async function savePayloadKeys(secrets: SecretStore, keys: PayloadKeys): Promise<void> {
+  await secrets.put(PAYLOAD_KEYS_SECRET_ID, formatPayloadKeys(keys));
+}
+
+/** The id of the key that encrypted a payload (read without decrypting); undefined when it is not encrypted. */
+export function payloadKeyId(payload: Payload): string | undefined {
+  if (text(payload.metadata?.encoding) !== ENCRYPTED_ENCODING) return undefined;
+  return text(payload.metadata?.[KEY_ID_METADATA]) ?? '';
 }
 
 /** The worker setting that lets unencrypted payloads through, for migrations only. */

@@ -1,5 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
-import { dataConverter, loadPayloadKeys } from '../codec';
+import { dataConverter, loadPayloadKeys, type PayloadKeys } from '../codec';
 import type { AppConfig } from '../config';
 import { createStores, type SecretStore } from '../storage';
 
@@ -7,8 +7,8 @@ import { createStores, type SecretStore } from '../storage';
 export async function connectClient(
   config: AppConfig,
   secrets: SecretStore = createStores(config.storage).secrets,
-): Promise<{ client: Client; close: () => Promise<void> }> {
-  const keys = await loadPayloadKeys(config.payloadKeys, secrets);
+): Promise<{ client: Client; payloadKeys: PayloadKeys; close: () => Promise<void> }> {
+  const payloadKeys = await loadPayloadKeys(config.payloadKeys, secrets);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: config.temporal.address, connectTimeout: 5_000 });
@@ -19,8 +19,9 @@ export async function connectClient(
     client: new Client({
       connection,
       namespace: config.temporal.namespace,
-      dataConverter: dataConverter(keys),
+      dataConverter: dataConverter(payloadKeys),
     }),
+    payloadKeys,
     close: () => connection.close(),
   };
 }

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { Alert } from '../../src/alerts';
+import type { PayloadKeys } from '../../src/codec';
 import { EspMetrics } from '../../src/metrics';
 import type { BaseProcessor } from '../../src/processors/base-processor';
 import { EspHttp } from '../../src/processors/http';
@@ -10,7 +11,7 @@ import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
 import { SandboxState } from '../../src/sandbox/state';
-import type { Configuration } from '../../src/storage';
+import type { Configuration, Stores } from '../../src/storage';
 import { createWorker, failureConverterPath, workflowsPath } from '../../src/worker';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv, testPayloadKeys } from './temporal';
@@ -38,11 +39,17 @@ export async function startEspresso(
     taskQueue?: string;
     sandbox?: SandboxState;
     processors?: BaseProcessor[];
+    /** Default: `default`. */
+    namespace?: string;
+    /** Default: local stores in a fresh temp directory. */
+    stores?: Stores;
+    /** Default: the tests' fixed ring. */
+    payloadKeys?: PayloadKeys;
   } = {},
 ) {
   const env = await temporalEnv();
   const sandbox = await startSandbox(options.sandbox ?? SandboxState.demo());
-  const stores = await tempStores();
+  const stores = options.stores ?? (await tempStores());
   const metrics = new EspMetrics();
   const processor = new SandboxProcessor(
     { secrets: stores.secrets, metrics, http: new EspHttp(30_000, metrics) },
@@ -50,18 +57,26 @@ export async function startEspresso(
   );
   const alerts: Alert[] = [];
   const taskQueue = options.taskQueue ?? `test-${randomBytes(4).toString('hex')}`;
-  const worker = await createWorker({
-    connection: env.nativeConnection,
-    namespace: 'default',
-    taskQueue,
-    workflowBundle: await workflowBundle(),
-    stores,
-    processors: new ProcessorRegistry([processor, ...(options.processors ?? [])]),
-    alerts: async (alert) => void alerts.push(alert),
-    metrics,
-    payloadKeys: testPayloadKeys,
-  });
-  const running = worker.run();
+  const processors = new ProcessorRegistry([processor, ...(options.processors ?? [])]);
+  const startWorker = async (payloadKeys: PayloadKeys) => {
+    const worker = await createWorker({
+      connection: env.nativeConnection,
+      namespace: options.namespace ?? 'default',
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      stores,
+      processors,
+      alerts: async (alert) => void alerts.push(alert),
+      metrics,
+      payloadKeys,
+    });
+    return { worker, running: worker.run() };
+  };
+  let { worker, running } = await startWorker(options.payloadKeys ?? testPayloadKeys);
+  const stopWorker = async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running.catch(() => undefined);
+  };
 
   /**
    * A configuration on a new Sandbox list of `contacts` contacts, on a Sandbox account of its own
@@ -120,9 +135,13 @@ export async function startEspresso(
     taskQueue,
     connect,
     chunkValues,
+    /** Stops the worker and starts another with `payloadKeys`, as a restart reads the ring again. */
+    async restartWorker(payloadKeys: PayloadKeys) {
+      await stopWorker();
+      ({ worker, running } = await startWorker(payloadKeys));
+    },
     async stop() {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
-      await running.catch(() => undefined);
+      await stopWorker();
       await sandbox.stop();
     },
   };

@@ -17,7 +17,7 @@ import type { DailySummary } from '../../src/workflows/daily-sync';
 import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
-import { testPayloadKeysEnv } from '../support/temporal';
+import { testPayloadKeys, testPayloadKeysEnv } from '../support/temporal';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -103,8 +103,8 @@ describe('daily run, schedule and temporal CLI', function () {
   });
 
   it('applies the espresso-daily schedule idempotently: daily 06:00 UTC, overlapping days allowed, one-day catch-up', async () => {
-    const first = await applySchedule(e.client, { hour: 6, minute: 0 });
-    const second = await applySchedule(e.client, { hour: 6, minute: 0 });
+    const first = await applySchedule(e.client, { hour: 6, minute: 0 }, testPayloadKeys.current);
+    const second = await applySchedule(e.client, { hour: 6, minute: 0 }, testPayloadKeys.current);
     assert.equal(first.result, 'created');
     assert.equal(second.result, 'updated');
     assert.equal(second.nextRuns[0]!.getUTCHours(), 6);
@@ -131,7 +131,10 @@ describe('daily run, schedule and temporal CLI', function () {
       },
     });
     await assert.rejects(temporal('schedule', 'describe', '--schedule-id', SCHEDULE_ID), /could not decode/);
-    assert.equal((await applySchedule(e.client, { hour: 6, minute: 0 })).result, 'updated');
+    assert.equal(
+      (await applySchedule(e.client, { hour: 6, minute: 0 }, testPayloadKeys.current)).result,
+      'updated',
+    );
     const described = await temporal('schedule', 'describe', '--schedule-id', SCHEDULE_ID);
     assert.match(described, /dailySyncWorkflow/);
   });
