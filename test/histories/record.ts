@@ -96,8 +96,11 @@ async function main(): Promise<void> {
     // Replay needs each history's workflow id (child workflow ids derive from it).
     await writeFile(join(dir, 'workflow-ids.json'), JSON.stringify(ids, null, 2) + '\n');
   } finally {
-    await e.stop();
-    await stopTemporalEnv();
+    try {
+      await e.stop();
+    } finally {
+      await stopTemporalEnv();
+    }
   }
 }
 

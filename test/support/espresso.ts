@@ -62,6 +62,22 @@ export async function startEspresso(
     payloadKeys: testPayloadKeys,
   });
   const running = worker.run();
+  let stopping = false;
+  // A worker that dies mid-test fails that test at once (mocha turns an uncaught error into the
+  // failure of the test that is running) instead of leaving its waits to time out; stop() then
+  // rejects with it too, so the hook that stops the worker fails as well.
+  const failure = running.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  const failed = (err: unknown) =>
+    new Error(`the test worker on task queue ${taskQueue} failed: ${String(err)}`, { cause: err });
+  void failure.then((err) => {
+    if (err !== undefined && !stopping)
+      setImmediate(() => {
+        throw failed(err);
+      });
+  });
 
   /**
    * A configuration on a new Sandbox list of `contacts` contacts, on a Sandbox account of its own
@@ -120,10 +136,14 @@ export async function startEspresso(
     taskQueue,
     connect,
     chunkValues,
+    worker,
+    /** Stops the worker and the Sandbox; rejects with the worker's error if it failed at any time. */
     async stop() {
+      stopping = true;
       if (worker.getState() === 'RUNNING') worker.shutdown();
-      await running.catch(() => undefined);
+      const err = await failure;
       await sandbox.stop();
+      if (err !== undefined) throw failed(err);
     },
   };
 }
