@@ -153,17 +153,19 @@ export class FakeIterable {
 
   private handle(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse) {
     const url = new URL(req.url!, 'http://x');
-    let record: Recorded | undefined;
-    const send = (status: number, body: unknown) => {
-      if (record) record.status = status;
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
     if (url.pathname.startsWith('/_files/')) {
       if (!this.redirectFilesTo) return this.download(url.pathname.slice(8), req, res);
       res.writeHead(302, { location: `${this.redirectFilesTo}${url.pathname}` });
       return void res.end();
     }
+    // Recorded before any check, so what the fake refuses is in `requests` too.
+    const record: Recorded = { method: req.method!, url: req.url!, headers: req.headers, at: Date.now() };
+    this.requests.push(record);
+    const send = (status: number, body: unknown) => {
+      record.status = status;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
     let body: unknown;
     try {
       if (raw.length > MAX_BODY) throw new Fail(413, 'BatchTooLarge', 'Request body is larger than 4MB');
@@ -177,8 +179,7 @@ export class FakeIterable {
           throw new Fail(400, 'BadJsonBody', 'Could not parse JSON body');
         }
       }
-      record = { method: req.method!, url: req.url!, headers: req.headers, body, at: Date.now() };
-      this.requests.push(record);
+      record.body = body;
       const project = this.projects.get(String(req.headers['api-key'] ?? ''));
       if (!project) throw new Fail(401, 'BadApiKey', 'Invalid API key');
       if (project.rateLimited) throw new Fail(429, 'RateLimitExceeded', 'Rate limit exceeded');

@@ -9,10 +9,19 @@ import {
   TransientError,
 } from '../../src/processors/errors';
 import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
+import type { FakeIterable } from '../fakes/iterable-server';
 import { processorContract } from './contract';
 import { iterableHarness } from './iterable-harness';
 
-processorContract('Iterable', () => iterableHarness(), { refreshTokens: false });
+/** Every fake data center this file starts: their recorded requests are checked at the end. */
+const fakes: FakeIterable[] = [];
+const harness = async () => {
+  const h = await iterableHarness();
+  fakes.push(h.us, h.eu);
+  return h;
+};
+
+processorContract('Iterable', harness, { refreshTokens: false });
 
 const value = () => randomBytes(16).toString('base64url');
 
@@ -20,7 +29,7 @@ describe('Iterable processor', function () {
   this.timeout(60_000);
   let h: Awaited<ReturnType<typeof iterableHarness>>;
   before(async () => {
-    h = await iterableHarness();
+    h = await harness();
   });
   after(() => h.stop());
 
@@ -268,12 +277,37 @@ describe('Iterable processor', function () {
     h.us.projects.delete(h.projectOf(target).apiKey);
     await assert.rejects(h.processor.maintain(target), InvalidCredentialsError);
   });
+});
 
-  it('sent every request with the Api-Key header, JSON bodies and no bearer token', () => {
-    for (const r of [...h.us.requests, ...h.eu.requests]) {
+describe('Iterable requests (all of this file)', () => {
+  it('every request carried the Api-Key header, no bearer token, and a body of the documented shape', () => {
+    const all = fakes.flatMap((f) => f.requests);
+    assert.ok(all.length > 100, `only ${all.length} requests recorded`);
+    const routes = new Set(all.map((r) => `${r.method} ${new URL(r.url, 'http://x').pathname}`));
+    for (const op of [
+      'GET /api/channels',
+      'GET /api/users/getFields',
+      'POST /api/users/update',
+      'POST /api/export/start',
+      'POST /api/users/bulkUpdate',
+    ]) {
+      assert.ok(routes.has(op), `${op} was never exercised`);
+    }
+    assert.ok(
+      all.some((r) =>
+        /^GET \/api\/export\/\d+\/files$/.test(`${r.method} ${new URL(r.url, 'http://x').pathname}`),
+      ),
+      'GET /api/export/{jobId}/files was never exercised',
+    );
+    for (const r of all) {
       assert.ok(r.headers['api-key'], `${r.method} ${r.url}`);
       assert.equal(r.headers.authorization, undefined);
       if (r.method === 'POST') assert.match(String(r.headers['content-type']), /^application\/json/);
     }
+    // 400 is the fake's answer to a body Iterable's document does not allow.
+    assert.deepEqual(
+      all.filter((r) => r.status === 400).map((r) => `${r.method} ${r.url}`),
+      [],
+    );
   });
 });
