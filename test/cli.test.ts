@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
 import { SandboxState } from '../src/sandbox/state';
 import { startSandbox } from './processors/sandbox-harness';
-import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
+import { endRunsOf, temporalEnv, testPayloadKeysEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
@@ -28,6 +28,8 @@ describe('espresso CLI: connect and configurations', function () {
   let sandbox: Awaited<ReturnType<typeof startSandbox>>;
   let env: NodeJS.ProcessEnv;
   let temporalAddress: string;
+  /** Configurations connected here: their first runs wait on the real task queue, no worker here. */
+  const connected: string[] = [];
 
   before(async () => {
     sandbox = await startSandbox(SandboxState.demo(10));
@@ -41,7 +43,10 @@ describe('espresso CLI: connect and configurations', function () {
       ESPRESSO_TEMPORAL_UI_URL: 'http://ui.example:8233',
     };
   });
-  after(() => sandbox.stop());
+  after(async () => {
+    await endRunsOf(connected);
+    await sandbox.stop();
+  });
 
   const espresso = async (args: string[], input?: string) => {
     const child = promisify(execFile)(process.execPath, [cli, ...args], { env });
@@ -90,6 +95,7 @@ describe('espresso CLI: connect and configurations', function () {
     );
     assert.equal(first.code, 0, first.stderr);
     const id = /connected (cfg_[a-z0-9]+)/.exec(first.stdout)![1]!;
+    connected.push(id);
     const runId = new RegExp(
       `first run started: (sync/${id}/\\d{4}-\\d{2}-\\d{2}/first-run-\\d{6}-[a-z0-9]{4})`,
     ).exec(first.stdout)![1]!;

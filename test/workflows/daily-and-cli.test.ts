@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { promisify } from 'node:util';
-import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import { codecEndpoint } from '../../src/codec';
 import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
 import { applySchedule } from '../../src/temporal/schedule';
@@ -14,6 +14,7 @@ import type { DailySummary } from '../../src/workflows/daily-sync';
 import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
+import { endRunsIn, terminateRunning } from '../support/temporal';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -46,7 +47,28 @@ describe('daily run, schedule and temporal CLI', function () {
     temporal = async (...args) =>
       (await run(cli.path, [...args, '--address', address], { timeout: 60_000 })).stdout;
   });
-  after(() => e?.stop());
+  after(async () => {
+    if (!e) return;
+    try {
+      // The schedule would start a daily run on the real task queue each day, and runs still open
+      // would wait there for a later test's worker: neither outlives this file.
+      await e.client.schedule
+        .getHandle(SCHEDULE_ID)
+        .delete()
+        .catch((err: unknown) => {
+          if (!(err instanceof ScheduleNotFoundError)) throw err;
+        });
+      await terminateRunning(
+        e.client,
+        `TaskQueue = '${TASK_QUEUE}' AND WorkflowType = 'dailySyncWorkflow'`,
+        'the test that started it is over',
+      );
+      // Daily runs abandon their configuration runs when they end.
+      await endRunsIn(e.stores);
+    } finally {
+      await e.stop();
+    }
+  });
 
   const waitForWorkflows = async (query: string, count: number) => {
     const deadline = Date.now() + 60_000;
