@@ -107,6 +107,11 @@ export class FakeIterable {
   readonly projects = new Map<string, FakeProject>();
   readonly jobs = new Map<number, Job>();
   readonly requests: Recorded[] = [];
+  /**
+   * The states an export job answers, one per poll, the last one for good (as spelled here). Files
+   * appear while it is `running` and all of them once `completed`; a job ending otherwise lists none.
+   */
+  jobStates = ['Enqueued', 'Running', 'Completed'];
   /** Users per export file, and files per /files answer. */
   fileLines = 400;
   filesPerAnswer = 3;
@@ -246,9 +251,10 @@ export class FakeIterable {
       const job = this.jobs.get(Number(files[1]));
       if (!job || job.project !== project) throw new Fail(400, 'BadParams', 'No such export job');
       job.polls++;
-      const state = job.polls === 1 ? 'Enqueued' : job.polls === 2 ? 'Running' : 'Completed';
-      // Files appear while the job runs: the first while Running, all once Completed.
-      const ready = state === 'Enqueued' ? [] : state === 'Running' ? job.files.slice(0, 1) : job.files;
+      const state = this.jobStates[Math.min(job.polls, this.jobStates.length) - 1]!;
+      // Files appear while the job runs: the first while running, all once completed.
+      const lower = state.toLowerCase();
+      const ready = lower === 'running' ? job.files.slice(0, 1) : lower === 'completed' ? job.files : [];
       const after = url.searchParams.get('startAfter');
       const from = after ? ready.findIndex((f) => f.file === after) + 1 : 0;
       return {

@@ -130,6 +130,57 @@ describe('Iterable processor', function () {
     assert.equal(refused[0].retryAfterMs, 1_000);
   });
 
+  describe('export job states', () => {
+    // Export calls are paced a second apart, and a listing page waits 3 s at most for the job: a
+    // page that went on waiting for a job that has ended would come back empty (pending).
+    let quick: Awaited<ReturnType<typeof iterableHarness>>;
+    before(async () => {
+      quick = await iterableHarness({ jobWaitMs: 3_000 });
+      fakes.push(quick.us, quick.eu);
+    });
+    afterEach(() => {
+      quick.us.jobStates = ['Enqueued', 'Running', 'Completed'];
+    });
+    after(() => quick.stop());
+
+    for (const end of ['Failed', 'Cancelled', 'cancelled', 'Expired']) {
+      it(`fails the listing page, to be retried, once the job ends ${end}`, async () => {
+        const target = await quick.connect('us');
+        await quick.processor.maintain(target);
+        await quick.seed(target, 10);
+        quick.us.jobStates = ['Enqueued', end];
+        const before = quick.us.requests.length;
+        await assert.rejects(quick.processor.listPage(target, undefined, 'full'), (err: unknown) => {
+          assert.ok(err instanceof TransientError, String(err));
+          assert.equal(err.retryable, true);
+          assert.match(err.message, new RegExp(`export job \\d+ ended as ${end}$`));
+          return true;
+        });
+        const polls = quick.us.requests.slice(before).filter((r) => /^\/api\/export\/\d+\/files/.test(r.url));
+        assert.equal(polls.length, 2, 'one poll while enqueued, one that sees the end');
+      });
+    }
+
+    it('reads job states in any letter case: files listed while running, paged once completed', async () => {
+      const target = await quick.connect('us');
+      await quick.processor.maintain(target);
+      // Five files, three per answer: the list is paged with startAfter once the job is completed.
+      const seeded = await quick.seed(target, 1_700);
+      quick.us.jobStates = ['enqueued', 'running', 'completed'];
+      const before = quick.us.requests.length;
+      const ids: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await quick.processor.listPage(target, cursor, 'full');
+        assert.ok(page.contacts.length > 0 || !page.nextCursor, `the page after ${cursor} waited in vain`);
+        ids.push(...page.contacts.map((c) => c.contactId));
+        cursor = page.nextCursor;
+      } while (cursor);
+      assert.deepEqual(ids.sort(), [...seeded].sort());
+      assert.ok(quick.us.requests.slice(before).some((r) => r.url.includes('startAfter=')));
+    });
+  });
+
   it('still reads each contact once when the file host ignores Range', async () => {
     const target = await h.connect('us');
     await h.processor.maintain(target);
