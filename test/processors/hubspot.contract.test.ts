@@ -152,6 +152,30 @@ describe('HubSpot processor', function () {
     assert.equal(portal.contact(gone), undefined);
   });
 
+  it('rejects a contact merged into another, which HubSpot answers under the surviving id, without sending it again', async () => {
+    const seeded = await h.seed(target, 5);
+    const [merged, survivor] = [seeded[1]!, seeded[4]!];
+    h.portalOf(target).merge(merged, survivor);
+    const before = h.fake.requests.length;
+    const writes = seeded.slice(0, 4).map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, writes);
+    assert.deepEqual(
+      results.map((r) => [r.contactId, r.status]),
+      [
+        [seeded[0], 'updated'],
+        [merged, 'rejected'],
+        [seeded[2], 'updated'],
+        [seeded[3], 'updated'],
+      ],
+    );
+    const reason = results[1]!.status === 'rejected' ? results[1]!.reason : '';
+    assert.match(reason, /merged into another record/);
+    assert.ok(!reason.includes(merged) && !reason.includes(survivor), reason);
+    // One request: the row is reported, never sent again in a loop.
+    const updates = h.fake.requests.slice(before).filter((r) => r.url.endsWith('/batch/update'));
+    assert.equal(updates.length, 1);
+  });
+
   it('keeps emails and ids out of per-row reasons', async () => {
     const seeded = await h.seed(target, 5);
     await h.rejectRows(target, [seeded[1]!]);
