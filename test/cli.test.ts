@@ -10,7 +10,7 @@ import { runFiles } from '../src/runs/files';
 import { createStores } from '../src/storage';
 import { SandboxState } from '../src/sandbox/state';
 import { startSandbox } from './processors/sandbox-harness';
-import { temporalEnv, testPayloadKeysEnv } from './support/temporal';
+import { endRunsOf, temporalEnv, testPayloadKeysEnv } from './support/temporal';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
@@ -31,6 +31,8 @@ describe('espresso CLI: connect and configurations', function () {
   let sandbox: Awaited<ReturnType<typeof startSandbox>>;
   let env: NodeJS.ProcessEnv;
   let temporalAddress: string;
+  /** Configurations connected here: their first runs wait on the real task queue, no worker here. */
+  const connected: string[] = [];
 
   before(async () => {
     sandbox = await startSandbox(SandboxState.demo(10));
@@ -44,7 +46,10 @@ describe('espresso CLI: connect and configurations', function () {
       ESPRESSO_TEMPORAL_UI_URL: 'http://ui.example:8233',
     };
   });
-  after(() => sandbox.stop());
+  after(async () => {
+    await endRunsOf(connected);
+    await sandbox.stop();
+  });
 
   const espresso = async (args: string[], input?: string) => {
     const child = promisify(execFile)(process.execPath, [cli, ...args], { env });
@@ -93,6 +98,7 @@ describe('espresso CLI: connect and configurations', function () {
     );
     assert.equal(first.code, 0, first.stderr);
     const id = /connected (cfg_[a-z0-9]+)/.exec(first.stdout)![1]!;
+    connected.push(id);
     const runId = new RegExp(
       `first run started: (sync/${id}/\\d{4}-\\d{2}-\\d{2}/first-run-\\d{6}-[a-z0-9]{4})`,
     ).exec(first.stdout)![1]!;
@@ -148,7 +154,7 @@ describe('espresso CLI: connect and configurations', function () {
     );
   });
 
-  const connected = async () => {
+  const connectedId = async () => {
     const out = await espresso([
       'connect',
       'sandbox',
@@ -164,7 +170,7 @@ describe('espresso CLI: connect and configurations', function () {
   const stores = () => createStores(loadConfig(env).storage);
 
   it('README: a bad date, run or configuration id is refused with a message naming it, exit code 1, and nothing is started or written', async () => {
-    const id = await connected();
+    const id = await connectedId();
     const since = new Date().toISOString();
     const blobsBefore = await stores().blobs.list('');
     const refused: Array<[string[], RegExp]> = [
@@ -196,7 +202,7 @@ describe('espresso CLI: connect and configurations', function () {
   });
 
   it("docs/runs.md: redispatch of a dry run's folder is refused, naming it (a dry run of this version or of an earlier one)", async () => {
-    const id = await connected();
+    const id = await connectedId();
     const since = new Date().toISOString();
     const { blobs } = stores();
     const put = (folder: string, file: string, body: object) =>
@@ -228,7 +234,7 @@ describe('espresso CLI: connect and configurations', function () {
   });
 
   it('docs/operations.md: a command logs on standard error; its standard output is what it prints (the alert of a re-authorizing connect)', async () => {
-    const id = await connected();
+    const id = await connectedId();
     await stores().configurations.update(id, () => ({
       status: 'needs_reauth',
       statusReason: 'the API key is not valid',

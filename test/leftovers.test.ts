@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { reapLeftovers, taggedProcesses, TEST_RUN_VARIABLE } from './support/leftovers';
+import { runFixture } from './support/mocha-child';
 
 describe('the test run leaves no process behind', () => {
   it('finds a process the run started that is still alive, even orphaned, and kills it', async () => {
@@ -27,5 +28,22 @@ describe('the test run leaves no process behind', () => {
     );
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(taggedProcesses(tag), []);
+  });
+});
+
+describe('the test run leaves nothing on the Temporal server', function () {
+  this.timeout(120_000);
+
+  it('ends a run left waiting on the real task queue and deletes a schedule, failing the run naming both', async () => {
+    const tag = `leftover-${randomBytes(4).toString('hex')}`;
+    const { code, out } = await runFixture('temporal-leftovers', {
+      timeoutMs: 60_000,
+      env: { ESPRESSO_LEFTOVER_TAG: tag },
+    });
+    assert.notEqual(code, 0, out);
+    assert.match(out, /1 passing/, out);
+    assert.match(out, /left on the Temporal server by the tests \(ended now\)/, out);
+    assert.match(out, new RegExp(`workflow sync/${tag}/2026-11-28/first-run \\(task queue espresso\\)`), out);
+    assert.match(out, new RegExp(`schedule ${tag}-schedule`), out);
   });
 });

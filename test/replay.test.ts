@@ -22,6 +22,51 @@ function recorded(folder: 'legacy' | 'current') {
   return { dir, ids, files, typeOf };
 }
 
+/**
+ * How each history of this version ends: its last event, the status its run recorded last
+ * (EspressoStatus), and whether it is a run that a continue-as-new started.
+ */
+const CURRENT: Record<string, { ends: string; status?: string; resumed?: true }> = {
+  'configuration-sync-completed.json': { ends: 'COMPLETED', status: 'completed' },
+  'configuration-sync-continued.json': { ends: 'CONTINUED_AS_NEW', status: 'running' },
+  'configuration-sync-resumed.json': { ends: 'COMPLETED', status: 'completed', resumed: true },
+  'configuration-sync-needs-reauth.json': { ends: 'COMPLETED', status: 'needs_reauth' },
+  'configuration-sync-skipped.json': { ends: 'COMPLETED', status: 'skipped' },
+  'configuration-sync-failed.json': { ends: 'FAILED', status: 'failed' },
+  'configuration-sync-busy.json': { ends: 'COMPLETED', status: 'busy' },
+  'configuration-sync-cancelled.json': { ends: 'CANCELED', status: 'cancelled' },
+  'configuration-sync-disabled.json': { ends: 'COMPLETED', status: 'cancelled' },
+  'configuration-sync-timed-out.json': { ends: 'FAILED', status: 'timed_out' },
+  'configuration-sync-waited.json': { ends: 'COMPLETED', status: 'completed' },
+  'configuration-sync-told-waiter.json': { ends: 'COMPLETED', status: 'completed' },
+  'daily-sync-continued.json': { ends: 'CONTINUED_AS_NEW' },
+  'daily-sync-resumed.json': { ends: 'COMPLETED', resumed: true },
+};
+
+interface HistoryEvent {
+  eventType: string;
+  workflowExecutionStartedEventAttributes?: { continuedExecutionRunId?: string };
+  upsertWorkflowSearchAttributesEventAttributes?: {
+    searchAttributes: { indexedFields: Record<string, { data: string }> };
+  };
+}
+
+/** The last event's type (without its prefix), the last EspressoStatus set, and whether it resumed. */
+function outcome(events: HistoryEvent[]) {
+  const statuses = events.flatMap((e) => {
+    const status =
+      e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes.indexedFields.EspressoStatus;
+    return status ? [JSON.parse(Buffer.from(status.data, 'base64').toString('utf8')) as string] : [];
+  });
+  return {
+    ends: events.at(-1)!.eventType.replace(/^EVENT_TYPE_WORKFLOW_EXECUTION_/, ''),
+    status: statuses.at(-1),
+    resumed: events[0]!.workflowExecutionStartedEventAttributes?.continuedExecutionRunId
+      ? (true as const)
+      : undefined,
+  };
+}
+
 describe('replaying recorded histories (test/histories)', () => {
   it('has a history of every workflow type of earlier versions, and of every outcome of this one', () => {
     const legacy = recorded('legacy');
@@ -31,19 +76,15 @@ describe('replaying recorded histories (test/histories)', () => {
       'dispatchWorkflow',
     ]);
     const current = recorded('current');
-    assert.deepEqual(current.files.sort(), [
-      'configuration-sync-busy.json',
-      'configuration-sync-cancelled.json',
-      'configuration-sync-completed.json',
-      'configuration-sync-continued.json',
-      'configuration-sync-failed.json',
-      'configuration-sync-needs-reauth.json',
-      'configuration-sync-skipped.json',
-      'configuration-sync-timed-out.json',
-      'configuration-sync-told-waiter.json',
-      'configuration-sync-waited.json',
-      'daily-sync-continued.json',
-    ]);
+    assert.deepEqual(current.files.sort(), Object.keys(CURRENT).sort());
+    // Each history is the outcome its name says (a re-recording whose timing went otherwise is caught).
+    for (const file of current.files) {
+      const { events } = JSON.parse(readFileSync(join(current.dir, file), 'utf8')) as {
+        events: HistoryEvent[];
+      };
+      const { ends, status, resumed } = CURRENT[file]!;
+      assert.deepEqual(outcome(events), { ends, status, resumed }, file);
+    }
   });
 
   for (const folder of ['legacy', 'current'] as const) {

@@ -15,6 +15,7 @@ import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
 import { runFiles } from '../../src/runs/files';
 import { NotFoundError } from '../../src/storage';
+import { mailchimpHarness, type MailchimpHarness } from '../processors/mailchimp-harness';
 import { startEspresso, type Espresso } from '../support/espresso';
 
 const DATE = '2026-11-20';
@@ -310,6 +311,109 @@ describe('export of a list that shifts while it is listed', function () {
     const values = await e.chunkValues(configuration.id, resumeDate);
     assert.equal(values.get('ct_0000001'), 'earlier_ct_0000001_value');
     assert.equal(resumed.contacts, values.size);
+  });
+});
+
+describe('export and updates of a Mailchimp audience archived and restored while it is listed', function () {
+  this.timeout(120_000);
+  let e: Espresso;
+  let h: MailchimpHarness;
+  before(async () => {
+    e = await startEspresso();
+    h = await mailchimpHarness();
+  });
+  after(async () => {
+    try {
+      await e.stop();
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('gives every member one value over two runs, and adds back none of those archived', async () => {
+    const target = await h.connectWithApiKey();
+    const emails = await h.seed(target, 3_000);
+    const list = h.fake.lists.get(target.espListId!)!;
+    const configuration = await e.stores.configurations.create(
+      {
+        esp: target.esp,
+        accountLabel: 'Mailchimp test account',
+        espAccountId: target.espAccountId,
+        espListId: target.espListId,
+        fieldName: target.fieldName,
+        apiBaseUrl: target.apiBaseUrl,
+        status: 'active',
+        maintenance: true,
+      },
+      { id: target.id },
+    );
+    const activities = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([h.processor]),
+      alerts: async () => undefined,
+    });
+    const run = async (runDate: string) => {
+      const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
+        configurationId: configuration.id,
+        runDate,
+        mode: 'incremental' as const,
+      });
+      const values = await e.chunkValues(configuration.id, runDate); // throws on an id in two lines
+      const outcome = { updated: 0, rejected: 0 };
+      for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {
+        const o: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
+          configurationId: configuration.id,
+          runDate,
+          chunk,
+          onlyPending: false,
+          window: 1, // the run's only chunk: all of the account
+        });
+        outcome.updated += o.updated;
+        outcome.rejected += o.rejected;
+      }
+      return { values, outcome };
+    };
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+
+    // Pages of 1,000, oldest signup first. After the first page the publisher archives 100 members
+    // it listed (the next page starts 100 further on: 100 members are passed over), and after the
+    // second restores 50 of them (the third page starts 50 back: 50 members are listed again).
+    const archived = emails.slice(100, 200);
+    const restored = archived.slice(0, 50);
+    h.fake.afterMembersPage = (changed, offset) => {
+      if (changed !== list) return;
+      if (offset === 0) for (const email of archived) h.fake.archiveMember(list, email);
+      if (offset === 1_000) for (const email of restored) h.fake.restoreMember(list, email);
+    };
+    const first = await run(DATE);
+    h.fake.afterMembersPage = undefined;
+    const passedOver = emails.slice(1_000, 1_100);
+    assert.deepEqual(
+      [...first.values.keys()].sort(),
+      emails.filter((email) => !passedOver.includes(email)).sort(),
+    );
+    // The archived members still archived were listed before: written, Mailchimp adds them back,
+    // espresso archives them again and rejects them.
+    const stillArchived = archived.slice(50);
+    assert.deepEqual(first.outcome, {
+      updated: 2_900 - stillArchived.length,
+      rejected: stillArchived.length,
+    });
+    for (const email of stillArchived) assert.equal(list.byEmail.has(email), false, `${email} added back`);
+
+    // The next run lists the members passed over, and only them.
+    const second = await run('2026-11-21');
+    assert.deepEqual([...second.values.keys()].sort(), [...passedOver].sort());
+    assert.deepEqual(second.outcome, { updated: 100, rejected: 0 });
+
+    // Every member of the audience holds the one value its run gave it.
+    const given = new Map([...first.values, ...second.values]);
+    assert.equal(list.members.length, 3_000 - stillArchived.length);
+    const wrong = list.members.filter((m) => m.merge_fields[target.fieldName] !== given.get(m.email_address));
+    assert.deepEqual(
+      wrong.map((m) => m.email_address),
+      [],
+    );
   });
 });
 

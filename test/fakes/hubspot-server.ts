@@ -43,8 +43,19 @@ export class Portal {
       return String(id);
     });
   }
+  /** Ids of contacts merged into another: HubSpot answers for them with the surviving record. */
+  readonly mergedInto = new Map<string, string>();
   contact(id: string): Contact | undefined {
-    return /^\d+$/.test(id) ? this.contacts.find((c) => c.id === Number(id)) : undefined;
+    const current = this.mergedInto.get(id) ?? id;
+    return /^\d+$/.test(current) ? this.contacts.find((c) => c.id === Number(current)) : undefined;
+  }
+  /** Merges `from` into `into`, as the HubSpot UI does: `from` is gone, its id now reaches `into`. */
+  merge(from: string, into: string): void {
+    this.contacts.splice(
+      this.contacts.findIndex((c) => String(c.id) === from),
+      1,
+    );
+    this.mergedInto.set(from, into);
   }
 }
 

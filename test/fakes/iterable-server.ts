@@ -107,6 +107,11 @@ export class FakeIterable {
   readonly projects = new Map<string, FakeProject>();
   readonly jobs = new Map<number, Job>();
   readonly requests: Recorded[] = [];
+  /**
+   * The states an export job answers, one per poll, the last one for good (as spelled here). Files
+   * appear while it is `running` and all of them once `completed`; a job ending otherwise lists none.
+   */
+  jobStates = ['Enqueued', 'Running', 'Completed'];
   /** Users per export file, and files per /files answer. */
   fileLines = 400;
   filesPerAnswer = 3;
@@ -153,17 +158,19 @@ export class FakeIterable {
 
   private handle(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse) {
     const url = new URL(req.url!, 'http://x');
-    let record: Recorded | undefined;
-    const send = (status: number, body: unknown) => {
-      if (record) record.status = status;
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
     if (url.pathname.startsWith('/_files/')) {
       if (!this.redirectFilesTo) return this.download(url.pathname.slice(8), req, res);
       res.writeHead(302, { location: `${this.redirectFilesTo}${url.pathname}` });
       return void res.end();
     }
+    // Recorded before any check, so what the fake refuses is in `requests` too.
+    const record: Recorded = { method: req.method!, url: req.url!, headers: req.headers, at: Date.now() };
+    this.requests.push(record);
+    const send = (status: number, body: unknown) => {
+      record.status = status;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
     let body: unknown;
     try {
       if (raw.length > MAX_BODY) throw new Fail(413, 'BatchTooLarge', 'Request body is larger than 4MB');
@@ -177,8 +184,7 @@ export class FakeIterable {
           throw new Fail(400, 'BadJsonBody', 'Could not parse JSON body');
         }
       }
-      record = { method: req.method!, url: req.url!, headers: req.headers, body, at: Date.now() };
-      this.requests.push(record);
+      record.body = body;
       const project = this.projects.get(String(req.headers['api-key'] ?? ''));
       if (!project) throw new Fail(401, 'BadApiKey', 'Invalid API key');
       if (project.rateLimited) throw new Fail(429, 'RateLimitExceeded', 'Rate limit exceeded');
@@ -245,9 +251,10 @@ export class FakeIterable {
       const job = this.jobs.get(Number(files[1]));
       if (!job || job.project !== project) throw new Fail(400, 'BadParams', 'No such export job');
       job.polls++;
-      const state = job.polls === 1 ? 'Enqueued' : job.polls === 2 ? 'Running' : 'Completed';
-      // Files appear while the job runs: the first while Running, all once Completed.
-      const ready = state === 'Enqueued' ? [] : state === 'Running' ? job.files.slice(0, 1) : job.files;
+      const state = this.jobStates[Math.min(job.polls, this.jobStates.length) - 1]!;
+      // Files appear while the job runs: the first while running, all once completed.
+      const lower = state.toLowerCase();
+      const ready = lower === 'running' ? job.files.slice(0, 1) : lower === 'completed' ? job.files : [];
       const after = url.searchParams.get('startAfter');
       const from = after ? ready.findIndex((f) => f.file === after) + 1 : 0;
       return {

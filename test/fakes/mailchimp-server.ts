@@ -23,6 +23,8 @@ export interface FakeList {
   refused: Set<string>;
   /** Permanently deleted addresses: never re-imported. */
   deleted: Set<string>;
+  /** Archived members as they were, for restoring. */
+  archivedMembers: Map<string, FakeMember>;
 }
 
 export type Recorded = RecordedRequest & { status: number; response: unknown };
@@ -60,8 +62,10 @@ class Problem extends Error {
 }
 
 export class FakeMailchimp {
-  /** Addresses archived through DELETE /lists/{list_id}/members/{subscriber_hash}. */
+  /** Addresses archived (DELETE /lists/{list_id}/members/{subscriber_hash}, or archiveMember). */
   readonly archived: string[] = [];
+  /** Called after each page of members is answered: an audience that changes while it is listed. */
+  afterMembersPage?: (list: FakeList, offset: number) => void;
   readonly dc = 'us7';
   readonly accountId = `acc${randomBytes(4).toString('hex')}`;
   readonly apiKey = `${randomBytes(16).toString('hex')}-${this.dc}`;
@@ -103,6 +107,7 @@ export class FakeMailchimp {
       byEmail: new Map(),
       refused: new Set(),
       deleted: new Set(),
+      archivedMembers: new Map(),
     };
     this.lists.set(id, list);
     return list;
@@ -135,6 +140,25 @@ export class FakeMailchimp {
     list.members.splice(list.members.indexOf(member), 1);
     list.byEmail.delete(email);
     list.deleted.add(email);
+  }
+
+  /** Archives a member: gone from the audience's listings, restorable. */
+  archiveMember(list: FakeList, email: string): void {
+    const member = list.byEmail.get(email);
+    if (!member) return;
+    list.members.splice(list.members.indexOf(member), 1);
+    list.byEmail.delete(email);
+    list.archivedMembers.set(email, member);
+    this.archived.push(email);
+  }
+
+  /** Restores an archived member as it was (its signup time too, so its place in the listing). */
+  restoreMember(list: FakeList, email: string): void {
+    const member = list.archivedMembers.get(email);
+    if (!member) return;
+    list.archivedMembers.delete(email);
+    list.members.push(member);
+    list.byEmail.set(email, member);
   }
 
   revokeTokens(): void {
@@ -262,9 +286,7 @@ export class FakeMailchimp {
       const member = target?.members.find((mb) => mb.id === archive[2]);
       if (!target || !member)
         throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
-      target.members.splice(target.members.indexOf(member), 1);
-      target.byEmail.delete(member.email_address);
-      this.archived.push(member.email_address);
+      this.archiveMember(target, member.email_address);
       return NO_CONTENT;
     }
     const lm = /^\/lists\/([^/]+)(\/merge-fields|\/members)?$/.exec(path);
@@ -290,11 +312,13 @@ export class FakeMailchimp {
         const dir = q.get('sort_dir') === 'DESC' ? -1 : 1;
         members = [...members].sort((a, b) => dir * a.timestamp_signup.localeCompare(b.timestamp_signup));
       }
-      return {
+      const page = {
         members: members.slice(offset, offset + count).map((mb) => ({ ...mb, list_id: list.id })),
         list_id: list.id,
         total_items: members.length,
       };
+      this.afterMembersPage?.(list, offset);
+      return page;
     }
     if (method === 'POST' && sub === '') return this.batch(list, body);
     throw new Problem(405, 'Method Not Allowed', 'The requested method and resource are not compatible.');

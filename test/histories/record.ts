@@ -10,7 +10,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { projectRoot } from '../../src/paths';
 import { resolveTemporalCli } from '../../src/tools';
 import { configurationSyncWorkflow, dailySyncWorkflow } from '../../src/workflows';
-import type { ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
+import { progressQuery, type ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
 import { startEspresso } from '../support/espresso';
 import { stopTemporalEnv } from '../support/temporal';
 
@@ -21,14 +21,21 @@ async function main(): Promise<void> {
   const cli = resolveTemporalCli();
   if (cli.source === 'sdk-download') throw new Error('recording needs the temporal CLI: run `npm run bootstrap`');
   const ids: Record<string, string> = {};
-  // The CLI writes histories in the JSON form the Web UI downloads and replay reads.
-  const save = async (name: string, handle: WorkflowHandle & { firstExecutionRunId?: string }) => {
+  // The CLI writes histories in the JSON form the Web UI downloads and replay reads. A workflow
+  // that continued as new has several runs: its first, or (`last`) the one that ended it.
+  const save = async (
+    name: string,
+    handle: WorkflowHandle & { firstExecutionRunId?: string },
+    run: 'first' | 'last' = 'first',
+  ) => {
     await handle.result().catch(() => undefined);
     const file = `${name}.json`;
     ids[file] = handle.workflowId;
+    const runId =
+      run === 'first' ? handle.firstExecutionRunId! : (await e.client.workflow.getHandle(handle.workflowId).describe()).runId;
     const json = execFileSync(
       cli.path,
-      ['workflow', 'show', '--workflow-id', handle.workflowId, '--run-id', handle.firstExecutionRunId!, '--output', 'json', '--address', e.env.address],
+      ['workflow', 'show', '--workflow-id', handle.workflowId, '--run-id', runId, '--output', 'json', '--address', e.env.address],
       { encoding: 'utf8' },
     );
     await writeFile(join(dir, file), json);
@@ -47,10 +54,10 @@ async function main(): Promise<void> {
     await save('configuration-sync-completed', await start({ configurationId: completed.configuration.id, runDate: day, mode: 'incremental' }));
 
     const continued = await e.connect(100_000);
-    await save(
-      'configuration-sync-continued',
-      await start({ configurationId: continued.configuration.id, runDate: day, mode: 'incremental', maxHistoryEvents: 20 }),
-    );
+    const continuing = await start({ configurationId: continued.configuration.id, runDate: day, mode: 'incremental', maxHistoryEvents: 20 });
+    await save('configuration-sync-continued', continuing);
+    // The run a continue-as-new started, from the state carried over, to the end.
+    await save('configuration-sync-resumed', continuing, 'last');
 
     const revoked = await e.connect(10);
     await e.stores.secrets.put(revoked.configuration.credentialsSecretId, JSON.stringify({ kind: 'apiKey', apiKey: 'revoked-key' }));
@@ -74,6 +81,14 @@ async function main(): Promise<void> {
       'configuration-sync-timed-out',
       await start({ configurationId: slow.configuration.id, runDate: '2026-12-02', mode: 'incremental', deadlineMs: 2_000 }),
     );
+    // Disabled while it writes (its ESP slowed down so that the writes outlast the next status
+    // check): the run stops and ends cancelled, and completes (nothing to retry).
+    const stopped = await e.connect(20_000);
+    const stopping = await start({ configurationId: stopped.configuration.id, runDate: day, mode: 'incremental' });
+    while ((await stopping.query(progressQuery)).phase !== 'dispatch') await sleep(100);
+    stopped.account.settings.faults.latencyMs = 2_000;
+    await e.stores.configurations.update(stopped.configuration.id, () => ({ status: 'disabled' }));
+    await save('configuration-sync-disabled', stopping);
 
     // Two configurations of one ESP account: the second waits, and is told when the first is done.
     const holder = await e.connect(5_000, {}, { account: 'acct_shared' });
@@ -85,19 +100,21 @@ async function main(): Promise<void> {
     await save('configuration-sync-told-waiter', holding);
 
     for (let i = 0; i < 4; i++) await e.connect(10);
-    await save(
-      'daily-sync-continued',
-      await e.client.workflow.start(dailySyncWorkflow, {
-        taskQueue: e.taskQueue,
-        workflowId: 'daily/2026-12-03',
-        args: [{ runDate: '2026-12-03', pageSize: 2, concurrency: 2, maxHistoryEvents: 100 }],
-      }),
-    );
+    const daily = await e.client.workflow.start(dailySyncWorkflow, {
+      taskQueue: e.taskQueue,
+      workflowId: 'daily/2026-12-03',
+      args: [{ runDate: '2026-12-03', pageSize: 2, concurrency: 2, maxHistoryEvents: 100 }],
+    });
+    await save('daily-sync-continued', daily);
+    await save('daily-sync-resumed', daily, 'last');
     // Replay needs each history's workflow id (child workflow ids derive from it).
     await writeFile(join(dir, 'workflow-ids.json'), JSON.stringify(ids, null, 2) + '\n');
   } finally {
-    await e.stop();
-    await stopTemporalEnv();
+    try {
+      await e.stop();
+    } finally {
+      await stopTemporalEnv();
+    }
   }
 }
 

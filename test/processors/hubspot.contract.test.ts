@@ -5,10 +5,19 @@ import { HubSpotProcessor } from '../../src/processors/hubspot';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { tempDir } from '../support/tmp';
+import type { FakeHubSpot } from '../fakes/hubspot-server';
 import { processorContract } from './contract';
 import { hubspotHarness } from './hubspot-harness';
 
-processorContract('HubSpot', hubspotHarness);
+/** Every fake this file starts: their recorded requests are checked against HubSpot's specs. */
+const fakes: FakeHubSpot[] = [];
+const harness = async () => {
+  const h = await hubspotHarness();
+  fakes.push(h.fake);
+  return h;
+};
+
+processorContract('HubSpot', harness);
 
 const value = () => randomBytes(16).toString('base64url');
 
@@ -28,26 +37,13 @@ describe('HubSpot processor', function () {
   let h: Awaited<ReturnType<typeof hubspotHarness>>;
   let target: ProcessorTarget;
   before(async () => {
-    h = await hubspotHarness();
+    h = await harness();
   });
   beforeEach(async () => {
     target = await h.connectWithApiKey();
     await h.processor.maintain(target);
   });
-  after(async () => {
-    // Every request the processor sent in this file is a documented operation with a valid body.
-    for (const r of h.fake.requests) {
-      assert.ok(
-        DOCUMENTED.some((d) => d.test(`${r.method} ${r.url}`)),
-        `undocumented ${r.method} ${r.url}`,
-      );
-      if (r.method === 'POST' && !r.url.startsWith('/oauth'))
-        assert.equal(r.headers['content-type'], 'application/json');
-      if (!r.url.startsWith('/oauth')) assert.match(String(r.headers.authorization), /^Bearer \S+$/);
-    }
-    assert.deepEqual(h.fake.problems, []);
-    await h.stop();
-  });
+  after(() => h.stop());
 
   it('declares HubSpot merge tag, field naming, batch size and limits', () => {
     const d = h.processor.descriptor;
@@ -156,6 +152,30 @@ describe('HubSpot processor', function () {
     assert.equal(portal.contact(gone), undefined);
   });
 
+  it('rejects a contact merged into another, which HubSpot answers under the surviving id, without sending it again', async () => {
+    const seeded = await h.seed(target, 5);
+    const [merged, survivor] = [seeded[1]!, seeded[4]!];
+    h.portalOf(target).merge(merged, survivor);
+    const before = h.fake.requests.length;
+    const writes = seeded.slice(0, 4).map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, writes);
+    assert.deepEqual(
+      results.map((r) => [r.contactId, r.status]),
+      [
+        [seeded[0], 'updated'],
+        [merged, 'rejected'],
+        [seeded[2], 'updated'],
+        [seeded[3], 'updated'],
+      ],
+    );
+    const reason = results[1]!.status === 'rejected' ? results[1]!.reason : '';
+    assert.match(reason, /merged into another record/);
+    assert.ok(!reason.includes(merged) && !reason.includes(survivor), reason);
+    // One request: the row is reported, never sent again in a loop.
+    const updates = h.fake.requests.slice(before).filter((r) => r.url.endsWith('/batch/update'));
+    assert.equal(updates.length, 1);
+  });
+
   it('keeps emails and ids out of per-row reasons', async () => {
     const seeded = await h.seed(target, 5);
     await h.rejectRows(target, [seeded[1]!]);
@@ -232,5 +252,32 @@ describe('HubSpot processor', function () {
     assert.equal(account.accountId, String(portal.id));
     assert.deepEqual(account.lists, []);
     assert.equal(account.apiBaseUrl, undefined);
+  });
+});
+
+describe('HubSpot requests (all of this file)', () => {
+  it('every request was a documented operation with a valid body, and every operation was used', () => {
+    const all = fakes.flatMap((f) => f.requests);
+    assert.ok(all.length > 200, `only ${all.length} requests recorded`);
+    const undocumented = all.filter((r) => !DOCUMENTED.some((d) => d.test(`${r.method} ${r.url}`)));
+    assert.deepEqual(
+      undocumented.map((r) => `${r.method} ${r.url}`),
+      [],
+    );
+    for (const d of DOCUMENTED) {
+      assert.ok(
+        all.some((r) => d.test(`${r.method} ${r.url}`)),
+        `${d.source} was never exercised`,
+      );
+    }
+    for (const r of all) {
+      if (r.method === 'POST' && !r.url.startsWith('/oauth'))
+        assert.equal(r.headers['content-type'], 'application/json');
+      if (!r.url.startsWith('/oauth')) assert.match(String(r.headers.authorization), /^Bearer \S+$/);
+    }
+    assert.deepEqual(
+      fakes.flatMap((f) => f.problems),
+      [],
+    );
   });
 });

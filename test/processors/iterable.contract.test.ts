@@ -9,10 +9,19 @@ import {
   TransientError,
 } from '../../src/processors/errors';
 import type { ContactPage, ProcessorTarget } from '../../src/processors/types';
+import type { FakeIterable } from '../fakes/iterable-server';
 import { processorContract } from './contract';
 import { iterableHarness } from './iterable-harness';
 
-processorContract('Iterable', () => iterableHarness(), { refreshTokens: false });
+/** Every fake data center this file starts: their recorded requests are checked at the end. */
+const fakes: FakeIterable[] = [];
+const harness = async () => {
+  const h = await iterableHarness();
+  fakes.push(h.us, h.eu);
+  return h;
+};
+
+processorContract('Iterable', harness, { refreshTokens: false });
 
 const value = () => randomBytes(16).toString('base64url');
 
@@ -20,7 +29,7 @@ describe('Iterable processor', function () {
   this.timeout(60_000);
   let h: Awaited<ReturnType<typeof iterableHarness>>;
   before(async () => {
-    h = await iterableHarness();
+    h = await harness();
   });
   after(() => h.stop());
 
@@ -119,6 +128,57 @@ describe('Iterable processor', function () {
     assert.ok(refused[0] instanceof RateLimitedError, String(refused[0]));
     // No Retry-After from Iterable: espresso's default second, after which the start goes through.
     assert.equal(refused[0].retryAfterMs, 1_000);
+  });
+
+  describe('export job states', () => {
+    // Export calls are paced a second apart, and a listing page waits 3 s at most for the job: a
+    // page that went on waiting for a job that has ended would come back empty (pending).
+    let quick: Awaited<ReturnType<typeof iterableHarness>>;
+    before(async () => {
+      quick = await iterableHarness({ jobWaitMs: 3_000 });
+      fakes.push(quick.us, quick.eu);
+    });
+    afterEach(() => {
+      quick.us.jobStates = ['Enqueued', 'Running', 'Completed'];
+    });
+    after(() => quick.stop());
+
+    for (const end of ['Failed', 'Cancelled', 'cancelled', 'Expired']) {
+      it(`fails the listing page, to be retried, once the job ends ${end}`, async () => {
+        const target = await quick.connect('us');
+        await quick.processor.maintain(target);
+        await quick.seed(target, 10);
+        quick.us.jobStates = ['Enqueued', end];
+        const before = quick.us.requests.length;
+        await assert.rejects(quick.processor.listPage(target, undefined, 'full'), (err: unknown) => {
+          assert.ok(err instanceof TransientError, String(err));
+          assert.equal(err.retryable, true);
+          assert.match(err.message, new RegExp(`export job \\d+ ended as ${end}$`));
+          return true;
+        });
+        const polls = quick.us.requests.slice(before).filter((r) => /^\/api\/export\/\d+\/files/.test(r.url));
+        assert.equal(polls.length, 2, 'one poll while enqueued, one that sees the end');
+      });
+    }
+
+    it('reads job states in any letter case: files listed while running, paged once completed', async () => {
+      const target = await quick.connect('us');
+      await quick.processor.maintain(target);
+      // Five files, three per answer: the list is paged with startAfter once the job is completed.
+      const seeded = await quick.seed(target, 1_700);
+      quick.us.jobStates = ['enqueued', 'running', 'completed'];
+      const before = quick.us.requests.length;
+      const ids: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await quick.processor.listPage(target, cursor, 'full');
+        assert.ok(page.contacts.length > 0 || !page.nextCursor, `the page after ${cursor} waited in vain`);
+        ids.push(...page.contacts.map((c) => c.contactId));
+        cursor = page.nextCursor;
+      } while (cursor);
+      assert.deepEqual(ids.sort(), [...seeded].sort());
+      assert.ok(quick.us.requests.slice(before).some((r) => r.url.includes('startAfter=')));
+    });
   });
 
   it('still reads each contact once when the file host ignores Range', async () => {
@@ -268,12 +328,37 @@ describe('Iterable processor', function () {
     h.us.projects.delete(h.projectOf(target).apiKey);
     await assert.rejects(h.processor.maintain(target), InvalidCredentialsError);
   });
+});
 
-  it('sent every request with the Api-Key header, JSON bodies and no bearer token', () => {
-    for (const r of [...h.us.requests, ...h.eu.requests]) {
+describe('Iterable requests (all of this file)', () => {
+  it('every request carried the Api-Key header, no bearer token, and a body of the documented shape', () => {
+    const all = fakes.flatMap((f) => f.requests);
+    assert.ok(all.length > 100, `only ${all.length} requests recorded`);
+    const routes = new Set(all.map((r) => `${r.method} ${new URL(r.url, 'http://x').pathname}`));
+    for (const op of [
+      'GET /api/channels',
+      'GET /api/users/getFields',
+      'POST /api/users/update',
+      'POST /api/export/start',
+      'POST /api/users/bulkUpdate',
+    ]) {
+      assert.ok(routes.has(op), `${op} was never exercised`);
+    }
+    assert.ok(
+      all.some((r) =>
+        /^GET \/api\/export\/\d+\/files$/.test(`${r.method} ${new URL(r.url, 'http://x').pathname}`),
+      ),
+      'GET /api/export/{jobId}/files was never exercised',
+    );
+    for (const r of all) {
       assert.ok(r.headers['api-key'], `${r.method} ${r.url}`);
       assert.equal(r.headers.authorization, undefined);
       if (r.method === 'POST') assert.match(String(r.headers['content-type']), /^application\/json/);
     }
+    // 400 is the fake's answer to a body Iterable's document does not allow.
+    assert.deepEqual(
+      all.filter((r) => r.status === 400).map((r) => `${r.method} ${r.url}`),
+      [],
+    );
   });
 });

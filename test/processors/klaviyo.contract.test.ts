@@ -197,8 +197,70 @@ describe('Klaviyo processor', function () {
   });
 });
 
-describe('Klaviyo fake', () => {
-  it('creates a profile for an import row that matches none, even one keyed by a deleted id (an upsert)', async () => {
+describe('Klaviyo fake: refuses what Klaviyo refuses', () => {
+  it("accepts the processor's listing and Update Profile requests as sent, and refuses each variation Klaviyo refuses", async () => {
+    // Not in `fakes`: the variations below are made by hand, not by the processor.
+    const h = await klaviyoHarness();
+    try {
+      const target = await h.connectWithApiKey();
+      await h.processor.maintain(target);
+      const [profile, other] = await h.seed(target, 2);
+      await h.processor.listPage(target, undefined, 'full');
+      await h.processor.writeValues(target, [{ contactId: profile!, value: value() }]);
+      const listing = h.fake.requests
+        .filter((r) => r.method === 'GET' && r.url.startsWith('/api/profiles?'))
+        .at(-1)!;
+      const patch = h.fake.requests.filter((r) => r.method === 'PATCH').at(-1)!;
+      const headers = (r: typeof patch) =>
+        Object.fromEntries(
+          ['authorization', 'revision', 'accept', 'content-type'].flatMap((k) =>
+            r.headers[k] === undefined ? [] : [[k, String(r.headers[k])]],
+          ),
+        );
+      const send = async (
+        r: typeof patch,
+        change: { url?: string; headers?: Record<string, string>; body?: unknown } = {},
+      ) => {
+        const res = await fetch(`${h.fake.url}${change.url ?? r.url}`, {
+          method: r.method,
+          headers: { ...headers(r), ...change.headers },
+          body: r.method === 'PATCH' ? JSON.stringify(change.body ?? r.body) : undefined,
+        });
+        const json = (await res.json()) as { errors?: Array<{ code: string; detail: string }> };
+        return { status: res.status, code: json.errors?.[0]?.code };
+      };
+      const body = patch.body as { data: { type: string; id: string; attributes: Record<string, unknown> } };
+      const data = (change: Record<string, unknown>) => ({ data: { ...body.data, ...change } });
+
+      assert.deepEqual(await send(listing), { status: 200, code: undefined });
+      const oversized = new URL(listing.url, 'http://x');
+      oversized.searchParams.set('page[size]', '101');
+      assert.deepEqual(await send(listing, { url: `${oversized.pathname}${oversized.search}` }), {
+        status: 400,
+        code: 'invalid',
+      });
+      assert.equal((await send(listing, { url: `${listing.url}&unknown=1` })).status, 400);
+      assert.equal((await send(listing, { headers: { revision: '' } })).status, 400);
+
+      assert.deepEqual(await send(patch), { status: 200, code: undefined });
+      assert.equal((await send(patch, { body: data({ extra: 1 }) })).status, 400);
+      assert.equal((await send(patch, { body: data({ type: 'profiles' }) })).status, 400);
+      assert.equal(
+        (await send(patch, { body: data({ attributes: { ...body.data.attributes, lcee: 'x' } }) })).status,
+        400,
+        'a property outside properties',
+      );
+      assert.equal((await send(patch, { url: `/api/profiles/${other}` })).status, 409, 'id not the path');
+      assert.equal((await send(patch, { headers: { 'content-type': 'text/plain' } })).status, 415);
+      assert.deepEqual(await send(patch, { headers: { revision: '' } }), { status: 400, code: 'invalid' });
+    } finally {
+      await h.stop();
+    }
+  });
+
+  // Not a processor test: espresso writes with Update Profile. The fake's import jobs upsert as
+  // Klaviyo documents, so writes through them would fail the processor's never-re-creates test.
+  it('import jobs create a profile for a row that matches none, even one keyed by a deleted id (an upsert)', async () => {
     const h = await klaviyoHarness();
     try {
       const account = h.fake.newAccount();
@@ -227,41 +289,6 @@ describe('Klaviyo fake', () => {
       assert.equal(account.profiles.size, 2, 'one updated, one created');
       assert.equal(account.profiles.has(deleted!), false, 'created under a new id');
       assert.ok([...account.profiles.values()].every((p) => typeof p.properties.lcee === 'string'));
-    } finally {
-      await h.stop();
-    }
-  });
-
-  it("refuses what Klaviyo refuses, with Klaviyo's error body", async () => {
-    const h = await klaviyoHarness();
-    try {
-      const account = h.fake.newAccount();
-      const send = async (body: unknown, headers: Record<string, string> = {}) => {
-        const res = await fetch(`${h.fake.url}/api/profile-bulk-import-jobs`, {
-          method: 'POST',
-          headers: {
-            authorization: `Klaviyo-API-Key ${account.apiKey}`,
-            revision: KLAVIYO_REVISION,
-            'content-type': 'application/vnd.api+json',
-            ...headers,
-          },
-          body: JSON.stringify(body),
-        });
-        const json = (await res.json()) as { errors?: Array<{ code: string; detail: string }> };
-        return { status: res.status, error: json.errors?.[0] };
-      };
-      const job = (rows: unknown[]) => ({
-        data: { type: 'profile-bulk-import-job', attributes: { profiles: { data: rows } } },
-      });
-      const row = { type: 'profile', id: 'abc', attributes: { properties: { lcee: value() } } };
-      assert.equal((await send(job([row]))).status, 202);
-      assert.equal((await send(job([{ ...row, extra: 1 }]))).status, 400);
-      assert.equal((await send(job([{ ...row, attributes: { lcee: 'x' } }]))).status, 400);
-      assert.equal((await send(job(Array.from({ length: 10_001 }, () => row)))).status, 400);
-      assert.equal((await send(job([row]), { 'content-type': 'text/plain' })).status, 415);
-      const noRevision = await send(job([row]), { revision: '' });
-      assert.equal(noRevision.status, 400);
-      assert.equal(noRevision.error?.code, 'invalid');
     } finally {
       await h.stop();
     }

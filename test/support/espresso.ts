@@ -58,6 +58,12 @@ export async function startEspresso(
   const alerts: Alert[] = [];
   const taskQueue = options.taskQueue ?? `test-${randomBytes(4).toString('hex')}`;
   const processors = new ProcessorRegistry([processor, ...(options.processors ?? [])]);
+  let stopping = false;
+  const failed = (err: unknown) =>
+    new Error(`the test worker on task queue ${taskQueue} failed: ${String(err)}`, { cause: err });
+  // A worker that dies mid-test fails that test at once (mocha turns an uncaught error into the
+  // failure of the test that is running) instead of leaving its waits to time out; stop() then
+  // rejects with it too, so the hook that stops the worker fails as well.
   const startWorker = async (payloadKeys: PayloadKeys) => {
     const worker = await createWorker({
       connection: env.nativeConnection,
@@ -70,12 +76,24 @@ export async function startEspresso(
       metrics,
       payloadKeys,
     });
-    return { worker, running: worker.run() };
+    const running = worker.run();
+    const failure = running.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    void failure.then((err) => {
+      if (err !== undefined && !stopping)
+        setImmediate(() => {
+          throw failed(err);
+        });
+    });
+    return { worker, failure };
   };
-  let { worker, running } = await startWorker(options.payloadKeys ?? testPayloadKeys);
-  const stopWorker = async () => {
+  let { worker, failure } = await startWorker(options.payloadKeys ?? testPayloadKeys);
+  /** Stops the worker; its error, if it failed at any time. */
+  const stopWorker = async (): Promise<unknown> => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
-    await running.catch(() => undefined);
+    return failure;
   };
 
   /**
@@ -135,14 +153,23 @@ export async function startEspresso(
     taskQueue,
     connect,
     chunkValues,
+    get worker() {
+      return worker;
+    },
     /** Stops the worker and starts another with `payloadKeys`, as a restart reads the ring again. */
     async restartWorker(payloadKeys: PayloadKeys) {
-      await stopWorker();
-      ({ worker, running } = await startWorker(payloadKeys));
+      stopping = true;
+      const err = await stopWorker();
+      if (err !== undefined) throw failed(err);
+      stopping = false;
+      ({ worker, failure } = await startWorker(payloadKeys));
     },
+    /** Stops the worker and the Sandbox; rejects with the worker's error if it failed at any time. */
     async stop() {
-      await stopWorker();
+      stopping = true;
+      const err = await stopWorker();
       await sandbox.stop();
+      if (err !== undefined) throw failed(err);
     },
   };
 }

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import request from 'supertest';
 import { loadConfig } from '../../src/config';
 import { createProcessorRegistry, ProcessorRegistry } from '../../src/processors/registry';
-import type { Configuration } from '../../src/storage';
+import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
 import { escapeHtml } from '../../src/lib/html';
 import type { ProcessorHarness } from '../processors/harness';
@@ -14,14 +14,18 @@ import { iterableHarness } from '../processors/iterable-harness';
 import { klaviyoHarness } from '../processors/klaviyo-harness';
 import { mailchimpHarness } from '../processors/mailchimp-harness';
 import { sendgridHarness } from '../processors/sendgrid-harness';
-import { temporalEnv } from '../support/temporal';
+import { endRunsIn, temporalEnv } from '../support/temporal';
 import { tempStores } from '../support/tmp';
 import { webDeps } from '../support/web';
 
 const field = (html: string, name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
 
+/** The stores of every web app below: their connects' first runs are ended when the tests are done. */
+const webStores: Stores[] = [];
+
 async function webFor(h: ProcessorHarness) {
   const stores = await tempStores();
+  webStores.push(stores);
   const env = await temporalEnv();
   const app = createApp(
     webDeps(stores, async () => env.connection, { processors: new ProcessorRegistry([h.processor]) }),
@@ -50,6 +54,9 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
 
 describe('connecting the real ESPs through the web flow (against their fakes)', function () {
   this.timeout(120_000);
+  after(async () => {
+    for (const stores of webStores) await endRunsIn(stores);
+  });
 
   for (const [esp, makeHarness] of harnesses) {
     it(`${esp}: the key form validates the key, saves the configuration and shows the merge tag`, async () => {

@@ -12,7 +12,7 @@ import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
 import { mailchimpHarness, type MailchimpHarness } from '../processors/mailchimp-harness';
 import { startSandbox } from '../processors/sandbox-harness';
-import { temporalEnv } from '../support/temporal';
+import { endRunsIn, temporalEnv } from '../support/temporal';
 import { tempStores } from '../support/tmp';
 import { webDeps } from '../support/web';
 
@@ -66,6 +66,7 @@ describe('web: a flow of one ESP never finishes on another ESP’s route', funct
     );
   });
   afterEach(async () => {
+    await endRunsIn(stores);
     await sandbox.stop();
     await mailchimp.stop();
   });

@@ -14,7 +14,7 @@ import { PendingFlows } from '../../src/web/pending';
 import { Signer, STATE_TTL_MS } from '../../src/web/security';
 import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { startSandbox } from '../processors/sandbox-harness';
-import { temporalEnv } from '../support/temporal';
+import { endRunsIn, temporalEnv } from '../support/temporal';
 import { tempStores } from '../support/tmp';
 import { webDeps } from '../support/web';
 
@@ -36,7 +36,21 @@ async function setup(extra: Partial<WebDeps['web']> = {}, sandboxUrl?: string) {
       web: { publicUrl: 'http://localhost:3000', sessionSecret: SECRET, admin: {}, ...extra },
     }),
   );
-  return { sandbox, stores, app, alerts, agent: request.agent(app) };
+  return {
+    sandbox,
+    stores,
+    app,
+    alerts,
+    agent: request.agent(app),
+    /**
+     * Stops the Sandbox and ends the first runs the app started: they wait on the real task queue
+     * (no worker here), where a later test's worker would pick them up against its own stores.
+     */
+    async stop() {
+      await endRunsIn(stores);
+      await sandbox.stop();
+    },
+  };
 }
 
 const field = (html: string, name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)?.[1];
@@ -75,7 +89,7 @@ describe('web: connect flow', function () {
   beforeEach(async () => {
     s = await setup();
   });
-  afterEach(() => s.sandbox.stop());
+  afterEach(() => s.stop());
 
   it('lists the ESPs with a Connect action, with security headers', async () => {
     const res = await s.agent.get('/').expect(200);
@@ -257,7 +271,7 @@ describe('web: failures and limits', function () {
       assert.match(res.text, /is not answering/);
       assert.doesNotMatch(res.text, /ECONNREFUSED|127\.0\.0\.1:1/);
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 
@@ -276,14 +290,14 @@ describe('web: failures and limits', function () {
       for (let i = 1; i <= 4; i++) statuses.push((await post(direct, i)).status);
       assert.deepEqual(statuses, [400, 400, 400, 429], 'a new X-Forwarded-For on each post lifted the limit');
     } finally {
-      await direct.sandbox.stop();
+      await direct.stop();
     }
     // Behind a trusted proxy (here: the test's own loopback connection) each forwarded client counts alone.
     const proxied = await setup({ postsPerMinute: 3, trustProxy: 'loopback' });
     try {
       for (let i = 1; i <= 4; i++) assert.equal((await post(proxied, i)).status, 400);
     } finally {
-      await proxied.sandbox.stop();
+      await proxied.stop();
     }
   });
 
@@ -323,7 +337,7 @@ describe('web: failures and limits', function () {
       assert.equal(await flows.sweep({ now: Date.now() + STATE_TTL_MS + 1_000 }), 7);
       assert.deepEqual(await pendingFiles(), { records: [], secrets: [] });
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 
@@ -334,7 +348,7 @@ describe('web: failures and limits', function () {
       const limited = await s.agent.get('/auth/sandbox/start').expect(429);
       assert.match(limited.text, /Too many attempts/);
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 
@@ -356,7 +370,7 @@ describe('web: failures and limits', function () {
         .expect(429);
       assert.match(limited.text, /Too many attempts/);
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 });
@@ -370,7 +384,7 @@ describe('web: admin page', function () {
       const res = await s.agent.get('/admin').expect(503);
       assert.match(res.text, /Admin is off/);
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 
@@ -429,7 +443,7 @@ describe('web: admin page', function () {
         .send({ _csrf: csrf })
         .expect(404);
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 });

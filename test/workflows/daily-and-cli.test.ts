@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import request from 'supertest';
 import { codecEndpoint } from '../../src/codec';
 import { projectRoot } from '../../src/paths';
@@ -17,7 +17,7 @@ import type { DailySummary } from '../../src/workflows/daily-sync';
 import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
-import { testPayloadKeys, testPayloadKeysEnv } from '../support/temporal';
+import { endRunsIn, terminateRunning, testPayloadKeys, testPayloadKeysEnv } from '../support/temporal';
 import { webDeps } from '../support/web';
 
 const run = promisify(execFile);
@@ -50,7 +50,28 @@ describe('daily run, schedule and temporal CLI', function () {
     temporal = async (...args) =>
       (await run(cli.path, [...args, '--address', address], { timeout: 60_000 })).stdout;
   });
-  after(() => e?.stop());
+  after(async () => {
+    if (!e) return;
+    try {
+      // The schedule would start a daily run on the real task queue each day, and runs still open
+      // would wait there for a later test's worker: neither outlives this file.
+      await e.client.schedule
+        .getHandle(SCHEDULE_ID)
+        .delete()
+        .catch((err: unknown) => {
+          if (!(err instanceof ScheduleNotFoundError)) throw err;
+        });
+      await terminateRunning(
+        e.client,
+        `TaskQueue = '${TASK_QUEUE}' AND WorkflowType = 'dailySyncWorkflow'`,
+        'the test that started it is over',
+      );
+      // Daily runs abandon their configuration runs when they end.
+      await endRunsIn(e.stores);
+    } finally {
+      await e.stop();
+    }
+  });
 
   const waitForWorkflows = async (query: string, count: number) => {
     const deadline = Date.now() + 60_000;

@@ -31,8 +31,11 @@ describe('a daily run with each real ESP processor (against its fake)', function
     e = await startEspresso({ processors: hs.map((h) => h.processor) });
   });
   after(async () => {
-    await e?.stop();
-    for (const h of hs) await h.stop();
+    try {
+      await e?.stop();
+    } finally {
+      for (const h of hs) await h.stop();
+    }
   });
 
   harnesses.forEach(([name], i) => {
