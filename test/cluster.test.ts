@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { temporalPorts } from '../src/cluster/temporal-server';
+import { findGo, temporalPorts } from '../src/cluster/temporal-server';
 import { assertPortFree } from '../src/lib/supervise';
 import { projectRoot } from '../src/paths';
 import { freePort } from './support/ports';
@@ -175,5 +175,14 @@ describe('espresso cluster (the production topology on one machine)', function (
     );
     assert.match(espresso('configurations', 'show', id), /"status": "completed"/);
     await stopCluster(second.proc);
+  });
+});
+
+describe('espresso cluster provisioning', () => {
+  it('names what is missing when Go is absent', () => {
+    assert.throws(
+      () => findGo('/nonexistent', '/nonexistent/go/bin/go'),
+      /the Temporal server v[\d.]+ needs Go \(1\.26 or newer\), which is neither on PATH nor at \/nonexistent\/go\/bin\/go: install it from https:\/\/go\.dev\/dl\//,
+    );
   });
 });

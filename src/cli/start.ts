@@ -64,7 +64,12 @@ export async function startApplication(
   }
   for (let i = 1; i <= options.workers; i++) {
     const name = options.workers === 1 ? 'worker' : `worker-${i}`;
-    supervisor.startNode(name, join(__dirname, '../worker/main.js'), WORKER_NODE_FLAGS, options.env);
+    // One metrics port each: ESPRESSO_METRICS_PORT for the first worker, the next ones above it.
+    const metrics = config.metrics ? { ESPRESSO_METRICS_PORT: String(config.metrics.port + i - 1) } : {};
+    supervisor.startNode(name, join(__dirname, '../worker/main.js'), WORKER_NODE_FLAGS, {
+      ...options.env,
+      ...metrics,
+    });
   }
   supervisor.startNode('web', join(__dirname, '../web/main.js'), [], options.env);
   await waitForHttp(`${webUrl(config)}/healthz`, 60_000);

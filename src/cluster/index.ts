@@ -95,8 +95,11 @@ export async function cluster(options: ClusterOptions): Promise<void> {
 
     const recording = join(clusterDir, 'moto-recording.jsonl');
     say(`starting moto (S3 + Secrets Manager) on ${motoEndpoint}`);
-    supervisor.start(motoProcess(options.motoPort, recording, join(logDir, 'moto.log'), pidFiles.moto));
-    await prepareMoto(motoEndpoint, recording, process.env.ESPRESSO_S3_BUCKET!);
+    const bucket = process.env.ESPRESSO_S3_BUCKET!;
+    supervisor.start(
+      motoProcess(options.motoPort, bucket, recording, join(logDir, 'moto.log'), pidFiles.moto),
+    );
+    await prepareMoto(motoEndpoint, recording, bucket);
 
     const envFile = join(clusterDir, 'env');
     await writeEnvFile(envFile, dataDir);
@@ -104,7 +107,7 @@ export async function cluster(options: ClusterOptions): Promise<void> {
     sayReady(config, [
       `  Temporal Web UI        none in this topology (docs/operations.md, "The cluster topology")`,
       `  PostgreSQL             127.0.0.1:${options.postgresPort} (user temporal, password in ${join(clusterDir, 'postgres.password')})`,
-      `  S3 + Secrets Manager   ${motoEndpoint} (moto; bucket ${process.env.ESPRESSO_S3_BUCKET})`,
+      `  S3 + Secrets Manager   ${motoEndpoint} (moto; bucket ${bucket})`,
       `  workers                ${options.workers}`,
       `  logs                   ${logDir} (PostgreSQL, Temporal, moto); workers, web and Sandbox: this terminal`,
       `  CLI environment        set -a; . ${envFile}; set +a`,

@@ -6,7 +6,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { say, type ProcessSpec } from '../lib/supervise';
 import { resolveMotoServer } from '../tools';
 
-export function motoProcess(port: number, recording: string, logFile: string, pidFile: string): ProcessSpec {
+export function motoProcess(
+  port: number,
+  bucket: string,
+  recording: string,
+  logFile: string,
+  pidFile: string,
+): ProcessSpec {
   const bin = resolveMotoServer();
   if (!bin) throw new Error('moto_server not found under .tools/venv: run `npm run bootstrap`');
   return {
@@ -16,6 +22,8 @@ export function motoProcess(port: number, recording: string, logFile: string, pi
     env: { ...process.env, MOTO_ENABLE_RECORDING: 'true', MOTO_RECORDER_FILEPATH: recording },
     logFile,
     pidFile,
+    // A moto that crashed lost its state with it: the recording brings it back.
+    afterRestart: () => prepareMoto(`http://127.0.0.1:${port}`, recording, bucket),
   };
 }
 

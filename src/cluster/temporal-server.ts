@@ -44,10 +44,14 @@ export function provisionTemporalServer(): void {
   writeFileSync(moduleDirFile, moduleDir);
 }
 
-function findGo(): string {
+/** `go` on PATH, else where the official tarball installs it. */
+export function findGo(path = process.env.PATH ?? '', tarballGo = '/usr/local/go/bin/go'): string {
   const candidates = [
-    ...(process.env.PATH ?? '').split(':').map((dir) => join(dir, 'go')),
-    '/usr/local/go/bin/go',
+    ...path
+      .split(':')
+      .filter(Boolean)
+      .map((dir) => join(dir, 'go')),
+    tarballGo,
   ];
   const go = candidates.find((path) => {
     try {
@@ -60,7 +64,7 @@ function findGo(): string {
   if (!go) {
     throw new Error(
       `building the Temporal server v${TEMPORAL_SERVER_VERSION} needs Go (1.26 or newer), which is neither on PATH ` +
-        'nor at /usr/local/go/bin/go: install it from https://go.dev/dl/ (it fetches the server from the Go module proxy)',
+        `nor at ${tarballGo}: install it from https://go.dev/dl/ (it fetches the server from the Go module proxy)`,
     );
   }
   return go;

@@ -24,6 +24,8 @@ export interface ProcessSpec {
   user?: { uid: number; gid: number };
   /** The signal that asks for a clean, prompt stop (PostgreSQL: SIGINT, its "fast" shutdown). */
   stopSignal?: NodeJS.Signals;
+  /** Brings a restarted process back to where the first one was (moto replays its recording). */
+  afterRestart?: () => Promise<void>;
 }
 
 /** A child process that is restarted with backoff when it exits on its own. */
@@ -36,10 +38,6 @@ export class Supervised {
     private readonly stopping: () => boolean,
   ) {
     this.spawn();
-  }
-
-  get pid(): number | undefined {
-    return this.child?.pid;
   }
 
   /** Resolves when the current process ends (to notice one that dies while starting). */
@@ -75,7 +73,11 @@ export class Supervised {
       const delay = Math.min(30_000, 1_000 * 2 ** this.restarts++);
       const where = spec.logFile ? ` (log: ${spec.logFile})` : '';
       say(`${spec.name} exited (${signal ?? `code ${code}`})${where}; restarting in ${delay / 1000}s`);
-      setTimeout(() => !this.stopping() && this.spawn(), delay);
+      setTimeout(() => {
+        if (this.stopping()) return;
+        this.spawn();
+        spec.afterRestart?.().catch((err: Error) => say(`${spec.name}: after restart: ${err.message}`));
+      }, delay);
     });
   }
 
