@@ -9,7 +9,7 @@ import { findGo, temporalPorts } from '../src/cluster/temporal-server';
 import { assertPortFree } from '../src/lib/supervise';
 import { projectRoot } from '../src/paths';
 import { freePort } from './support/ports';
-import { alive, descendants, waitFor } from './support/processes';
+import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
@@ -63,9 +63,10 @@ describe('espresso cluster (the production topology on one machine)', function (
   // Stopped the way an operator would, so PostgreSQL, Temporal and moto stop with it even when a
   // check failed halfway (SIGKILL would leave them to the next start's clean-up).
   after(async () => {
-    for (const proc of running.filter((p) => p.exitCode === null)) {
+    const exited = (p: ChildProcess) => p.exitCode !== null || p.signalCode !== null;
+    for (const proc of running.filter((p) => !exited(p))) {
       proc.kill('SIGINT');
-      await waitFor(() => proc.exitCode !== null, 60_000, 'cluster exit').catch(() => proc.kill('SIGKILL'));
+      await waitFor(() => exited(proc), 60_000, 'cluster exit').catch(() => proc.kill('SIGKILL'));
     }
   });
 
@@ -174,7 +175,30 @@ describe('espresso cluster (the production topology on one machine)', function (
       [id],
     );
     assert.match(espresso('configurations', 'show', id), /"status": "completed"/);
-    await stopCluster(second.proc);
+
+    // Killed outright: workers, web and Sandbox exit by themselves; the next start stops the
+    // PostgreSQL, Temporal and moto left running, and still finds the data.
+    const orphans = descendants(second.proc.pid!);
+    second.proc.kill('SIGKILL');
+    const servers = ['cluster-postgresql', 'cluster-temporal', 'cluster-moto'].map((name) =>
+      Number(readFileSync(join(env.ESPRESSO_DATA_DIR!, 'run', `${name}.pid`), 'utf8')),
+    );
+    await waitFor(
+      () =>
+        orphans.filter((p) => !servers.includes(p) && !servers.includes(parentOf(p))).every((p) => !alive(p)),
+      15_000,
+      'workers, web and Sandbox exit',
+    );
+    const third = await startCluster();
+    for (const name of ['Temporal server', 'moto server', 'PostgreSQL']) {
+      assert.match(
+        third.output(),
+        new RegExp(`stopping a ${name} \\(pid \\d+\\) left over from an earlier run`),
+      );
+    }
+    for (const pid of servers) assert.ok(!alive(pid), `left-over server ${pid} still runs`);
+    assert.match(espresso('configurations', 'list'), new RegExp(id));
+    await stopCluster(third.proc);
   });
 });
 
