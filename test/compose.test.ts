@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
 import { envSchema } from '../src/config';
 import { projectRoot } from '../src/paths';
 
@@ -30,8 +31,13 @@ describe('docker-compose.yml and Dockerfile', () => {
     for (const name of ['postgresql', 'temporal', 'temporal-ui', 'aws', 'worker', 'web']) {
       assert.ok(services[name], `service ${name} missing`);
     }
-    assert.match(services.temporal!.image!, /^temporalio\/auto-setup:\d/);
+    // The Temporal version `npm run cluster` builds, for the server and the schema and namespace tools.
+    assert.equal(services.temporal!.image, `temporalio/server:${TEMPORAL_SERVER_VERSION}`);
+    for (const tool of ['temporal-schema', 'temporal-namespace']) {
+      assert.equal(services[tool]!.image, `temporalio/admin-tools:${TEMPORAL_SERVER_VERSION}`, tool);
+    }
     assert.equal(services.temporal!.environment!.DB, 'postgres12');
+    assert.equal(services['temporal-schema']!.environment!.SQL_PLUGIN, 'postgres12');
     // Its dynamic configuration (eager activity execution) is the file the service mounts.
     const dynamic = services.temporal!.environment!.DYNAMIC_CONFIG_FILE_PATH!;
     const mount = services.temporal!.volumes!.find((v) => v.split(':')[1] === dynamic)!;
@@ -101,6 +107,10 @@ describe('docker-compose.yml and Dockerfile', () => {
     );
     assert.equal(
       services.temporal!.environment!.POSTGRES_PWD,
+      services.postgresql!.environment!.POSTGRES_PASSWORD,
+    );
+    assert.equal(
+      services['temporal-schema']!.environment!.SQL_PASSWORD,
       services.postgresql!.environment!.POSTGRES_PASSWORD,
     );
     assert.match(services.web!.environment!.ESPRESSO_SESSION_SECRET!, /^\$\{ESPRESSO_SESSION_SECRET:\?/);

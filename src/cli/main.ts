@@ -7,8 +7,9 @@ import { doctor } from './doctor';
 import { registerKeyCommands } from './keys';
 import { loadConfigOrExit } from './load-config';
 import { registerRunCommands } from './runs';
-import { registerSandboxCommands } from './sandbox';
+import { positiveInt, registerSandboxCommands } from './sandbox';
 import { start } from './start';
+import { cluster } from '../cluster';
 import { keepFilesPrivate } from '../lib/private-files';
 
 keepFilesPrivate();
@@ -22,6 +23,26 @@ program
   .command('start')
   .description('start and supervise the embedded stack: Temporal dev server, worker, web server')
   .action(start);
+
+program
+  .command('cluster')
+  .description(
+    'start and supervise the production topology: PostgreSQL, a Temporal server on it, moto (S3 + Secrets Manager), workers, web',
+  )
+  .option('--workers <n>', 'worker processes', (v) => positiveInt(v, '--workers'), 3)
+  .option(
+    '--postgres-port <port>',
+    'PostgreSQL port on 127.0.0.1',
+    (v) => positiveInt(v, '--postgres-port'),
+    55432,
+  )
+  .option(
+    '--moto-port <port>',
+    'S3 + Secrets Manager emulator port on 127.0.0.1',
+    (v) => positiveInt(v, '--moto-port'),
+    5000,
+  )
+  .action(cluster);
 
 program
   .command('doctor')

@@ -51,7 +51,7 @@ export function registerSandboxCommands(program: Command): void {
     });
 }
 
-function positiveInt(value: string, flag: string): number {
+export function positiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1)
     throw new Error(`${flag} must be a positive whole number, got ${JSON.stringify(value)}`);
