@@ -158,15 +158,7 @@ ${
         );
       } catch (err) {
         if (!(err instanceof ConnectError)) throw err;
-        return void res
-          .status(409)
-          .send(
-            page(
-              'Still not authorized',
-              `<h1>Still not authorized</h1><p>${h(err.message)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
-              { kind: 'error' },
-            ),
-          );
+        return refused(res, 'Still not authorized', err.message);
       }
     } else {
       const client = await temporalClient(deps);
@@ -179,15 +171,7 @@ ${
         );
       } catch (err) {
         if (!(err instanceof RunInProgressError)) throw err;
-        return void res
-          .status(409)
-          .send(
-            page(
-              'A run is in progress',
-              `<h1>A run is in progress</h1><p>${h(err.message)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
-              { kind: 'error' },
-            ),
-          );
+        return refused(res, 'A run is in progress', err.message);
       }
     }
     // A fixed route: never a target taken from the request.
@@ -286,4 +270,17 @@ export function adminAuth(admin: WebDeps['web']['admin'], failedAuth: FailedAuth
     res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
     res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
   };
+}
+
+/** 409: the action cannot be done now, and why, with the way back. */
+function refused(res: Response, title: string, why: string): void {
+  res
+    .status(409)
+    .send(
+      page(
+        title,
+        `<h1>${h(title)}</h1><p>${h(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
+        { kind: 'error' },
+      ),
+    );
 }

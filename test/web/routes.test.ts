@@ -485,7 +485,7 @@ describe('web: enabling a configuration in needs_reauth', function () {
         'one recovery alert',
       );
     } finally {
-      await s.sandbox.stop();
+      await s.stop();
     }
   });
 });
