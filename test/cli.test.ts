@@ -64,6 +64,9 @@ describe('espresso CLI: connect and configurations', function () {
       return { code: e.code, stdout: e.stdout, stderr: e.stderr };
     }
   };
+  /** `espresso connect` of the demo Sandbox list, with `extra` options. */
+  const connectDemo = (...extra: string[]) =>
+    espresso(['connect', 'sandbox', '--api-key', 'sandbox-demo-key', '--list', 'list_newsletter', ...extra]);
 
   it('refuses an invalid key without echoing it, and stores nothing', async () => {
     const out = await espresso([
@@ -107,15 +110,7 @@ describe('espresso CLI: connect and configurations', function () {
     const description = await client.workflow.getHandle(runId).describe();
     assert.equal(description.type, 'configurationSyncWorkflow');
 
-    const again = await espresso([
-      'connect',
-      'sandbox',
-      '--api-key',
-      'sandbox-demo-key',
-      '--list',
-      'list_newsletter',
-      '--no-first-run',
-    ]);
+    const again = await connectDemo('--no-first-run');
     assert.match(again.stdout, new RegExp(`updated ${id}`));
 
     const table = await espresso(['configurations', 'list']);
@@ -134,14 +129,7 @@ describe('espresso CLI: connect and configurations', function () {
       'disabled',
     );
     // Connecting the same account and list again never enables what an operator disabled.
-    const reconnect = await espresso([
-      'connect',
-      'sandbox',
-      '--api-key',
-      'sandbox-demo-key',
-      '--list',
-      'list_newsletter',
-    ]);
+    const reconnect = await connectDemo();
     assert.match(reconnect.stdout, /it stays disabled, as an operator set it/);
     assert.equal(
       JSON.parse((await espresso(['configurations', 'show', id])).stdout).configuration.status,
@@ -155,15 +143,7 @@ describe('espresso CLI: connect and configurations', function () {
   });
 
   const connectedId = async () => {
-    const out = await espresso([
-      'connect',
-      'sandbox',
-      '--api-key',
-      'sandbox-demo-key',
-      '--list',
-      'list_newsletter',
-      '--no-first-run',
-    ]);
+    const out = await connectDemo('--no-first-run');
     assert.equal(out.code, 0, out.stderr);
     return /(?:connected|updated) (cfg_[a-z0-9]+)/.exec(out.stdout)![1]!;
   };
@@ -239,15 +219,7 @@ describe('espresso CLI: connect and configurations', function () {
       status: 'needs_reauth',
       statusReason: 'the API key is not valid',
     }));
-    const out = await espresso([
-      'connect',
-      'sandbox',
-      '--api-key',
-      'sandbox-demo-key',
-      '--list',
-      'list_newsletter',
-      '--no-first-run',
-    ]);
+    const out = await connectDemo('--no-first-run');
     assert.equal(out.code, 0, out.stderr);
     assert.equal(out.stdout.trim().split('\n').length, 1, out.stdout);
     assert.match(out.stdout, new RegExp(`^updated ${id}: sandbox account`));

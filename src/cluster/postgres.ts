@@ -1,21 +1,12 @@
 // The PostgreSQL server of `espresso cluster`: Debian's binaries (installed when missing), its own
 // data folder under the data directory, listening on 127.0.0.1 only, with a generated password.
 import { spawnSync } from 'node:child_process';
-import {
-  accessSync,
-  chmodSync,
-  chownSync,
-  constants,
-  existsSync,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  statSync,
-} from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadOrCreateKeyFile } from '../lib/key-file';
+import { isExecutable } from '../tools';
 import { say, type ProcessSpec } from '../lib/supervise';
 import type { Database } from './temporal-server';
 
@@ -149,14 +140,5 @@ export async function waitForPostgres(pg: Postgres, timeoutMs: number, exited: P
     if (Date.now() > deadline)
       throw new Error(`PostgreSQL not ready on port ${pg.db.port} after ${timeoutMs / 1000}s`);
     await sleep(250);
-  }
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
   }
 }

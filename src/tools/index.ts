@@ -60,7 +60,7 @@ function findOnPath(name: string): string | undefined {
   return undefined;
 }
 
-function isExecutable(path: string): boolean {
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;
