@@ -2,7 +2,7 @@
 // production topology): children restarted with backoff, stopped in order, one supervisor per
 // data directory, and the port and HTTP checks both make before saying `ready`.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -50,23 +50,21 @@ export class Supervised {
   private spawn(): void {
     const { spec } = this;
     const startedAt = Date.now();
-    const log = spec.logFile ? createWriteStream(spec.logFile, { flags: 'a' }) : undefined;
+    // The child writes its log file itself: through a pipe, it would die of SIGPIPE on its next
+    // line once a killed supervisor's end of the pipe is gone.
+    const log = spec.logFile ? openSync(spec.logFile, 'a') : undefined;
     // Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
     const child = spawn(spec.command, spec.args, {
-      stdio: log ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+      stdio: log === undefined ? 'inherit' : ['ignore', log, log],
       detached: true,
       env: spec.env ?? process.env,
       ...(spec.user ?? {}),
     });
+    if (log !== undefined) closeSync(log);
     this.child = child;
-    if (log) {
-      child.stdout!.pipe(log, { end: false });
-      child.stderr!.pipe(log, { end: false });
-    }
     if (spec.pidFile && child.pid) void writeFile(spec.pidFile, String(child.pid));
     child.once('error', (err) => say(`${spec.name} could not start: ${err.message}`));
     child.once('exit', (code, signal) => {
-      log?.end();
       if (spec.pidFile) void rm(spec.pidFile, { force: true });
       if (this.stopping()) return;
       if (Date.now() - startedAt > 60_000) this.restarts = 0;

@@ -1,7 +1,7 @@
 // The embedded Temporal dev server that `npm start` supervises: the pinned CLI binary when one is
 // found, else the SDK's downloaded one.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,7 +53,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     return { address, exited, stop: async () => (await env.teardown(), ended()) };
   }
 
-  const log = createWriteStream(options.logFile, { flags: 'a' });
+  // The server writes its log file itself: through a pipe, it would die of SIGPIPE on its next
+  // line once a killed supervisor's end of the pipe is gone, instead of being found and stopped
+  // by the next start.
+  const log = openSync(options.logFile, 'a');
   const child: ChildProcess = spawn(
     options.cli.path,
     [
@@ -78,10 +81,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       'system.enableActivityEagerExecution=true',
       ...codecArgs,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', log, log] },
   );
-  child.stdout!.pipe(log, { end: false });
-  child.stderr!.pipe(log, { end: false });
+  closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const failedEarly = exited.then(() => {
     throw new Error(`the Temporal dev server exited during start; see ${options.logFile}`);
@@ -97,7 +99,6 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       const killed = sleep(20_000).then(() => child.kill('SIGKILL'));
       await Promise.race([exited, killed]);
       await exited;
-      log.end();
     },
   };
 }
