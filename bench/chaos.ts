@@ -1,5 +1,5 @@
 // `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]
-//   [--oauth] [--workers N] [--token-lifetime S]`
+//   [--oauth] [--workers N] [--token-lifetime S] [--kill-during-export]`
 // A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
 // rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
 // was lost and no contact was ever written two values. Exits non-zero otherwise. With --overlap the
@@ -7,6 +7,8 @@
 // the configuration is connected through the Sandbox's OAuth consent, its access tokens expire every
 // --token-lifetime seconds, and --workers worker processes refresh them (one of them is killed each
 // time): no refresh token may be presented twice and the configuration must never need reauth.
+// With --kill-during-export the first worker kill lands while the export still lists and chunk
+// updates already write beside it (more than 10,000 contacts, so there are two chunks or more).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
@@ -28,6 +30,10 @@ const options = new Command()
   .option('--oauth', 'connect with OAuth (the Sandbox rotates refresh tokens and detects reuse)')
   .option('--workers <n>', 'worker processes', count, 1)
   .option('--token-lifetime <s>', 'with --oauth: seconds an access token lives', count, 3_600)
+  .option(
+    '--kill-during-export',
+    'the first disruption is a kill while the export and chunk updates both run',
+  )
   .parse()
   .opts<{
     json?: boolean;
@@ -38,6 +44,7 @@ const options = new Command()
     oauth?: boolean;
     workers: number;
     tokenLifetime: number;
+    killDuringExport?: boolean;
   }>();
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[chaos] ${msg}\n`);
@@ -105,6 +112,7 @@ async function main(): Promise<void> {
       ...Array<'kill'>(options.kills).fill('kill'),
       ...Array<'restart'>(options.serverRestarts).fill('restart'),
     ].sort(() => Math.random() - 0.5);
+    if (options.killDuringExport && options.kills > 0) disruptions.sort((a) => (a === 'kill' ? -1 : 1));
     const firstKill = Math.max(0, disruptions.indexOf('kill')) + (options.kills > 0 ? 1 : 0);
     const actions: Array<'kill' | 'restart' | EntryPoint> = [
       ...disruptions.slice(0, firstKill),
@@ -113,6 +121,7 @@ async function main(): Promise<void> {
     ];
     const overlaps: Array<{ entry: EntryPoint; heldOff: boolean; how: string }> = [];
     let workerKills = 0;
+    let killsWhileExporting = 0;
     let serverRestarts = 0;
     const status = async () => {
       try {
@@ -125,11 +134,16 @@ async function main(): Promise<void> {
     // otherwise be over before it); after a kill the run waits out the 20 s heartbeat timeout, so
     // the later ones find it still running.
     const handle = stack.env.client.workflow.getHandle(workflowId);
-    for (let phase = ''; !['export', 'dispatch'].includes(phase); await sleep(50)) {
-      phase = await handle.query<{ phase: string }>('progress').then(
-        (p) => p.phase,
-        () => '',
-      );
+    type Progress = { phase: string; exporting?: boolean };
+    const progress = () => handle.query<Progress>('progress').catch((): Progress => ({ phase: '' }));
+    // --kill-during-export: the listing is slowed so the export is still going when chunks write.
+    if (options.killDuringExport) await patchAccount({ faults: { ...FAULTS, latencyMs: 150 } });
+    const hitNow = (p: Progress) =>
+      options.killDuringExport
+        ? p.phase === 'dispatch' && !!p.exporting
+        : ['export', 'dispatch'].includes(p.phase);
+    for (let p: Progress = { phase: '' }; !hitNow(p); await sleep(50)) {
+      p = await progress();
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
     }
     // A fast machine finishes a short run within the first random pause: the ESP answers slowly
@@ -143,8 +157,10 @@ async function main(): Promise<void> {
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
       if (action === 'kill') {
         const victim = Math.floor(Math.random() * workers.length);
+        const before = await progress();
         await workers[victim]!.kill();
         workerKills++;
+        if (before.phase === 'dispatch' && before.exporting) killsWhileExporting++;
         say(`worker ${victim + 1} of ${workers.length} SIGKILLed (${workerKills})`);
         workers[victim] = await stack.startWorker(PACING);
       } else if (overlapStart) {
@@ -233,6 +249,7 @@ async function main(): Promise<void> {
       lost,
       conflictingWrites,
       workerKills,
+      ...(options.killDuringExport ? { killsWhileExporting } : {}),
       serverRestarts,
       ...(options.overlap
         ? { overlapStarts: overlaps.length, overlapsHeldOff: overlaps.filter((o) => o.heldOff).length }
@@ -261,6 +278,10 @@ async function main(): Promise<void> {
     }
     if (overlaps.some((o) => !o.heldOff) || (options.overlap && overlaps.length < ENTRY_POINTS.length)) {
       say(`FAILED: a start through another entry point was not held off, or not every entry point was tried`);
+      exitCode = 1;
+    }
+    if (options.killDuringExport && killsWhileExporting === 0) {
+      say('FAILED: no kill landed while the export and chunk updates both ran');
       exitCode = 1;
     }
     if (workerKills < options.kills || serverRestarts < options.serverRestarts) {

@@ -40,6 +40,18 @@ async function chaos(...args: string[]) {
 describe('chaos (short): faults and a worker kill lose nothing', function () {
   this.timeout(300_000);
 
+  it('a worker killed while the export lists and chunk updates write beside it: the next worker resumes both, none lost, none written twice', async () => {
+    // 25,000 contacts: three chunks, so chunk updates start while the export still lists.
+    const report = await chaos('--kill-during-export', '--contacts', '25000');
+    assert.equal(report.contacts, 25_000);
+    assert.equal(report.workerKills, 1);
+    assert.equal(report.killsWhileExporting, 1);
+    assert.equal(report.lost, 0);
+    assert.equal(report.conflictingWrites, 0);
+    assert.equal(report.updated + report.rejected, 25_000);
+    assert.equal(report.summaryCountsAddUp, true);
+  });
+
   it('ends with every contact holding its chunk value or rejected with a reason, none written twice, every second start held off', async () => {
     const report = await chaos('--overlap');
     assert.equal(report.contacts, 10_000);

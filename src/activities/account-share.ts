@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
 import type { BaseProcessor } from '../processors/base-processor';
-import { PacerSet } from '../processors/pacing';
+import { PacerSet, type AccountLimits, type Share } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
 import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
 
@@ -28,7 +28,7 @@ export class AccountShare {
     deps: ActivityDeps,
     processor: BaseProcessor,
     target: ProcessorTarget,
-    share: { fraction: number; slots: number },
+    share: { fraction: number | Share; slots: number },
     /** The run's lock; runs of earlier versions hold none. */
     private readonly owner?: LockOwner,
   ) {
@@ -75,6 +75,54 @@ export class AccountShare {
     );
   }
 
+  /**
+   * The export while chunk updates run beside it (dispatch while exporting): the whole of the
+   * listing limits, its part of the shared ones (exportFraction), and one request in flight (the
+   * listing reads one page at a time).
+   */
+  static exportBesideChunks(
+    deps: ActivityDeps,
+    processor: BaseProcessor,
+    target: ProcessorTarget,
+    owner?: LockOwner,
+  ) {
+    const f = exportFraction(processor.limits());
+    return new AccountShare(
+      deps,
+      processor,
+      target,
+      { fraction: { shared: f, listing: 1, writing: 0 }, slots: 1 },
+      owner,
+    );
+  }
+
+  /**
+   * One of `window` chunk updates in flight beside the export: 1/window of the writing limits and
+   * of what the export leaves of the shared ones, and of the slots but the export's one.
+   * The run keeps `window` at most concurrency - 1.
+   */
+  static ofWindowBesideExport(
+    deps: ActivityDeps,
+    processor: BaseProcessor,
+    target: ProcessorTarget,
+    window: number,
+    owner?: LockOwner,
+  ) {
+    const slots = processor.descriptor.concurrency - 1;
+    const w = Math.max(1, Math.min(window, slots));
+    const f = exportFraction(processor.limits());
+    return new AccountShare(
+      deps,
+      processor,
+      target,
+      {
+        fraction: { shared: (1 - f) / w, listing: 0, writing: 1 / w },
+        slots: Math.max(1, Math.floor(slots / w)),
+      },
+      owner,
+    );
+  }
+
   /** Throws LockLostError when another run took the account (this run's lock had expired). */
   async check(): Promise<void> {
     if (!this.owner) return;
@@ -88,4 +136,16 @@ export class AccountShare {
       this.pacing.pauseUntil(await this.locks.pausedUntil(this.key, this.owner));
     }
   }
+}
+
+/**
+ * The export's part of the limits every request counts against, while chunk updates run beside
+ * it: half, or less when the listing has a limit of its own that it could not go past anyway (so
+ * the chunks get the rest, e.g. HubSpot's 5 searches a second of its 9 requests).
+ */
+export function exportFraction(limits: AccountLimits): number {
+  const perMs = (r: { requests: number; perMs: number }) => r.requests / r.perMs;
+  const listing = Object.values(limits.extra ?? {}).filter((l) => l.for === 'listing');
+  if (listing.length === 0) return 0.5;
+  return Math.min(0.5, Math.max(...listing.map(perMs)) / perMs(limits.rate));
 }

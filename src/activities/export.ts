@@ -47,7 +47,25 @@ export interface ExportInput {
 /** What the export returns: its manifest, and the maintenance done first. */
 export type ExportResult = ExportManifest & { maintenanceMs?: number };
 
-/** Heartbeat details: enough to resume after the last chunk written. Keys and counts only. */
+/** One part of an export whose chunks the run updates while the listing goes on. */
+export interface ExportPartInput extends ExportInput {
+  /** The part ends once this many more chunk files are durable (a redispatch's export never does). */
+  stopAfterChunks: number;
+  /** Chunk updates run beside this part: it takes the export's part of the account, not all of it. */
+  besideChunks?: boolean;
+}
+
+/** Where a part left the export: chunk files 1..chunkCount are final; or the finished export. */
+export type ExportPartResult =
+  { done: false; chunkCount: number; contacts: number } | ({ done: true } & ExportResult);
+
+/** A part that has made a chunk durable ends after this long, so the run can dispatch it. */
+const PART_MAX_MS = 60_000;
+
+/**
+ * Heartbeat details, and the export's progress file: enough to resume after the last chunk
+ * written. Keys and counts only.
+ */
 interface ExportProgress {
   cursor?: string;
   chunkCount: number;
@@ -73,195 +91,236 @@ export function newValue(): string {
 export function createExportActivities(deps: ActivityDeps) {
   const { blobs } = deps.stores;
   return {
-    /**
-     * Pages through the contacts needing a value, gives each a new value and writes chunk files of
-     * at most CHUNK_LINES lines. A contact that holds any value keeps it (unless the run replaces
-     * values espresso would not write, and this is one). A retried attempt resumes after the last
-     * chunk written (its page cursor is heartbeated; an ESP export job is saved in the run's folder
-     * before it is read, so a retry reads it and never starts a second one); a finished export is
-     * reused by a retry of the same run, which owns its folder.
-     */
     async exportContacts(input: ExportInput): Promise<ExportResult> {
-      return mapFailures(async () => {
-        const manifestKey = runFiles.exportManifest(input.configurationId, input.runDate);
-        const finished = await readManifest(input.configurationId, input.runDate);
-        if (finished) {
-          if (
-            finished.mode !== input.mode ||
-            (finished.retryOf ?? undefined) !== input.retryOf ||
-            (finished.replacing !== undefined) !== !!input.replaceForeignValues
-          ) {
-            throw new CorruptDataError(
-              'blob',
-              manifestKey,
-              `it holds an export of another kind (${finished.mode})`,
-            );
-          }
-          return finished;
-        }
-        const { processor, target } = await loadTarget(deps, input.configurationId);
-        const context = Context.current();
-        // What is safely in chunk files, and the cursor of the first page that is not.
-        let committed: ExportProgress = (context.info.heartbeatDetails as ExportProgress | undefined) ?? {
-          chunkCount: 0,
-          contacts: 0,
-          alreadySet: 0,
-          foreignValues: 0,
-          replacing: 0,
-        };
-        // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
-        // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
-        const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
-        // The run holds the account: maintenance and the listing have it whole, one request at a time.
-        const share = AccountShare.whole(deps, processor, target, input.lock);
-        await share.check();
-        if (input.maintain && !committed.maintenance) {
-          const started = Date.now();
-          const maintenance = await processor.maintain(target, {
-            dryRun: input.dryRun,
-            pacing: share.pacing,
-          });
-          committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
-          context.heartbeat(committed);
-        }
-        // Without the field (a dry run's maintenance would create it) every contact needs a value.
-        const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
-        const listMode = earlier ? 'incremental' : mode;
-        let cursor = committed.cursor;
-        if (!cursor && committed.chunkCount === 0) {
-          cursor = await exportJob(input, () => processor.startListing(target, listMode, share.pacing));
-          committed = { ...committed, cursor };
-          context.heartbeat(committed);
-        }
-        let lines: string[] = [];
-        let pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
+      const result = await runExport(input, {});
+      if (!result.done) throw new Error('an export without a part limit ended before its last page');
+      const { done: _, ...manifest } = result;
+      return manifest;
+    },
 
-        const flush = async () => {
-          let chunkCount = committed.chunkCount;
-          for (let i = 0; i < lines.length; i += CHUNK_LINES) {
-            const key = runFiles.contacts(input.configurationId, input.runDate, ++chunkCount);
-            await blobs.put(key, lines.slice(i, i + CHUNK_LINES).join('\n') + '\n', {
-              contentType: 'application/x-ndjson',
-            });
-          }
-          committed = {
-            cursor,
-            chunkCount,
-            contacts: committed.contacts + lines.length,
-            alreadySet: committed.alreadySet + pending.alreadySet,
-            foreignValues: (committed.foreignValues ?? 0) + pending.foreignValues,
-            replacing: (committed.replacing ?? 0) + pending.replacing,
-            maintenance: committed.maintenance,
-            maintenanceMs: committed.maintenanceMs,
-          };
-          lines = [];
-          pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
-        };
-
-        const stillEmpty = new SeenIds();
-
-        // Alive even while a slow ESP answers; the details always say what is in chunk files.
-        const beat = setInterval(() => {
-          context.heartbeat(committed);
-          void share.check().catch(() => undefined); // a lost lock stops the next page
-        }, HEARTBEAT_EVERY_MS);
-        // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
-        // contact must never get two values, so every repeat is dropped, across resumes too.
-        const seen = new SeenIds();
-        for (let n = 1; n <= committed.chunkCount; n++) {
-          for await (const line of blobs.readLines(
-            runFiles.contacts(input.configurationId, input.runDate, n),
-          )) {
-            const id = contactIdOf(line);
-            if (id) seen.add(id);
-          }
-        }
-        try {
-          for (;;) {
-            context.cancellationSignal.throwIfAborted();
-            await share.check();
-            const page = await processor.listPage(target, cursor, listMode, share.pacing);
-            const fresh: string[] = [];
-            const found = { alreadySet: 0, foreignValues: 0, replacing: 0 };
-            for (const contact of page.contacts) {
-              const { contactId } = contact;
-              const value = contact.currentValue;
-              const empty = value === undefined || value === '';
-              if (earlier) {
-                if (empty) stillEmpty.add(contactId);
-                continue;
-              }
-              if (!seen.add(contactId)) continue;
-              if (empty) {
-                fresh.push(JSON.stringify({ contactId, value: newValue() }));
-                continue;
-              }
-              const foreign = !OWN_VALUE.test(value);
-              // Stable once written: a contact that holds a value keeps it, whatever its form, unless
-              // the operator asked to replace foreign ones (and its line can say what it replaces).
-              const replacing =
-                foreign && input.replaceForeignValues
-                  ? JSON.stringify({ contactId, value: newValue(), previous: value })
-                  : undefined;
-              if (replacing && replacing.length <= CHUNK_LINE_MAX) {
-                fresh.push(replacing);
-                found.replacing++;
-              } else {
-                found.alreadySet++;
-                if (foreign) found.foreignValues++;
-              }
-            }
-            // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
-            if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
-            lines.push(...fresh);
-            pending.alreadySet += found.alreadySet;
-            pending.foreignValues += found.foreignValues;
-            pending.replacing += found.replacing;
-            if (!page.nextCursor) break;
-            cursor = page.nextCursor;
-            // Nothing listed waits for a chunk file: a retry may resume from the next page.
-            if (lines.length === 0 && !earlier) await flush();
-            context.heartbeat(committed);
-          }
-          cursor = undefined;
-          if (earlier) {
-            // The earlier run's values of the contacts that are still empty, in its order.
-            for await (const line of earlier()) {
-              if (stillEmpty.has(line.contactId) && seen.add(line.contactId))
-                lines.push(JSON.stringify(line));
-              if (lines.length >= CHUNK_LINES) await flush();
-            }
-          }
-          await flush();
-        } finally {
-          clearInterval(beat);
-        }
-
-        const manifest: ExportManifest = {
-          chunkCount: committed.chunkCount,
-          contacts: committed.contacts,
-          alreadySet: committed.alreadySet,
-          ...(committed.foreignValues ? { foreignValues: committed.foreignValues } : {}),
-          ...(input.replaceForeignValues ? { replacing: committed.replacing ?? 0 } : {}),
-          mode: input.mode,
-          ...(input.dryRun ? { dryRun: true } : {}),
-          ...(input.retryOf ? { retryOf: input.retryOf } : {}),
-          ...(committed.maintenance ? { maintenance: committed.maintenance } : {}),
-          finishedAt: new Date().toISOString(),
-        };
-        await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
-          contentType: 'application/json',
-        });
-        runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
-          { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
-          'export finished',
-        );
-        return committed.maintenanceMs === undefined
-          ? manifest
-          : { ...manifest, maintenanceMs: committed.maintenanceMs };
+    /**
+     * The export in parts, for a run that updates chunks while the listing goes on: each part
+     * resumes where the export's progress file says, makes `stopAfterChunks` more chunk files
+     * durable (or ends after PART_MAX_MS with at least one, or at the last page) and says where it
+     * left off. The run dispatches only chunks a part has returned: files a retry never rewrites.
+     */
+    async exportPart(input: ExportPartInput): Promise<ExportPartResult> {
+      return runExport(input, {
+        stopAfterChunks: input.retryOf ? undefined : input.stopAfterChunks,
+        besideChunks: input.besideChunks,
       });
     },
   };
+
+  /**
+   * Pages through the contacts needing a value, gives each a new value and writes chunk files of
+   * at most CHUNK_LINES lines. A contact that holds any value keeps it (unless the run replaces
+   * values espresso would not write, and this is one). A retried attempt resumes after the last
+   * chunk written (the progress file and the heartbeat say where; an ESP export job is saved in the
+   * run's folder before it is read, so a retry reads it and never starts a second one); a finished
+   * export is reused by a retry of the same run, which owns its folder.
+   */
+  async function runExport(
+    input: ExportInput,
+    part: { stopAfterChunks?: number; besideChunks?: boolean },
+  ): Promise<ExportPartResult> {
+    return mapFailures(async (): Promise<ExportPartResult> => {
+      const manifestKey = runFiles.exportManifest(input.configurationId, input.runDate);
+      const finished = await readManifest(input.configurationId, input.runDate);
+      if (finished) {
+        if (
+          finished.mode !== input.mode ||
+          (finished.retryOf ?? undefined) !== input.retryOf ||
+          (finished.replacing !== undefined) !== !!input.replaceForeignValues
+        ) {
+          throw new CorruptDataError(
+            'blob',
+            manifestKey,
+            `it holds an export of another kind (${finished.mode})`,
+          );
+        }
+        return { done: true, ...finished };
+      }
+      const { processor, target } = await loadTarget(deps, input.configurationId);
+      const context = Context.current();
+      // What is safely in chunk files, and the cursor of the first page that is not.
+      let committed: ExportProgress = (await resumeFrom(input, context)) ?? {
+        chunkCount: 0,
+        contacts: 0,
+        alreadySet: 0,
+        foreignValues: 0,
+        replacing: 0,
+      };
+      const firstChunk = committed.chunkCount;
+      const partStarted = Date.now();
+      // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
+      // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
+      const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
+      // The run holds the account: maintenance and the listing have it whole, one request at a
+      // time, unless the run's chunk updates go on beside this part.
+      const share = part.besideChunks
+        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock)
+        : AccountShare.whole(deps, processor, target, input.lock);
+      await share.check();
+      if (input.maintain && !committed.maintenance) {
+        const started = Date.now();
+        const maintenance = await processor.maintain(target, {
+          dryRun: input.dryRun,
+          pacing: share.pacing,
+        });
+        committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
+        context.heartbeat(committed);
+      }
+      // Without the field (a dry run's maintenance would create it) every contact needs a value.
+      const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
+      const listMode = earlier ? 'incremental' : mode;
+      let cursor = committed.cursor;
+      if (!cursor && committed.chunkCount === 0) {
+        cursor = await exportJob(input, () => processor.startListing(target, listMode, share.pacing));
+        committed = { ...committed, cursor };
+        context.heartbeat(committed);
+      }
+      let lines: string[] = [];
+      let pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
+
+      const flush = async () => {
+        let chunkCount = committed.chunkCount;
+        for (let i = 0; i < lines.length; i += CHUNK_LINES) {
+          const key = runFiles.contacts(input.configurationId, input.runDate, ++chunkCount);
+          await blobs.put(key, lines.slice(i, i + CHUNK_LINES).join('\n') + '\n', {
+            contentType: 'application/x-ndjson',
+          });
+        }
+        const next: ExportProgress = {
+          cursor,
+          chunkCount,
+          contacts: committed.contacts + lines.length,
+          alreadySet: committed.alreadySet + pending.alreadySet,
+          foreignValues: (committed.foreignValues ?? 0) + pending.foreignValues,
+          replacing: (committed.replacing ?? 0) + pending.replacing,
+          maintenance: committed.maintenance,
+          maintenanceMs: committed.maintenanceMs,
+        };
+        // New chunk files are final once the progress file counts them (written after them).
+        if (chunkCount > committed.chunkCount) await saveProgress(input, next);
+        committed = next;
+        lines = [];
+        pending = { alreadySet: 0, foreignValues: 0, replacing: 0 };
+      };
+
+      const stillEmpty = new SeenIds();
+
+      // Alive even while a slow ESP answers; the details always say what is in chunk files.
+      const beat = setInterval(() => {
+        context.heartbeat(committed);
+        void share.check().catch(() => undefined); // a lost lock stops the next page
+      }, HEARTBEAT_EVERY_MS);
+      // Offset paging (Mailchimp) repeats contacts when the list changes during the listing: a
+      // contact must never get two values, so every repeat is dropped, across resumes too.
+      const seen = new SeenIds();
+      for (let n = 1; n <= committed.chunkCount; n++) {
+        for await (const line of blobs.readLines(
+          runFiles.contacts(input.configurationId, input.runDate, n),
+        )) {
+          const id = contactIdOf(line);
+          if (id) seen.add(id);
+        }
+      }
+      try {
+        for (;;) {
+          context.cancellationSignal.throwIfAborted();
+          await share.check();
+          const page = await processor.listPage(target, cursor, listMode, share.pacing);
+          const fresh: string[] = [];
+          const found = { alreadySet: 0, foreignValues: 0, replacing: 0 };
+          for (const contact of page.contacts) {
+            const { contactId } = contact;
+            const value = contact.currentValue;
+            const empty = value === undefined || value === '';
+            if (earlier) {
+              if (empty) stillEmpty.add(contactId);
+              continue;
+            }
+            if (!seen.add(contactId)) continue;
+            if (empty) {
+              fresh.push(JSON.stringify({ contactId, value: newValue() }));
+              continue;
+            }
+            const foreign = !OWN_VALUE.test(value);
+            // Stable once written: a contact that holds a value keeps it, whatever its form, unless
+            // the operator asked to replace foreign ones (and its line can say what it replaces).
+            const replacing =
+              foreign && input.replaceForeignValues
+                ? JSON.stringify({ contactId, value: newValue(), previous: value })
+                : undefined;
+            if (replacing && replacing.length <= CHUNK_LINE_MAX) {
+              fresh.push(replacing);
+              found.replacing++;
+            } else {
+              found.alreadySet++;
+              if (foreign) found.foreignValues++;
+            }
+          }
+          // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
+          if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) {
+            await flush();
+            // A part ends here: the next one lists this page again (its values were never kept).
+            const made = committed.chunkCount - firstChunk;
+            if (
+              part.stopAfterChunks !== undefined &&
+              made > 0 &&
+              (made >= part.stopAfterChunks || Date.now() - partStarted >= PART_MAX_MS)
+            ) {
+              return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };
+            }
+          }
+          lines.push(...fresh);
+          pending.alreadySet += found.alreadySet;
+          pending.foreignValues += found.foreignValues;
+          pending.replacing += found.replacing;
+          if (!page.nextCursor) break;
+          cursor = page.nextCursor;
+          // Nothing listed waits for a chunk file: a retry may resume from the next page.
+          if (lines.length === 0 && !earlier) await flush();
+          context.heartbeat(committed);
+        }
+        cursor = undefined;
+        if (earlier) {
+          // The earlier run's values of the contacts that are still empty, in its order.
+          for await (const line of earlier()) {
+            if (stillEmpty.has(line.contactId) && seen.add(line.contactId)) lines.push(JSON.stringify(line));
+            if (lines.length >= CHUNK_LINES) await flush();
+          }
+        }
+        await flush();
+      } finally {
+        clearInterval(beat);
+      }
+
+      const manifest: ExportManifest = {
+        chunkCount: committed.chunkCount,
+        contacts: committed.contacts,
+        alreadySet: committed.alreadySet,
+        ...(committed.foreignValues ? { foreignValues: committed.foreignValues } : {}),
+        ...(input.replaceForeignValues ? { replacing: committed.replacing ?? 0 } : {}),
+        mode: input.mode,
+        ...(input.dryRun ? { dryRun: true } : {}),
+        ...(input.retryOf ? { retryOf: input.retryOf } : {}),
+        ...(committed.maintenance ? { maintenance: committed.maintenance } : {}),
+        finishedAt: new Date().toISOString(),
+      };
+      await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
+        contentType: 'application/json',
+      });
+      runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
+        { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
+        'export finished',
+      );
+      return committed.maintenanceMs === undefined
+        ? { done: true, ...manifest }
+        : { done: true, ...manifest, maintenanceMs: committed.maintenanceMs };
+    });
+  }
 
   /**
    * The cursor of the ESP export job this run's listing reads: the saved one, or one started now
@@ -295,6 +354,35 @@ export function createExportActivities(deps: ActivityDeps) {
       if (err instanceof ConflictError) return (await saved()) ?? cursor;
       throw err;
     }
+  }
+
+  /**
+   * Where a retried attempt or a later part resumes: the progress file, or this attempt's last
+   * heartbeat when it says as many chunks (it may be further along the pages that gave none).
+   */
+  async function resumeFrom(input: ExportInput, context: Context): Promise<ExportProgress | undefined> {
+    const beat = context.info.heartbeatDetails as ExportProgress | undefined;
+    const key = runFiles.exportProgress(input.configurationId, input.runDate);
+    let saved: ExportProgress | undefined;
+    try {
+      saved = JSON.parse((await blobs.get(key)).body.toString('utf8')) as ExportProgress;
+    } catch (err) {
+      if (err instanceof SyntaxError) throw new CorruptDataError('blob', key, 'it does not parse');
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    if (saved && !Number.isInteger(saved.chunkCount)) {
+      throw new CorruptDataError('blob', key, 'it has no chunk count');
+    }
+    if (!saved || (beat && beat.chunkCount >= saved.chunkCount)) return beat;
+    return saved;
+  }
+
+  async function saveProgress(input: ExportInput, progress: ExportProgress): Promise<void> {
+    await blobs.put(
+      runFiles.exportProgress(input.configurationId, input.runDate),
+      JSON.stringify(progress) + '\n',
+      { contentType: 'application/json' },
+    );
   }
 
   async function readManifest(configurationId: string, folder: string): Promise<ExportManifest | undefined> {

@@ -19,6 +19,8 @@ export interface UpdateChunkInput {
   onlyPending: boolean;
   /** Chunk updates of the run in flight at once: this chunk's share of the ESP account is 1/window. */
   window?: number;
+  /** The run's export still runs beside its chunk updates: the share leaves the export its part. */
+  besideExport?: boolean;
   /** The run's account lock (runs of earlier versions hold none). */
   lock?: LockOwner;
 }
@@ -73,13 +75,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
         // This chunk's share of the account, which its run holds: one of `window` in flight.
-        const share = AccountShare.ofWindow(
-          deps,
-          processor,
-          target,
-          input.window ?? processor.descriptor.concurrency,
-          input.lock,
-        );
+        const window = input.window ?? processor.descriptor.concurrency;
+        const share = input.besideExport
+          ? AccountShare.ofWindowBesideExport(deps, processor, target, window, input.lock)
+          : AccountShare.ofWindow(deps, processor, target, window, input.lock);
 
         let group: Entry[] = [];
         let checked = Date.now();

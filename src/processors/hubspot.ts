@@ -76,7 +76,7 @@ export class HubSpotProcessor extends BaseProcessor {
       // HubSpot: 100 requests per 10 s per app and account (110 for public apps, 190 on Professional).
       rateLimit: { requests: 9, perMs: 1_000 },
       // Search endpoints have a limit of their own per account (HubSpot allows 5 a second).
-      limits: { search: { requests: 1, perMs: searchIntervalMs } },
+      limits: { search: { requests: 1, perMs: searchIntervalMs, for: 'listing' } },
       mergeTag: (field) => `{{ contact.${field} }}`,
       field: { maxLength: 50, case: 'lower', allowed: /[a-z0-9_]/ },
     };

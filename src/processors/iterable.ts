@@ -82,7 +82,7 @@ export class IterableProcessor extends BaseProcessor {
     rateLimit: { requests: 4, perMs: 1_000 },
     // Export start and export files: 1 request/second each per organization. espresso knows projects
     // only, so it paces both together per project (docs/esps/iterable.md: several projects).
-    limits: { exports: { requests: 1, perMs: 1_000 } },
+    limits: { exports: { requests: 1, perMs: 1_000, for: 'listing' } },
     mergeTag: (field) => `{{${field}}}`,
     field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
   };

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NamedLimit } from './types';
 
 /**
  * Requests are spaced a little wider than the published limit: the ESP counts arrival times, and
@@ -90,7 +91,18 @@ export interface AccountLimits {
   concurrency: number;
   rate: { requests: number; perMs: number };
   /** Endpoints the ESP limits on their own (HubSpot search, Iterable exports). */
-  extra?: Record<string, { requests: number; perMs: number }>;
+  extra?: Record<string, NamedLimit>;
+}
+
+/**
+ * Fractions of an account's limits: of the rate every request counts against and of the named
+ * limits both sides use (`shared`), of the named limits only listing uses, of those only writing
+ * uses. 0: this holder sends no such request (asking for it is a bug, and throws).
+ */
+export interface Share {
+  shared: number;
+  listing: number;
+  writing: number;
 }
 
 /** How a processor's requests to one ESP account are paced: what an activity hands it. */
@@ -102,18 +114,21 @@ export interface AccountPacing {
 }
 
 /**
- * A share of an account's limits: `share` of every rate and `slots` requests in flight, with one
- * pacer per limit. `startAt` (per limit) is where the slots' previous holder left off.
+ * A share of an account's limits: `share` of every rate (one fraction for all, or one per side)
+ * and `slots` requests in flight, with one pacer per limit. `startAt` (per limit) is where the
+ * slots' previous holder left off.
  */
 export class PacerSet implements AccountPacing {
   private readonly main: Pacer;
   private readonly extra = new Map<string, Pacer>();
+  /** Named limits of the other side of the run: this holder has no share of them. */
+  private readonly notMine = new Map<string, string>();
   private readonly onPause?: (until: number) => void;
   private readonly signal?: AbortSignal;
 
   constructor(
     limits: AccountLimits,
-    share: number,
+    share: number | Share,
     slots: number,
     options: {
       startAt?: Record<string, number>;
@@ -123,16 +138,34 @@ export class PacerSet implements AccountPacing {
       signal?: AbortSignal;
     } = {},
   ) {
-    const scaled = (r: { requests: number; perMs: number }) => ({
-      requests: r.requests * share,
+    const fractions = typeof share === 'number' ? { shared: share, listing: share, writing: share } : share;
+    const scaled = (r: { requests: number; perMs: number }, fraction: number) => ({
+      requests: r.requests * fraction,
       perMs: r.perMs,
     });
-    this.main = new Pacer(scaled(limits.rate), slots, Date.now, options.onWait, options.startAt?.default);
+    this.main = new Pacer(
+      scaled(limits.rate, fractions.shared),
+      slots,
+      Date.now,
+      options.onWait,
+      options.startAt?.default,
+    );
     // Named limits only space requests: their requests are in flight under the main pacer.
-    for (const [name, rate] of Object.entries(limits.extra ?? {})) {
+    for (const [name, limit] of Object.entries(limits.extra ?? {})) {
+      const fraction = limit.for ? fractions[limit.for] : fractions.shared;
+      if (fraction <= 0) {
+        this.notMine.set(name, limit.for ?? 'shared');
+        continue;
+      }
       this.extra.set(
         name,
-        new Pacer(scaled(rate), Number.MAX_SAFE_INTEGER, Date.now, undefined, options.startAt?.[name]),
+        new Pacer(
+          scaled(limit, fraction),
+          Number.MAX_SAFE_INTEGER,
+          Date.now,
+          undefined,
+          options.startAt?.[name],
+        ),
       );
     }
     this.onPause = options.onPause;
@@ -141,7 +174,14 @@ export class PacerSet implements AccountPacing {
 
   run<T>(fn: () => Promise<T>, limit?: string): Promise<T> {
     const extra = limit === undefined ? undefined : this.extra.get(limit);
-    if (limit !== undefined && !extra) throw new Error(`no limit named ${limit} in this ESP's descriptor`);
+    if (limit !== undefined && !extra) {
+      const side = this.notMine.get(limit);
+      throw new Error(
+        side
+          ? `the ${limit} limit is for ${side} requests, and this activity sends none of those`
+          : `no limit named ${limit} in this ESP's descriptor`,
+      );
+    }
     const send = () => {
       this.signal?.throwIfAborted();
       return fn();

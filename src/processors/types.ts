@@ -15,13 +15,22 @@ export interface ProcessorDescriptor {
   rateLimit: { requests: number; perMs: number };
   /**
    * Endpoints the ESP limits on their own, per account, by name (a request names its limit); each
-   * counts against rateLimit too.
+   * counts against rateLimit too. `for` says which side of a run sends them: `listing` (maintenance
+   * and the export) or `writing` (chunk updates); when a run does both at once, each side has the
+   * whole of its own limits (src/activities/account-share.ts). Without `for`, both sides may.
    */
-  limits?: Record<string, { requests: number; perMs: number }>;
+  limits?: Record<string, NamedLimit>;
   /** How a newsletter link refers to the field in this ESP's templates (the merge tag). */
   mergeTag: (fieldName: string) => string;
   /** The ESP's rules for the custom field's name. */
   field: { maxLength: number; case: 'upper' | 'lower' | 'preserve'; allowed: RegExp };
+}
+
+/** A named limit: `requests` every `perMs` milliseconds, for one side of a run or both. */
+export interface NamedLimit {
+  requests: number;
+  perMs: number;
+  for?: 'listing' | 'writing';
 }
 
 export interface OAuthDescriptor {

@@ -24,6 +24,12 @@ export const runFiles = {
   /** The ESP export job a listing reads (Iterable, SendGrid): saved once started, so a retry reads it. */
   exportJob: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}export-job.json`,
+  /**
+   * Where the export is: the chunk files it has made durable and the ESP cursor after them. Chunk
+   * files up to its count are final (the run may be writing them); a retry resumes after them.
+   */
+  exportProgress: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}export-progress.json`,
   /** Which run owns the folder (written first, with a conditional write): one run per folder. */
   runRecord: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}run.json`,

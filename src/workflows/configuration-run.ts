@@ -50,9 +50,12 @@ export interface SyncProgress {
   phase: 'starting' | 'maintenance' | 'export' | 'dispatch' | 'summary' | 'done';
   contactsExported: number;
   chunksDone: number;
+  /** While `exporting`, the chunks exported so far: it grows until the export ends. */
   chunksTotal: number;
   updated: number;
   rejected: number;
+  /** The export still runs beside the chunk updates (runs that dispatch while exporting). */
+  exporting?: boolean;
 }
 
 export const progressQuery = defineQuery<SyncProgress>('progress');

@@ -54,6 +54,11 @@ export const ONE_WRITER_PATCH = 'one-writer';
 export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 /** Continue-as-new well before histories get long (and whenever Temporal suggests it). */
 const MAX_HISTORY_EVENTS = 2_000;
+/**
+ * Runs with this marker update chunks while the export still lists: the export runs in parts, and
+ * each part hands the run the chunk files it made durable. Older runs export first, then dispatch.
+ */
+export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
 /** The export's time limit runs this long past the run's deadline, which stops it first. */
 const EXPORT_BACKSTOP_MS = 10 * 60_000;
 /**
@@ -82,6 +87,8 @@ export interface RunState {
   durationsMs: { maintenance: number; export: number; dispatch: number };
   totals: DispatchTotals;
   nextChunk: number;
+  /** Dispatching while exporting: the chunks the export's parts made durable so far. */
+  exported?: { chunkCount: number; contacts: number };
   /** Workflow ids of the runs waiting for the account: told when it is given back. */
   waiters?: string[];
 }
@@ -234,6 +241,11 @@ async function write(
   handoff: Handoff,
 ): Promise<void> {
   const { configurationId } = input;
+  // A dry run dispatches nothing and a redispatch's export lists all before it knows its lines;
+  // an account with one request in flight has no room for both sides at once.
+  if (!s.manifest && !input.dryRun && !input.retryOf && s.context.concurrency >= 2) {
+    if (patched(EXPORT_PARTS_PATCH)) return writeWhileExporting(input, owner, s, progress, handoff);
+  }
   if (!s.manifest) {
     progress.phase = s.context.maintenance ? 'maintenance' : 'export';
     // The run's deadline stops the export (and waits for it); its own time limit is a backstop.
@@ -308,6 +320,136 @@ async function write(
   }
   s.durationsMs.dispatch = Date.now() - dispatchStarted;
   if (s.nextChunk <= chunkCount) {
+    // The account stays held: the lock names the workflow and its first run, not this history.
+    await continueAsNew<typeof configurationSyncWorkflow>({
+      ...input,
+      state: { ...s, waiters: [...handoff.waiters] },
+    });
+  }
+}
+
+/**
+ * The export in parts with the chunk updates beside it: each part returns the chunk files it made
+ * durable, and those are dispatched while the next part lists on. The first part (maintenance,
+ * the listing's start) has the account whole; later parts take the export's part of it
+ * (exportBesideChunks), and the chunks in flight meanwhile share the rest, one slot left to the
+ * export. Once the export is done, chunks take 1/window each as before; the writing shares of
+ * every chunk in flight never add up to more than the whole. Continues-as-new between parts.
+ */
+async function writeWhileExporting(
+  input: ConfigurationSyncInput,
+  owner: LockOwner,
+  s: RunState,
+  progress: SyncProgress,
+  handoff: Handoff,
+): Promise<void> {
+  const { configurationId } = input;
+  const { exportPart } = proxyActivities<Activities>({
+    ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
+    ...stopTogether,
+  });
+  const concurrency = s.context.concurrency;
+  const besideWindow = Math.max(1, concurrency - 1);
+  const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
+  const inFlight = new Map<number, { done: Promise<void>; share: number }>();
+  let part: Promise<void> | undefined;
+  let dispatchFrom: number | undefined;
+  const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+  const historyLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
+
+  const startPart = (scope: CancellationScope) => {
+    const first = !s.exported;
+    progress.phase = first && s.context.maintenance ? 'maintenance' : progress.phase;
+    progress.exporting = true;
+    const t = Date.now();
+    part = scope
+      .run(() =>
+        exportPart({
+          configurationId,
+          runDate: s.context.folder,
+          mode: input.mode,
+          ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
+          maintain: first && s.context.maintenance,
+          lock: owner,
+          // The first part hands over its first chunk at once; later ones as many as the run has.
+          stopAfterChunks: Math.max(1, chunksKnown()),
+          besideChunks: !first,
+        }),
+      )
+      .then((result) => {
+        s.durationsMs.export += Date.now() - t;
+        if (result.done) {
+          const { done: _, maintenanceMs, maintenance, ...manifest } = result;
+          s.manifest = manifest;
+          s.maintenance = maintenance;
+          s.durationsMs.maintenance = maintenanceMs ?? 0;
+          s.durationsMs.export -= maintenanceMs ?? 0;
+          delete progress.exporting;
+        } else {
+          s.exported = { chunkCount: result.chunkCount, contacts: result.contacts };
+        }
+        progress.contactsExported = s.manifest?.contacts ?? result.contacts;
+        progress.chunksTotal = chunksKnown();
+        if (progress.phase !== 'dispatch') progress.phase = 'export';
+      })
+      .finally(() => (part = undefined));
+  };
+
+  const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
+    progress.phase = 'dispatch';
+    dispatchFrom ??= Date.now();
+    const done = scope
+      .run(() =>
+        updateChunk({
+          configurationId,
+          runDate: s.context.folder,
+          chunk,
+          onlyPending: false,
+          window,
+          ...(besideExport ? { besideExport: true } : {}),
+          lock: owner,
+        }),
+      )
+      .then((outcome: ChunkOutcome) => {
+        add(s.totals, outcome);
+        Object.assign(progress, {
+          chunksDone: s.totals.chunksDone,
+          updated: s.totals.updated,
+          rejected: s.totals.rejected,
+        });
+      })
+      .finally(() => inFlight.delete(chunk));
+    inFlight.set(chunk, { done, share: 1 / window });
+  };
+
+  // When a part or a chunk fails, the rest is cancelled and waited for: nothing writes once the run ends.
+  const work = new CancellationScope();
+  const dispatchBefore = s.durationsMs.dispatch;
+  try {
+    for (;;) {
+      if (!s.manifest && !part && !historyLong()) startPart(work);
+      while (s.nextChunk <= chunksKnown() && !historyLong()) {
+        // Beside the export a chunk has 1/besideWindow of the writing limits, after it 1/window.
+        const besideExport = !s.manifest;
+        const window = besideExport
+          ? besideWindow
+          : Math.max(1, Math.min(concurrency, s.manifest!.chunkCount));
+        const used = [...inFlight.values()].reduce((sum, c) => sum + c.share, 0);
+        if (used + 1 / window > 1 + 1e-9) break;
+        startChunk(work, s.nextChunk++, besideExport, window);
+      }
+      const running = [...inFlight.values()].map((c) => c.done);
+      if (part) running.push(part);
+      if (running.length === 0) break;
+      await Promise.race(running);
+    }
+  } catch (err) {
+    work.cancel();
+    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part]);
+    throw err;
+  }
+  if (dispatchFrom !== undefined) s.durationsMs.dispatch = dispatchBefore + (Date.now() - dispatchFrom);
+  if (!s.manifest || s.nextChunk <= s.manifest.chunkCount) {
     // The account stays held: the lock names the workflow and its first run, not this history.
     await continueAsNew<typeof configurationSyncWorkflow>({
       ...input,

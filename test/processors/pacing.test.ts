@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
+import { exportFraction } from '../../src/activities/account-share';
 import { startSandbox } from './sandbox-harness';
 
 describe('client-side pacing', () => {
@@ -50,6 +51,47 @@ describe('client-side pacing', () => {
     for (let i = 1; i < starts.length; i++) {
       assert.ok(starts[i]! - starts[i - 1]! >= 1000, `exports ${starts[i]! - starts[i - 1]!} ms apart`);
     }
+  });
+
+  it('while the export and chunk updates run at once, each side has its own limits whole and shares the rest', async function () {
+    this.timeout(20_000);
+    // HubSpot's shape: 9 requests/s for everything, searches (listing only) 1 per 300 ms.
+    const limits = {
+      concurrency: 4,
+      rate: { requests: 9, perMs: 1_000 },
+      extra: { search: { requests: 1, perMs: 300, for: 'listing' as const } },
+    };
+    const f = exportFraction(limits);
+    assert.ok(Math.abs(f - 10 / 3 / 9) < 1e-9, `the export takes what its searches can use: ${f}`);
+    assert.equal(exportFraction({ concurrency: 4, rate: limits.rate }), 0.5);
+    const exporter = new PacerSet(limits, { shared: f, listing: 1, writing: 0 }, 1);
+    const chunks = [1, 2, 3].map(
+      () => new PacerSet(limits, { shared: (1 - f) / 3, listing: 0, writing: 1 / 3 }, 1),
+    );
+    // A chunk update asking for a listing limit is a bug, and says so.
+    assert.throws(
+      () => chunks[0]!.run(async () => undefined, 'search'),
+      /search limit is for listing requests/,
+    );
+    // Together, for 3 s: the shares add up to the account's 9 requests a second (each of the four
+    // holders may start its first request at once), and to one search per 300 ms.
+    const starts: number[] = [];
+    const searches: number[] = [];
+    const until = Date.now() + 3_000;
+    const loop = async (run: () => Promise<void>) => {
+      while (Date.now() < until) await run();
+    };
+    await Promise.all([
+      loop(() =>
+        exporter.run(async () => void (starts.push(Date.now()), searches.push(Date.now())), 'search'),
+      ),
+      ...chunks.map((c) => loop(() => c.run(async () => void starts.push(Date.now())))),
+    ]);
+    const span = (Math.max(...starts) - Math.min(...starts)) / 1_000;
+    assert.ok(starts.length <= Math.ceil(9 * span) + 4, `${starts.length} requests in ${span} s`);
+    for (let i = 1; i < searches.length; i++) assert.ok(searches[i]! - searches[i - 1]! >= 299);
+    // The searches ran at their own limit, not at a quarter of the account's rate.
+    assert.ok(searches.length >= 8, `${searches.length} searches in 3 s`);
   });
 
   it('holds every caller after a pause (a 429 Retry-After)', async () => {

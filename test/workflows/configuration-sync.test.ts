@@ -37,6 +37,42 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
   ) =>
     e.client.workflow.start(configurationSyncWorkflow, { taskQueue: e.taskQueue, workflowId, args: [input] });
 
+  it('updates the first chunks while the export still lists the rest; every contact gets its chunk value once', async () => {
+    const { configuration, list } = await e.connect(45_000);
+    const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' });
+    assert.equal((await handle.result()).updated, 45_000);
+    // In the history: the first chunk update is scheduled before the export's last part completes.
+    const events = (await handle.fetchHistory()).events ?? [];
+    const activityType = new Map<string, string>();
+    const order: string[] = [];
+    for (const ev of events) {
+      const scheduled = ev.activityTaskScheduledEventAttributes;
+      if (scheduled) {
+        activityType.set(String(ev.eventId), scheduled.activityType!.name!);
+        if (scheduled.activityType!.name === 'updateChunk') order.push('chunk scheduled');
+      }
+      const completed = ev.activityTaskCompletedEventAttributes;
+      if (completed && activityType.get(String(completed.scheduledEventId)) === 'exportPart')
+        order.push('export part completed');
+    }
+    const lastPart = order.lastIndexOf('export part completed');
+    const firstChunk = order.indexOf('chunk scheduled');
+    assert.ok(lastPart > 0 && firstChunk >= 0, order.join(', '));
+    assert.ok(firstChunk < lastPart, `the chunks waited for the whole export: ${order.join(', ')}`);
+    assert.equal(order.filter((o) => o === 'chunk scheduled').length, 5);
+
+    // Every contact holds its chunk file's value, written once.
+    const chunks = await e.chunkValues(configuration.id, RUN_DATE);
+    assert.equal(chunks.size, 45_000);
+    const values = list.values.get(configuration.fieldName)!;
+    for (const [contactId, value] of chunks) assert.equal(values[Number(contactId.slice(3)) - 1], value);
+    assert.equal(list.conflicts.size, 0);
+    const summary = await readSummary(e, configuration.id);
+    assert.deepEqual(summary.contacts, { exported: 45_000, alreadySet: 0, updated: 45_000, rejected: 0 });
+    assert.equal(summary.chunks, 5);
+    assert.equal(summary.maintenance?.field, 'created');
+  });
+
   it('gives 50,000 contacts exactly the values in the chunk files', async () => {
     const { configuration, list } = await e.connect(50_000);
     const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' });
