@@ -333,8 +333,9 @@ async function write(
  * durable, and those are dispatched while the next part lists on. The first part (maintenance,
  * the listing's start) has the account whole; later parts take the export's part of it
  * (exportBesideChunks), and the chunks in flight meanwhile share the rest, one slot left to the
- * export. Once the export is done, chunks take 1/window each as before; the writing shares of
- * every chunk in flight never add up to more than the whole. Continues-as-new between parts.
+ * export. A chunk takes 1/window of the writing, where window counts the chunks that can run now;
+ * the shares of the chunks in flight never add up to more than the whole, so a chunk that would
+ * overflow it waits for one to end. Continues-as-new between parts.
  */
 async function writeWhileExporting(
   input: ConfigurationSyncInput,
@@ -429,11 +430,14 @@ async function writeWhileExporting(
     for (;;) {
       if (!s.manifest && !part && !historyLong()) startPart(work);
       while (s.nextChunk <= chunksKnown() && !historyLong()) {
-        // Beside the export a chunk has 1/besideWindow of the writing limits, after it 1/window.
+        // A chunk's share of the writing is 1/window: as many as can run now share it (fewer
+        // chunks take more each), up to besideWindow beside the export and concurrency after it.
         const besideExport = !s.manifest;
-        const window = besideExport
-          ? besideWindow
-          : Math.max(1, Math.min(concurrency, s.manifest!.chunkCount));
+        const waiting = chunksKnown() - s.nextChunk + 1;
+        const window = Math.max(
+          1,
+          Math.min(besideExport ? besideWindow : concurrency, waiting + inFlight.size),
+        );
         const used = [...inFlight.values()].reduce((sum, c) => sum + c.share, 0);
         if (used + 1 / window > 1 + 1e-9) break;
         startChunk(work, s.nextChunk++, besideExport, window);

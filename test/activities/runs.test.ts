@@ -11,6 +11,7 @@ import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactPage, ContactRef } from '../../src/processors/types';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
+import type { ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
 import { runFiles } from '../../src/runs/files';
@@ -311,6 +312,53 @@ describe('export of a list that shifts while it is listed', function () {
     const values = await e.chunkValues(configuration.id, resumeDate);
     assert.equal(values.get('ct_0000001'), 'earlier_ct_0000001_value');
     assert.equal(resumed.contacts, values.size);
+  });
+
+  it('exports in parts: each part ends after its chunks, the next resumes after them on this worker or another, and no chunk changes once returned', async () => {
+    // Pages repeat the 3 last contacts of the page before (offset paging while contacts are added).
+    class Repeating extends SandboxProcessor {
+      private tail: ContactRef[] = [];
+      override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
+        const page = await super.listPage(...args);
+        const repeated = { ...page, contacts: [...this.tail, ...page.contacts] };
+        this.tail = page.contacts.slice(-3);
+        return repeated;
+      }
+    }
+    const worker = () =>
+      createActivities({
+        stores: e.stores,
+        processors: new ProcessorRegistry([
+          new Repeating(
+            { secrets: e.stores.secrets },
+            { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
+          ),
+        ]),
+        alerts: async () => undefined,
+      });
+    const { configuration } = await e.connect(35_000);
+    const runDate = '2026-11-22';
+    const input = { configurationId: configuration.id, runDate, mode: 'full' as const };
+    const one = worker();
+    const first = await new MockActivityEnvironment().run(one.exportPart, { ...input, stopAfterChunks: 1 });
+    assert.deepEqual(first, { done: false, chunkCount: 1, contacts: 10_000 });
+    const chunk1 = (
+      await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))
+    ).body.toString();
+    // The same worker goes on (keeping the ids it saw), then another one (reading them again).
+    const second = await new MockActivityEnvironment().run(one.exportPart, { ...input, stopAfterChunks: 1 });
+    assert.deepEqual(second, { done: false, chunkCount: 2, contacts: 20_000 });
+    const last: ExportPartResult = await new MockActivityEnvironment().run(worker().exportPart, {
+      ...input,
+      stopAfterChunks: 9,
+    });
+    assert.equal(last.done, true);
+    assert.equal(last.contacts, 35_000);
+    assert.equal(last.chunkCount, 4);
+    const values = await e.chunkValues(configuration.id, runDate); // throws on an id in two lines
+    assert.equal(values.size, 35_000);
+    const again = (await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))).body.toString();
+    assert.equal(again, chunk1, 'a returned chunk file was rewritten');
   });
 });
 
