@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from '.';
 import { loadTarget } from '.';
-import type { ListMode, MaintenanceReport } from '../processors/types';
+import type { ContactPage, ListMode, MaintenanceReport } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { refuseDryRun } from '../runs/dry-runs';
 import { ConflictError, CorruptDataError, NotFoundError } from '../storage';
@@ -233,11 +233,20 @@ export function createExportActivities(deps: ActivityDeps) {
         kept && kept.chunkCount === committed.chunkCount
           ? kept.seen
           : await seenInChunks(input, committed.chunkCount);
+      const fetchPage = async (at: string | undefined) => {
+        context.cancellationSignal.throwIfAborted();
+        await share.check();
+        return processor.listPage(target, at, listMode, share.pacing);
+      };
+      let ahead: Promise<ContactPage> | undefined;
       try {
         for (;;) {
-          context.cancellationSignal.throwIfAborted();
-          await share.check();
-          const page = await processor.listPage(target, cursor, listMode, share.pacing);
+          const page = await (ahead ?? fetchPage(cursor));
+          // The next page is asked for while this one is sorted and written: the listing waits on
+          // the ESP's latency or its limit, not on both and the blob store too.
+          ahead = page.nextCursor ? fetchPage(page.nextCursor) : undefined;
+          ahead?.catch(() => undefined); // awaited below, or at the end
+
           const fresh: string[] = [];
           const found = { alreadySet: 0, foreignValues: 0, replacing: 0 };
           // Seen once this page is kept: a part that ends before it leaves it to the next part.
@@ -308,6 +317,9 @@ export function createExportActivities(deps: ActivityDeps) {
         await flush();
       } finally {
         clearInterval(beat);
+        // A page asked for ahead and not needed (the part ended, or failed) ends before the part
+        // does: no request of this part outlives it.
+        await ahead?.catch(() => undefined);
       }
 
       const manifest: ExportManifest = {
