@@ -266,6 +266,8 @@ export class KlaviyoFake {
   // ---- HTTP ----
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Counted when it arrives, as Klaviyo counts, not when its body has been read.
+    const at = Date.now();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks);
@@ -273,7 +275,7 @@ export class KlaviyoFake {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
       headers: req.headers,
-      at: Date.now(),
+      at,
     };
     this.requests.push(record);
     let status = 200;
