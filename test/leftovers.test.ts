@@ -47,3 +47,21 @@ describe('the test run leaves nothing on the Temporal server', function () {
     assert.match(out, new RegExp(`schedule ${tag}-schedule`), out);
   });
 });
+
+describe('the test run ends by itself', function () {
+  this.timeout(120_000);
+
+  it('fails a run whose tests leave a server listening and an interval running, naming both', async () => {
+    const started = Date.now();
+    const { code, out } = await runFixture('open-handles', { timeoutMs: 60_000 });
+    assert.notEqual(code, 0, out);
+    assert.match(out, /1 passing/, out);
+    assert.match(out, /did not end by itself 10 s after its last hook; still open:/, out);
+    const port = /fixture server port (\d+)/.exec(out)?.[1];
+    assert.ok(port, out);
+    assert.match(out, new RegExp(`server listening on 127\\.0\\.0\\.1:${port}`), out);
+    assert.match(out, /1 timer\(s\) still set/, out);
+    // It ends the run once the grace period is over, not when the interval would next fire.
+    assert.ok(Date.now() - started < 40_000, `took ${Date.now() - started} ms`);
+  });
+});

@@ -49,6 +49,10 @@ export class KlaviyoProcessor extends BaseProcessor {
     // Get Profiles and Update Profile: 75/s burst, 750/min steady each. espresso: 10/s (600/min),
     // leaving room for the publisher's other private-key integrations, which share the quota.
     rateLimit: { requests: 10, perMs: 1000 },
+    // Get Accounts has a limit of its own, 1/s burst (15/min steady: espresso calls it once per
+    // connect and per daily maintenance, but a connect and the first run's maintenance follow
+    // each other within a second).
+    limits: { accounts: { requests: 1, perMs: 1_000 } },
     mergeTag: (field) => `{{ person|lookup:'${field}' }}`,
     // Klaviyo accepts almost any property name; espresso keeps to names every template syntax reads.
     field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
@@ -72,11 +76,14 @@ export class KlaviyoProcessor extends BaseProcessor {
 
   /** GET /api/accounts (1/s, 15/min): once per connection and per daily maintenance. */
   protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
-    const { body } = await call<Collection<{ id: string; attributes?: AccountAttributes }>>({
-      method: 'GET',
-      url: '/api/accounts',
-      query: { 'fields[account]': 'contact_information.organization_name' },
-    });
+    const { body } = await call<Collection<{ id: string; attributes?: AccountAttributes }>>(
+      {
+        method: 'GET',
+        url: '/api/accounts',
+        query: { 'fields[account]': 'contact_information.organization_name' },
+      },
+      { limit: 'accounts' },
+    );
     const account = Array.isArray(body?.data) ? body.data[0] : undefined;
     if (typeof account?.id !== 'string' || !account.id) throw malformed('accounts');
     const name = account.attributes?.contact_information?.organization_name;

@@ -38,7 +38,17 @@ export interface FakeAccount {
   profiles: Map<string, FakeProfile>;
   /** Profile ids whose updates Klaviyo refuses (409 to an update, an import error in a job). */
   refused: Set<string>;
+  /** The key's scopes (a new account's key has every scope espresso needs). */
+  scopes: Set<string>;
+  /** Every answer is a 429, as when the publisher's other integrations have used up the quota. */
   rateLimited: boolean;
+  /**
+   * Every limit is this many times Klaviyo's, for a processor sped up as much (test harnesses);
+   * 1 is Klaviyo's own.
+   */
+  limitScale: number;
+  /** Requests answered in the current fixed windows, per endpoint. */
+  windows: Map<string, { second: number; inSecond: number; minute: number; inMinute: number }>;
   /** The next 2xx answer to this path prefix is replaced by a bad-shaped body. */
   malformedNext?: string;
 }
@@ -53,10 +63,67 @@ export interface RecordedRequest {
   at: number;
 }
 
-const REVISION = /^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$/;
+// The GA revisions this fake knows (Klaviyo refuses a date that is no revision); `.pre` betas too.
+const REVISIONS = new Set(['2025-07-15', '2025-10-15', '2026-01-15', '2026-04-15', '2026-07-15']);
+const REVISION = /^(\d{4}-\d{2}-\d{2})(\.pre)?$/;
 const MAX_JOB_PROFILES = 10_000;
 const MAX_JOB_BYTES = 5 * 1024 * 1024;
 export const RETRY_AFTER_SECONDS = 3;
+
+/**
+ * What each endpoint needs and allows, per Klaviyo's API reference at this revision: the key's
+ * scopes, and its own per-account fixed windows of one second (burst) and one minute (steady).
+ */
+interface Endpoint {
+  name: string;
+  scopes: string[];
+  burst: number;
+  steady: number;
+}
+const ENDPOINTS: Array<{ method: string; path: RegExp; endpoint: Endpoint }> = [
+  {
+    method: 'GET',
+    path: /^\/api\/accounts$/,
+    endpoint: { name: 'Get Accounts', scopes: ['accounts:read'], burst: 1, steady: 15 },
+  },
+  {
+    method: 'GET',
+    path: /^\/api\/profiles$/,
+    endpoint: { name: 'Get Profiles', scopes: ['profiles:read'], burst: 75, steady: 750 },
+  },
+  {
+    method: 'POST',
+    path: /^\/api\/profiles$/,
+    endpoint: { name: 'Create Profile', scopes: ['profiles:write'], burst: 75, steady: 700 },
+  },
+  {
+    method: 'PATCH',
+    path: /^\/api\/profiles\/[^/]+$/,
+    endpoint: { name: 'Update Profile', scopes: ['profiles:write'], burst: 75, steady: 750 },
+  },
+  {
+    method: 'POST',
+    path: /^\/api\/profile-bulk-import-jobs$/,
+    endpoint: {
+      name: 'Bulk Import Profiles',
+      scopes: ['lists:write', 'profiles:write'],
+      burst: 10,
+      steady: 150,
+    },
+  },
+  {
+    method: 'GET',
+    path: /^\/api\/profile-bulk-import-jobs\/[^/]+(\/import-errors)?$/,
+    endpoint: {
+      name: 'Get Bulk Import Job',
+      scopes: ['lists:read', 'profiles:read'],
+      burst: 10,
+      steady: 150,
+    },
+  },
+];
+/** The scopes a new account's key has: what docs/esps/klaviyo.md tells the publisher to give. */
+export const ESPRESSO_SCOPES = ['accounts:read', 'profiles:read', 'profiles:write'];
 const PROFILE_ATTRIBUTES = new Set([
   'email',
   'phone_number',
@@ -162,7 +229,10 @@ export class KlaviyoFake {
       apiKey: `pk_${randomBytes(17).toString('hex')}`,
       profiles: new Map(),
       refused: new Set(),
+      scopes: new Set(ESPRESSO_SCOPES),
       rateLimited: false,
+      limitScale: 1,
+      windows: new Map(),
     };
     this.accounts.set(account.apiKey, account);
     return account;
@@ -196,6 +266,8 @@ export class KlaviyoFake {
   // ---- HTTP ----
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Counted when it arrives, as Klaviyo counts, not when its body has been read.
+    const at = Date.now();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks);
@@ -203,7 +275,7 @@ export class KlaviyoFake {
       method: req.method ?? 'GET',
       url: req.url ?? '/',
       headers: req.headers,
-      at: Date.now(),
+      at,
     };
     this.requests.push(record);
     let status = 200;
@@ -235,30 +307,23 @@ export class KlaviyoFake {
           throw new ApiError(400, 'parse_error', 'Parse error.', 'JSON parse error.');
         }
       }
-      if (account.rateLimited) {
-        throw new ApiError(
-          429,
-          'throttled',
-          'Request was throttled.',
-          `Request was throttled. Expected available in ${RETRY_AFTER_SECONDS} seconds.`,
-          undefined,
-          {
-            'retry-after': String(RETRY_AFTER_SECONDS),
-          },
-        );
-      }
       const url = new URL(req.url ?? '/', this.url);
+      const endpoint = ENDPOINTS.find(
+        (e) => e.method === record.method && e.path.test(url.pathname),
+      )?.endpoint;
+      if (endpoint) requireScopes(account, endpoint);
+      if (account.rateLimited) throw throttled(RETRY_AFTER_SECONDS);
+      if (endpoint) headers = countRequest(account, endpoint, record.at);
       [status, payload] = this.route(account, record.method, url, record.body);
       if (account.malformedNext && url.pathname.startsWith(account.malformedNext)) {
         account.malformedNext = undefined;
         payload = { data: { unexpected: true }, links: 'not-links' };
       }
-      // Klaviyo puts the steady window's state on every answer that is not a 429.
-      headers = { 'ratelimit-limit': '750', 'ratelimit-remaining': '749', 'ratelimit-reset': '44' };
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
       status = err.status;
-      headers = err.headers;
+      // An answer refused after counting keeps the window's headers; a 429 has only its own.
+      headers = err.status === 429 ? err.headers : { ...headers, ...err.headers };
       payload = {
         errors: [
           {
@@ -300,6 +365,7 @@ export class KlaviyoFake {
     if (typeof revision !== 'string' || !REVISION.test(revision)) {
       throw invalid('You must specify a valid API revision in the "revision" header (YYYY-MM-DD).');
     }
+    if (!REVISIONS.has(REVISION.exec(revision)![1]!)) throw invalid(`Invalid revision: ${revision}.`);
     const accept = req.headers.accept ?? '*/*';
     if (!/application\/vnd\.api\+json|application\/json|\*\/\*/.test(accept)) {
       throw new ApiError(
@@ -629,6 +695,53 @@ export class KlaviyoFake {
       },
     };
   }
+}
+
+function requireScopes(account: FakeAccount, endpoint: Endpoint): void {
+  const missing = endpoint.scopes.filter((scope) => !account.scopes.has(scope));
+  if (missing.length)
+    throw new ApiError(
+      403,
+      'permission_denied',
+      'You do not have permission to perform this action.',
+      `The API key specified is missing required scopes: ${missing.join(', ')}`,
+    );
+}
+
+function throttled(seconds: number): ApiError {
+  return new ApiError(
+    429,
+    'throttled',
+    'Request was throttled.',
+    `Request was throttled. Expected available in ${seconds} seconds.`,
+    undefined,
+    // A 429 carries Retry-After only; the RateLimit-* headers are on every other answer.
+    { 'retry-after': String(seconds) },
+  );
+}
+
+/**
+ * Counts one request against its endpoint's fixed windows (a second, a minute, on the clock) and
+ * returns the steady window's RateLimit-* headers; a 429 once either window is full, until it ends.
+ */
+function countRequest(account: FakeAccount, endpoint: Endpoint, at: number): Record<string, string> {
+  const second = Math.floor(at / 1000);
+  const minute = Math.floor(at / 60_000);
+  let w = account.windows.get(endpoint.name);
+  if (!w) account.windows.set(endpoint.name, (w = { second, inSecond: 0, minute, inMinute: 0 }));
+  if (w.second !== second) Object.assign(w, { second, inSecond: 0 });
+  if (w.minute !== minute) Object.assign(w, { minute, inMinute: 0 });
+  const minuteEndsIn = Math.ceil(((minute + 1) * 60_000 - at) / 1000);
+  const steady = endpoint.steady * account.limitScale;
+  if (w.inMinute >= steady) throw throttled(minuteEndsIn);
+  if (w.inSecond >= endpoint.burst * account.limitScale) throw throttled(1);
+  w.inSecond++;
+  w.inMinute++;
+  return {
+    'ratelimit-limit': String(steady),
+    'ratelimit-remaining': String(steady - w.inMinute),
+    'ratelimit-reset': String(minuteEndsIn),
+  };
 }
 
 function profileResource(p: FakeProfile, wanted: Set<string> | undefined, base: string) {

@@ -30,6 +30,8 @@ export interface FakeList {
 export type Recorded = RecordedRequest & { status: number; response: unknown };
 
 const MAX_COUNT = 1000;
+/** Mailchimp allows each user 10 simultaneous connections; one more is answered 429. */
+const MAX_CONNECTIONS = 10;
 const MAX_BATCH = 500;
 const MEMBER_KEYS = new Set([
   'email_address',
@@ -72,7 +74,16 @@ export class FakeMailchimp {
   readonly client = { id: 'client-123', secret: 'client-secret-PLANTED-456' };
   readonly lists = new Map<string, FakeList>();
   readonly requests: Recorded[] = [];
+  /** Every API call is answered 429, as when other apps of the user hold all its connections. */
   rateLimited = false;
+  /**
+   * How long each API answer takes. Mailchimp's take tenths of a second, which is what makes a
+   * client's requests overlap there; 0 answers at once.
+   */
+  answerDelayMs = 0;
+  /** The most API requests that were being answered at once. */
+  mostInFlight = 0;
+  private inFlight = 0;
   /** The next `times` API calls are answered with this instead (malformed bodies, outages). */
   respondWith?: { status: number; type: string; text: string; times: number };
   tokenGrants = 0;
@@ -166,6 +177,13 @@ export class FakeMailchimp {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // A connection counts from the request's arrival until its answer is sent.
+    const api = !req.url?.startsWith('/oauth2/');
+    if (api) {
+      this.mostInFlight = Math.max(this.mostInFlight, ++this.inFlight);
+      res.on('close', () => this.inFlight--);
+    }
+    const connections = this.inFlight;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString('utf8');
@@ -207,13 +225,15 @@ export class FakeMailchimp {
       }
       if (!m) throw new Problem(404, 'Resource Not Found', 'The requested resource could not be found.');
       this.authenticate(req.headers.authorization, m[1]!);
-      if (this.rateLimited) {
+      // Mailchimp's 429 carries no Retry-After or rate limit header: only the problem body.
+      if (this.rateLimited || connections > MAX_CONNECTIONS) {
         throw new Problem(
           429,
           'Too Many Requests',
-          'You have exceeded the limit of 10 simultaneous connections.',
+          `You have exceeded the limit of ${MAX_CONNECTIONS} simultaneous connections.`,
         );
       }
+      if (this.answerDelayMs) await new Promise((r) => setTimeout(r, this.answerDelayMs));
       const once = this.respondWith;
       if (once && once.times > 0) {
         once.times--;

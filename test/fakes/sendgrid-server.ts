@@ -65,8 +65,6 @@ export class FakeSendGrid {
   rateLimitResetIn = 5;
   /** Answers to this path are a 200 with a truncated body. */
   malformed?: RegExp;
-  /** SendGrid documents only X-RateLimit-*; Retry-After is sent unless this is false. */
-  sendRetryAfter = true;
   /** Called when an upsert job is applied (tests use it to interleave deletions). */
   beforeApply?: () => void;
   url = '';
@@ -183,9 +181,8 @@ export class FakeSendGrid {
     if (this.rateLimited) {
       return send(429, err('too many requests'), {
         ...limitHeaders,
+        // SendGrid's 429 carries its X-RateLimit-* headers and nothing else (no Retry-After).
         'x-ratelimit-remaining': '0',
-        // Not documented by SendGrid; sent so the shared contract's exact-delay check is deterministic.
-        ...(this.sendRetryAfter ? { 'retry-after': String(this.rateLimitResetIn) } : {}),
       });
     }
     if (this.malformed?.test(url.pathname)) {

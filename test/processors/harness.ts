@@ -21,8 +21,11 @@ export interface ProcessorHarness {
   valueOf(target: ProcessorTarget, contactId: string): Promise<string | undefined>;
   /** Makes the ESP refuse updates of these contacts with a per-row error. */
   rejectRows(target: ProcessorTarget, contactIds: string[]): Promise<void>;
-  /** Makes every API call answer 429 (or stop doing so); returns the delay the ESP announces. */
-  rateLimit(target: ProcessorTarget, on: boolean): Promise<{ retryAfterMs: number }>;
+  /**
+   * Makes every API call answer 429 (or stop doing so); returns the delay the ESP announces, to
+   * within `toleranceMs` below it where the ESP announces a reset time rather than a delay.
+   */
+  rateLimit(target: ProcessorTarget, on: boolean): Promise<{ retryAfterMs: number; toleranceMs?: number }>;
   /** OAuth ESPs: expire the access tokens now; revoke every grant; count token grants answered. */
   expireAccessTokens?(target: ProcessorTarget): Promise<void>;
   revokeGrants?(target: ProcessorTarget): Promise<void>;

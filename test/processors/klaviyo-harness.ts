@@ -7,15 +7,19 @@ import { KlaviyoFake, RETRY_AFTER_SECONDS, type FakeAccount } from '../fakes/kla
 import { tempDir } from '../support/tmp';
 import type { ProcessorHarness } from './harness';
 
+/** How much faster than espresso's real pace the harness's processor writes. */
+const SPEEDUP = 100;
+
 /**
  * Klaviyo at 100 times its real rate. It writes one profile per request at 10 a second, so the
- * contract's writes of hundreds of profiles would take minutes: tests of what it sends use this one,
- * tests of its pace use the real one (`pacedProcessor`).
+ * contract's writes of hundreds of profiles would take minutes: tests of what it sends use this one
+ * (on accounts whose limits the fake scales alike), tests of its pace use the real one
+ * (`pacedProcessor`, on an account with Klaviyo's own limits: `accountOf(target).limitScale = 1`).
  */
 class FastKlaviyoProcessor extends KlaviyoProcessor {
   override limits(): AccountLimits {
     const limits = super.limits();
-    return { ...limits, rate: { ...limits.rate, requests: limits.rate.requests * 100 } };
+    return { ...limits, rate: { ...limits.rate, requests: limits.rate.requests * SPEEDUP } };
   }
 }
 
@@ -45,6 +49,7 @@ export async function klaviyoHarness(): Promise<
     invalidApiKey: 'pk_wrong_PLANTED_KEY_123456',
     async connectWithApiKey() {
       const account = fake.newAccount();
+      account.limitScale = SPEEDUP;
       byAccountId.set(account.id, account);
       const { credentials, account: info } = await processor.connectWithApiKey(account.apiKey);
       const suffix = randomBytes(4).toString('hex');

@@ -37,7 +37,7 @@ describe('Klaviyo processor', function () {
     assert.equal(descriptor.oauth2, undefined);
     assert.ok(descriptor.apiKey);
     assert.equal(descriptor.maxBatchSize, 100);
-    assert.equal(descriptor.limits, undefined, 'no import jobs, no limit of their own');
+    assert.deepEqual(descriptor.limits, { accounts: { requests: 1, perMs: 1_000 } }, "Get Accounts' 1/s");
     const account = h.fake.newAccount();
     const { account: info } = await h.processor.connectWithApiKey(account.apiKey);
     assert.deepEqual(info, { accountId: account.id, accountLabel: account.name, lists: [] });
@@ -120,6 +120,10 @@ describe('Klaviyo processor', function () {
     const { rateLimit } = h.pacedProcessor.descriptor;
     assert.ok((rateLimit.requests * 60_000) / rateLimit.perMs <= 750 * 0.8);
     const target = await h.connectWithApiKey();
+    // Klaviyo's own limits, which answer 429 to any request over them. The connect's Get Accounts
+    // was paced by the harness's other processor: its second is left to pass first.
+    h.accountOf(target).limitScale = 1;
+    await new Promise((r) => setTimeout(r, 1_000));
     await h.pacedProcessor.maintain(target);
     const seeded = await h.seed(target, 25);
     const from = h.fake.requests.length;
@@ -198,6 +202,90 @@ describe('Klaviyo processor', function () {
 });
 
 describe('Klaviyo fake: refuses what Klaviyo refuses', () => {
+  it("answers 429 from load: each endpoint's own burst and steady windows, Retry-After and nothing else", async () => {
+    const h = await klaviyoHarness();
+    try {
+      const account = h.fake.newAccount();
+      const headers = { authorization: `Klaviyo-API-Key ${account.apiKey}`, revision: KLAVIYO_REVISION };
+      const get = (path: string) => fetch(`${h.fake.url}${path}`, { headers });
+      // Wait for the start of a second, so the burst below falls in one window.
+      await new Promise((r) => setTimeout(r, 1_000 - (Date.now() % 1_000) + 20));
+      const first = await get('/api/accounts');
+      assert.equal(first.status, 200);
+      assert.equal(first.headers.get('ratelimit-limit'), '15', 'the steady window of Get Accounts');
+      assert.equal(first.headers.get('ratelimit-remaining'), '14');
+      assert.ok(Number(first.headers.get('ratelimit-reset')) <= 60);
+      const second = await get('/api/accounts');
+      assert.equal(second.status, 429, 'Get Accounts: 1/s burst');
+      assert.equal(second.headers.get('retry-after'), '1');
+      assert.deepEqual(
+        [...second.headers.keys()].filter((k) => /rate|retry/i.test(k)),
+        ['retry-after'],
+        'a 429 carries Retry-After only',
+      );
+      const [body] = ((await second.json()) as { errors: Array<{ code: string }> }).errors;
+      assert.equal(body!.code, 'throttled');
+      // Get Profiles counts on its own: the Get Accounts window is full, Get Profiles' is not.
+      const listings = await Promise.all(Array.from({ length: 80 }, () => get('/api/profiles')));
+      const statuses = listings.map((r) => r.status);
+      assert.equal(statuses.filter((s) => s === 200).length, 75, 'Get Profiles: 75/s burst');
+      assert.equal(statuses.filter((s) => s === 429).length, 5);
+
+      // The steady window: 15 Get Accounts a minute, then 429 until the minute ends.
+      const steady = h.fake.newAccount();
+      const accounts = () =>
+        fetch(`${h.fake.url}/api/accounts`, {
+          headers: { ...headers, authorization: `Klaviyo-API-Key ${steady.apiKey}` },
+        });
+      steady.limitScale = 1;
+      const answers: Response[] = [];
+      // Both requests must fall in one minute of the clock.
+      if (Date.now() % 60_000 > 55_000)
+        await new Promise((r) => setTimeout(r, 60_000 - (Date.now() % 60_000)));
+      // 16 requests, each in a second of its own, take 16 s: a scaled burst keeps the test short.
+      steady.windows.set('Get Accounts', {
+        second: 0,
+        inSecond: 0,
+        minute: Math.floor(Date.now() / 60_000),
+        inMinute: 14,
+      });
+      answers.push(await accounts());
+      await new Promise((r) => setTimeout(r, 1_000));
+      answers.push(await accounts());
+      assert.deepEqual(
+        answers.map((r) => r.status),
+        [200, 429],
+      );
+      const wait = Number(answers[1]!.headers.get('retry-after'));
+      assert.ok(wait >= 1 && wait <= 60, `Retry-After ${wait}: until the minute ends`);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it('refuses a key without the scope an endpoint needs (403, naming it) and a revision that is none', async () => {
+    const h = await klaviyoHarness();
+    try {
+      const target = await h.connectWithApiKey();
+      h.accountOf(target).scopes.delete('profiles:write');
+      await assert.rejects(
+        h.processor.maintain(target),
+        (err: Error) =>
+          err.name === 'InvalidCredentialsError' &&
+          /missing required scopes: profiles:write/.test(err.message),
+      );
+      const account = h.accountOf(target);
+      const answer = await fetch(`${h.fake.url}/api/accounts`, {
+        headers: { authorization: `Klaviyo-API-Key ${account.apiKey}`, revision: '2026-07-16' },
+      });
+      assert.equal(answer.status, 400);
+      const [error] = ((await answer.json()) as { errors: Array<{ detail: string }> }).errors;
+      assert.match(error!.detail, /Invalid revision: 2026-07-16/);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it("accepts the processor's listing and Update Profile requests as sent, and refuses each variation Klaviyo refuses", async () => {
     // Not in `fakes`: the variations below are made by hand, not by the processor.
     const h = await klaviyoHarness();
@@ -264,6 +352,8 @@ describe('Klaviyo fake: refuses what Klaviyo refuses', () => {
     const h = await klaviyoHarness();
     try {
       const account = h.fake.newAccount();
+      // Import jobs also need the list scopes (docs/esps/klaviyo.md).
+      account.scopes.add('lists:read').add('lists:write');
       const [kept, deleted] = h.fake.seed(account, 2);
       account.profiles.delete(deleted!);
       const headers = {

@@ -202,6 +202,29 @@ describe('Mailchimp processor', function () {
       assert.deepEqual(Object.keys(member).sort(), ['email_address', 'merge_fields', 'status_if_new']);
     });
 
+    it("keeps at most 8 requests in flight when answers are slow, under Mailchimp's 10 connections", async () => {
+      const { target, emails } = await ready(12);
+      const before = h.fake.requests.length;
+      h.fake.answerDelayMs = 1_000;
+      h.fake.mostInFlight = 0;
+      try {
+        const results = await Promise.all(
+          emails.map((email) => h.processor.writeValues(target, [{ contactId: email, value: value() }])),
+        );
+        assert.deepEqual(
+          results.flat().map((r) => r.status),
+          emails.map(() => 'updated'),
+        );
+      } finally {
+        h.fake.answerDelayMs = 0;
+      }
+      assert.equal(h.fake.mostInFlight, h.processor.descriptor.concurrency);
+      assert.deepEqual(
+        h.fake.requests.slice(before).filter((r) => r.status === 429),
+        [],
+      );
+    });
+
     it('treats a 429 without a delay as a one-second wait', async () => {
       const { target, emails } = await ready(1);
       h.fake.rateLimited = true;
@@ -303,6 +326,35 @@ describe('Mailchimp fake: refuses what Mailchimp refuses, from the batch request
     const noStatus = await resend([withoutStatus]);
     assert.equal(noStatus.status, 400);
     assert.match(String(noStatus.body.errors?.[0]?.field), /status$/);
+  });
+});
+
+describe('Mailchimp fake: counts simultaneous connections', () => {
+  it('answers the 11th request in flight 429, with the problem body and no delay header', async () => {
+    // Not in `fakes`: the requests below are made by hand, not by the processor.
+    const h = await mailchimpHarness();
+    try {
+      h.fake.answerDelayMs = 500;
+      const authorization = `Basic ${Buffer.from(`any:${h.fake.apiKey}`).toString('base64')}`;
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, () => fetch(`${h.fake.url}/us7/3.0/`, { headers: { authorization } })),
+      );
+      const statuses = answers.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [...Array(10).fill(200), 429, 429]);
+      for (const refused of answers.filter((r) => r.status === 429)) {
+        assert.deepEqual(
+          [...refused.headers.keys()].filter((k) => /rate|retry/i.test(k)),
+          [],
+        );
+        const body = (await refused.json()) as { title: string; detail: string };
+        assert.equal(body.title, 'Too Many Requests');
+        assert.match(body.detail, /10 simultaneous connections/);
+      }
+      // Once the answers are sent, the connections are free again.
+      assert.equal((await fetch(`${h.fake.url}/us7/3.0/`, { headers: { authorization } })).status, 200);
+    } finally {
+      await h.stop();
+    }
   });
 });
 

@@ -72,7 +72,9 @@ export async function sendgridHarness(
     async rateLimit(target, on) {
       const fake = fakeOf(target);
       fake.rateLimited = on;
-      return { retryAfterMs: fake.rateLimitResetIn * 1000 };
+      // SendGrid announces the reset as a time in whole seconds: up to a second (and the answer's
+      // transit) less than the delay.
+      return { retryAfterMs: fake.rateLimitResetIn * 1000, toleranceMs: 1_500 };
     },
     async stop() {
       await Promise.all(fakes.map((f) => f.stop()));

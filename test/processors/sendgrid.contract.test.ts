@@ -409,10 +409,18 @@ describe('SendGrid processor', function () {
   });
 
   it("turns SendGrid's X-RateLimit-Reset (epoch seconds) into retryAfterMs", async () => {
-    fake.sendRetryAfter = false;
     fake.rateLimitResetIn = 20;
     fake.rateLimited = true;
     try {
+      const answer = await fetch(`${fake.url}/v3/marketing/field_definitions`, {
+        headers: { authorization: `Bearer ${[...fake.apiKeys][0]}` },
+      });
+      assert.equal(answer.status, 429);
+      assert.deepEqual(
+        [...answer.headers.keys()].filter((k) => /rate|retry/i.test(k)).sort(),
+        ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'],
+        'the headers SendGrid documents, and no Retry-After',
+      );
       await assert.rejects(h.processor.listPage(target, undefined, 'full'), (err: unknown) => {
         assert.ok(err instanceof RateLimitedError, String(err));
         // The header has one-second resolution.

@@ -1,4 +1,5 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { failIfStillAliveAfter } from './handles';
 import { reapLeftovers, tagTestRun } from './leftovers';
 import { stopMoto } from './moto';
 import { reapTemporalLeftovers, stopTemporalEnv } from './temporal';
@@ -14,27 +15,34 @@ tagTestRun();
 // Root hooks: servers shared by the whole run are stopped once at the end, after checking that no
 // test left a workflow running on the real task queue or a schedule behind (a later test's worker
 // would pick them up); then no process the run started may be alive. A leak fails the run, naming
-// what leaked, after ending it.
+// what leaked, after ending it. Last, the run must end by itself (no --exit): a handle still open
+// 10 s later fails it, named.
 export const mochaHooks = {
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
-    const onServer = await reapTemporalLeftovers().catch((err: unknown) => [`(not checked: ${String(err)})`]);
-    await Promise.all([stopTemporalEnv(), stopMoto()]);
-    const leftovers = await reapLeftovers();
-    const problems = [
-      ...(onServer.length
-        ? [
-            `left on the Temporal server by the tests (ended now):\n${onServer.map((l) => `  ${l}`).join('\n')}`,
-          ]
-        : []),
-      ...(leftovers.length
-        ? [
-            `processes started by the tests were still running at the end (killed now):\n${leftovers
-              .map((p) => `  pid ${p.pid}: ${p.command}`)
-              .join('\n')}`,
-          ]
-        : []),
-    ];
-    if (problems.length) throw new Error(problems.join('\n'));
+    try {
+      await endSharedServers();
+    } finally {
+      failIfStillAliveAfter(10_000);
+    }
   },
 };
+
+async function endSharedServers(): Promise<void> {
+  const onServer = await reapTemporalLeftovers().catch((err: unknown) => [`(not checked: ${String(err)})`]);
+  await Promise.all([stopTemporalEnv(), stopMoto()]);
+  const leftovers = await reapLeftovers();
+  const problems = [
+    ...(onServer.length
+      ? [`left on the Temporal server by the tests (ended now):\n${onServer.map((l) => `  ${l}`).join('\n')}`]
+      : []),
+    ...(leftovers.length
+      ? [
+          `processes started by the tests were still running at the end (killed now):\n${leftovers
+            .map((p) => `  pid ${p.pid}: ${p.command}`)
+            .join('\n')}`,
+        ]
+      : []),
+  ];
+  if (problems.length) throw new Error(problems.join('\n'));
+}

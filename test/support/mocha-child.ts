@@ -23,7 +23,6 @@ export function runFixture(
         join(projectRoot, 'dist/test/support/hooks.js'),
         '--timeout',
         String(options.timeoutMs),
-        '--exit',
         join(projectRoot, 'dist/test/support', `${fixture}.fixture.js`),
       ],
       {

@@ -448,6 +448,75 @@ describe('web: admin page', function () {
   });
 });
 
+describe('web: admin actions need the CSRF token of the browser session that sends them', function () {
+  this.timeout(60_000);
+  const admin = { user: 'ops', password: 'correct horse battery' };
+  /** Every action form the admin page offers: `/admin/configurations/<id>/<action>`. */
+  const actionsOn = (html: string) =>
+    [...html.matchAll(/<form[^>]* method="post" action="(\/admin\/configurations\/[^"]+)"/g)].map(
+      (m) => m[1]!,
+    );
+
+  it("refuses every action with another browser session's token, with none, and without the session cookie; its own token works", async () => {
+    const s = await setup({ admin });
+    try {
+      await connectWithKey(s.agent);
+      const [configuration] = await configurations(s.stores);
+      const id = configuration!.id;
+      // Two browsers signed in as the admin: each gets its own CSRF cookie and token.
+      const mine = request.agent(s.app);
+      const theirs = request.agent(s.app);
+      const adminPage = async (agent: typeof mine) =>
+        (await agent.get('/admin').auth(admin.user, admin.password).expect(200)).text;
+      const post = (agent: typeof mine | ReturnType<typeof request>, path: string, body: object) =>
+        agent.post(path).auth(admin.user, admin.password).type('form').send(body);
+      const theirToken = field(await adminPage(theirs), '_csrf')!;
+      const refusedEach = async (actions: string[]) => {
+        for (const path of actions) {
+          for (const [how, sent] of [
+            ["another session's token", post(mine, path, { _csrf: theirToken })],
+            ['no token', post(mine, path, {})],
+            ['an empty token', post(mine, path, { _csrf: '' })],
+            ['no session cookie', post(request(s.app), path, { _csrf: theirToken })],
+          ] as const) {
+            const res = await sent;
+            assert.equal(res.status, 403, `${path} with ${how}`);
+            assert.match(res.text, /This form has expired/);
+          }
+        }
+      };
+
+      let page = await adminPage(mine);
+      const ownToken = field(page, '_csrf')!;
+      assert.notEqual(ownToken, theirToken);
+      const whileActive = actionsOn(page);
+      assert.deepEqual(
+        whileActive.map((a) => a.split('/').pop()),
+        ['run', 'dry-run', 'disable'],
+      );
+      await refusedEach(whileActive);
+      assert.equal((await s.stores.configurations.get(id)).status, 'active', 'nothing was disabled');
+
+      // Its own token: the action is carried out (a run already in progress is a 409, not a 403).
+      await post(mine, `/admin/configurations/${id}/disable`, { _csrf: ownToken }).expect(303);
+      assert.equal((await s.stores.configurations.get(id)).status, 'disabled');
+      page = await adminPage(mine);
+      const whileDisabled = actionsOn(page);
+      assert.ok(whileDisabled.includes(`/admin/configurations/${id}/enable`), whileDisabled.join(', '));
+      await refusedEach(whileDisabled);
+      assert.equal((await s.stores.configurations.get(id)).status, 'disabled', 'nothing was enabled');
+      await post(mine, `/admin/configurations/${id}/enable`, { _csrf: ownToken }).expect(303);
+      assert.equal((await s.stores.configurations.get(id)).status, 'active');
+      for (const action of ['run', 'dry-run']) {
+        const res = await post(mine, `/admin/configurations/${id}/${action}`, { _csrf: ownToken });
+        assert.ok([303, 409].includes(res.status), `${action} with its own token: ${res.status}`);
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
 describe('web: enabling a configuration in needs_reauth', function () {
   this.timeout(60_000);
   const admin = { user: 'ops', password: 'correct horse battery' };

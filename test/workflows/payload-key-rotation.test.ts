@@ -9,11 +9,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client, defaultPayloadConverter } from '@temporalio/client';
+import type { Payload } from '@temporalio/common';
 import { msToTs } from '@temporalio/common/lib/time';
 import {
   dataConverter,
   EncryptionCodec,
   loadPayloadKeys,
+  payloadKeyId,
   PAYLOAD_KEYS_SECRET_ID,
   savePayloadKeys,
   type PayloadKeys,
@@ -313,6 +315,57 @@ describe('rotating the payload keys (docs/operations.md, "Encrypted payloads")',
     );
   });
 
+  it('rotated while a run is in flight (add, use, schedule apply): the run completes and every history stays readable', async () => {
+    const since = new Date().toISOString();
+    const slow = await e.connect(1_200);
+    // Every request of this account is answered 429 until the rotation is done: its run stays in
+    // flight, retrying, while the keys change under it.
+    slow.account.settings.faults.rateLimitRate = 1;
+    const old = (await ring()).current;
+    await ok('schedule', 'apply');
+    const daily = await startAsScheduled();
+    const c = await client();
+    const own = `WorkflowId STARTS_WITH 'sync/${slow.configuration.id}/'`;
+    let runId: string | undefined;
+    for (const deadline = Date.now() + 30_000; !runId;) {
+      for await (const wf of c.workflow.list({ query: own })) runId = wf.workflowId;
+      if (Date.now() > deadline) throw new Error('the configuration run did not start');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+
+    const added = /added payload key (\S+)/.exec(await ok('keys', 'add'))![1]!;
+    await restart();
+    await ok('keys', 'use', added);
+    await restart();
+    await ok('schedule', 'apply');
+    const held = await c.workflow.getHandle(runId).describe();
+    assert.equal(held.status.name, 'RUNNING', 'the rotation happened while the run was in flight');
+    slow.account.settings.faults.rateLimitRate = 0;
+
+    const summary = await summaryOf(daily);
+    assert.equal(summary.outcomes.failed ?? 0, 0, JSON.stringify(summary.outcomes));
+    assert.equal(slow.list.values.get(slow.configuration.fieldName)!.filter(Boolean).length, 1_200);
+
+    // Every history of the runs this test started, old and new events alike, decodes with the ring;
+    // the configuration run's history holds payloads under both keys.
+    const keys = await ring();
+    const codec = new EncryptionCodec(keys);
+    const decoded: string[] = [];
+    for await (const wf of c.workflow.list({ query: `StartTime >= '${since}'` })) {
+      const history = await c.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+      const encrypted = payloadsIn(history).filter((p) => payloadKeyId(p) !== undefined);
+      await assert.doesNotReject(codec.decode(encrypted), `${wf.workflowId} decodes`);
+      if (wf.workflowId === runId)
+        assert.deepEqual(new Set(encrypted.map(payloadKeyId)), new Set([old, added]), wf.workflowId);
+      decoded.push(wf.workflowId);
+    }
+    assert.ok(decoded.includes(daily) && decoded.includes(runId), decoded.join(', '));
+    // The old key still decodes those histories: retiring it is refused while they are kept.
+    const kept = await espresso(['keys', 'retire', old]);
+    assert.equal(kept.code, 1, kept.stdout + kept.stderr);
+    assert.match(kept.stdout, /closed workflow histories are still kept/);
+  });
+
   it('with ESPRESSO_PAYLOAD_KEYS, the commands say what to change there and edit nothing', async () => {
     const keys = await ring();
     const envRing = `envkey:${randomBytes(32).toString('base64')}`;
@@ -331,3 +384,14 @@ describe('rotating the payload keys (docs/operations.md, "Encrypted payloads")',
     assert.deepEqual(await ring(), keys, 'the secret store ring is untouched');
   });
 });
+
+/** Every payload a history holds, wherever in its events (inputs, results, failures, memos). */
+function payloadsIn(value: unknown, found: Payload[] = []): Payload[] {
+  if (!value || typeof value !== 'object' || ArrayBuffer.isView(value)) return found;
+  if ('metadata' in value && 'data' in value) {
+    found.push(value as Payload);
+    return found;
+  }
+  for (const child of Object.values(value)) payloadsIn(child, found);
+  return found;
+}
