@@ -44,7 +44,11 @@ const exportStatus = z.object({
   urls: z.array(z.string()).optional(),
   message: z.string().optional(),
 });
-const exportRow = z.object({ contact_id: z.string(), email: z.unknown(), custom_fields: z.unknown() });
+const exportRow = z.object({
+  contact_id: z.string(),
+  email: z.unknown().optional(),
+  custom_fields: z.unknown().optional(),
+});
 
 /** Starts a contacts export job (and clears downloads of jobs nobody reads any more): its first cursor. */
 export async function startExport(call: EspCall, dir: string): Promise<string> {

@@ -50,7 +50,11 @@ const FIELD_ID_TTL_MS = 60_000;
 const username = z.object({ user_id: z.number(), username: z.string() });
 const createdField = z.object({ id: z.string() });
 const fieldList = z.object({ custom_fields: z.array(z.unknown()) });
-const namedField = z.object({ name: z.string(), field_type: z.unknown(), id: z.unknown() });
+const namedField = z.object({
+  name: z.string(),
+  field_type: z.unknown().optional(),
+  id: z.unknown().optional(),
+});
 const upsertStarted = z.object({ job_id: z.string() });
 
 type Row = P.ContactUpdate & { email: string; identifiers: Identifiers };
