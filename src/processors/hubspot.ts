@@ -1,13 +1,8 @@
 // HubSpot (CRM v3). The field is a contact property; contacts needing a value come from the CRM
 // search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
 import { z } from 'zod';
-import {
-  BaseProcessor,
-  type EspCall,
-  type ListingArgs,
-  type ProcessorDeps,
-  type UpdateArgs,
-} from './base-processor';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { MAX_RETRY_AFTER_MS, RequestRejectedError, sanitize } from './errors';
 import { expectShape } from './kit/shape';
 import { heldValue, listedContact, redactContactIds } from './kit/values';

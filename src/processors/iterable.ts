@@ -3,28 +3,19 @@
 // POST /api/users/bulkUpdate. See docs/esps/iterable.md for the choices made here.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import {
-  BaseProcessor,
-  type EspCall,
-  type ListingArgs,
-  type ProcessorDeps,
-  type UpdateArgs,
-} from './base-processor';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { RequestRejectedError, TransientError } from './errors';
 import { readRemoteLines } from './kit/export-pages';
-import { withHostFallback } from './kit/host-fallback';
+import { withHostFallback, type RegionalHostOptions } from './kit/host-fallback';
+import type { JobPollOptions } from './kit/poll';
 import { expectShape } from './kit/shape';
 import { heldValue, listedContact, redactContactIds } from './kit/values';
 import { IterableExportFiles, startUserExport } from './iterable-export';
 import type * as P from './types';
 
-export interface IterableProcessorOptions {
-  /** US data center (default https://api.iterable.com). */
-  apiBaseUrl?: string;
-  /** EU data center (default https://api.eu.iterable.com). */
-  euApiBaseUrl?: string;
-  /** First delay while waiting for the export job's files; doubles up to 30 s. Default 2 s. */
-  jobPollMs?: number;
+/** Defaults: US https://api.iterable.com, EU https://api.eu.iterable.com; job polls from 2 s. */
+export interface IterableProcessorOptions extends RegionalHostOptions, JobPollOptions {
   /** How long one listPage waits for the export before returning an empty page. Default 60 s. */
   jobWaitMs?: number;
   /** Bytes of export file read per page. Default 1 MiB. */

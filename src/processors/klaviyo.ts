@@ -1,13 +1,8 @@
 // Klaviyo: private API key, JSON:API, profile custom property written by Update Profile, which
 // never creates a profile. See docs/esps/klaviyo.md for the vendor facts and where espresso differs.
 import { z } from 'zod';
-import {
-  BaseProcessor,
-  type EspCall,
-  type ListingArgs,
-  type ProcessorDeps,
-  type UpdateArgs,
-} from './base-processor';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { RequestRejectedError, TransientError } from './errors';
 import { expectShape } from './kit/shape';
 import { heldValue, listedContact, redactContactIds } from './kit/values';

@@ -2,13 +2,8 @@
 // email address (the batch endpoint takes nothing else). See docs/esps/mailchimp.md.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import {
-  BaseProcessor,
-  type EspCall,
-  type ListingArgs,
-  type ProcessorDeps,
-  type UpdateArgs,
-} from './base-processor';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError } from './errors';
 import { expectShape } from './kit/shape';
 import { listedContact } from './kit/values';

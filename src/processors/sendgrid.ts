@@ -4,15 +4,11 @@
 // contact deleted since the export is rejected rather than re-created (sendgrid-contacts.ts).
 import { tmpdir } from 'node:os';
 import { z } from 'zod';
-import {
-  BaseProcessor,
-  type EspCall,
-  type ListingArgs,
-  type ProcessorDeps,
-  type UpdateArgs,
-} from './base-processor';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { RequestRejectedError, TransientError } from './errors';
-import { withHostFallback } from './kit/host-fallback';
+import { withHostFallback, type RegionalHostOptions } from './kit/host-fallback';
+import type { JobPollOptions } from './kit/poll';
 import { expectShape } from './kit/shape';
 import {
   identifiersOf,
@@ -25,13 +21,8 @@ import {
 import { readExportPage, startExport } from './sendgrid-export';
 import type * as P from './types';
 
-export interface SendGridOptions {
-  /** API host; default https://api.sendgrid.com. */
-  apiBaseUrl?: string;
-  /** API host of EU regional subusers, tried when the default host refuses a key; default https://api.eu.sendgrid.com. */
-  euApiBaseUrl?: string;
-  /** First delay between export/import job status polls; doubles up to 30 s. Default 2 s. */
-  jobPollMs?: number;
+/** Defaults: https://api.sendgrid.com, EU https://api.eu.sendgrid.com; job polls from 2 s. */
+export interface SendGridOptions extends RegionalHostOptions, JobPollOptions {
   /** How long one listPage waits for a pending export before returning an empty page. Default 5 min. */
   exportWaitMs?: number;
   /** How long one batch waits for its upsert job before failing (transient). Default 15 min. */

@@ -3,6 +3,14 @@
 // is tried on the other region's host, and the configuration keeps the host that accepted it.
 import { InvalidCredentialsError } from '../errors';
 
+/** The hosts of an ESP with regional data centers (defaults in the ESP's file). */
+export interface RegionalHostOptions {
+  /** The default (global or US) API host. */
+  apiBaseUrl?: string;
+  /** The EU API host, tried when the default host refuses a key. */
+  euApiBaseUrl?: string;
+}
+
 /**
  * `attempt(primary)`, else on InvalidCredentialsError `attempt(fallback)`; `host` says which host
  * answered. When the fallback fails too, `bothFail` says which failure is thrown: `first`, the

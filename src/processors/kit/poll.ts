@@ -5,6 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** The longest wait between two polls of one job. */
 const MAX_POLL_DELAY_MS = 30_000;
 
+/** How an ESP with asynchronous jobs polls them (defaults in the ESP's file). */
+export interface JobPollOptions {
+  /** First delay between polls of a job; doubles up to 30 s. */
+  jobPollMs?: number;
+}
+
 export interface PollOptions {
   /** The first delay between polls; it doubles up to 30 s. */
   firstDelayMs: number;
