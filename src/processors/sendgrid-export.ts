@@ -78,7 +78,7 @@ export async function readExportPage(
     at = ready;
     if (at.file >= at.files) return { contacts: [] };
     const link = { url: ready.url, what: 'the SendGrid export file', apiBase: settings.apiBase };
-    await downloadToFile({ ...link, timeoutMs: 60 * 60_000 }, path, settings.dir);
+    await downloadToFile({ ...link, timeoutMs: 60 * 60_000 }, path);
   }
   const { lines, next, end } = await readFileLines(path, at.offset, settings.pageSize);
   const contacts: ContactRef[] = [];

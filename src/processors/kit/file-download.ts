@@ -5,7 +5,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
@@ -47,17 +46,18 @@ export async function downloadText(link: FileLink): Promise<string> {
 }
 
 /**
- * Downloads a file to `dest`, gunzipped when gzipped. Written under a temporary name in `dir` and
- * renamed, so a partial download is never read.
+ * Downloads a file to `dest`, gunzipped when gzipped. Written under a temporary name beside it
+ * (`dest` and a suffix: a sweep of `dest`'s prefix finds it) and renamed, so a partial download is
+ * never read.
  */
-export async function downloadToFile(link: FileLink, dest: string, dir: string): Promise<void> {
+export async function downloadToFile(link: FileLink, dest: string): Promise<void> {
   const res = await fetchLink(link);
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     if (res.status >= 500) throw new TransientError(`${link.what} download answered ${res.status}`);
     throw new RequestRejectedError(`${link.what} is not available (${res.status}); start again`);
   }
-  const part = join(dir, `${tempName(dest)}-${randomBytes(8).toString('hex')}.part`);
+  const part = `${dest}-${randomBytes(8).toString('hex')}.part`;
   const plain = `${part}.plain`;
   try {
     await pipeline(Readable.fromWeb(res.body as ReadableStream), createWriteStream(part));
@@ -74,12 +74,6 @@ export async function downloadToFile(link: FileLink, dest: string, dir: string):
     await rm(part, { force: true });
     await rm(plain, { force: true });
   }
-}
-
-/** The destination's name up to its first dot: temp files share the prefix a sweep looks for. */
-function tempName(dest: string): string {
-  const name = dest.split(/[\\/]/).pop() ?? 'download';
-  return name.split('.')[0]!;
 }
 
 async function isGzip(path: string): Promise<boolean> {
