@@ -56,7 +56,8 @@ export class RequestRejectedError extends EspError {
 }
 
 const DEFAULT_RETRY_AFTER_MS = 1_000;
-const MAX_RETRY_AFTER_MS = 15 * 60_000;
+/** The longest delay espresso waits on an ESP's word (a daily limit waits this long). */
+export const MAX_RETRY_AFTER_MS = 15 * 60_000;
 
 export interface HttpOutcome {
   status: number;

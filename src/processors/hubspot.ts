@@ -1,16 +1,12 @@
 // HubSpot (CRM v3). The field is a contact property; contacts needing a value come from the CRM
 // search API, values are written with the contacts batch update. See docs/esps/hubspot.md.
-import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { RequestRejectedError, sanitize, TransientError } from './errors';
-import type {
-  AccountInfo,
-  ContactPage,
-  ContactResult,
-  ContactUpdate,
-  ListMode,
-  ProcessorDescriptor,
-  ProcessorTarget,
-} from './types';
+import { z } from 'zod';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
+import { MAX_RETRY_AFTER_MS, RequestRejectedError, sanitize } from './errors';
+import { expectShape } from './kit/shape';
+import { heldValue, listedContact, redactContactIds } from './kit/values';
+import type * as P from './types';
 
 export interface HubSpotOptions {
   /** The public app's credentials; without them HubSpot connects with a private app token only. */
@@ -25,12 +21,18 @@ export interface HubSpotOptions {
 
 /** Search pages are capped at 200 results. */
 const SEARCH_PAGE = 200;
-const MAX_RETRY_AFTER_MS = 15 * 60_000;
 
-interface SearchBody {
-  results: Array<{ id: string; properties: Record<string, string | null> }>;
-  paging?: { next?: { after?: string } };
-}
+const accountDetails = z.object({
+  portalId: z.union([z.number(), z.string()]),
+  uiDomain: z.unknown().optional(),
+});
+const searchAnswer = z.object({
+  results: z.array(
+    z.object({ id: z.string().regex(/^\d+$/), properties: z.record(z.string(), z.unknown()).nullable() }),
+  ),
+  paging: z.object({ next: z.unknown().optional() }).partial().nullish(),
+});
+const batchAnswer = z.object({ results: z.array(z.unknown()), errors: z.unknown().optional() });
 
 interface HubSpotError {
   category?: string;
@@ -40,7 +42,7 @@ interface HubSpotError {
 }
 
 export class HubSpotProcessor extends BaseProcessor {
-  readonly descriptor: ProcessorDescriptor;
+  readonly descriptor: P.ProcessorDescriptor;
   private readonly api: string;
 
   constructor(deps: ProcessorDeps, options: HubSpotOptions = {}) {
@@ -82,27 +84,18 @@ export class HubSpotProcessor extends BaseProcessor {
     };
   }
 
-  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+  protected baseUrl(target?: Pick<P.ProcessorTarget, 'apiBaseUrl'>): string {
     return target?.apiBaseUrl ?? this.api;
   }
 
-  protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
-    const { body } = await hubspot(call)<{ portalId?: unknown; uiDomain?: unknown }>({
-      method: 'GET',
-      url: '/account-info/v3/details',
-    });
-    if (!body || (typeof body.portalId !== 'number' && typeof body.portalId !== 'string')) {
-      throw new TransientError('HubSpot account details came without a portal id');
-    }
-    const domain = typeof body.uiDomain === 'string' ? ` (${body.uiDomain})` : '';
-    return {
-      accountId: String(body.portalId),
-      accountLabel: `HubSpot account ${body.portalId}${domain}`,
-      lists: [],
-    };
+  protected async validateCredentials(call: EspCall): Promise<P.AccountInfo> {
+    const { body } = await hubspot(call)({ method: 'GET', url: '/account-info/v3/details' });
+    const { portalId, uiDomain } = expectShape(accountDetails, body, 'HubSpot', 'the account details');
+    const domain = typeof uiDomain === 'string' ? ` (${uiDomain})` : '';
+    return { accountId: String(portalId), accountLabel: `HubSpot account ${portalId}${domain}`, lists: [] };
   }
 
-  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+  protected async ensureField(call: EspCall, target: P.ProcessorTarget): Promise<'exists' | 'created'> {
     const send = hubspot(call);
     const name = encodeURIComponent(target.fieldName);
     try {
@@ -127,11 +120,8 @@ export class HubSpotProcessor extends BaseProcessor {
   }
 
   protected async listContactsNeedingValue(
-    call: EspCall,
-    target: ProcessorTarget,
-    cursor: string | undefined,
-    mode: ListMode,
-  ): Promise<ContactPage> {
+    ...[call, target, cursor, mode]: ListingArgs
+  ): Promise<P.ContactPage> {
     if (cursor !== undefined && !/^\d+$/.test(cursor))
       throw new RequestRejectedError('invalid HubSpot cursor');
     // Keyset paging on the record id: every page starts at offset 0, so the 10,000-result cap of
@@ -144,7 +134,7 @@ export class HubSpotProcessor extends BaseProcessor {
     const { body } = await hubspot(
       call,
       'search',
-    )<SearchBody>({
+    )({
       method: 'POST',
       url: '/crm/v3/objects/contacts/search',
       json: {
@@ -155,36 +145,26 @@ export class HubSpotProcessor extends BaseProcessor {
         after: '0',
       },
     });
-    if (!body || !Array.isArray(body.results))
-      throw new TransientError('HubSpot search answered without results');
-    const contacts = body.results.map((c) => {
-      if (!c || typeof c.id !== 'string' || !/^\d+$/.test(c.id) || typeof c.properties !== 'object') {
-        throw new TransientError('HubSpot search returned a malformed contact');
-      }
-      // Any value a contact holds is its value (kept, never replaced), whatever its form.
-      const value = c.properties?.[target.fieldName];
-      return typeof value === 'string' && value.trim() !== ''
-        ? { contactId: c.id, currentValue: value }
-        : { contactId: c.id };
-    });
-    const last = contacts[contacts.length - 1];
-    return { contacts, nextCursor: body.paging?.next && last ? last.contactId : undefined };
+    const found = expectShape(searchAnswer, body, 'HubSpot', 'the search');
+    // The search filtered by mode already; any value a contact holds is its value (kept, never
+    // replaced), whatever its form.
+    const contacts = found.results.map((c) =>
+      listedContact(c.id, heldValue(c.properties?.[target.fieldName]), 'full')!,
+    );
+    const last = found.results[found.results.length - 1];
+    return { contacts, nextCursor: found.paging?.next && last ? last.id : undefined };
   }
 
-  protected async updateContacts(
-    call: EspCall,
-    target: ProcessorTarget,
-    batch: ContactUpdate[],
-  ): Promise<ContactResult[]> {
-    const results: ContactResult[] = [];
+  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+    const results: P.ContactResult[] = [];
     let pending = batch;
     // A batch naming a contact that no longer exists is refused whole: those rows are rejected (never
     // re-created: this is an update, not an upsert) and the rest sent again.
     while (pending.length > 0) {
       let errorBody: HubSpotError | undefined;
-      let body: { results?: Array<{ id?: unknown }>; errors?: HubSpotError[] };
+      let answer: unknown;
       try {
-        ({ body } = await hubspot(call)(
+        ({ body: answer } = await hubspot(call)(
           {
             method: 'POST',
             url: '/crm/v3/objects/contacts/batch/update',
@@ -208,14 +188,13 @@ export class HubSpotProcessor extends BaseProcessor {
         pending = pending.filter((u) => !missing.has(u.contactId));
         continue;
       }
-      if (!body || !Array.isArray(body.results))
-        throw new TransientError('HubSpot batch update answered without results');
+      const body = expectShape(batchAnswer, answer, 'HubSpot', 'the batch update');
       const wanted = new Set(pending.map((u) => u.contactId));
       for (const r of body.results) {
-        const id = r && typeof r.id === 'string' ? r.id : undefined;
-        if (id && wanted.delete(id)) results.push({ contactId: id, status: 'updated' });
+        const id = (r as { id?: unknown } | null)?.id;
+        if (typeof id === 'string' && wanted.delete(id)) results.push({ contactId: id, status: 'updated' });
       }
-      for (const e of Array.isArray(body.errors) ? body.errors : []) {
+      for (const e of Array.isArray(body.errors) ? (body.errors as HubSpotError[]) : []) {
         for (const id of idsOf(e)) if (wanted.delete(id)) results.push(rejected(id, e));
       }
       // HubSpot answers for a merged contact under the surviving record's id: the row's own id is
@@ -255,9 +234,11 @@ function idsOf(error: HubSpotError | undefined): string[] {
 }
 
 /** A per-row reason without the contact's id (reasons end up in results files and summaries). */
-function rejected(contactId: string, error: HubSpotError | undefined): ContactResult {
+function rejected(contactId: string, error: HubSpotError | undefined): P.ContactResult {
   // Emails first: an id inside an address would otherwise hide the address from `sanitize`.
-  let message = sanitize(String(error?.message ?? 'rejected'));
-  for (const id of [contactId, ...idsOf(error)]) message = message.split(id).join('[contact]');
+  const message = redactContactIds(sanitize(String(error?.message ?? 'rejected')), [
+    contactId,
+    ...idsOf(error),
+  ]);
   return { contactId, status: 'rejected', reason: `${error?.category ?? 'ERROR'}: ${message}` };
 }

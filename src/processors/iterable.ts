@@ -2,29 +2,20 @@
 // Users are listed through an export job (NDJSON files, read a byte range per page), written with
 // POST /api/users/bulkUpdate. See docs/esps/iterable.md for the choices made here.
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
-import { fileLink, refuseRedirect } from './file-links';
-import type {
-  AccountInfo,
-  ContactPage,
-  ContactRef,
-  ContactResult,
-  ContactUpdate,
-  Credentials,
-  ListMode,
-  ProcessorDescriptor,
-  ProcessorTarget,
-} from './types';
+import { z } from 'zod';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
+import { RequestRejectedError, TransientError } from './errors';
+import { readRemoteLines } from './kit/export-pages';
+import { withHostFallback, type RegionalHostOptions } from './kit/host-fallback';
+import type { JobPollOptions } from './kit/poll';
+import { expectShape } from './kit/shape';
+import { heldValue, listedContact, redactContactIds } from './kit/values';
+import { IterableExportFiles, startUserExport } from './iterable-export';
+import type * as P from './types';
 
-export interface IterableProcessorOptions {
-  /** US data center (default https://api.iterable.com). */
-  apiBaseUrl?: string;
-  /** EU data center (default https://api.eu.iterable.com). */
-  euApiBaseUrl?: string;
-  /** First delay while waiting for the export job's files; doubles up to 30 s. Default 2 s. */
-  jobPollMs?: number;
+/** Defaults: US https://api.iterable.com, EU https://api.eu.iterable.com; job polls from 2 s. */
+export interface IterableProcessorOptions extends RegionalHostOptions, JobPollOptions {
   /** How long one listPage waits for the export before returning an empty page. Default 60 s. */
   jobWaitMs?: number;
   /** Bytes of export file read per page. Default 1 MiB. */
@@ -37,24 +28,16 @@ const EU = 'https://api.eu.iterable.com';
 const USER_ID_PREFIX = 'uid:';
 /** The user ensureField writes an empty value to, so Iterable adds the field to the project's schema. */
 export const SCHEMA_USER_ID = 'espresso-field-schema';
-/** File download links expire after 30 minutes: refresh the list before that. */
-const FILES_TTL_MS = 20 * 60_000;
-
-interface ExportFiles {
-  exportTruncated: boolean;
-  files: Array<{ file: string; url: string }>;
-  jobId: number;
-  jobState: 'Enqueued' | 'Running' | 'Completed' | 'Failed';
-}
-
-interface BulkUpdateResponse {
-  successCount: number;
-  failCount: number;
-  invalidEmails?: string[];
-  invalidUserIds?: string[];
-  filteredOutFields?: string[];
-  failedUpdates?: Record<string, string[] | undefined>;
-}
+const channels = z.object({ channels: z.array(z.unknown()) });
+const userFields = z.object({ fields: z.record(z.string(), z.unknown()) });
+const bulkUpdate = z.object({
+  successCount: z.int(),
+  failCount: z.int(),
+  invalidEmails: z.array(z.unknown()).optional(),
+  invalidUserIds: z.array(z.unknown()).optional(),
+  filteredOutFields: z.array(z.unknown()).optional(),
+  failedUpdates: z.record(z.string(), z.unknown()).optional(),
+});
 
 /** Why a row failed, by the bulkUpdate response array it is in. */
 const FAILURES: Record<string, string> = {
@@ -71,7 +54,7 @@ const FAILURES: Record<string, string> = {
 };
 
 export class IterableProcessor extends BaseProcessor {
-  readonly descriptor: ProcessorDescriptor = {
+  readonly descriptor: P.ProcessorDescriptor = {
     id: 'iterable',
     displayName: 'Iterable',
     apiKey: { label: 'Iterable server-side API key' },
@@ -89,7 +72,7 @@ export class IterableProcessor extends BaseProcessor {
 
   private readonly us: string;
   private readonly eu: string;
-  private readonly files = new Map<string, { at: number; body: ExportFiles }>();
+  private readonly exports: IterableExportFiles;
 
   constructor(
     deps: ProcessorDeps,
@@ -98,13 +81,14 @@ export class IterableProcessor extends BaseProcessor {
     super(deps);
     this.us = options.apiBaseUrl ?? US;
     this.eu = options.euApiBaseUrl ?? EU;
+    this.exports = new IterableExportFiles(options.jobPollMs ?? 2_000, options.jobWaitMs ?? 60_000);
   }
 
-  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+  protected baseUrl(target?: Pick<P.ProcessorTarget, 'apiBaseUrl'>): string {
     return target?.apiBaseUrl ?? this.us;
   }
 
-  protected override authHeaders(credentials: Credentials): Record<string, string> {
+  protected override authHeaders(credentials: P.Credentials): Record<string, string> {
     return { 'Api-Key': credentials.kind === 'apiKey' ? credentials.apiKey : credentials.accessToken };
   }
 
@@ -113,20 +97,16 @@ export class IterableProcessor extends BaseProcessor {
    * account endpoint; every project has its own message channels, whose ids are global, so the
    * smallest channel id names the project.
    */
-  protected async validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo> {
-    let base = this.us;
-    let body: { channels?: Array<{ id?: unknown }> };
-    try {
-      body = (await call<typeof body>({ method: 'GET', url: `${this.us}/api/channels` })).body;
-    } catch (err) {
-      if (!(err instanceof InvalidCredentialsError)) throw err;
-      base = this.eu;
-      body = (await call<typeof body>({ method: 'GET', url: `${this.eu}/api/channels` })).body;
-    }
-    if (!Array.isArray(body?.channels))
-      throw new TransientError('Iterable sent channels in an unknown shape');
-    const ids = body.channels.map((c) => c?.id).filter((id): id is number => Number.isInteger(id));
-    const region = base === this.eu ? 'eu' : 'us';
+  protected async validateCredentials(call: EspCall, credentials: P.Credentials): Promise<P.AccountInfo> {
+    const { result, host } = await withHostFallback(
+      { primary: this.us, fallback: this.eu, bothFail: 'fallback' },
+      (base) => call({ method: 'GET', url: `${base}/api/channels` }),
+    );
+    const body = expectShape(channels, result.body, 'Iterable', 'GET /api/channels');
+    const ids = body.channels
+      .map((c) => (c as { id?: unknown } | null)?.id)
+      .filter((id): id is number => Number.isInteger(id));
+    const region = host === this.eu ? 'eu' : 'us';
     const accountId = ids.length
       ? `${region}-${Math.min(...ids)}`
       : // No channels (never seen): a one-way digest of the key, stable for this key.
@@ -138,7 +118,7 @@ export class IterableProcessor extends BaseProcessor {
       accountId,
       accountLabel: `Iterable project ${accountId} (${region.toUpperCase()})`,
       lists: [],
-      ...(base !== this.us ? { apiBaseUrl: base } : {}),
+      ...(host !== this.us ? { apiBaseUrl: host } : {}),
     };
   }
 
@@ -146,9 +126,11 @@ export class IterableProcessor extends BaseProcessor {
    * Iterable has no endpoint that creates a user field: a field joins the project's schema when a
    * user update carries it. An empty string on one dedicated placeholder user adds it as a string.
    */
-  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
-    if (await this.fieldListed(call, target.fieldName)) return 'exists';
-    const { body } = await call<{ code?: string; msg?: string }>({
+  protected async ensureField(call: EspCall, target: P.ProcessorTarget): Promise<'exists' | 'created'> {
+    const { body: listed } = await call({ method: 'GET', url: '/api/users/getFields' });
+    const { fields } = expectShape(userFields, listed, 'Iterable', 'GET /api/users/getFields');
+    if (Object.prototype.hasOwnProperty.call(fields, target.fieldName)) return 'exists';
+    const { body } = await call<{ code?: string } | undefined>({
       method: 'POST',
       url: '/api/users/update',
       json: {
@@ -164,34 +146,8 @@ export class IterableProcessor extends BaseProcessor {
     return 'created';
   }
 
-  private async fieldListed(call: EspCall, name: string): Promise<boolean> {
-    const { body } = await call<{ fields?: Record<string, unknown> }>({
-      method: 'GET',
-      url: '/api/users/getFields',
-    });
-    if (typeof body?.fields !== 'object' || body.fields === null) {
-      throw new TransientError('Iterable sent user fields in an unknown shape');
-    }
-    return Object.prototype.hasOwnProperty.call(body.fields, name);
-  }
-
-  /** Starts a user export job: its cursor `jobId:0:0` reads it from the start. */
-  protected override async startExportJob(call: EspCall, target: ProcessorTarget): Promise<string> {
-    const { body } = await call<{ jobId?: unknown }>(
-      {
-        method: 'POST',
-        url: '/api/export/start',
-        json: {
-          dataTypeName: 'user',
-          outputFormat: 'application/x-json-stream',
-          onlyFields: ['email', 'userId', target.fieldName].join(','),
-        },
-      },
-      { limit: 'exports' },
-    );
-    if (!Number.isInteger(body?.jobId))
-      throw new TransientError('Iterable started an export without a jobId');
-    return `${String(body.jobId)}:0:0`;
+  protected override startExportJob(call: EspCall, target: P.ProcessorTarget): Promise<string> {
+    return startUserExport(call, target.fieldName);
   }
 
   /**
@@ -200,146 +156,31 @@ export class IterableProcessor extends BaseProcessor {
    * its end. Nothing is held beyond one page.
    */
   protected async listContactsNeedingValue(
-    call: EspCall,
-    target: ProcessorTarget,
-    cursor: string | undefined,
-    mode: ListMode,
-  ): Promise<ContactPage> {
-    if (!cursor)
-      return this.listContactsNeedingValue(call, target, await this.startExportJob(call, target), mode);
-    const m = /^(\d+):(\d+):(\d+)$/.exec(cursor);
+    ...[call, target, cursor, mode]: ListingArgs
+  ): Promise<P.ContactPage> {
+    const m = /^(\d+):(\d+):(\d+)$/.exec(cursor ?? (await startUserExport(call, target.fieldName)));
     if (!m) throw new RequestRejectedError('not an Iterable listing cursor');
     const [jobId, fileIndex, offset] = [m[1]!, Number(m[2]), Number(m[3])];
     // Job ids are per project and data center: so is the cache of their files.
-    const file = await this.exportFile(
-      call,
-      `${this.baseUrl(target)} ${target.espAccountId} ${jobId}`,
-      jobId,
-      fileIndex,
-    );
+    const cacheKey = `${this.baseUrl(target)} ${target.espAccountId} ${jobId}`;
+    const file = await this.exports.file(call, cacheKey, jobId, fileIndex);
     if (file === 'done') return { contacts: [] };
     if (file === 'pending') return { contacts: [], nextCursor: `${jobId}:${fileIndex}:${offset}` };
-    const { lines, next, end } = await this.readLines(file.url, offset, this.baseUrl(target));
-    const contacts: ContactRef[] = [];
-    for (const line of lines) {
-      const contact = contactOf(line, target.fieldName, mode);
-      if (contact) contacts.push(contact);
-    }
+    const link = { url: file.url, what: 'the Iterable export file', apiBase: this.baseUrl(target) };
+    const { lines, next, end } = await readRemoteLines(
+      { ...link, timeoutMs: this.http.timeoutMs },
+      offset,
+      this.options.pageBytes ?? 1 << 20,
+      () => this.exports.forget(), // an expired link: fetch fresh ones next time
+    );
+    const contacts = lines.flatMap((line) => contactOf(line, target.fieldName, mode) ?? []);
     return { contacts, nextCursor: end ? `${jobId}:${fileIndex + 1}:0` : `${jobId}:${fileIndex}:${next}` };
   }
 
-  /** The job's file at `index`, once the job has written it; polls with backoff for a while. */
-  private async exportFile(
-    call: EspCall,
-    cacheKey: string,
-    jobId: string,
-    index: number,
-  ): Promise<{ file: string; url: string } | 'pending' | 'done'> {
-    const deadline = Date.now() + (this.options.jobWaitMs ?? 60_000);
-    let delay = this.options.jobPollMs ?? 2_000;
-    for (;;) {
-      const cached = this.files.get(cacheKey);
-      const fresh = cached && Date.now() - cached.at < FILES_TTL_MS ? cached.body : undefined;
-      if (fresh?.files[index]) return fresh.files[index];
-      if (fresh?.jobState.toLowerCase() === 'completed') return 'done';
-      const body = await this.listFiles(call, cacheKey, jobId);
-      if (body.files[index]) return body.files[index];
-      const state = String(body.jobState).toLowerCase();
-      if (state === 'completed') return 'done';
-      if (state !== 'enqueued' && state !== 'running') {
-        throw new TransientError(
-          `Iterable export job ${jobId} ended as ${String(body.jobState).slice(0, 40)}`,
-        );
-      }
-      if (Date.now() + delay > deadline) return 'pending';
-      await sleep(delay);
-      delay = Math.min(delay * 2, 30_000);
-    }
-  }
-
-  private async listFiles(call: EspCall, cacheKey: string, jobId: string): Promise<ExportFiles> {
-    const all: ExportFiles = {
-      exportTruncated: false,
-      files: [],
-      jobId: Number(jobId),
-      jobState: 'Enqueued',
-    };
-    let startAfter: string | undefined;
-    for (;;) {
-      // Every page and every poll counts against the 1/s limit.
-      const { body } = await call<ExportFiles>(
-        { method: 'GET', url: `/api/export/${jobId}/files`, query: { startAfter } },
-        { limit: 'exports' },
-      );
-      if (!Array.isArray(body?.files) || typeof body.jobState !== 'string') {
-        throw new TransientError('Iterable sent export files in an unknown shape');
-      }
-      all.files.push(...body.files);
-      all.jobState = body.jobState;
-      all.exportTruncated ||= body.exportTruncated === true;
-      if (body.files.length === 0 || body.jobState.toLowerCase() !== 'completed') break;
-      startAfter = body.files[body.files.length - 1]!.file;
-    }
-    if (all.exportTruncated)
-      throw new RequestRejectedError('Iterable truncated the user export (over 100 GB)');
-    this.files.set(cacheKey, { at: Date.now(), body: all });
-    for (const key of [...this.files.keys()].slice(0, -8)) this.files.delete(key);
-    return all;
-  }
-
-  /** Whole lines from `offset` on, about pageBytes of them; `end` when the file is finished. */
-  private async readLines(
-    url: string,
-    offset: number,
-    apiBase: string,
-  ): Promise<{ lines: string[]; next: number; end: boolean }> {
-    const what = 'the Iterable export file';
-    const link = fileLink(url, what, apiBase);
-    const want = this.options.pageBytes ?? 1 << 20;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.http.timeoutMs);
+  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+    let answer: unknown;
     try {
-      // A pre-signed file link, not the API: no key, no pacing.
-      const res = await fetch(link, {
-        headers: { range: `bytes=${offset}-${offset + want - 1}` },
-        redirect: 'manual',
-        signal: controller.signal,
-      });
-      await refuseRedirect(res, what);
-      if (res.status === 416) return { lines: [], next: offset, end: true };
-      if (res.status !== 200 && res.status !== 206) {
-        this.files.clear(); // an expired link: fetch fresh ones next time
-        throw new TransientError(`Iterable export file answered ${res.status}`);
-      }
-      const buf = await readRange(res, res.status === 200 ? offset : 0, want);
-      const total =
-        res.status === 206 ? Number(/\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1]) : NaN;
-      const atEnd = buf.length < want || (Number.isFinite(total) && offset + buf.length >= total);
-      const cut = atEnd ? buf.length : buf.lastIndexOf(0x0a) + 1;
-      if (cut === 0) throw new TransientError('an Iterable export line is longer than one page');
-      const lines = buf
-        .subarray(0, cut)
-        .toString('utf8')
-        .split('\n')
-        .filter((l) => l.trim() !== '');
-      return { lines, next: offset + cut, end: atEnd };
-    } catch (err) {
-      if (err instanceof TransientError || err instanceof RequestRejectedError) throw err;
-      throw new TransientError(`Iterable export file download failed (${(err as Error).name})`);
-    } finally {
-      clearTimeout(timer);
-      controller.abort();
-    }
-  }
-
-  protected async updateContacts(
-    call: EspCall,
-    target: ProcessorTarget,
-    batch: ContactUpdate[],
-  ): Promise<ContactResult[]> {
-    let body: BulkUpdateResponse;
-    try {
-      ({ body } = await call<BulkUpdateResponse>({
+      ({ body: answer } = await call({
         method: 'POST',
         url: '/api/users/bulkUpdate',
         json: {
@@ -352,16 +193,10 @@ export class IterableProcessor extends BaseProcessor {
     } catch (err) {
       // Whole-batch rejections may quote a userId: contact ids never go into messages.
       if (!(err instanceof RequestRejectedError)) throw err;
-      let message = err.message;
-      for (const u of batch) {
-        const id = u.contactId.replace(USER_ID_PREFIX, '');
-        if (id.length >= 3) message = message.split(id).join('[contact]');
-      }
-      throw new RequestRejectedError(message, err.status, err.rows);
+      const ids = batch.map((u) => u.contactId.replace(USER_ID_PREFIX, ''));
+      throw new RequestRejectedError(redactContactIds(err.message, ids, 3), err.status, err.rows);
     }
-    if (!Number.isInteger(body?.successCount) || !Number.isInteger(body?.failCount)) {
-      throw new TransientError('Iterable answered bulkUpdate in an unknown shape');
-    }
+    const body = expectShape(bulkUpdate, answer, 'Iterable', 'bulkUpdate');
     if (body.filteredOutFields?.includes(target.fieldName)) {
       return batch.map((u) => ({
         contactId: u.contactId,
@@ -369,22 +204,8 @@ export class IterableProcessor extends BaseProcessor {
         reason: `Iterable dropped the field ${target.fieldName} (project does not accept new fields)`,
       }));
     }
-    const reasons = new Map<string, string>();
-    const lists: Record<string, unknown> = {
-      ...body.failedUpdates,
-      invalidEmails: [...(body.invalidEmails ?? []), ...(body.failedUpdates?.invalidEmails ?? [])],
-      invalidUserIds: [...(body.invalidUserIds ?? []), ...(body.failedUpdates?.invalidUserIds ?? [])],
-    };
-    for (const [name, ids] of Object.entries(lists)) {
-      if (!Array.isArray(ids)) continue;
-      const byUserId = name.endsWith('UserIds');
-      for (const id of ids) {
-        if (typeof id !== 'string') continue;
-        const key = byUserId ? USER_ID_PREFIX + id : id.toLowerCase();
-        if (!reasons.has(key)) reasons.set(key, `${name}: ${FAILURES[name] ?? 'not updated'}`);
-      }
-    }
-    const results = batch.map((u): ContactResult => {
+    const reasons = failureReasons(body);
+    const results = batch.map((u): P.ContactResult => {
       const key = u.contactId.startsWith(USER_ID_PREFIX) ? u.contactId : u.contactId.toLowerCase();
       const reason = reasons.get(key);
       return reason
@@ -401,6 +222,27 @@ export class IterableProcessor extends BaseProcessor {
   }
 }
 
+/** Failed row (userId with its prefix, or lower-case email) -> why, from bulkUpdate's answer. */
+function failureReasons(body: z.output<typeof bulkUpdate>): Map<string, string> {
+  const failed = (body.failedUpdates ?? {}) as Record<string, unknown>;
+  const asList = (v: unknown) => (Array.isArray(v) ? (v as unknown[]) : []);
+  const lists: Record<string, unknown> = {
+    ...failed,
+    invalidEmails: [...(body.invalidEmails ?? []), ...asList(failed.invalidEmails)],
+    invalidUserIds: [...(body.invalidUserIds ?? []), ...asList(failed.invalidUserIds)],
+  };
+  const reasons = new Map<string, string>();
+  for (const [name, ids] of Object.entries(lists)) {
+    const byUserId = name.endsWith('UserIds');
+    for (const id of asList(ids)) {
+      if (typeof id !== 'string') continue;
+      const key = byUserId ? USER_ID_PREFIX + id : id.toLowerCase();
+      if (!reasons.has(key)) reasons.set(key, `${name}: ${FAILURES[name] ?? 'not updated'}`);
+    }
+  }
+  return reasons;
+}
+
 /** userId when the user has one (never creates a user in email-based projects), else email. */
 function identify(contactId: string): { userId: string } | { email: string } {
   return contactId.startsWith(USER_ID_PREFIX)
@@ -408,7 +250,7 @@ function identify(contactId: string): { userId: string } | { email: string } {
     : { email: contactId };
 }
 
-function contactOf(line: string, field: string, mode: ListMode): ContactRef | undefined {
+function contactOf(line: string, field: string, mode: P.ListMode): P.ContactRef | undefined {
   let row: Record<string, unknown>;
   try {
     row = JSON.parse(line) as Record<string, unknown>;
@@ -418,37 +260,5 @@ function contactOf(line: string, field: string, mode: ListMode): ContactRef | un
   const userId = typeof row.userId === 'string' && row.userId ? row.userId : undefined;
   const email = typeof row.email === 'string' && row.email ? row.email : undefined;
   if (userId === SCHEMA_USER_ID || (!userId && !email)) return undefined;
-  const contactId = userId ? USER_ID_PREFIX + userId : email!;
-  // Any value a user holds is its value (kept, never replaced), whatever its form.
-  const raw = row[field];
-  const value = raw === undefined || raw === null || String(raw).trim() === '' ? undefined : String(raw);
-  if (mode === 'incremental') return value === undefined ? { contactId } : undefined;
-  return value === undefined ? { contactId } : { contactId, currentValue: value };
-}
-
-/** Up to `want` bytes after skipping `skip` (when the server ignored the Range header). */
-async function readRange(res: Response, skip: number, want: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let have = 0;
-  let skipped = 0;
-  const reader = res.body!.getReader();
-  try {
-    while (have < want) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      let chunk = Buffer.from(value);
-      if (skipped < skip) {
-        const drop = Math.min(skip - skipped, chunk.length);
-        skipped += drop;
-        chunk = chunk.subarray(drop);
-      }
-      if (chunk.length) {
-        chunks.push(chunk.subarray(0, want - have));
-        have += Math.min(chunk.length, want - have);
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(chunks);
+  return listedContact(userId ? USER_ID_PREFIX + userId : email!, heldValue(row[field]), mode);
 }

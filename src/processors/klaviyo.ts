@@ -1,17 +1,12 @@
 // Klaviyo: private API key, JSON:API, profile custom property written by Update Profile, which
 // never creates a profile. See docs/esps/klaviyo.md for the vendor facts and where espresso differs.
-import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
+import { z } from 'zod';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { RequestRejectedError, TransientError } from './errors';
-import type {
-  AccountInfo,
-  ContactPage,
-  ContactResult,
-  ContactUpdate,
-  Credentials,
-  ListMode,
-  ProcessorDescriptor,
-  ProcessorTarget,
-} from './types';
+import { expectShape } from './kit/shape';
+import { heldValue, listedContact, redactContactIds } from './kit/values';
+import type * as P from './types';
 
 export interface KlaviyoOptions {
   /** Default https://a.klaviyo.com (Klaviyo has one API host for every account). */
@@ -27,18 +22,37 @@ const MARKER_VALUE = 'declared by espresso';
 const JSON_API = 'application/vnd.api+json';
 const PAGE_SIZE = 100;
 
-interface Profile {
-  type: 'profile';
-  id: string;
-  attributes?: { external_id?: string | null; properties?: Record<string, unknown> | null };
-}
-interface Collection<T> {
-  data: T[];
-  links?: { next?: string | null };
-}
+const accounts = z.object({
+  data: z
+    .array(
+      z.object({
+        id: z.string().min(1),
+        attributes: z
+          .object({
+            contact_information: z.object({ organization_name: z.string().nullish() }).nullish(),
+          })
+          .nullish(),
+      }),
+    )
+    .min(1),
+});
+const profile = z.object({
+  id: z.string().min(1),
+  attributes: z
+    .object({
+      external_id: z.string().nullish(),
+      properties: z.record(z.string(), z.unknown()).nullish(),
+    })
+    .nullish(),
+});
+const profiles = z.object({
+  data: z.array(profile),
+  links: z.object({ next: z.string().nullish() }).nullish(),
+});
+const updated = z.object({ data: z.object({ id: z.string() }) });
 
 export class KlaviyoProcessor extends BaseProcessor {
-  readonly descriptor: ProcessorDescriptor = {
+  readonly descriptor: P.ProcessorDescriptor = {
     id: 'klaviyo',
     displayName: 'Klaviyo',
     apiKey: { label: 'Klaviyo private API key' },
@@ -65,18 +79,18 @@ export class KlaviyoProcessor extends BaseProcessor {
     super(deps);
   }
 
-  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+  protected baseUrl(target?: Pick<P.ProcessorTarget, 'apiBaseUrl'>): string {
     return target?.apiBaseUrl ?? this.options.apiBaseUrl ?? 'https://a.klaviyo.com';
   }
 
-  protected override authHeaders(credentials: Credentials): Record<string, string> {
+  protected override authHeaders(credentials: P.Credentials): Record<string, string> {
     const key = credentials.kind === 'apiKey' ? credentials.apiKey : credentials.accessToken;
     return { authorization: `Klaviyo-API-Key ${key}`, revision: KLAVIYO_REVISION, accept: JSON_API };
   }
 
   /** GET /api/accounts (1/s, 15/min): once per connection and per daily maintenance. */
-  protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
-    const { body } = await call<Collection<{ id: string; attributes?: AccountAttributes }>>(
+  protected async validateCredentials(call: EspCall): Promise<P.AccountInfo> {
+    const { body } = await call(
       {
         method: 'GET',
         url: '/api/accounts',
@@ -84,8 +98,7 @@ export class KlaviyoProcessor extends BaseProcessor {
       },
       { limit: 'accounts' },
     );
-    const account = Array.isArray(body?.data) ? body.data[0] : undefined;
-    if (typeof account?.id !== 'string' || !account.id) throw malformed('accounts');
+    const account = expectShape(accounts, body, 'Klaviyo', 'GET /api/accounts').data[0]!;
     const name = account.attributes?.contact_information?.organization_name;
     return { accountId: account.id, accountLabel: name || `Klaviyo account ${account.id}`, lists: [] };
   }
@@ -94,9 +107,9 @@ export class KlaviyoProcessor extends BaseProcessor {
    * Klaviyo has no property definitions: a property exists while some profile carries it. espresso
    * declares the field on one marker profile (external_id only), so 'exists' means the marker has it.
    */
-  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+  protected async ensureField(call: EspCall, target: P.ProcessorTarget): Promise<'exists' | 'created'> {
     const field = target.fieldName;
-    const { body } = await call<Collection<Profile>>({
+    const { body } = await call({
       method: 'GET',
       url: '/api/profiles',
       query: {
@@ -105,9 +118,7 @@ export class KlaviyoProcessor extends BaseProcessor {
         'page[size]': 1,
       },
     });
-    if (!Array.isArray(body?.data)) throw malformed('profiles');
-    const marker = body.data[0];
-    if (marker && typeof marker.id !== 'string') throw malformed('profiles');
+    const marker = expectShape(profiles, body, 'Klaviyo', 'GET /api/profiles').data[0];
     if (marker?.attributes?.properties?.[field] != null) return 'exists';
     const properties = { [field]: MARKER_VALUE };
     if (marker) {
@@ -133,32 +144,25 @@ export class KlaviyoProcessor extends BaseProcessor {
 
   /** Get Profiles pages (100, cursor); custom properties cannot be filtered on, so we filter here. */
   protected async listContactsNeedingValue(
-    call: EspCall,
-    target: ProcessorTarget,
-    cursor: string | undefined,
-    mode: ListMode,
-  ): Promise<ContactPage> {
-    const { body } = await call<Collection<Profile>>({
+    ...[call, target, cursor, mode]: ListingArgs
+  ): Promise<P.ContactPage> {
+    const { body } = await call({
       method: 'GET',
       url: '/api/profiles',
       query: { 'fields[profile]': 'external_id,properties', 'page[size]': PAGE_SIZE, 'page[cursor]': cursor },
     });
-    if (!Array.isArray(body?.data)) throw malformed('profiles');
-    const contacts: ContactPage['contacts'] = [];
-    for (const p of body.data) {
-      if (typeof p?.id !== 'string' || !p.id) throw malformed('profiles');
-      if (p.attributes?.external_id === KLAVIYO_MARKER_EXTERNAL_ID) continue;
-      const value = p.attributes?.properties?.[target.fieldName];
-      const empty = value === undefined || value === null || (typeof value === 'string' && !value.trim());
-      if (mode === 'incremental' && !empty) continue;
+    const page = expectShape(profiles, body, 'Klaviyo', 'GET /api/profiles');
+    const contacts = page.data.flatMap((p) => {
+      if (p.attributes?.external_id === KLAVIYO_MARKER_EXTERNAL_ID) return [];
       // Any value a profile holds is its value (kept, never replaced), whatever its form.
-      contacts.push(empty ? { contactId: p.id } : { contactId: p.id, currentValue: String(value) });
-    }
-    const next = body.links?.next;
+      return listedContact(p.id, heldValue(p.attributes?.properties?.[target.fieldName]), mode) ?? [];
+    });
+    const next = page.links?.next;
     if (!next) return { contacts };
     // Keep only Klaviyo's opaque cursor (an id position, never an email: we do not sort by email).
     const nextCursor = new URL(next, this.baseUrl(target)).searchParams.get('page[cursor]');
-    if (!nextCursor) throw malformed('profiles (next link without a cursor)');
+    if (!nextCursor)
+      throw new TransientError('Klaviyo answered GET /api/profiles with a next link without a cursor');
     return { contacts, nextCursor };
   }
 
@@ -168,15 +172,11 @@ export class KlaviyoProcessor extends BaseProcessor {
    * deleted. Klaviyo's bulk import writes up to 10,000 profiles per request, but it is an upsert: a
    * row that matches no profile creates one, which publishers pay for.
    */
-  protected async updateContacts(
-    call: EspCall,
-    target: ProcessorTarget,
-    batch: ContactUpdate[],
-  ): Promise<ContactResult[]> {
+  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     return Promise.all(
-      batch.map(async ({ contactId, value }): Promise<ContactResult> => {
+      batch.map(async ({ contactId, value }): Promise<P.ContactResult> => {
         try {
-          const { body } = await call<{ data?: { id?: unknown } }>({
+          const { body } = await call({
             method: 'PATCH',
             url: `/api/profiles/${encodeURIComponent(contactId)}`,
             headers: { 'content-type': JSON_API },
@@ -188,7 +188,9 @@ export class KlaviyoProcessor extends BaseProcessor {
               },
             },
           });
-          if (body?.data?.id !== contactId) throw malformed('profile');
+          if (expectShape(updated, body, 'Klaviyo', 'PATCH /api/profiles').data.id !== contactId) {
+            throw new TransientError('Klaviyo answered PATCH /api/profiles for another profile');
+          }
           return { contactId, status: 'updated' };
         } catch (err) {
           // 429s, 5xx and refused keys concern every profile: the batch is retried (same values).
@@ -196,18 +198,10 @@ export class KlaviyoProcessor extends BaseProcessor {
           const reason =
             err.status === 404
               ? 'no such profile (deleted since the listing): not re-created'
-              : err.message.split(contactId).join('[profile]');
+              : redactContactIds(err.message, [contactId]);
           return { contactId, status: 'rejected', reason };
         }
       }),
     );
   }
-}
-
-interface AccountAttributes {
-  contact_information?: { organization_name?: string | null };
-}
-
-function malformed(what: string): TransientError {
-  return new TransientError(`Klaviyo sent a malformed ${what} response`);
 }

@@ -1,18 +1,13 @@
 // Mailchimp Marketing API v3. The field is one merge field per audience; contacts are keyed by
 // email address (the batch endpoint takes nothing else). See docs/esps/mailchimp.md.
 import { createHash } from 'node:crypto';
-import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
-import { InvalidCredentialsError, RequestRejectedError, TransientError } from './errors';
-import type {
-  AccountInfo,
-  ContactPage,
-  ContactResult,
-  ContactUpdate,
-  Credentials,
-  ListMode,
-  ProcessorDescriptor,
-  ProcessorTarget,
-} from './types';
+import { z } from 'zod';
+import { BaseProcessor } from './base-processor';
+import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
+import { InvalidCredentialsError, RequestRejectedError } from './errors';
+import { expectShape } from './kit/shape';
+import { listedContact } from './kit/values';
+import type * as P from './types';
 
 export interface MailchimpProcessorOptions {
   /** Registered app; without it publishers connect with an API key only. */
@@ -28,18 +23,35 @@ const AUTH_URL = 'https://login.mailchimp.com';
 /** Members per listing request (Mailchimp's maximum `count`). */
 const PAGE = 1000;
 
-interface Member {
-  email_address?: unknown;
-  merge_fields?: Record<string, unknown>;
-}
-interface BatchError {
-  email_address?: unknown;
-  error?: unknown;
-  error_code?: unknown;
-}
+const root = z.object({ account_id: z.string().min(1), account_name: z.unknown().optional() });
+const lists = z.object({
+  lists: z.array(z.object({ id: z.unknown().optional(), name: z.unknown().optional() })),
+});
+const metadata = z.object({ api_endpoint: z.string().regex(/^https?:\/\//) });
+const mergeFields = z.object({ merge_fields: z.array(z.object({ tag: z.unknown().optional() })) });
+const members = z.object({
+  members: z.array(
+    z.object({
+      email_address: z.string(),
+      merge_fields: z.record(z.string(), z.unknown()).nullish(),
+    }),
+  ),
+});
+const member = z.object({ email_address: z.unknown().optional() });
+const batchAnswer = z.object({
+  updated_members: z.array(member),
+  new_members: z.array(member.nullable()).nullish(),
+  errors: z.array(
+    z.object({
+      email_address: z.unknown().optional(),
+      error: z.unknown().optional(),
+      error_code: z.unknown().optional(),
+    }),
+  ),
+});
 
 export class MailchimpProcessor extends BaseProcessor {
-  readonly descriptor: ProcessorDescriptor;
+  readonly descriptor: P.ProcessorDescriptor;
   private readonly apiUrl: string;
   private readonly authUrl: string;
 
@@ -70,7 +82,7 @@ export class MailchimpProcessor extends BaseProcessor {
     };
   }
 
-  protected baseUrl(target?: Pick<ProcessorTarget, 'apiBaseUrl'>): string {
+  protected baseUrl(target?: Pick<P.ProcessorTarget, 'apiBaseUrl'>): string {
     if (!target) return this.authUrl; // connect flow: validateCredentials uses absolute URLs
     if (!target.apiBaseUrl) {
       throw new InvalidCredentialsError('the configuration does not name its Mailchimp data center');
@@ -78,70 +90,65 @@ export class MailchimpProcessor extends BaseProcessor {
     return target.apiBaseUrl;
   }
 
-  protected override authHeaders(credentials: Credentials): Record<string, string> {
+  protected override authHeaders(credentials: P.Credentials): Record<string, string> {
     return credentials.kind === 'apiKey'
       ? { authorization: `Basic ${Buffer.from(`espresso:${credentials.apiKey}`).toString('base64')}` }
       : { authorization: `Bearer ${credentials.accessToken}` };
   }
 
-  protected async validateCredentials(call: EspCall, credentials: Credentials): Promise<AccountInfo> {
+  protected async validateCredentials(call: EspCall, credentials: P.Credentials): Promise<P.AccountInfo> {
     const api = await this.apiBaseFor(call, credentials);
-    const root = await call<{ account_id?: unknown; account_name?: unknown }>({
+    const { body } = await call({
       method: 'GET',
       url: `${api}/`,
       query: { fields: 'account_id,account_name' },
     });
-    const accountId = root.body?.account_id;
-    if (typeof accountId !== 'string' || !accountId) throw malformed('GET /');
-    const lists: AccountInfo['lists'] = [];
+    const account = expectShape(root, body, 'Mailchimp', 'GET /');
+    const audiences: P.AccountInfo['lists'] = [];
     for (let offset = 0; ; offset += PAGE) {
-      const { body } = await call<{ lists?: Array<{ id?: unknown; name?: unknown }>; total_items?: unknown }>(
-        {
-          method: 'GET',
-          url: `${api}/lists`,
-          query: { fields: 'lists.id,lists.name,total_items', count: PAGE, offset },
-        },
-      );
-      if (!Array.isArray(body?.lists)) throw malformed('GET /lists');
-      for (const l of body.lists) lists.push({ id: String(l.id), name: String(l.name) });
-      if (body.lists.length < PAGE) break;
+      const { body: page } = await call({
+        method: 'GET',
+        url: `${api}/lists`,
+        query: { fields: 'lists.id,lists.name,total_items', count: PAGE, offset },
+      });
+      const found = expectShape(lists, page, 'Mailchimp', 'GET /lists').lists;
+      for (const l of found) audiences.push({ id: String(l.id), name: String(l.name) });
+      if (found.length < PAGE) break;
     }
     return {
-      accountId,
-      accountLabel: typeof root.body.account_name === 'string' ? root.body.account_name : accountId,
-      lists,
+      accountId: account.account_id,
+      accountLabel: typeof account.account_name === 'string' ? account.account_name : account.account_id,
+      lists: audiences,
       apiBaseUrl: api,
     };
   }
 
   /** The account's data center: the API key's suffix, or the OAuth metadata's api_endpoint. */
-  private async apiBaseFor(call: EspCall, credentials: Credentials): Promise<string> {
+  private async apiBaseFor(call: EspCall, credentials: P.Credentials): Promise<string> {
     if (credentials.kind === 'apiKey') {
       const dc = /-([a-z]+[0-9]+)$/.exec(credentials.apiKey)?.[1];
       if (!dc) throw new InvalidCredentialsError('a Mailchimp API key ends in its data center, e.g. -us6');
       return this.apiUrl.replace('{dc}', dc);
     }
-    const { body } = await call<{ api_endpoint?: unknown }>({
+    const { body } = await call({
       method: 'GET',
       url: `${this.authUrl}/oauth2/metadata`,
       headers: { authorization: `OAuth ${credentials.accessToken}` },
     });
-    if (typeof body?.api_endpoint !== 'string' || !/^https?:\/\//.test(body.api_endpoint)) {
-      throw malformed('GET /oauth2/metadata');
-    }
-    return `${body.api_endpoint.replace(/\/$/, '')}/3.0`;
+    const { api_endpoint } = expectShape(metadata, body, 'Mailchimp', 'GET /oauth2/metadata');
+    return `${api_endpoint.replace(/\/$/, '')}/3.0`;
   }
 
-  protected async ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'> {
+  protected async ensureField(call: EspCall, target: P.ProcessorTarget): Promise<'exists' | 'created'> {
     const path = `/lists/${list(target)}/merge-fields`;
     const exists = async () => {
-      const { body } = await call<{ merge_fields?: Array<{ tag?: unknown }> }>({
+      const { body } = await call({
         method: 'GET',
         url: path,
         query: { fields: 'merge_fields.tag', count: PAGE },
       });
-      if (!Array.isArray(body?.merge_fields)) throw malformed('GET merge-fields');
-      return body.merge_fields.some((f) => f.tag === target.fieldName);
+      const fields = expectShape(mergeFields, body, 'Mailchimp', 'GET merge-fields').merge_fields;
+      return fields.some((f) => f.tag === target.fieldName);
     };
     if (await exists()) return 'exists';
     try {
@@ -163,14 +170,11 @@ export class MailchimpProcessor extends BaseProcessor {
    * (oldest signup first, so new members append at the end) and filtered here. The cursor is the offset.
    */
   protected async listContactsNeedingValue(
-    call: EspCall,
-    target: ProcessorTarget,
-    cursor: string | undefined,
-    mode: ListMode,
-  ): Promise<ContactPage> {
+    ...[call, target, cursor, mode]: ListingArgs
+  ): Promise<P.ContactPage> {
     const offset = cursor ? Number(cursor) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
-    const { body } = await call<{ members?: Member[]; total_items?: unknown }>({
+    const { body } = await call({
       method: 'GET',
       url: `/lists/${list(target)}/members`,
       query: {
@@ -182,17 +186,13 @@ export class MailchimpProcessor extends BaseProcessor {
         sort_dir: 'ASC',
       },
     });
-    if (!Array.isArray(body?.members)) throw malformed('GET members');
-    const contacts: ContactPage['contacts'] = [];
-    for (const m of body.members) {
-      if (typeof m?.email_address !== 'string') throw malformed('GET members');
+    const page = expectShape(members, body, 'Mailchimp', 'GET members').members;
+    const contacts = page.flatMap((m) => {
       const value = m.merge_fields?.[target.fieldName];
       const current = typeof value === 'string' && value !== '' ? value : undefined;
-      if (mode === 'full') contacts.push({ contactId: m.email_address, currentValue: current });
-      else if (!current) contacts.push({ contactId: m.email_address });
-    }
-    const next = offset + body.members.length;
-    return body.members.length < PAGE ? { contacts } : { contacts, nextCursor: String(next) };
+      return listedContact(m.email_address, current, mode) ?? [];
+    });
+    return page.length < PAGE ? { contacts } : { contacts, nextCursor: String(offset + page.length) };
   }
 
   /**
@@ -201,16 +201,8 @@ export class MailchimpProcessor extends BaseProcessor {
    * their subscription status; an address that is not a member could only ever be added
    * unsubscribed, and is archived again below.
    */
-  protected async updateContacts(
-    call: EspCall,
-    target: ProcessorTarget,
-    batch: ContactUpdate[],
-  ): Promise<ContactResult[]> {
-    const { body } = await call<{
-      updated_members?: Member[];
-      new_members?: Member[];
-      errors?: BatchError[];
-    }>({
+  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+    const { body } = await call({
       method: 'POST',
       url: `/lists/${list(target)}`,
       query: { skip_merge_validation: true },
@@ -223,12 +215,12 @@ export class MailchimpProcessor extends BaseProcessor {
         update_existing: true,
       },
     });
-    if (!Array.isArray(body?.updated_members) || !Array.isArray(body.errors)) throw malformed('POST list');
-    const outcome = new Map<string, ContactResult['status'] | string>();
-    for (const m of body.updated_members) outcome.set(key(m.email_address), 'updated');
+    const answer = expectShape(batchAnswer, body, 'Mailchimp', 'POST list');
+    const outcome = new Map<string, P.ContactResult['status'] | string>();
+    for (const m of answer.updated_members) outcome.set(key(m.email_address), 'updated');
     // Should Mailchimp ever add an address that left the audience since the export, it is archived
     // again at once (DELETE archives a member) and the row reported: espresso never adds people.
-    for (const m of Array.isArray(body.new_members) ? body.new_members : []) {
+    for (const m of answer.new_members ?? []) {
       const email = key(m?.email_address);
       if (!email) continue;
       await call({ method: 'DELETE', url: `/lists/${list(target)}/members/${subscriberHash(email)}` });
@@ -237,11 +229,11 @@ export class MailchimpProcessor extends BaseProcessor {
         'the address was not in the audience (Mailchimp added it; espresso archived it again)',
       );
     }
-    for (const e of body.errors) {
+    for (const e of answer.errors) {
       const code = typeof e.error_code === 'string' ? `${e.error_code}: ` : '';
       outcome.set(key(e.email_address), `${code}${typeof e.error === 'string' ? e.error : 'refused'}`);
     }
-    return batch.map((u): ContactResult => {
+    return batch.map((u): P.ContactResult => {
       const o = outcome.get(key(u.contactId));
       if (o === 'updated') return { contactId: u.contactId, status: 'updated' };
       return {
@@ -262,11 +254,7 @@ function key(email: unknown): string {
   return typeof email === 'string' ? email.trim().toLowerCase() : '';
 }
 
-function malformed(what: string): TransientError {
-  return new TransientError(`Mailchimp answered ${what} with an unexpected body`);
-}
-
-function list(target: ProcessorTarget): string {
+function list(target: P.ProcessorTarget): string {
   if (!target.espListId)
     throw new RequestRejectedError('the configuration has no Mailchimp audience selected');
   return encodeURIComponent(target.espListId);
