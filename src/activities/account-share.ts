@@ -149,3 +149,13 @@ export function exportFraction(limits: AccountLimits): number {
   if (listing.length === 0) return 0.5;
   return Math.min(0.5, Math.max(...listing.map(perMs)) / perMs(limits.rate));
 }
+
+/**
+ * How many chunk updates a run keeps in flight at most: the ESP's concurrency, and no more than
+ * the requests per window of each limit the chunks count against (e.g. 5 writes a second: five
+ * chunks sending one each a second, never eight sending 0.6, which could land in one second).
+ */
+export function chunksAtOnce(limits: AccountLimits): number {
+  const budgets = [limits.rate, ...Object.values(limits.extra ?? {}).filter((l) => l.for !== 'listing')];
+  return Math.max(1, Math.min(limits.concurrency, ...budgets.map((l) => Math.floor(l.requests))));
+}

@@ -7,12 +7,13 @@ import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
+import { chunksAtOnce } from './account-share';
 
 export interface RunContext {
   esp: string;
   status: 'active' | 'needs_reauth' | 'disabled';
   maintenance: boolean;
-  /** From the ESP's descriptor: how many chunk updates to keep in flight. */
+  /** From the ESP's descriptor: how many chunk updates to keep in flight (chunksAtOnce). */
   concurrency: number;
   /** The run's folder: the one asked for, or one of its own when another run holds that one. */
   folder: string;
@@ -84,7 +85,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
           esp: configuration.esp,
           status: configuration.status,
           maintenance: configuration.maintenance,
-          concurrency: processor.descriptor.concurrency,
+          concurrency: chunksAtOnce(processor.limits()),
         };
       });
     },
@@ -126,7 +127,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
             esp: configuration.esp,
             status: configuration.status,
             maintenance: configuration.maintenance,
-            concurrency: processor.descriptor.concurrency,
+            concurrency: chunksAtOnce(processor.limits()),
             folder,
           },
         };

@@ -140,7 +140,7 @@ export class PacerSet implements AccountPacing {
   ) {
     const fractions = typeof share === 'number' ? { shared: share, listing: share, writing: share } : share;
     const scaled = (r: { requests: number; perMs: number }, fraction: number) => ({
-      requests: r.requests * fraction,
+      requests: wholeRequests(r.requests * fraction),
       perMs: r.perMs,
     });
     this.main = new Pacer(
@@ -206,6 +206,17 @@ export class PacerSet implements AccountPacing {
     for (const [name, p] of this.extra) out[name] = p.readyAt();
     return out;
   }
+}
+
+/**
+ * A share's requests per window, rounded down to whole requests when it has one or more: evenly
+ * spaced, a holder of m per window sends at most m in any window, so the holders' m add up to at
+ * most the limit however their requests fall. With fractions (2.25 each for four holders of 9),
+ * each could send 3 in one window and 12 would arrive. Below one per window a holder sends at most
+ * one per window; the run keeps no more holders than the limit has requests (chunksAtOnce).
+ */
+export function wholeRequests(requests: number): number {
+  return requests >= 1 ? Math.floor(requests + 1e-9) : requests;
 }
 
 /**

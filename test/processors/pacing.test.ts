@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
-import { exportFraction } from '../../src/activities/account-share';
+import { chunksAtOnce, exportFraction } from '../../src/activities/account-share';
 import { startSandbox } from './sandbox-harness';
 
 describe('client-side pacing', () => {
@@ -92,6 +92,33 @@ describe('client-side pacing', () => {
     for (let i = 1; i < searches.length; i++) assert.ok(searches[i]! - searches[i - 1]! >= 299);
     // The searches ran at their own limit, not at a quarter of the account's rate.
     assert.ok(searches.length >= 8, `${searches.length} searches in 3 s`);
+  });
+
+  it('the shares of a small limit never crowd one window: whole requests per window, no more holders than requests', async function () {
+    this.timeout(20_000);
+    const limits = { concurrency: 8, rate: { requests: 5, perMs: 1_000 } };
+    // Eight chunks of 0.6 a second each could all land in one second: five of one a second cannot.
+    const holders = chunksAtOnce(limits);
+    assert.equal(holders, 5);
+    assert.equal(chunksAtOnce({ concurrency: 4, rate: { requests: 9, perMs: 1_000 } }), 4);
+    // Four holders of 9 a second: 2 each (2.25 each could send 3 in one second, 12 in all).
+    for (const [n, rate] of [
+      [holders, limits.rate],
+      [4, { requests: 9, perMs: 1_000 }],
+    ] as const) {
+      const sets = Array.from({ length: n }, () => new PacerSet({ concurrency: 8, rate }, 1 / n, 1));
+      const starts: number[] = [];
+      const until = Date.now() + 3_000;
+      await Promise.all(
+        sets.map(async (set) => {
+          while (Date.now() < until) await set.run(async () => void starts.push(Date.now()));
+        }),
+      );
+      for (const t of starts) {
+        const inWindow = starts.filter((u) => u >= t && u < t + 1_000).length;
+        assert.ok(inWindow <= rate.requests, `${inWindow} requests in one second, limit ${rate.requests}`);
+      }
+    }
   });
 
   it('holds every caller after a pause (a 429 Retry-After)', async () => {
