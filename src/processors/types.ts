@@ -17,7 +17,7 @@ export interface ProcessorDescriptor {
    * Endpoints the ESP limits on their own, per account, by name (a request names its limit); each
    * counts against rateLimit too.
    */
-  limits?: Record<string, { requests: number; perMs: number }>;
+  limits?: Record<string, { requests: number; perMs: number; for?: 'listing' | 'writing' }>;
   /** How a newsletter link refers to the field in this ESP's templates (the merge tag). */
   mergeTag: (fieldName: string) => string;
   /** The ESP's rules for the custom field's name. */
