@@ -193,12 +193,14 @@ function sandboxClient(e: Env): SandboxClientLimits {
     ? clientLimitsOf(SANDBOX_PROFILES[profile])
     : { rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 8, pageSize: 1000, batchSize: 500 };
   const perSecond = (requests: number | undefined) => (requests ? { requests, perMs: 1000 } : undefined);
+  const listing = perSecond(e.ESPRESSO_SANDBOX_CLIENT_LIST_RPS) ?? base.listing;
+  const writing = perSecond(e.ESPRESSO_SANDBOX_CLIENT_WRITE_RPS) ?? base.writing;
   return {
     ...base,
     rateLimit: perSecond(e.ESPRESSO_SANDBOX_CLIENT_RPS) ?? base.rateLimit,
     concurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY ?? base.concurrency,
-    listing: perSecond(e.ESPRESSO_SANDBOX_CLIENT_LIST_RPS) ?? base.listing,
-    writing: perSecond(e.ESPRESSO_SANDBOX_CLIENT_WRITE_RPS) ?? base.writing,
+    ...(listing ? { listing } : {}),
+    ...(writing ? { writing } : {}),
   };
 }
 

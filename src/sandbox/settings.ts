@@ -2,7 +2,7 @@
 // one schema, and one rule for applying them (a profile first, then the figures given).
 import { z } from 'zod';
 import { PROFILE_NAMES, profileSettings, type ProfileName } from './profiles';
-import type { AccountSettings, RequestLimit } from './state';
+import type { AccountSettings } from './state';
 
 const share = z.number().min(0).max(1);
 const requestLimit = z
@@ -44,27 +44,17 @@ export function applySettings(current: AccountSettings, change: SettingsChange):
   const base = change.profile
     ? { ...current, ...profileSettings(change.profile as ProfileName), profile: change.profile }
     : current;
-  const limits = change.limits ?? {};
+  const { listing, writing, ...shared } = change.limits ?? {};
+  const limits = { ...base.limits, ...shared };
+  if (listing) limits.listing = { requestsPerSecond: 0, concurrency: 0, ...limits.listing, ...listing };
+  if (writing) limits.writing = { requestsPerSecond: 0, concurrency: 0, ...limits.writing, ...writing };
   return {
     ...base,
-    limits: {
-      ...base.limits,
-      ...limits,
-      listing: mergeLimit(base.limits.listing, limits.listing),
-      writing: mergeLimit(base.limits.writing, limits.writing),
-    },
+    limits,
     pageSize: change.pageSize ?? base.pageSize,
     batchSize: change.batchSize ?? base.batchSize,
     faults: { ...base.faults, ...change.faults },
     tokenLifetimeSeconds: change.tokenLifetimeSeconds ?? base.tokenLifetimeSeconds,
     refreshTokenReuseDetection: change.refreshTokenReuseDetection ?? base.refreshTokenReuseDetection,
   };
-}
-
-function mergeLimit(
-  current: RequestLimit | undefined,
-  change: Partial<RequestLimit> | undefined,
-): RequestLimit | undefined {
-  if (!change) return current;
-  return { requestsPerSecond: 0, concurrency: 0, ...current, ...change };
 }
