@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config';
 import { SandboxProcessor, type SandboxProcessorOptions } from '../src/processors/sandbox';
 import type { ProcessorTarget } from '../src/processors/types';
 import { sandboxAdmin } from '../src/sandbox/admin';
+import { drawLatency } from '../src/sandbox/latency';
 import { clientLimitsOf, PROFILE_NAMES, SANDBOX_PROFILES } from '../src/sandbox/profiles';
 import { initialSandboxState } from '../src/sandbox/setup';
 import { SandboxList, SandboxState } from '../src/sandbox/state';
@@ -125,19 +126,21 @@ describe('Sandbox ESP: separate limits, latency and profiles', () => {
     assert.deepEqual(statuses, [200, 200, 200, 200, 429]);
   });
 
-  it('adds latency with a long tail (log-normal) around the mean', async () => {
-    await patchSettings(sandbox, { faults: { latencyMs: 40, latencySigma: 1 } });
-    const took = await Promise.all(
-      Array.from({ length: 40 }, async () => {
-        const began = performance.now();
-        await other(sandbox);
-        return performance.now() - began;
-      }),
-    );
-    const sorted = took.sort((a, b) => a - b);
-    // Fixed latency would put every answer within a few ms of 40; the tail spreads them out.
-    assert.ok(sorted[0]! < 30, `fastest ${sorted[0]} ms`);
-    assert.ok(sorted.at(-1)! > 80, `slowest ${sorted.at(-1)} ms`);
+  it('adds latency: fixed, or log-normal around the mean with a long tail', async () => {
+    const draws = Array.from({ length: 20_000 }, () => drawLatency({ latencyMs: 50, latencySigma: 0.5 }));
+    const sorted = draws.sort((a, b) => a - b);
+    const mean = draws.reduce((a, b) => a + b, 0) / draws.length;
+    const at = (q: number) => sorted[Math.floor(q * sorted.length)]!;
+    assert.ok(Math.abs(mean - 50) < 2.5, `mean ${mean}`);
+    // Log-normal, sigma 0.5: median 44 ms, p99 about 2.8 times the mean.
+    assert.ok(at(0.5) > 41 && at(0.5) < 47, `median ${at(0.5)}`);
+    assert.ok(at(0.99) > 115 && at(0.99) < 170, `p99 ${at(0.99)}`);
+    assert.equal(drawLatency({ latencyMs: 50, latencySigma: 0 }), 50);
+    // Over HTTP: the account's setting, validated.
+    await patchSettings(sandbox, { faults: { latencyMs: 120 } });
+    const began = performance.now();
+    await other(sandbox);
+    assert.ok(performance.now() - began >= 115);
     const bad = await patchSettings(sandbox, { faults: { latencySigma: -1 } });
     assert.equal(bad.status, 400);
     assert.match(JSON.stringify(bad.body), /faults\.latencySigma/);
@@ -282,6 +285,34 @@ describe('Sandbox processor: keeps within separate listing and writing limits', 
     // Six of each at 4 a second: at least 1.25 s from the first to the last of each kind.
     const seconds = (Date.now() - began) / 1000;
     assert.ok(seconds >= 1.2, `${seconds} s`);
+  });
+
+  it('is told its limits through the environment: a profile, single figures taking precedence', () => {
+    const client = loadConfig({
+      ESPRESSO_SANDBOX_CLIENT_PROFILE: 'iterable',
+      ESPRESSO_SANDBOX_CLIENT_LIST_RPS: '20',
+      ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: '3',
+    }).sandbox.client;
+    assert.deepEqual(client.listing, { requests: 20, perMs: 1000 });
+    assert.deepEqual(client.writing, { requests: 5, perMs: 1000 });
+    assert.equal(client.concurrency, 3);
+    assert.equal(client.batchSize, 1000);
+    const plain = loadConfig({}).sandbox.client;
+    assert.deepEqual(plain, {
+      rateLimit: { requests: 1000, perMs: 1000 },
+      concurrency: 8,
+      pageSize: 1000,
+      batchSize: 500,
+    });
+    assert.equal(
+      new SandboxProcessor({ secrets: undefined! }, { url: 'http://127.0.0.1:1', ...plain }).descriptor
+        .limits,
+      undefined,
+    );
+    assert.throws(
+      () => loadConfig({ ESPRESSO_SANDBOX_CLIENT_PROFILE: 'hubspot-free' }),
+      /ESPRESSO_SANDBOX_CLIENT_PROFILE/,
+    );
   });
 
   it("keeps within a profile's figures told through ESPRESSO_SANDBOX_CLIENT_PROFILE", async function () {

@@ -1,14 +1,17 @@
 // The Sandbox ESP's HTTP API: what a demanding ESP looks like (OAuth with rotating refresh tokens,
-// API keys, cursor pages, 500-row batches with per-row errors, 429s with Retry-After), plus an
-// admin API under /_sandbox for seeding, limits, faults and inspection. See docs/sandbox.md.
+// API keys, cursor pages, batches with per-row errors, 429s with Retry-After past an account's
+// limits, shared or its listing's and writing's own; page and batch sizes and limits per account,
+// named profiles imitating real ESPs), plus an admin API under /_sandbox for seeding, limits, faults
+// and inspection. See docs/sandbox.md.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { same } from '../lib/same';
 import { authorizeErrorPage, consentPage, type ConsentRequest } from './consent-page';
+import { drawLatency } from './latency';
 import { LimitCrossed, LimitGates, type RequestKind } from './limits';
 import { applySettings, settingsSchema } from './settings';
-import { SandboxList, type SandboxAccount, type SandboxFaults, type SandboxState } from './state';
+import { SandboxList, type SandboxAccount, type SandboxState } from './state';
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 /** A listing request scans at most this many contacts, then returns a (possibly short) page. */
@@ -558,7 +561,7 @@ export function createSandboxServer(
       throw new HttpError(429, err.code, err.message, {}, { 'retry-after': String(err.retryAfterSeconds) });
     }
     try {
-      if (faults.latencyMs > 0) await sleep(latency(faults));
+      if (faults.latencyMs > 0) await sleep(drawLatency(faults));
       if (Math.random() < faults.rateLimitRate) {
         throw new HttpError(429, 'rate_limited', 'rate limited (simulated)', {}, { 'retry-after': '1' });
       }
@@ -683,17 +686,6 @@ export function createSandboxServer(
 }
 
 const STREAMED = Symbol('streamed');
-
-/**
- * One response's added latency: latencyMs, or with latencySigma a log-normal draw of that mean (a
- * long tail, as real APIs have), capped at a minute.
- */
-function latency({ latencyMs, latencySigma }: Pick<SandboxFaults, 'latencyMs' | 'latencySigma'>): number {
-  if (!latencySigma) return latencyMs;
-  const normal = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-  const mu = Math.log(latencyMs) - (latencySigma * latencySigma) / 2;
-  return Math.min(60_000, Math.exp(mu + latencySigma * normal));
-}
 
 /** A refused authorization request; `back`: where to send it back, when that URI can be trusted. */
 class AuthorizeError extends Error {
