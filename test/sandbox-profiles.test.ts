@@ -104,6 +104,18 @@ describe('Sandbox ESP: separate limits, latency and profiles', () => {
     });
   }
 
+  it('counts every answered request against its limits, a 400 too, and none refused with 429', async () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await patchSettings(sandbox, { limits: { listing: { requestsPerSecond: 2 } } });
+    assert.equal((await api(sandbox, '/v1/lists/list_newsletter/contacts?limit=0')).status, 400);
+    assert.equal((await listing(sandbox)).status, 200);
+    await sleep(500);
+    assert.equal((await listing(sandbox)).status, 429); // the 400 counted
+    await sleep(650);
+    // The first two have left the window; the refused one, half a second old, never entered it.
+    assert.deepEqual(codes(await burst(sandbox, 'listing', 2)), [200, 200]);
+  });
+
   it('counts a window longer than a second as one: Retry-After is when its oldest request leaves', async () => {
     await patchSettings(sandbox, { limits: { writing: { requestsPerSecond: 1, windowSeconds: 3 } } });
     assert.deepEqual(codes(await burst(sandbox, 'writing', 4)), [200, 200, 200, 429]);
