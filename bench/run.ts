@@ -1,5 +1,6 @@
 // `npm run bench [-- --json] [--contacts N] [--per-contact N] [--limited N] [--growth]`
-// Measures espresso's pipeline against the machine's own limit for the same ESP. See docs/performance.md.
+// Measures espresso's pipeline against the machine's own limit for the same ESP, then on ESP-like
+// limits (`--split-limit`, `--profiles`: only those). See docs/performance.md.
 // `npm run bench -- --fleet [--json] [--fleet-size N] [--daily-concurrency N]`: the fleet figures
 // (docs/scale.md) instead.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -10,9 +11,11 @@ import { count } from './args';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { barChart } from './chart';
+import { limitedAccounts, PROFILE_CONTACTS, profileRun, splitLimit } from './limits';
 import { direct, perContact, pipeline } from './scenarios';
 import { fleetRun, pacing, settle } from './fleet';
-import { ACCOUNTS, startStack } from './stack';
+import { PROFILE_NAMES } from '../src/sandbox/profiles';
+import { ACCOUNTS, startStack, type Stack } from './stack';
 
 const options = new Command()
   .option('--json', 'print one JSON object on stdout (progress goes to stderr)')
@@ -20,6 +23,10 @@ const options = new Command()
   .option('--per-contact <n>', 'contacts for the one-activity-per-contact scenario', count, 5_000)
   .option('--limited <n>', 'contacts for the rate-limited scenario', count, 50_000)
   .option('--growth', 'also run the pipeline at 10,000, 100,000 and 1,000,000 contacts')
+  .option('--split-limit', 'run the split-limit scenario (and --profiles if given) only')
+  .option('--split-contacts <n>', 'contacts for the split-limit scenario', count, 200_000)
+  .option('--profiles', 'run the real-ESP profile scenarios (and --split-limit if given) only')
+  .option('--profile-contacts <n>', 'contacts for every profile run (default: a size per profile)', count)
   .option('--fleet', 'measure the fleet instead: workers on one account, and a daily run over many')
   .option('--fleet-size <n>', 'configurations in the fleet daily run', count, 1_000)
   .option('--fleet-contacts <n>', 'contacts of the one-account pacing runs', count, 100_000)
@@ -32,6 +39,10 @@ const options = new Command()
     perContact: number;
     limited: number;
     growth?: boolean;
+    splitLimit?: boolean;
+    splitContacts: number;
+    profiles?: boolean;
+    profileContacts?: number;
     fleet?: boolean;
     fleetSize: number;
     fleetContacts: number;
@@ -49,66 +60,88 @@ async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   if (options.fleet) return fleetMain();
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
-  const stack = await startStack();
+  const stack = await startStack({ accounts: limitedAccounts() });
   try {
-    say(`pipeline: ${options.contacts} contacts`);
-    const p = await pipeline(stack, options.contacts, OPEN, ACCOUNTS.open);
-    say(`direct: ${options.contacts} contacts`);
-    const d = await direct(stack, options.contacts, OPEN, ACCOUNTS.open);
-    say(`per-contact: ${options.perContact} contacts`);
-    const pc = await perContact(stack, options.perContact, OPEN, ACCOUNTS.open);
-    say(
-      `rate-limited pipeline: ${options.limited} contacts, limit ${LIMITED.rps} req/s, ${LIMITED.concurrency} concurrent`,
-    );
-    const rl = await pipeline(stack, options.limited, LIMITED, ACCOUNTS.limited);
-    const growth = [];
-    if (options.growth) {
-      for (const n of [10_000, 100_000, 1_000_000]) {
-        say(`growth: pipeline at ${n} contacts`);
-        const g = await pipeline(stack, n, OPEN, ACCOUNTS.open);
-        growth.push({
-          contacts: n,
-          seconds: g.seconds,
-          contactsPerSecond: g.contactsPerSecond,
-          peakWorkerRssMb: g.peakWorkerRssMb,
-          maxHistoryEvents: g.maxHistoryEvents,
-        });
+    const only = options.splitLimit || options.profiles;
+    const report: Report = {
+      machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+      ...(only ? {} : await unlimited(stack)),
+    };
+    if (!only || options.splitLimit) {
+      say(
+        `split limit: ${options.splitContacts} contacts, listing 20 req/s, writing 40 req/s, 50 ms latency`,
+      );
+      report.splitLimit = await splitLimit(stack, options.splitContacts);
+    }
+    if (!only || options.profiles) {
+      report.profiles = [];
+      for (const profile of PROFILE_NAMES) {
+        const contacts = options.profileContacts ?? PROFILE_CONTACTS[profile];
+        say(`profile ${profile}: ${contacts} contacts`);
+        report.profiles.push(await profileRun(stack, profile, contacts));
       }
     }
-    // Requests per second while the run was talking to the ESP (first to last request).
-    const achievedRps = rl.requests / rl.requestSeconds;
-    const report = {
-      contacts: options.contacts,
-      machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
-      pipeline: {
-        seconds: p.seconds,
-        contactsPerSecond: p.contactsPerSecond,
-        maxHistoryEvents: p.maxHistoryEvents,
-        peakWorkerRssMb: p.peakWorkerRssMb,
-      },
-      direct: d,
-      perContact: pc,
-      ratios: {
-        pipelineVsDirect: round(p.contactsPerSecond / d.contactsPerSecond),
-        pipelineVsPerContact: round(p.contactsPerSecond / pc.contactsPerSecond),
-      },
-      rateLimited: {
-        contacts: options.limited,
-        seconds: rl.seconds,
-        limitRps: LIMITED.rps,
-        achievedRps: round(achievedRps),
-        utilization: round(achievedRps / LIMITED.rps),
-        share429: round(rl.responses429 / Math.max(1, rl.requests), 4),
-        requests: rl.requests,
-      },
-      ...(growth.length ? { growth } : {}),
-    };
     await save(report);
     if (options.json) console.log(JSON.stringify(report));
     else printTable(report);
   } finally {
     await stack.stop();
   }
+}
+
+/** The scenarios without ESP limits, and the one with today's single limit. */
+async function unlimited(stack: Stack): Promise<Unlimited> {
+  say(`pipeline: ${options.contacts} contacts`);
+  const p = await pipeline(stack, options.contacts, OPEN, ACCOUNTS.open);
+  say(`direct: ${options.contacts} contacts`);
+  const d = await direct(stack, options.contacts, OPEN, ACCOUNTS.open);
+  say(`per-contact: ${options.perContact} contacts`);
+  const pc = await perContact(stack, options.perContact, OPEN, ACCOUNTS.open);
+  say(
+    `rate-limited pipeline: ${options.limited} contacts, limit ${LIMITED.rps} req/s, ${LIMITED.concurrency} concurrent`,
+  );
+  const rl = await pipeline(stack, options.limited, LIMITED, ACCOUNTS.limited);
+  const growth = [];
+  if (options.growth) {
+    for (const n of [10_000, 100_000, 1_000_000]) {
+      say(`growth: pipeline at ${n} contacts`);
+      const g = await pipeline(stack, n, OPEN, ACCOUNTS.open);
+      growth.push({
+        contacts: n,
+        seconds: g.seconds,
+        contactsPerSecond: g.contactsPerSecond,
+        peakWorkerRssMb: g.peakWorkerRssMb,
+        maxHistoryEvents: g.maxHistoryEvents,
+      });
+    }
+  }
+  // Requests per second while the run was talking to the ESP (first to last request).
+  const achievedRps = rl.requests / rl.requestSeconds;
+  return {
+    contacts: options.contacts,
+    pipeline: {
+      seconds: p.seconds,
+      contactsPerSecond: p.contactsPerSecond,
+      maxHistoryEvents: p.maxHistoryEvents,
+      peakWorkerRssMb: p.peakWorkerRssMb,
+    },
+    direct: d,
+    perContact: pc,
+    ratios: {
+      pipelineVsDirect: round(p.contactsPerSecond / d.contactsPerSecond),
+      pipelineVsPerContact: round(p.contactsPerSecond / pc.contactsPerSecond),
+    },
+    rateLimited: {
+      contacts: options.limited,
+      seconds: rl.seconds,
+      limitRps: LIMITED.rps,
+      achievedRps: round(achievedRps),
+      utilization: round(achievedRps / LIMITED.rps),
+      share429: round(rl.responses429 / Math.max(1, rl.requests), 4),
+      requests: rl.requests,
+    },
+    ...(growth.length ? { growth } : {}),
+  };
 }
 
 /** `--fleet`: one JSON object whose `fleet` key holds every figure (docs/scale.md). */
@@ -161,9 +194,8 @@ async function fleetMain(): Promise<void> {
   else console.log(JSON.stringify(report.fleet, null, 2));
 }
 
-type Report = {
+type Unlimited = {
   contacts: number;
-  machine: { cores: number; node: string; date: string };
   pipeline: { seconds: number; contactsPerSecond: number; maxHistoryEvents: number; peakWorkerRssMb: number };
   direct: { seconds: number; contactsPerSecond: number };
   perContact: { contacts: number; seconds: number; contactsPerSecond: number };
@@ -175,8 +207,16 @@ type Report = {
     achievedRps: number;
     utilization: number;
     share429: number;
+    requests: number;
   };
   growth?: Array<{ contacts: number; seconds: number; contactsPerSecond: number; peakWorkerRssMb: number }>;
+};
+
+/** Without --split-limit or --profiles alone, every part. */
+type Report = Partial<Unlimited> & {
+  machine: { cores: number; node: string; date: string };
+  splitLimit?: Awaited<ReturnType<typeof splitLimit>>;
+  profiles?: Array<Awaited<ReturnType<typeof profileRun>>>;
 };
 
 async function save(report: Report): Promise<void> {
@@ -184,45 +224,67 @@ async function save(report: Report): Promise<void> {
   await mkdir(dir, { recursive: true });
   const stamp = report.machine.date.replace(/[:.]/g, '-');
   await writeFile(join(dir, `${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+  if (!report.pipeline) {
+    say(`results written to ${join(dir, stamp)}.json`);
+    return;
+  }
+  const r = report as Report & Unlimited;
   const bars = [
-    { label: `pipeline ${report.contacts}`, value: report.pipeline.contactsPerSecond },
-    { label: `direct ${report.contacts}`, value: report.direct.contactsPerSecond },
-    { label: `per-contact ${report.perContact.contacts}`, value: report.perContact.contactsPerSecond },
+    { label: `pipeline ${r.contacts}`, value: r.pipeline.contactsPerSecond },
+    { label: `direct ${r.contacts}`, value: r.direct.contactsPerSecond },
+    { label: `per-contact ${r.perContact.contacts}`, value: r.perContact.contactsPerSecond },
     {
-      label: `rate-limited ${report.rateLimited.contacts}`,
-      value: Math.round(report.rateLimited.contacts / report.rateLimited.seconds),
+      label: `rate-limited ${r.rateLimited.contacts}`,
+      value: Math.round(r.rateLimited.contacts / r.rateLimited.seconds),
     },
-    ...(report.growth ?? []).map((g) => ({ label: `pipeline ${g.contacts}`, value: g.contactsPerSecond })),
+    ...(r.growth ?? []).map((g) => ({ label: `pipeline ${g.contacts}`, value: g.contactsPerSecond })),
   ];
   await writeFile(
     join(dir, `${stamp}.svg`),
-    barChart(`contacts/s (${report.machine.cores} cores, Node ${report.machine.node})`, bars),
+    barChart(`contacts/s (${r.machine.cores} cores, Node ${r.machine.node})`, bars),
   );
   say(`results written to ${join(dir, stamp)}.json and .svg`);
 }
 
-function printTable(r: Report): void {
-  const rows: Array<[string, string]> = [
-    [
-      'pipeline',
-      `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`,
-    ],
-    ['direct', `${r.direct.contactsPerSecond} contacts/s (${r.direct.seconds} s)`],
-    [
-      'per-contact',
-      `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`,
-    ],
-    ['pipeline / direct', String(r.ratios.pipelineVsDirect)],
-    ['pipeline / per-contact', String(r.ratios.pipelineVsPerContact)],
-    [
-      'rate-limited',
-      `${r.rateLimited.achievedRps} req/s of ${r.rateLimited.limitRps} (utilization ${r.rateLimited.utilization}), 429 share ${r.rateLimited.share429}`,
-    ],
-    ...(r.growth ?? []).map((g): [string, string] => [
-      `growth ${g.contacts}`,
-      `${g.contactsPerSecond} contacts/s (${g.seconds} s), worker peak ${g.peakWorkerRssMb} MB`,
-    ]),
-  ];
+function printTable(report: Report): void {
+  const rows: Array<[string, string]> = [];
+  if (report.pipeline) {
+    const r = report as Report & Unlimited;
+    rows.push(
+      [
+        'pipeline',
+        `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`,
+      ],
+      ['direct', `${r.direct.contactsPerSecond} contacts/s (${r.direct.seconds} s)`],
+      [
+        'per-contact',
+        `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`,
+      ],
+      ['pipeline / direct', String(r.ratios.pipelineVsDirect)],
+      ['pipeline / per-contact', String(r.ratios.pipelineVsPerContact)],
+      [
+        'rate-limited',
+        `${r.rateLimited.achievedRps} req/s of ${r.rateLimited.limitRps} (utilization ${r.rateLimited.utilization}), 429 share ${r.rateLimited.share429}`,
+      ],
+      ...(r.growth ?? []).map((g): [string, string] => [
+        `growth ${g.contacts}`,
+        `${g.contactsPerSecond} contacts/s (${g.seconds} s), worker peak ${g.peakWorkerRssMb} MB`,
+      ]),
+    );
+  }
+  const s = report.splitLimit;
+  if (s) {
+    rows.push([
+      'split limit',
+      `${s.contacts} in ${s.seconds} s, bound ${s.boundSeconds} s (ratio ${s.boundRatio}), first write after ${s.firstWriteSeconds} s`,
+    ]);
+  }
+  for (const p of report.profiles ?? []) {
+    rows.push([
+      `profile ${p.profile}`,
+      `${p.contacts} in ${p.seconds} s, bound ${p.boundSeconds} s (ratio ${p.boundRatio}), 1,000,000 in about ${p.projected1MSeconds} s`,
+    ]);
+  }
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
 }

@@ -8,6 +8,7 @@ import { ProcessorRegistry } from '../src/processors/registry';
 import { RefreshLeases } from '../src/processors/refresh-leases';
 import { SandboxProcessor } from '../src/processors/sandbox';
 import { sandboxAdmin } from '../src/sandbox/admin';
+import type { SandboxStats } from '../src/sandbox/server';
 import { sandboxOAuthConnection } from '../src/sandbox/consent';
 import type { ContactUpdate } from '../src/processors/types';
 import { runFiles } from '../src/runs/files';
@@ -70,12 +71,20 @@ export async function sandboxJson<T>(stack: Stack, path: string): Promise<T> {
   return (await (await sandboxAdmin(stack.sandbox, path)).json()) as T;
 }
 
-export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, account: Account) {
+/** `workerEnv`: what else the worker is told about the account's limits (bench/limits.ts). */
+export async function pipeline(
+  stack: Stack,
+  contacts: number,
+  pacing: Pacing,
+  account: Account,
+  workerEnv: NodeJS.ProcessEnv = {},
+) {
   const deps = benchDeps(stack, pacing);
   const { configuration, listId } = await prepare(stack, deps, account, contacts);
-  const worker = await stack.startWorker(pacing);
+  const worker = await stack.startWorker(pacing, workerEnv);
   await sandboxAdmin(stack.sandbox, '/stats/reset', { method: 'POST' });
   const workflowId = `bench/${listId}`;
+  const startedAt = Date.now();
   const started = performance.now();
   const result = await stack.env.client.workflow.execute(configurationSyncWorkflow, {
     taskQueue: TASK_QUEUE,
@@ -89,9 +98,7 @@ export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, a
       `pipeline run ${workflowId} ended ${result.status} with ${result.updated}/${contacts} updated`,
     );
   }
-  const stats = await sandboxJson<
-    Record<string, { requests: number; byStatus: Record<string, number>; firstAt: number; lastAt: number }>
-  >(stack, '/stats');
+  const stats = await sandboxJson<Record<string, SandboxStats>>(stack, '/stats');
   const espStats = stats[account.id];
   await verifyAgainstChunks(stack, deps, configuration.id, account.id, listId, contacts);
   return {
@@ -104,6 +111,10 @@ export async function pipeline(stack: Stack, contacts: number, pacing: Pacing, a
     responses429: espStats?.byStatus['429'] ?? 0,
     /** From the ESP's first to its last request of the run: the span the rate limit applies to. */
     requestSeconds: espStats ? (espStats.lastAt - espStats.firstAt) / 1000 : seconds,
+    /** Requests per kind the ESP answered (not 429): what the run needed. */
+    needed: espStats?.needed ?? { listing: 0, writing: 0, other: 0 },
+    /** From the run's start to its first ESP write. */
+    firstWriteSeconds: espStats?.firstWriteAt ? (espStats.firstWriteAt - startedAt) / 1000 : undefined,
   };
 }
 

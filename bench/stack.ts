@@ -14,6 +14,7 @@ import { loadConfig, oauthRedirectUri } from '../src/config';
 import { freePort } from '../src/lib/free-port';
 import { projectRoot } from '../src/paths';
 import { sandboxAdmin } from '../src/sandbox/admin';
+import type { SettingsChange } from '../src/sandbox/settings';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { startDevServer } from '../src/temporal/dev-server';
 import { waitForWorker } from '../src/temporal/worker-ready';
@@ -31,10 +32,7 @@ export interface SandboxAccountConfig {
   name: string;
   apiKeys: string[];
   lists: Array<{ id: string; name: string; contacts: number }>;
-  settings?: {
-    limits?: { requestsPerSecond?: number; concurrency?: number };
-    faults?: { latencyMs?: number };
-  };
+  settings?: SettingsChange;
 }
 
 export async function startStack(options: { espTimeoutMs?: number; accounts?: SandboxAccountConfig[] } = {}) {
@@ -127,8 +125,14 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     }
   }
 
-  /** A worker process paced for `pacing` (the ESP's documented limits); returns its peak RSS on stop. */
-  const startWorker = async (pacing: { rps: number; concurrency: number }) => {
+  /**
+   * A worker process paced for `pacing` (the ESP's documented limits), with `limitsEnv` telling it more
+   * (the Sandbox's listing and writing limits, a profile); returns its peak RSS on stop.
+   */
+  const startWorker = async (
+    pacing: { rps: number; concurrency: number },
+    limitsEnv: NodeJS.ProcessEnv = {},
+  ) => {
     const child: ChildProcess = spawn(
       process.execPath,
       [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
@@ -137,6 +141,7 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
           ...baseEnv,
           ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
           ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
+          ...limitsEnv,
         },
         stdio: 'inherit',
       },

@@ -5,6 +5,13 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { KeyRingError, type KeyRing } from './lib/key-ring';
 import { projectRoot } from './paths';
+import {
+  clientLimitsOf,
+  PROFILE_NAMES,
+  SANDBOX_PROFILES,
+  type ProfileName,
+  type SandboxClientLimits,
+} from './sandbox/profiles';
 import { parseSecretKeys } from './storage/local-secret-store';
 
 const port = z.coerce.number().int().min(1).max(65535);
@@ -104,8 +111,11 @@ export const envSchema = z.object({
   ESPRESSO_SANDBOX_CONFIG: z.string().min(1).optional(),
   ESPRESSO_SANDBOX_ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),
   ESPRESSO_SANDBOX_SEED_CONTACTS: z.coerce.number().int().min(0).max(50_000_000).default(1000),
-  ESPRESSO_SANDBOX_CLIENT_RPS: z.coerce.number().positive().default(1000),
-  ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  ESPRESSO_SANDBOX_CLIENT_PROFILE: z.enum(PROFILE_NAMES as [ProfileName, ...ProfileName[]]).optional(),
+  ESPRESSO_SANDBOX_CLIENT_RPS: z.coerce.number().positive().optional(),
+  ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  ESPRESSO_SANDBOX_CLIENT_LIST_RPS: z.coerce.number().positive().optional(),
+  ESPRESSO_SANDBOX_CLIENT_WRITE_RPS: z.coerce.number().positive().optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -147,9 +157,8 @@ export interface AppConfig {
     /** Bearer token of the admin API (/_sandbox). Default: a generated key file in the data dir. */
     adminToken?: string;
     adminTokenFile: string;
-    /** The pacing the Sandbox processor applies, like a real ESP's documented limits. */
-    clientRateLimit: { requests: number; perMs: number };
-    clientConcurrency: number;
+    /** The limits the Sandbox processor keeps within, like a real ESP's documented limits. */
+    client: SandboxClientLimits;
   };
   logLevel: Env['ESPRESSO_LOG_LEVEL'];
   /** Daily run time, UTC. */
@@ -174,6 +183,27 @@ export const OAUTH_ESPS = ['mailchimp', 'hubspot'] as const;
 export type OAuthEsp = (typeof OAUTH_ESPS)[number];
 
 /** Where an ESP sends the browser back after consent: the redirect URI registered with its OAuth app. */
+/**
+ * The Sandbox processor's limits: the named profile's (ESPRESSO_SANDBOX_CLIENT_PROFILE), with any
+ * figure set on its own taking precedence; without a profile, 1,000 requests/s and 8 in flight.
+ */
+function sandboxClient(e: Env): SandboxClientLimits {
+  const profile = e.ESPRESSO_SANDBOX_CLIENT_PROFILE;
+  const base = profile
+    ? clientLimitsOf(SANDBOX_PROFILES[profile])
+    : { rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 8, pageSize: 1000, batchSize: 500 };
+  const perSecond = (requests: number | undefined) => (requests ? { requests, perMs: 1000 } : undefined);
+  const listing = perSecond(e.ESPRESSO_SANDBOX_CLIENT_LIST_RPS) ?? base.listing;
+  const writing = perSecond(e.ESPRESSO_SANDBOX_CLIENT_WRITE_RPS) ?? base.writing;
+  return {
+    ...base,
+    rateLimit: perSecond(e.ESPRESSO_SANDBOX_CLIENT_RPS) ?? base.rateLimit,
+    concurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY ?? base.concurrency,
+    ...(listing ? { listing } : {}),
+    ...(writing ? { writing } : {}),
+  };
+}
+
 export function oauthRedirectUri(publicUrl: string, esp: string): string {
   return `${publicUrl}/auth/${encodeURIComponent(esp)}/callback`;
 }
@@ -266,8 +296,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       seedContacts: e.ESPRESSO_SANDBOX_SEED_CONTACTS,
       adminToken: e.ESPRESSO_SANDBOX_ADMIN_TOKEN,
       adminTokenFile: resolve(dataDir, 'sandbox-admin.key'),
-      clientRateLimit: { requests: e.ESPRESSO_SANDBOX_CLIENT_RPS, perMs: 1000 },
-      clientConcurrency: e.ESPRESSO_SANDBOX_CLIENT_CONCURRENCY,
+      client: sandboxClient(e),
     },
     logLevel: e.ESPRESSO_LOG_LEVEL,
     schedule: {

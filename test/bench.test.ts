@@ -5,29 +5,34 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
+import { PROFILE_NAMES } from '../src/sandbox/profiles';
 import { tempDir } from './support/tmp';
 
+const bench = async (args: string[]) => {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [join(projectRoot, 'dist/bench/run.js'), '--json', ...args, '--results-dir', await tempDir()],
+    { timeout: 290_000, maxBuffer: 10 * 1024 * 1024 },
+  );
+  return JSON.parse(stdout);
+};
+
 describe('npm run bench (smoke run at tiny sizes)', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
 
   it('runs every scenario, verifies the values, and prints one JSON object', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        join(projectRoot, 'dist/bench/run.js'),
-        '--json',
-        '--contacts',
-        '3000',
-        '--per-contact',
-        '40',
-        '--limited',
-        '600',
-        '--results-dir',
-        await tempDir(),
-      ],
-      { timeout: 170_000, maxBuffer: 10 * 1024 * 1024 },
-    );
-    const report = JSON.parse(stdout);
+    const report = await bench([
+      '--contacts',
+      '3000',
+      '--per-contact',
+      '40',
+      '--limited',
+      '600',
+      '--split-contacts',
+      '2000',
+      '--profile-contacts',
+      '30',
+    ]);
     assert.equal(report.contacts, 3000);
     for (const key of ['seconds', 'contactsPerSecond', 'maxHistoryEvents', 'peakWorkerRssMb']) {
       assert.equal(typeof report.pipeline[key], 'number', `pipeline.${key}`);
@@ -37,5 +42,33 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
     assert.ok(report.ratios.pipelineVsDirect > 0 && report.ratios.pipelineVsPerContact > 0);
     assert.equal(report.rateLimited.limitRps, 50);
     assert.ok(report.rateLimited.share429 >= 0 && report.rateLimited.share429 <= 1);
+    // Listing pages of 1,000 and batches of 500, counted by the Sandbox.
+    assert.deepEqual(
+      [report.splitLimit.contacts, report.splitLimit.needed.listing, report.splitLimit.needed.writing],
+      [2000, 2, 4],
+    );
+    for (const key of ['seconds', 'boundSeconds', 'boundRatio', 'firstWriteSeconds']) {
+      assert.ok(report.splitLimit[key] > 0, `splitLimit.${key}`);
+    }
+    assert.deepEqual(
+      report.profiles.map((p: { profile: string }) => p.profile),
+      PROFILE_NAMES,
+    );
+    for (const p of report.profiles) {
+      assert.equal(p.contacts, 30);
+      assert.ok(
+        p.seconds > 0 && p.boundSeconds > 0 && p.boundRatio > 0 && p.projected1MSeconds > 0,
+        p.profile,
+      );
+      // The processor, told the profile, keeps within the account's limits.
+      assert.equal(p.responses429, 0, p.profile);
+    }
+  });
+
+  it('runs the split-limit scenario alone with --split-limit', async () => {
+    const report = await bench(['--split-limit', '--split-contacts', '1000']);
+    assert.equal(report.splitLimit.contacts, 1000);
+    assert.equal(report.pipeline, undefined);
+    assert.equal(report.profiles, undefined);
   });
 });

@@ -46,13 +46,7 @@ export function createProcessorRegistry(
     new IterableProcessor(deps),
   ];
   if (config.sandbox.enabled) {
-    processors.push(
-      new SandboxProcessor(deps, {
-        url: config.sandbox.url,
-        rateLimit: config.sandbox.clientRateLimit,
-        concurrency: config.sandbox.clientConcurrency,
-      }),
-    );
+    processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));
   }
   return new ProcessorRegistry(processors);
 }

@@ -13,10 +13,20 @@ import type {
   ProcessorTarget,
 } from './types';
 
+type Rate = { requests: number; perMs: number };
+
+/** The Sandbox account's limits as the processor keeps within them (config.sandbox.client). */
 export interface SandboxProcessorOptions {
   url: string;
-  rateLimit: { requests: number; perMs: number };
+  /** Every request. */
+  rateLimit: Rate;
   concurrency: number;
+  /** Contact pages and batch updates, when the account limits them on their own. */
+  listing?: Rate;
+  writing?: Rate;
+  /** Contacts per listing page and per batch update (the account's pageSize and batchSize). */
+  pageSize?: number;
+  batchSize?: number;
 }
 
 type SandboxRow =
@@ -44,12 +54,18 @@ export class SandboxProcessor extends BaseProcessor {
         refreshMarginMs: 60_000,
       },
       apiKey: { label: 'Sandbox API key' },
-      maxBatchSize: 500,
+      maxBatchSize: options.batchSize ?? 500,
       concurrency: options.concurrency,
       rateLimit: options.rateLimit,
+      ...namedLimits(options),
       mergeTag: (field) => `{{contact.${field}}}`,
       field: { maxLength: 30, case: 'lower', allowed: /[a-z0-9_]/ },
     };
+  }
+
+  /** The named limit a request counts against, when the descriptor declares it. */
+  private limitOf(name: 'list' | 'write'): { limit?: string } {
+    return this.descriptor.limits?.[name] ? { limit: name } : {};
   }
 
   protected baseUrl(): string {
@@ -92,11 +108,18 @@ export class SandboxProcessor extends BaseProcessor {
     const { body } = await call<{
       contacts: Array<{ id: string; fields: Record<string, string | null> }>;
       next_cursor: string | null;
-    }>({
-      method: 'GET',
-      url: `/v1/lists/${list(target)}/contacts`,
-      query: { limit: 1000, cursor, empty: mode === 'incremental' ? target.fieldName : undefined },
-    });
+    }>(
+      {
+        method: 'GET',
+        url: `/v1/lists/${list(target)}/contacts`,
+        query: {
+          limit: this.options.pageSize ?? 1000,
+          cursor,
+          empty: mode === 'incremental' ? target.fieldName : undefined,
+        },
+      },
+      this.limitOf('list'),
+    );
     return {
       contacts: body.contacts.map((c) => ({
         contactId: c.id,
@@ -117,7 +140,10 @@ export class SandboxProcessor extends BaseProcessor {
         url: `/v1/lists/${list(target)}/contacts/batch`,
         json: { updates: batch.map((u) => ({ id: u.contactId, fields: { [target.fieldName]: u.value } })) },
       },
-      { rowsFromError: (b) => (b as { error?: { rows?: number[] } })?.error?.rows },
+      {
+        rowsFromError: (b) => (b as { error?: { rows?: number[] } })?.error?.rows,
+        ...this.limitOf('write'),
+      },
     );
     return body.results.map((r) =>
       r.status === 'updated'
@@ -125,6 +151,14 @@ export class SandboxProcessor extends BaseProcessor {
         : { contactId: r.id, status: 'rejected', reason: `${r.error.code}: ${r.error.message}` },
     );
   }
+}
+
+/** Listing and writing limits, declared only when the account has them. */
+function namedLimits(options: SandboxProcessorOptions): Pick<ProcessorDescriptor, 'limits'> {
+  const limits: NonNullable<ProcessorDescriptor['limits']> = {};
+  if (options.listing) limits.list = { ...options.listing, for: 'listing' };
+  if (options.writing) limits.write = { ...options.writing, for: 'writing' };
+  return Object.keys(limits).length ? { limits } : {};
 }
 
 function list(target: ProcessorTarget): string {

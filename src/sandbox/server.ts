@@ -1,15 +1,18 @@
 // The Sandbox ESP's HTTP API: what a demanding ESP looks like (OAuth with rotating refresh tokens,
-// API keys, cursor pages, 500-row batches with per-row errors, 429s with Retry-After), plus an
-// admin API under /_sandbox for seeding, limits, faults and inspection. See docs/sandbox.md.
+// API keys, cursor pages, batches with per-row errors, 429s with Retry-After past an account's
+// limits, shared or its listing's and writing's own; page and batch sizes and limits per account,
+// named profiles imitating real ESPs), plus an admin API under /_sandbox for seeding, limits, faults
+// and inspection. See docs/sandbox.md.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { same } from '../lib/same';
 import { authorizeErrorPage, consentPage, type ConsentRequest } from './consent-page';
+import { drawLatency } from './latency';
+import { LimitCrossed, LimitGates, type RequestKind } from './limits';
+import { applySettings, settingsSchema } from './settings';
 import { SandboxList, type SandboxAccount, type SandboxState } from './state';
 
-export const SANDBOX_MAX_BATCH = 500;
-export const SANDBOX_MAX_PAGE = 1000;
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 /** A listing request scans at most this many contacts, then returns a (possibly short) page. */
 const MAX_SCAN = 50_000;
@@ -44,6 +47,8 @@ type Route = {
   method: string;
   path: RegExp;
   kind: 'api' | 'public' | 'admin';
+  /** Which of the account's own limits an API request also counts against. */
+  requestKind?: RequestKind;
   handle: (ctx: Ctx) => unknown;
 };
 
@@ -53,6 +58,10 @@ export interface SandboxStats {
   /** Epoch ms of the first and last API request counted, to measure achieved request rates. */
   firstAt: number;
   lastAt: number;
+  /** Requests per kind not refused with 429: what the work needed. */
+  needed: Record<RequestKind, number>;
+  /** Epoch ms of the first batch update not refused with 429. */
+  firstWriteAt?: number;
 }
 
 export interface SandboxServerOptions {
@@ -65,18 +74,28 @@ export function createSandboxServer(
   options: SandboxServerOptions,
 ): Server & { stats: Map<string, SandboxStats> } {
   if (!options.adminToken) throw new Error('the Sandbox admin API needs a token');
-  const inFlight = new Map<string, number>();
-  const recent = new Map<string, number[]>();
+  const gates = new LimitGates();
   const stats = new Map<string, SandboxStats>();
 
-  const count = (accountId: string, status: number) => {
+  const count = (accountId: string, status: number, kind: RequestKind) => {
     const now = Date.now();
     const s =
       stats.get(accountId) ??
-      stats.set(accountId, { requests: 0, byStatus: {}, firstAt: now, lastAt: now }).get(accountId)!;
+      stats
+        .set(accountId, {
+          requests: 0,
+          byStatus: {},
+          firstAt: now,
+          lastAt: now,
+          needed: { listing: 0, writing: 0, other: 0 },
+        })
+        .get(accountId)!;
     s.requests++;
     s.lastAt = now;
     s.byStatus[status] = (s.byStatus[status] ?? 0) + 1;
+    if (status === 429) return;
+    s.needed[kind]++;
+    if (kind === 'writing') s.firstWriteAt ??= now;
   };
 
   const list = (ctx: Ctx, id = ctx.params[0]!): SandboxList => {
@@ -143,8 +162,20 @@ export function createSandboxServer(
         return undefined;
       },
     },
-    { method: 'GET', path: /^\/v1\/lists\/([^/]+)\/contacts$/, kind: 'api', handle: listContacts },
-    { method: 'POST', path: /^\/v1\/lists\/([^/]+)\/contacts\/batch$/, kind: 'api', handle: batchUpdate },
+    {
+      method: 'GET',
+      path: /^\/v1\/lists\/([^/]+)\/contacts$/,
+      kind: 'api',
+      requestKind: 'listing',
+      handle: listContacts,
+    },
+    {
+      method: 'POST',
+      path: /^\/v1\/lists\/([^/]+)\/contacts\/batch$/,
+      kind: 'api',
+      requestKind: 'writing',
+      handle: batchUpdate,
+    },
 
     // ---- admin (test mode only) ----
     { method: 'GET', path: /^\/_sandbox\/state$/, kind: 'admin', handle: () => describeState() },
@@ -168,12 +199,14 @@ export function createSandboxServer(
             lists: z
               .array(z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), name: z.string() }))
               .default([]),
+            settings: settingsSchema.default({}),
           }),
           ctx.body,
         );
         if (state.accounts.has(body.id))
           throw new HttpError(409, 'account_exists', `account ${body.id} exists`);
         const account = state.addAccount(body.id, body.name, body.apiKeys);
+        account.settings = applySettings(account.settings, body.settings);
         for (const l of body.lists) account.lists.set(l.id, new SandboxList(l.id, l.name));
         ctx.res.statusCode = 201;
         return { id: account.id };
@@ -185,35 +218,7 @@ export function createSandboxServer(
       kind: 'admin',
       handle: (ctx) => {
         const account = adminAccount(ctx.params[0]!);
-        const rate = z.number().min(0).max(1);
-        const body = parse(
-          z.object({
-            limits: z
-              .object({ requestsPerSecond: z.number().min(0), concurrency: z.number().int().min(0) })
-              .partial()
-              .optional(),
-            faults: z
-              .object({
-                latencyMs: z.number().min(0).max(60_000),
-                errorRate: rate,
-                rateLimitRate: rate,
-                timeoutRate: rate,
-                rowRejectRate: rate,
-              })
-              .partial()
-              .optional(),
-            tokenLifetimeSeconds: z.number().int().min(1).optional(),
-            refreshTokenReuseDetection: z.boolean().optional(),
-          }),
-          ctx.body,
-        );
-        account.settings = {
-          limits: { ...account.settings.limits, ...body.limits },
-          faults: { ...account.settings.faults, ...body.faults },
-          tokenLifetimeSeconds: body.tokenLifetimeSeconds ?? account.settings.tokenLifetimeSeconds,
-          refreshTokenReuseDetection:
-            body.refreshTokenReuseDetection ?? account.settings.refreshTokenReuseDetection,
-        };
+        account.settings = applySettings(account.settings, parse(settingsSchema, ctx.body));
         return account.settings;
       },
     },
@@ -458,8 +463,9 @@ export function createSandboxServer(
   function listContacts(ctx: Ctx) {
     const target = list(ctx);
     const limit = Number(ctx.query.get('limit') ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > SANDBOX_MAX_PAGE) {
-      throw new HttpError(400, 'invalid_limit', `limit must be 1-${SANDBOX_MAX_PAGE}`);
+    const { pageSize } = ctx.account.settings;
+    if (!Number.isInteger(limit) || limit < 1 || limit > pageSize) {
+      throw new HttpError(400, 'invalid_limit', `limit must be 1-${pageSize}`);
     }
     const empty = ctx.query.get('empty');
     if (empty !== null && !target.fields.has(empty)) {
@@ -490,8 +496,9 @@ export function createSandboxServer(
     if (!body || !Array.isArray(body.updates) || body.updates.length === 0) {
       throw new HttpError(400, 'invalid_request', 'updates must be a non-empty array');
     }
-    if (body.updates.length > SANDBOX_MAX_BATCH) {
-      throw new HttpError(413, 'batch_too_large', `at most ${SANDBOX_MAX_BATCH} updates per request`);
+    const { batchSize } = ctx.account.settings;
+    if (body.updates.length > batchSize) {
+      throw new HttpError(413, 'batch_too_large', `at most ${batchSize} updates per request`);
     }
     const updates = body.updates as Array<{ id?: unknown; fields?: Record<string, unknown> }>;
     const unknownRows = updates.flatMap((u, row) =>
@@ -541,36 +548,20 @@ export function createSandboxServer(
     const account = authenticate(ctx.req);
     const full = { ...ctx, account };
     const { limits, faults } = account.settings;
-    const running = inFlight.get(account.id) ?? 0;
-    if (limits.concurrency > 0 && running >= limits.concurrency) {
-      throw new HttpError(
-        429,
-        'too_many_concurrent_requests',
-        `at most ${limits.concurrency} concurrent requests`,
-        {},
-        { 'retry-after': '1' },
-      );
-    }
-    if (limits.requestsPerSecond > 0) {
-      const now = Date.now();
-      const window = (recent.get(account.id) ?? []).filter((t) => t > now - 1000);
-      if (window.length >= limits.requestsPerSecond) {
-        recent.set(account.id, window);
-        const wait = Math.max(1, Math.ceil((window[0]! + 1000 - now) / 1000));
-        throw new HttpError(
-          429,
-          'rate_limited',
-          `at most ${limits.requestsPerSecond} requests per second`,
-          {},
-          { 'retry-after': String(wait) },
-        );
-      }
-      window.push(now);
-      recent.set(account.id, window);
-    }
-    inFlight.set(account.id, running + 1);
+    const kind = route.requestKind ?? 'other';
+    let leave: () => void;
     try {
-      if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+      leave = gates.admit(account.id, [
+        ['shared', limits],
+        ['listing', kind === 'listing' ? limits.listing : undefined],
+        ['writing', kind === 'writing' ? limits.writing : undefined],
+      ]);
+    } catch (err) {
+      if (!(err instanceof LimitCrossed)) throw err;
+      throw new HttpError(429, err.code, err.message, {}, { 'retry-after': String(err.retryAfterSeconds) });
+    }
+    try {
+      if (faults.latencyMs > 0) await sleep(drawLatency(faults));
       if (Math.random() < faults.rateLimitRate) {
         throw new HttpError(429, 'rate_limited', 'rate limited (simulated)', {}, { 'retry-after': '1' });
       }
@@ -585,7 +576,7 @@ export function createSandboxServer(
       }
       return await route.handle(full);
     } finally {
-      inFlight.set(account.id, (inFlight.get(account.id) ?? 1) - 1);
+      leave();
     }
   }
 
@@ -625,6 +616,7 @@ export function createSandboxServer(
     const url = new URL(req.url ?? '/', 'http://sandbox');
     const route = routes.find((r) => r.method === req.method && r.path.test(url.pathname));
     let accountForStats: string | undefined;
+    const kind = route?.requestKind ?? 'other';
     try {
       if (ADMIN_PATH.test(url.pathname)) authorizeAdmin(req);
       if (!route) throw new HttpError(404, 'not_found', `no route ${req.method} ${url.pathname}`);
@@ -675,7 +667,7 @@ export function createSandboxServer(
         res.end(JSON.stringify({ error: { code: 'internal', message: 'unexpected sandbox error' } }));
       }
     } finally {
-      if (accountForStats) count(accountForStats, res.statusCode);
+      if (accountForStats) count(accountForStats, res.statusCode, kind);
     }
   });
 

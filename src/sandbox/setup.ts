@@ -1,26 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { AppConfig } from '../config';
+import { applySettings, settingsSchema } from './settings';
 import { defaultSettings, SANDBOX_CLIENT, SandboxList, SandboxState } from './state';
-
-const settingsSchema = z
-  .object({
-    limits: z
-      .object({ requestsPerSecond: z.number().min(0), concurrency: z.number().int().min(0) })
-      .partial(),
-    faults: z
-      .object({
-        latencyMs: z.number().min(0),
-        errorRate: z.number().min(0).max(1),
-        rateLimitRate: z.number().min(0).max(1),
-        timeoutRate: z.number().min(0).max(1),
-        rowRejectRate: z.number().min(0).max(1),
-      })
-      .partial(),
-    tokenLifetimeSeconds: z.number().int().min(1),
-    refreshTokenReuseDetection: z.boolean(),
-  })
-  .partial();
 
 /** ESPRESSO_SANDBOX_CONFIG: the accounts, lists and settings to start with instead of the demo. */
 const configFileSchema = z.object({
@@ -61,14 +43,7 @@ async function initialAccounts(config: AppConfig['sandbox']): Promise<SandboxSta
   const state = new SandboxState();
   for (const a of parsed.data.accounts) {
     const account = state.addAccount(a.id, a.name, a.apiKeys);
-    const defaults = defaultSettings();
-    account.settings = {
-      limits: { ...defaults.limits, ...a.settings.limits },
-      faults: { ...defaults.faults, ...a.settings.faults },
-      tokenLifetimeSeconds: a.settings.tokenLifetimeSeconds ?? defaults.tokenLifetimeSeconds,
-      refreshTokenReuseDetection:
-        a.settings.refreshTokenReuseDetection ?? defaults.refreshTokenReuseDetection,
-    };
+    account.settings = applySettings(defaultSettings(), a.settings);
     for (const l of a.lists) {
       account.lists.set(l.id, new SandboxList(l.id, l.name));
       if (l.contacts) state.seed(a.id, l.id, l.contacts);

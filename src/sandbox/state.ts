@@ -4,16 +4,29 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 
-export interface SandboxLimits {
-  /** Requests per second per account (sliding one-second window); 0 = unlimited. */
+/** One limit the Sandbox enforces; 0 = none. */
+export interface RequestLimit {
+  /** Requests per second, counted in a sliding window of `windowSeconds` (default 1). */
   requestsPerSecond: number;
-  /** Concurrent requests per account; 0 = unlimited. */
+  /** Requests in flight. */
   concurrency: number;
+  /** Length of the sliding window: 10 allows 10 x requestsPerSecond in any 10 s, bursts included. */
+  windowSeconds?: number;
+}
+
+/** Per account: one limit every API request counts against, and the contact endpoints' own. */
+export interface SandboxLimits extends RequestLimit {
+  /** Contact pages (GET /v1/lists/:list/contacts). */
+  listing?: RequestLimit;
+  /** Batch updates (POST /v1/lists/:list/contacts/batch). */
+  writing?: RequestLimit;
 }
 
 export interface SandboxFaults {
-  /** Added to every API response, in milliseconds. */
+  /** Added to every API response, in milliseconds: the mean when latencySigma is set. */
   latencyMs: number;
+  /** Spread of a log-normal latency around latencyMs (0 = every response takes latencyMs). */
+  latencySigma: number;
   /** Share of API requests answered 500 or 503. */
   errorRate: number;
   /** Share of API requests answered 429 with Retry-After regardless of load. */
@@ -25,7 +38,13 @@ export interface SandboxFaults {
 }
 
 export interface AccountSettings {
+  /** The real ESP whose limits, page and batch sizes the account imitates (src/sandbox/profiles.ts). */
+  profile?: string;
   limits: SandboxLimits;
+  /** Most contacts one listing page may ask for. */
+  pageSize: number;
+  /** Most updates one batch may carry. */
+  batchSize: number;
   faults: SandboxFaults;
   /** Lifetime of OAuth access tokens issued for this account. */
   tokenLifetimeSeconds: number;
@@ -38,7 +57,9 @@ export interface AccountSettings {
 
 export const defaultSettings = (): AccountSettings => ({
   limits: { requestsPerSecond: 0, concurrency: 0 },
-  faults: { latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, rowRejectRate: 0 },
+  pageSize: 1000,
+  batchSize: 500,
+  faults: { latencyMs: 0, latencySigma: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, rowRejectRate: 0 },
   tokenLifetimeSeconds: 3600,
   refreshTokenReuseDetection: true,
 });
@@ -318,7 +339,8 @@ export class SandboxState {
     const state = new SandboxState();
     for (const a of data.accounts) {
       const account = state.addAccount(a.id, a.name, a.apiKeys);
-      account.settings = { ...defaultSettings(), ...a.settings };
+      const defaults = defaultSettings();
+      account.settings = { ...defaults, ...a.settings, faults: { ...defaults.faults, ...a.settings.faults } };
       if (a.oauth) account.oauth = a.oauth;
       for (const l of a.lists) {
         const list = new SandboxList(l.id, l.name);
