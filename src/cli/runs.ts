@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
-import { refuseDryRun } from '../runs/dry-runs';
-import { runDateSchema, runFiles, runFolderSchema } from '../runs/files';
+import { runDateSchema, runFolderSchema } from '../runs/files';
+import { checkRedispatchable } from '../runs/redispatch';
 import type { AppConfig } from '../config';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
@@ -90,15 +90,7 @@ export function registerRunCommands(program: Command): void {
       checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
       await existing(stores, configurationId);
-      await refuseDryRun(stores.blobs, configurationId, run);
-      try {
-        await stores.blobs.get(runFiles.exportManifest(configurationId, run));
-      } catch (err) {
-        if (err instanceof NotFoundError) {
-          throw new Error(`run ${run} of ${configurationId} has no finished export: nothing to redispatch`);
-        }
-        throw err;
-      }
+      await checkRedispatchable(stores.blobs, configurationId, run);
       // A run of its own (today, its own folder) that writes the earlier run's values.
       await startRun(config, stores, configurationId, today(), opts.wait, {
         mode: 'incremental',

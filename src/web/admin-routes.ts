@@ -19,6 +19,9 @@ import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
+import { refused } from './refused';
+import { runRoutes, temporalRunUrl } from './run-routes';
+import { configurationPath, runPath } from './run-views';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
@@ -85,6 +88,7 @@ export function adminRoutes(
   const router = Router();
   const secure = deps.web.publicUrl.startsWith('https://');
   router.use('/admin', adminAuth(deps.web.admin, failedAuth));
+  router.use(runRoutes(deps, signer, postLimiter));
 
   router.get('/admin', async (req, res) => {
     const query = adminQuery.safeParse(req.query);
@@ -185,12 +189,12 @@ ${
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
     const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
     const run = last
-      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br><a href="${h(runUrl(last.workflowId))}">open in Temporal</a>`
+      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${h(runPath(c.id, last.run))}">run details</a> · `}<a href="${h(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
       `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
     return `<tr data-configuration="${h(c.id)}">
-<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><code>${h(c.id)}</code></td>
+<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><a class="configuration" href="${h(configurationPath(c.id))}"><code>${h(c.id)}</code></a></td>
 <td class="status">${h(c.status)}${c.statusReason ? `<br><span class="muted">${h(c.statusReason)}</span>` : ''}</td>
 <td>${run}</td>
 <td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
@@ -205,10 +209,6 @@ ${
 <td><span class="muted">skipped every day until its document is fixed</span></td>
 <td></td>
 </tr>`;
-  }
-
-  function runUrl(workflowId: string): string {
-    return `${deps.temporalUiUrl}/namespaces/${encodeURIComponent(deps.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
   }
 
   return router;
@@ -270,17 +270,4 @@ export function adminAuth(admin: WebDeps['web']['admin'], failedAuth: FailedAuth
     res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
     res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
   };
-}
-
-/** 409: the action cannot be done now, and why, with the way back. */
-function refused(res: Response, title: string, why: string): void {
-  res
-    .status(409)
-    .send(
-      page(
-        title,
-        `<h1>${h(title)}</h1><p>${h(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
-        { kind: 'error' },
-      ),
-    );
 }

@@ -3,12 +3,19 @@ import { escapeHtml as h } from '../lib/html';
 
 export { h };
 
-export function page(title: string, body: string, status?: { kind: 'ok' | 'error' }): string {
+/** `refreshSeconds`: the browser reloads the page (live progress without any script). */
+export function page(
+  title: string,
+  body: string,
+  status?: { kind: 'ok' | 'error' },
+  options: { refreshSeconds?: number } = {},
+): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+${options.refreshSeconds ? `<meta http-equiv="refresh" content="${options.refreshSeconds}">` : ''}
 <title>${h(title)} · espresso</title>
 <style>
   body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2.5rem auto; padding: 0 1rem; color: #1f2937; }
