@@ -119,7 +119,10 @@ ${view.runningBox(running)}
 <h2>Runs</h2>
 ${view.historyTable(c.id, history.runs, (s) => temporalRunUrl(deps, s.workflowId))}
 <p>${query.data.after ? `<a href="${h(base)}">Newest runs</a>` : ''}${history.next ? ` <a id="older" href="${h(`${base}?${new URLSearchParams({ after: history.next })}`)}">Older runs →</a>` : ''}</p>`;
-    res.send(page(c.accountLabel, body, undefined, running ? { refreshSeconds: 5 } : {}));
+    // While a run is in progress the page reloads; just after a start, the run may not hold its
+    // account yet, so the page looks again (without the notice) in a moment.
+    const refresh = running ? { seconds: 5 } : query.data.done ? { seconds: 2, url: base } : undefined;
+    res.send(page(c.accountLabel, body, undefined, refresh ? { refresh } : {}));
   }
 
   async function showRun(req: Request, res: Response) {
