@@ -6,6 +6,7 @@ import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { registerKeyCommands } from './keys';
 import { loadConfigOrExit } from './load-config';
+import { registerRunHistoryCommands } from './run-history';
 import { registerRunCommands } from './runs';
 import { positiveInt, registerSandboxCommands } from './sandbox';
 import { start } from './start';
@@ -70,6 +71,7 @@ program
 
 registerConfigurationCommands(program);
 registerRunCommands(program);
+registerRunHistoryCommands(program);
 registerSandboxCommands(program);
 registerKeyCommands(program);
 
