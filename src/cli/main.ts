@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { codecEndpoint } from '../codec';
 import { readKeyFile } from '../lib/key-file';
+import { registerAuditCommand } from './audit';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { registerKeyCommands } from './keys';
@@ -72,6 +73,7 @@ program
 registerConfigurationCommands(program);
 registerRunCommands(program);
 registerRunHistoryCommands(program);
+registerAuditCommand(program);
 registerSandboxCommands(program);
 registerKeyCommands(program);
 

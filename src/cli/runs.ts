@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/log';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
 import { runDateSchema, runFolderSchema } from '../runs/files';
 import { checkRedispatchable } from '../runs/redispatch';
@@ -30,6 +31,12 @@ export function registerRunCommands(program: Command): void {
       const { client, payloadKeys, close } = await connectClient(config);
       try {
         const applied = await applySchedule(client, config.schedule, payloadKeys.current);
+        await recordAudit(createStores(config.storage).blobs, {
+          actor: cliActor(),
+          action: 'schedule-apply',
+          detail: describeApplied(applied),
+          address: 'local',
+        });
         console.log(
           `${describeApplied(applied)}; next runs: ${applied.nextRuns.map((d) => d.toISOString()).join(', ')}`,
         );
@@ -117,6 +124,8 @@ function checkIds(configurationId: string, runDate: string): void {
   if (!date.success) throw new Error(`run date ${runDate}: ${date.error.issues[0]!.message}`);
 }
 
+const AUDITED_KIND = { manual: 'run', 'dry-run': 'dry-run', redispatch: 'retry' } as const;
+
 /** Starts a run of an existing configuration (ids already checked) and, with `wait`, reports it. */
 async function startRun(
   config: AppConfig,
@@ -149,6 +158,13 @@ async function startRun(
       opts.kind,
     );
     const workflowId = handle.workflowId;
+    await recordAudit(stores.blobs, {
+      actor: cliActor(),
+      action: AUDITED_KIND[opts.kind],
+      configurationId,
+      detail: opts.retryOf ? `failed rows of run ${opts.retryOf}: ${workflowId}` : workflowId,
+      address: 'local',
+    });
     console.log(`started ${workflowId}\n  ${workflowUrl(config, workflowId)}`);
     if (!wait) return;
     const result = (await handle.result()) as ConfigurationSyncResult;

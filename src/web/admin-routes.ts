@@ -1,6 +1,7 @@
 // /admin: every configuration with its last run, and what an operator does with one.
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
+import { adminActor, recordAudit } from '../audit/log';
 import { same } from '../lib/same';
 import { ConnectError, setEnabled } from '../connect';
 import { runNotes } from '../runs/report';
@@ -19,6 +20,7 @@ import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
+import { auditRoutes, recentActions } from './audit-routes';
 import { refused } from './refused';
 import { runRoutes, temporalRunUrl } from './run-routes';
 import { configurationPath, runPath } from './run-views';
@@ -89,6 +91,7 @@ export function adminRoutes(
   const secure = deps.web.publicUrl.startsWith('https://');
   router.use('/admin', adminAuth(deps.web.admin, failedAuth));
   router.use(runRoutes(deps, signer, postLimiter));
+  router.use(auditRoutes(deps.stores.blobs));
 
   router.get('/admin', async (req, res) => {
     const query = adminQuery.safeParse(req.query);
@@ -128,6 +131,7 @@ ${
     : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
 }
 <p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${h(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
+${await recentActions(deps.stores.blobs)}
 <p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
       ),
     );
@@ -153,6 +157,7 @@ ${
           .send(page('Not found', '<h1>No such configuration</h1>', { kind: 'error' }));
       throw err;
     }
+    let detail: string | undefined;
     if (action === 'disable' || action === 'enable') {
       try {
         await setEnabled(
@@ -167,17 +172,26 @@ ${
     } else {
       const client = await temporalClient(deps);
       try {
-        await startConfigurationRun(
-          client,
-          deps.stores,
-          { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
-          action === 'dry-run' ? 'dry-run' : 'manual',
-        );
+        detail = (
+          await startConfigurationRun(
+            client,
+            deps.stores,
+            { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
+            action === 'dry-run' ? 'dry-run' : 'manual',
+          )
+        ).workflowId;
       } catch (err) {
         if (!(err instanceof RunInProgressError)) throw err;
         return refused(res, 'A run is in progress', err.message);
       }
     }
+    await recordAudit(deps.stores.blobs, {
+      actor: adminActor(req.headers.authorization),
+      action,
+      configurationId: id.data,
+      ...(detail ? { detail } : {}),
+      address: req.ip ?? '',
+    });
     // A fixed route: never a target taken from the request.
     res.redirect(303, `/admin?done=${action}`);
   });

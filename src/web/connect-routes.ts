@@ -1,6 +1,7 @@
 // The publisher-facing pages: pick an ESP, connect it (OAuth or API key), pick a list, done.
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
+import { recordAudit } from '../audit/log';
 import { ConnectError, pickList, saveConnection } from '../connect';
 import type { Logger } from '../logger';
 import type { BaseProcessor } from '../processors/base-processor';
@@ -210,6 +211,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, esp);
     try {
       await save(
+        req,
         res,
         processor,
         claimed.secret.credentials,
@@ -276,7 +278,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         return chooseList(req, res, processor, credentials, account);
       }
     }
-    await save(res, processor, credentials, account, listId, reauthorizeId);
+    await save(req, res, processor, credentials, account, listId, reauthorizeId);
   }
 
   async function chooseList(
@@ -316,6 +318,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
   }
 
   async function save(
+    req: Request,
     res: Response,
     processor: BaseProcessor,
     credentials: Credentials,
@@ -330,6 +333,13 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       account,
       listId,
       reauthorizeId,
+    });
+    await recordAudit(deps.stores.blobs, {
+      actor: `publisher ${esp} account ${account.accountId}`,
+      action: reauthorizeId ? 'reauthorize' : 'connect',
+      configurationId: configuration.id,
+      ...(created ? { detail: 'new configuration' } : {}),
+      address: req.ip ?? '',
     });
     // The first run fills the field now; a run already writing it (a re-authorization during a
     // run) is left to finish, and the next daily run picks up what it did not reach.

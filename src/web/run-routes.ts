@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { RunSummary } from '../activities/summary';
+import { adminActor, recordAudit } from '../audit/log';
 import { withTimeout } from '../lib/timeout';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
 import { DryRunFolderError } from '../runs/dry-runs';
@@ -199,12 +200,19 @@ ${view.rejectedTable(rejected, contact, next)}`;
     try {
       if (!retryable(s)) throw new NothingToRedispatchError(`run ${s.run} has no failed rows to write again`);
       await checkRedispatchable(deps.stores.blobs, c.id, s.run);
-      await startConfigurationRun(
+      const started = await startConfigurationRun(
         await temporalClient(deps),
         deps.stores,
         { configurationId: c.id, runDate: today(), mode: 'incremental', dryRun: false, retryOf: s.run },
         'redispatch',
       );
+      await recordAudit(deps.stores.blobs, {
+        actor: adminActor(req.headers.authorization),
+        action: 'retry',
+        configurationId: c.id,
+        detail: `failed rows of run ${s.run}: ${started.workflowId}`,
+        address: req.ip ?? '',
+      });
     } catch (err) {
       if (err instanceof RunInProgressError) return refused(res, 'A run is in progress', err.message);
       if (err instanceof NothingToRedispatchError || err instanceof DryRunFolderError)

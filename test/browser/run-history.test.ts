@@ -133,6 +133,17 @@ describe('browser: run history, rejected rows and retry of failed rows', functio
     );
     assert.equal(await page.locator('#running strong').count(), 0);
     assert.equal(list.values.get('lcee')?.filter(Boolean).length, CONTACTS);
+
+    // The retry is in the audit log: who, what, from where; /admin shows it, and links the log.
+    await page.goto(`${web}/admin`);
+    const newest = page.locator('#audit tr').nth(1);
+    assert.match(
+      (await newest.textContent())!,
+      new RegExp(`operator opsretry\\s*${configuration.id}failed rows of run`),
+    );
+    await page.click('#audit-log');
+    assert.equal(await page.textContent('h1'), 'Audit log');
+    await page.screenshot({ path: join(artifacts, 'admin-audit.png'), fullPage: true });
     await context.close();
   });
 });
