@@ -9,6 +9,8 @@ import { NotFoundError, type BlobStore } from '../storage';
 export const AUDIT_ACTIONS = [
   'connect',
   'reauthorize',
+  'disconnect',
+  'revoke-link',
   'disable',
   'enable',
   'run',

@@ -21,12 +21,13 @@ import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
 import { auditRoutes, recentActions } from './audit-routes';
+import { revokeLinks } from './publisher-link';
 import { refused } from './refused';
 import { runRoutes, temporalRunUrl } from './run-routes';
 import { configurationPath, runPath } from './run-views';
 import { csrfToken, csrfValid, type Signer } from './security';
 
-const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
+const ACTIONS = ['run', 'dry-run', 'disable', 'enable', 'revoke-link'] as const;
 const PAGE_SIZE = 50;
 const STATUSES = ['active', 'needs_reauth', 'disabled', 'unreadable'] as const;
 const adminQuery = z.object({
@@ -79,6 +80,7 @@ const DONE: Record<Action, string> = {
   'dry-run': 'Dry run started: nothing will be written to the ESP.',
   disable: 'Configuration disabled: daily runs skip it.',
   enable: 'Configuration enabled.',
+  'revoke-link': "Publisher link revoked: the links given out no longer open the publisher's page.",
 };
 
 export function adminRoutes(
@@ -158,7 +160,9 @@ ${await recentActions(deps.stores.blobs)}
       throw err;
     }
     let detail: string | undefined;
-    if (action === 'disable' || action === 'enable') {
+    if (action === 'revoke-link') {
+      await revokeLinks(deps.stores.blobs, id.data);
+    } else if (action === 'disable' || action === 'enable') {
       try {
         await setEnabled(
           { ...deps, alerts: deps.alerts ?? (async () => undefined) },

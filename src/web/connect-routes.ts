@@ -19,6 +19,7 @@ import { OAUTH_ESPS, oauthRedirectUri } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
+import { publisherPath } from './publisher-link';
 import { hashBinding, PendingFlows, type ClaimProblem } from './pending';
 import { csrfToken, csrfValid, flowBinding, flowCookie, newNonce, type Signer } from './security';
 
@@ -364,6 +365,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         }
       }
     }
+    const link = `${deps.web.publicUrl}${await publisherPath(deps.stores.blobs, signer, configuration.id)}`;
     const list = account.lists.find((l) => l.id === configuration.espListId);
     const tag = `lctg=${processor.descriptor.mergeTag(configuration.fieldName)}`;
     res.send(
@@ -391,6 +393,8 @@ Every day after that, espresso checks the connection, re-creates the field if it
 <h2>Put this into your newsletter links</h2>
 <p><span class="tag" id="merge-tag">${h(tag)}</span></p>
 <p class="muted">For example <code>https://example.com/article?${h(tag)}</code>. ${h(processor.descriptor.displayName)} replaces the tag with each subscriber's value when it sends.</p>
+<h2>Your page</h2>
+<p>Come back any time to see the daily runs, reconnect or disconnect: <a id="publisher-link" href="${h(link)}">${h(link)}</a>. Keep this link private: anyone with it sees the page.</p>
 <p class="muted">Configuration <code id="configuration-id">${h(configuration.id)}</code></p>`,
         { kind: 'ok' },
       ),

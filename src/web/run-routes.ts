@@ -17,7 +17,8 @@ import { configurationIdSchema, NotFoundError, type Configuration } from '../sto
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { SyncProgress } from '../workflows/configuration-run';
 import type { WebDeps } from './app';
-import { h, page } from './pages';
+import { h, hidden, page } from './pages';
+import { publisherPath } from './publisher-link';
 import { refused } from './refused';
 import * as view from './run-views';
 import { csrfToken, csrfValid, type Signer } from './security';
@@ -111,11 +112,14 @@ export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHan
     ]);
     const espName = deps.processors.list().find((p) => p.descriptor.id === c.esp)?.descriptor.displayName;
     const base = view.configurationPath(c.id);
+    const link = `${deps.web.publicUrl}${await publisherPath(deps.stores.blobs, signer, c.id)}`;
+    const revoke = `<form class="inline" method="post" action="${h(`${base}/revoke-link`)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Revoke</button></form>`;
     const flash =
       query.data.done === 'retry'
         ? '<div class="box ok" id="flash">Retry of the failed rows started.</div>'
         : '';
     const body = `${view.configurationHeading(c, espName ?? c.esp)}${flash}
+<p class="muted">Publisher's private page: <input type="text" readonly id="publisher-link" value="${h(link)}" aria-label="publisher link"> ${revoke}</p>
 ${view.runningBox(running)}
 <h2>Runs</h2>
 ${view.historyTable(c.id, history.runs, (s) => temporalRunUrl(deps, s.workflowId))}

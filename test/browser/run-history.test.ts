@@ -144,6 +144,20 @@ describe('browser: run history, rejected rows and retry of failed rows', functio
     await page.click('#audit-log');
     assert.equal(await page.textContent('h1'), 'Audit log');
     await page.screenshot({ path: join(artifacts, 'admin-audit.png'), fullPage: true });
+
+    // The publisher's page, from the link the configuration page shows; disconnect, confirmed.
+    await page.goto(`${web}/admin/configurations/${configuration.id}`);
+    const link = (await page.inputValue('#publisher-link'))!;
+    const publisher = await browser.newPage();
+    await publisher.goto(link);
+    assert.match((await publisher.textContent('#connection'))!, /Connected/);
+    assert.equal(await publisher.locator('#runs tr').count(), 3, 'the header and the two runs that wrote');
+    await publisher.screenshot({ path: join(artifacts, 'publisher.png'), fullPage: true });
+    await publisher.click('#disconnect');
+    await publisher.click('button:has-text("Disconnect")');
+    assert.equal(await publisher.textContent('h1'), 'Disconnected');
+    assert.equal((await e.stores.configurations.get(configuration.id)).status, 'disabled');
+    await publisher.close();
     await context.close();
   });
 });

@@ -204,6 +204,13 @@ describe('web: connect flow', function () {
       .expect(200);
     assert.match(done.text, /Offers &amp; Events/);
     assert.ok(!done.text.includes('sandbox-demo-key'));
+    // The publisher's private page, linked from the success page, opens without signing in.
+    const link =
+      /id="publisher-link" href="http:\/\/localhost:3000(\/publisher\/cfg_\w+\/0\.[\w-]{43})"/.exec(
+        done.text,
+      );
+    assert.ok(link, 'the success page links the publisher page');
+    assert.match((await s.agent.get(link[1]!).expect(200)).text, /id="merge-tag"/);
     assert.equal((await configurations(s.stores))[0]!.espListId, 'list_offers');
   });
 
