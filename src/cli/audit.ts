@@ -34,7 +34,7 @@ export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
     .description(
-      'who did what, when and from where (connect, re-authorize, disable, enable, run, dry run, retry, schedule apply), newest first',
+      'who did what, when and from where (connect, re-authorize, disconnect, revoke-link, disable, enable, run, dry run, retry, schedule apply), newest first',
     )
     .option('--json', 'print JSON (an array of {at, actor, action, configurationId?, detail?, address})')
     .option('--limit <n>', 'entries per page (1-1000)', pageLimit, 50)
