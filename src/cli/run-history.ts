@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { RunSummary } from '../activities/summary';
 import { runFolderSchema } from '../runs/files';
-import { runHistory, runSummary } from '../runs/history';
+import { historyCursorPattern, runHistory, runSummary } from '../runs/history';
 import { rejectedRows, resultCursorPattern } from '../runs/results';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { workflowUrl } from '../temporal/client';
@@ -46,7 +46,7 @@ async function listRuns(configurationId: string, opts: { json?: boolean; limit: 
   const config = loadConfigOrExit();
   const stores = createStores(config.storage);
   await existing(stores, configurationId);
-  if (opts.after && !/^\d{13}_[0-9a-z_-]{10,52}\.json$/.test(opts.after))
+  if (opts.after && !historyCursorPattern.test(opts.after))
     throw new Error(`--after: ${JSON.stringify(opts.after)} is not a page of this history`);
   const page = await runHistory(stores.blobs, configurationId, { after: opts.after, limit: opts.limit });
   const more = page.next ? `more: espresso runs list ${configurationId} --after ${page.next}` : '';

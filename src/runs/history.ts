@@ -8,6 +8,9 @@ import { runFiles, runFolderSchema } from './files';
 /** Sorts newest first: 13 digits of (a date far away − the run's start, in ms). */
 const FAR = 9_999_999_999_999;
 
+/** A page cursor (`after`): the key of the last run shown, without its prefix. */
+export const historyCursorPattern = /^\d{13}_[0-9a-z_-]{10,52}\.json$/;
+
 const historyPrefix = (configurationId: string) => `history/${configurationId}/`;
 
 export function historyKey(summary: Pick<RunSummary, 'configurationId' | 'startedAt' | 'run'>): string {

@@ -10,7 +10,7 @@ import { withTimeout } from '../lib/timeout';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
 import { DryRunFolderError } from '../runs/dry-runs';
 import { runFolderSchema } from '../runs/files';
-import { runHistory, runSummary } from '../runs/history';
+import { historyCursorPattern, runHistory, runSummary } from '../runs/history';
 import { checkRedispatchable, NothingToRedispatchError } from '../runs/redispatch';
 import { csvHeader, csvLine, jsonLine, rejectedRows, resultCursorPattern, runResults } from '../runs/results';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
@@ -29,10 +29,7 @@ const ROWS_PER_PAGE = 50;
 const PROGRESS_WAIT_MS = 2_000;
 
 const historyQuery = z.object({
-  after: z
-    .string()
-    .regex(/^\d{13}_[0-9a-z_-]{10,52}\.json$/, 'not a page of this history')
-    .optional(),
+  after: z.string().regex(historyCursorPattern, 'not a page of this history').optional(),
   done: z.string().optional(),
 });
 const runQuery = z.object({
