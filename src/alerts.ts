@@ -15,6 +15,25 @@ export interface Alert {
 
 export type AlertSender = (alert: Alert) => Promise<void>;
 
+const HEADLINE: Record<Alert['status'], string> = {
+  needs_reauth: 'needs re-authorization',
+  active: 'works again',
+  run_failed: 'run failed',
+  run_recovered: 'runs work again',
+};
+
+/**
+ * The webhook's JSON: `text` is what Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat)
+ * post as the message; generic receivers read the fields beside it.
+ */
+export function webhookBody(alert: Alert) {
+  return {
+    text: `espresso: ${alert.configurationId} (${alert.esp}) ${HEADLINE[alert.status]}: ${alert.message}`,
+    source: 'espresso',
+    ...alert,
+  };
+}
+
 /**
  * Alerts go to the log, and to ESPRESSO_ALERT_WEBHOOK_URL when set (JSON POST, three tries).
  * A webhook that keeps failing is logged, never retried by the caller: alerts must not block runs.
@@ -28,7 +47,7 @@ export function createAlertSender(log: Logger, webhookUrl?: string): AlertSender
         const res = await fetch(webhookUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ source: 'espresso', ...alert }),
+          body: JSON.stringify(webhookBody(alert)),
           signal: AbortSignal.timeout(5_000),
         });
         if (res.ok) return;

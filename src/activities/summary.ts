@@ -3,6 +3,7 @@ import { changeWithAlert } from '../alerts';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
+import { recordHistory } from '../runs/history';
 import { runNotes } from '../runs/report';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { workflowIds } from '../temporal/constants';
@@ -53,6 +54,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
     const options = { contentType: 'application/json' };
     await blobs.put(runFiles.summary(summary.configurationId, summary.run), body, options);
     await blobs.put(runFiles.latestSummary(summary.configurationId), body, options);
+    await recordHistory(blobs, summary, body);
   };
   return {
     /** Legacy runs: the summary files only. */

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/log';
 import { ConnectError, saveConnection, setEnabled } from '../connect';
 import { createDeps } from '../deps';
 import { createCommandLogger } from '../logger';
@@ -50,6 +51,13 @@ export function registerConfigurationCommands(program: Command): void {
           credentials,
           account,
           listId: opts.list,
+        });
+        await recordAudit(deps.stores.blobs, {
+          actor: cliActor(),
+          action: 'connect',
+          configurationId: configuration.id,
+          ...(created ? { detail: 'new configuration' } : {}),
+          address: 'local',
         });
         console.log(`${created ? 'connected' : 'updated'} ${configuration.id}: ${describe(configuration)}`);
         if (configuration.status === 'disabled') {
@@ -160,6 +168,12 @@ export function registerConfigurationCommands(program: Command): void {
         const { deps } = cliDeps();
         await getOrExplain(deps.stores, id);
         const updated = await setEnabled(deps, id, status === 'active');
+        await recordAudit(deps.stores.blobs, {
+          actor: cliActor(),
+          action: name,
+          configurationId: id,
+          address: 'local',
+        });
         console.log(`${updated.id} is ${updated.status}`);
       });
   }

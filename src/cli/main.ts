@@ -2,10 +2,12 @@
 import { Command } from 'commander';
 import { codecEndpoint } from '../codec';
 import { readKeyFile } from '../lib/key-file';
+import { registerAuditCommand } from './audit';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { registerKeyCommands } from './keys';
 import { loadConfigOrExit } from './load-config';
+import { registerRunHistoryCommands } from './run-history';
 import { registerRunCommands } from './runs';
 import { positiveInt, registerSandboxCommands } from './sandbox';
 import { start } from './start';
@@ -70,6 +72,8 @@ program
 
 registerConfigurationCommands(program);
 registerRunCommands(program);
+registerRunHistoryCommands(program);
+registerAuditCommand(program);
 registerSandboxCommands(program);
 registerKeyCommands(program);
 

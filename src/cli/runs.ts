@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/log';
 import type { ConfigurationSyncResult } from '../workflows/configuration-sync';
-import { refuseDryRun } from '../runs/dry-runs';
-import { runDateSchema, runFiles, runFolderSchema } from '../runs/files';
+import { runDateSchema, runFolderSchema } from '../runs/files';
+import { checkRedispatchable } from '../runs/redispatch';
 import type { AppConfig } from '../config';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { connectClient, workflowUrl } from '../temporal/client';
@@ -30,6 +31,12 @@ export function registerRunCommands(program: Command): void {
       const { client, payloadKeys, close } = await connectClient(config);
       try {
         const applied = await applySchedule(client, config.schedule, payloadKeys.current);
+        await recordAudit(createStores(config.storage).blobs, {
+          actor: cliActor(),
+          action: 'schedule-apply',
+          detail: describeApplied(applied),
+          address: 'local',
+        });
         console.log(
           `${describeApplied(applied)}; next runs: ${applied.nextRuns.map((d) => d.toISOString()).join(', ')}`,
         );
@@ -90,15 +97,7 @@ export function registerRunCommands(program: Command): void {
       checkIds(configurationId, run.slice(0, 10));
       const stores = createStores(config.storage);
       await existing(stores, configurationId);
-      await refuseDryRun(stores.blobs, configurationId, run);
-      try {
-        await stores.blobs.get(runFiles.exportManifest(configurationId, run));
-      } catch (err) {
-        if (err instanceof NotFoundError) {
-          throw new Error(`run ${run} of ${configurationId} has no finished export: nothing to redispatch`);
-        }
-        throw err;
-      }
+      await checkRedispatchable(stores.blobs, configurationId, run);
       // A run of its own (today, its own folder) that writes the earlier run's values.
       await startRun(config, stores, configurationId, today(), opts.wait, {
         mode: 'incremental',
@@ -124,6 +123,8 @@ function checkIds(configurationId: string, runDate: string): void {
   const date = runDateSchema.safeParse(runDate);
   if (!date.success) throw new Error(`run date ${runDate}: ${date.error.issues[0]!.message}`);
 }
+
+const AUDITED_KIND = { manual: 'run', 'dry-run': 'dry-run', redispatch: 'retry' } as const;
 
 /** Starts a run of an existing configuration (ids already checked) and, with `wait`, reports it. */
 async function startRun(
@@ -157,6 +158,13 @@ async function startRun(
       opts.kind,
     );
     const workflowId = handle.workflowId;
+    await recordAudit(stores.blobs, {
+      actor: cliActor(),
+      action: AUDITED_KIND[opts.kind],
+      configurationId,
+      detail: opts.retryOf ? `failed rows of run ${opts.retryOf}: ${workflowId}` : workflowId,
+      address: 'local',
+    });
     console.log(`started ${workflowId}\n  ${workflowUrl(config, workflowId)}`);
     if (!wait) return;
     const result = (await handle.result()) as ConfigurationSyncResult;

@@ -1,6 +1,7 @@
 // /admin: every configuration with its last run, and what an operator does with one.
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { RunSummary } from '../activities/summary';
+import { adminActor, recordAudit } from '../audit/log';
 import { same } from '../lib/same';
 import { ConnectError, setEnabled } from '../connect';
 import { runNotes } from '../runs/report';
@@ -19,9 +20,14 @@ import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
+import { auditRoutes, recentActions } from './audit-routes';
+import { revokeLinks } from './publisher-link';
+import { refused } from './refused';
+import { runRoutes, temporalRunUrl } from './run-routes';
+import { configurationPath, runPath } from './run-views';
 import { csrfToken, csrfValid, type Signer } from './security';
 
-const ACTIONS = ['run', 'dry-run', 'disable', 'enable'] as const;
+const ACTIONS = ['run', 'dry-run', 'disable', 'enable', 'revoke-link'] as const;
 const PAGE_SIZE = 50;
 const STATUSES = ['active', 'needs_reauth', 'disabled', 'unreadable'] as const;
 const adminQuery = z.object({
@@ -74,6 +80,7 @@ const DONE: Record<Action, string> = {
   'dry-run': 'Dry run started: nothing will be written to the ESP.',
   disable: 'Configuration disabled: daily runs skip it.',
   enable: 'Configuration enabled.',
+  'revoke-link': "Publisher link revoked: the links given out no longer open the publisher's page.",
 };
 
 export function adminRoutes(
@@ -85,6 +92,8 @@ export function adminRoutes(
   const router = Router();
   const secure = deps.web.publicUrl.startsWith('https://');
   router.use('/admin', adminAuth(deps.web.admin, failedAuth));
+  router.use(runRoutes(deps, signer, postLimiter));
+  router.use(auditRoutes(deps.stores.blobs));
 
   router.get('/admin', async (req, res) => {
     const query = adminQuery.safeParse(req.query);
@@ -124,6 +133,7 @@ ${
     : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
 }
 <p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${h(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
+${await recentActions(deps.stores.blobs)}
 <p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
       ),
     );
@@ -149,7 +159,10 @@ ${
           .send(page('Not found', '<h1>No such configuration</h1>', { kind: 'error' }));
       throw err;
     }
-    if (action === 'disable' || action === 'enable') {
+    let detail: string | undefined;
+    if (action === 'revoke-link') {
+      await revokeLinks(deps.stores.blobs, id.data);
+    } else if (action === 'disable' || action === 'enable') {
       try {
         await setEnabled(
           { ...deps, alerts: deps.alerts ?? (async () => undefined) },
@@ -163,17 +176,26 @@ ${
     } else {
       const client = await temporalClient(deps);
       try {
-        await startConfigurationRun(
-          client,
-          deps.stores,
-          { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
-          action === 'dry-run' ? 'dry-run' : 'manual',
-        );
+        detail = (
+          await startConfigurationRun(
+            client,
+            deps.stores,
+            { configurationId: id.data, runDate: today(), mode: 'incremental', dryRun: action === 'dry-run' },
+            action === 'dry-run' ? 'dry-run' : 'manual',
+          )
+        ).workflowId;
       } catch (err) {
         if (!(err instanceof RunInProgressError)) throw err;
         return refused(res, 'A run is in progress', err.message);
       }
     }
+    await recordAudit(deps.stores.blobs, {
+      actor: adminActor(req.headers.authorization),
+      action,
+      configurationId: id.data,
+      ...(detail ? { detail } : {}),
+      address: req.ip ?? '',
+    });
     // A fixed route: never a target taken from the request.
     res.redirect(303, `/admin?done=${action}`);
   });
@@ -185,12 +207,12 @@ ${
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
     const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
     const run = last
-      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br><a href="${h(runUrl(last.workflowId))}">open in Temporal</a>`
+      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${h(runPath(c.id, last.run))}">run details</a> · `}<a href="${h(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
       `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
     return `<tr data-configuration="${h(c.id)}">
-<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><code>${h(c.id)}</code></td>
+<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><a class="configuration" href="${h(configurationPath(c.id))}"><code>${h(c.id)}</code></a></td>
 <td class="status">${h(c.status)}${c.statusReason ? `<br><span class="muted">${h(c.statusReason)}</span>` : ''}</td>
 <td>${run}</td>
 <td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
@@ -205,10 +227,6 @@ ${
 <td><span class="muted">skipped every day until its document is fixed</span></td>
 <td></td>
 </tr>`;
-  }
-
-  function runUrl(workflowId: string): string {
-    return `${deps.temporalUiUrl}/namespaces/${encodeURIComponent(deps.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
   }
 
   return router;
@@ -270,17 +288,4 @@ export function adminAuth(admin: WebDeps['web']['admin'], failedAuth: FailedAuth
     res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
     res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
   };
-}
-
-/** 409: the action cannot be done now, and why, with the way back. */
-function refused(res: Response, title: string, why: string): void {
-  res
-    .status(409)
-    .send(
-      page(
-        title,
-        `<h1>${h(title)}</h1><p>${h(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
-        { kind: 'error' },
-      ),
-    );
 }

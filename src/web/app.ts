@@ -16,6 +16,7 @@ import { connectRoutes } from './connect-routes';
 import { FailedAuthGuard, type FailedAuthOptions } from './failed-auth';
 import { checkDependencies } from './health';
 import { page } from './pages';
+import { publisherRoutes } from './publisher-routes';
 import { Signer } from './security';
 
 export interface WebDeps {
@@ -141,6 +142,7 @@ export function createApp(deps: WebDeps): Express {
 
   app.use(connectRoutes(deps, signer, limiters, log));
   app.use(adminRoutes(deps, signer, limiters.posts, failedAuth));
+  app.use(publisherRoutes(deps, signer, limiters.posts));
 
   app.use(
     (_req, res) =>

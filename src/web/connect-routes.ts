@@ -1,6 +1,7 @@
 // The publisher-facing pages: pick an ESP, connect it (OAuth or API key), pick a list, done.
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
+import { recordAudit } from '../audit/log';
 import { ConnectError, pickList, saveConnection } from '../connect';
 import type { Logger } from '../logger';
 import type { BaseProcessor } from '../processors/base-processor';
@@ -18,6 +19,7 @@ import { OAUTH_ESPS, oauthRedirectUri } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
+import { publisherPath } from './publisher-link';
 import { hashBinding, PendingFlows, type ClaimProblem } from './pending';
 import { csrfToken, csrfValid, flowBinding, flowCookie, newNonce, type Signer } from './security';
 
@@ -210,6 +212,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
     if (!claimed.secret.credentials || !claimed.flow.account) return expired(res, esp);
     try {
       await save(
+        req,
         res,
         processor,
         claimed.secret.credentials,
@@ -276,7 +279,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         return chooseList(req, res, processor, credentials, account);
       }
     }
-    await save(res, processor, credentials, account, listId, reauthorizeId);
+    await save(req, res, processor, credentials, account, listId, reauthorizeId);
   }
 
   async function chooseList(
@@ -316,6 +319,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
   }
 
   async function save(
+    req: Request,
     res: Response,
     processor: BaseProcessor,
     credentials: Credentials,
@@ -330,6 +334,13 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
       account,
       listId,
       reauthorizeId,
+    });
+    await recordAudit(deps.stores.blobs, {
+      actor: `publisher ${esp} account ${account.accountId}`,
+      action: reauthorizeId ? 'reauthorize' : 'connect',
+      configurationId: configuration.id,
+      ...(created ? { detail: 'new configuration' } : {}),
+      address: req.ip ?? '',
     });
     // The first run fills the field now; a run already writing it (a re-authorization during a
     // run) is left to finish, and the next daily run picks up what it did not reach.
@@ -354,6 +365,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         }
       }
     }
+    const link = `${deps.web.publicUrl}${await publisherPath(deps.stores.blobs, signer, configuration.id)}`;
     const list = account.lists.find((l) => l.id === configuration.espListId);
     const tag = `lctg=${processor.descriptor.mergeTag(configuration.fieldName)}`;
     res.send(
@@ -381,6 +393,8 @@ Every day after that, espresso checks the connection, re-creates the field if it
 <h2>Put this into your newsletter links</h2>
 <p><span class="tag" id="merge-tag">${h(tag)}</span></p>
 <p class="muted">For example <code>https://example.com/article?${h(tag)}</code>. ${h(processor.descriptor.displayName)} replaces the tag with each subscriber's value when it sends.</p>
+<h2>Your page</h2>
+<p>Come back any time to see the daily runs, reconnect or disconnect: <a id="publisher-link" href="${h(link)}">${h(link)}</a>. Keep this link private: anyone with it sees the page.</p>
 <p class="muted">Configuration <code id="configuration-id">${h(configuration.id)}</code></p>`,
         { kind: 'ok' },
       ),

@@ -3,12 +3,22 @@ import { escapeHtml as h } from '../lib/html';
 
 export { h };
 
-export function page(title: string, body: string, status?: { kind: 'ok' | 'error' }): string {
+/** `refresh`: the browser reloads the page, or loads `url` (live progress without any script). */
+export function page(
+  title: string,
+  body: string,
+  status?: { kind: 'ok' | 'error' },
+  options: { refresh?: { seconds: number; url?: string } } = {},
+): string {
+  const refresh = options.refresh
+    ? `<meta http-equiv="refresh" content="${options.refresh.seconds}${options.refresh.url ? `; url=${h(options.refresh.url)}` : ''}">`
+    : '';
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+${refresh}
 <title>${h(title)} · espresso</title>
 <style>
   body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2.5rem auto; padding: 0 1rem; color: #1f2937; }

@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import request from 'supertest';
 import type { Alert } from '../../src/alerts';
+import { auditPage } from '../../src/audit/log';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
@@ -203,6 +204,13 @@ describe('web: connect flow', function () {
       .expect(200);
     assert.match(done.text, /Offers &amp; Events/);
     assert.ok(!done.text.includes('sandbox-demo-key'));
+    // The publisher's private page, linked from the success page, opens without signing in.
+    const link =
+      /id="publisher-link" href="http:\/\/localhost:3000(\/publisher\/cfg_\w+\/0\.[\w-]{43})"/.exec(
+        done.text,
+      );
+    assert.ok(link, 'the success page links the publisher page');
+    assert.match((await s.agent.get(link[1]!).expect(200)).text, /id="merge-tag"/);
     assert.equal((await configurations(s.stores))[0]!.espListId, 'list_offers');
   });
 
@@ -246,6 +254,14 @@ describe('web: connect flow', function () {
     assert.equal(after.length, 1);
     assert.equal(after[0]!.id, original!.id);
     assert.equal(after[0]!.status, 'active');
+    const { entries } = await auditPage(s.stores.blobs, { limit: 10 });
+    assert.deepEqual(
+      entries.map((e) => [e.action, e.configurationId, e.actor]),
+      [
+        ['reauthorize', original!.id, 'publisher sandbox account acct_demo'],
+        ['connect', original!.id, 'publisher sandbox account acct_demo'],
+      ],
+    );
     await s.agent.get('/auth/sandbox/key?reauthorize=../../etc').expect(400);
   });
 
@@ -426,6 +442,21 @@ describe('web: admin page', function () {
         .expect(303);
       assert.equal(disabled.headers.location, '/admin?done=disable');
       assert.equal((await s.stores.configurations.get(configuration!.id)).status, 'disabled');
+      // Both actions are in the audit log, newest first, with who and from where; /admin shows it.
+      const audit = await s.agent.get('/admin/audit').auth('ops', 'correct horse battery').expect(200);
+      const entries = [
+        ...audit.text.matchAll(
+          /<tr><td>[^<]+<\/td><td>([^<]+)<\/td><td><code>([^<]+)<\/code><\/td>\n<td>.*?<\/td><td>([^<]+)<\/td>/g,
+        ),
+      ].map((m) => [m[1], m[2], m[3]!.replace(/^::ffff:/, '')]);
+      assert.deepEqual(entries, [
+        ['operator ops', 'disable', '127.0.0.1'],
+        ['publisher sandbox account acct_demo', 'connect', '127.0.0.1'],
+      ]);
+      const recent = await s.agent.get('/admin').auth('ops', 'correct horse battery').expect(200);
+      assert.match(recent.text, /<h2>Recent actions<\/h2><table id="audit">.*operator ops/s);
+      await s.agent.get('/admin/audit?after=x').auth('ops', 'correct horse battery').expect(400);
+      await s.agent.get('/admin/audit').expect(401);
       const metrics = await request(s.app)
         .get('/metrics')
         .set('authorization', 'Bearer tok_0123456789abcdef0123456789')

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import request from 'supertest';
+import { auditPage } from '../../src/audit/log';
 import { codecEndpoint } from '../../src/codec';
 import { projectRoot } from '../../src/paths';
 import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
@@ -234,6 +235,17 @@ describe('daily run, schedule and temporal CLI', function () {
       full,
       /^completed: exported 20, updated 20, rejected 0\n {2}replaced 1 of 1 value espresso would not write\n$/m,
     );
+    // Both starts are in the audit log, by the CLI's user.
+    const audited = (await auditPage(e.stores.blobs, { limit: 100 })).entries.filter(
+      (a) => a.configurationId === configuration.id,
+    );
+    assert.deepEqual(
+      audited.map((a) => [a.action, /^cli \S+$/.test(a.actor), a.address]),
+      [
+        ['run', true, 'local'],
+        ['dry-run', true, 'local'],
+      ],
+    );
     assert.notEqual(list.values.get(field)![0], 'legacy42');
   });
 
@@ -262,6 +274,13 @@ describe('daily run, schedule and temporal CLI', function () {
     assert.match(
       after.text,
       /completed \(dry run\)[^<]*<br>updated 0, rejected 0<br>would create field lcee<br>would write 30 values/,
+    );
+    const audited = (await auditPage(e.stores.blobs, { limit: 100 })).entries.filter(
+      (a) => a.configurationId === configuration.id,
+    );
+    assert.deepEqual(
+      audited.map((a) => [a.action, a.actor, a.detail]),
+      [['dry-run', 'operator (admin token)', started!.workflowId]],
     );
   });
 
