@@ -49,7 +49,7 @@ export type ExportResult = ExportManifest & { maintenanceMs?: number };
 
 /** One part of an export whose chunks the run updates while the listing goes on. */
 export interface ExportPartInput extends ExportInput {
-  /** The part ends once this many more chunk files are durable (a redispatch's export never does). */
+  /** The part ends once this many more chunk files are final (a redispatch's export never does). */
   stopAfterChunks: number;
   /** Chunk updates run beside this part: it takes the export's part of the account, not all of it. */
   besideChunks?: boolean;
@@ -61,8 +61,8 @@ export type ExportPartResult =
 
 /** Exports whose seen ids a worker keeps between their parts. */
 const KEEP_SEEN_OF = 8;
-/** A part that has made a chunk durable ends after this long, so the run can dispatch it. */
-const PART_MAX_MS = 60_000;
+/** A part ends after this long (at a page boundary), so the run can continue as new between parts. */
+const PART_MAX_MS = 5 * 60_000;
 
 /**
  * Heartbeat details, and the export's progress file: enough to resume after the last chunk
@@ -108,8 +108,9 @@ export function createExportActivities(deps: ActivityDeps) {
     /**
      * The export in parts, for a run that updates chunks while the listing goes on: each part
      * resumes where the export's progress file says, makes `stopAfterChunks` more chunk files
-     * durable (or ends after PART_MAX_MS with at least one, or at the last page) and says where it
-     * left off. The run dispatches only chunks a part has returned: files a retry never rewrites.
+     * final (or ends after PART_MAX_MS, or at the last page) and says where it left off. While it
+     * runs, the run learns of each chunk made final from the progress file (awaitExportedChunks)
+     * and updates it: files no retry rewrites. Parts bound the run's history between them.
      */
     async exportPart(input: ExportPartInput): Promise<ExportPartResult> {
       return runExport(input, {
@@ -163,21 +164,22 @@ export function createExportActivities(deps: ActivityDeps) {
       // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
       // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
       const earlier = input.retryOf ? await earlierValues(input.configurationId, input.retryOf) : undefined;
-      // The run holds the account: maintenance and the listing have it whole, one request at a
-      // time, unless the run's chunk updates go on beside this part.
-      const share = part.besideChunks
-        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock)
-        : AccountShare.whole(deps, processor, target, input.lock);
-      await share.check();
+      // The run holds the account: maintenance has it whole (no chunk runs before it); so has the
+      // listing, one request at a time, unless the run's chunk updates go on beside it.
+      const whole = AccountShare.whole(deps, processor, target, input.lock);
+      await whole.check();
       if (input.maintain && !committed.maintenance) {
         const started = Date.now();
         const maintenance = await processor.maintain(target, {
           dryRun: input.dryRun,
-          pacing: share.pacing,
+          pacing: whole.pacing,
         });
         committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
         context.heartbeat(committed);
       }
+      const share = part.besideChunks
+        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock)
+        : whole;
       // Without the field (a dry run's maintenance would create it) every contact needs a value.
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
       const listMode = earlier ? 'incremental' : mode;
@@ -242,15 +244,13 @@ export function createExportActivities(deps: ActivityDeps) {
       try {
         for (;;) {
           const page = await (ahead ?? fetchPage(cursor));
-          // The next page is asked for while this one is sorted and written: the listing waits on
-          // the ESP's latency or its limit, not on both and the blob store too.
+          // The next page is asked for at once, while this one is sorted and written: the listing
+          // waits on the ESP's latency or its limit, not on both and the blob store too. (A part
+          // that ends here leaves it unread: one page per part, and a part is many chunks.)
           ahead = page.nextCursor ? fetchPage(page.nextCursor) : undefined;
-          ahead?.catch(() => undefined); // awaited below, or at the end
-
+          ahead?.catch(() => undefined); // awaited next, or at the end
           const fresh: string[] = [];
           const found = { alreadySet: 0, foreignValues: 0, replacing: 0 };
-          // Seen once this page is kept: a part that ends before it leaves it to the next part.
-          const onPage = new Set<string>();
           for (const contact of page.contacts) {
             const { contactId } = contact;
             const value = contact.currentValue;
@@ -259,8 +259,7 @@ export function createExportActivities(deps: ActivityDeps) {
               if (empty) stillEmpty.add(contactId);
               continue;
             }
-            if (seen.has(contactId) || onPage.has(contactId)) continue;
-            onPage.add(contactId);
+            if (!seen.add(contactId)) continue;
             if (empty) {
               fresh.push(JSON.stringify({ contactId, value: newValue() }));
               continue;
@@ -280,30 +279,31 @@ export function createExportActivities(deps: ActivityDeps) {
               if (foreign) found.foreignValues++;
             }
           }
-          // Chunk files hold whole pages, so resuming from this page's cursor loses nothing.
-          if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) {
-            await flush();
-            // A part ends here: the next one lists this page again (its values were never kept).
-            const made = committed.chunkCount - firstChunk;
-            if (
-              part.stopAfterChunks !== undefined &&
-              made > 0 &&
-              (made >= part.stopAfterChunks || Date.now() - partStarted >= PART_MAX_MS)
-            ) {
-              if (seenByExport.size >= KEEP_SEEN_OF) seenByExport.clear();
-              seenByExport.set(folder, { chunkCount: committed.chunkCount, seen });
-              return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };
-            }
-          }
-          for (const id of onPage) seen.add(id);
+          // Chunk files hold whole pages: one that does not fit the chunk being filled starts the
+          // next one, so resuming from this page's cursor loses nothing.
+          if (lines.length > 0 && lines.length + fresh.length > CHUNK_LINES) await flush();
           lines.push(...fresh);
           pending.alreadySet += found.alreadySet;
           pending.foreignValues += found.foreignValues;
           pending.replacing += found.replacing;
           if (!page.nextCursor) break;
           cursor = page.nextCursor;
-          // Nothing listed waits for a chunk file: a retry may resume from the next page.
-          if (lines.length === 0 && !earlier) await flush();
+          // A chunk that would not take another page like this one is written now, so the run can
+          // update it while the listing goes on. A part ends after a chunk when it has made its
+          // share of them, or at a page that left nothing waiting once it has run long enough.
+          const full = lines.length > 0 && lines.length + page.contacts.length > CHUNK_LINES;
+          const made = committed.chunkCount + (full ? 1 : 0) - firstChunk;
+          const ends =
+            part.stopAfterChunks !== undefined &&
+            ((full && made >= part.stopAfterChunks) ||
+              ((full || lines.length === 0) && Date.now() - partStarted >= PART_MAX_MS));
+          // Nothing listed waits for a chunk file: a retry resumes from the next page.
+          if (full || (lines.length === 0 && !earlier)) await flush();
+          if (ends) {
+            if (seenByExport.size >= KEEP_SEEN_OF) seenByExport.clear();
+            seenByExport.set(folder, { chunkCount: committed.chunkCount, seen });
+            return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };
+          }
           context.heartbeat(committed);
         }
         cursor = undefined;

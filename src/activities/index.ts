@@ -8,6 +8,7 @@ import type { ProcessorTarget } from '../processors/types';
 import type { Configuration, Stores } from '../storage';
 import { createConfigurationActivities } from './configurations';
 import { createExportActivities } from './export';
+import { createExportedChunksActivities } from './exported-chunks';
 import { createMaintenanceActivities } from './maintenance';
 import { createSelfCheckActivities } from './self-check';
 import { createSummaryActivities } from './summary';
@@ -28,6 +29,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createConfigurationActivities(deps),
     ...createMaintenanceActivities(deps),
     ...createExportActivities(deps),
+    ...createExportedChunksActivities(deps),
     ...createUpdateChunkActivities(deps),
     ...createSummaryActivities(deps),
   };

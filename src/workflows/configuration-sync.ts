@@ -59,6 +59,10 @@ const MAX_HISTORY_EVENTS = 2_000;
  * each part hands the run the chunk files it made durable. Older runs export first, then dispatch.
  */
 export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
+/** History events a chunk takes while the export runs (its watch, its update, their tasks). */
+const EVENTS_PER_CHUNK = 12;
+/** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
+const PART_RESERVE_EVENTS = 100;
 /** The export's time limit runs this long past the run's deadline, which stops it first. */
 const EXPORT_BACKSTOP_MS = 10 * 60_000;
 /**
@@ -349,18 +353,31 @@ async function writeWhileExporting(
     ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
     ...stopTogether,
   });
+  const { awaitExportedChunks } = proxyActivities<Activities>({
+    ...storeOptions,
+    heartbeatTimeout: '10 seconds',
+    // It only reads: a run that no longer needs it does not wait for it to stop.
+    cancellationType: ActivityCancellationType.TRY_CANCEL,
+  });
   const concurrency = s.context.concurrency;
   const besideWindow = Math.max(1, concurrency - 1);
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   const inFlight = new Map<number, { done: Promise<void>; share: number }>();
   let part: Promise<void> | undefined;
+  let watch: { done: Promise<void>; scope: CancellationScope } | undefined;
   let dispatchFrom: number | undefined;
   const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const historyLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
+  const exported = (chunkCount: number, contacts: number) => {
+    if (s.manifest || chunkCount <= chunksKnown()) return;
+    s.exported = { chunkCount, contacts };
+    progress.contactsExported = contacts;
+    progress.chunksTotal = chunkCount;
+  };
 
   const startPart = (scope: CancellationScope) => {
     const first = !s.exported;
-    progress.phase = first && s.context.maintenance ? 'maintenance' : progress.phase;
+    if (first && s.context.maintenance) progress.phase = 'maintenance';
     progress.exporting = true;
     const t = Date.now();
     part = scope
@@ -372,13 +389,18 @@ async function writeWhileExporting(
           ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
           maintain: first && s.context.maintenance,
           lock: owner,
-          // The first part hands over its first chunk at once; later ones as many as the run has.
-          stopAfterChunks: Math.max(1, chunksKnown()),
-          besideChunks: !first,
+          // As many chunks as the history has room for (each takes about a dozen events), so
+          // the run can continue as new between parts.
+          stopAfterChunks: Math.max(
+            1,
+            Math.floor((limit - workflowInfo().historyLength - PART_RESERVE_EVENTS) / EVENTS_PER_CHUNK),
+          ),
+          besideChunks: true,
         }),
       )
       .then((result) => {
         s.durationsMs.export += Date.now() - t;
+        watch?.scope.cancel();
         if (result.done) {
           const { done: _, maintenanceMs, maintenance, ...manifest } = result;
           s.manifest = manifest;
@@ -386,14 +408,33 @@ async function writeWhileExporting(
           s.durationsMs.maintenance = maintenanceMs ?? 0;
           s.durationsMs.export -= maintenanceMs ?? 0;
           delete progress.exporting;
+          progress.contactsExported = manifest.contacts;
+          progress.chunksTotal = manifest.chunkCount;
         } else {
-          s.exported = { chunkCount: result.chunkCount, contacts: result.contacts };
+          exported(result.chunkCount, result.contacts);
         }
-        progress.contactsExported = s.manifest?.contacts ?? result.contacts;
-        progress.chunksTotal = chunksKnown();
         if (progress.phase !== 'dispatch') progress.phase = 'export';
       })
       .finally(() => (part = undefined));
+  };
+
+  // While a part lists, the chunks it makes final are picked up as they land.
+  const startWatch = (parent: CancellationScope) => {
+    const scope = new CancellationScope();
+    const done = parent
+      .run(() =>
+        scope.run(() =>
+          awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }),
+        ),
+      )
+      .then(
+        ({ chunkCount, contacts }) => exported(chunkCount, contacts),
+        (err) => {
+          if (!isCancellation(err)) throw err;
+        },
+      )
+      .finally(() => (watch = undefined));
+    watch = { done, scope };
   };
 
   const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
@@ -429,7 +470,8 @@ async function writeWhileExporting(
   try {
     for (;;) {
       if (!s.manifest && !part && !historyLong()) startPart(work);
-      while (s.nextChunk <= chunksKnown() && !historyLong()) {
+      // A part's chunks are within its history budget: they go on while it lists.
+      while (s.nextChunk <= chunksKnown() && (part || !historyLong())) {
         // A chunk's share of the writing is 1/window: as many as can run now share it (fewer
         // chunks take more each), up to besideWindow beside the export and concurrency after it.
         const besideExport = !s.manifest;
@@ -442,14 +484,16 @@ async function writeWhileExporting(
         if (used + 1 / window > 1 + 1e-9) break;
         startChunk(work, s.nextChunk++, besideExport, window);
       }
+      if (part && !watch && s.nextChunk > chunksKnown()) startWatch(work);
       const running = [...inFlight.values()].map((c) => c.done);
       if (part) running.push(part);
+      if (watch) running.push(watch.done);
       if (running.length === 0) break;
       await Promise.race(running);
     }
   } catch (err) {
     work.cancel();
-    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part]);
+    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part, watch?.done]);
     throw err;
   }
   if (dispatchFrom !== undefined) s.durationsMs.dispatch = dispatchBefore + (Date.now() - dispatchFrom);

@@ -340,21 +340,32 @@ describe('export of a list that shifts while it is listed', function () {
     const runDate = '2026-11-22';
     const input = { configurationId: configuration.id, runDate, mode: 'full' as const };
     const one = worker();
-    const first = await new MockActivityEnvironment().run(one.exportPart, { ...input, stopAfterChunks: 1 });
-    assert.deepEqual(first, { done: false, chunkCount: 1, contacts: 10_000 });
+    const first: ExportPartResult = await new MockActivityEnvironment().run(one.exportPart, {
+      ...input,
+      stopAfterChunks: 1,
+    });
+    assert.equal(first.done, false);
+    assert.equal(first.chunkCount, 1);
     const chunk1 = (
       await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))
     ).body.toString();
     // The same worker goes on (keeping the ids it saw), then another one (reading them again).
-    const second = await new MockActivityEnvironment().run(one.exportPart, { ...input, stopAfterChunks: 1 });
-    assert.deepEqual(second, { done: false, chunkCount: 2, contacts: 20_000 });
+    const second: ExportPartResult = await new MockActivityEnvironment().run(one.exportPart, {
+      ...input,
+      stopAfterChunks: 1,
+    });
+    assert.equal(second.done, false);
+    assert.equal(second.chunkCount, 2);
+    // What the parts said they made is what their chunk files hold.
+    assert.equal(first.contacts, chunk1.trim().split('\n').length);
+    assert.equal((await e.chunkValues(configuration.id, runDate)).size, second.contacts);
     const last: ExportPartResult = await new MockActivityEnvironment().run(worker().exportPart, {
       ...input,
       stopAfterChunks: 9,
     });
     assert.equal(last.done, true);
     assert.equal(last.contacts, 35_000);
-    assert.equal(last.chunkCount, 4);
+    assert.ok(last.chunkCount >= 4);
     const values = await e.chunkValues(configuration.id, runDate); // throws on an id in two lines
     assert.equal(values.size, 35_000);
     const again = (await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))).body.toString();
