@@ -5,8 +5,7 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findGo, temporalPorts } from '../src/cluster/temporal-server';
-import { assertPortFree } from '../src/lib/supervise';
+import { findGo, freeTemporalPort } from '../src/cluster/temporal-server';
 import { projectRoot } from '../src/paths';
 import { freePort } from './support/ports';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
@@ -14,23 +13,6 @@ import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
 const PROVISIONING_MS = 15 * 60_000;
-
-/** A frontend port whose whole Temporal family (other services, membership ports) is free too. */
-async function temporalFrontendPort(): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    const all = Object.values(temporalPorts(port)).flatMap((p) => [p.grpc, p.membership]);
-    const free = await Promise.all(
-      all.map((p) =>
-        assertPortFree('127.0.0.1', p, 'test').then(
-          () => true,
-          () => false,
-        ),
-      ),
-    );
-    if (free.every(Boolean)) return port;
-  }
-}
 
 describe('espresso cluster (the production topology on one machine)', function () {
   this.timeout(PROVISIONING_MS + 5 * 60_000);
@@ -43,7 +25,7 @@ describe('espresso cluster (the production topology on one machine)', function (
     env = {
       ...process.env,
       ESPRESSO_DATA_DIR: dataDir,
-      TEMPORAL_ADDRESS: `127.0.0.1:${await temporalFrontendPort()}`,
+      TEMPORAL_ADDRESS: `127.0.0.1:${await freeTemporalPort()}`,
       ESPRESSO_WEB_PORT: String(await freePort()),
       ESPRESSO_SANDBOX_PORT: String(await freePort()),
       ESPRESSO_LOG_LEVEL: 'warn',

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
-import { say } from '../lib/supervise';
+import { freePort } from '../lib/free-port';
+import { assertPortFree, say } from '../lib/supervise';
 import { projectRoot } from '../paths';
 import { registerSearchAttributes } from '../temporal/search-attributes';
 
@@ -130,6 +131,23 @@ export function temporalPorts(frontend: number) {
   return Object.fromEntries(
     Object.entries(services).map(([name, grpc]) => [name, { grpc, membership: grpc - 300 }]),
   ) as Record<keyof typeof services, { grpc: number; membership: number }>;
+}
+
+/** A free frontend port whose whole family (the other services, the membership ports) is free too (tests, benchmark). */
+export async function freeTemporalPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    const all = Object.values(temporalPorts(port)).flatMap((p) => [p.grpc, p.membership]);
+    const free = await Promise.all(
+      all.map((p) =>
+        assertPortFree('127.0.0.1', p, 'the Temporal frontend port').then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    if (free.every(Boolean)) return port;
+  }
 }
 
 export async function writeServerConfig(
