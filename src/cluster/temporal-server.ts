@@ -30,19 +30,21 @@ export function provisionTemporalServer(): void {
     `building Temporal server v${TEMPORAL_SERVER_VERSION} and its SQL tool with ${go} into ${toolsDir} ` +
       '(once; a few minutes on a fresh machine)',
   );
-  for (const pkg of ['cmd/server', 'cmd/tools/sql']) {
-    const built = spawnSync(go, ['install', `${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION}`], {
-      stdio: 'inherit',
-      env: { ...process.env, GOBIN: toolsDir },
-    });
-    if (built.status !== 0) {
-      throw new Error(`go install ${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION} failed (see above)`);
-    }
-  }
+  for (const pkg of ['cmd/server', 'cmd/tools/sql'])
+    goInstall(go, `${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION}`, toolsDir);
   const modCache = spawnSync(go, ['env', 'GOMODCACHE'], { encoding: 'utf8' }).stdout.trim();
   const moduleDir = join(modCache, `${MODULE}@v${TEMPORAL_SERVER_VERSION}`);
   if (!existsSync(join(moduleDir, 'schema'))) throw new Error(`no schema folder in ${moduleDir}`);
   writeFileSync(moduleDirFile, moduleDir);
+}
+
+/** `go install <pkg>@<version>` into `bin`, with the machine's own Go (no toolchain download). */
+export function goInstall(go: string, pkgAtVersion: string, bin: string): void {
+  const built = spawnSync(go, ['install', pkgAtVersion], {
+    stdio: 'inherit',
+    env: { ...process.env, GOBIN: bin, GOTOOLCHAIN: 'local' },
+  });
+  if (built.status !== 0) throw new Error(`go install ${pkgAtVersion} failed (see above)`);
 }
 
 /** `go` on PATH, else where the official tarball installs it. */
