@@ -24,6 +24,9 @@ import {
 } from './temporal-server';
 import { provisionWebUi, TEMPORAL_UI_VERSION, webUiBin, webUiProcess, writeWebUiConfig } from './web-ui';
 
+/** The command's defaults; docker-compose.yml uses the same ports and bucket (test/compose.test.ts). */
+export const CLUSTER_DEFAULTS = { workers: 3, postgresPort: 55432, motoPort: 5000, bucket: 'espresso' };
+
 export interface ClusterOptions {
   workers: number;
   postgresPort: number;
@@ -36,7 +39,7 @@ export async function cluster(options: ClusterOptions): Promise<void> {
   // Secrets Manager with the emulator's fake credentials.
   Object.assign(process.env, {
     ESPRESSO_STORAGE: 'aws',
-    ESPRESSO_S3_BUCKET: process.env.ESPRESSO_S3_BUCKET || 'espresso',
+    ESPRESSO_S3_BUCKET: process.env.ESPRESSO_S3_BUCKET || CLUSTER_DEFAULTS.bucket,
     ESPRESSO_AWS_ENDPOINT: motoEndpoint,
     AWS_ACCESS_KEY_ID: 'emulator',
     AWS_SECRET_ACCESS_KEY: 'emulator',

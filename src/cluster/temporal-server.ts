@@ -79,9 +79,15 @@ export interface Database {
   password: string;
 }
 
-const DATABASES = [
-  { name: 'temporal', schema: 'temporal' },
-  { name: 'temporal_visibility', schema: 'visibility' },
+/** Settings docker-compose.yml repeats (test/compose.test.ts compares them). */
+export const SQL_PLUGIN = 'postgres12';
+/** Fixed when the database is created: changing it later needs a new database. */
+export const NUM_HISTORY_SHARDS = 4;
+export const NAMESPACE_RETENTION_DAYS = 7;
+/** The default store and the visibility store: database, schema folder, connection pool size. */
+export const DATABASES = [
+  { name: 'temporal', schema: 'temporal', maxConns: 20 },
+  { name: 'temporal_visibility', schema: 'visibility', maxConns: 4 },
 ] as const;
 
 /**
@@ -102,7 +108,7 @@ export function setUpSchemas(db: Database, stampFile: string): void {
       '-u',
       db.user,
       '--pl',
-      'postgres12',
+      SQL_PLUGIN,
       '--db',
       name,
     ];
@@ -160,7 +166,7 @@ export async function writeServerConfig(
   const datastore = (name: string, maxConns: number) => [
     `    ${name}:`,
     '      sql:',
-    '        pluginName: postgres12',
+    `        pluginName: ${SQL_PLUGIN}`,
     `        databaseName: ${name}`,
     `        connectAddr: "127.0.0.1:${db.port}"`,
     '        connectProtocol: tcp',
@@ -185,11 +191,9 @@ export async function writeServerConfig(
     'persistence:',
     '  defaultStore: temporal',
     '  visibilityStore: temporal_visibility',
-    // Fixed when the database is created: changing it later needs a new database.
-    '  numHistoryShards: 4',
+    `  numHistoryShards: ${NUM_HISTORY_SHARDS}`,
     '  datastores:',
-    ...datastore('temporal', 20),
-    ...datastore('temporal_visibility', 4),
+    ...DATABASES.flatMap(({ name, maxConns }) => datastore(name, maxConns)),
     'global:',
     '  membership:',
     '    maxJoinDuration: 30s',
@@ -222,7 +226,7 @@ export function serverArgs(configFile: string): string[] {
 }
 
 /**
- * Registers the namespace (retention 7 days) and espresso's search attributes, idempotently. A
+ * Registers the namespace (retention NAMESPACE_RETENTION_DAYS) and espresso's search attributes, idempotently. A
  * new namespace reaches every service's cache only after a few seconds: retried until then.
  */
 export async function prepareNamespace(
@@ -236,7 +240,7 @@ export async function prepareNamespace(
     try {
       await connection.workflowService.registerNamespace({
         namespace,
-        workflowExecutionRetentionPeriod: msToTs('7 days'),
+        workflowExecutionRetentionPeriod: msToTs(`${NAMESPACE_RETENTION_DAYS} days`),
       });
       say(`registered namespace ${namespace}`);
     } catch (err) {
