@@ -20,6 +20,7 @@ export async function clusterEnv(): Promise<NodeJS.ProcessEnv> {
   return {
     TEMPORAL_ADDRESS: `127.0.0.1:${await freeTemporalPort()}`,
     ESPRESSO_WEB_PORT: String(await freePort()),
+    ESPRESSO_TEMPORAL_UI_PORT: String(await freePort()),
     ESPRESSO_STORAGE: 'aws',
     ESPRESSO_S3_BUCKET: 'espresso',
     ESPRESSO_AWS_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
