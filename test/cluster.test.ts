@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findGo, freeTemporalPort } from '../src/cluster/temporal-server';
 import { projectRoot } from '../src/paths';
+import { resolveTemporalCli } from '../src/tools';
 import { freePort } from './support/ports';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
@@ -160,6 +161,15 @@ describe('espresso cluster (the production topology on one machine)', function (
     }
     const run = runs.find((r) => r.type.name === 'configurationSyncWorkflow');
     assert.equal(run?.status, 'WORKFLOW_EXECUTION_STATUS_COMPLETED', JSON.stringify(runs));
+    // So does the `temporal` CLI (docs/operations.md), pointed at the cluster's frontend.
+    const cli = resolveTemporalCli();
+    assert.ok('path' in cli, 'no temporal CLI provisioned');
+    const temporalList = spawnSync(
+      cli.path,
+      ['workflow', 'list', '--address', env.TEMPORAL_ADDRESS!, '--output', 'json'],
+      { encoding: 'utf8' },
+    );
+    assert.match(temporalList.stdout, /"name": "configurationSyncWorkflow"/, temporalList.stderr);
     const settings = (await (await fetch(`${ui}/settings`)).json()) as { Codec: { Endpoint: string } };
     assert.ok(
       settings.Codec.Endpoint.startsWith(`http://localhost:${env.ESPRESSO_WEB_PORT}/codec/`),
