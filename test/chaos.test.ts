@@ -5,7 +5,7 @@
 // cluster`: the Temporal server on PostgreSQL, moto) with a worker kill and a PostgreSQL restart
 // (--cluster). `npm run chaos` is the full version.
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../src/paths';
 
@@ -66,6 +66,18 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
     assert.equal(report.lost, 0);
     assert.equal(report.conflictingWrites, 0);
     assert.equal(report.updated + report.rejected, 10_000);
+  });
+
+  it('refuses PostgreSQL restarts without the cluster, before starting anything', () => {
+    const out = spawnSync(
+      process.execPath,
+      [join(projectRoot, 'dist/bench/chaos.js'), '--database-restarts', '1'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(out.status, 2);
+    assert.match(out.stderr, /--database-restarts needs --cluster \(the dev server has no database server\)/);
   });
 
   it('on the cluster topology, a worker SIGKILL and a PostgreSQL restart mid-run lose nothing', async () => {
