@@ -1,5 +1,6 @@
 // `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]
-//   [--oauth] [--workers N] [--token-lifetime S] [--kill-during-export]`
+//   [--oauth] [--workers N] [--token-lifetime S] [--kill-during-export]
+//   [--cluster [--database-restarts N]]`
 // A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
 // rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
 // was lost and no contact was ever written two values. Exits non-zero otherwise. With --overlap the
@@ -9,6 +10,9 @@
 // time): no refresh token may be presented twice and the configuration must never need reauth.
 // With --kill-during-export the first worker kill lands while the export still lists and chunk
 // updates already write beside it (more than 10,000 contacts, so there are two chunks or more).
+// With --cluster it runs on the production topology (`espresso cluster`: the Temporal server on
+// PostgreSQL, moto, 3 workers by default), whose supervisor restarts what is killed, and PostgreSQL
+// is restarted too.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
@@ -28,12 +32,14 @@ const options = new Command()
   .option('--server-restarts <n>', 'Temporal dev server restarts during the run', count, 1)
   .option('--overlap', 'start the configuration again through each entry point while it runs')
   .option('--oauth', 'connect with OAuth (the Sandbox rotates refresh tokens and detects reuse)')
-  .option('--workers <n>', 'worker processes', count, 1)
+  .option('--workers <n>', 'worker processes (default 1, with --cluster 3)', count)
   .option('--token-lifetime <s>', 'with --oauth: seconds an access token lives', count, 3_600)
   .option(
     '--kill-during-export',
     'the first disruption is a kill while the export and chunk updates both run',
   )
+  .option('--cluster', 'run on the production topology (`espresso cluster`) instead of the dev server')
+  .option('--database-restarts <n>', 'with --cluster: PostgreSQL restarts during the run (default 1)', count)
   .parse()
   .opts<{
     json?: boolean;
@@ -42,10 +48,18 @@ const options = new Command()
     serverRestarts: number;
     overlap?: boolean;
     oauth?: boolean;
-    workers: number;
+    workers?: number;
     tokenLifetime: number;
     killDuringExport?: boolean;
+    cluster?: boolean;
+    databaseRestarts?: number;
   }>();
+if (options.databaseRestarts !== undefined && !options.cluster) {
+  console.error('[chaos] --database-restarts needs --cluster (the dev server has no database server)');
+  process.exit(2);
+}
+const workerCount = Math.max(1, options.workers ?? (options.cluster ? 3 : 1));
+const databaseRestarts = options.cluster ? (options.databaseRestarts ?? 1) : 0;
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[chaos] ${msg}\n`);
 const PACING = { rps: 100_000, concurrency: 8 };
@@ -57,7 +71,10 @@ async function main(): Promise<void> {
   // Signals stop the bench stack (bench/stack.ts), not only the SDK's workers.
   Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
-  const stack = await startStack({ espTimeoutMs: 2_000 });
+  const stack = await startStack({
+    espTimeoutMs: 2_000,
+    ...(options.cluster ? { cluster: { workers: workerCount, pacing: PACING } } : {}),
+  });
   let exitCode = 0;
   const account = `/accounts/${ACCOUNTS.open.id}`;
   const patchAccount = (settings: object) =>
@@ -77,7 +94,7 @@ async function main(): Promise<void> {
       oauth: options.oauth,
     });
     const workers = [];
-    for (let i = 0; i < Math.max(1, options.workers); i++) workers.push(await stack.startWorker(PACING));
+    for (let i = 0; i < workerCount; i++) workers.push(await stack.startWorker(PACING));
     const oauthBefore = await oauthCounts();
     const earlierRun = '2025-12-31';
     if (early) {
@@ -108,13 +125,15 @@ async function main(): Promise<void> {
     // through other entry points come right after the first kill: the killed worker's activities
     // hold the account until their heartbeat timeout, so the run is surely still going (and its
     // lock held by activities no worker runs, the hardest case for the one-writer rule).
-    const disruptions: Array<'kill' | 'restart'> = [
-      ...Array<'kill'>(options.kills).fill('kill'),
-      ...Array<'restart'>(options.serverRestarts).fill('restart'),
+    type Disruption = 'kill' | 'restart' | 'database';
+    const disruptions: Disruption[] = [
+      ...Array<Disruption>(options.kills).fill('kill'),
+      ...Array<Disruption>(options.serverRestarts).fill('restart'),
+      ...Array<Disruption>(databaseRestarts).fill('database'),
     ].sort(() => Math.random() - 0.5);
     if (options.killDuringExport && options.kills > 0) disruptions.sort((a) => (a === 'kill' ? -1 : 1));
     const firstKill = Math.max(0, disruptions.indexOf('kill')) + (options.kills > 0 ? 1 : 0);
-    const actions: Array<'kill' | 'restart' | EntryPoint> = [
+    const actions: Array<Disruption | EntryPoint> = [
       ...disruptions.slice(0, firstKill),
       ...(options.overlap ? ENTRY_POINTS : []),
       ...disruptions.slice(firstKill),
@@ -123,6 +142,7 @@ async function main(): Promise<void> {
     let workerKills = 0;
     let killsWhileExporting = 0;
     let serverRestarts = 0;
+    let databaseRestartsDone = 0;
     const status = async () => {
       try {
         return (await stack.env.client.workflow.getHandle(workflowId).describe()).status.name;
@@ -151,7 +171,7 @@ async function main(): Promise<void> {
     const slowed = actions.length > 0;
     if (slowed) await patchAccount({ faults: { ...FAULTS, latencyMs: 1_500 } });
     for (const [i, action] of actions.entries()) {
-      const overlapStart = action !== 'kill' && action !== 'restart';
+      const overlapStart = action !== 'kill' && action !== 'restart' && action !== 'database';
       await sleep(i === 0 ? Math.random() * 300 : overlapStart ? 200 : 1_000 + Math.random() * 3_000);
       if (i === 1 && slowed) await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
@@ -169,10 +189,14 @@ async function main(): Promise<void> {
         say(
           `started again through ${action}: ${started.heldOff ? 'held off' : 'NOT HELD OFF'} (${started.how})`,
         );
+      } else if (action === 'database') {
+        await stack.restartDatabase();
+        databaseRestartsDone++;
+        say('PostgreSQL restarted (same data folder)');
       } else {
         await stack.restartTemporal();
         serverRestarts++;
-        say('Temporal dev server restarted (same database file)');
+        say(`Temporal ${options.cluster ? 'server' : 'dev server'} restarted (same database)`);
       }
     }
     if (slowed && actions.length === 1) await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
@@ -251,6 +275,7 @@ async function main(): Promise<void> {
       workerKills,
       ...(options.killDuringExport ? { killsWhileExporting } : {}),
       serverRestarts,
+      ...(options.cluster ? { databaseRestarts: databaseRestartsDone } : {}),
       ...(options.overlap
         ? { overlapStarts: overlaps.length, overlapsHeldOff: overlaps.filter((o) => o.heldOff).length }
         : {}),
@@ -284,9 +309,13 @@ async function main(): Promise<void> {
       say('FAILED: no kill landed while the export and chunk updates both ran');
       exitCode = 1;
     }
-    if (workerKills < options.kills || serverRestarts < options.serverRestarts) {
+    if (
+      workerKills < options.kills ||
+      serverRestarts < options.serverRestarts ||
+      databaseRestartsDone < databaseRestarts
+    ) {
       say(
-        `FAILED: the run ended before every disruption happened (${workerKills} kills, ${serverRestarts} restarts)`,
+        `FAILED: the run ended before every disruption happened (${workerKills} kills, ${serverRestarts} restarts, ${databaseRestartsDone} database restarts)`,
       );
       exitCode = 1;
     }

@@ -1,7 +1,8 @@
 // `npm run bench -- --fleet`: espresso as a fleet sees it. Several worker processes against one
 // rate-limited ESP account (and two configurations on it), then one daily run over N configurations
 // on their own accounts, with one and with two workers, and with one very large list among them.
-// See docs/scale.md for what each figure means and what moved it.
+// See docs/scale.md for what each figure means and what moved it. With `cluster`, each scenario runs
+// on the production topology (`espresso cluster`, bench/cluster.ts) with that many workers.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { saveConnection } from '../src/connect';
@@ -58,10 +59,11 @@ export async function pacing(
   workers: number,
   configurations: number,
   contacts: number,
+  cluster = false,
 ): Promise<PacingFigures> {
-  const stack = await startStack();
+  const limit = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
+  const stack = await startStack(cluster ? { cluster: { workers, pacing: limit } } : {});
   try {
-    const limit = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
     const deps = benchDeps(stack, limit);
     const prepared = [];
     for (let i = 0; i < configurations; i++) {
@@ -114,7 +116,7 @@ export async function pacing(
  */
 export async function fleetRun(
   say: Say,
-  options: { size: number; workers: number; concurrency?: number; large?: number },
+  options: { size: number; workers: number; concurrency?: number; large?: number; cluster?: boolean },
 ): Promise<FleetRunFigures & { smallSeconds: number; largeSeconds?: number }> {
   const SMALL = 2_000;
   const limits = { requestsPerSecond: 20, concurrency: 4 };
@@ -134,9 +136,12 @@ export async function fleetRun(
       settings: { limits, faults: { latencyMs: 30 } },
     });
   }
-  const stack = await startStack({ accounts });
+  const pacing = { rps: limits.requestsPerSecond, concurrency: limits.concurrency };
+  const stack = await startStack({
+    accounts,
+    ...(options.cluster ? { cluster: { workers: options.workers, pacing } } : {}),
+  });
   try {
-    const pacing = { rps: limits.requestsPerSecond, concurrency: limits.concurrency };
     const deps = benchDeps(stack, pacing);
     say(`fleet: connecting ${accounts.length} configurations`);
     const configured = [];

@@ -1,8 +1,8 @@
 // `npm run bench [-- --json] [--contacts N] [--per-contact N] [--limited N] [--growth]`
 // Measures espresso's pipeline against the machine's own limit for the same ESP, then on ESP-like
 // limits (`--split-limit`, `--profiles`: only those). See docs/performance.md.
-// `npm run bench -- --fleet [--json] [--fleet-size N] [--daily-concurrency N]`: the fleet figures
-// (docs/scale.md) instead.
+// `npm run bench -- --fleet [--json] [--fleet-size N] [--daily-concurrency N] [--cluster]`: the fleet
+// figures (docs/scale.md) instead; with --cluster on the production topology, 3 workers on one account.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,7 @@ const options = new Command()
   .option('--fleet-size <n>', 'configurations in the fleet daily run', count, 1_000)
   .option('--fleet-contacts <n>', 'contacts of the one-account pacing runs', count, 100_000)
   .option('--daily-concurrency <n>', 'also run the fleet daily run with this concurrency', count)
+  .option('--cluster', 'with --fleet: run on `espresso cluster` (PostgreSQL, Temporal server, moto)')
   .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
   .parse()
   .opts<{
@@ -47,6 +48,7 @@ const options = new Command()
     fleetSize: number;
     fleetContacts: number;
     dailyConcurrency?: number;
+    cluster?: boolean;
     resultsDir: string;
   }>();
 
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
   // Signals stop the bench stack (bench/stack.ts), not only the SDK's workers.
   Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
   if (options.fleet) return fleetMain();
+  if (options.cluster) throw new Error('--cluster runs only the fleet benchmark: add --fleet');
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
   const stack = await startStack({ accounts: limitedAccounts() });
   try {
@@ -146,21 +149,28 @@ async function unlimited(stack: Stack): Promise<Unlimited> {
 
 /** `--fleet`: one JSON object whose `fleet` key holds every figure (docs/scale.md). */
 async function fleetMain(): Promise<void> {
-  say(`fleet benchmark (${cpus().length} cores, Node ${process.version})`);
+  const cluster = Boolean(options.cluster);
+  say(`fleet benchmark${cluster ? ' on the cluster' : ''} (${cpus().length} cores, Node ${process.version})`);
   const workers = [];
-  for (const w of [1, 2, 4]) {
-    workers.push(await pacing(say, w, 1, options.fleetContacts));
+  // The cluster's pacing target is met with 3 workers (the topology's default).
+  for (const w of cluster ? [3] : [1, 2, 4]) {
+    workers.push(await pacing(say, w, 1, options.fleetContacts, cluster));
     await settle();
   }
-  const sharedAccount = await pacing(say, 2, 2, options.fleetContacts);
+  const sharedAccount = await pacing(say, cluster ? 3 : 2, 2, options.fleetContacts, cluster);
   await settle();
-  const run = await fleetRun(say, { size: options.fleetSize, workers: 1 });
+  const run = await fleetRun(say, { size: options.fleetSize, workers: 1, cluster });
   await settle();
-  const runTwoWorkers = await fleetRun(say, { size: options.fleetSize, workers: 2 });
+  const runTwoWorkers = await fleetRun(say, { size: options.fleetSize, workers: 2, cluster });
   await settle();
-  const large = await fleetRun(say, { size: options.fleetSize, workers: 1, large: 500_000 });
+  const large = await fleetRun(say, { size: options.fleetSize, workers: 1, large: 500_000, cluster });
   const tuned = options.dailyConcurrency
-    ? await fleetRun(say, { size: options.fleetSize, workers: 1, concurrency: options.dailyConcurrency })
+    ? await fleetRun(say, {
+        size: options.fleetSize,
+        workers: 1,
+        concurrency: options.dailyConcurrency,
+        cluster,
+      })
     : undefined;
   const fleetRunFigures = ({
     smallSeconds: _s,
@@ -169,6 +179,7 @@ async function fleetMain(): Promise<void> {
   }: Awaited<ReturnType<typeof fleetRun>>) => figures;
   const report = {
     machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+    topology: cluster ? 'cluster' : 'dev server',
     fleet: {
       workers,
       sharedAccount,

@@ -1,5 +1,6 @@
 // What the benchmark runs against: a fresh Temporal dev server, the Sandbox ESP and the worker as
-// separate processes (as in production), local blob and secret stores in a temp directory.
+// separate processes (as in production), local blob and secret stores in a temp directory; or,
+// with `cluster`, the production topology (`espresso cluster`, bench/cluster.ts) in that directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { startDevServer } from '../src/temporal/dev-server';
 import { waitForWorker } from '../src/temporal/worker-ready';
 import { resolveTemporalCli } from '../src/tools';
 import { WORKER_NODE_FLAGS } from '../src/worker/node-options';
+import { alive, clusterEnv, startClusterTopology, type ClusterTopology } from './cluster';
 
 export const ACCOUNTS = {
   open: { id: 'acct_bench', apiKey: 'bench-key-000001' },
@@ -35,7 +37,15 @@ export interface SandboxAccountConfig {
   settings?: SettingsChange;
 }
 
-export async function startStack(options: { espTimeoutMs?: number; accounts?: SandboxAccountConfig[] } = {}) {
+/** The cluster topology runs its own workers, started with the one pacing they all use. */
+export interface ClusterOption {
+  workers: number;
+  pacing: { rps: number; concurrency: number };
+}
+
+export async function startStack(
+  options: { espTimeoutMs?: number; accounts?: SandboxAccountConfig[]; cluster?: ClusterOption } = {},
+) {
   const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
   // A fresh database every run; its output goes to a log file so --json keeps stdout clean.
   const serverOptions = {
@@ -47,18 +57,13 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     dbFile: join(dir, 'temporal.sqlite'),
     logFile: join(dir, 'temporal.log'),
   };
-  let server = await startDevServer(serverOptions);
-  const connection = await Connection.connect({ address: server.address });
-  const nativeConnection = await NativeConnection.connect({ address: server.address });
+  const topologyEnv = options.cluster ? await clusterEnv() : {};
+  // The bench's own stores reach moto with the emulator's credentials, as the cluster's processes do.
+  Object.assign(process.env, topologyEnv);
+  let server = options.cluster ? undefined : await startDevServer(serverOptions);
+  const address = server?.address ?? topologyEnv.TEMPORAL_ADDRESS!;
   // The worker process and this client share one key ring, so the benchmark pays for encryption too.
   const payloadKeys = newPayloadKeys('bench');
-  const env = {
-    address: server.address,
-    connection,
-    nativeConnection,
-    payloadKeys,
-    client: new Client({ connection, dataConverter: dataConverter(payloadKeys) }),
-  };
   const sandboxPort = await freePort();
   const sandboxAdminToken = randomBytes(32).toString('base64url');
   const sandboxConfig = join(dir, 'sandbox.json');
@@ -87,7 +92,7 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     ...process.env,
     ESPRESSO_DATA_DIR: dir,
     ESPRESSO_SECRET_KEY: randomBytes(32).toString('base64'),
-    TEMPORAL_ADDRESS: env.address,
+    TEMPORAL_ADDRESS: address,
     ESPRESSO_PAYLOAD_KEYS: formatPayloadKeys(payloadKeys),
     ESPRESSO_SANDBOX_PORT: String(sandboxPort),
     ESPRESSO_SANDBOX_CONFIG: sandboxConfig,
@@ -103,18 +108,40 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     adminToken: sandboxAdminToken,
     redirectUri: oauthRedirectUri(config.web.publicUrl, 'sandbox'),
   };
-  const sandbox = spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], {
-    env: baseEnv,
-    stdio: 'inherit',
+  const pacingEnv = (pacing: { rps: number; concurrency: number }) => ({
+    ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
+    ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
   });
+  // The cluster starts its own Sandbox, workers and web server.
+  const cluster: ClusterTopology | undefined = options.cluster
+    ? await startClusterTopology(
+        { ...baseEnv, ...pacingEnv(options.cluster.pacing) },
+        options.cluster.workers,
+      )
+    : undefined;
+  const sandbox = cluster
+    ? undefined
+    : spawn(process.execPath, [join(projectRoot, 'dist/src/sandbox/main.js')], {
+        env: baseEnv,
+        stdio: 'inherit',
+      });
   // Stopped from outside (Ctrl-C, a test's timeout): nothing the stack started outlives it.
-  const children = new Set<ChildProcess>([sandbox]);
+  const children = new Set<ChildProcess>(sandbox ? [sandbox] : []);
   const abort = (signal: NodeJS.Signals) => {
     for (const child of children) child.kill('SIGKILL');
-    void server.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    void (server ?? cluster)!.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
   process.once('SIGTERM', abort);
   process.once('SIGINT', abort);
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
+  const env = {
+    address,
+    connection,
+    nativeConnection,
+    payloadKeys,
+    client: new Client({ connection, dataConverter: dataConverter(payloadKeys) }),
+  };
   for (let i = 0; ; i++) {
     try {
       await sandboxAdmin(sandboxEndpoint, '/state');
@@ -126,25 +153,38 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
   }
 
   /**
-   * A worker process paced for `pacing` (the ESP's documented limits), with `limitsEnv` telling it more
-   * (the Sandbox's listing and writing limits, a profile); returns its peak RSS on stop.
+   * A worker process paced for `pacing` (the ESP's documented limits), with `limitsEnv` telling it
+   * more (the Sandbox's listing and writing limits, a profile); returns its peak RSS on stop. On
+   * the cluster: the next of the cluster's own workers (a restarted one after a kill),
+   * which its supervisor stops with the rest.
    */
   const startWorker = async (
     pacing: { rps: number; concurrency: number },
     limitsEnv: NodeJS.ProcessEnv = {},
   ) => {
+    if (cluster) {
+      if (Object.keys(limitsEnv).length > 0)
+        throw new Error(`the cluster's workers run with its own settings`);
+      if (JSON.stringify(pacing) !== JSON.stringify(options.cluster!.pacing)) {
+        throw new Error(`the cluster's workers are paced ${JSON.stringify(options.cluster!.pacing)}`);
+      }
+      const pid = await cluster.nextWorkerPid();
+      await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
+      return {
+        pid,
+        peakRssMb: () => vmHwmMb(pid),
+        async kill(): Promise<unknown> {
+          process.kill(pid, 'SIGKILL');
+          while (alive(pid)) await sleep(50);
+          return undefined;
+        },
+        stop: async (): Promise<number> => (alive(pid) ? vmHwmMb(pid) : 0),
+      };
+    }
     const child: ChildProcess = spawn(
       process.execPath,
       [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
-      {
-        env: {
-          ...baseEnv,
-          ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
-          ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
-          ...limitsEnv,
-        },
-        stdio: 'inherit',
-      },
+      { env: { ...baseEnv, ...pacingEnv(pacing), ...limitsEnv }, stdio: 'inherit' },
     );
     children.add(child);
     child.once('exit', () => children.delete(child));
@@ -172,10 +212,16 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
   return {
     dir,
     env,
-    /** Stops the dev server and starts it again on the same port and database file. */
+    /** Stops the Temporal server and starts it again on the same port and database. */
     async restartTemporal() {
-      await server.stop();
+      if (cluster) return cluster.restartTemporal();
+      await server!.stop();
       server = await startDevServer(serverOptions);
+    },
+    /** The cluster's PostgreSQL stopped and started again (the dev server has none). */
+    async restartDatabase() {
+      if (!cluster) throw new Error('the dev server has no database server to restart');
+      await cluster.restartDatabase();
     },
     config,
     /** The environment espresso's processes of this stack run with (CLI commands included). */
@@ -185,10 +231,10 @@ export async function startStack(options: { espTimeoutMs?: number; accounts?: Sa
     async stop() {
       process.removeListener('SIGTERM', abort);
       process.removeListener('SIGINT', abort);
-      sandbox.kill('SIGTERM');
+      sandbox?.kill('SIGTERM');
       await connection.close();
       await nativeConnection.close();
-      await server.stop();
+      await (server ?? cluster)!.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,9 +1,11 @@
 // The short chaos variant: 10,000 contacts, a failing Sandbox (5% 5xx, 5% 429, 1% timeouts, 0.5%
 // rejected rows), one worker SIGKILL mid-run, and the same configuration started again through
 // every entry point while it writes (--overlap); and an OAuth configuration whose short-lived
-// tokens two workers refresh (--oauth). `npm run chaos` is the full version.
+// tokens two workers refresh (--oauth); and the same faults on the cluster topology (`espresso
+// cluster`: the Temporal server on PostgreSQL, moto) with a worker kill and a PostgreSQL restart
+// (--cluster). `npm run chaos` is the full version.
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../src/paths';
 
@@ -76,5 +78,28 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
     assert.equal(report.lost, 0);
     assert.equal(report.conflictingWrites, 0);
     assert.equal(report.updated + report.rejected, 10_000);
+  });
+
+  it('refuses PostgreSQL restarts without the cluster, before starting anything', () => {
+    const out = spawnSync(
+      process.execPath,
+      [join(projectRoot, 'dist/bench/chaos.js'), '--database-restarts', '1'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(out.status, 2);
+    assert.match(out.stderr, /--database-restarts needs --cluster \(the dev server has no database server\)/);
+  });
+
+  it('on the cluster topology, a worker SIGKILL and a PostgreSQL restart mid-run lose nothing', async () => {
+    const report = await chaos('--cluster', '--workers', '2', '--database-restarts', '1');
+    assert.equal(report.workers, 2);
+    assert.equal(report.workerKills, 1);
+    assert.equal(report.databaseRestarts, 1);
+    assert.equal(report.lost, 0);
+    assert.equal(report.conflictingWrites, 0);
+    assert.equal(report.updated + report.rejected, 10_000);
+    assert.equal(report.summaryCountsAddUp, true);
   });
 });

@@ -1,36 +1,19 @@
 // `espresso cluster` (what `npm run cluster` runs) at a small size, for real: PostgreSQL, the Temporal
-// server built from the Go module proxy, moto, two workers, web and Sandbox, on free ports in a
-// temp data directory. On a fresh machine the first start builds the Temporal server (minutes).
+// server and its Web UI built from the Go module proxy, moto, two workers, web and Sandbox, on free
+// ports in a temp data directory. On a fresh machine the first start builds the servers (minutes).
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findGo, temporalPorts } from '../src/cluster/temporal-server';
-import { assertPortFree } from '../src/lib/supervise';
+import { findGo, freeTemporalPort } from '../src/cluster/temporal-server';
 import { projectRoot } from '../src/paths';
+import { resolveTemporalCli } from '../src/tools';
 import { freePort } from './support/ports';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
 
 const cli = join(projectRoot, 'dist/src/cli/main.js');
 const PROVISIONING_MS = 15 * 60_000;
-
-/** A frontend port whose whole Temporal family (other services, membership ports) is free too. */
-async function temporalFrontendPort(): Promise<number> {
-  for (;;) {
-    const port = await freePort();
-    const all = Object.values(temporalPorts(port)).flatMap((p) => [p.grpc, p.membership]);
-    const free = await Promise.all(
-      all.map((p) =>
-        assertPortFree('127.0.0.1', p, 'test').then(
-          () => true,
-          () => false,
-        ),
-      ),
-    );
-    if (free.every(Boolean)) return port;
-  }
-}
 
 describe('espresso cluster (the production topology on one machine)', function () {
   this.timeout(PROVISIONING_MS + 5 * 60_000);
@@ -43,9 +26,10 @@ describe('espresso cluster (the production topology on one machine)', function (
     env = {
       ...process.env,
       ESPRESSO_DATA_DIR: dataDir,
-      TEMPORAL_ADDRESS: `127.0.0.1:${await temporalFrontendPort()}`,
+      TEMPORAL_ADDRESS: `127.0.0.1:${await freeTemporalPort()}`,
       ESPRESSO_WEB_PORT: String(await freePort()),
       ESPRESSO_SANDBOX_PORT: String(await freePort()),
+      ESPRESSO_TEMPORAL_UI_PORT: String(await freePort()),
       ESPRESSO_LOG_LEVEL: 'warn',
     };
     args = [
@@ -122,6 +106,7 @@ describe('espresso cluster (the production topology on one machine)', function (
     for (const [what, pattern] of [
       ['PostgreSQL', /postgres -D /],
       ['Temporal server', /temporal-server-[\d.]+\/server --config-file/],
+      ['Temporal Web UI', /temporal-ui-[\d.]+\/server --root/],
       ['moto', /moto_server/],
       ['Sandbox', /sandbox\/main\.js/],
       ['web', /web\/main\.js/],
@@ -165,6 +150,32 @@ describe('espresso cluster (the production topology on one machine)', function (
     } while (cursor);
     assert.equal(contacts, 1000);
 
+    // The Web UI shows the run, and decrypts its payloads through the web server's codec route.
+    const ui = `http://127.0.0.1:${env.ESPRESSO_TEMPORAL_UI_PORT}/api/v1`;
+    let runs: Array<{ type: { name: string }; status: string }> = [];
+    for (let i = 0; i < 50 && !runs.some((r) => r.type.name === 'configurationSyncWorkflow'); i++) {
+      if (i) await new Promise((r) => setTimeout(r, 200));
+      runs =
+        ((await (await fetch(`${ui}/namespaces/default/workflows`)).json()) as { executions?: typeof runs })
+          .executions ?? [];
+    }
+    const run = runs.find((r) => r.type.name === 'configurationSyncWorkflow');
+    assert.equal(run?.status, 'WORKFLOW_EXECUTION_STATUS_COMPLETED', JSON.stringify(runs));
+    // So does the `temporal` CLI (docs/operations.md), pointed at the cluster's frontend.
+    const cli = resolveTemporalCli();
+    assert.ok('path' in cli, 'no temporal CLI provisioned');
+    const temporalList = spawnSync(
+      cli.path,
+      ['workflow', 'list', '--address', env.TEMPORAL_ADDRESS!, '--output', 'json'],
+      { encoding: 'utf8' },
+    );
+    assert.match(temporalList.stdout, /"name": "configurationSyncWorkflow"/, temporalList.stderr);
+    const settings = (await (await fetch(`${ui}/settings`)).json()) as { Codec: { Endpoint: string } };
+    assert.ok(
+      settings.Codec.Endpoint.startsWith(`http://localhost:${env.ESPRESSO_WEB_PORT}/codec/`),
+      settings.Codec.Endpoint,
+    );
+
     await stopCluster(first.proc);
 
     // Same data directory: the configuration (in moto's S3) and its run (in Temporal, on PostgreSQL) are there.
@@ -177,11 +188,11 @@ describe('espresso cluster (the production topology on one machine)', function (
     assert.match(espresso('configurations', 'show', id), /"status": "completed"/);
 
     // Killed outright: workers, web and Sandbox exit by themselves; the next start stops the
-    // PostgreSQL, Temporal and moto left running, and still finds the data.
+    // PostgreSQL, Temporal, Web UI and moto left running, and still finds the data.
     const orphans = descendants(second.proc.pid!);
     second.proc.kill('SIGKILL');
-    const servers = ['cluster-postgresql', 'cluster-temporal', 'cluster-moto'].map((name) =>
-      Number(readFileSync(join(env.ESPRESSO_DATA_DIR!, 'run', `${name}.pid`), 'utf8')),
+    const servers = ['cluster-postgresql', 'cluster-temporal', 'cluster-temporal-ui', 'cluster-moto'].map(
+      (name) => Number(readFileSync(join(env.ESPRESSO_DATA_DIR!, 'run', `${name}.pid`), 'utf8')),
     );
     await waitFor(
       () =>
@@ -190,7 +201,7 @@ describe('espresso cluster (the production topology on one machine)', function (
       'workers, web and Sandbox exit',
     );
     const third = await startCluster();
-    for (const name of ['Temporal server', 'moto server', 'PostgreSQL']) {
+    for (const name of ['Temporal server', 'Temporal Web UI', 'moto server', 'PostgreSQL']) {
       assert.match(
         third.output(),
         new RegExp(`stopping a ${name} \\(pid \\d+\\) left over from an earlier run`),

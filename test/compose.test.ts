@@ -3,9 +3,19 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { TEMPORAL_SERVER_VERSION } from '../src/cluster/temporal-server';
+import { CLUSTER_DEFAULTS } from '../src/cluster';
+import { DB_USER } from '../src/cluster/postgres';
+import {
+  DATABASES,
+  NAMESPACE_RETENTION_DAYS,
+  SQL_PLUGIN,
+  TEMPORAL_SERVER_VERSION,
+  writeServerConfig,
+} from '../src/cluster/temporal-server';
+import { TEMPORAL_UI_VERSION } from '../src/cluster/web-ui';
 import { envSchema } from '../src/config';
 import { projectRoot } from '../src/paths';
+import { tempDir } from './support/tmp';
 
 interface Service {
   image?: string;
@@ -31,18 +41,8 @@ describe('docker-compose.yml and Dockerfile', () => {
     for (const name of ['postgresql', 'temporal', 'temporal-ui', 'aws', 'worker', 'web']) {
       assert.ok(services[name], `service ${name} missing`);
     }
-    // The Temporal version `npm run cluster` builds, for the server and the schema and namespace tools.
-    assert.equal(services.temporal!.image, `temporalio/server:${TEMPORAL_SERVER_VERSION}`);
-    for (const tool of ['temporal-schema', 'temporal-namespace']) {
-      assert.equal(services[tool]!.image, `temporalio/admin-tools:${TEMPORAL_SERVER_VERSION}`, tool);
-    }
-    assert.equal(services.temporal!.environment!.DB, 'postgres12');
-    assert.equal(services['temporal-schema']!.environment!.SQL_PLUGIN, 'postgres12');
     // Its dynamic configuration (eager activity execution) is the file the service mounts.
-    const dynamic = services.temporal!.environment!.DYNAMIC_CONFIG_FILE_PATH!;
-    const mount = services.temporal!.volumes!.find((v) => v.split(':')[1] === dynamic)!;
-    assert.ok(mount, `no volume mounts ${dynamic}`);
-    const settings = parse(readFileSync(join(projectRoot, mount.split(':')[0]!), 'utf8')) as Record<
+    const settings = parse(readFileSync(join(projectRoot, dynamicConfigMount()), 'utf8')) as Record<
       string,
       Array<{ value: unknown }>
     >;
@@ -143,6 +143,107 @@ describe('docker-compose.yml and Dockerfile', () => {
       Number(stop[1]) * 1000 >= grace + 10_000,
       `${worker.stop_grace_period} leaves no time past ${grace} ms`,
     );
+  });
+});
+
+/** The project file the temporal service mounts as its dynamic configuration. */
+function dynamicConfigMount(): string {
+  const dynamic = services.temporal!.environment!.DYNAMIC_CONFIG_FILE_PATH!;
+  const mount = services.temporal!.volumes!.find((v) => v.split(':')[1] === dynamic);
+  assert.ok(mount, `no volume mounts ${dynamic}`);
+  return mount.split(':')[0]!;
+}
+
+describe('docker-compose.yml runs what `npm run cluster` runs', () => {
+  it('uses the same releases: Temporal server and tools, Web UI, moto', () => {
+    assert.equal(services.temporal!.image, `temporalio/server:${TEMPORAL_SERVER_VERSION}`);
+    for (const tool of ['temporal-schema', 'temporal-namespace']) {
+      assert.equal(services[tool]!.image, `temporalio/admin-tools:${TEMPORAL_SERVER_VERSION}`, tool);
+    }
+    assert.equal(services['temporal-ui']!.image, `temporalio/ui:${TEMPORAL_UI_VERSION}`);
+    // The cluster's moto is the one tools/requirements.txt pins into .tools/venv.
+    const moto = /^moto\[server\]==(\S+)$/m.exec(
+      readFileSync(join(projectRoot, 'tools/requirements.txt'), 'utf8'),
+    );
+    assert.equal(services.aws!.image, `motoserver/moto:${moto?.[1]}`);
+  });
+
+  it("gives the Temporal server the cluster's settings: databases, shards, pools, dynamic configuration", async () => {
+    const file = join(await tempDir(), 'temporal.yaml');
+    await writeServerConfig(file, {
+      ip: '127.0.0.1',
+      frontendPort: 7233,
+      db: { port: CLUSTER_DEFAULTS.postgresPort, user: DB_USER, password: 'unused' },
+    });
+    const cluster = parse(readFileSync(file, 'utf8')) as {
+      persistence: {
+        numHistoryShards: number;
+        defaultStore: string;
+        visibilityStore: string;
+        datastores: Record<
+          string,
+          {
+            sql: {
+              pluginName: string;
+              databaseName: string;
+              user: string;
+              maxConns: number;
+              maxIdleConns: number;
+            };
+          }
+        >;
+      };
+      dynamicConfigClient: { filepath: string };
+    };
+    const env = services.temporal!.environment!;
+    const { persistence } = cluster;
+    assert.equal(env.NUM_HISTORY_SHARDS, String(persistence.numHistoryShards));
+    const [main, visibility] = [persistence.defaultStore, persistence.visibilityStore].map(
+      (store) => persistence.datastores[store]!.sql,
+    );
+    assert.equal(env.DB, main!.pluginName);
+    assert.equal(env.DB, visibility!.pluginName);
+    assert.equal(env.DBNAME, main!.databaseName);
+    assert.equal(env.VISIBILITY_DBNAME, visibility!.databaseName);
+    assert.deepEqual(
+      [env.SQL_MAX_CONNS, env.SQL_MAX_IDLE_CONNS, env.SQL_VIS_MAX_CONNS, env.SQL_VIS_MAX_IDLE_CONNS],
+      [main!.maxConns, main!.maxIdleConns, visibility!.maxConns, visibility!.maxIdleConns].map(String),
+    );
+    for (const user of [env.POSTGRES_USER, services.postgresql!.environment!.POSTGRES_USER]) {
+      assert.equal(user, main!.user);
+    }
+    assert.equal(cluster.dynamicConfigClient.filepath, join(projectRoot, dynamicConfigMount()));
+  });
+
+  it('sets up the same databases and schemas, and the namespace with the same retention', () => {
+    const schema = services['temporal-schema']!;
+    assert.equal(schema.environment!.SQL_PLUGIN, SQL_PLUGIN);
+    assert.equal(schema.environment!.SQL_USER, DB_USER);
+    const script = schema.command!.join('\n');
+    // The loop over database:schema pairs, and the versioned folders the cluster's SQL tool reads.
+    assert.match(script, new RegExp(`for db in ${DATABASES.map((d) => `${d.name}:${d.schema}`).join(' ')};`));
+    assert.match(script, /\/schema\/postgresql\/v12\/\$\$schema\/versioned/);
+    const namespace = services['temporal-namespace']!.command!.join(' ');
+    assert.match(namespace, new RegExp(`--retention ${NAMESPACE_RETENTION_DAYS}d `));
+  });
+
+  it("uses the cluster's ports and bucket: Temporal frontend, Web UI, web, moto", () => {
+    const defaults = envSchema.parse({});
+    for (const [name, service] of ownServices) {
+      const env = service.environment!;
+      assert.equal(env.TEMPORAL_ADDRESS!.split(':')[1], defaults.TEMPORAL_ADDRESS.split(':')[1], name);
+      assert.equal(new URL(env.ESPRESSO_AWS_ENDPOINT!).port, String(CLUSTER_DEFAULTS.motoPort), name);
+      assert.equal(env.ESPRESSO_S3_BUCKET, CLUSTER_DEFAULTS.bucket, name);
+    }
+    assert.equal(
+      services['aws-setup']!.command!.at(-1),
+      `http://aws:${CLUSTER_DEFAULTS.motoPort}/${CLUSTER_DEFAULTS.bucket}`,
+    );
+    // The UI image serves on 8080 inside; published where the cluster's UI listens.
+    assert.deepEqual(services['temporal-ui']!.ports, [
+      `127.0.0.1:${defaults.ESPRESSO_TEMPORAL_UI_PORT}:8080`,
+    ]);
+    assert.ok(services.web!.ports!.includes(`127.0.0.1:${defaults.ESPRESSO_WEB_PORT}:3000`));
   });
 });
 

@@ -11,7 +11,7 @@ import { registerRunHistoryCommands } from './run-history';
 import { registerRunCommands } from './runs';
 import { positiveInt, registerSandboxCommands } from './sandbox';
 import { start } from './start';
-import { cluster } from '../cluster';
+import { cluster, CLUSTER_DEFAULTS } from '../cluster';
 import { keepFilesPrivate } from '../lib/private-files';
 
 keepFilesPrivate();
@@ -31,18 +31,18 @@ program
   .description(
     'start and supervise the production topology: PostgreSQL, a Temporal server on it, moto (S3 + Secrets Manager), workers, web',
   )
-  .option('--workers <n>', 'worker processes', (v) => positiveInt(v, '--workers'), 3)
+  .option('--workers <n>', 'worker processes', (v) => positiveInt(v, '--workers'), CLUSTER_DEFAULTS.workers)
   .option(
     '--postgres-port <port>',
     'PostgreSQL port on 127.0.0.1',
     (v) => positiveInt(v, '--postgres-port'),
-    55432,
+    CLUSTER_DEFAULTS.postgresPort,
   )
   .option(
     '--moto-port <port>',
     'S3 + Secrets Manager emulator port on 127.0.0.1',
     (v) => positiveInt(v, '--moto-port'),
-    5000,
+    CLUSTER_DEFAULTS.motoPort,
   )
   .action(cluster);
 

@@ -1,13 +1,15 @@
 // `espresso cluster` (what `npm run cluster` runs): the production topology on one machine, without
-// Docker. PostgreSQL, a self-hosted Temporal server on it, moto as S3 + Secrets Manager, N worker
-// processes, the web server and the Sandbox, supervised like `espresso start` and stopped in the
+// Docker. PostgreSQL, a self-hosted Temporal server on it, its Web UI, moto as S3 + Secrets Manager,
+// N worker processes, the web server and the Sandbox, supervised like `espresso start` and stopped in the
 // reverse order on Ctrl-C or SIGTERM. State lives in <data dir>/cluster and survives restarts.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sayReady, startApplication } from '../cli/start';
+import { codecEndpoint } from '../codec';
+import { loadOrCreateKeyFile } from '../lib/key-file';
 import { loadConfigOrExit } from '../cli/load-config';
 import { waitUntilReachable } from '../temporal/dev-server';
-import { assertPortFree, claimDataDir, say, splitAddress, Supervisor } from '../lib/supervise';
+import { assertPortFree, claimDataDir, say, splitAddress, Supervisor, waitForHttp } from '../lib/supervise';
 import { motoProcess, prepareMoto } from './moto';
 import { postgresProcess, preparePostgres, waitForPostgres } from './postgres';
 import {
@@ -20,6 +22,10 @@ import {
   TEMPORAL_SERVER_VERSION,
   writeServerConfig,
 } from './temporal-server';
+import { provisionWebUi, TEMPORAL_UI_VERSION, webUiBin, webUiProcess, writeWebUiConfig } from './web-ui';
+
+/** The command's defaults; docker-compose.yml uses the same ports and bucket (test/compose.test.ts). */
+export const CLUSTER_DEFAULTS = { workers: 3, postgresPort: 55432, motoPort: 5000, bucket: 'espresso' };
 
 export interface ClusterOptions {
   workers: number;
@@ -33,7 +39,7 @@ export async function cluster(options: ClusterOptions): Promise<void> {
   // Secrets Manager with the emulator's fake credentials.
   Object.assign(process.env, {
     ESPRESSO_STORAGE: 'aws',
-    ESPRESSO_S3_BUCKET: process.env.ESPRESSO_S3_BUCKET || 'espresso',
+    ESPRESSO_S3_BUCKET: process.env.ESPRESSO_S3_BUCKET || CLUSTER_DEFAULTS.bucket,
     ESPRESSO_AWS_ENDPOINT: motoEndpoint,
     AWS_ACCESS_KEY_ID: 'emulator',
     AWS_SECRET_ACCESS_KEY: 'emulator',
@@ -50,11 +56,13 @@ export async function cluster(options: ClusterOptions): Promise<void> {
   await mkdir(runDir, { recursive: true });
   const pidFiles = {
     temporal: join(runDir, 'cluster-temporal.pid'),
+    webUi: join(runDir, 'cluster-temporal-ui.pid'),
     moto: join(runDir, 'cluster-moto.pid'),
     postgres: join(runDir, 'cluster-postgresql.pid'),
   };
   await claimDataDir('cluster', runDir, [
     { name: 'Temporal server', pidFile: pidFiles.temporal, commandIncludes: temporalServerBin },
+    { name: 'Temporal Web UI', pidFile: pidFiles.webUi, commandIncludes: webUiBin },
     { name: 'moto server', pidFile: pidFiles.moto, commandIncludes: 'moto_server' },
     { name: 'PostgreSQL', pidFile: pidFiles.postgres, commandIncludes: join(clusterDir, 'postgresql') },
   ]);
@@ -69,7 +77,9 @@ export async function cluster(options: ClusterOptions): Promise<void> {
         await assertPortFree(ip, port, `TEMPORAL_ADDRESS (the server also listens on ${port})`);
       }
     }
+    await assertPortFree(ip, config.temporal.uiPort, 'ESPRESSO_TEMPORAL_UI_PORT');
     provisionTemporalServer();
+    provisionWebUi();
 
     const postgres = await preparePostgres(clusterDir, options.postgresPort);
     say(`starting PostgreSQL on 127.0.0.1:${options.postgresPort} (data in ${postgres.dataDir})`);
@@ -93,6 +103,22 @@ export async function cluster(options: ClusterOptions): Promise<void> {
     await Promise.race([waitUntilReachable(config.temporal.address, 120_000), failed]);
     await prepareNamespace(config.temporal.address, config.temporal.namespace);
 
+    const uiDir = join(clusterDir, 'temporal-ui');
+    await writeWebUiConfig(uiDir, {
+      temporalAddress: config.temporal.address,
+      host: ip,
+      port: config.temporal.uiPort,
+      namespace: config.temporal.namespace,
+      // The web server's codec route, as the dev server's UI has it (src/cli/start.ts).
+      codecEndpoint: codecEndpoint(
+        config.web.publicUrl,
+        config.web.sessionSecret ?? (await loadOrCreateKeyFile(config.web.sessionSecretFile)),
+      ),
+    });
+    say(`starting the Temporal Web UI v${TEMPORAL_UI_VERSION} on ${ip}:${config.temporal.uiPort}`);
+    supervisor.start(webUiProcess(uiDir, join(logDir, 'temporal-ui.log'), pidFiles.webUi));
+    await waitForHttp(`http://${ip}:${config.temporal.uiPort}/`, 60_000);
+
     const recording = join(clusterDir, 'moto-recording.jsonl');
     say(`starting moto (S3 + Secrets Manager) on ${motoEndpoint}`);
     const bucket = process.env.ESPRESSO_S3_BUCKET!;
@@ -105,11 +131,11 @@ export async function cluster(options: ClusterOptions): Promise<void> {
     await writeEnvFile(envFile, dataDir);
     await startApplication(supervisor, config, { workers: options.workers });
     sayReady(config, [
-      `  Temporal Web UI        none in this topology (docs/operations.md, "The cluster topology")`,
+      `  Temporal Web UI        ${config.temporal.uiUrl}`,
       `  PostgreSQL             127.0.0.1:${options.postgresPort} (user temporal, password in ${join(clusterDir, 'postgres.password')})`,
       `  S3 + Secrets Manager   ${motoEndpoint} (moto; bucket ${bucket})`,
       `  workers                ${options.workers}`,
-      `  logs                   ${logDir} (PostgreSQL, Temporal, moto); workers, web and Sandbox: this terminal`,
+      `  logs                   ${logDir} (PostgreSQL, Temporal, Web UI, moto); workers, web and Sandbox: this terminal`,
       `  CLI environment        set -a; . ${envFile}; set +a`,
     ]);
   } catch (err) {

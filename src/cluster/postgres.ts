@@ -12,7 +12,7 @@ import type { Database } from './temporal-server';
 
 /** PostgreSQL refuses to run as root: as root, the cluster runs it as Debian's `postgres` user. */
 const SERVICE_USER = 'postgres';
-const DB_USER = 'temporal';
+export const DB_USER = 'temporal';
 
 export interface Postgres {
   bin: string;

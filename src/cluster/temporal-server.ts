@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time';
-import { say } from '../lib/supervise';
+import { freePort } from '../lib/free-port';
+import { assertPortFree, say } from '../lib/supervise';
 import { projectRoot } from '../paths';
 import { registerSearchAttributes } from '../temporal/search-attributes';
 
@@ -29,19 +30,21 @@ export function provisionTemporalServer(): void {
     `building Temporal server v${TEMPORAL_SERVER_VERSION} and its SQL tool with ${go} into ${toolsDir} ` +
       '(once; a few minutes on a fresh machine)',
   );
-  for (const pkg of ['cmd/server', 'cmd/tools/sql']) {
-    const built = spawnSync(go, ['install', `${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION}`], {
-      stdio: 'inherit',
-      env: { ...process.env, GOBIN: toolsDir },
-    });
-    if (built.status !== 0) {
-      throw new Error(`go install ${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION} failed (see above)`);
-    }
-  }
+  for (const pkg of ['cmd/server', 'cmd/tools/sql'])
+    goInstall(go, `${MODULE}/${pkg}@v${TEMPORAL_SERVER_VERSION}`, toolsDir);
   const modCache = spawnSync(go, ['env', 'GOMODCACHE'], { encoding: 'utf8' }).stdout.trim();
   const moduleDir = join(modCache, `${MODULE}@v${TEMPORAL_SERVER_VERSION}`);
   if (!existsSync(join(moduleDir, 'schema'))) throw new Error(`no schema folder in ${moduleDir}`);
   writeFileSync(moduleDirFile, moduleDir);
+}
+
+/** `go install <pkg>@<version>` into `bin`, with the machine's own Go (no toolchain download). */
+export function goInstall(go: string, pkgAtVersion: string, bin: string): void {
+  const built = spawnSync(go, ['install', pkgAtVersion], {
+    stdio: 'inherit',
+    env: { ...process.env, GOBIN: bin, GOTOOLCHAIN: 'local' },
+  });
+  if (built.status !== 0) throw new Error(`go install ${pkgAtVersion} failed (see above)`);
 }
 
 /** `go` on PATH, else where the official tarball installs it. */
@@ -76,9 +79,15 @@ export interface Database {
   password: string;
 }
 
-const DATABASES = [
-  { name: 'temporal', schema: 'temporal' },
-  { name: 'temporal_visibility', schema: 'visibility' },
+/** Settings docker-compose.yml repeats (test/compose.test.ts compares them). */
+export const SQL_PLUGIN = 'postgres12';
+/** Fixed when the database is created: changing it later needs a new database. */
+export const NUM_HISTORY_SHARDS = 4;
+export const NAMESPACE_RETENTION_DAYS = 7;
+/** The default store and the visibility store: database, schema folder, connection pool size. */
+export const DATABASES = [
+  { name: 'temporal', schema: 'temporal', maxConns: 20 },
+  { name: 'temporal_visibility', schema: 'visibility', maxConns: 4 },
 ] as const;
 
 /**
@@ -99,7 +108,7 @@ export function setUpSchemas(db: Database, stampFile: string): void {
       '-u',
       db.user,
       '--pl',
-      'postgres12',
+      SQL_PLUGIN,
       '--db',
       name,
     ];
@@ -132,6 +141,23 @@ export function temporalPorts(frontend: number) {
   ) as Record<keyof typeof services, { grpc: number; membership: number }>;
 }
 
+/** A free frontend port whose whole family (the other services, the membership ports) is free too (tests, benchmark). */
+export async function freeTemporalPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    const all = Object.values(temporalPorts(port)).flatMap((p) => [p.grpc, p.membership]);
+    const free = await Promise.all(
+      all.map((p) =>
+        assertPortFree('127.0.0.1', p, 'the Temporal frontend port').then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    if (free.every(Boolean)) return port;
+  }
+}
+
 export async function writeServerConfig(
   file: string,
   options: { ip: string; frontendPort: number; db: Database },
@@ -140,7 +166,7 @@ export async function writeServerConfig(
   const datastore = (name: string, maxConns: number) => [
     `    ${name}:`,
     '      sql:',
-    '        pluginName: postgres12',
+    `        pluginName: ${SQL_PLUGIN}`,
     `        databaseName: ${name}`,
     `        connectAddr: "127.0.0.1:${db.port}"`,
     '        connectProtocol: tcp',
@@ -165,11 +191,9 @@ export async function writeServerConfig(
     'persistence:',
     '  defaultStore: temporal',
     '  visibilityStore: temporal_visibility',
-    // Fixed when the database is created: changing it later needs a new database.
-    '  numHistoryShards: 4',
+    `  numHistoryShards: ${NUM_HISTORY_SHARDS}`,
     '  datastores:',
-    ...datastore('temporal', 20),
-    ...datastore('temporal_visibility', 4),
+    ...DATABASES.flatMap(({ name, maxConns }) => datastore(name, maxConns)),
     'global:',
     '  membership:',
     '    maxJoinDuration: 30s',
@@ -202,7 +226,7 @@ export function serverArgs(configFile: string): string[] {
 }
 
 /**
- * Registers the namespace (retention 7 days) and espresso's search attributes, idempotently. A
+ * Registers the namespace (retention NAMESPACE_RETENTION_DAYS) and espresso's search attributes, idempotently. A
  * new namespace reaches every service's cache only after a few seconds: retried until then.
  */
 export async function prepareNamespace(
@@ -216,7 +240,7 @@ export async function prepareNamespace(
     try {
       await connection.workflowService.registerNamespace({
         namespace,
-        workflowExecutionRetentionPeriod: msToTs('7 days'),
+        workflowExecutionRetentionPeriod: msToTs(`${NAMESPACE_RETENTION_DAYS} days`),
       });
       say(`registered namespace ${namespace}`);
     } catch (err) {
