@@ -77,6 +77,8 @@ interface ExportProgress {
   replacing?: number;
   maintenance?: MaintenanceReport;
   maintenanceMs?: number;
+  /** The export has written its manifest (a watch of its progress may stop). */
+  ended?: boolean;
 }
 
 /**
@@ -337,6 +339,7 @@ export function createExportActivities(deps: ActivityDeps) {
       await blobs.put(manifestKey, JSON.stringify(manifest, null, 2) + '\n', {
         contentType: 'application/json',
       });
+      await saveProgress(input, { ...committed, ended: true });
       runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
         { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
         'export finished',

@@ -37,8 +37,9 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
         const context = Context.current();
         const until = Date.now() + (input.watchForMs ?? WATCH_FOR_MS);
         for (;;) {
-          const now = await readExported(input);
-          if (now.chunkCount > input.after || Date.now() >= until) return now;
+          const { ended, ...now } = await readExported(input);
+          // Once the export has ended, its last part tells the run the rest.
+          if (now.chunkCount > input.after || ended || Date.now() >= until) return now;
           context.heartbeat();
           await sleep(LOOK_EVERY_MS, undefined, { signal: context.cancellationSignal });
         }
@@ -46,7 +47,7 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
     },
   };
 
-  async function readExported(input: ExportedChunksInput): Promise<ExportedChunks> {
+  async function readExported(input: ExportedChunksInput): Promise<ExportedChunks & { ended?: boolean }> {
     const key = runFiles.exportProgress(input.configurationId, input.runDate);
     try {
       const saved = JSON.parse((await blobs.get(key)).body.toString('utf8')) as Partial<ExportedChunks>;

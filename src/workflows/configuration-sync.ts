@@ -364,7 +364,7 @@ async function writeWhileExporting(
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   const inFlight = new Map<number, { done: Promise<void>; share: number }>();
   let part: Promise<void> | undefined;
-  let watch: { done: Promise<void>; scope: CancellationScope } | undefined;
+  let watch: { done: Promise<void>; scope: CancellationScope; stopped: boolean } | undefined;
   let dispatchFrom: number | undefined;
   const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const historyLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
@@ -400,7 +400,10 @@ async function writeWhileExporting(
       )
       .then((result) => {
         s.durationsMs.export += Date.now() - t;
-        watch?.scope.cancel();
+        if (watch) {
+          watch.stopped = true;
+          watch.scope.cancel();
+        }
         if (result.done) {
           const { done: _, maintenanceMs, maintenance, ...manifest } = result;
           s.manifest = manifest;
@@ -418,10 +421,12 @@ async function writeWhileExporting(
       .finally(() => (part = undefined));
   };
 
-  // While a part lists, the chunks it makes final are picked up as they land.
+  // While a part lists, the chunks it makes final are picked up as they land. The watch is
+  // stopped when its part ends; any other cancellation (the run's) ends the run as usual.
   const startWatch = (parent: CancellationScope) => {
     const scope = new CancellationScope();
-    const done = parent
+    const w = { scope, stopped: false, done: Promise.resolve() };
+    w.done = parent
       .run(() =>
         scope.run(() =>
           awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }),
@@ -430,11 +435,11 @@ async function writeWhileExporting(
       .then(
         ({ chunkCount, contacts }) => exported(chunkCount, contacts),
         (err) => {
-          if (!isCancellation(err)) throw err;
+          if (!(w.stopped && isCancellation(err))) throw err;
         },
       )
       .finally(() => (watch = undefined));
-    watch = { done, scope };
+    watch = w;
   };
 
   const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
