@@ -184,7 +184,8 @@ export async function startStack(
     const child: ChildProcess = spawn(
       process.execPath,
       [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
-      { env: { ...baseEnv, ...pacingEnv(pacing), ...limitsEnv }, stdio: 'inherit' },
+      // Its output (the Temporal core logs to stdout) goes to stderr: stdout is the bench's JSON.
+      { env: { ...baseEnv, ...pacingEnv(pacing), ...limitsEnv }, stdio: ['ignore', 2, 2] },
     );
     children.add(child);
     child.once('exit', () => children.delete(child));

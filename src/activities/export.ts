@@ -79,6 +79,8 @@ interface ExportProgress {
   maintenanceMs?: number;
   /** The export has written its manifest (a watch of its progress may stop). */
   ended?: boolean;
+  /** Parts of the export that have ended so far (a watch of a part that ended may stop). */
+  partsEnded?: number;
 }
 
 /**
@@ -211,6 +213,7 @@ export function createExportActivities(deps: ActivityDeps) {
           replacing: (committed.replacing ?? 0) + pending.replacing,
           maintenance: committed.maintenance,
           maintenanceMs: committed.maintenanceMs,
+          partsEnded: committed.partsEnded,
         };
         // New chunk files are final once the progress file counts them (written after them).
         if (chunkCount > committed.chunkCount) await saveProgress(input, next);
@@ -302,6 +305,8 @@ export function createExportActivities(deps: ActivityDeps) {
           // Nothing listed waits for a chunk file: a retry resumes from the next page.
           if (full || (lines.length === 0 && !earlier)) await flush();
           if (ends) {
+            committed = { ...committed, partsEnded: (committed.partsEnded ?? 0) + 1 };
+            await saveProgress(input, committed);
             if (seenByExport.size >= KEEP_SEEN_OF) seenByExport.clear();
             seenByExport.set(folder, { chunkCount: committed.chunkCount, seen });
             return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };

@@ -36,10 +36,13 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
       return mapFailures(async () => {
         const context = Context.current();
         const until = Date.now() + (input.watchForMs ?? WATCH_FOR_MS);
+        let partsEnded: number | undefined;
         for (;;) {
-          const { ended, ...now } = await readExported(input);
-          // Once the export has ended, its last part tells the run the rest.
-          if (now.chunkCount > input.after || ended || Date.now() >= until) return now;
+          const { ended, parts, ...now } = await readExported(input);
+          partsEnded ??= parts;
+          // Once the export or the part it watches has ended, the part tells the run the rest.
+          if (now.chunkCount > input.after || ended || parts !== partsEnded || Date.now() >= until)
+            return now;
           context.heartbeat();
           await sleep(LOOK_EVERY_MS, undefined, { signal: context.cancellationSignal });
         }
@@ -47,15 +50,25 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
     },
   };
 
-  async function readExported(input: ExportedChunksInput): Promise<ExportedChunks & { ended?: boolean }> {
+  async function readExported(
+    input: ExportedChunksInput,
+  ): Promise<ExportedChunks & { ended?: boolean; parts: number }> {
     const key = runFiles.exportProgress(input.configurationId, input.runDate);
     try {
-      const saved = JSON.parse((await blobs.get(key)).body.toString('utf8')) as Partial<ExportedChunks>;
-      if (!Number.isInteger(saved.chunkCount))
+      const saved = JSON.parse((await blobs.get(key)).body.toString('utf8')) as Partial<
+        ExportedChunks & { ended: boolean; partsEnded: number }
+      >;
+      if (!Number.isInteger(saved.chunkCount)) {
         throw new CorruptDataError('blob', key, 'it has no chunk count');
-      return { chunkCount: saved.chunkCount!, contacts: saved.contacts ?? 0 };
+      }
+      return {
+        chunkCount: saved.chunkCount!,
+        contacts: saved.contacts ?? 0,
+        ended: saved.ended,
+        parts: saved.partsEnded ?? 0,
+      };
     } catch (err) {
-      if (err instanceof NotFoundError) return { chunkCount: 0, contacts: 0 };
+      if (err instanceof NotFoundError) return { chunkCount: 0, contacts: 0, parts: 0 };
       if (err instanceof SyntaxError) throw new CorruptDataError('blob', key, 'it does not parse');
       throw err;
     }

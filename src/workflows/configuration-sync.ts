@@ -356,7 +356,7 @@ async function writeWhileExporting(
   const { awaitExportedChunks } = proxyActivities<Activities>({
     ...storeOptions,
     heartbeatTimeout: '10 seconds',
-    // It only reads: a run that no longer needs it does not wait for it to stop.
+    // It only reads: a cancelled run does not wait for it to stop.
     cancellationType: ActivityCancellationType.TRY_CANCEL,
   });
   const concurrency = s.context.concurrency;
@@ -364,7 +364,7 @@ async function writeWhileExporting(
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   const inFlight = new Map<number, { done: Promise<void>; share: number }>();
   let part: Promise<void> | undefined;
-  let watch: { done: Promise<void>; scope: CancellationScope; stopped: boolean } | undefined;
+  let watch: { done: Promise<void> } | undefined;
   let dispatchFrom: number | undefined;
   const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const historyLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
@@ -400,10 +400,6 @@ async function writeWhileExporting(
       )
       .then((result) => {
         s.durationsMs.export += Date.now() - t;
-        if (watch) {
-          watch.stopped = true;
-          watch.scope.cancel();
-        }
         if (result.done) {
           const { done: _, maintenanceMs, maintenance, ...manifest } = result;
           s.manifest = manifest;
@@ -421,25 +417,14 @@ async function writeWhileExporting(
       .finally(() => (part = undefined));
   };
 
-  // While a part lists, the chunks it makes final are picked up as they land. The watch is
-  // stopped when its part ends; any other cancellation (the run's) ends the run as usual.
-  const startWatch = (parent: CancellationScope) => {
-    const scope = new CancellationScope();
-    const w = { scope, stopped: false, done: Promise.resolve() };
-    w.done = parent
-      .run(() =>
-        scope.run(() =>
-          awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }),
-        ),
-      )
-      .then(
-        ({ chunkCount, contacts }) => exported(chunkCount, contacts),
-        (err) => {
-          if (!(w.stopped && isCancellation(err))) throw err;
-        },
-      )
+  // While a part lists, the chunks it makes final are picked up as they land. A watch ends by
+  // itself soon after its part (the part's last chunk, or the export's end, is in the file).
+  const startWatch = (scope: CancellationScope) => {
+    const done = scope
+      .run(() => awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }))
+      .then(({ chunkCount, contacts }) => exported(chunkCount, contacts))
       .finally(() => (watch = undefined));
-    watch = w;
+    watch = { done };
   };
 
   const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
