@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** A random key kept in a file (mode 0600), created on first use; concurrent creators agree. */
@@ -9,17 +9,8 @@ export async function loadOrCreateKeyFile(file: string): Promise<string> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await mkdir(dirname(file), { recursive: true });
   const key = randomBytes(32).toString('base64url');
-  try {
-    const handle = await open(file, 'wx', 0o600);
-    await handle.writeFile(key + '\n');
-    await handle.close();
-    return key;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return (await readFile(file, 'utf8')).trim();
-    throw err;
-  }
+  return (await createFileOnce(file, key + '\n')).trim();
 }
 
 /** The key in a file, or undefined when there is no such file. */
@@ -29,5 +20,25 @@ export async function readKeyFile(file: string): Promise<string | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
+  }
+}
+
+/**
+ * Creates `file` (mode 0600) holding `content` unless it exists, and returns what it holds: the
+ * content is written to a file of its own first and linked in place, so no reader ever sees the
+ * file empty or half written, and of concurrent creators the first wins.
+ */
+export async function createFileOnce(file: string, content: string): Promise<string> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(tmp, content, { mode: 0o600, flag: 'wx' });
+  try {
+    await link(tmp, file);
+    return content;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return readFile(file, 'utf8');
+  } finally {
+    await rm(tmp, { force: true });
   }
 }

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createFileOnce } from '../lib/key-file';
 import { KEY_ID, KeyRingError, parseKeyRing, type KeyRing } from '../lib/key-ring';
 import { assertValidKey, CorruptDataError, NotFoundError } from './errors';
 import { isNotFound } from './local-blob-store';
@@ -268,18 +269,9 @@ export class LocalSecretStore implements SecretStore {
         `secret key file ${keyFile} is missing but ${this.dir} holds secrets: restore the key file or set ESPRESSO_SECRET_KEY`,
       );
     }
-    const key = randomBytes(32);
-    await mkdir(this.dir, { recursive: true });
-    try {
-      const handle = await open(keyFile, 'wx', 0o600);
-      await handle.writeFile(key.toString('base64') + '\n');
-      await handle.close();
-    } catch (err) {
-      // Another process created it first: use theirs.
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return this.storeKeys();
-      throw err;
-    }
-    return (this.keys = { current: UNNAMED_KEY, keys: new Map([[UNNAMED_KEY, key]]) });
+    // Of concurrent first uses, the first key file written wins; the others read it.
+    const written = await createFileOnce(keyFile, randomBytes(32).toString('base64') + '\n');
+    return (this.keys = parseSecretKeys(written, this.keySourceName()));
   }
 
   private async writeAtomic(file: string, data: Buffer): Promise<void> {
