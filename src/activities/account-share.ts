@@ -3,6 +3,7 @@ import type { ActivityDeps } from '.';
 import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet, type AccountLimits, type Share } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
+import { NotFoundError } from '../storage';
 import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
 
 /** A run renews its account lock this often while one of its activities calls the ESP. */
@@ -18,25 +19,33 @@ const PAUSE_CHECK_MS = 2_000;
  * keeps the lock (and stops the work if it was lost) and hears of 429s on other workers.
  */
 export class AccountShare {
-  readonly pacing: PacerSet;
+  /** Read afresh for each stretch of requests: a chunk beside the export gets a new one when it ends. */
+  pacing: PacerSet;
   private readonly locks: AccountLocks;
   private readonly key: string;
   private renewedAt = 0;
   private pauseCheckedAt = 0;
+  /** A chunk beside the export: where the export says it has ended, and the share it takes then. */
+  private untilExportEnds?: { progressKey: string; then: ShareOf; lookedAt: number };
 
   constructor(
-    deps: ActivityDeps,
-    processor: BaseProcessor,
+    private readonly deps: ActivityDeps,
+    private readonly processor: BaseProcessor,
     target: ProcessorTarget,
-    share: { fraction: number | Share; slots: number },
+    share: ShareOf,
     /** The run's lock; runs of earlier versions hold none. */
     private readonly owner?: LockOwner,
   ) {
-    const esp = processor.descriptor.id;
     this.locks = new AccountLocks(deps.stores.blobs);
-    this.key = accountLockKey(esp, target.espAccountId);
-    this.pacing = new PacerSet(processor.limits(), share.fraction, share.slots, {
-      onWait: (ms) => deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
+    this.key = accountLockKey(processor.descriptor.id, target.espAccountId);
+    this.pacing = this.pacerSet(share);
+  }
+
+  private pacerSet(share: ShareOf, startAt?: Record<string, number>): PacerSet {
+    const esp = this.processor.descriptor.id;
+    return new PacerSet(this.processor.limits(), share.fraction, share.slots, {
+      startAt,
+      onWait: (ms) => this.deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
       onPause: (until) => {
         if (this.owner) void this.locks.pause(this.key, this.owner, until).catch(() => undefined);
       },
@@ -64,15 +73,7 @@ export class AccountShare {
     window: number,
     owner?: LockOwner,
   ) {
-    const concurrency = processor.descriptor.concurrency;
-    const w = Math.max(1, Math.min(window, concurrency));
-    return new AccountShare(
-      deps,
-      processor,
-      target,
-      { fraction: 1 / w, slots: Math.max(1, Math.floor(concurrency / w)) },
-      owner,
-    );
+    return new AccountShare(deps, processor, target, windowShare(processor, window), owner);
   }
 
   /**
@@ -98,20 +99,22 @@ export class AccountShare {
 
   /**
    * One of `window` chunk updates in flight beside the export: 1/window of the writing limits and
-   * of what the export leaves of the shared ones, and of the slots but the export's one.
-   * The run keeps `window` at most concurrency - 1.
+   * of what the export leaves of the shared ones, and of the slots but the export's one. Once the
+   * export's progress file says it has ended, 1/window of the whole account (ofWindow): the run
+   * keeps `window` at most concurrency - 1, and its chunks' 1/window add up to at most one.
    */
   static ofWindowBesideExport(
     deps: ActivityDeps,
     processor: BaseProcessor,
     target: ProcessorTarget,
     window: number,
+    exportProgressKey: string,
     owner?: LockOwner,
   ) {
     const slots = processor.descriptor.concurrency - 1;
     const w = Math.max(1, Math.min(window, slots));
     const f = exportFraction(processor.limits());
-    return new AccountShare(
+    const share = new AccountShare(
       deps,
       processor,
       target,
@@ -121,10 +124,17 @@ export class AccountShare {
       },
       owner,
     );
+    share.untilExportEnds = { progressKey: exportProgressKey, then: windowShare(processor, w), lookedAt: 0 };
+    return share;
   }
 
-  /** Throws LockLostError when another run took the account (this run's lock had expired). */
+  /**
+   * Throws LockLostError when another run took the account (this run's lock had expired). A chunk
+   * beside the export takes its larger share once the export has ended (its requests in flight are
+   * the stretch before; the next stretch reads `pacing` afresh).
+   */
   async check(): Promise<void> {
+    await this.lookForExportEnd();
     if (!this.owner) return;
     const now = Date.now();
     if (now - this.renewedAt >= RENEW_EVERY_MS || now - this.renewedAt >= LOCK_TTL_MS / 2) {
@@ -136,18 +146,57 @@ export class AccountShare {
       this.pacing.pauseUntil(await this.locks.pausedUntil(this.key, this.owner));
     }
   }
+
+  private async lookForExportEnd(): Promise<void> {
+    const beside = this.untilExportEnds;
+    if (!beside || Date.now() - beside.lookedAt < PAUSE_CHECK_MS) return;
+    beside.lookedAt = Date.now();
+    let ended = false;
+    try {
+      const saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
+      ended = (saved as { ended?: unknown }).ended === true;
+    } catch (err) {
+      // Not there yet, or unreadable: the export runs on as far as this chunk knows.
+      if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
+    }
+    if (!ended) return;
+    this.untilExportEnds = undefined;
+    this.pacing = this.pacerSet(beside.then, this.pacing.readyAt());
+  }
+}
+
+/** A share of an account: `fraction` of its rates, `slots` requests in flight. */
+interface ShareOf {
+  fraction: number | Share;
+  slots: number;
+}
+
+/** One of `window` chunk updates in flight, nothing else running. */
+function windowShare(processor: BaseProcessor, window: number): ShareOf {
+  const concurrency = processor.descriptor.concurrency;
+  const w = Math.max(1, Math.min(window, concurrency));
+  return { fraction: 1 / w, slots: Math.max(1, Math.floor(concurrency / w)) };
 }
 
 /**
  * The export's part of the limits every request counts against, while chunk updates run beside
- * it: half, or less when the listing has a limit of its own that it could not go past anyway (so
- * the chunks get the rest, e.g. HubSpot's 5 searches a second of its 9 requests).
+ * it: about half, or less when the listing has a limit of its own that it could not go past anyway
+ * (so the chunks get the rest, e.g. HubSpot's searches). Then rounded so that each of the chunks
+ * beside it (at most chunksAtOnce - 1) has whole requests per window and the export the rest: each
+ * holder's share is floored to whole requests (wholeRequests), and 25 requests a second shared by 9
+ * chunks would be 2 each, 18 in all, where 3 each and 23 for the export use the whole 50.
  */
 export function exportFraction(limits: AccountLimits): number {
   const perMs = (r: { requests: number; perMs: number }) => r.requests / r.perMs;
   const listing = Object.values(limits.extra ?? {}).filter((l) => l.for === 'listing');
-  if (listing.length === 0) return 0.5;
-  return Math.min(0.5, Math.max(...listing.map(perMs)) / perMs(limits.rate));
+  const f = listing.length === 0 ? 0.5 : Math.min(0.5, Math.max(...listing.map(perMs)) / perMs(limits.rate));
+  const rate = limits.rate.requests;
+  const beside = chunksAtOnce(limits) - 1;
+  if (beside < 1) return f;
+  // chunksAtOnce is at most the rate's whole requests, so the export keeps one at least.
+  let each = Math.max(1, Math.round(((1 - f) * rate) / beside));
+  while (each > 1 && rate - each * beside < 1) each--;
+  return (rate - each * beside) / rate;
 }
 
 /**

@@ -77,7 +77,14 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         // This chunk's share of the account, which its run holds: one of `window` in flight.
         const window = input.window ?? processor.descriptor.concurrency;
         const share = input.besideExport
-          ? AccountShare.ofWindowBesideExport(deps, processor, target, window, input.lock)
+          ? AccountShare.ofWindowBesideExport(
+              deps,
+              processor,
+              target,
+              window,
+              runFiles.exportProgress(configurationId, runDate),
+              input.lock,
+            )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock);
 
         let group: Entry[] = [];
