@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { findGo, freeTemporalPort } from '../src/cluster/temporal-server';
 import { projectRoot } from '../src/paths';
 import { resolveTemporalCli } from '../src/tools';
+import { notPrivate } from './support/file-modes';
 import { freePort } from './support/ports';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
@@ -117,6 +118,14 @@ describe('espresso cluster (the production topology on one machine)', function (
       );
     }
     assert.equal(processes.filter((c) => /worker\/main\.js/.test(c)).length, 2, processes.join('\n'));
+    // Nothing of it is reachable from another machine: every port it listens on is on loopback.
+    const listening = listeners(descendants(first.proc.pid!));
+    assert.ok(listening.length >= 8, `too few listeners found:\n${listening.join('\n')}`);
+    assert.deepEqual(
+      listening.filter((l) => !/^(127\.0\.0\.1|\[::1\]):\d+ /.test(l)),
+      [],
+      'listening beyond 127.0.0.1',
+    );
 
     const connected = espresso(
       'connect',
@@ -177,6 +186,14 @@ describe('espresso cluster (the production topology on one machine)', function (
     );
 
     await stopCluster(first.proc);
+    // Its files (PostgreSQL's and Temporal's data, moto's recording, keys, logs) are its user's alone.
+    // As root, PostgreSQL runs as its own user: the folders above its data let it pass (no listing).
+    const dataDir = env.ESPRESSO_DATA_DIR!;
+    const passable = process.getuid?.() === 0 ? [dataDir, join(dataDir, 'cluster')] : [];
+    assert.deepEqual(
+      (await notPrivate(dataDir)).filter((e) => !passable.some((dir) => e === `${dir} is 711`)),
+      [],
+    );
 
     // Same data directory: the configuration (in moto's S3) and its run (in Temporal, on PostgreSQL) are there.
     const second = await startCluster();
@@ -221,3 +238,18 @@ describe('espresso cluster provisioning', () => {
     );
   });
 });
+
+/** `<address>:<port> <program>` for each TCP port one of `pids` listens on (from `ss`). */
+function listeners(pids: number[]): string[] {
+  const out = spawnSync('ss', ['-Hltnp'], { encoding: 'utf8' });
+  assert.equal(out.status, 0, out.stderr);
+  return out.stdout
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols.length >= 6)
+    .flatMap(([, , , local, , users]) => {
+      const pid = Number(/pid=(\d+)/.exec(users!)?.[1]);
+      const program = /\("([^"]+)"/.exec(users!)?.[1];
+      return pids.includes(pid) ? [`${local} ${program}`] : [];
+    });
+}

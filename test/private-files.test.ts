@@ -1,21 +1,12 @@
 // What espresso leaves on disk is its user's alone: credentials, payload keys, contact ids.
+// (`espresso start` with the dev server's files: test/start.test.ts.)
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../src/paths';
+import { fileModes, notPrivate } from './support/file-modes';
 import { tempDir } from './support/tmp';
-
-async function modes(root: string): Promise<Array<{ path: string; dir: boolean; mode: number }>> {
-  const out = [];
-  for (const entry of await readdir(root, { withFileTypes: true })) {
-    const path = join(root, entry.name);
-    out.push({ path, dir: entry.isDirectory(), mode: (await stat(path)).mode & 0o777 });
-    if (entry.isDirectory()) out.push(...(await modes(path)));
-  }
-  return out;
-}
 
 describe('files espresso creates', function () {
   this.timeout(60_000);
@@ -27,10 +18,7 @@ describe('files espresso creates', function () {
       env: { PATH: process.env.PATH, ESPRESSO_DATA_DIR: dataDir, TEMPORAL_ADDRESS: '127.0.0.1:1' },
       timeout: 50_000,
     }).catch(() => undefined);
-    const entries = [
-      { path: dataDir, dir: true, mode: (await stat(dataDir)).mode & 0o777 },
-      ...(await modes(dataDir)),
-    ];
+    const entries = await fileModes(dataDir);
     assert.ok(
       entries.some((e) => e.path.endsWith('secret.key')),
       'doctor created no secret key',
@@ -39,8 +27,6 @@ describe('files espresso creates', function () {
       entries.some((e) => e.dir && e.path.endsWith('blobs')),
       'doctor created no blob store',
     );
-    for (const e of entries) {
-      assert.equal(e.mode.toString(8), e.dir ? '700' : '600', `${e.path} is ${e.mode.toString(8)}`);
-    }
+    assert.deepEqual(await notPrivate(dataDir), []);
   });
 });

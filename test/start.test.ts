@@ -1,10 +1,11 @@
 // `espresso start` (what `npm start` runs) as a user sees it: real processes, real ports.
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { projectRoot } from '../src/paths';
+import { notPrivate } from './support/file-modes';
 import { freePort } from './support/ports';
 import { alive, descendants, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
@@ -93,6 +94,10 @@ describe('espresso start (the npm start supervisor)', function () {
     await waitFor(() => first.proc.exitCode !== null, 60_000, 'supervisor exit');
     assert.equal(first.proc.exitCode, 0);
     for (const pid of children) assert.ok(!alive(pid), `child ${pid} outlived the supervisor`);
+    // What the stack left on disk is its user's alone: the dev server's database (the run above
+    // recorded in it), keys, stores, logs and pid files.
+    assert.ok(existsSync(join(env.ESPRESSO_DATA_DIR!, 'temporal.sqlite')), 'no dev server database');
+    assert.deepEqual(await notPrivate(env.ESPRESSO_DATA_DIR!), []);
 
     // Same data directory: the self-check run recorded by the first server is still there.
     const second = await startStack();

@@ -45,6 +45,8 @@ export async function startEspresso(
     stores?: Stores;
     /** Default: the tests' fixed ring. */
     payloadKeys?: PayloadKeys;
+    /** The worker runs unencrypted payloads too (ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS). */
+    allowPlaintextPayloads?: boolean;
   } = {},
 ) {
   const env = await temporalEnv();
@@ -75,6 +77,7 @@ export async function startEspresso(
       alerts: async (alert) => void alerts.push(alert),
       metrics,
       payloadKeys,
+      allowPlaintextPayloads: options.allowPlaintextPayloads,
     });
     const running = worker.run();
     const failure = running.then(

@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import request from 'supertest';
 import type { Alert } from '../../src/alerts';
 import { auditPage } from '../../src/audit/log';
+import { createLogger } from '../../src/logger';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
@@ -355,6 +356,34 @@ describe('web: failures and limits', function () {
     } finally {
       await s.stop();
     }
+  });
+
+  it('sweeps expired flows by itself, on a schedule, and keeps live ones', async () => {
+    const stores = await tempStores();
+    const flows = new PendingFlows(stores.blobs, stores.secrets);
+    const flow = (createdAt: number) => ({
+      esp: 'sandbox',
+      binding: 'b',
+      stage: 'choose_list' as const,
+      createdAt,
+    });
+    const credentials = { kind: 'apiKey' as const, apiKey: 'validated-key' };
+    const stop = flows.sweepEvery(200, createLogger('test', 'silent'));
+    try {
+      // Written after the sweep at start: only the sweeps that follow can remove them. Flows
+      // abandoned on the list page long ago, and one a publisher is on now.
+      for (let i = 0; i < 20; i++)
+        await flows.put(`expired-flow-${i}`, flow(Date.now() - STATE_TTL_MS - 1_000), { credentials });
+      await flows.put('live-flow-0', flow(Date.now()), { credentials });
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      stop();
+    }
+    assert.deepEqual(await stores.blobs.list('web/pending/'), ['web/pending/live-flow-0.json']);
+    assert.deepEqual(
+      (await stores.secrets.list()).filter((id) => id.startsWith('pending/')),
+      ['pending/live-flow-0'],
+    );
   });
 
   it('rate-limits OAuth starts per client like the key form', async () => {

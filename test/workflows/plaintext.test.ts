@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { EncryptionCodec } from '../../src/codec';
+import { ALLOW_PLAINTEXT_SETTING, EncryptionCodec } from '../../src/codec';
+import { loadConfig } from '../../src/config';
 import { runFiles } from '../../src/runs/files';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { testPayloadKeys } from '../support/temporal';
@@ -49,5 +50,30 @@ describe('a worker refuses payloads that are not encrypted', function () {
     } finally {
       await handle.terminate('test over');
     }
+  });
+});
+
+describe('ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS=true (only while migrating)', function () {
+  this.timeout(120_000);
+  let e: Espresso;
+  before(async () => {
+    e = await startEspresso({
+      allowPlaintextPayloads: loadConfig({ [ALLOW_PLAINTEXT_SETTING]: 'true' }).allowPlaintextPayloads,
+    });
+  });
+  after(() => e.stop());
+
+  it('lets a worker run a run started without the codec, as before encryption', async () => {
+    const { configuration, list } = await e.connect(50);
+    const plain = new Client({ connection: e.env.connection, namespace: 'default' });
+    const workflowId = `plaintext-allowed-${randomBytes(4).toString('hex')}`;
+    await plain.workflow.start('configurationSyncWorkflow', {
+      taskQueue: e.taskQueue,
+      workflowId,
+      args: [{ configurationId: configuration.id, runDate: '2026-12-04', mode: 'full' }],
+    });
+    // What the worker answers is encrypted still: espresso's client reads it.
+    await e.client.workflow.getHandle(workflowId).result();
+    assert.equal(list.values.get(configuration.fieldName)?.filter(Boolean).length, 50);
   });
 });
