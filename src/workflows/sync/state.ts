@@ -1,0 +1,113 @@
+// What the steps of a configuration run share: its state (carried across continue-as-new), the
+// run's identity, and the activities more than one step calls.
+import { ActivityCancellationType, continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import type { RunContext } from '../../activities/configurations';
+import type { ChunkOutcome } from '../../activities/update-chunk';
+import type { MaintenanceReport } from '../../processors/types';
+import type { LockOwner } from '../../runs/account-lock';
+import type { ExportManifest } from '../../runs/files';
+import type { ConfigurationSyncInput, ConfigurationSyncResult, SyncProgress } from '../configuration-run';
+import { chunkOptions, storeOptions } from '../retry-policies';
+import type { DispatchTotals } from '../signals';
+
+/** Continue-as-new well before histories get long (and whenever Temporal suggests it). */
+const MAX_HISTORY_EVENTS = 2_000;
+
+// Activities stop before the run does: the account is given back only when none of them writes.
+export const stopTogether = { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
+export const store = proxyActivities<Activities>(storeOptions);
+const { updateChunk } = proxyActivities<Activities>({ ...chunkOptions, ...stopTogether });
+
+/** What a run has done so far; carried across continue-as-new. */
+export interface RunState {
+  startedAt: number;
+  /** Epoch ms: the run gives up (timed_out) then. */
+  deadlineAt: number;
+  context: RunContext;
+  maintenance?: MaintenanceReport;
+  manifest?: ExportManifest;
+  durationsMs: { maintenance: number; export: number; dispatch: number };
+  totals: DispatchTotals;
+  nextChunk: number;
+  /** Dispatching while exporting: the chunks the export's parts made durable so far. */
+  exported?: { chunkCount: number; contacts: number };
+  /** Workflow ids of the runs waiting for the account: told when it is given back. */
+  waiters?: string[];
+}
+
+export type SyncInput = ConfigurationSyncInput & { state?: RunState };
+
+/** The account's hand-over between runs: who waits for it, and whether its holder said it is free. */
+export interface Handoff {
+  /** HANDOFF_PATCH: runs older than it neither ask nor tell. */
+  on: boolean;
+  waiters: Set<string>;
+  freed: boolean;
+}
+
+/** One run, as every step sees it: what it was asked, who holds the account, what it shows. */
+export interface SyncRun {
+  input: SyncInput;
+  owner: LockOwner;
+  progress: SyncProgress;
+  handoff: Handoff;
+}
+
+/** The run of a configuration that another run is writing: it writes nothing. */
+export class Busy extends Error {}
+/** The run passed its deadline; its work was cancelled. */
+export class DeadlinePassed extends Error {}
+
+/** Whether the run's history is long enough to continue as new (input.maxHistoryEvents, or Temporal says so). */
+export function historyLong(input: ConfigurationSyncInput): boolean {
+  const limit = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+  return workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > limit;
+}
+
+/** The history events a run may still take before it continues as new. */
+export function eventsLeft(input: ConfigurationSyncInput): number {
+  return (input.maxHistoryEvents ?? MAX_HISTORY_EVENTS) - workflowInfo().historyLength;
+}
+
+/** Continues as new with the run's state. The account stays held: its lock names the workflow and its first run. */
+export async function continueRun(run: SyncRun, s: RunState): Promise<never> {
+  return continueAsNew<(input: SyncInput) => Promise<ConfigurationSyncResult>>({
+    ...run.input,
+    state: { ...s, waiters: [...run.handoff.waiters] },
+  });
+}
+
+/** One chunk's update with its share of the account; its outcome added to the run's totals and progress. */
+export async function updateOneChunk(
+  { input, owner, progress }: SyncRun,
+  s: RunState,
+  chunk: number,
+  share: { window: number; besideExport?: boolean },
+): Promise<void> {
+  const outcome: ChunkOutcome = await updateChunk({
+    configurationId: input.configurationId,
+    runDate: s.context.folder,
+    chunk,
+    onlyPending: false,
+    window: share.window,
+    ...(share.besideExport ? { besideExport: true } : {}),
+    lock: owner,
+  });
+  add(s.totals, outcome);
+  Object.assign(progress, {
+    chunksDone: s.totals.chunksDone,
+    updated: s.totals.updated,
+    rejected: s.totals.rejected,
+  });
+}
+
+function add(totals: DispatchTotals, outcome: ChunkOutcome): void {
+  totals.chunksDone++;
+  totals.updated += outcome.updated;
+  totals.rejected += outcome.rejected;
+  if (outcome.replaced) totals.replaced = (totals.replaced ?? 0) + outcome.replaced;
+  for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
+    totals.rejectedByKind[kind] = (totals.rejectedByKind[kind] ?? 0) + n;
+  }
+}

@@ -1,0 +1,76 @@
+// A run's first step: its ESP account (one run per account at a time) and its folder.
+import {
+  condition,
+  getExternalWorkflowHandle,
+  setCurrentDetails,
+  sleep,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { RunContext } from '../../activities/configurations';
+import { searchAttributes } from '../../temporal/constants';
+import { accountWantedSignal, runFolder } from '../configuration-run';
+import { Busy, store, type SyncRun } from './state';
+
+/**
+ * A run waiting for an older holder, which does not tell when it gives the account back, looks
+ * again after FIRST_WAIT_MS, doubling to MAX_WAIT_MS; a holder that tells is waited for at most
+ * MAX_WAIT_MS all the same (one that stopped without giving it back).
+ */
+const FIRST_WAIT_MS = 1_000;
+const MAX_WAIT_MS = 5 * 60_000;
+
+/**
+ * Takes the ESP account and the run's folder; while another configuration's run holds the
+ * account, waits. With `handoff`, it asks the holder to tell it when the account is free, then
+ * looks once more (the holder may have given it back meanwhile) before waiting for the word.
+ */
+export async function takeAccount(run: SyncRun): Promise<RunContext> {
+  const { input, owner, progress, handoff } = run;
+  const ask = () =>
+    store.startRun({
+      configurationId: input.configurationId,
+      folder: runFolder(input.runDate, input.runId),
+      owner,
+      mode: input.mode,
+      dryRun: !!input.dryRun,
+    });
+  let wait = FIRST_WAIT_MS;
+  /** The holder this run asked to tell it, and asked again after: it waits for the word. */
+  let told: string | undefined;
+  for (;;) {
+    const answer = await ask();
+    if (answer.state === 'ready') {
+      upsertSearchAttributes([
+        { key: searchAttributes.configurationId, value: input.configurationId },
+        { key: searchAttributes.esp, value: answer.context.esp },
+        { key: searchAttributes.status, value: 'running' },
+      ]);
+      return answer.context;
+    }
+    if (answer.state === 'busy') {
+      throw new Busy(`another run is writing this configuration: ${answer.holder}; this run wrote nothing`);
+    }
+    progress.phase = 'starting';
+    setCurrentDetails(`waiting for its ESP account, held by ${answer.holder}`);
+    if (handoff.on && answer.holderTells && told !== answer.holderWorkflowId) {
+      handoff.freed = false;
+      const heard = await getExternalWorkflowHandle(answer.holderWorkflowId)
+        .signal(accountWantedSignal, { workflowId: owner.workflowId })
+        .then(
+          () => true,
+          () => false, // the holder has ended: its lock is given back, or expires
+        );
+      // Asks again at once: the holder may have given the account back before it heard.
+      if (heard) {
+        told = answer.holderWorkflowId;
+        continue;
+      }
+    } else if (told === answer.holderWorkflowId) {
+      await condition(() => handoff.freed, MAX_WAIT_MS);
+      told = undefined;
+      continue;
+    }
+    await sleep(wait);
+    wait = Math.min(wait * 2, MAX_WAIT_MS);
+  }
+}

@@ -1,0 +1,158 @@
+// Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
+import { ActivityCancellationType, CancellationScope, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { exportOptions, storeOptions } from '../retry-policies';
+import {
+  continueRun,
+  eventsLeft,
+  historyLong,
+  stopTogether,
+  updateOneChunk,
+  type RunState,
+  type SyncRun,
+} from './state';
+
+/**
+ * Runs with this marker update chunks while the export still lists: the export runs in parts, and
+ * each part hands the run the chunk files it made durable. Older runs export first, then dispatch.
+ */
+export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
+/** History events a chunk takes while the export runs (its watch, its update, their tasks). */
+const EVENTS_PER_CHUNK = 12;
+/** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
+const PART_RESERVE_EVENTS = 100;
+/** The export's time limit runs this long past the run's deadline, which stops it first. */
+export const EXPORT_BACKSTOP_MS = 10 * 60_000;
+
+/**
+ * The export in parts with the chunk updates beside it: each part returns the chunk files it made
+ * durable, and those are dispatched while the next part lists on. The first part (maintenance,
+ * the listing's start) has the account whole; later parts take the export's part of it
+ * (exportBesideChunks), and the chunks in flight meanwhile share the rest, one slot left to the
+ * export. A chunk takes 1/window of the writing, where window counts the chunks that can run now;
+ * the shares of the chunks in flight never add up to more than the whole, so a chunk that would
+ * overflow it waits for one to end. Continues-as-new between parts.
+ */
+export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<void> {
+  const { input, owner, progress } = run;
+  const { configurationId } = input;
+  const { exportPart } = proxyActivities<Activities>({
+    ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
+    ...stopTogether,
+  });
+  const { awaitExportedChunks } = proxyActivities<Activities>({
+    ...storeOptions,
+    heartbeatTimeout: '10 seconds',
+    // It only reads: a cancelled run does not wait for it to stop.
+    cancellationType: ActivityCancellationType.TRY_CANCEL,
+  });
+  const concurrency = s.context.concurrency;
+  const besideWindow = Math.max(1, concurrency - 1);
+  const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
+  const inFlight = new Map<number, { done: Promise<void>; share: number }>();
+  let part: Promise<void> | undefined;
+  let watch: { done: Promise<void> } | undefined;
+  let dispatchFrom: number | undefined;
+  const exported = (chunkCount: number, contacts: number) => {
+    if (s.manifest || chunkCount <= chunksKnown()) return;
+    s.exported = { chunkCount, contacts };
+    progress.contactsExported = contacts;
+    progress.chunksTotal = chunkCount;
+  };
+
+  const startPart = (scope: CancellationScope) => {
+    const first = !s.exported;
+    if (first && s.context.maintenance) progress.phase = 'maintenance';
+    progress.exporting = true;
+    const t = Date.now();
+    part = scope
+      .run(() =>
+        exportPart({
+          configurationId,
+          runDate: s.context.folder,
+          mode: input.mode,
+          ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
+          maintain: first && s.context.maintenance,
+          lock: owner,
+          // As many chunks as the history has room for (each takes about a dozen events), so
+          // the run can continue as new between parts.
+          stopAfterChunks: Math.max(
+            1,
+            Math.floor((eventsLeft(input) - PART_RESERVE_EVENTS) / EVENTS_PER_CHUNK),
+          ),
+          besideChunks: true,
+        }),
+      )
+      .then((result) => {
+        s.durationsMs.export += Date.now() - t;
+        if (result.done) {
+          const { done: _, maintenanceMs, maintenance, ...manifest } = result;
+          s.manifest = manifest;
+          s.maintenance = maintenance;
+          s.durationsMs.maintenance = maintenanceMs ?? 0;
+          s.durationsMs.export -= maintenanceMs ?? 0;
+          delete progress.exporting;
+          progress.contactsExported = manifest.contacts;
+          progress.chunksTotal = manifest.chunkCount;
+        } else {
+          exported(result.chunkCount, result.contacts);
+        }
+        if (progress.phase !== 'dispatch') progress.phase = 'export';
+      })
+      .finally(() => (part = undefined));
+  };
+
+  // While a part lists, the chunks it makes final are picked up as they land. A watch ends by
+  // itself soon after its part (the part's last chunk, or the export's end, is in the file).
+  const startWatch = (scope: CancellationScope) => {
+    const done = scope
+      .run(() => awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }))
+      .then(({ chunkCount, contacts }) => exported(chunkCount, contacts))
+      .finally(() => (watch = undefined));
+    watch = { done };
+  };
+
+  const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
+    progress.phase = 'dispatch';
+    dispatchFrom ??= Date.now();
+    const done = scope
+      .run(() => updateOneChunk(run, s, chunk, { window, besideExport }))
+      .finally(() => inFlight.delete(chunk));
+    inFlight.set(chunk, { done, share: 1 / window });
+  };
+
+  // When a part or a chunk fails, the rest is cancelled and waited for: nothing writes once the run ends.
+  const work = new CancellationScope();
+  const dispatchBefore = s.durationsMs.dispatch;
+  try {
+    for (;;) {
+      if (!s.manifest && !part && !historyLong(input)) startPart(work);
+      // A part's chunks are within its history budget: they go on while it lists.
+      while (s.nextChunk <= chunksKnown() && (part || !historyLong(input))) {
+        // A chunk's share of the writing is 1/window: as many as can run now share it (fewer
+        // chunks take more each), up to besideWindow beside the export and concurrency after it.
+        const besideExport = !s.manifest;
+        const waiting = chunksKnown() - s.nextChunk + 1;
+        const window = Math.max(
+          1,
+          Math.min(besideExport ? besideWindow : concurrency, waiting + inFlight.size),
+        );
+        const used = [...inFlight.values()].reduce((sum, c) => sum + c.share, 0);
+        if (used + 1 / window > 1 + 1e-9) break;
+        startChunk(work, s.nextChunk++, besideExport, window);
+      }
+      if (part && !watch && s.nextChunk > chunksKnown()) startWatch(work);
+      const running = [...inFlight.values()].map((c) => c.done);
+      if (part) running.push(part);
+      if (watch) running.push(watch.done);
+      if (running.length === 0) break;
+      await Promise.race(running);
+    }
+  } catch (err) {
+    work.cancel();
+    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part, watch?.done]);
+    throw err;
+  }
+  if (dispatchFrom !== undefined) s.durationsMs.dispatch = dispatchBefore + (Date.now() - dispatchFrom);
+  if (!s.manifest || s.nextChunk <= s.manifest.chunkCount) await continueRun(run, s);
+}
