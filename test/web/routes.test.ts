@@ -142,6 +142,29 @@ describe('web: connect flow', function () {
     assert.equal((await configurations(s.stores)).length, 1);
   });
 
+  it('README: re-connecting never enables a configuration an operator disabled: the page says so and no run starts', async () => {
+    await connectWithKey(s.agent);
+    const [configuration] = await configurations(s.stores);
+    const id = configuration!.id;
+    const { client } = await temporalEnv();
+    const runs = async () => {
+      const ids = [];
+      for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH 'sync/${id}/'` }))
+        ids.push(wf.workflowId);
+      return ids;
+    };
+    const first = await runs();
+    assert.equal(first.length, 1, 'the first connect started its first run');
+    await endRunsIn(s.stores); // a run still open would keep a second one from starting anyway
+    await s.stores.configurations.update(id, () => ({ status: 'disabled' }));
+
+    const again = await connectWithKey(s.agent);
+    assert.match(again.text, /Re-connected: Demo Coffee Roasters/);
+    assert.match(again.text, /disabled by an operator, so it stays disabled/);
+    assert.equal((await s.stores.configurations.get(id)).status, 'disabled');
+    assert.deepEqual(await runs(), first, 'a run was started');
+  });
+
   it('refuses tampered, expired and other-browser states with 400 and stores nothing', async () => {
     const start = await s.agent.get('/auth/sandbox/start').expect(302);
     const callback = await approveOnSandbox(s.sandbox.url, start.headers.location!);
