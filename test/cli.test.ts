@@ -131,6 +131,7 @@ describe('espresso CLI: connect and configurations', function () {
     // Connecting the same account and list again never enables what an operator disabled.
     const reconnect = await connectDemo();
     assert.match(reconnect.stdout, /it stays disabled, as an operator set it/);
+    assert.doesNotMatch(reconnect.stdout, /first run/, 'a first run was asked for');
     assert.equal(
       JSON.parse((await espresso(['configurations', 'show', id])).stdout).configuration.status,
       'disabled',

@@ -17,6 +17,13 @@ export class ConnectError extends Error {
   }
 }
 
+/** The reason a publisher's own disconnect leaves: connecting the account again resumes it. */
+export const DISCONNECTED_BY_PUBLISHER = 'disconnected by the publisher';
+
+/** Disabled by an operator (admin page, CLI), not by its publisher's disconnect. */
+export const disabledByOperator = (c: Configuration) =>
+  c.status === 'disabled' && c.statusReason !== DISCONNECTED_BY_PUBLISHER;
+
 export interface SaveConnectionInput {
   esp: string;
   credentials: Credentials;
@@ -71,8 +78,8 @@ export async function saveConnection(
     // A configuration an operator disabled stays disabled: new credentials do not overrule them.
     const decide = (c: Configuration) => ({
       change: {
-        status: c.status === 'disabled' ? ('disabled' as const) : ('active' as const),
-        statusReason: c.status === 'disabled' ? c.statusReason : undefined,
+        status: disabledByOperator(c) ? ('disabled' as const) : ('active' as const),
+        statusReason: disabledByOperator(c) ? c.statusReason : undefined,
         accountLabel: input.account.accountLabel.slice(0, 200) || c.accountLabel,
         apiBaseUrl: input.account.apiBaseUrl,
       },

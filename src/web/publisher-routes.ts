@@ -3,7 +3,7 @@
 // when it needs re-authorization, and "disconnect" (after a confirmation).
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { recordAudit } from '../audit/log';
-import { setEnabled } from '../connect';
+import { disabledByOperator, DISCONNECTED_BY_PUBLISHER } from '../connect';
 import { runHistory } from '../runs/history';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import type { WebDeps } from './app';
@@ -12,7 +12,6 @@ import { linkValid } from './publisher-link';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const RECENT_RUNS = 10;
-const DISCONNECTED = 'disconnected by the publisher';
 
 export function publisherRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHandler) {
   const secure = deps.web.publicUrl.startsWith('https://');
@@ -45,7 +44,7 @@ export function publisherRoutes(deps: WebDeps, signer: Signer, postLimiter: Requ
     if (!c) return;
     const processor = deps.processors.list().find((p) => p.descriptor.id === c.esp);
     const { runs } = await runHistory(deps.stores.blobs, c.id, { limit: RECENT_RUNS });
-    const disconnected = c.status === 'disabled' && c.statusReason === DISCONNECTED;
+    const disconnected = c.status === 'disabled' && c.statusReason === DISCONNECTED_BY_PUBLISHER;
     const reconnect = processor
       ? `/auth/${encodeURIComponent(c.esp)}/${processor.descriptor.oauth2 ? 'start' : 'key'}?reauthorize=${c.id}`
       : undefined;
@@ -100,9 +99,12 @@ ${disconnected ? '' : `<p><a id="disconnect" href="${h(`${req.path}/disconnect`)
       );
     const c = await linked(req, res);
     if (!c) return;
-    // Disabled first: no run starts between the two steps without credentials to use.
-    await setEnabled({ ...deps, alerts: deps.alerts ?? (async () => undefined) }, c.id, false);
-    await deps.stores.configurations.update(c.id, () => ({ statusReason: DISCONNECTED }));
+    // Disabled first: no run starts without credentials to use. An operator's disable is kept as
+    // theirs, so that connecting the account again does not resume it.
+    await deps.stores.configurations.update(c.id, (x) => ({
+      status: 'disabled',
+      statusReason: disabledByOperator(x) ? x.statusReason : DISCONNECTED_BY_PUBLISHER,
+    }));
     await deps.stores.secrets.delete(c.credentialsSecretId);
     await recordAudit(deps.stores.blobs, {
       actor: `publisher ${c.esp} account ${c.espAccountId}`,

@@ -13,6 +13,7 @@ import { same } from '../../src/lib/same';
 import { isAdmin } from '../../src/web/admin-routes';
 import { createApp, type WebDeps } from '../../src/web/app';
 import { PendingFlows } from '../../src/web/pending';
+import { publisherPath } from '../../src/web/publisher-link';
 import { Signer, STATE_TTL_MS } from '../../src/web/security';
 import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { startSandbox } from '../processors/sandbox-harness';
@@ -141,6 +142,60 @@ describe('web: connect flow', function () {
     const replay = await s.agent.get(callback).expect(400);
     assert.match(replay.text, /expired/);
     assert.equal((await configurations(s.stores)).length, 1);
+  });
+
+  it('README: re-connecting never enables a configuration an operator disabled: the page says so and no run starts', async () => {
+    await connectWithKey(s.agent);
+    const [configuration] = await configurations(s.stores);
+    const id = configuration!.id;
+    const { client } = await temporalEnv();
+    const runs = async () => {
+      const ids = [];
+      for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH 'sync/${id}/'` }))
+        ids.push(wf.workflowId);
+      return ids;
+    };
+    const first = await runs();
+    assert.equal(first.length, 1, 'the first connect started its first run');
+    await endRunsIn(s.stores); // a run still open would keep a second one from starting anyway
+    await s.stores.configurations.update(id, () => ({ status: 'disabled' }));
+
+    const again = await connectWithKey(s.agent);
+    assert.match(again.text, /Re-connected: Demo Coffee Roasters/);
+    assert.match(again.text, /disabled by an operator, so it stays disabled/);
+    assert.equal((await s.stores.configurations.get(id)).status, 'disabled');
+    assert.deepEqual(await runs(), first, 'a run was started');
+  });
+
+  it('README: connecting again resumes a configuration its publisher disconnected, never one an operator disabled', async () => {
+    await connectWithKey(s.agent);
+    const [configuration] = await configurations(s.stores);
+    const id = configuration!.id;
+    await endRunsIn(s.stores);
+    const disconnect = async () => {
+      const path = await publisherPath(s.stores.blobs, new Signer(SECRET), id);
+      const confirm = await s.agent.get(`${path}/disconnect`).expect(200);
+      await s.agent
+        .post(`${path}/disconnect`)
+        .type('form')
+        .send({ _csrf: field(confirm.text, '_csrf') })
+        .expect(200);
+      assert.equal((await s.stores.configurations.get(id)).status, 'disabled');
+    };
+
+    await disconnect();
+    const back = await connectWithKey(s.agent);
+    assert.match(back.text, /Re-connected: Demo Coffee Roasters/);
+    assert.doesNotMatch(back.text, /stays disabled/);
+    assert.equal((await s.stores.configurations.get(id)).status, 'active');
+    await endRunsIn(s.stores);
+
+    // An operator's disable outlasts the publisher's disconnect.
+    await s.stores.configurations.update(id, () => ({ status: 'disabled' }));
+    await disconnect();
+    const again = await connectWithKey(s.agent);
+    assert.match(again.text, /disabled by an operator, so it stays disabled/);
+    assert.equal((await s.stores.configurations.get(id)).status, 'disabled');
   });
 
   it('refuses tampered, expired and other-browser states with 400 and stores nothing', async () => {

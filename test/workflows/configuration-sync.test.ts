@@ -3,6 +3,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { RunSummary } from '../../src/activities/summary';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
+import type { SyncProgress } from '../../src/workflows/configuration-run';
 import { progressQuery, type ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
 import { startEspresso, type Espresso } from '../support/espresso';
 
@@ -40,7 +41,37 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
   it('updates the first chunks while the export still lists the rest; every contact gets its chunk value once', async () => {
     const { configuration, list } = await e.connect(45_000);
     const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' });
-    assert.equal((await handle.result()).updated, 45_000);
+    // docs/runs.md, "In the Temporal Web UI": the `progress` query while the run goes on.
+    const seen: SyncProgress[] = [];
+    let ended = false;
+    const result = handle.result().finally(() => (ended = true));
+    while (!ended) {
+      seen.push(await handle.query(progressQuery));
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal((await result).updated, 45_000);
+    const documented = ['phase', 'contactsExported', 'chunksDone', 'chunksTotal', 'updated', 'rejected'];
+    for (const p of seen) {
+      assert.deepEqual(
+        Object.keys(p)
+          .filter((k) => k !== 'exporting')
+          .sort(),
+        [...documented].sort(),
+        JSON.stringify(p),
+      );
+      assert.ok(['starting', 'maintenance', 'export', 'dispatch', 'summary', 'done'].includes(p.phase));
+      assert.ok(p.exporting === undefined || p.exporting === true, JSON.stringify(p));
+    }
+    assert.ok(
+      seen.some((p) => p.exporting && p.phase === 'dispatch' && p.chunksTotal < 5),
+      'no answer showed the export listing beside the chunk updates',
+    );
+    const totals = seen.map((p) => p.chunksTotal);
+    assert.deepEqual(
+      totals,
+      [...totals].sort((a, b) => a - b),
+      'chunksTotal went down',
+    );
     // In the history: the first chunk update is scheduled before the export's last part completes.
     const events = (await handle.fetchHistory()).events ?? [];
     const activityType = new Map<string, string>();
@@ -71,6 +102,37 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.deepEqual(summary.contacts, { exported: 45_000, alreadySet: 0, updated: 45_000, rejected: 0 });
     assert.equal(summary.chunks, 5);
     assert.equal(summary.maintenance?.field, 'created');
+  });
+
+  it('docs/runs.md, "Retries and deadlines": every activity of a run is bounded by time, not by attempts, as the table says', async () => {
+    const { configuration } = await e.connect(300);
+    const handle = await run({ configurationId: configuration.id, runDate: '2026-11-27', mode: 'full' });
+    assert.equal((await handle.result()).status, 'completed');
+    const seconds = (d: { seconds?: unknown } | null | undefined) => Number(d?.seconds ?? 0);
+    const hours = (h: number) => h * 3_600;
+    const scheduled = new Map<string, { oneAttempt: number; allAttempts: number }>();
+    for (const ev of (await handle.fetchHistory()).events ?? []) {
+      const a = ev.activityTaskScheduledEventAttributes;
+      if (!a) continue;
+      const type = a.activityType!.name!;
+      // What the server applies: an outage is waited out, retries at most 5 minutes apart.
+      assert.equal(a.retryPolicy?.maximumAttempts ?? 0, 0, `${type} has an attempt limit`);
+      assert.ok(seconds(a.retryPolicy?.maximumInterval) <= 300, `${type} retries further apart`);
+      scheduled.set(type, {
+        oneAttempt: seconds(a.startToCloseTimeout),
+        allAttempts: seconds(a.scheduleToCloseTimeout),
+      });
+    }
+    for (const type of ['startRun', 'recordRun'])
+      assert.deepEqual(scheduled.get(type), { oneAttempt: 60, allAttempts: hours(2) }, type);
+    assert.deepEqual(scheduled.get('updateChunk'), { oneAttempt: hours(2), allAttempts: hours(6) });
+    // The run's deadline (20 hours) and a few minutes' backstop past it.
+    const exportPart = scheduled.get('exportPart')!;
+    assert.equal(exportPart.oneAttempt, exportPart.allAttempts);
+    assert.ok(
+      exportPart.allAttempts > hours(19.9) && exportPart.allAttempts <= hours(20.25),
+      String(exportPart.allAttempts),
+    );
   });
 
   it('gives 50,000 contacts exactly the values in the chunk files', async () => {

@@ -14,7 +14,7 @@ import { applySchedule } from '../../src/temporal/schedule';
 import { resolveTemporalCli } from '../../src/tools';
 import { createApp } from '../../src/web/app';
 import { dailySyncWorkflow } from '../../src/workflows';
-import type { DailySummary } from '../../src/workflows/daily-sync';
+import { dailyProgressQuery, type DailySummary } from '../../src/workflows/daily-sync';
 import type { ConfigurationOutcome } from '../../src/workflows/signals';
 import { startEspresso, type Espresso } from '../support/espresso';
 import { closeServer, listenLocal } from '../support/listen';
@@ -86,7 +86,7 @@ describe('daily run, schedule and temporal CLI', function () {
     }
   };
 
-  it('runs every active configuration; a broken one never stops the others', async () => {
+  it('runs every active configuration; a broken one never stops the others; disabled and needs_reauth ones are skipped with the reason', async () => {
     const good = await e.connect(500);
     const badKey = await e.connect(10);
     await e.stores.secrets.put(
@@ -96,11 +96,12 @@ describe('daily run, schedule and temporal CLI', function () {
     const noList = await e.connect(10, { espListId: 'list_deleted' });
     const disabled = await e.connect(10, { status: 'disabled' });
 
-    const summary = (await e.client.workflow.execute(dailySyncWorkflow, {
+    const handle = await e.client.workflow.start(dailySyncWorkflow, {
       taskQueue: TASK_QUEUE,
       workflowId: 'daily/test-2026-11-10',
       args: [{ runDate: '2026-11-10' }],
-    })) as DailySummary;
+    });
+    const summary = (await handle.result()) as DailySummary;
     const byId = await dailyOutcomes(e, summary);
     assert.equal(byId.get(good.configuration.id)!.outcome, 'completed');
     assert.equal(byId.get(good.configuration.id)!.updated, 500);
@@ -112,14 +113,28 @@ describe('daily run, schedule and temporal CLI', function () {
     assert.equal(good.list.values.get(good.configuration.fieldName)!.filter(Boolean).length, 500);
     assert.equal(summary.outcomes.completed! >= 1 && summary.outcomes.failed! >= 1, true);
     assert.equal(summary.configurations, byId.size);
+    // docs/runs.md, "In the Temporal Web UI": the daily run's `progress` query, as documented.
+    assert.deepEqual(await handle.query(dailyProgressQuery), {
+      runDate: '2026-11-10',
+      configurations: summary.configurations,
+      inFlight: 0,
+      listedAll: true,
+      outcomes: summary.outcomes,
+    });
 
-    // Rerunning the same day does not redo a completed configuration.
-    const again = (await e.client.workflow.execute(dailySyncWorkflow, {
-      taskQueue: TASK_QUEUE,
-      workflowId: 'daily/test-2026-11-10-again',
-      args: [{ runDate: '2026-11-10' }],
-    })) as DailySummary;
-    assert.equal((await dailyOutcomes(e, again)).get(good.configuration.id)!.outcome, 'already_ran');
+    // Rerunning the same day does not redo a completed configuration, and skips the one that went
+    // to needs_reauth, saying why.
+    const again = await dailyOutcomes(
+      e,
+      (await e.client.workflow.execute(dailySyncWorkflow, {
+        taskQueue: TASK_QUEUE,
+        workflowId: 'daily/test-2026-11-10-again',
+        args: [{ runDate: '2026-11-10' }],
+      })) as DailySummary,
+    );
+    assert.equal(again.get(good.configuration.id)!.outcome, 'already_ran');
+    assert.equal(again.get(badKey.configuration.id)!.outcome, 'skipped');
+    assert.match(again.get(badKey.configuration.id)!.reason!, /configuration is needs_reauth/);
     for (const c of [badKey, noList, disabled])
       await e.stores.configurations.update(c.configuration.id, () => ({ status: 'disabled' }));
   });

@@ -427,6 +427,29 @@ describe('one writer per configuration', function () {
     assert.equal(await runningWriter(e.stores, configuration.id), undefined);
   });
 
+  it('docs/runs.md: a terminated run keeps EspressoStatus="running" and writes no summary; ExecutionStatus="Terminated" finds it', async () => {
+    const { configuration, list, account } = await e.connect(30_000);
+    slow(account, 30);
+    const workflowId = `sync/${configuration.id}/${DAY}`;
+    const handle = await start(
+      { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+      workflowId,
+    );
+    while (list.writes === 0) await sleep(50);
+    await handle.terminate('terminated in the Web UI');
+    slow(account, 0);
+    const described = await handle.describe();
+    assert.equal(described.status.name, 'TERMINATED');
+    assert.deepEqual(described.searchAttributes.EspressoStatus, ['running']);
+    await assert.rejects(summaryOf(configuration.id, DAY), NotFoundError);
+    const query = `ExecutionStatus="Terminated" AND EspressoConfigurationId="${configuration.id}"`;
+    const found: string[] = [];
+    for (let i = 0; i < 50 && found.length === 0; i++, await sleep(100)) {
+      for await (const wf of e.client.workflow.list({ query })) found.push(wf.workflowId);
+    }
+    assert.deepEqual(found, [workflowId]);
+  });
+
   it('disabling a configuration stops its running run within a second or so', async () => {
     const { configuration, list, account } = await e.connect(60_000);
     slow(account, 150);
