@@ -65,6 +65,8 @@ describe('payload encryption codec', () => {
     assert.equal(Buffer.from(input!.metadata!.encoding!).toString(), 'binary/encrypted');
     // Readable on the way out only: a plaintext payload sent to a worker is refused as before.
     await assert.rejects(codec.decode([stored!]), /refused an unencrypted payload/);
+    // Without espresso's converter the summary is still its text.
+    assert.equal(value(payload(readable('a summary'))), 'a summary');
   });
 
   it('refuses tampered payloads and unknown keys with a clear error', async () => {

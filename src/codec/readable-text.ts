@@ -11,9 +11,12 @@ import { defaultPayloadConverter, type Payload, type PayloadConverter } from '@t
 const READABLE_MARK = 'espresso-readable';
 const BRAND = Symbol.for('espresso.readable-text');
 
-/** `text` to be stored readable (a summary); typed as the string the SDK's summary options take. */
+/**
+ * `text` to be stored readable (a summary); typed as the string the SDK's summary options take. A
+ * converter without this module's (another tool's client) still stores the text, encrypted.
+ */
 export function readable(text: string): string {
-  return { [BRAND]: text } as unknown as string;
+  return { [BRAND]: text, toJSON: () => text } as unknown as string;
 }
 
 /** A payload marked readable, as it is to be stored (unmarked); undefined for every other payload. */
