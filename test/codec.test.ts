@@ -8,6 +8,7 @@ import {
   parsePayloadKeys,
   PAYLOAD_KEYS_SECRET_ID,
 } from '../src/codec';
+import { payloadConverter, readable } from '../src/codec/readable-text';
 import { loadConfig } from '../src/config';
 import { tempStores } from './support/tmp';
 
@@ -54,6 +55,18 @@ describe('payload encryption codec', () => {
         err.message.includes('ESPRESSO_ALLOW_PLAINTEXT_PAYLOADS=true') &&
         !err.message.includes('PLAINTEXT_123'),
     );
+  });
+
+  it('stores a readable summary as plain JSON, the way the Temporal CLI shows text; workers still refuse plaintext', async () => {
+    const codec = new EncryptionCodec(newPayloadKeys('k1'), { plaintext: 'refuse' });
+    const summary = payloadConverter.toPayload(readable('manual full sync of cfg_1 for 2026-11-28'));
+    const [stored, input] = await codec.encode([summary, payloadConverter.toPayload('not a summary')]);
+    assert.deepEqual(stored, payload('manual full sync of cfg_1 for 2026-11-28'));
+    assert.equal(Buffer.from(input!.metadata!.encoding!).toString(), 'binary/encrypted');
+    // Readable on the way out only: a plaintext payload sent to a worker is refused as before.
+    await assert.rejects(codec.decode([stored!]), /refused an unencrypted payload/);
+    // Without espresso's converter the summary is still its text.
+    assert.equal(value(payload(readable('a summary'))), 'a summary');
   });
 
   it('refuses tampered payloads and unknown keys with a clear error', async () => {

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { reapLeftovers, taggedProcesses, TEST_RUN_VARIABLE } from './support/leftovers';
 import { runFixture } from './support/mocha-child';
+import { alive } from './support/processes';
 
 describe('the test run leaves no process behind', () => {
   it('finds a process the run started that is still alive, even orphaned, and kills it', async () => {
@@ -28,6 +29,21 @@ describe('the test run leaves no process behind', () => {
     );
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(taggedProcesses(tag), []);
+  });
+});
+
+describe('the test run fails on a process left behind', function () {
+  this.timeout(120_000);
+
+  it('fails a run whose test leaves a process running, naming it, and kills it', async () => {
+    const { code, out } = await runFixture('leftover-process', { timeoutMs: 60_000 });
+    assert.notEqual(code, 0, out);
+    assert.match(out, /1 passing/, out);
+    const pid = Number(/fixture process pid (\d+)/.exec(out)?.[1]);
+    assert.ok(pid, out);
+    assert.match(out, /processes started by the tests were still running at the end \(killed now\):/, out);
+    assert.match(out, new RegExp(`pid ${pid}: \\S+ -e setInterval\\(.*leaked-by-fixture`), out);
+    assert.ok(!alive(pid), `pid ${pid} is still alive`);
   });
 });
 

@@ -12,6 +12,7 @@ import { ProcessorRegistry } from '../src/processors/registry';
 import { workflowBundle } from './support/espresso';
 import { projectRoot } from '../src/paths';
 import { temporalEnv, testPayloadKeys, testPayloadKeysEnv } from './support/temporal';
+import { freePort } from './support/ports';
 import { tempDir, tempStores } from './support/tmp';
 
 describe('worker on a real Temporal dev server', () => {
@@ -54,34 +55,68 @@ describe('worker on a real Temporal dev server', () => {
     assert.deepEqual(await stores.secrets.list(), []);
   });
 
-  it('a worker process told to stop while it is still starting ends at once', async () => {
-    // A Temporal address that accepts connections and never answers: the worker is still
-    // connecting when SIGTERM comes.
-    const silent = createServer(() => undefined);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const worker = spawn(process.execPath, [join(projectRoot, 'dist/src/worker/main.js')], {
+  /** `dist/src/worker/main.js` as a process; `exit` resolves to its exit code, or 'still running' after `ms`. */
+  async function startWorkerProcess(temporalAddress: string, env: NodeJS.ProcessEnv = {}) {
+    const child = spawn(process.execPath, [join(projectRoot, 'dist/src/worker/main.js')], {
       env: {
         ...process.env,
-        TEMPORAL_ADDRESS: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+        TEMPORAL_ADDRESS: temporalAddress,
         ESPRESSO_PAYLOAD_KEYS: testPayloadKeysEnv,
         ESPRESSO_DATA_DIR: await tempDir(),
         ESPRESSO_LOG_LEVEL: 'error',
+        ...env,
       },
       stdio: 'ignore',
     });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    return {
+      child,
+      exit: (ms: number) =>
+        Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), ms))]),
+    };
+  }
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`a worker process told to stop (${signal}) while it is still connecting ends at once`, async () => {
+      // A Temporal address that accepts connections and never answers: the worker is still
+      // connecting when the signal comes.
+      const silent = createServer(() => undefined);
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+      const worker = await startWorkerProcess(`127.0.0.1:${(silent.address() as AddressInfo).port}`);
+      try {
+        await new Promise((r) => setTimeout(r, 1_500));
+        assert.equal(worker.child.exitCode, null, 'the worker gave up before the test could stop it');
+        worker.child.kill(signal);
+        assert.equal(await worker.exit(5_000), 0, `the worker did not exit within 5 s of ${signal}`);
+      } finally {
+        if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+        silent.close();
+      }
+    });
+  }
+
+  it('a worker process told to stop (SIGINT) the moment its metrics endpoint answers ends at once, its port closed', async () => {
+    // The endpoint answers about half a second before the worker runs (the workflow bundle is
+    // still loading): the moment a deploy or a test may stop it.
+    const port = await freePort();
+    const metrics = `http://127.0.0.1:${port}/metrics`;
+    const worker = await startWorkerProcess(env.address, { ESPRESSO_METRICS_PORT: String(port) });
     try {
-      await new Promise((r) => setTimeout(r, 1_500));
-      assert.equal(worker.exitCode, null, 'the worker gave up before the test could stop it');
-      const exited = new Promise<number | null>((r) => worker.once('exit', (code) => r(code)));
-      worker.kill('SIGTERM');
-      const code = await Promise.race([
-        exited,
-        new Promise((r) => setTimeout(() => r('still running'), 5_000)),
-      ]);
-      assert.equal(code, 0, 'the worker did not exit within 5 s of SIGTERM during start-up');
+      const deadline = Date.now() + 60_000;
+      while (
+        !(await fetch(metrics).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      ) {
+        assert.ok(Date.now() < deadline, 'the metrics endpoint never answered');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      worker.child.kill('SIGINT');
+      assert.equal(await worker.exit(5_000), 0, 'the worker did not exit within 5 s of SIGINT');
+      await assert.rejects(fetch(metrics), 'the metrics port is still open');
     } finally {
-      if (worker.exitCode === null) worker.kill('SIGKILL');
-      silent.close();
+      if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
     }
   });
 

@@ -6,6 +6,7 @@ import type { DataConverter, Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { formatKeyRing, parseKeyRing, type KeyRing } from '../lib/key-ring';
 import { NotFoundError, type SecretStore } from '../storage';
+import { storedReadable } from './readable-text';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 const KEY_ID_METADATA = 'encryption-key-id';
@@ -104,6 +105,8 @@ export class EncryptionCodec implements PayloadCodec {
     const id = this.keys.current;
     const key = this.keys.keys.get(id)!;
     return payloads.map((payload) => {
+      const readable = storedReadable(payload); // a summary (readable-text.ts)
+      if (readable) return readable;
       const plain = temporal.api.common.v1.Payload.encode(payload).finish();
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
@@ -167,6 +170,7 @@ export function dataConverter(keys: PayloadKeys, options?: CodecOptions): DataCo
   return {
     payloadCodecs: [new EncryptionCodec(keys, options)],
     failureConverterPath: require.resolve('./failure-converter'),
+    payloadConverterPath: require.resolve('./readable-text'),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
+import { readable } from '../codec/readable-text';
 import type { Stores } from '../storage';
 import type { ConfigurationSyncInput } from '../workflows/configuration-sync';
 import { TASK_QUEUE, workflowIds } from './constants';
@@ -55,7 +56,7 @@ export async function startConfigurationRun(
   return client.workflow.start('configurationSyncWorkflow', {
     taskQueue: options.taskQueue ?? TASK_QUEUE,
     workflowId,
-    staticSummary: `${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`,
+    staticSummary: readable(`${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`),
     args: [{ ...input, runId }],
   });
 }

@@ -4,6 +4,7 @@ import {
   type Client,
   type ScheduleOptions,
 } from '@temporalio/client';
+import { readable } from '../codec/readable-text';
 import { SCHEDULE_ID, TASK_QUEUE } from './constants';
 import { describeScheduleRaw, scheduleKeyUse, type KeyUse, type RawSchedule } from './payload-key-use';
 
@@ -41,8 +42,9 @@ export async function applySchedule(
       workflowId: 'daily',
       // Configuration runs at once: the daily run's default unless ESPRESSO_DAILY_CONCURRENCY is set.
       args: [time.dailyConcurrency ? { concurrency: time.dailyConcurrency } : {}],
-      // No staticSummary: it would be encrypted like every payload, and plain `temporal schedule
-      // describe` cannot show a schedule whose summary it cannot decode. Applying removes an old one.
+      // Readable: plain `temporal schedule describe` cannot show a schedule whose summary it
+      // cannot decode. Applying replaces an older version's encrypted one.
+      staticSummary: readable('Daily espresso sync of every active configuration'),
     },
     policies: { overlap: ScheduleOverlapPolicy.ALLOW_ALL, catchupWindow: '1 day' },
   } satisfies ScheduleOptions;

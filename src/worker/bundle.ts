@@ -2,10 +2,15 @@
 // and without the bundler's memory peak). Workers fall back to bundling at start when it is absent.
 import { writeFile } from 'node:fs/promises';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { failureConverterPath, prebuiltBundlePath, workflowsPath } from '.';
+import { failureConverterPath, payloadConverterPath, prebuiltBundlePath, workflowsPath } from '.';
 
 async function main(): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath, failureConverterPath, logger: silent });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath,
+    failureConverterPath,
+    payloadConverterPath,
+    logger: silent,
+  });
   await writeFile(prebuiltBundlePath, code);
   console.log(`workflow bundle written to ${prebuiltBundlePath} (${Math.round(code.length / 1024)} KiB)`);
 }

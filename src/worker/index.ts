@@ -22,6 +22,8 @@ export interface WorkerOptions extends ActivityDeps {
 export const workflowsPath = require.resolve('../workflows');
 /** Bundled with the workflows too, so workflow failures are encoded like activity failures. */
 export const failureConverterPath = require.resolve('../codec/failure-converter');
+/** Bundled with the workflows too, so the summaries workflows give their children stay readable. */
+export const payloadConverterPath = require.resolve('../codec/readable-text');
 /** Written by `npm run build` (src/worker/bundle.ts). */
 export const prebuiltBundlePath = join(__dirname, '..', '..', 'workflow-bundle.js');
 

@@ -18,6 +18,7 @@ import {
   WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { readable } from '../codec/readable-text';
 import { workflowIds } from '../temporal/constants';
 import { DEFAULT_DEADLINE_MS, configurationSyncWorkflow } from './configuration-sync';
 import { failureTypes } from '../temporal/failure-types';
@@ -180,7 +181,7 @@ export async function dailySyncWorkflow(
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       // The configuration's run finishes even when this daily run continues as new or ends.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      staticSummary: `Daily sync of ${configurationId} (${esp}) for ${s.runDate}`,
+      staticSummary: readable(`Daily sync of ${configurationId} (${esp}) for ${s.runDate}`),
       args: [
         {
           configurationId,

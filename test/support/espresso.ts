@@ -12,7 +12,7 @@ import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
 import { SandboxState } from '../../src/sandbox/state';
 import type { Configuration, Stores } from '../../src/storage';
-import { createWorker, failureConverterPath, workflowsPath } from '../../src/worker';
+import { createWorker, failureConverterPath, payloadConverterPath, workflowsPath } from '../../src/worker';
 import { startSandbox } from '../processors/sandbox-harness';
 import { temporalEnv, testPayloadKeys } from './temporal';
 import { tempStores } from './tmp';
@@ -22,6 +22,7 @@ export function workflowBundle(): Promise<{ code: string }> {
   bundle ??= bundleWorkflowCode({
     workflowsPath,
     failureConverterPath,
+    payloadConverterPath,
     logger: {
       log: () => undefined,
       info: () => undefined,

@@ -10,6 +10,7 @@ import { auditPage } from '../../src/audit/log';
 import { codecEndpoint } from '../../src/codec';
 import { projectRoot } from '../../src/paths';
 import { SCHEDULE_ID, TASK_QUEUE } from '../../src/temporal/constants';
+import { startConfigurationRun } from '../../src/temporal/runs';
 import { applySchedule } from '../../src/temporal/schedule';
 import { resolveTemporalCli } from '../../src/tools';
 import { createApp } from '../../src/web/app';
@@ -152,9 +153,14 @@ describe('daily run, schedule and temporal CLI', function () {
     assert.equal(d.action.type === 'startWorkflow' && d.action.workflowType, 'dailySyncWorkflow');
   });
 
-  it('keeps `temporal schedule describe` working without the codec, also over a schedule of an older version', async () => {
+  it('keeps `temporal schedule describe` working and its summary readable without the codec, also over a schedule of an older version', async () => {
     // An older version gave the action an encrypted summary, which the CLI cannot decode.
-    await e.client.schedule.getHandle(SCHEDULE_ID).delete();
+    await e.client.schedule
+      .getHandle(SCHEDULE_ID)
+      .delete()
+      .catch((err: unknown) => {
+        if (!(err instanceof ScheduleNotFoundError)) throw err;
+      });
     await e.client.schedule.create({
       scheduleId: SCHEDULE_ID,
       spec: { calendars: [{ hour: 6, minute: 0 }] },
@@ -174,6 +180,44 @@ describe('daily run, schedule and temporal CLI', function () {
     );
     const described = await temporal('schedule', 'describe', '--schedule-id', SCHEDULE_ID);
     assert.match(described, /dailySyncWorkflow/);
+    assert.match(described, /Daily espresso sync of every active configuration/);
+  });
+
+  it('shows run summaries to plain `temporal workflow describe`, without the codec; inputs stay encrypted', async () => {
+    const { configuration } = await e.connect(10);
+    const id = configuration.id;
+    const manual = await startConfigurationRun(
+      e.client,
+      e.stores,
+      { configurationId: id, runDate: '2026-11-20', mode: 'incremental' },
+      'manual',
+    );
+    await manual.result();
+    await e.client.workflow.execute(dailySyncWorkflow, {
+      taskQueue: TASK_QUEUE,
+      workflowId: 'daily/test-2026-11-21',
+      args: [{ runDate: '2026-11-21' }],
+    });
+    const describe = (workflowId: string) => temporal('workflow', 'describe', '--workflow-id', workflowId);
+    assert.match(
+      await describe(manual.workflowId),
+      new RegExp(`StaticSummary +"manual incremental sync of ${id} for 2026-11-20"\\n`),
+    );
+    const child = `sync/${id}/2026-11-21`;
+    assert.match(
+      await describe(child),
+      new RegExp(`StaticSummary +"Daily sync of ${id} \\(sandbox\\) for 2026-11-21"\\n`),
+    );
+    for (const workflowId of [manual.workflowId, child]) {
+      const [started] = (await e.client.workflow.getHandle(workflowId).fetchHistory()).events!;
+      const encoding = (p: { metadata?: Record<string, Uint8Array> | null } | null | undefined) =>
+        Buffer.from(p?.metadata?.encoding ?? []).toString();
+      assert.equal(encoding(started!.userMetadata?.summary), 'json/plain');
+      assert.equal(
+        encoding(started!.workflowExecutionStartedEventAttributes!.input!.payloads![0]),
+        'binary/encrypted',
+      );
+    }
   });
 
   it('backfills missed days with `temporal schedule backfill`, each run on its own date', async () => {
