@@ -10,6 +10,12 @@ import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../ru
 const RENEW_EVERY_MS = 60_000;
 /** …and looks this often whether a 429 on another worker paused the account. */
 const PAUSE_CHECK_MS = 2_000;
+/** A chunk beside the export reads the export's progress file this often. */
+const EXPORT_LOOK_MS = 1_000;
+/** The export gives back what it does not use once it has listed this long... */
+const EXPORT_MEASURED_AFTER_MS = 2_000;
+/** ...keeping this much over its average rate so far. */
+const EXPORT_HEADROOM = 1.25;
 
 /**
  * What one activity of a run may use of its ESP account: a fixed share of the account's limits
@@ -25,8 +31,13 @@ export class AccountShare {
   private readonly key: string;
   private renewedAt = 0;
   private pauseCheckedAt = 0;
-  /** A chunk beside the export: where the export says it has ended, and the share it takes then. */
-  private untilExportEnds?: { progressKey: string; then: ShareOf; lookedAt: number };
+  /**
+   * A chunk beside the export: the export's progress file, which says what the export keeps of the
+   * account's rate and when it has ended, and the chunk's window.
+   */
+  private besideExport?: { progressKey: string; window: number; exportKeeps: number; lookedAt: number };
+  /** The export beside chunks: what it keeps of the account's rate, per window, and since when. */
+  private exportSide?: { keeps: number; since: number; sentBefore: number };
 
   constructor(
     private readonly deps: ActivityDeps,
@@ -86,15 +97,37 @@ export class AccountShare {
     processor: BaseProcessor,
     target: ProcessorTarget,
     owner?: LockOwner,
+    /** What an earlier part or attempt kept (the progress file): never more than that. */
+    keptBefore?: number,
   ) {
-    const f = exportFraction(processor.limits());
-    return new AccountShare(
-      deps,
-      processor,
-      target,
-      { fraction: { shared: f, listing: 1, writing: 0 }, slots: 1 },
-      owner,
-    );
+    const limits = processor.limits();
+    const keeps = Math.min(exportFraction(limits) * limits.rate.requests, keptBefore ?? Infinity);
+    const share = new AccountShare(deps, processor, target, exportShare(limits, keeps), owner);
+    share.exportSide = { keeps, since: Date.now(), sentBefore: 0 };
+    return share;
+  }
+
+  /**
+   * The export beside chunks gives back what it does not use (a page at a time, it may list slower
+   * than its share allows): once it has listed a while, it keeps a quarter over its average rate
+   * so far, never more than before. Returns what it keeps, for the progress file, where the chunks
+   * read it and take the rest: the export lowers its pacing first, so the two never add up to more
+   * than the account's rate. Undefined for any other share.
+   */
+  exportKeeps(): number | undefined {
+    const side = this.exportSide;
+    if (!side) return undefined;
+    const elapsed = Date.now() - side.since;
+    if (elapsed < EXPORT_MEASURED_AFTER_MS) return side.keeps;
+    const { rate } = this.processor.limits();
+    const used = ((side.sentBefore + this.pacing.started) / elapsed) * rate.perMs;
+    const keeps = Math.max(1, Math.ceil(used * EXPORT_HEADROOM));
+    if (keeps < side.keeps) {
+      side.keeps = keeps;
+      side.sentBefore += this.pacing.started;
+      this.pacing = this.pacerSet(exportShare(this.processor.limits(), keeps), this.pacing.readyAt());
+    }
+    return side.keeps;
   }
 
   /**
@@ -111,20 +144,11 @@ export class AccountShare {
     exportProgressKey: string,
     owner?: LockOwner,
   ) {
-    const slots = processor.descriptor.concurrency - 1;
-    const w = Math.max(1, Math.min(window, slots));
-    const f = exportFraction(processor.limits());
-    const share = new AccountShare(
-      deps,
-      processor,
-      target,
-      {
-        fraction: { shared: (1 - f) / w, listing: 0, writing: 1 / w },
-        slots: Math.max(1, Math.floor(slots / w)),
-      },
-      owner,
-    );
-    share.untilExportEnds = { progressKey: exportProgressKey, then: windowShare(processor, w), lookedAt: 0 };
+    const limits = processor.limits();
+    const exportKeeps = exportFraction(limits) * limits.rate.requests;
+    const w = Math.max(1, Math.min(window, processor.descriptor.concurrency - 1));
+    const share = new AccountShare(deps, processor, target, besideShare(processor, w, exportKeeps), owner);
+    share.besideExport = { progressKey: exportProgressKey, window: w, exportKeeps, lookedAt: 0 };
     return share;
   }
 
@@ -134,7 +158,7 @@ export class AccountShare {
    * the stretch before; the next stretch reads `pacing` afresh).
    */
   async check(): Promise<void> {
-    await this.lookForExportEnd();
+    await this.lookAtExport();
     if (!this.owner) return;
     const now = Date.now();
     if (now - this.renewedAt >= RENEW_EVERY_MS || now - this.renewedAt >= LOCK_TTL_MS / 2) {
@@ -147,21 +171,26 @@ export class AccountShare {
     }
   }
 
-  private async lookForExportEnd(): Promise<void> {
-    const beside = this.untilExportEnds;
-    if (!beside || Date.now() - beside.lookedAt < PAUSE_CHECK_MS) return;
+  /** A chunk beside the export takes what the export gives back, and its whole window once it has ended. */
+  private async lookAtExport(): Promise<void> {
+    const beside = this.besideExport;
+    if (!beside || Date.now() - beside.lookedAt < EXPORT_LOOK_MS) return;
     beside.lookedAt = Date.now();
-    let ended = false;
+    let saved: { ended?: unknown; exportKeeps?: unknown } = {};
     try {
-      const saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
-      ended = (saved as { ended?: unknown }).ended === true;
+      saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
     } catch (err) {
       // Not there yet, or unreadable: the export runs on as far as this chunk knows.
       if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
     }
-    if (!ended) return;
-    this.untilExportEnds = undefined;
-    this.pacing = this.pacerSet(beside.then, this.pacing.readyAt());
+    const readyAt = this.pacing.readyAt();
+    if (saved.ended === true) {
+      this.besideExport = undefined;
+      this.pacing = this.pacerSet(windowShare(this.processor, beside.window), readyAt);
+    } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
+      beside.exportKeeps = saved.exportKeeps;
+      this.pacing = this.pacerSet(besideShare(this.processor, beside.window, saved.exportKeeps), readyAt);
+    }
   }
 }
 
@@ -169,6 +198,24 @@ export class AccountShare {
 interface ShareOf {
   fraction: number | Share;
   slots: number;
+}
+
+/** The export beside chunks: `keeps` requests per window of the account's rate, its listing limits, one slot. */
+function exportShare(limits: AccountLimits, keeps: number): ShareOf {
+  return { fraction: { shared: keeps / limits.rate.requests, listing: 1, writing: 0 }, slots: 1 };
+}
+
+/**
+ * One of `window` chunk updates in flight beside the export, which keeps `exportKeeps` requests per
+ * window: 1/window of the rest of the account's rate, of its writing limits, and of its slots but
+ * the export's one.
+ */
+function besideShare(processor: BaseProcessor, window: number, exportKeeps: number): ShareOf {
+  const { rate } = processor.limits();
+  return {
+    fraction: { shared: (1 - exportKeeps / rate.requests) / window, listing: 0, writing: 1 / window },
+    slots: Math.max(1, Math.floor((processor.descriptor.concurrency - 1) / window)),
+  };
 }
 
 /** One of `window` chunk updates in flight, nothing else running. */

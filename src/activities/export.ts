@@ -81,6 +81,8 @@ interface ExportProgress {
   ended?: boolean;
   /** Parts of the export that have ended so far (a watch of a part that ended may stop). */
   partsEnded?: number;
+  /** Beside chunk updates: what the export keeps of the account's rate (the chunks take the rest). */
+  exportKeeps?: number;
 }
 
 /**
@@ -182,7 +184,7 @@ export function createExportActivities(deps: ActivityDeps) {
         context.heartbeat(committed);
       }
       const share = part.besideChunks
-        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock)
+        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock, committed.exportKeeps)
         : whole;
       // Without the field (a dry run's maintenance would create it) every contact needs a value.
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
@@ -215,6 +217,8 @@ export function createExportActivities(deps: ActivityDeps) {
           maintenanceMs: committed.maintenanceMs,
           partsEnded: committed.partsEnded,
         };
+        const keeps = share.exportKeeps();
+        if (keeps !== undefined) next.exportKeeps = keeps;
         // New chunk files are final once the progress file counts them (written after them).
         if (chunkCount > committed.chunkCount) await saveProgress(input, next);
         committed = next;

@@ -125,6 +125,8 @@ export class PacerSet implements AccountPacing {
   private readonly notMine = new Map<string, string>();
   private readonly onPause?: (until: number) => void;
   private readonly signal?: AbortSignal;
+  /** Requests sent so far. */
+  started = 0;
 
   constructor(
     limits: AccountLimits,
@@ -184,6 +186,7 @@ export class PacerSet implements AccountPacing {
     }
     const send = () => {
       this.signal?.throwIfAborted();
+      this.started++;
       return fn();
     };
     return this.main.run(send, extra ? [extra] : []);
