@@ -24,30 +24,49 @@ const HEADLINE: Record<Alert['status'], string> = {
 
 /**
  * The webhook's JSON: `text` is what Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat)
- * post as the message; generic receivers read the fields beside it.
+ * post as the message; generic receivers read the fields beside it. A needs_reauth alert carries
+ * the publisher's private page (`publisherUrl`), where they reconnect.
  */
-export function webhookBody(alert: Alert) {
+export function webhookBody(alert: Alert, publisherUrl?: string) {
+  const link = publisherUrl ? ` Publisher page (to reconnect): ${publisherUrl}` : '';
   return {
-    text: `espresso: ${alert.configurationId} (${alert.esp}) ${HEADLINE[alert.status]}: ${alert.message}`,
+    text: `espresso: ${alert.configurationId} (${alert.esp}) ${HEADLINE[alert.status]}: ${alert.message}${link}`,
     source: 'espresso',
     ...alert,
+    ...(publisherUrl ? { publisherUrl } : {}),
   };
 }
+
+/** The publisher page's link of a configuration (src/publisher-link.ts). */
+export type PublisherLinkOf = (configurationId: string) => Promise<string>;
 
 /**
  * Alerts go to the log, and to ESPRESSO_ALERT_WEBHOOK_URL when set (JSON POST, three tries).
  * A webhook that keeps failing is logged, never retried by the caller: alerts must not block runs.
+ * The publisher link of a needs_reauth alert goes to the webhook only, never to the log: whoever
+ * holds it sees the publisher's page. An alert whose link cannot be made is sent without it.
  */
-export function createAlertSender(log: Logger, webhookUrl?: string): AlertSender {
+export function createAlertSender(log: Logger, webhookUrl?: string, linkOf?: PublisherLinkOf): AlertSender {
   return async (alert) => {
     log.warn({ alert }, `ALERT ${alert.configurationId} (${alert.esp}): ${alert.message}`);
     if (!webhookUrl) return;
+    let publisherUrl: string | undefined;
+    if (alert.status === 'needs_reauth' && linkOf) {
+      try {
+        publisherUrl = await linkOf(alert.configurationId);
+      } catch (err) {
+        log.warn(
+          { configurationId: alert.configurationId, err: (err as Error).message },
+          'the alert goes without its publisher link',
+        );
+      }
+    }
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
         const res = await fetch(webhookUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(webhookBody(alert)),
+          body: JSON.stringify(webhookBody(alert, publisherUrl)),
           signal: AbortSignal.timeout(5_000),
         });
         if (res.ok) return;
