@@ -7,11 +7,20 @@ export interface Alert {
   esp: string;
   /**
    * needs_reauth: its credentials stopped working; active: they work again; run_failed: a run
-   * failed, timed out or was cancelled; run_recovered: a run completed after that.
+   * failed, timed out or was cancelled; run_recovered: a run completed after that;
+   * rejections_high: a run's rejected share passed the threshold; rejections_recovered: a later
+   * run's was back under it.
    */
-  status: 'needs_reauth' | 'active' | 'run_failed' | 'run_recovered';
+  status:
+    'needs_reauth' | 'active' | 'run_failed' | 'run_recovered' | 'rejections_high' | 'rejections_recovered';
   message: string;
 }
+
+/**
+ * A completed run whose rejected contacts are more than this percentage of the contacts it wrote
+ * or had rejected alerts (ESPRESSO_ALERT_REJECTED_PERCENT).
+ */
+export const DEFAULT_ALERT_REJECTED_PERCENT = 10;
 
 export type AlertSender = (alert: Alert) => Promise<void>;
 
@@ -20,6 +29,8 @@ const HEADLINE: Record<Alert['status'], string> = {
   active: 'works again',
   run_failed: 'run failed',
   run_recovered: 'runs work again',
+  rejections_high: 'rejects too many contacts',
+  rejections_recovered: 'rejections back under the threshold',
 };
 
 /**
@@ -80,6 +91,7 @@ export function createAlertSender(log: Logger, webhookUrl?: string, linkOf?: Pub
 }
 
 type Change = Partial<Omit<Configuration, 'id' | 'createdAt'>>;
+type Decided = Pick<Alert, 'status' | 'message'>;
 
 /**
  * Changes a configuration and, when `decide` says the change deserves an alert, saves the alert in
@@ -91,14 +103,18 @@ export async function changeWithAlert(
   configurations: ConfigurationStore,
   alerts: AlertSender,
   id: string,
-  decide: (current: Configuration) => { change: Change; alert?: Pick<Alert, 'status' | 'message'> },
+  decide: (current: Configuration) => { change: Change; alert?: Decided | Decided[] },
 ): Promise<{ configuration: Configuration; alerted: boolean }> {
   let alerted = false;
   const configuration = await configurations.update(id, (current) => {
     const { change, alert } = decide(current);
-    alerted = !!alert;
-    if (!alert) return change;
-    const outbox = [...(current.alertOutbox ?? []), { id: randomUUID(), ...alert }].slice(-20);
+    const decided = alert === undefined ? [] : Array.isArray(alert) ? alert : [alert];
+    alerted = decided.length > 0;
+    if (!alerted) return change;
+    const outbox = [
+      ...(current.alertOutbox ?? []),
+      ...decided.map((a) => ({ id: randomUUID(), ...a })),
+    ].slice(-20);
     return { ...change, alertOutbox: outbox };
   });
   return { configuration: await sendOutbox(configurations, alerts, configuration), alerted };

@@ -28,6 +28,7 @@ export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
     alerts: createAlertSender(log, config.alertWebhookUrl, (id) =>
       publisherUrl(stores, config.web.publicUrl, id),
     ),
+    alertRejectedPercent: config.alertRejectedPercent,
     metrics,
     log,
   };
