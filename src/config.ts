@@ -3,6 +3,7 @@
 import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_ALERT_REJECTED_PERCENT } from './alerts';
 import { KeyRingError, type KeyRing } from './lib/key-ring';
 import { projectRoot } from './paths';
 import {
@@ -86,6 +87,12 @@ export const envSchema = z.object({
     .regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected HH:MM (24-hour, UTC), e.g. 06:00')
     .default('06:00'),
   ESPRESSO_ALERT_WEBHOOK_URL: optionalUrl,
+  ESPRESSO_ALERT_REJECTED_PERCENT: z
+    .string()
+    .regex(/^\d{1,3}(\.\d+)?$/, 'expected a percentage from 0 to 100, e.g. 10')
+    .transform(Number)
+    .refine((n) => n <= 100, 'expected a percentage from 0 to 100, e.g. 10')
+    .default(DEFAULT_ALERT_REJECTED_PERCENT),
   ESPRESSO_DAILY_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).optional(),
   ESPRESSO_METRICS_PORT: port.optional(),
   ESPRESSO_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
@@ -164,6 +171,8 @@ export interface AppConfig {
   /** Daily run time, UTC. */
   schedule: { hour: number; minute: number; dailyConcurrency?: number };
   alertWebhookUrl?: string;
+  /** A completed run rejecting more than this percentage of the contacts it wrote alerts, once per change. */
+  alertRejectedPercent: number;
   /** How long one ESP request may take before it counts as a (retryable) timeout. */
   espTimeoutMs: number;
   /** Worker shutdown: in-flight activities get this long to finish (below the supervisor's 20 s). */
@@ -305,6 +314,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       dailyConcurrency: e.ESPRESSO_DAILY_CONCURRENCY,
     },
     alertWebhookUrl: e.ESPRESSO_ALERT_WEBHOOK_URL,
+    alertRejectedPercent: e.ESPRESSO_ALERT_REJECTED_PERCENT,
     espTimeoutMs: e.ESPRESSO_ESP_TIMEOUT_MS,
     shutdownGraceMs: e.ESPRESSO_SHUTDOWN_GRACE_MS,
     metrics: e.ESPRESSO_METRICS_PORT

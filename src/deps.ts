@@ -8,6 +8,7 @@ import { EspMetrics } from './metrics';
 import { EspHttp } from './processors/http';
 import { createProcessorRegistry } from './processors/registry';
 import { RefreshLeases } from './processors/refresh-leases';
+import { publisherUrl } from './publisher-link';
 import { createStores } from './storage';
 
 export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
@@ -24,7 +25,10 @@ export function createDeps(config: AppConfig, log: Logger): ActivityDeps {
       },
       config,
     ),
-    alerts: createAlertSender(log, config.alertWebhookUrl),
+    alerts: createAlertSender(log, config.alertWebhookUrl, (id) =>
+      publisherUrl(stores, config.web.publicUrl, id),
+    ),
+    alertRejectedPercent: config.alertRejectedPercent,
     metrics,
     log,
   };

@@ -18,6 +18,8 @@ export interface ActivityDeps {
   stores: Stores;
   processors: ProcessorRegistry;
   alerts: AlertSender;
+  /** ESPRESSO_ALERT_REJECTED_PERCENT; default DEFAULT_ALERT_REJECTED_PERCENT. */
+  alertRejectedPercent?: number;
   metrics?: EspMetrics;
   /** Structured log of runs (pino); redacts secrets and emails itself. */
   log?: Logger;

@@ -1,5 +1,6 @@
 import type { ActivityDeps } from '.';
-import { changeWithAlert } from '../alerts';
+import { changeWithAlert, DEFAULT_ALERT_REJECTED_PERCENT, type Alert } from '../alerts';
+import type { Configuration } from '../storage';
 import type { ListMode, MaintenanceReport } from '../processors/types';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
@@ -47,8 +48,71 @@ export interface RunSummary {
 /** Run statuses that mean the configuration's runs are not working. */
 const FAILING: ReadonlySet<RunSummary['status']> = new Set(['failed', 'timed_out', 'cancelled']);
 
+type Decided = Pick<Alert, 'status' | 'message'>;
+
+/** The run-failed alert, or its recovery, when the run changes whether runs work. */
+function healthAlert(summary: RunSummary, health: 'ok' | 'failing' | undefined, c: Configuration) {
+  if (health === 'failing' && c.runHealth !== 'failing')
+    return {
+      status: 'run_failed',
+      message: `run ${summary.run} ${summary.status.replace('_', ' ')}: ${summary.reason ?? ''}`.slice(
+        0,
+        1000,
+      ),
+    } satisfies Decided;
+  if (health === 'ok' && c.runHealth === 'failing')
+    return {
+      status: 'run_recovered',
+      message: `run ${summary.run} completed; runs work again`,
+    } satisfies Decided;
+  return undefined;
+}
+
+/**
+ * Whether a run rejected too much: the rejected share of the contacts it wrote or had rejected,
+ * above `percent`. Only completed runs that are not dry runs and wrote anything say.
+ */
+function rejectionsOf(summary: RunSummary, percent: number) {
+  const { updated, rejected } = summary.contacts;
+  const written = updated + rejected;
+  if (summary.dryRun || summary.status !== 'completed' || written === 0) return undefined;
+  const share = `${rejected} of ${written} contacts rejected (${Math.round((rejected * 1000) / written) / 10}%)`;
+  const high = rejected * 100 > percent * written;
+  return { state: high ? ('high' as const) : ('ok' as const), share };
+}
+
+/** The rejections alert, or its recovery, when the run's rejected share crosses the threshold. */
+function rejectionsAlert(
+  summary: RunSummary,
+  rejections: ReturnType<typeof rejectionsOf>,
+  percent: number,
+  c: Configuration,
+) {
+  if (rejections?.state === 'high' && c.rejections !== 'high') {
+    const kinds = Object.entries(summary.rejectedByKind)
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, 3)
+      .map(([kind, n]) => `${kind} ${n}`)
+      .join(', ');
+    return {
+      status: 'rejections_high',
+      message: `run ${summary.run}: ${rejections.share}, above ${percent}%${kinds ? `: ${kinds}` : ''}`.slice(
+        0,
+        1000,
+      ),
+    } satisfies Decided;
+  }
+  if (rejections?.state === 'ok' && c.rejections === 'high')
+    return {
+      status: 'rejections_recovered',
+      message: `run ${summary.run}: ${rejections.share}, back under ${percent}%`,
+    } satisfies Decided;
+  return undefined;
+}
+
 export function createSummaryActivities(deps: ActivityDeps) {
   const { blobs, configurations } = deps.stores;
+  const percent = deps.alertRejectedPercent ?? DEFAULT_ALERT_REJECTED_PERCENT;
   const writeSummary = async (summary: RunSummary): Promise<void> => {
     const body = JSON.stringify(summary, null, 2) + '\n';
     const options = { contentType: 'application/json' };
@@ -63,8 +127,9 @@ export function createSummaryActivities(deps: ActivityDeps) {
     /**
      * A run's summary files, and its outcome in the configuration's document (the admin page reads
      * it there); then the run gives its ESP account back. The first failing run after working ones
-     * alerts, and so does the first completed one after failing ones: one alert per change, saved
-     * with the change.
+     * alerts, and so does the first completed one after failing ones; likewise the first run whose
+     * rejected share passes the threshold, and the first one back under it: one alert per change,
+     * saved with the change.
      */
     async recordRun(summary: RunSummary, options: { lock?: LockOwner; files?: boolean } = {}): Promise<void> {
       const { lock, files = true } = options;
@@ -78,6 +143,7 @@ export function createSummaryActivities(deps: ActivityDeps) {
             : FAILING.has(summary.status)
               ? 'failing'
               : undefined;
+        const rejections = rejectionsOf(summary, percent);
         await changeWithAlert(configurations, deps.alerts, summary.configurationId, (c) => ({
           change: {
             lastRun: {
@@ -92,20 +158,11 @@ export function createSummaryActivities(deps: ActivityDeps) {
               ...(notes.length ? { notes } : {}),
             },
             ...(health ? { runHealth: health } : {}),
+            ...(rejections ? { rejections: rejections.state } : {}),
           },
-          alert:
-            health === 'failing' && c.runHealth !== 'failing'
-              ? {
-                  status: 'run_failed',
-                  message:
-                    `run ${summary.run} ${summary.status.replace('_', ' ')}: ${summary.reason ?? ''}`.slice(
-                      0,
-                      1000,
-                    ),
-                }
-              : health === 'ok' && c.runHealth === 'failing'
-                ? { status: 'run_recovered', message: `run ${summary.run} completed; runs work again` }
-                : undefined,
+          alert: [healthAlert(summary, health, c), rejectionsAlert(summary, rejections, percent, c)].filter(
+            (a) => a !== undefined,
+          ),
         }));
         if (lock) {
           const configuration = await configurations.get(summary.configurationId);

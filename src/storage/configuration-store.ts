@@ -31,7 +31,14 @@ export const lastRunSchema = z.object({
 /** An alert decided together with the status change that causes it, sent after the change is saved. */
 export const pendingAlertSchema = z.object({
   id: z.string().max(64),
-  status: z.enum(['needs_reauth', 'active', 'run_failed', 'run_recovered']),
+  status: z.enum([
+    'needs_reauth',
+    'active',
+    'run_failed',
+    'run_recovered',
+    'rejections_high',
+    'rejections_recovered',
+  ]),
   message: z.string().max(1000),
 });
 
@@ -53,6 +60,8 @@ export const configurationSchema = z.object({
   lastRun: lastRunSchema.optional(),
   /** Whether its runs complete: `failing` from a failed, timed-out or cancelled run to the next completed one. */
   runHealth: z.enum(['ok', 'failing']).optional(),
+  /** Whether its last completed run that wrote anything rejected more than the alert threshold. */
+  rejections: z.enum(['ok', 'high']).optional(),
   /** Alerts decided but not yet sent (a crash between the two sends them on the next try). */
   alertOutbox: z.array(pendingAlertSchema).max(20).optional(),
   createdAt: z.iso.datetime(),

@@ -21,7 +21,7 @@ import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
 import { auditRoutes, recentActions } from './audit-routes';
-import { revokeLinks } from './publisher-link';
+import { revokeLinks } from '../publisher-link';
 import { refused } from './refused';
 import { runRoutes, temporalRunUrl } from './run-routes';
 import { configurationPath, runPath } from './run-views';

@@ -19,7 +19,7 @@ import { OAUTH_ESPS, oauthRedirectUri } from '../config';
 import type { WebDeps } from './app';
 import { temporalClient } from './temporal-client';
 import { h, hidden, page } from './pages';
-import { publisherPath } from './publisher-link';
+import { publisherUrl } from '../publisher-link';
 import { hashBinding, PendingFlows, type ClaimProblem } from './pending';
 import { csrfToken, csrfValid, flowBinding, flowCookie, newNonce, type Signer } from './security';
 
@@ -365,7 +365,7 @@ and keeps it filled every day. Connect your ESP once; everything after that is a
         }
       }
     }
-    const link = `${deps.web.publicUrl}${await publisherPath(deps.stores.blobs, signer, configuration.id)}`;
+    const link = await publisherUrl(deps.stores, deps.web.publicUrl, configuration.id);
     const list = account.lists.find((l) => l.id === configuration.espListId);
     const tag = `lctg=${processor.descriptor.mergeTag(configuration.fieldName)}`;
     res.send(

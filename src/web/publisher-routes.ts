@@ -1,5 +1,5 @@
 // /publisher/<id>/<token>: the publisher's own page, reached by the private link the success page
-// gives (src/web/publisher-link.ts): connection status, recent runs, the merge tag, "reconnect"
+// gives (src/publisher-link.ts): connection status, recent runs, the merge tag, "reconnect"
 // when it needs re-authorization, and "disconnect" (after a confirmation).
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { recordAudit } from '../audit/log';
@@ -8,7 +8,7 @@ import { runHistory } from '../runs/history';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import type { WebDeps } from './app';
 import { h, hidden, page } from './pages';
-import { linkValid } from './publisher-link';
+import { linkValid } from '../publisher-link';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const RECENT_RUNS = 10;
@@ -22,7 +22,7 @@ export function publisherRoutes(deps: WebDeps, signer: Signer, postLimiter: Requ
     const id = configurationIdSchema.safeParse(req.params.id);
     const token = String(req.params.token);
     try {
-      if (id.success && (await linkValid(deps.stores.blobs, signer, id.data, token)))
+      if (id.success && (await linkValid(deps.stores, id.data, token)))
         return await deps.stores.configurations.get(id.data);
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;

@@ -18,7 +18,7 @@ import { RunInProgressError, startConfigurationRun, today } from '../temporal/ru
 import type { SyncProgress } from '../workflows/configuration-run';
 import type { WebDeps } from './app';
 import { h, hidden, page } from './pages';
-import { publisherPath } from './publisher-link';
+import { publisherUrl } from '../publisher-link';
 import { refused } from './refused';
 import * as view from './run-views';
 import { csrfToken, csrfValid, type Signer } from './security';
@@ -109,7 +109,7 @@ export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHan
     ]);
     const espName = deps.processors.list().find((p) => p.descriptor.id === c.esp)?.descriptor.displayName;
     const base = view.configurationPath(c.id);
-    const link = `${deps.web.publicUrl}${await publisherPath(deps.stores.blobs, signer, c.id)}`;
+    const link = await publisherUrl(deps.stores, deps.web.publicUrl, c.id);
     const revoke = `<form class="inline" method="post" action="${h(`${base}/revoke-link`)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Revoke</button></form>`;
     const flash =
       query.data.done === 'retry'

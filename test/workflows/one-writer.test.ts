@@ -376,6 +376,42 @@ describe('one writer per configuration', function () {
     );
   });
 
+  it('a run rejecting more than 10% of its contacts (the default threshold) alerts once; the first run back under it alerts the recovery', async () => {
+    const { configuration, list } = await e.connect(20);
+    for (const i of [2, 5, 11]) list.suppressed.add(i);
+    const alertsBefore = e.alerts.length;
+    const runDay = async (day: string) =>
+      (
+        await start(
+          { configurationId: configuration.id, runDate: day, mode: 'incremental' },
+          `sync/${configuration.id}/${day}`,
+        )
+      ).result();
+    const first = await runDay('2026-11-23');
+    assert.deepEqual([first.updated, first.rejected], [17, 3]);
+    // The next day lists the three again, and the ESP still rejects them: still above, no new alert.
+    const second = await runDay('2026-11-24');
+    assert.deepEqual([second.updated, second.rejected], [0, 3]);
+    list.suppressed.clear();
+    const third = await runDay('2026-11-25');
+    assert.deepEqual([third.updated, third.rejected], [3, 0]);
+    assert.deepEqual(
+      e.alerts.slice(alertsBefore).map((a) => [a.configurationId, a.status, a.message]),
+      [
+        [
+          configuration.id,
+          'rejections_high',
+          'run 2026-11-23: 3 of 20 contacts rejected (15%), above 10%: contact_suppressed 3',
+        ],
+        [
+          configuration.id,
+          'rejections_recovered',
+          'run 2026-11-25: 0 of 3 contacts rejected (0%), back under 10%',
+        ],
+      ],
+    );
+  });
+
   it('stops a run that passes its deadline, reports it timed_out and frees its writer', async () => {
     const { configuration, list, account } = await e.connect(30_000);
     slow(account, 100);
