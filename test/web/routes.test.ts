@@ -13,7 +13,7 @@ import { same } from '../../src/lib/same';
 import { isAdmin } from '../../src/web/admin-routes';
 import { createApp, type WebDeps } from '../../src/web/app';
 import { PendingFlows } from '../../src/web/pending';
-import { publisherPath } from '../../src/web/publisher-link';
+import { publisherPath } from '../../src/publisher-link';
 import { Signer, STATE_TTL_MS } from '../../src/web/security';
 import { answerSandboxConsent } from '../../src/sandbox/consent';
 import { startSandbox } from '../processors/sandbox-harness';
@@ -173,7 +173,7 @@ describe('web: connect flow', function () {
     const id = configuration!.id;
     await endRunsIn(s.stores);
     const disconnect = async () => {
-      const path = await publisherPath(s.stores.blobs, new Signer(SECRET), id);
+      const path = await publisherPath(s.stores, id);
       const confirm = await s.agent.get(`${path}/disconnect`).expect(200);
       await s.agent
         .post(`${path}/disconnect`)
