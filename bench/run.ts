@@ -31,6 +31,7 @@ const options = new Command()
   .option('--fleet-size <n>', 'configurations in the fleet daily run', count, 1_000)
   .option('--fleet-contacts <n>', 'contacts of the one-account pacing runs', count, 100_000)
   .option('--daily-concurrency <n>', 'also run the fleet daily run with this concurrency', count)
+  .option('--one-account', 'with --fleet: only the runs on one limited account (workers, sharedAccount)')
   .option('--cluster', 'with --fleet: run on `espresso cluster` (PostgreSQL, Temporal server, moto)')
   .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
   .parse()
@@ -48,6 +49,7 @@ const options = new Command()
     fleetSize: number;
     fleetContacts: number;
     dailyConcurrency?: number;
+    oneAccount?: boolean;
     cluster?: boolean;
     resultsDir: string;
   }>();
@@ -158,6 +160,7 @@ async function fleetMain(): Promise<void> {
     await settle();
   }
   const sharedAccount = await pacing(say, cluster ? 3 : 2, 2, options.fleetContacts, cluster);
+  if (options.oneAccount) return report({ workers, sharedAccount });
   await settle();
   const run = await fleetRun(say, { size: options.fleetSize, workers: 1, cluster });
   await settle();
@@ -177,32 +180,37 @@ async function fleetMain(): Promise<void> {
     largeSeconds: _l,
     ...figures
   }: Awaited<ReturnType<typeof fleetRun>>) => figures;
-  const report = {
-    machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
-    topology: cluster ? 'cluster' : 'dev server',
-    fleet: {
-      workers,
-      sharedAccount,
-      run: fleetRunFigures(run),
-      runTwoWorkers: fleetRunFigures(runTwoWorkers),
-      withLarge: {
-        configurations: large.configurations,
-        largeContacts: 500_000,
-        smallSeconds: large.smallSeconds,
-        smallSecondsWithoutLarge: run.smallSeconds,
-        smallDelaySeconds: round(large.smallSeconds - run.smallSeconds),
-        largeSeconds: large.largeSeconds,
-      },
-      ...(tuned ? { tuned: fleetRunFigures(tuned) } : {}),
+  await report({
+    workers,
+    sharedAccount,
+    run: fleetRunFigures(run),
+    runTwoWorkers: fleetRunFigures(runTwoWorkers),
+    withLarge: {
+      configurations: large.configurations,
+      largeContacts: 500_000,
+      smallSeconds: large.smallSeconds,
+      smallSecondsWithoutLarge: run.smallSeconds,
+      smallDelaySeconds: round(large.smallSeconds - run.smallSeconds),
+      largeSeconds: large.largeSeconds,
     },
+    ...(tuned ? { tuned: fleetRunFigures(tuned) } : {}),
+  });
+}
+
+/** Writes the fleet figures to the results folder and prints them. */
+async function report(fleet: Record<string, unknown>): Promise<void> {
+  const out = {
+    machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+    topology: options.cluster ? 'cluster' : 'dev server',
+    fleet,
   };
   const dir = options.resultsDir;
   await mkdir(dir, { recursive: true });
-  const file = join(dir, `fleet-${report.machine.date.replace(/[:.]/g, '-')}.json`);
-  await writeFile(file, JSON.stringify(report, null, 2) + '\n');
+  const file = join(dir, `fleet-${out.machine.date.replace(/[:.]/g, '-')}.json`);
+  await writeFile(file, JSON.stringify(out, null, 2) + '\n');
   say(`results written to ${file}`);
-  if (options.json) console.log(JSON.stringify(report));
-  else console.log(JSON.stringify(report.fleet, null, 2));
+  if (options.json) console.log(JSON.stringify(out));
+  else console.log(JSON.stringify(out.fleet, null, 2));
 }
 
 type Unlimited = {

@@ -71,4 +71,20 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
     assert.equal(report.pipeline, undefined);
     assert.equal(report.profiles, undefined);
   });
+
+  it('README: --fleet --one-account runs only the runs on the one limited account, within its limits', async () => {
+    const report = await bench(['--fleet', '--one-account', '--fleet-contacts', '2000']);
+    const { workers, sharedAccount, run } = report.fleet;
+    assert.deepEqual(
+      workers.map((w: { workers: number }) => w.workers),
+      [1, 2, 4],
+    );
+    assert.equal(sharedAccount.configurations, 2);
+    assert.equal(run, undefined, 'the daily run over the fleet ran too');
+    for (const figures of [...workers, sharedAccount]) {
+      assert.equal(figures.contacts, 2000);
+      assert.equal(figures.limitRps, 50);
+      assert.ok(figures.share429 <= 0.01, `${figures.share429} of requests answered 429`);
+    }
+  });
 });
