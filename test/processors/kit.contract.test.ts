@@ -110,7 +110,8 @@ describe('Kit processor', function () {
     });
     const puts = since(from).filter((r) => r.method === 'PUT');
     assert.equal(puts.length, 31);
-    assert.deepEqual(puts[0]!.body, { fields: { lcee: updates[0]!.value } });
+    const first = puts.find((r) => r.path === `/v4/subscribers/${updates[0]!.contactId}`);
+    assert.deepEqual(first?.body, { fields: { lcee: updates[0]!.value } });
     assert.ok(since(from).every((r) => r.auth === 'apiKey' && !r.path.startsWith('/v4/bulk')));
     assert.deepEqual(h.fake.problems, []);
   });
