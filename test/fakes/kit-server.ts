@@ -41,9 +41,12 @@ export interface KitRequest {
   path: string;
   query: URLSearchParams;
   body?: unknown;
-  /** How the request authenticated. */
+  /** How the request authenticated, and as which account. */
   auth: 'apiKey' | 'oauth2';
+  accountId: number;
   status?: number;
+  /** Epoch ms the request arrived. */
+  at: number;
 }
 
 /** Requests per 60 s for each credential (Kit's rate limits page). */
@@ -185,6 +188,8 @@ export class FakeKit {
         path: url.pathname,
         query: url.searchParams,
         auth,
+        accountId: account.id,
+        at: Date.now(),
       };
       this.requests.push(record);
       if (account.rateLimited || this.overLimit(account, auth, credential)) {

@@ -193,6 +193,54 @@ describe('Kit processor', function () {
   });
 });
 
+describe('Kit processor at Kit’s own pace', function () {
+  this.timeout(60_000);
+  let h: KitHarness;
+  before(async () => {
+    h = await harness();
+  });
+  after(() => h.stop());
+
+  /** Gaps between request arrivals at the fake for one account, in ms. */
+  const gaps = (accountId: number, from: number) => {
+    const at = h.fake.requests
+      .slice(from)
+      .filter((r) => r.accountId === accountId)
+      .map((r) => r.at);
+    return at.slice(1).map((t, i) => t - at[i]!);
+  };
+
+  it('spaces API-key requests for 120 a minute, and OAuth requests for 600 a minute', async () => {
+    // The processor as espresso builds it; the fake's accounts keep Kit's own limits too.
+    const paced = new KitProcessor(
+      { secrets: h.secrets },
+      { oauth: { clientId: h.fake.client.id, clientSecret: h.fake.client.secret }, apiBaseUrl: h.fake.url },
+    );
+    const keyed = await h.connectWithApiKey();
+    const oauth = await h.connectWithOAuth!();
+    for (const target of [keyed, oauth]) {
+      h.accountOf(target).limitScale = 1;
+      await h.processor.maintain(target);
+    }
+    const keyedIds = await h.seed(keyed, 5);
+    const oauthIds = await h.seed(oauth, 5);
+    const from = h.fake.requests.length;
+    await paced.writeValues(
+      keyed,
+      keyedIds.map((contactId) => ({ contactId, value: value() })),
+    );
+    for (const contactId of oauthIds) await paced.writeValues(oauth, [{ contactId, value: value() }]);
+    // 500 ms and 100 ms, less a little for timers that fire early.
+    const keyGaps = gaps(Number(keyed.espAccountId), from);
+    const oauthGaps = gaps(Number(oauth.espAccountId), from);
+    assert.equal(keyGaps.length, 4);
+    assert.ok(Math.min(...keyGaps) >= 490, `API key gaps ${keyGaps.join(', ')} ms`);
+    assert.equal(oauthGaps.length, 9, 'a field look-up and a bulk write per batch');
+    assert.ok(Math.min(...oauthGaps) >= 95, `OAuth gaps ${oauthGaps.join(', ')} ms`);
+    assert.deepEqual(h.fake.problems, []);
+  });
+});
+
 describe('Kit fakes', () => {
   it('saw no request Kit’s reference refuses and no limit crossed in any Kit test above', () => {
     assert.deepEqual(
