@@ -25,7 +25,8 @@ export const KIT_RETRY_AFTER_MS = 60_000;
 export const KIT_SYNC_BULK_ROWS = 100;
 /** Subscribers per listing request (Kit's maximum `per_page`). */
 const PAGE = 1000;
-const SUBSCRIBER_ID = /^[1-9][0-9]{0,17}$/;
+// Kit ids are integers; 15 digits stay exact as a JSON number.
+const SUBSCRIBER_ID = /^[1-9][0-9]{0,14}$/;
 
 const account = z.object({
   account: z.object({ id: z.union([z.number(), z.string()]), name: z.string().nullish() }),
