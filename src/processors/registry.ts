@@ -2,6 +2,7 @@ import type { AppConfig } from '../config';
 import type { BaseProcessor, ProcessorDeps } from './base-processor';
 import { HubSpotProcessor } from './hubspot';
 import { IterableProcessor } from './iterable';
+import { KitProcessor } from './kit-esp';
 import { KlaviyoProcessor } from './klaviyo';
 import { MailchimpProcessor } from './mailchimp';
 import { SandboxProcessor } from './sandbox';
@@ -44,6 +45,7 @@ export function createProcessorRegistry(
     new KlaviyoProcessor(deps),
     new SendGridProcessor(deps),
     new IterableProcessor(deps),
+    new KitProcessor(deps, { oauth: config.oauthApps.kit }),
   ];
   if (config.sandbox.enabled) {
     processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));

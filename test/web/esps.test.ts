@@ -11,6 +11,7 @@ import { escapeHtml } from '../../src/lib/html';
 import type { ProcessorHarness } from '../processors/harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
+import { kitHarness } from '../processors/kit-harness';
 import { klaviyoHarness } from '../processors/klaviyo-harness';
 import { mailchimpHarness } from '../processors/mailchimp-harness';
 import { sendgridHarness } from '../processors/sendgrid-harness';
@@ -50,6 +51,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['klaviyo', klaviyoHarness],
   ['sendgrid', () => sendgridHarness()],
   ['iterable', () => iterableHarness()],
+  ['kit', kitHarness],
 ];
 
 describe('connecting the real ESPs through the web flow (against their fakes)', function () {
@@ -103,7 +105,9 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
     });
   }
 
-  for (const [esp, makeHarness] of harnesses.slice(0, 2)) {
+  for (const [esp, makeHarness] of harnesses.filter(([esp]) =>
+    ['mailchimp', 'hubspot', 'kit'].includes(esp),
+  )) {
     it(`${esp}: the OAuth round trip (start, the ESP's consent, callback) saves tokens and the account`, async () => {
       const h = await makeHarness();
       try {
@@ -146,7 +150,7 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
       return (await request(app).get('/').expect(200)).text;
     };
     const bare = await page({});
-    for (const esp of ['mailchimp', 'hubspot', 'klaviyo', 'sendgrid', 'iterable']) {
+    for (const esp of ['mailchimp', 'hubspot', 'klaviyo', 'sendgrid', 'iterable', 'kit']) {
       assert.match(bare, new RegExp(`href="/auth/${esp}/key"`));
       assert.doesNotMatch(bare, new RegExp(`href="/auth/${esp}/start"`));
     }
@@ -155,6 +159,7 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
       /Signing in with Mailchimp is not set up on this server.*ESPRESSO_MAILCHIMP_CLIENT_ID/,
     );
     assert.match(bare, /Signing in with HubSpot is not set up on this server.*ESPRESSO_HUBSPOT_CLIENT_ID/);
+    assert.match(bare, /Signing in with Kit is not set up on this server.*ESPRESSO_KIT_CLIENT_ID/);
     assert.doesNotMatch(bare, /Signing in with (Klaviyo|SendGrid|Iterable)/);
 
     const withApps = await page({
@@ -162,11 +167,15 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
       ESPRESSO_MAILCHIMP_CLIENT_SECRET: 'mc-secret',
       ESPRESSO_HUBSPOT_CLIENT_ID: 'hs-client',
       ESPRESSO_HUBSPOT_CLIENT_SECRET: 'hs-secret',
+      ESPRESSO_KIT_CLIENT_ID: 'kit-client',
+      ESPRESSO_KIT_CLIENT_SECRET: 'kit-secret',
     });
     assert.match(withApps, /href="\/auth\/mailchimp\/start"/);
     assert.match(withApps, /href="\/auth\/hubspot\/start"/);
+    assert.match(withApps, /href="\/auth\/kit\/start"/);
     assert.doesNotMatch(withApps, /not set up on this server/);
     assert.ok(!withApps.includes('mc-secret') && !withApps.includes('hs-secret'));
+    assert.ok(!withApps.includes('kit-secret'));
     assert.throws(
       () => loadConfig({ ESPRESSO_HUBSPOT_CLIENT_ID: 'only-the-id' }),
       /ESPRESSO_HUBSPOT_CLIENT_ID \/ ESPRESSO_HUBSPOT_CLIENT_SECRET: set both or neither/,

@@ -6,6 +6,7 @@ import { configurationSyncWorkflow } from '../../src/workflows';
 import type { ProcessorHarness } from '../processors/harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
+import { kitHarness } from '../processors/kit-harness';
 import { klaviyoHarness } from '../processors/klaviyo-harness';
 import { mailchimpHarness } from '../processors/mailchimp-harness';
 import { sendgridHarness } from '../processors/sendgrid-harness';
@@ -14,12 +15,18 @@ import { startEspresso, type Espresso } from '../support/espresso';
 const RUN_DATE = '2026-11-28';
 const CONTACTS = 1_234;
 
+/** One fake Kit for both of its ways in: espresso registers one processor per ESP. */
+let kitOnce: ReturnType<typeof kitHarness> | undefined;
+const kit = () => (kitOnce ??= kitHarness());
+
 const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['Mailchimp', mailchimpHarness],
   ['HubSpot', hubspotHarness],
   ['Klaviyo', klaviyoHarness],
   ['SendGrid', () => sendgridHarness({ jobPollMs: 5 })],
   ['Iterable', () => iterableHarness({ jobPollMs: 5 })],
+  ['Kit (API key: one update per subscriber)', kit],
+  ['Kit (OAuth: bulk updates)', () => kit().then((h) => ({ ...h, connectWithApiKey: h.connectWithOAuth! }))],
 ];
 
 describe('a daily run with each real ESP processor (against its fake)', function () {
