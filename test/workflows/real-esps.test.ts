@@ -3,6 +3,7 @@
 // through batches and asynchronous jobs.
 import { strict as assert } from 'node:assert';
 import { configurationSyncWorkflow } from '../../src/workflows';
+import { brevoHarness } from '../processors/brevo-harness';
 import type { ProcessorHarness } from '../processors/harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
@@ -20,6 +21,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['Klaviyo', klaviyoHarness],
   ['SendGrid', () => sendgridHarness({ jobPollMs: 5 })],
   ['Iterable', () => iterableHarness({ jobPollMs: 5 })],
+  ['Brevo', brevoHarness],
 ];
 
 describe('a daily run with each real ESP processor (against its fake)', function () {
