@@ -26,6 +26,8 @@ export interface FakeAccount {
   contacts: Map<number, FakeContact>;
   /** Contact ids the batch update reports in failureIds. */
   refused: Set<number>;
+  /** Contact ids whose row makes Brevo refuse the whole batch (400), as a malformed row would. */
+  poisoned: Set<number>;
   /** Every answer is a 429, as when the publisher's other integrations used the quota up. */
   rateLimited: boolean;
   /** Every limit is this many times Brevo's (for processors sped up alike); 1 is Brevo's own. */
@@ -136,6 +138,7 @@ export class BrevoFake {
       ]),
       contacts: new Map(),
       refused: new Set(),
+      poisoned: new Set(),
       rateLimited: false,
       limitScale: 1,
       windows: new Map(),
@@ -311,6 +314,8 @@ export class BrevoFake {
       if (identifiers.length !== 1) throw invalid(`contacts[${i}]: pass exactly one of email, id or sms`);
       if (r.id !== undefined && !Number.isSafeInteger(r.id))
         throw invalid(`contacts[${i}]: id must be an integer`);
+      if (account.poisoned.has(r.id as number))
+        throw invalid(`contacts[${i}]: the contact cannot be updated`);
       const attrs = r.attributes === undefined ? {} : object(r.attributes, `contacts[${i}].attributes`);
       for (const [name, value] of Object.entries(attrs)) {
         const def = account.attributes.get(name.toUpperCase());

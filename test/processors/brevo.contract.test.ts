@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../../src/config';
+import { BrevoProcessor } from '../../src/processors/brevo';
 import { RateLimitedError, TransientError } from '../../src/processors/errors';
+import { createProcessorRegistry } from '../../src/processors/registry';
 import { MAX_BATCH, type BrevoFake } from '../fakes/brevo-server';
 import { brevoHarness } from './brevo-harness';
 import { processorContract } from './contract';
@@ -133,6 +136,33 @@ describe('Brevo processor', function () {
     assert.equal(contacts.size, 4, 'no contact was created');
   });
 
+  it('isolates a row that makes Brevo refuse the whole batch (400) and writes the others', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 40);
+    h.accountOf(target).poisoned.add(Number(seeded[17]));
+    const updates = seeded.map((contactId) => ({ contactId, value: value() }));
+    const results = await h.processor.writeValues(target, updates);
+    const rejected = results.filter((r) => r.status === 'rejected');
+    assert.deepEqual(
+      rejected.map((r) => r.contactId),
+      [seeded[17]],
+    );
+    assert.match(rejected[0]!.status === 'rejected' ? rejected[0]!.reason : '', /cannot be updated/);
+    assert.equal(await h.valueOf(target, seeded[16]!), updates[16]!.value);
+    assert.equal(await h.valueOf(target, seeded[17]!), undefined);
+  });
+
+  it('is what `espresso connect brevo` and the web page find under "brevo", without an OAuth app', () => {
+    const registry = createProcessorRegistry(
+      { secrets: h.secrets },
+      loadConfig({ ESPRESSO_SANDBOX_ENABLED: 'false' }),
+    );
+    const brevo = registry.get('brevo');
+    assert.ok(brevo instanceof BrevoProcessor);
+    assert.equal(brevo.descriptor.oauth2, undefined);
+  });
+
   it("reads Brevo's x-sib-ratelimit-reset into retryAfterMs (a 429 carries no Retry-After)", async () => {
     const target = await h.connectWithApiKey();
     await h.rateLimit(target, true);
@@ -263,6 +293,7 @@ describe('Brevo fake: refuses what Brevo refuses', () => {
       assert.equal(await send('GET', '/contacts?limit=1000&offset=0&sort=asc'), 200);
       assert.equal(await send('GET', '/contacts?limit=1001&offset=0&sort=asc'), 400);
       assert.equal(await send('GET', '/contacts?limit=10&sort=up'), 400);
+      assert.equal(await send('GET', '/contacts?limit=10&page=2'), 400, 'an unknown parameter');
       assert.equal(await send('POST', '/contacts/batch', { contacts: [row] }), 204);
       assert.equal(await send('POST', '/contacts/batch', { contacts: Array(MAX_BATCH + 1).fill(row) }), 400);
       assert.equal(await send('POST', '/contacts/batch', { contacts: [] }), 400);
@@ -292,13 +323,19 @@ describe('Brevo requests (all of this file)', () => {
   it('every request the processor sent passed the fake strict checks, with the api-key header', () => {
     const all = fakes.flatMap((f) => f.requests);
     assert.ok(all.length > 100);
-    // 401: the contract's refused key; 429: the rate-limit tests; 400 on attribute create: the race.
+    // 401: the contract's refused key; 429: the rate-limit tests; 400 on attribute create: the race;
+    // 400 on a batch holding a poisoned contact: the isolation test, on purpose.
+    const poisoned = new Set(fakes.flatMap((f) => [...f.accounts.values()].flatMap((a) => [...a.poisoned])));
+    const holdsPoisoned = (r: (typeof all)[number]) =>
+      r.url === '/v3/contacts/batch' &&
+      (r.body as { contacts: Array<{ id: number }> }).contacts.some((c) => poisoned.has(c.id));
     const refused = all.filter(
       (r) =>
         r.status !== undefined &&
         r.status >= 400 &&
         ![401, 429].includes(r.status) &&
-        !(r.status === 400 && r.method === 'POST' && r.url.startsWith('/v3/contacts/attributes/')),
+        !(r.status === 400 && r.method === 'POST' && r.url.startsWith('/v3/contacts/attributes/')) &&
+        !(r.status === 400 && holdsPoisoned(r)),
     );
     assert.deepEqual(
       refused.map((r) => `${r.method} ${r.url} -> ${r.status}`),
