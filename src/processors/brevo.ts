@@ -37,7 +37,7 @@ const contacts = z.object({
 });
 const partial = z.object({
   failureIds: z.array(z.union([z.number(), z.string()])),
-  successIds: z.array(z.union([z.number(), z.string()])),
+  successIds: z.array(z.union([z.number(), z.string()])).optional(),
 });
 
 export class BrevoProcessor extends BaseProcessor {
@@ -135,48 +135,39 @@ export class BrevoProcessor extends BaseProcessor {
   /**
    * Update multiple contacts (POST /contacts/batch), each row Brevo's contact id and the attribute
    * only: it updates the contact with that id and has nothing to create one from, so a contact
-   * deleted since the listing stays deleted. 204: every row updated; 207: the ids it did not update.
+   * deleted since the listing stays deleted. 204: every row updated; 207: `failureIds` were not.
    */
   protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const rows = batch.filter((u) => BREVO_ID.test(u.contactId));
-    const results = new Map<string, P.ContactResult>();
-    for (const u of batch) {
-      if (!BREVO_ID.test(u.contactId)) {
-        results.set(u.contactId, {
-          contactId: u.contactId,
-          status: 'rejected',
-          reason: 'not a Brevo contact id',
-        });
+    const outcome = rows.length > 0 ? await this.writeBatch(call, target.fieldName, rows) : undefined;
+    return batch.map(({ contactId }): P.ContactResult => {
+      if (!BREVO_ID.test(contactId))
+        return { contactId, status: 'rejected', reason: 'not a Brevo contact id' };
+      if (outcome?.failed.has(contactId)) {
+        const reason = 'Brevo did not update this contact (deleted since the listing, or refused)';
+        return { contactId, status: 'rejected', reason };
       }
-    }
-    if (rows.length > 0) {
-      const { status, body } = await call({
-        method: 'POST',
-        url: '/contacts/batch',
-        json: {
-          contacts: rows.map((u) => ({
-            id: Number(u.contactId),
-            attributes: { [target.fieldName]: u.value },
-          })),
-        },
-      });
-      const answer = status === 207 ? expectShape(partial, body, 'Brevo', 'POST /contacts/batch') : undefined;
-      if (status !== 204 && !answer) {
-        throw new TransientError(`Brevo answered POST /contacts/batch with ${status}`);
+      if (outcome?.succeeded && !outcome.succeeded.has(contactId)) {
+        return { contactId, status: 'rejected', reason: 'Brevo reported no outcome for this contact' };
       }
-      const failed = new Set((answer?.failureIds ?? []).map(String));
-      const succeeded = new Set((answer?.successIds ?? []).map(String));
-      for (const { contactId } of rows) {
-        if (!answer || succeeded.has(contactId)) results.set(contactId, { contactId, status: 'updated' });
-        else {
-          const reason = failed.has(contactId)
-            ? 'Brevo did not update this contact (deleted since the listing, or refused)'
-            : 'Brevo reported no outcome for this contact';
-          results.set(contactId, { contactId, status: 'rejected', reason });
-        }
-      }
-    }
-    return batch.map((u) => results.get(u.contactId)!);
+      return { contactId, status: 'updated' };
+    });
+  }
+
+  /** The ids Brevo did not update, and those it says it did (a 207 only; a 204 updated all). */
+  private async writeBatch(call: EspCall, field: string, rows: P.ContactUpdate[]) {
+    const { status, body } = await call({
+      method: 'POST',
+      url: '/contacts/batch',
+      json: { contacts: rows.map((u) => ({ id: Number(u.contactId), attributes: { [field]: u.value } })) },
+    });
+    if (status === 204) return { failed: new Set<string>() };
+    if (status !== 207) throw new TransientError(`Brevo answered POST /contacts/batch with ${status}`);
+    const answer = expectShape(partial, body, 'Brevo', 'POST /contacts/batch');
+    return {
+      failed: new Set(answer.failureIds.map(String)),
+      succeeded: answer.successIds && new Set(answer.successIds.map(String)),
+    };
   }
 }
 

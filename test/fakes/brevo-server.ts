@@ -28,6 +28,8 @@ export interface FakeAccount {
   refused: Set<number>;
   /** Contact ids whose row makes Brevo refuse the whole batch (400), as a malformed row would. */
   poisoned: Set<number>;
+  /** A 207 lists failureIds only (the reference does not say successIds is always there). */
+  omitSuccessIds?: boolean;
   /** Every answer is a 429, as when the publisher's other integrations used the quota up. */
   rateLimited: boolean;
   /** Every limit is this many times Brevo's (for processors sped up alike); 1 is Brevo's own. */
@@ -337,7 +339,8 @@ export class BrevoFake {
       for (const [name, value] of Object.entries(attrs)) contact.attributes[name.toUpperCase()] = value;
       successIds.push(id);
     }
-    return failureIds.length ? [207, { failureIds, successIds }] : [204, undefined];
+    if (!failureIds.length) return [204, undefined];
+    return [207, account.omitSuccessIds ? { failureIds } : { failureIds, successIds }];
   }
 }
 

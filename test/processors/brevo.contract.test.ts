@@ -67,6 +67,16 @@ describe('Brevo processor', function () {
     assert.deepEqual(h.accountOf(target).attributes.get('LCEE'), { category: 'normal', type: 'text' });
   });
 
+  it("fails maintenance with Brevo's reason when LCEE exists in another category", async () => {
+    const target = await h.connectWithApiKey();
+    h.accountOf(target).attributes.set('LCEE', { category: 'transactional', type: 'text' });
+    await assert.rejects(h.processor.maintain(target), (err: Error) => {
+      assert.equal(err.name, 'RequestRejectedError');
+      assert.match(err.message, /Attribute name already exists/);
+      return true;
+    });
+  });
+
   it('pages oldest first by 1,000 with offset cursors that name no email, each contact once by its id', async () => {
     const target = await h.connectWithApiKey();
     await h.processor.maintain(target);
@@ -134,6 +144,22 @@ describe('Brevo processor', function () {
     assert.match(rejected[0]!.status === 'rejected' ? rejected[0]!.reason : '', /deleted since the listing/);
     assert.equal(requestsTo('/contacts/batch', 'POST', from)[0]!.status, 207);
     assert.equal(contacts.size, 4, 'no contact was created');
+  });
+
+  it('reads a 207 without successIds as every row but failureIds updated', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 3);
+    h.accountOf(target).refused.add(Number(seeded[1]));
+    h.accountOf(target).omitSuccessIds = true;
+    const results = await h.processor.writeValues(
+      target,
+      seeded.map((contactId) => ({ contactId, value: value() })),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['updated', 'rejected', 'updated'],
+    );
   });
 
   it('isolates a row that makes Brevo refuse the whole batch (400) and writes the others', async () => {
