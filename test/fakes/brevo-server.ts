@@ -28,6 +28,8 @@ export interface FakeAccount {
   refused: Set<number>;
   /** Contact ids whose row makes Brevo refuse the whole batch (400), as a malformed row would. */
   poisoned: Set<number>;
+  /** GET /account answers without organization_id (the reference does not say it is always there). */
+  omitOrganizationId?: boolean;
   /** A 207 lists failureIds only (the reference does not say successIds is always there). */
   omitSuccessIds?: boolean;
   /** Every answer is a 429, as when the publisher's other integrations used the quota up. */
@@ -233,7 +235,7 @@ export class BrevoFake {
       return [
         200,
         {
-          organization_id: account.organizationId,
+          ...(account.omitOrganizationId ? {} : { organization_id: account.organizationId }),
           user_id: account.userId,
           email: account.email,
           firstName: 'Pat',
