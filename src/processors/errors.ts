@@ -105,8 +105,9 @@ export function retryAfterMs(headers: Record<string, string | undefined>, now = 
     const date = Date.parse(retryAfter);
     if (!Number.isNaN(date)) return clamp(date - now);
   }
-  // Seconds until the window resets (IETF RateLimit-Reset, X-RateLimit-Reset as a delta).
-  for (const name of ['ratelimit-reset', 'x-ratelimit-reset']) {
+  // Seconds until the window resets (IETF RateLimit-Reset, X-RateLimit-Reset as a delta; Brevo's
+  // x-sib-ratelimit-reset, its only delay on a 429).
+  for (const name of ['ratelimit-reset', 'x-ratelimit-reset', 'x-sib-ratelimit-reset']) {
     const value = Number(headers[name]);
     if (Number.isFinite(value) && value > 0) {
       // Some ESPs send an epoch timestamp in seconds here instead of a delta.

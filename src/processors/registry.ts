@@ -1,5 +1,6 @@
 import type { AppConfig } from '../config';
 import type { BaseProcessor, ProcessorDeps } from './base-processor';
+import { BrevoProcessor } from './brevo';
 import { HubSpotProcessor } from './hubspot';
 import { IterableProcessor } from './iterable';
 import { KitProcessor } from './kit-esp';
@@ -46,6 +47,7 @@ export function createProcessorRegistry(
     new SendGridProcessor(deps),
     new IterableProcessor(deps),
     new KitProcessor(deps, { oauth: config.oauthApps.kit }),
+    new BrevoProcessor(deps),
   ];
   if (config.sandbox.enabled) {
     processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));

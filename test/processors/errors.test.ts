@@ -49,6 +49,7 @@ describe('ESP error mapping', () => {
     ['Retry-After HTTP date', { 'retry-after': new Date(1_000_000 + 30_000).toUTCString() }, 30_000],
     ['RateLimit-Reset delta', { 'ratelimit-reset': '12' }, 12_000],
     ['X-RateLimit-Reset epoch seconds', { 'x-ratelimit-reset': String(1_700_000_005) }, 5_000],
+    ['Brevo x-sib-ratelimit-reset delta', { 'x-sib-ratelimit-reset': '9' }, 9_000],
     ['nothing', {}, 1_000],
     ['absurd', { 'retry-after': '999999' }, 15 * 60_000],
   ];

@@ -8,6 +8,7 @@ import { createProcessorRegistry, ProcessorRegistry } from '../../src/processors
 import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
 import { escapeHtml } from '../../src/lib/html';
+import { brevoHarness } from '../processors/brevo-harness';
 import type { ProcessorHarness } from '../processors/harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
@@ -52,6 +53,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['sendgrid', () => sendgridHarness()],
   ['iterable', () => iterableHarness()],
   ['kit', kitHarness],
+  ['brevo', brevoHarness],
 ];
 
 describe('connecting the real ESPs through the web flow (against their fakes)', function () {
@@ -150,7 +152,7 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
       return (await request(app).get('/').expect(200)).text;
     };
     const bare = await page({});
-    for (const esp of ['mailchimp', 'hubspot', 'klaviyo', 'sendgrid', 'iterable', 'kit']) {
+    for (const esp of ['mailchimp', 'hubspot', 'klaviyo', 'sendgrid', 'iterable', 'kit', 'brevo']) {
       assert.match(bare, new RegExp(`href="/auth/${esp}/key"`));
       assert.doesNotMatch(bare, new RegExp(`href="/auth/${esp}/start"`));
     }
@@ -160,7 +162,7 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
     );
     assert.match(bare, /Signing in with HubSpot is not set up on this server.*ESPRESSO_HUBSPOT_CLIENT_ID/);
     assert.match(bare, /Signing in with Kit is not set up on this server.*ESPRESSO_KIT_CLIENT_ID/);
-    assert.doesNotMatch(bare, /Signing in with (Klaviyo|SendGrid|Iterable)/);
+    assert.doesNotMatch(bare, /Signing in with (Klaviyo|SendGrid|Iterable|Brevo)/);
 
     const withApps = await page({
       ESPRESSO_MAILCHIMP_CLIENT_ID: 'mc-client',

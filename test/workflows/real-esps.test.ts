@@ -3,6 +3,7 @@
 // through batches and asynchronous jobs.
 import { strict as assert } from 'node:assert';
 import { configurationSyncWorkflow } from '../../src/workflows';
+import { brevoHarness } from '../processors/brevo-harness';
 import type { ProcessorHarness } from '../processors/harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
@@ -27,6 +28,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['Iterable', () => iterableHarness({ jobPollMs: 5 })],
   ['Kit (API key: one update per subscriber)', kit],
   ['Kit (OAuth: bulk updates)', () => kit().then((h) => ({ ...h, connectWithApiKey: h.connectWithOAuth! }))],
+  ['Brevo', brevoHarness],
 ];
 
 describe('a daily run with each real ESP processor (against its fake)', function () {
