@@ -226,17 +226,27 @@ function windowShare(processor: BaseProcessor, window: number): ShareOf {
 }
 
 /**
+ * How much of the limits every request counts against the export starts with beside chunk
+ * updates: most, since the chunks wait on the listing, and a listing that cannot use it (a page
+ * at a time, each waiting on the ESP) gives it back after two seconds (exportKeeps).
+ */
+const EXPORT_FIRST = 0.8;
+
+/**
  * The export's part of the limits every request counts against, while chunk updates run beside
- * it: about half, or less when the listing has a limit of its own that it could not go past anyway
- * (so the chunks get the rest, e.g. HubSpot's searches). Then rounded so that each of the chunks
+ * it: EXPORT_FIRST, or less when the listing has a limit of its own that it could not go past
+ * anyway (so the chunks get the rest, e.g. HubSpot's searches). Then rounded so that each of the chunks
  * beside it (at most chunksAtOnce - 1) has whole requests per window and the export the rest: each
- * holder's share is floored to whole requests (wholeRequests), and 25 requests a second shared by 9
- * chunks would be 2 each, 18 in all, where 3 each and 23 for the export use the whole 50.
+ * holder's share is floored to whole requests (wholeRequests), and 10 requests a second shared by 9
+ * chunks would be 1 each, 9 in all, where the export takes the one left over.
  */
 export function exportFraction(limits: AccountLimits): number {
   const perMs = (r: { requests: number; perMs: number }) => r.requests / r.perMs;
   const listing = Object.values(limits.extra ?? {}).filter((l) => l.for === 'listing');
-  const f = listing.length === 0 ? 0.5 : Math.min(0.5, Math.max(...listing.map(perMs)) / perMs(limits.rate));
+  const f =
+    listing.length === 0
+      ? EXPORT_FIRST
+      : Math.min(EXPORT_FIRST, Math.max(...listing.map(perMs)) / perMs(limits.rate));
   const rate = limits.rate.requests;
   const beside = chunksAtOnce(limits) - 1;
   if (beside < 1) return f;

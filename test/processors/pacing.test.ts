@@ -65,11 +65,11 @@ describe('client-side pacing', () => {
     // 2 whole requests (not 1.89 each, which whole requests per window would make 1).
     const f = exportFraction(limits);
     assert.ok(Math.abs(f - 3 / 9) < 1e-9, `the export's part: ${f}`);
-    // Without a listing limit: about half, rounded the same way (the chunks 2 each, the export 3).
-    assert.ok(Math.abs(exportFraction({ concurrency: 4, rate: limits.rate }) - 3 / 9) < 1e-9);
-    // The bench's account, 50 a second and 10 at once: 9 chunks of 3 and the export 23, not 9 of 2.
+    // Without a listing limit: most, rounded the same way (the chunks 1 each, the export 6).
+    assert.ok(Math.abs(exportFraction({ concurrency: 4, rate: limits.rate }) - 6 / 9) < 1e-9);
+    // The bench's account, 50 a second and 10 at once: 9 chunks of 1 and the export 41.
     assert.ok(
-      Math.abs(exportFraction({ concurrency: 10, rate: { requests: 50, perMs: 1_000 } }) - 23 / 50) < 1e-9,
+      Math.abs(exportFraction({ concurrency: 10, rate: { requests: 50, perMs: 1_000 } }) - 41 / 50) < 1e-9,
     );
     // Small limits: each chunk one whole request, the export the rest, never none.
     assert.ok(
