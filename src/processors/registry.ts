@@ -1,5 +1,6 @@
 import type { AppConfig } from '../config';
 import type { BaseProcessor, ProcessorDeps } from './base-processor';
+import { BeehiivProcessor } from './beehiiv';
 import { HubSpotProcessor } from './hubspot';
 import { IterableProcessor } from './iterable';
 import { KlaviyoProcessor } from './klaviyo';
@@ -44,6 +45,7 @@ export function createProcessorRegistry(
     new KlaviyoProcessor(deps),
     new SendGridProcessor(deps),
     new IterableProcessor(deps),
+    new BeehiivProcessor(deps),
   ];
   if (config.sandbox.enabled) {
     processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));

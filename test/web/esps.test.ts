@@ -9,6 +9,7 @@ import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
 import { escapeHtml } from '../../src/lib/html';
 import type { ProcessorHarness } from '../processors/harness';
+import { beehiivHarness } from '../processors/beehiiv-harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
 import { klaviyoHarness } from '../processors/klaviyo-harness';
@@ -50,6 +51,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['klaviyo', klaviyoHarness],
   ['sendgrid', () => sendgridHarness()],
   ['iterable', () => iterableHarness()],
+  ['beehiiv', () => beehiivHarness()],
 ];
 
 describe('connecting the real ESPs through the web flow (against their fakes)', function () {

@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { ProcessorHarness } from '../processors/harness';
+import { beehiivHarness } from '../processors/beehiiv-harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
 import { klaviyoHarness } from '../processors/klaviyo-harness';
@@ -20,6 +21,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['Klaviyo', klaviyoHarness],
   ['SendGrid', () => sendgridHarness({ jobPollMs: 5 })],
   ['Iterable', () => iterableHarness({ jobPollMs: 5 })],
+  ['beehiiv', beehiivHarness],
 ];
 
 describe('a daily run with each real ESP processor (against its fake)', function () {
