@@ -127,6 +127,8 @@ export class BeehiivFake {
   readonly requests: Recorded[] = [];
   /** The states a job answers, one per poll, the last for good. */
   jobStates: Array<Job['status']> = ['pending', 'processing', 'complete'];
+  /** Answer subscription pages as the pagination guide shows them (cursor under `pagination`). */
+  nestCursor = false;
   private server!: http.Server;
   url = '';
 
@@ -310,7 +312,13 @@ export class BeehiivFake {
     }
     const slice = publication.subscriptions.slice(from, from + limit);
     const more = from + limit < publication.subscriptions.length;
+    const cursorFields = {
+      limit,
+      has_more: more,
+      next_cursor: more ? Buffer.from(`after:${from + limit}`).toString('base64url') : null,
+    };
     return {
+      ...(this.nestCursor ? { pagination: cursorFields } : cursorFields),
       data: slice.map((s) => ({
         id: s.id,
         email: s.email,
@@ -325,9 +333,6 @@ export class BeehiivFake {
             }
           : {}),
       })),
-      limit,
-      has_more: more,
-      next_cursor: more ? Buffer.from(`after:${from + limit}`).toString('base64url') : null,
     };
   }
 

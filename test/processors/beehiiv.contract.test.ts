@@ -113,6 +113,7 @@ describe('beehiiv processor', function () {
     const query = new URL(req!.url, 'http://x').searchParams;
     assert.equal(query.get('limit'), '100');
     assert.deepEqual(query.getAll('expand[]'), ['custom_fields']);
+    assert.equal(query.get('status'), null, 'every subscription, whatever its status');
     const full = await h.processor.listPage(target, undefined, 'full');
     assert.deepEqual(full.contacts[0], { contactId: seeded[0], currentValue: 'held-value-0123456789' });
     let cursor: string | undefined = first.nextCursor;
@@ -123,6 +124,24 @@ describe('beehiiv processor', function () {
       cursor = page.nextCursor;
     }
     assert.deepEqual(rest, seeded.slice(100));
+  });
+
+  it('reads the cursor at the top level (API reference) or under pagination (pagination guide)', async () => {
+    const target = await h.connectWithApiKey();
+    const seeded = await h.seed(target, 150);
+    h.fake.nestCursor = true;
+    try {
+      const first = await h.processor.listPage(target, undefined, 'full');
+      assert.ok(first.nextCursor);
+      const second = await h.processor.listPage(target, first.nextCursor, 'full');
+      assert.equal(second.nextCursor, undefined);
+      assert.deepEqual(
+        [...first.contacts, ...second.contacts].map((c) => c.contactId),
+        seeded,
+      );
+    } finally {
+      h.fake.nestCursor = false;
+    }
   });
 
   it('writes a batch as one bulk update job, followed to the end, each row once', async () => {

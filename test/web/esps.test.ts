@@ -158,6 +158,8 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
     );
     assert.match(bare, /Signing in with HubSpot is not set up on this server.*ESPRESSO_HUBSPOT_CLIENT_ID/);
     assert.doesNotMatch(bare, /Signing in with (Klaviyo|SendGrid|Iterable)/);
+    assert.match(bare, /href="\/auth\/beehiiv\/key"/);
+    assert.doesNotMatch(bare, /href="\/auth\/beehiiv\/start"|Signing in with beehiiv/);
 
     const withApps = await page({
       ESPRESSO_MAILCHIMP_CLIENT_ID: 'mc-client',
