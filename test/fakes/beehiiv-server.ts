@@ -127,6 +127,8 @@ export class BeehiivFake {
   readonly requests: Recorded[] = [];
   /** The states a job answers, one per poll, the last for good. */
   jobStates: Array<Job['status']> = ['pending', 'processing', 'complete'];
+  /** Error log lines that do not name the subscription they are about. */
+  anonymousErrors = false;
   /** Answer subscription pages as the pagination guide shows them (cursor under `pagination`). */
   nestCursor = false;
   private server!: http.Server;
@@ -398,7 +400,8 @@ export class BeehiivFake {
         continue;
       }
       if (publication.refused.has(subscription.id)) {
-        job.errorLog.push(`Subscription ${subscription.id} could not be updated: subscription is locked`);
+        const who = this.anonymousErrors ? 'A subscription' : `Subscription ${subscription.id}`;
+        job.errorLog.push(`${who} could not be updated: subscription is locked`);
         continue;
       }
       const unknown = (row.custom_fields ?? []).find((f) => !publication.customFields.has(f.name));

@@ -182,6 +182,28 @@ describe('beehiiv processor', function () {
     );
   });
 
+  it('isolates the row of an error log line that names no subscription, and writes the others', async () => {
+    const target = await h.connectWithApiKey();
+    await h.processor.maintain(target);
+    const seeded = await h.seed(target, 6);
+    h.publicationOf(target).refused.add(seeded[2]!);
+    h.fake.anonymousErrors = true;
+    try {
+      const updates = seeded.map((contactId) => ({ contactId, value: value() }));
+      const results = await h.processor.writeValues(target, updates);
+      assert.deepEqual(
+        results.filter((r) => r.status === 'rejected').map((r) => r.contactId),
+        [seeded[2]],
+      );
+      assert.match((results[2] as { reason: string }).reason, /A subscription could not be updated/);
+      for (const [i, u] of updates.entries()) {
+        assert.equal(await h.valueOf(target, u.contactId), i === 2 ? undefined : u.value);
+      }
+    } finally {
+      h.fake.anonymousErrors = false;
+    }
+  });
+
   it('isolates the row that fails a whole job, so the other rows are written', async () => {
     const target = await h.connectWithApiKey();
     await h.processor.maintain(target);
@@ -236,7 +258,7 @@ describe('beehiiv processor', function () {
     organization.window = { minute: 0, count: 0 };
   });
 
-  it('has a fake that refuses what beehiiv refuses: bulk updates over 1,000, unknown keys, limits over 100', async () => {
+  it('has a fake that refuses what beehiiv refuses: bulk updates over 1,000, unknown keys, limits over 100, a second field of one name', async () => {
     const target = await h.connectWithApiKey();
     const { apiKey } = JSON.parse(await h.secrets.get(target.credentialsSecretId)) as { apiKey: string };
     const base = `${h.fake.url}/publications/${target.espListId}`;
@@ -267,6 +289,9 @@ describe('beehiiv processor', function () {
         .status,
       400,
     );
+    const field = JSON.stringify({ kind: 'string', display: 'twice' });
+    assert.equal((await ask('/custom_fields', { method: 'POST', body: field })).status, 200);
+    assert.equal((await ask('/custom_fields', { method: 'POST', body: field })).status, 400);
   });
 
   it('sent no request the fake refuses as malformed (400)', () => {
