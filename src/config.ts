@@ -103,6 +103,8 @@ export const envSchema = z.object({
   ESPRESSO_MAILCHIMP_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_HUBSPOT_CLIENT_ID: z.string().min(1).optional(),
   ESPRESSO_HUBSPOT_CLIENT_SECRET: z.string().min(1).optional(),
+  ESPRESSO_BEEHIIV_CLIENT_ID: z.string().min(1).optional(),
+  ESPRESSO_BEEHIIV_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_SANDBOX_PORT: port.default(4010),
@@ -179,7 +181,7 @@ export interface AppConfig {
 }
 
 /** ESPs whose publishers can sign in with OAuth once espresso's app is registered with them. */
-export const OAUTH_ESPS = ['mailchimp', 'hubspot'] as const;
+export const OAUTH_ESPS = ['mailchimp', 'hubspot', 'beehiiv'] as const;
 export type OAuthEsp = (typeof OAUTH_ESPS)[number];
 
 /** Where an ESP sends the browser back after consent: the redirect URI registered with its OAuth app. */

@@ -11,8 +11,12 @@ import { heldValue, listedContact } from './kit/values';
 import type * as P from './types';
 
 export interface BeehiivOptions extends JobPollOptions {
+  /** espresso's OAuth app registered with beehiiv; without it publishers connect with API keys. */
+  oauth?: { clientId: string; clientSecret: string };
   /** Default https://api.beehiiv.com/v2 (one API host for every workspace). */
   apiBaseUrl?: string;
+  /** Where beehiiv's OAuth endpoints live (default https://app.beehiiv.com). */
+  authBaseUrl?: string;
   /** How long one bulk update job is followed before the batch is retried (default 10 min). */
   jobWaitMs?: number;
 }
@@ -56,28 +60,56 @@ const bulkUpdate = z.object({
 });
 type BulkUpdate = z.output<typeof bulkUpdate>['data'];
 
+/** What espresso asks an OAuth grant for: read publications, read and create fields, read and update subscriptions. */
+export const BEEHIIV_SCOPES = [
+  'publications:read',
+  'custom_fields:read',
+  'custom_fields:write',
+  'subscriptions:read',
+  'subscriptions:write',
+];
+
 export class BeehiivProcessor extends BaseProcessor {
-  readonly descriptor: P.ProcessorDescriptor = {
-    id: 'beehiiv',
-    displayName: 'beehiiv',
-    apiKey: { label: 'beehiiv API key' },
-    // PUT /subscriptions/bulk_actions takes at most 1,000 subscriptions.
-    maxBatchSize: 1000,
-    // beehiiv's own pacing example keeps 5 requests in flight; espresso keeps 4.
-    concurrency: 4,
-    // 180 requests a minute per organization, shared by every key of the workspace: espresso takes
-    // 120 (2/s), leaving a third to the publisher's other integrations (Zapier, Make, forms).
-    rateLimit: { requests: 2, perMs: 1000 },
-    mergeTag: (field) => `{{${field}}}`,
-    // A custom field is named by its display text; espresso keeps to names every template reads.
-    field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
-  };
+  readonly descriptor: P.ProcessorDescriptor;
 
   constructor(
     deps: ProcessorDeps,
     private readonly options: BeehiivOptions = {},
   ) {
     super(deps);
+    this.descriptor = {
+      id: 'beehiiv',
+      displayName: 'beehiiv',
+      ...(this.options.oauth
+        ? {
+            oauth2: {
+              authorizeUrl: `${this.authBase()}/oauth/authorize`,
+              tokenUrl: `${this.authBase()}/oauth/token`,
+              scopes: BEEHIIV_SCOPES,
+              pkce: true,
+              clientId: this.options.oauth.clientId,
+              clientSecret: this.options.oauth.clientSecret,
+              // Access tokens last two hours.
+              refreshMarginMs: 5 * 60_000,
+            },
+          }
+        : {}),
+      apiKey: { label: 'beehiiv API key' },
+      // PUT /subscriptions/bulk_actions takes at most 1,000 subscriptions.
+      maxBatchSize: 1000,
+      // beehiiv's own pacing example keeps 5 requests in flight; espresso keeps 4.
+      concurrency: 4,
+      // 180 requests a minute per organization, shared by every key of the workspace: espresso takes
+      // 120 (2/s), leaving a third to the publisher's other integrations (Zapier, Make, forms).
+      rateLimit: { requests: 2, perMs: 1000 },
+      mergeTag: (field) => `{{${field}}}`,
+      // A custom field is named by its display text; espresso keeps to names every template reads.
+      field: { maxLength: 64, case: 'preserve', allowed: /[A-Za-z0-9_]/ },
+    };
+  }
+
+  private authBase(): string {
+    return (this.options.authBaseUrl ?? 'https://app.beehiiv.com').replace(/\/$/, '');
   }
 
   protected baseUrl(target?: Pick<P.ProcessorTarget, 'apiBaseUrl'>): string {
@@ -97,7 +129,7 @@ export class BeehiivProcessor extends BaseProcessor {
       if (answer.data.length < PAGE_SIZE || page >= (answer.total_pages ?? page)) break;
     }
     if (found.length === 0) {
-      throw new RequestRejectedError('this beehiiv API key has access to no publication');
+      throw new RequestRejectedError('this beehiiv key or sign-in has access to no publication');
     }
     const organization = found.find((p) => p.organization_name)?.organization_name?.trim();
     const first = [...found].sort((a, b) => a.id.localeCompare(b.id))[0]!;

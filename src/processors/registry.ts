@@ -45,7 +45,7 @@ export function createProcessorRegistry(
     new KlaviyoProcessor(deps),
     new SendGridProcessor(deps),
     new IterableProcessor(deps),
-    new BeehiivProcessor(deps),
+    new BeehiivProcessor(deps, { oauth: config.oauthApps.beehiiv }),
   ];
   if (config.sandbox.enabled) {
     processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { closeServer, listenLocal } from '../support/listen';
+import { BeehiivOAuth, OAuthFail } from './beehiiv-oauth';
 
 export interface FakeSubscription {
   id: string;
@@ -124,6 +125,11 @@ export class BeehiivFake {
   /** API key -> its organization, and the publications it may see (undefined: all of them). */
   readonly keys = new Map<string, { organization: FakeOrganization; only?: Set<string> }>();
   readonly jobs = new Map<string, Job>();
+  /** The OAuth2 server (under /oauth), and whose workspace consents next (default: a new one). */
+  readonly oauth = new BeehiivOAuth();
+  consentOrganization?: FakeOrganization;
+  /** The host of the OAuth endpoints (the API is under `url`, `<origin>/v2`). */
+  origin = '';
   readonly requests: Recorded[] = [];
   /** The states a job answers, one per poll, the last for good. */
   jobStates: Array<Job['status']> = ['pending', 'processing', 'complete'];
@@ -167,7 +173,8 @@ export class BeehiivFake {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => this.handle(req, Buffer.concat(chunks), res));
     });
-    this.url = `${await listenLocal(this.server)}/v2`;
+    this.origin = await listenLocal(this.server);
+    this.url = `${this.origin}/v2`;
     return this;
   }
 
@@ -184,6 +191,7 @@ export class BeehiivFake {
       res.writeHead(status, headers);
       res.end(JSON.stringify(body));
     };
+    if (req.url!.startsWith('/oauth/')) return this.handleOAuth(req, raw, res, record);
     try {
       let body: unknown;
       if (req.method === 'POST' || req.method === 'PUT') {
@@ -197,9 +205,14 @@ export class BeehiivFake {
         }
         record.body = body;
       }
-      const auth = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
-      const key = auth ? this.keys.get(auth) : undefined;
+      const auth = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
+      const token = this.oauth.bearer(auth);
+      const key = this.keys.get(auth) ?? token;
       if (!key) throw new Fail(401, 'unauthorized', 'Invalid or missing API key');
+      const path = new URL(req.url!, 'http://x').pathname;
+      if (token && !token.scopes.includes(scopeFor(req.method!, path))) {
+        throw new Fail(403, 'forbidden', `The token lacks the ${scopeFor(req.method!, path)} scope`);
+      }
       const { organization } = key;
       const now = Date.now();
       const minute = Math.floor(now / 60_000);
@@ -221,6 +234,36 @@ export class BeehiivFake {
         statusText: STATUS_TEXT[err.status] ?? 'Error',
         errors: [{ message: err.message, code: err.code }],
       });
+    }
+  }
+
+  private handleOAuth(req: http.IncomingMessage, raw: Buffer, res: http.ServerResponse, record: Recorded) {
+    const url = new URL(req.url!, 'http://x');
+    try {
+      if (req.method === 'GET' && url.pathname === '/oauth/authorize') {
+        let organization = this.consentOrganization;
+        if (!organization) {
+          organization = this.addOrganization(1).organization;
+        }
+        record.status = 302;
+        res.writeHead(302, { location: this.oauth.authorize(url.searchParams, organization) });
+        return void res.end();
+      }
+      if (req.method === 'POST' && url.pathname === '/oauth/token') {
+        if (!String(req.headers['content-type']).startsWith('application/x-www-form-urlencoded')) {
+          throw new OAuthFail(400, 'invalid_request', 'Send the parameters form-encoded');
+        }
+        const answer = this.oauth.token(new URLSearchParams(raw.toString('utf8')));
+        record.status = 200;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(answer));
+      }
+      throw new OAuthFail(404, 'not_found', 'No such OAuth endpoint');
+    } catch (err) {
+      if (!(err instanceof OAuthFail)) throw err;
+      record.status = err.status;
+      res.writeHead(err.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: err.error, error_description: err.message }));
     }
   }
 
@@ -452,4 +495,11 @@ function object(value: unknown, allowed: Set<string>): Record<string, unknown> {
   for (const k of Object.keys(value))
     if (!allowed.has(k)) throw new Fail(400, 'invalid_parameter', `Unknown field ${k}`);
   return value as Record<string, unknown>;
+}
+
+/** The scope an OAuth token needs for a request: its resource, read for GET and write otherwise. */
+function scopeFor(method: string, path: string): string {
+  const resource = /\/(custom_fields|subscriptions|bulk_subscription_updates)\b/.exec(path)?.[1];
+  const name = resource === 'bulk_subscription_updates' ? 'subscriptions' : (resource ?? 'publications');
+  return `${name}:${method === 'GET' ? 'read' : 'write'}`;
 }

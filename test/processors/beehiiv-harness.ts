@@ -34,14 +34,24 @@ export async function beehiivHarness(options: BeehiivOptions = {}): Promise<
   const fake = await new BeehiivFake().start();
   const dir = await tempDir();
   const secrets = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
-  const settings = { apiBaseUrl: fake.url, jobPollMs: 5, ...options };
+  const settings: BeehiivOptions = {
+    apiBaseUrl: fake.url,
+    authBaseUrl: fake.origin,
+    oauth: { clientId: fake.oauth.client.id, clientSecret: fake.oauth.client.secret },
+    jobPollMs: 5,
+    ...options,
+  };
   const processor = new FastBeehiivProcessor({ secrets }, settings);
   const pacedProcessor = new BeehiivProcessor({ secrets }, settings);
   const publications = new Map<string, FakePublication>();
   const publicationOf = (target: ProcessorTarget) => publications.get(target.id)!;
 
-  const connect = async (apiKey: string, publication: FakePublication): Promise<ProcessorTarget> => {
-    const { credentials, account } = await processor.connectWithApiKey(apiKey);
+  const connect = async (apiKey: string, publication: FakePublication): Promise<ProcessorTarget> =>
+    newTarget(await processor.connectWithApiKey(apiKey), publication);
+  const newTarget = async (
+    { credentials, account }: Awaited<ReturnType<BeehiivProcessor['connectWithApiKey']>>,
+    publication: FakePublication,
+  ): Promise<ProcessorTarget> => {
     const suffix = randomBytes(4).toString('hex');
     const target: ProcessorTarget = {
       id: `cfg_${suffix}0000`,
@@ -73,6 +83,28 @@ export async function beehiivHarness(options: BeehiivOptions = {}): Promise<
       organization.perMinute *= SPEEDUP;
       return connect(apiKey, publication!);
     },
+    async connectWithOAuth() {
+      const {
+        organization,
+        publications: [publication],
+      } = fake.addOrganization(1);
+      organization.perMinute *= SPEEDUP;
+      fake.consentOrganization = organization;
+      const redirectUri = 'http://127.0.0.1:9/auth/beehiiv/callback';
+      const { url, codeVerifier } = processor.authorizationRequest(redirectUri, 'state-1');
+      const consent = await fetch(url, { redirect: 'manual' });
+      fake.consentOrganization = undefined;
+      if (consent.status !== 302) throw new Error(`consent answered ${consent.status}`);
+      const code = new URL(consent.headers.get('location')!).searchParams.get('code')!;
+      return newTarget(await processor.completeAuthorization(code, redirectUri, codeVerifier), publication!);
+    },
+    async expireAccessTokens(target) {
+      fake.oauth.expireAccessTokens(publicationOf(target).organization);
+    },
+    async revokeGrants(target) {
+      fake.oauth.revokeGrants(publicationOf(target).organization);
+    },
+    tokenGrants: () => fake.oauth.grants,
     async seed(target, contacts) {
       return publicationOf(target).seed(contacts);
     },
