@@ -205,8 +205,11 @@ export class BeehiivProcessor extends BaseProcessor {
     const unnamed = lines.filter((l) => !batch.some((u) => l.includes(u.contactId)));
     if (job.status === 'failed' || unnamed.length > 0) {
       const rows = batch.flatMap((u, i) => (reasons.has(u.contactId) ? [i] : []));
-      const why = job.failure_reason || unnamed[0] || lines[0] || 'no reason given';
-      throw new RequestRejectedError(`beehiiv's bulk update ${job.status}: ${why}`, undefined, rows);
+      const why =
+        job.status === 'failed'
+          ? `beehiiv's bulk update failed: ${job.failure_reason || lines[0] || 'no reason given'}`
+          : `beehiiv's bulk update refused a row: ${unnamed[0]}`;
+      throw new RequestRejectedError(why, undefined, rows);
     }
     return batch.map(({ contactId }): P.ContactResult => {
       const reason = reasons.get(contactId);

@@ -444,7 +444,7 @@ export class BeehiivFake {
       }
       if (publication.refused.has(subscription.id)) {
         const who = this.anonymousErrors ? 'A subscription' : `Subscription ${subscription.id}`;
-        job.errorLog.push(`${who} could not be updated: subscription is locked`);
+        job.errorLog.push(`${who} (${subscription.email}) could not be updated: subscription is locked`);
         continue;
       }
       const unknown = (row.custom_fields ?? []).find((f) => !publication.customFields.has(f.name));
