@@ -29,11 +29,11 @@ const MAX_PUBLICATION_PAGES = 20;
 
 const offsetPage = { page: z.number().int().nullish(), total_pages: z.number().int().nullish() };
 const publications = z.object({
-  data: z.array(
-    z.object({ id: z.string().min(1), name: z.string().nullish(), organization_name: z.string().nullish() }),
-  ),
+  data: z.array(z.object({ id: z.string().min(1), name: z.string().nullish() })),
   ...offsetPage,
 });
+// The workspace also carries its owner's email, which espresso never reads.
+const workspace = z.object({ data: z.object({ id: z.string().min(1), name: z.string().nullish() }) });
 const customFields = z.object({
   data: z.array(z.object({ id: z.string().min(1), display: z.string() })),
   ...offsetPage,
@@ -60,8 +60,9 @@ const bulkUpdate = z.object({
 });
 type BulkUpdate = z.output<typeof bulkUpdate>['data'];
 
-/** What espresso asks an OAuth grant for: read publications, read and create fields, read and update subscriptions. */
+/** What espresso asks an OAuth grant for: name the workspace, read publications, read and create fields, read and update subscriptions. */
 export const BEEHIIV_SCOPES = [
+  'identify:read',
   'publications:read',
   'custom_fields:read',
   'custom_fields:write',
@@ -117,27 +118,23 @@ export class BeehiivProcessor extends BaseProcessor {
   }
 
   /**
-   * GET /publications: the publications the key sees are the lists. The rate limit is the
-   * organization's, so the account is the organization (by name: the API gives no organization id).
+   * GET /workspaces/identify names the workspace (the organization whose rate limit every key and
+   * token shares: espresso's account); GET /publications lists the publications the key sees.
    */
   protected async validateCredentials(call: EspCall): Promise<P.AccountInfo> {
-    const found: z.output<typeof publications>['data'] = [];
+    const { body } = await call({ method: 'GET', url: '/workspaces/identify' });
+    const { id, name } = expectShape(workspace, body, 'beehiiv', 'GET /workspaces/identify').data;
+    const lists: P.AccountInfo['lists'] = [];
     for (let page = 1; page <= MAX_PUBLICATION_PAGES; page++) {
       const { body } = await call({ method: 'GET', url: '/publications', query: { limit: PAGE_SIZE, page } });
       const answer = expectShape(publications, body, 'beehiiv', 'GET /publications');
-      found.push(...answer.data);
+      lists.push(...answer.data.map((p) => ({ id: p.id, name: p.name || p.id })));
       if (answer.data.length < PAGE_SIZE || page >= (answer.total_pages ?? page)) break;
     }
-    if (found.length === 0) {
+    if (lists.length === 0) {
       throw new RequestRejectedError('this beehiiv key or sign-in has access to no publication');
     }
-    const organization = found.find((p) => p.organization_name)?.organization_name?.trim();
-    const first = [...found].sort((a, b) => a.id.localeCompare(b.id))[0]!;
-    return {
-      accountId: organization ? `org:${organization}`.slice(0, 200) : first.id,
-      accountLabel: organization || first.name || first.id,
-      lists: found.map((p) => ({ id: p.id, name: p.name || p.id })),
-    };
+    return { accountId: id, accountLabel: name || id, lists };
   }
 
   /** Custom fields are per publication, found by their display name; a missing one is created. */

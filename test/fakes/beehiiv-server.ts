@@ -24,7 +24,11 @@ export class FakeOrganization {
   /** While set (epoch seconds), every request answers 429 with this RateLimit-Reset. */
   rateLimitedUntil?: number;
   window = { minute: 0, count: 0 };
-  constructor(readonly name: string) {}
+  readonly id = `work_${randomUUID()}`;
+  constructor(
+    readonly name: string,
+    readonly ownerEmail: string,
+  ) {}
 }
 
 export class FakePublication {
@@ -146,7 +150,8 @@ export class BeehiivFake {
     apiKey: string;
     publications: FakePublication[];
   } {
-    const organization = new FakeOrganization(`Organization ${this.organizations.length + 1}`);
+    const n = this.organizations.length + 1;
+    const organization = new FakeOrganization(`Organization ${n}`, `owner${n}@example.com`);
     this.organizations.push(organization);
     const pubs = Array.from({ length: publications }, (_, i) =>
       this.addPublication(organization, `Newsletter ${i + 1}`),
@@ -274,6 +279,11 @@ export class BeehiivFake {
     body: unknown,
   ): unknown {
     const path = url.pathname.replace(/^\/v2/, '');
+    if (method === 'GET' && path === '/workspaces/identify') {
+      noQuery(url);
+      const o = key.organization;
+      return { data: { id: o.id, name: o.name, owner_email: o.ownerEmail } };
+    }
     if (method === 'GET' && path === '/publications') {
       const { limit, page } = offsetQuery(url, LIST_QUERY);
       const all = [...this.publications.values()].filter(
@@ -499,6 +509,7 @@ function object(value: unknown, allowed: Set<string>): Record<string, unknown> {
 
 /** The scope an OAuth token needs for a request: its resource, read for GET and write otherwise. */
 function scopeFor(method: string, path: string): string {
+  if (path.endsWith('/workspaces/identify')) return 'identify:read';
   const resource = /\/(custom_fields|subscriptions|bulk_subscription_updates)\b/.exec(path)?.[1];
   const name = resource === 'bulk_subscription_updates' ? 'subscriptions' : (resource ?? 'publications');
   return `${name}:${method === 'GET' ? 'read' : 'write'}`;

@@ -66,11 +66,11 @@ describe('beehiiv processor', function () {
     assert.ok(results.every((r) => r.status === 'updated'));
   });
 
-  it("lists the key's publications as lists; the account is the organization, whichever key or publication", async () => {
+  it("lists the key's publications as lists; the account is the workspace, whichever key", async () => {
     const { organization, apiKey, publications } = h.fake.addOrganization(3);
     const { account } = await h.processor.connectWithApiKey(apiKey);
-    assert.equal(account.accountId, `org:${organization.name}`);
-    assert.equal(account.accountLabel, organization.name);
+    assert.equal(account.accountId, organization.id);
+    assert.equal(account.accountLabel, organization.name, "the workspace's name, never its owner's email");
     assert.deepEqual(
       account.lists,
       publications.map((p) => ({ id: p.id, name: p.name })),
