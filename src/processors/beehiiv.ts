@@ -1,5 +1,5 @@
-// beehiiv (API v2): a workspace API key, publications as lists, a subscription custom field written
-// by bulk subscription updates (an asynchronous job with an error log). See docs/esps/beehiiv.md for
+// beehiiv (API v2): a workspace API key or OAuth, publications as lists, a subscription custom field
+// written by bulk subscription updates (an asynchronous job with an error log). See docs/esps/beehiiv.md for
 // the vendor facts and the points where espresso chose what the reference leaves open.
 import { z } from 'zod';
 import { BaseProcessor } from './base-processor';
