@@ -112,6 +112,8 @@ export const envSchema = z.object({
   ESPRESSO_HUBSPOT_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_KIT_CLIENT_ID: z.string().min(1).optional(),
   ESPRESSO_KIT_CLIENT_SECRET: z.string().min(1).optional(),
+  ESPRESSO_BEEHIIV_CLIENT_ID: z.string().min(1).optional(),
+  ESPRESSO_BEEHIIV_CLIENT_SECRET: z.string().min(1).optional(),
   ESPRESSO_SANDBOX_ENABLED: bool.default(true),
   ESPRESSO_SANDBOX_HOST: z.string().min(1).default('127.0.0.1'),
   ESPRESSO_SANDBOX_PORT: port.default(4010),
@@ -190,10 +192,9 @@ export interface AppConfig {
 }
 
 /** ESPs whose publishers can sign in with OAuth once espresso's app is registered with them. */
-export const OAUTH_ESPS = ['mailchimp', 'hubspot', 'kit'] as const;
+export const OAUTH_ESPS = ['mailchimp', 'hubspot', 'kit', 'beehiiv'] as const;
 export type OAuthEsp = (typeof OAUTH_ESPS)[number];
 
-/** Where an ESP sends the browser back after consent: the redirect URI registered with its OAuth app. */
 /**
  * The Sandbox processor's limits: the named profile's (ESPRESSO_SANDBOX_CLIENT_PROFILE), with any
  * figure set on its own taking precedence; without a profile, 1,000 requests/s and 8 in flight.
@@ -215,6 +216,7 @@ function sandboxClient(e: Env): SandboxClientLimits {
   };
 }
 
+/** Where an ESP sends the browser back after consent: the redirect URI registered with its OAuth app. */
 export function oauthRedirectUri(publicUrl: string, esp: string): string {
   return `${publicUrl}/auth/${encodeURIComponent(esp)}/callback`;
 }

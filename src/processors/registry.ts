@@ -1,6 +1,7 @@
 import type { AppConfig } from '../config';
 import type { BaseProcessor, ProcessorDeps } from './base-processor';
 import { BrevoProcessor } from './brevo';
+import { BeehiivProcessor } from './beehiiv';
 import { HubSpotProcessor } from './hubspot';
 import { IterableProcessor } from './iterable';
 import { KitProcessor } from './kit-esp';
@@ -48,6 +49,7 @@ export function createProcessorRegistry(
     new IterableProcessor(deps),
     new KitProcessor(deps, { oauth: config.oauthApps.kit }),
     new BrevoProcessor(deps),
+    new BeehiivProcessor(deps, { oauth: config.oauthApps.beehiiv }),
   ];
   if (config.sandbox.enabled) {
     processors.push(new SandboxProcessor(deps, { url: config.sandbox.url, ...config.sandbox.client }));

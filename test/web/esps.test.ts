@@ -3,13 +3,14 @@
 // page with and without the apps configured.
 import { strict as assert } from 'node:assert';
 import request from 'supertest';
-import { loadConfig } from '../../src/config';
+import { loadConfig, OAUTH_ESPS } from '../../src/config';
 import { createProcessorRegistry, ProcessorRegistry } from '../../src/processors/registry';
 import type { Configuration, Stores } from '../../src/storage';
 import { createApp } from '../../src/web/app';
 import { escapeHtml } from '../../src/lib/html';
 import { brevoHarness } from '../processors/brevo-harness';
 import type { ProcessorHarness } from '../processors/harness';
+import { beehiivHarness } from '../processors/beehiiv-harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
 import { kitHarness } from '../processors/kit-harness';
@@ -54,6 +55,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['iterable', () => iterableHarness()],
   ['kit', kitHarness],
   ['brevo', brevoHarness],
+  ['beehiiv', () => beehiivHarness()],
 ];
 
 describe('connecting the real ESPs through the web flow (against their fakes)', function () {
@@ -108,7 +110,7 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
   }
 
   for (const [esp, makeHarness] of harnesses.filter(([esp]) =>
-    ['mailchimp', 'hubspot', 'kit'].includes(esp),
+    (OAUTH_ESPS as readonly string[]).includes(esp),
   )) {
     it(`${esp}: the OAuth round trip (start, the ESP's consent, callback) saves tokens and the account`, async () => {
       const h = await makeHarness();
@@ -163,6 +165,9 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
     assert.match(bare, /Signing in with HubSpot is not set up on this server.*ESPRESSO_HUBSPOT_CLIENT_ID/);
     assert.match(bare, /Signing in with Kit is not set up on this server.*ESPRESSO_KIT_CLIENT_ID/);
     assert.doesNotMatch(bare, /Signing in with (Klaviyo|SendGrid|Iterable|Brevo)/);
+    assert.match(bare, /href="\/auth\/beehiiv\/key"/);
+    assert.doesNotMatch(bare, /href="\/auth\/beehiiv\/start"/);
+    assert.match(bare, /Signing in with beehiiv is not set up on this server.*ESPRESSO_BEEHIIV_CLIENT_ID/);
 
     const withApps = await page({
       ESPRESSO_MAILCHIMP_CLIENT_ID: 'mc-client',
@@ -171,7 +176,10 @@ describe('connecting the real ESPs through the web flow (against their fakes)', 
       ESPRESSO_HUBSPOT_CLIENT_SECRET: 'hs-secret',
       ESPRESSO_KIT_CLIENT_ID: 'kit-client',
       ESPRESSO_KIT_CLIENT_SECRET: 'kit-secret',
+      ESPRESSO_BEEHIIV_CLIENT_ID: 'bh-client',
+      ESPRESSO_BEEHIIV_CLIENT_SECRET: 'bh-secret',
     });
+    assert.match(withApps, /href="\/auth\/beehiiv\/start"/);
     assert.match(withApps, /href="\/auth\/mailchimp\/start"/);
     assert.match(withApps, /href="\/auth\/hubspot\/start"/);
     assert.match(withApps, /href="\/auth\/kit\/start"/);

@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import { brevoHarness } from '../processors/brevo-harness';
 import type { ProcessorHarness } from '../processors/harness';
+import { beehiivHarness } from '../processors/beehiiv-harness';
 import { hubspotHarness } from '../processors/hubspot-harness';
 import { iterableHarness } from '../processors/iterable-harness';
 import { kitHarness } from '../processors/kit-harness';
@@ -29,6 +30,7 @@ const harnesses: Array<[string, () => Promise<ProcessorHarness>]> = [
   ['Kit (API key: one update per subscriber)', kit],
   ['Kit (OAuth: bulk updates)', () => kit().then((h) => ({ ...h, connectWithApiKey: h.connectWithOAuth! }))],
   ['Brevo', brevoHarness],
+  ['beehiiv', beehiivHarness],
 ];
 
 describe('a daily run with each real ESP processor (against its fake)', function () {
