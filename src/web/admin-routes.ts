@@ -25,6 +25,7 @@ import { revokeLinks } from '../publisher-link';
 import { refused } from './refused';
 import { runRoutes, temporalRunUrl } from './run-routes';
 import { configurationPath, runPath } from './run-views';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const ACTIONS = ['run', 'dry-run', 'disable', 'enable', 'revoke-link'] as const;
@@ -140,12 +141,7 @@ ${await recentActions(deps.stores.blobs)}
   });
 
   router.post('/admin/configurations/:id/:action', postLimiter, async (req, res) => {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const id = configurationIdSchema.safeParse(req.params.id);
     const action = ACTIONS.find((a) => a === req.params.action);
     if (!id.success || !action)

@@ -9,6 +9,7 @@ import { configurationIdSchema, NotFoundError, type Configuration } from '../sto
 import type { WebDeps } from './app';
 import { h, hidden, page } from './pages';
 import { linkValid } from '../publisher-link';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const RECENT_RUNS = 10;
@@ -91,12 +92,7 @@ ${disconnected ? '' : `<p><a id="disconnect" href="${h(`${req.path}/disconnect`)
   }
 
   async function disconnect(req: Request, res: Response) {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Go back and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const c = await linked(req, res);
     if (!c) return;
     // Disabled first: no run starts without credentials to use. An operator's disable is kept as

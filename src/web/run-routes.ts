@@ -21,6 +21,7 @@ import { h, hidden, page } from './pages';
 import { publisherUrl } from '../publisher-link';
 import { refused } from './refused';
 import * as view from './run-views';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 import { temporalClient } from './temporal-client';
 
@@ -189,12 +190,7 @@ ${view.rejectedTable(rejected, contact, next)}`;
   }
 
   async function startRetry(req: Request, res: Response) {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Reload the run page and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const found = await runOf(req, res);
     if (!found) return;
     const { configuration: c, summary: s } = found;
