@@ -1,7 +1,7 @@
 import { dataConverter } from '../src/codec';
 import { randomBytes } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
-import type { ActivityDeps } from '../src/activities';
+import type { ActivityDeps } from '../src/activities/deps';
 import { newValue } from '../src/activities/export-listing';
 import { saveConnection } from '../src/connect';
 import { ProcessorRegistry } from '../src/processors/registry';

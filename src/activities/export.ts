@@ -1,8 +1,8 @@
 // The export activities: a run's contacts that need a value, listed from the ESP into chunk files
 // of its folder (export-listing.ts), resumable from the folder's progress file (export-folder.ts).
 import { Context } from '@temporalio/activity';
-import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import type { ActivityDeps } from './deps';
+import { loadTarget } from './deps';
 import type { ListMode } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { CorruptDataError } from '../storage';

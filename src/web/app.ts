@@ -1,51 +1,20 @@
-import type { Connection } from '@temporalio/client';
 import cookieParser from 'cookie-parser';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { AlertSender } from '../alerts';
 import type { Logger } from '../logger';
 import { createLogger } from '../logger';
-import type { ProcessorRegistry } from '../processors/registry';
-import type { Stores } from '../storage';
-import type { PayloadKeys } from '../codec';
-import { adminAuth, adminRoutes } from './admin-routes';
+import { adminAuth } from './admin-auth';
+import { adminRoutes } from './admin-routes';
 import { codecRoutes } from './codec-routes';
 import { connectRoutes } from './connect-routes';
-import { FailedAuthGuard, type FailedAuthOptions } from './failed-auth';
+import type { WebDeps } from './deps';
+import { FailedAuthGuard } from './failed-auth';
 import { checkDependencies } from './health';
 import { errorPage } from './error-pages';
 import { publisherRoutes } from './publisher-routes';
 import { Signer } from './security';
-
-export interface WebDeps {
-  stores: Stores;
-  processors: ProcessorRegistry;
-  /** Re-authorizing a configuration in needs_reauth sends a recovery alert. */
-  alerts?: AlertSender;
-  /** Lazily connected Temporal client connection (the web server starts even while Temporal is down). */
-  temporal: () => Promise<Connection>;
-  temporalNamespace: string;
-  temporalUiUrl: string;
-  /** Payload encryption keys: Temporal clients encrypt with them, and /codec decodes for the Web UI. */
-  payloadKeys: PayloadKeys;
-  web: {
-    publicUrl: string;
-    sessionSecret: string;
-    admin: { user?: string; password?: string; token?: string };
-    /** POST requests per IP per minute. */
-    postsPerMinute?: number;
-    /**
-     * Which proxies' X-Forwarded-For to believe (Express's `trust proxy`: a hop count or
-     * addresses). Default: none, so a client cannot pick the address its rate limit counts.
-     */
-    trustProxy?: false | number | string;
-    /** Lock-outs after failed admin and codec sign-ins (tests shorten them). */
-    failedAuth?: FailedAuthOptions;
-  };
-  log?: Logger;
-}
 
 function webMetrics() {
   const registry = new Registry();

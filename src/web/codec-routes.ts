@@ -7,8 +7,8 @@ import express, { Router, type NextFunction, type Request, type Response } from 
 import { z } from 'zod';
 import { codecPathToken, EncryptionCodec } from '../codec';
 import { same } from '../lib/same';
-import { isAdmin } from './admin-routes';
-import type { WebDeps } from './app';
+import { isAdmin } from './admin-auth';
+import type { WebDeps } from './deps';
 import type { FailedAuthGuard } from './failed-auth';
 
 const base64 = z

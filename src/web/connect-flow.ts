@@ -9,7 +9,7 @@ import { UnknownEspError } from '../processors/registry';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
-import type { WebDeps } from './app';
+import type { WebDeps } from './deps';
 import { otherEspConfiguration, unknownConfiguration, unknownEsp } from './connect-failures';
 import { h, hidden, page } from './pages';
 import { hashBinding, type PendingFlows } from './pending';

@@ -5,7 +5,7 @@ import { OAUTH_ESPS, oauthRedirectUri } from '../config';
 import type { Logger } from '../logger';
 import type { BaseProcessor } from '../processors/base-processor';
 import { configurationIdSchema } from '../storage';
-import type { WebDeps } from './app';
+import type { WebDeps } from './deps';
 import { claimFailure, espFailure, expired, failure } from './connect-failures';
 import { complete, processorFor, reauthorizable, save, type ConnectFlow } from './connect-flow';
 import { badRequest, formExpired } from './error-pages';

@@ -6,7 +6,7 @@ import { recordAudit } from '../audit/log';
 import { disabledByOperator, DISCONNECTED_BY_PUBLISHER } from '../connect';
 import { runHistory } from '../runs/history';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
-import type { WebDeps } from './app';
+import type { WebDeps } from './deps';
 import { h, hidden, page } from './pages';
 import { linkValid } from '../publisher-link';
 import { formExpired } from './error-pages';

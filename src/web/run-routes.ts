@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from '../runs/summaries';
 import { adminActor, recordAudit } from '../audit/log';
 import { withTimeout } from '../lib/timeout';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
@@ -16,7 +16,7 @@ import { csvHeader, csvLine, jsonLine, rejectedRows, resultCursorPattern, runRes
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { SyncProgress } from '../workflows/configuration-run';
-import type { WebDeps } from './app';
+import type { WebDeps } from './deps';
 import { h, hidden, page } from './pages';
 import { publisherUrl } from '../publisher-link';
 import { refused } from './refused';

@@ -1,6 +1,6 @@
 // HTML of the run history pages (src/web/run-routes.ts): a configuration's runs, and one run.
 // Every value goes through `h`.
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from '../runs/summaries';
 import { runNotes } from '../runs/report';
 import type { RejectedPage } from '../runs/results';
 import type { Configuration } from '../storage';

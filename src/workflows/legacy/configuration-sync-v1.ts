@@ -9,7 +9,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import type { RunSummary } from '../../activities/summary';
+import type { RunSummary } from '../../runs/summaries';
 import type { MaintenanceReport } from '../../processors/types';
 import { searchAttributes } from '../../temporal/constants';
 import { failureTypes } from '../../temporal/failure-types';
