@@ -1,7 +1,6 @@
 import type { ActivityDeps } from './deps';
 import { changeWithAlert, DEFAULT_ALERT_REJECTED_PERCENT, type Alert } from '../alerts';
 import type { Configuration } from '../storage';
-import type { ListMode, MaintenanceReport } from '../processors/types';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
 import { recordHistory } from '../runs/history';

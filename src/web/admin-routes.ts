@@ -1,5 +1,5 @@
 // /admin: every configuration with its last run, and what an operator does with one.
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { RunSummary } from '../runs/summaries';
 import { adminActor, recordAudit } from '../audit/log';
 import { ConnectError, setEnabled } from '../connect';

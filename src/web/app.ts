@@ -3,7 +3,6 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { Logger } from '../logger';
 import { createLogger } from '../logger';
 import { adminAuth } from './admin-auth';
 import { adminRoutes } from './admin-routes';
