@@ -1,5 +1,6 @@
 import type { ActivityDeps } from './deps';
-import { changeWithAlert, DEFAULT_ALERT_REJECTED_PERCENT, type Alert } from '../alerts';
+import { changeWithAlert, type Alert } from '../alerts';
+import { DEFAULT_ALERT_REJECTED_PERCENT } from '../config';
 import type { Configuration } from '../storage';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
