@@ -1,20 +1,21 @@
 // Who is the admin: HTTP Basic (user + password) or a bearer token, for the admin pages, metrics
 // and the codec route.
 import type { NextFunction, Request, Response } from 'express';
-import { same } from '../lib/same';
+import { constantTimeEqual } from '../lib/constant-time-equal';
 import type { WebDeps } from './deps';
 import { errorPage } from './error-pages';
 import type { FailedAuthGuard } from './failed-auth';
 
 /** True when the Authorization header carries the admin token or user + password. */
 export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
-  if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return true;
+  if (admin.token && header.startsWith('Bearer ') && constantTimeEqual(header.slice(7), admin.token))
+    return true;
   if (admin.user && admin.password && header.startsWith('Basic ')) {
     const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
     const i = Math.max(0, decoded.indexOf(':'));
     // Both parts are always compared: the time says neither which was wrong nor how long either is.
-    const user = same(decoded.slice(0, i), admin.user);
-    const password = same(decoded.slice(i + 1), admin.password);
+    const user = constantTimeEqual(decoded.slice(0, i), admin.user);
+    const password = constantTimeEqual(decoded.slice(i + 1), admin.password);
     return user && password;
   }
   return false;

@@ -17,7 +17,7 @@ import {
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './deps';
 import { temporalClient } from './temporal-client';
-import { h, hidden, page } from './pages';
+import { escapeHtml, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
 import { adminAuth } from './admin-auth';
 import { auditRoutes, recentActions } from './audit-routes';
@@ -100,9 +100,13 @@ export function adminRoutes(
     const query = adminQuery.safeParse(req.query);
     if (!query.success)
       return void res.status(400).send(
-        page('Invalid request', `<h1>Invalid request</h1><p>${h(query.error.issues[0]!.message)}</p>`, {
-          kind: 'error',
-        }),
+        page(
+          'Invalid request',
+          `<h1>Invalid request</h1><p>${escapeHtml(query.error.issues[0]!.message)}</p>`,
+          {
+            kind: 'error',
+          },
+        ),
       );
     const { q, esp, status, after } = query.data;
     const filtered = !!(q || esp || status);
@@ -119,11 +123,11 @@ export function adminRoutes(
       page(
         'Admin',
         `<h1>Configurations</h1>
-${done ? `<div class="box ok" id="flash">${h(DONE[done])}</div>` : ''}
+${done ? `<div class="box ok" id="flash">${escapeHtml(DONE[done])}</div>` : ''}
 <form method="get" action="/admin" class="search">
-  <input type="search" name="q" value="${h(q ?? '')}" placeholder="id, account or list" aria-label="search by id, account or list">
-  <input type="text" name="esp" value="${h(esp ?? '')}" placeholder="ESP" aria-label="ESP" size="10">
-  <select name="status" aria-label="status">${['', ...STATUSES].map((st) => `<option value="${h(st)}"${st === (status ?? '') ? ' selected' : ''}>${st ? h(st) : 'any status'}</option>`).join('')}</select>
+  <input type="search" name="q" value="${escapeHtml(q ?? '')}" placeholder="id, account or list" aria-label="search by id, account or list">
+  <input type="text" name="esp" value="${escapeHtml(esp ?? '')}" placeholder="ESP" aria-label="ESP" size="10">
+  <select name="status" aria-label="status">${['', ...STATUSES].map((st) => `<option value="${escapeHtml(st)}"${st === (status ?? '') ? ' selected' : ''}>${st ? escapeHtml(st) : 'any status'}</option>`).join('')}</select>
   <button type="submit">Search</button>
 </form>
 ${
@@ -133,9 +137,9 @@ ${
       : '<p>No configurations yet. Publishers connect on <a href="/">the start page</a>.</p>'
     : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
 }
-<p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${h(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
+<p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${escapeHtml(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
 ${await recentActions(deps.stores.blobs)}
-<p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
+<p class="muted"><a href="${escapeHtml(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
       ),
     );
   });
@@ -203,23 +207,23 @@ ${await recentActions(deps.stores.blobs)}
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
     const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
     const run = last
-      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${h(runPath(c.id, last.run))}">run details</a> · `}<a href="${h(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
+      ? `${escapeHtml(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${escapeHtml(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(escapeHtml).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${escapeHtml(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${escapeHtml(runPath(c.id, last.run))}">run details</a> · `}<a href="${escapeHtml(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
-      `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
-    return `<tr data-configuration="${h(c.id)}">
-<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><a class="configuration" href="${h(configurationPath(c.id))}"><code>${h(c.id)}</code></a></td>
-<td class="status">${h(c.status)}${c.statusReason ? `<br><span class="muted">${h(c.statusReason)}</span>` : ''}</td>
+      `<form class="inline" method="post" action="/admin/configurations/${escapeHtml(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
+    return `<tr data-configuration="${escapeHtml(c.id)}">
+<td><strong>${escapeHtml(c.accountLabel)}</strong><br>${escapeHtml(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${escapeHtml(c.espListId)}` : ''}<br><a class="configuration" href="${escapeHtml(configurationPath(c.id))}"><code>${escapeHtml(c.id)}</code></a></td>
+<td class="status">${escapeHtml(c.status)}${c.statusReason ? `<br><span class="muted">${escapeHtml(c.statusReason)}</span>` : ''}</td>
 <td>${run}</td>
 <td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
-<p class="muted">Re-authorization link:<br><input type="text" readonly value="${h(reauthLink)}" aria-label="re-authorization link"></p></td>
+<p class="muted">Re-authorization link:<br><input type="text" readonly value="${escapeHtml(reauthLink)}" aria-label="re-authorization link"></p></td>
 </tr>`;
   }
 
   function unreadableRow(c: UnreadableConfiguration): string {
-    return `<tr data-configuration="${h(c.id)}" class="unreadable">
-<td><code>${h(c.id)}</code></td>
-<td class="status">unreadable<br><span class="muted">${h(c.unreadable)}</span></td>
+    return `<tr data-configuration="${escapeHtml(c.id)}" class="unreadable">
+<td><code>${escapeHtml(c.id)}</code></td>
+<td class="status">unreadable<br><span class="muted">${escapeHtml(c.unreadable)}</span></td>
 <td><span class="muted">skipped every day until its document is fixed</span></td>
 <td></td>
 </tr>`;

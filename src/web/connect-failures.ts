@@ -10,7 +10,7 @@ import {
 } from '../processors/errors';
 import { NotFoundError } from '../storage';
 import { errorPage } from './error-pages';
-import { h } from './pages';
+import { escapeHtml } from './pages';
 import type { ClaimProblem } from './pending';
 
 /** A connect step that failed: what happened (`message` is HTML), and the way to start again. */
@@ -19,7 +19,7 @@ export function failure(res: Response, status: number, title: string, message: s
     res,
     status,
     title,
-    `<h1>${h(title)}</h1><p>${message}</p><p><a class="button" href="/auth/${h(esp)}/start">Try again</a> · <a href="/">All ESPs</a></p>`,
+    `<h1>${escapeHtml(title)}</h1><p>${message}</p><p><a class="button" href="/auth/${escapeHtml(esp)}/start">Try again</a> · <a href="/">All ESPs</a></p>`,
   );
 }
 
@@ -69,14 +69,14 @@ export function otherEspConfiguration(res: Response, processor: BaseProcessor): 
     res,
     400,
     'That configuration is not connected to this ESP',
-    `This link re-authorizes a configuration of another ESP, not ${h(processor.descriptor.displayName)}. Nothing was changed. Use the re-authorization link on the admin page.`,
+    `This link re-authorizes a configuration of another ESP, not ${escapeHtml(processor.descriptor.displayName)}. Nothing was changed. Use the re-authorization link on the admin page.`,
     processor.descriptor.id,
   );
 }
 
 /** The publisher's ESP refused or did not answer (OAuth callback, API key, list choice). */
 export function espFailure(res: Response, processor: BaseProcessor, err: unknown): void {
-  const name = h(processor.descriptor.displayName);
+  const name = escapeHtml(processor.descriptor.displayName);
   const esp = processor.descriptor.id;
   if (err instanceof InvalidCredentialsError) {
     return failure(

@@ -11,7 +11,7 @@ import { NotFoundError } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { WebDeps } from './deps';
 import { otherEspConfiguration, unknownConfiguration, unknownEsp } from './connect-failures';
-import { h, hidden, page } from './pages';
+import { escapeHtml, hidden, page } from './pages';
 import { hashBinding, type PendingFlows } from './pending';
 import { publisherUrl } from '../publisher-link';
 import { csrfToken, flowBinding, newNonce, type Signer } from './security';
@@ -105,15 +105,15 @@ async function chooseList(
   const options = account.lists
     .map(
       (l, i) =>
-        `<p><label><input type="radio" name="listId" value="${h(l.id)}" ${i === 0 ? 'checked' : ''}> ${h(l.name)} <span class="muted">(${h(l.id)})</span></label></p>`,
+        `<p><label><input type="radio" name="listId" value="${escapeHtml(l.id)}" ${i === 0 ? 'checked' : ''}> ${escapeHtml(l.name)} <span class="muted">(${escapeHtml(l.id)})</span></label></p>`,
     )
     .join('');
   res.send(
     page(
       'Choose a list',
       `<h1>Which list should espresso keep filled?</h1>
-<p>${h(account.accountLabel)} has ${account.lists.length} lists. Choose the one your newsletter goes to.</p>
-<form method="post" action="/auth/${h(esp)}/list">
+<p>${escapeHtml(account.accountLabel)} has ${account.lists.length} lists. Choose the one your newsletter goes to.</p>
+<form method="post" action="/auth/${escapeHtml(esp)}/list">
   ${hidden('_csrf', csrfToken(req, res, signer, secure))}
   ${hidden('nonce', nonce)}
   ${options}
@@ -157,19 +157,19 @@ export async function save(
   const link = await publisherUrl(deps.stores, deps.web.publicUrl, configuration.id);
   const list = account.lists.find((l) => l.id === configuration.espListId);
   const tag = `lctg=${processor.descriptor.mergeTag(configuration.fieldName)}`;
-  const field = `<code>${h(configuration.fieldName)}</code>`;
+  const field = `<code>${escapeHtml(configuration.fieldName)}</code>`;
   res.send(
     page(
       'Connected',
-      `<h1>${created ? 'Connected' : 'Re-connected'}: ${h(configuration.accountLabel)}${list ? ` · ${h(list.name)}` : ''}</h1>
+      `<h1>${created ? 'Connected' : 'Re-connected'}: ${escapeHtml(configuration.accountLabel)}${list ? ` · ${escapeHtml(list.name)}` : ''}</h1>
 <p>${firstRunSentence(firstRun, field)}
 Every day after that, espresso checks the connection, re-creates the field if it was deleted, and fills it for new contacts.</p>
 <h2>Put this into your newsletter links</h2>
-<p><span class="tag" id="merge-tag">${h(tag)}</span></p>
-<p class="muted">For example <code>https://example.com/article?${h(tag)}</code>. ${h(processor.descriptor.displayName)} replaces the tag with each subscriber's value when it sends.</p>
+<p><span class="tag" id="merge-tag">${escapeHtml(tag)}</span></p>
+<p class="muted">For example <code>https://example.com/article?${escapeHtml(tag)}</code>. ${escapeHtml(processor.descriptor.displayName)} replaces the tag with each subscriber's value when it sends.</p>
 <h2>Your page</h2>
-<p>Come back any time to see the daily runs, reconnect or disconnect: <a id="publisher-link" href="${h(link)}">${h(link)}</a>. Keep this link private: anyone with it sees the page.</p>
-<p class="muted">Configuration <code id="configuration-id">${h(configuration.id)}</code></p>`,
+<p>Come back any time to see the daily runs, reconnect or disconnect: <a id="publisher-link" href="${escapeHtml(link)}">${escapeHtml(link)}</a>. Keep this link private: anyone with it sees the page.</p>
+<p class="muted">Configuration <code id="configuration-id">${escapeHtml(configuration.id)}</code></p>`,
       { kind: 'ok' },
     ),
   );

@@ -9,7 +9,7 @@ import type { WebDeps } from './deps';
 import { claimFailure, espFailure, expired, failure } from './connect-failures';
 import { complete, processorFor, reauthorizable, save, type ConnectFlow } from './connect-flow';
 import { badRequest, formExpired } from './error-pages';
-import { h, hidden, page } from './pages';
+import { escapeHtml, hidden, page } from './pages';
 import { PendingFlows } from './pending';
 import { csrfToken, csrfValid, flowBinding, flowCookie, newNonce, type Signer } from './security';
 
@@ -65,16 +65,18 @@ function espList(flow: ConnectFlow, _req: Request, res: Response): void {
     .map((p) => {
       const d = p.descriptor;
       const actions = [
-        d.oauth2 ? `<a class="button" href="/auth/${h(d.id)}/start">Connect ${h(d.displayName)}</a>` : '',
+        d.oauth2
+          ? `<a class="button" href="/auth/${escapeHtml(d.id)}/start">Connect ${escapeHtml(d.displayName)}</a>`
+          : '',
         d.apiKey
-          ? `<a href="/auth/${h(d.id)}/key">${d.oauth2 ? 'or use an API key' : `Connect ${h(d.displayName)} with ${d.apiKey.label.match(/^[aeiou]/i) ? 'an' : 'a'} ${h(d.apiKey.label)}`}</a>`
+          ? `<a href="/auth/${escapeHtml(d.id)}/key">${d.oauth2 ? 'or use an API key' : `Connect ${escapeHtml(d.displayName)} with ${d.apiKey.label.match(/^[aeiou]/i) ? 'an' : 'a'} ${escapeHtml(d.apiKey.label)}`}</a>`
           : '',
         // An ESP with OAuth whose app is not registered here: say why there is no sign-in button.
         !d.oauth2 && (OAUTH_ESPS as readonly string[]).includes(d.id)
-          ? `<br><small>Signing in with ${h(d.displayName)} is not set up on this server (its operator sets <code>ESPRESSO_${h(d.id.toUpperCase())}_CLIENT_ID</code> and <code>_CLIENT_SECRET</code>); the key works the same.</small>`
+          ? `<br><small>Signing in with ${escapeHtml(d.displayName)} is not set up on this server (its operator sets <code>ESPRESSO_${escapeHtml(d.id.toUpperCase())}_CLIENT_ID</code> and <code>_CLIENT_SECRET</code>); the key works the same.</small>`
           : '',
       ].filter(Boolean);
-      return `<tr><td><strong>${h(d.displayName)}</strong></td><td>${actions.join(' ')}</td></tr>`;
+      return `<tr><td><strong>${escapeHtml(d.displayName)}</strong></td><td>${actions.join(' ')}</td></tr>`;
     })
     .join('');
   res.send(
@@ -150,8 +152,8 @@ function consentRefused(res: Response, processor: BaseProcessor, error: string):
     400,
     denied ? 'You did not give access' : 'The authorization did not complete',
     denied
-      ? `${h(processor.descriptor.displayName)} says access was denied, so nothing was connected. If that was a mistake, start again and choose Approve.`
-      : `${h(processor.descriptor.displayName)} ended the authorization without giving access. Nothing was connected.`,
+      ? `${escapeHtml(processor.descriptor.displayName)} says access was denied, so nothing was connected. If that was a mistake, start again and choose Approve.`
+      : `${escapeHtml(processor.descriptor.displayName)} ended the authorization without giving access. Nothing was connected.`,
     processor.descriptor.id,
   );
 }
@@ -168,14 +170,14 @@ async function apiKeyForm(flow: ConnectFlow, req: Request, res: Response): Promi
   res.send(
     page(
       `Connect ${d.displayName}`,
-      `<h1>Connect ${h(d.displayName)}</h1>
-<form method="post" action="/auth/${h(d.id)}/key">
+      `<h1>Connect ${escapeHtml(d.displayName)}</h1>
+<form method="post" action="/auth/${escapeHtml(d.id)}/key">
   ${hidden('_csrf', csrfToken(req, res, flow.signer, flow.secure))}
   ${query.data.reauthorize ? hidden('reauthorize', query.data.reauthorize) : ''}
-  <p><label for="apiKey">${h(d.apiKey.label)}</label><br><input id="apiKey" name="apiKey" type="password" autocomplete="off" required maxlength="500"></p>
+  <p><label for="apiKey">${escapeHtml(d.apiKey.label)}</label><br><input id="apiKey" name="apiKey" type="password" autocomplete="off" required maxlength="500"></p>
   <p><button type="submit">Connect</button></p>
 </form>
-<p class="muted">The key is checked with ${h(d.displayName)} right away and stored encrypted; it is never shown again.</p>`,
+<p class="muted">The key is checked with ${escapeHtml(d.displayName)} right away and stored encrypted; it is never shown again.</p>`,
     ),
   );
 }

@@ -1,9 +1,9 @@
 // Error pages: every page that says a request was refused or failed is written by errorPage.
 import type { Response } from 'express';
 import type { z } from 'zod';
-import { h, page } from './pages';
+import { escapeHtml, page } from './pages';
 
-/** Answers `status` with an error page: `body` is HTML (values escaped with `h`), its heading included. */
+/** Answers `status` with an error page: `body` is HTML (values escaped with `escapeHtml`), its heading included. */
 export function errorPage(res: Response, status: number, title: string, body: string): void {
   res.status(status).send(page(title, body, { kind: 'error' }));
 }
@@ -26,6 +26,6 @@ export function badRequest(res: Response, error: z.ZodError): void {
     res,
     400,
     'Invalid request',
-    `<h1>Invalid request</h1><p><code>${h(field)}</code>: ${h(issue.message)}</p>`,
+    `<h1>Invalid request</h1><p><code>${escapeHtml(field)}</code>: ${escapeHtml(issue.message)}</p>`,
   );
 }

@@ -1,6 +1,6 @@
 import type { Response } from 'express';
 import { errorPage } from './error-pages';
-import { h } from './pages';
+import { escapeHtml } from './pages';
 
 /** 409: the action cannot be done now, and why, with the way back. */
 export function refused(res: Response, title: string, why: string): void {
@@ -8,6 +8,6 @@ export function refused(res: Response, title: string, why: string): void {
     res,
     409,
     title,
-    `<h1>${h(title)}</h1><p>${h(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
+    `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
   );
 }
