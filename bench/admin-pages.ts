@@ -6,7 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Command } from 'commander';
-import type { RunSummary } from '../src/activities/summary';
+import type { RunSummary } from '../src/runs/summaries';
 import { parsePayloadKeys } from '../src/codec';
 import { ProcessorRegistry } from '../src/processors/registry';
 import { historyKey } from '../src/runs/history';

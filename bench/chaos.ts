@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { RunSummary } from '../src/activities/summary';
+import type { RunSummary } from '../src/runs/summaries';
 import { runFiles, type ResultLine } from '../src/runs/files';
 import { sandboxAdmin } from '../src/sandbox/admin';
 import { TASK_QUEUE } from '../src/temporal/constants';

@@ -1,6 +1,6 @@
-import type { ActivityDeps } from '../src/activities';
-import { loadTarget } from '../src/activities';
-import { newValue } from '../src/activities/export';
+import type { ActivityDeps } from '../src/activities/deps';
+import { loadTarget } from '../src/activities/deps';
+import { newValue } from '../src/activities/export-listing';
 
 export function createPerContactActivities(deps: ActivityDeps) {
   return {

@@ -1,8 +1,8 @@
 import { dataConverter } from '../src/codec';
 import { randomBytes } from 'node:crypto';
 import { Worker } from '@temporalio/worker';
-import type { ActivityDeps } from '../src/activities';
-import { newValue } from '../src/activities/export';
+import type { ActivityDeps } from '../src/activities/deps';
+import { newValue } from '../src/activities/export-listing';
 import { saveConnection } from '../src/connect';
 import { ProcessorRegistry } from '../src/processors/registry';
 import { RefreshLeases } from '../src/processors/refresh-leases';

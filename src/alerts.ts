@@ -16,12 +16,6 @@ export interface Alert {
   message: string;
 }
 
-/**
- * A completed run whose rejected contacts are more than this percentage of the contacts it wrote
- * or had rejected alerts (ESPRESSO_ALERT_REJECTED_PERCENT).
- */
-export const DEFAULT_ALERT_REJECTED_PERCENT = 10;
-
 export type AlertSender = (alert: Alert) => Promise<void>;
 
 const HEADLINE: Record<Alert['status'], string> = {

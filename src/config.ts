@@ -3,7 +3,6 @@
 import { isIP } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_ALERT_REJECTED_PERCENT } from './alerts';
 import { KeyRingError, type KeyRing } from './lib/key-ring';
 import { projectRoot } from './paths';
 import {
@@ -14,6 +13,12 @@ import {
   type SandboxClientLimits,
 } from './sandbox/profiles';
 import { parseSecretKeys } from './storage/local-secret-store';
+
+/**
+ * A completed run whose rejected contacts are more than this percentage of the contacts it wrote
+ * or had rejected alerts (ESPRESSO_ALERT_REJECTED_PERCENT).
+ */
+export const DEFAULT_ALERT_REJECTED_PERCENT = 10;
 
 const port = z.coerce.number().int().min(1).max(65535);
 const bool = z

@@ -1,6 +1,6 @@
 // Builds what activities, the web server and the CLI share from the configuration: stores, the ESP
 // processor registry, the alert sender and the metrics registry.
-import type { ActivityDeps } from './activities';
+import type { ActivityDeps } from './activities/deps';
 import { createAlertSender } from './alerts';
 import type { AppConfig } from './config';
 import type { Logger } from './logger';

@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { ActivityDeps } from '.';
+import type { ActivityDeps } from './deps';
 import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet, type AccountLimits, type Share } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';

@@ -1,6 +1,6 @@
 import { ZodError } from 'zod';
-import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import type { ActivityDeps } from './deps';
+import { loadTarget } from './deps';
 import { changeWithAlert, sendOutbox } from '../alerts';
 import type { ListMode } from '../processors/types';
 import { runFiles } from '../runs/files';

@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ActivityDeps } from '.';
+import type { ActivityDeps } from './deps';
 import { runFiles } from '../runs/files';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { mapFailures } from './failures';

@@ -1,29 +1,13 @@
 // The one place that wires stores, ESP processors and alerts into activities; tests call
 // createActivities with their own, the worker with the configured ones.
-import type { AlertSender } from '../alerts';
-import type { Logger } from '../logger';
-import type { EspMetrics } from '../metrics';
-import type { ProcessorRegistry } from '../processors/registry';
-import type { ProcessorTarget } from '../processors/types';
-import type { Configuration, Stores } from '../storage';
 import { createConfigurationActivities } from './configurations';
+import type { ActivityDeps } from './deps';
 import { createExportActivities } from './export';
 import { createExportedChunksActivities } from './exported-chunks';
 import { createMaintenanceActivities } from './maintenance';
 import { createSelfCheckActivities } from './self-check';
 import { createSummaryActivities } from './summary';
 import { createUpdateChunkActivities } from './update-chunk';
-
-export interface ActivityDeps {
-  stores: Stores;
-  processors: ProcessorRegistry;
-  alerts: AlertSender;
-  /** ESPRESSO_ALERT_REJECTED_PERCENT; default DEFAULT_ALERT_REJECTED_PERCENT. */
-  alertRejectedPercent?: number;
-  metrics?: EspMetrics;
-  /** Structured log of runs (pino); redacts secrets and emails itself. */
-  log?: Logger;
-}
 
 export function createActivities(deps: ActivityDeps) {
   return {
@@ -38,22 +22,3 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
-
-/** A configuration with the processor for its ESP and what that processor needs of it. */
-export async function loadTarget(deps: ActivityDeps, configurationId: string) {
-  const configuration = await deps.stores.configurations.get(configurationId);
-  const processor = deps.processors.get(configuration.esp);
-  return { configuration, processor, target: toTarget(configuration) };
-}
-
-export function toTarget(c: Configuration): ProcessorTarget {
-  return {
-    id: c.id,
-    esp: c.esp,
-    espAccountId: c.espAccountId,
-    espListId: c.espListId,
-    fieldName: c.fieldName,
-    credentialsSecretId: c.credentialsSecretId,
-    apiBaseUrl: c.apiBaseUrl,
-  };
-}

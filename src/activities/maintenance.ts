@@ -1,5 +1,5 @@
-import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import type { ActivityDeps } from './deps';
+import { loadTarget } from './deps';
 import type { MaintenanceReport } from '../processors/types';
 import { AccountShare } from './account-share';
 import { mapFailures } from './failures';

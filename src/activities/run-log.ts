@@ -1,5 +1,5 @@
 import type { Context } from '@temporalio/activity';
-import type { ActivityDeps } from '.';
+import type { ActivityDeps } from './deps';
 import { createLogger } from '../logger';
 
 const fallback = createLogger('worker', 'silent');

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ActivityDeps } from '.';
+import type { ActivityDeps } from './deps';
 
 export interface SelfCheckResult {
   blobStore: string;

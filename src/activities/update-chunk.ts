@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
-import type { ActivityDeps } from '.';
-import { loadTarget } from '.';
+import type { ActivityDeps } from './deps';
+import { loadTarget } from './deps';
 import type { ContactUpdate } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { auditCursorPattern, auditPage } from '../audit/log';
 import { createStores } from '../storage';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 
 function pageLimit(value: string): number {
   const n = Number(value);

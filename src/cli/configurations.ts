@@ -15,7 +15,7 @@ import {
 import { connectClient, workflowUrl } from '../temporal/client';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import { latestSummary } from '../runs/summaries';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 
 /** `espresso connect` (headless, API-key ESPs) and `espresso configurations ...`. */
 export function registerConfigurationCommands(program: Command): void {

@@ -19,7 +19,7 @@ import {
   scheduleKeyUse,
 } from '../temporal/payload-key-use';
 import { applySchedule } from '../temporal/schedule';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 import { describeApplied } from './runs';
 
 export const REKEY_SECRETS_COMMAND = 'npm run espresso -- keys rekey-secrets';

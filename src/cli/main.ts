@@ -6,7 +6,7 @@ import { registerAuditCommand } from './audit';
 import { registerConfigurationCommands } from './configurations';
 import { doctor } from './doctor';
 import { registerKeyCommands } from './keys';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 import { registerRunHistoryCommands } from './run-history';
 import { registerRunCommands } from './runs';
 import { positiveInt, registerSandboxCommands } from './sandbox';

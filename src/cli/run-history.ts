@@ -1,13 +1,13 @@
 // `espresso runs list` and `espresso runs show`: the facts of the admin's configuration and run
 // pages (src/web/run-routes.ts), read from the same blob store files.
 import type { Command } from 'commander';
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from '../runs/summaries';
 import { runFolderSchema } from '../runs/files';
 import { historyCursorPattern, runHistory, runSummary } from '../runs/history';
 import { rejectedRows, resultCursorPattern } from '../runs/results';
 import { configurationIdSchema, createStores, NotFoundError, type Stores } from '../storage';
 import { workflowUrl } from '../temporal/client';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 
 function limit(max: number) {
   return (value: string): number => {

@@ -9,7 +9,7 @@ import { connectClient, workflowUrl } from '../temporal/client';
 import { startConfigurationRun, today } from '../temporal/runs';
 import { describeKeyUse } from '../temporal/payload-key-use';
 import { applySchedule, type ScheduleApplied } from '../temporal/schedule';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 
 /** "schedule espresso-daily recreated, so nothing in it is under an older key (it held ... under k1)" */
 export function describeApplied(applied: ScheduleApplied): string {

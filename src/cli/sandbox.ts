@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { sandboxAdmin, sandboxAdminToken } from '../sandbox/admin';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 
 /** `espresso sandbox ...`: run the Sandbox ESP, and seed a running one. */
 export function registerSandboxCommands(program: Command): void {

@@ -23,7 +23,7 @@ import { waitForWorker } from '../temporal/worker-ready';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
 import { WORKER_NODE_FLAGS } from '../worker/node-options';
-import { loadConfigOrExit } from './load-config';
+import { loadConfigOrExit } from '../load-config';
 import { describeApplied } from './runs';
 
 export async function start(): Promise<void> {

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { sayReady, startApplication } from '../cli/start';
 import { codecEndpoint } from '../codec';
 import { loadOrCreateKeyFile } from '../lib/key-file';
-import { loadConfigOrExit } from '../cli/load-config';
+import { loadConfigOrExit } from '../load-config';
 import { waitUntilReachable } from '../temporal/dev-server';
 import { assertPortFree, claimDataDir, say, splitAddress, Supervisor, waitForHttp } from '../lib/supervise';
 import { motoProcess, prepareMoto } from './moto';

@@ -1,7 +1,7 @@
 // Connecting an ESP account: the one path the web flow and `espresso connect` share. Credentials
 // are validated by the processor before this runs; here they are stored and the configuration is
 // created, or updated in place when the same account and list (or a re-authorized one) exist.
-import { toTarget, type ActivityDeps } from '../activities';
+import { toTarget, type ActivityDeps } from '../activities/deps';
 import { InvalidCredentialsError } from '../processors/errors';
 import { changeWithAlert } from '../alerts';
 import type { AccountInfo, Credentials } from '../processors/types';

@@ -1,7 +1,7 @@
 // A configuration's finished runs, newest first, one page at a time. Each run's summary is copied
 // under a key that sorts newest first, so a page is one listing and a few reads however many runs
 // the configuration has, and however many files each run left.
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from './summaries';
 import { NotFoundError, type BlobStore } from '../storage';
 import { runFiles, runFolderSchema } from './files';
 

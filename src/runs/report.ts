@@ -1,6 +1,6 @@
 // What a run did beyond its counts, in words: the CLI, the admin page and the Web UI all say it so.
 // Pure (no I/O): workflow code uses it too.
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from './summaries';
 
 type Reported = Pick<
   RunSummary,

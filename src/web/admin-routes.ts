@@ -1,8 +1,7 @@
 // /admin: every configuration with its last run, and what an operator does with one.
-import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import type { RunSummary } from '../activities/summary';
+import { Router, type RequestHandler } from 'express';
+import type { RunSummary } from '../runs/summaries';
 import { adminActor, recordAudit } from '../audit/log';
-import { same } from '../lib/same';
 import { ConnectError, setEnabled } from '../connect';
 import { runNotes } from '../runs/report';
 import { latestSummary } from '../runs/summaries';
@@ -16,15 +15,17 @@ import {
   type UnreadableConfiguration,
 } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
-import type { WebDeps } from './app';
+import type { WebDeps } from './deps';
 import { temporalClient } from './temporal-client';
-import { h, hidden, page } from './pages';
+import { escapeHtml, hidden, page } from './pages';
 import type { FailedAuthGuard } from './failed-auth';
+import { adminAuth } from './admin-auth';
 import { auditRoutes, recentActions } from './audit-routes';
 import { revokeLinks } from '../publisher-link';
 import { refused } from './refused';
 import { runRoutes, temporalRunUrl } from './run-routes';
 import { configurationPath, runPath } from './run-views';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const ACTIONS = ['run', 'dry-run', 'disable', 'enable', 'revoke-link'] as const;
@@ -99,9 +100,13 @@ export function adminRoutes(
     const query = adminQuery.safeParse(req.query);
     if (!query.success)
       return void res.status(400).send(
-        page('Invalid request', `<h1>Invalid request</h1><p>${h(query.error.issues[0]!.message)}</p>`, {
-          kind: 'error',
-        }),
+        page(
+          'Invalid request',
+          `<h1>Invalid request</h1><p>${escapeHtml(query.error.issues[0]!.message)}</p>`,
+          {
+            kind: 'error',
+          },
+        ),
       );
     const { q, esp, status, after } = query.data;
     const filtered = !!(q || esp || status);
@@ -118,11 +123,11 @@ export function adminRoutes(
       page(
         'Admin',
         `<h1>Configurations</h1>
-${done ? `<div class="box ok" id="flash">${h(DONE[done])}</div>` : ''}
+${done ? `<div class="box ok" id="flash">${escapeHtml(DONE[done])}</div>` : ''}
 <form method="get" action="/admin" class="search">
-  <input type="search" name="q" value="${h(q ?? '')}" placeholder="id, account or list" aria-label="search by id, account or list">
-  <input type="text" name="esp" value="${h(esp ?? '')}" placeholder="ESP" aria-label="ESP" size="10">
-  <select name="status" aria-label="status">${['', ...STATUSES].map((st) => `<option value="${h(st)}"${st === (status ?? '') ? ' selected' : ''}>${st ? h(st) : 'any status'}</option>`).join('')}</select>
+  <input type="search" name="q" value="${escapeHtml(q ?? '')}" placeholder="id, account or list" aria-label="search by id, account or list">
+  <input type="text" name="esp" value="${escapeHtml(esp ?? '')}" placeholder="ESP" aria-label="ESP" size="10">
+  <select name="status" aria-label="status">${['', ...STATUSES].map((st) => `<option value="${escapeHtml(st)}"${st === (status ?? '') ? ' selected' : ''}>${st ? escapeHtml(st) : 'any status'}</option>`).join('')}</select>
   <button type="submit">Search</button>
 </form>
 ${
@@ -132,20 +137,15 @@ ${
       : '<p>No configurations yet. Publishers connect on <a href="/">the start page</a>.</p>'
     : `<table><tr><th>Configuration</th><th>Status</th><th>Last run</th><th>Actions</th></tr>${rows.join('')}</table>`
 }
-<p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${h(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
+<p>${after ? '<a href="/admin">First page</a>' : ''}${nextUrl ? ` <a id="next-page" href="${escapeHtml(nextUrl)}">Next ${PAGE_SIZE} →</a>` : ''}</p>
 ${await recentActions(deps.stores.blobs)}
-<p class="muted"><a href="${h(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
+<p class="muted"><a href="${escapeHtml(deps.temporalUiUrl)}">Temporal Web UI</a></p>`,
       ),
     );
   });
 
   router.post('/admin/configurations/:id/:action', postLimiter, async (req, res) => {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Reload the admin page and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const id = configurationIdSchema.safeParse(req.params.id);
     const action = ACTIONS.find((a) => a === req.params.action);
     if (!id.success || !action)
@@ -207,85 +207,27 @@ ${await recentActions(deps.stores.blobs)}
     const reauthLink = `${deps.web.publicUrl}/auth/${encodeURIComponent(c.esp)}/${reauthPath}?reauthorize=${c.id}`;
     const last = c.lastRun ?? fromSummary(await latestSummary(deps.stores.blobs, c.id));
     const run = last
-      ? `${h(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${h(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(h).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${h(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${h(runPath(c.id, last.run))}">run details</a> · `}<a href="${h(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
+      ? `${escapeHtml(last.status)}${last.dryRun ? ' (dry run)' : ''} · ${escapeHtml(last.run)}<br>updated ${last.updated}, rejected ${last.rejected}${last.notes?.length ? `<br>${last.notes.map(escapeHtml).join('<br>')}` : ''}${last.reason ? `<br><span class="muted">${escapeHtml(last.reason)}</span>` : ''}<br>${last.status === 'busy' ? '' : `<a class="run" href="${escapeHtml(runPath(c.id, last.run))}">run details</a> · `}<a href="${escapeHtml(temporalRunUrl(deps, last.workflowId))}">open in Temporal</a>`
       : '<span class="muted">no run yet</span>';
     const button = (action: Action, label: string) =>
-      `<form class="inline" method="post" action="/admin/configurations/${h(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
-    return `<tr data-configuration="${h(c.id)}">
-<td><strong>${h(c.accountLabel)}</strong><br>${h(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${h(c.espListId)}` : ''}<br><a class="configuration" href="${h(configurationPath(c.id))}"><code>${h(c.id)}</code></a></td>
-<td class="status">${h(c.status)}${c.statusReason ? `<br><span class="muted">${h(c.statusReason)}</span>` : ''}</td>
+      `<form class="inline" method="post" action="/admin/configurations/${escapeHtml(c.id)}/${action}">${hidden('_csrf', csrf)}<button type="submit">${label}</button></form>`;
+    return `<tr data-configuration="${escapeHtml(c.id)}">
+<td><strong>${escapeHtml(c.accountLabel)}</strong><br>${escapeHtml(processor?.descriptor.displayName ?? c.esp)}${c.espListId ? ` · ${escapeHtml(c.espListId)}` : ''}<br><a class="configuration" href="${escapeHtml(configurationPath(c.id))}"><code>${escapeHtml(c.id)}</code></a></td>
+<td class="status">${escapeHtml(c.status)}${c.statusReason ? `<br><span class="muted">${escapeHtml(c.statusReason)}</span>` : ''}</td>
 <td>${run}</td>
 <td>${button('run', 'Run now')} ${button('dry-run', 'Dry run')} ${c.status === 'disabled' ? button('enable', 'Enable') : button('disable', 'Disable')}
-<p class="muted">Re-authorization link:<br><input type="text" readonly value="${h(reauthLink)}" aria-label="re-authorization link"></p></td>
+<p class="muted">Re-authorization link:<br><input type="text" readonly value="${escapeHtml(reauthLink)}" aria-label="re-authorization link"></p></td>
 </tr>`;
   }
 
   function unreadableRow(c: UnreadableConfiguration): string {
-    return `<tr data-configuration="${h(c.id)}" class="unreadable">
-<td><code>${h(c.id)}</code></td>
-<td class="status">unreadable<br><span class="muted">${h(c.unreadable)}</span></td>
+    return `<tr data-configuration="${escapeHtml(c.id)}" class="unreadable">
+<td><code>${escapeHtml(c.id)}</code></td>
+<td class="status">unreadable<br><span class="muted">${escapeHtml(c.unreadable)}</span></td>
 <td><span class="muted">skipped every day until its document is fixed</span></td>
 <td></td>
 </tr>`;
   }
 
   return router;
-}
-
-/** True when the Authorization header carries the admin token or user + password. */
-export function isAdmin(admin: WebDeps['web']['admin'], header = ''): boolean {
-  if (admin.token && header.startsWith('Bearer ') && same(header.slice(7), admin.token)) return true;
-  if (admin.user && admin.password && header.startsWith('Basic ')) {
-    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-    const i = Math.max(0, decoded.indexOf(':'));
-    // Both parts are always compared: the time says neither which was wrong nor how long either is.
-    const user = same(decoded.slice(0, i), admin.user);
-    const password = same(decoded.slice(i + 1), admin.password);
-    return user && password;
-  }
-  return false;
-}
-
-/**
- * HTTP Basic (user + password) or a bearer token, from the environment. None set: admin is off.
- * Wrong credentials count against the client (`failedAuth`): after 10, it waits longer each time.
- */
-export function adminAuth(admin: WebDeps['web']['admin'], failedAuth: FailedAuthGuard) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (!admin.token && !(admin.user && admin.password)) {
-      return void res
-        .status(503)
-        .send(
-          page(
-            'Admin is off',
-            '<h1>Admin is off</h1><p>Set <code>ESPRESSO_ADMIN_USER</code> and <code>ESPRESSO_ADMIN_PASSWORD</code>, or <code>ESPRESSO_ADMIN_TOKEN</code>, and restart.</p>',
-            { kind: 'error' },
-          ),
-        );
-    }
-    const client = req.ip ?? '';
-    const waitMs = failedAuth.waitMs(client);
-    if (waitMs > 0) {
-      const seconds = Math.ceil(waitMs / 1000);
-      res.setHeader('retry-after', String(seconds));
-      return void res
-        .status(429)
-        .send(
-          page(
-            'Too many failed sign-ins',
-            `<h1>Too many failed sign-ins</h1><p>Try again in ${seconds} seconds.</p>`,
-            { kind: 'error' },
-          ),
-        );
-    }
-    const header = req.headers.authorization;
-    if (isAdmin(admin, header)) {
-      failedAuth.succeeded(client);
-      return next();
-    }
-    // A browser's first request carries no credentials: only a wrong answer counts.
-    if (header) failedAuth.failed(client);
-    res.setHeader('www-authenticate', 'Basic realm="espresso admin", charset="UTF-8"');
-    res.status(401).send(page('Sign in', '<h1>Sign in to the admin page</h1>', { kind: 'error' }));
-  };
 }

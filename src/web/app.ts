@@ -1,51 +1,19 @@
-import type { Connection } from '@temporalio/client';
 import cookieParser from 'cookie-parser';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import type { AlertSender } from '../alerts';
-import type { Logger } from '../logger';
 import { createLogger } from '../logger';
-import type { ProcessorRegistry } from '../processors/registry';
-import type { Stores } from '../storage';
-import type { PayloadKeys } from '../codec';
-import { adminAuth, adminRoutes } from './admin-routes';
+import { adminAuth } from './admin-auth';
+import { adminRoutes } from './admin-routes';
 import { codecRoutes } from './codec-routes';
 import { connectRoutes } from './connect-routes';
-import { FailedAuthGuard, type FailedAuthOptions } from './failed-auth';
+import type { WebDeps } from './deps';
+import { FailedAuthGuard } from './failed-auth';
 import { checkDependencies } from './health';
-import { page } from './pages';
+import { errorPage } from './error-pages';
 import { publisherRoutes } from './publisher-routes';
 import { Signer } from './security';
-
-export interface WebDeps {
-  stores: Stores;
-  processors: ProcessorRegistry;
-  /** Re-authorizing a configuration in needs_reauth sends a recovery alert. */
-  alerts?: AlertSender;
-  /** Lazily connected Temporal client connection (the web server starts even while Temporal is down). */
-  temporal: () => Promise<Connection>;
-  temporalNamespace: string;
-  temporalUiUrl: string;
-  /** Payload encryption keys: Temporal clients encrypt with them, and /codec decodes for the Web UI. */
-  payloadKeys: PayloadKeys;
-  web: {
-    publicUrl: string;
-    sessionSecret: string;
-    admin: { user?: string; password?: string; token?: string };
-    /** POST requests per IP per minute. */
-    postsPerMinute?: number;
-    /**
-     * Which proxies' X-Forwarded-For to believe (Express's `trust proxy`: a hop count or
-     * addresses). Default: none, so a client cannot pick the address its rate limit counts.
-     */
-    trustProxy?: false | number | string;
-    /** Lock-outs after failed admin and codec sign-ins (tests shorten them). */
-    failedAuth?: FailedAuthOptions;
-  };
-  log?: Logger;
-}
 
 function webMetrics() {
   const registry = new Registry();
@@ -100,10 +68,11 @@ export function createApp(deps: WebDeps): Express {
       // X-Forwarded-For is ignored on purpose unless a proxy is trusted (ESPRESSO_TRUST_PROXY).
       validate: { xForwardedForHeader: false },
       handler: (_req, res) =>
-        void res.status(429).send(
-          page('Slow down', '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>', {
-            kind: 'error',
-          }),
+        errorPage(
+          res,
+          429,
+          'Slow down',
+          '<h1>Too many attempts</h1><p>Please wait a minute and try again.</p>',
         ),
     });
   // Form posts, and OAuth starts (each sends the browser to the ESP): as many per client each.
@@ -144,34 +113,27 @@ export function createApp(deps: WebDeps): Express {
   app.use(adminRoutes(deps, signer, limiters.posts, failedAuth));
   app.use(publisherRoutes(deps, signer, limiters.posts));
 
-  app.use(
-    (_req, res) =>
-      void res
-        .status(404)
-        .send(
-          page('Not found', '<h1>Page not found</h1><p><a href="/">Start page</a></p>', { kind: 'error' }),
-        ),
+  app.use((_req, res) =>
+    errorPage(res, 404, 'Not found', '<h1>Page not found</h1><p><a href="/">Start page</a></p>'),
   );
   // Never a stack trace or an internal message on a page.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const status = (err as { status?: number; type?: string }).status;
     if (status && status >= 400 && status < 500) {
-      return void res.status(status).send(
-        page('Invalid request', '<h1>Invalid request</h1><p>The request could not be read.</p>', {
-          kind: 'error',
-        }),
+      return errorPage(
+        res,
+        status,
+        'Invalid request',
+        '<h1>Invalid request</h1><p>The request could not be read.</p>',
       );
     }
     log.error({ err: (err as Error).message, path: req.path }, 'request failed');
-    res
-      .status(500)
-      .send(
-        page(
-          'Something went wrong',
-          '<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a moment.</p>',
-          { kind: 'error' },
-        ),
-      );
+    errorPage(
+      res,
+      500,
+      'Something went wrong',
+      '<h1>Something went wrong</h1><p>Nothing was changed. Please try again in a moment.</p>',
+    );
   });
   return app;
 }

@@ -4,7 +4,7 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { auditCursorPattern, auditPage, type AuditEntry } from '../audit/log';
 import type { BlobStore } from '../storage';
-import { h, page } from './pages';
+import { escapeHtml, page } from './pages';
 import { configurationPath } from './run-views';
 
 const ENTRIES_PER_PAGE = 50;
@@ -17,8 +17,8 @@ export function auditTable(entries: AuditEntry[]): string {
   const rows = entries.map(
     (
       e,
-    ) => `<tr><td>${h(e.at.replace('T', ' ').slice(0, 19))}</td><td>${h(e.actor)}</td><td><code>${h(e.action)}</code></td>
-<td>${e.configurationId ? `<a href="${h(configurationPath(e.configurationId))}"><code>${h(e.configurationId)}</code></a>` : ''}${e.detail ? `<br><span class="muted">${h(e.detail)}</span>` : ''}</td><td>${h(e.address)}</td></tr>`,
+    ) => `<tr><td>${escapeHtml(e.at.replace('T', ' ').slice(0, 19))}</td><td>${escapeHtml(e.actor)}</td><td><code>${escapeHtml(e.action)}</code></td>
+<td>${e.configurationId ? `<a href="${escapeHtml(configurationPath(e.configurationId))}"><code>${escapeHtml(e.configurationId)}</code></a>` : ''}${e.detail ? `<br><span class="muted">${escapeHtml(e.detail)}</span>` : ''}</td><td>${escapeHtml(e.address)}</td></tr>`,
   );
   return `<table id="audit"><tr><th>When (UTC)</th><th>Who</th><th>Action</th><th>What</th><th>From</th></tr>${rows.join('')}</table>`;
 }
@@ -35,9 +35,13 @@ export function auditRoutes(blobs: BlobStore) {
     const query = auditQuery.safeParse(req.query);
     if (!query.success)
       return void res.status(400).send(
-        page('Invalid request', `<h1>Invalid request</h1><p>${h(query.error.issues[0]!.message)}</p>`, {
-          kind: 'error',
-        }),
+        page(
+          'Invalid request',
+          `<h1>Invalid request</h1><p>${escapeHtml(query.error.issues[0]!.message)}</p>`,
+          {
+            kind: 'error',
+          },
+        ),
       );
     const { entries, next } = await auditPage(blobs, { after: query.data.after, limit: ENTRIES_PER_PAGE });
     res.send(
@@ -46,7 +50,7 @@ export function auditRoutes(blobs: BlobStore) {
         `<p class="muted"><a href="/admin">Configurations</a></p><h1>Audit log</h1>
 <p>Every action by an operator (admin page, CLI) or a publisher (connect pages), newest first.</p>
 ${auditTable(entries)}
-<p>${query.data.after ? '<a href="/admin/audit">Newest</a>' : ''}${next ? ` <a id="older" href="${h(`/admin/audit?${new URLSearchParams({ after: next })}`)}">Older →</a>` : ''}</p>`,
+<p>${query.data.after ? '<a href="/admin/audit">Newest</a>' : ''}${next ? ` <a id="older" href="${escapeHtml(`/admin/audit?${new URLSearchParams({ after: next })}`)}">Older →</a>` : ''}</p>`,
       ),
     );
   });

@@ -6,9 +6,9 @@ import type { Payload } from '@temporalio/common';
 import express, { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { codecPathToken, EncryptionCodec } from '../codec';
-import { same } from '../lib/same';
-import { isAdmin } from './admin-routes';
-import type { WebDeps } from './app';
+import { constantTimeEqual } from '../lib/constant-time-equal';
+import { isAdmin } from './admin-auth';
+import type { WebDeps } from './deps';
 import type { FailedAuthGuard } from './failed-auth';
 
 const base64 = z
@@ -50,7 +50,7 @@ export function codecRoutes(deps: WebDeps, failedAuth: FailedAuthGuard): Router 
 
   const authorized = (req: Request): boolean => {
     const pathToken = req.params.token;
-    if (typeof pathToken === 'string') return same(pathToken, token);
+    if (typeof pathToken === 'string') return constantTimeEqual(pathToken, token);
     return isAdmin(admin, req.headers.authorization);
   };
 

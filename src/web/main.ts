@@ -1,5 +1,5 @@
 import { Connection } from '@temporalio/client';
-import { loadConfigOrExit } from '../cli/load-config';
+import { loadConfigOrExit } from '../load-config';
 import { loadPayloadKeys } from '../codec';
 import { createDeps } from '../deps';
 import { loadOrCreateKeyFile } from '../lib/key-file';

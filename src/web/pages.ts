@@ -1,7 +1,7 @@
-// Server-rendered pages. Every value put into HTML goes through `h` (escaped); no client script.
-import { escapeHtml as h } from '../lib/html';
+// Server-rendered pages. Every value put into HTML goes through `escapeHtml`; no client script.
+import { escapeHtml } from '../lib/html';
 
-export { h };
+export { escapeHtml };
 
 /** `refresh`: the browser reloads the page, or loads `url` (live progress without any script). */
 export function page(
@@ -11,7 +11,7 @@ export function page(
   options: { refresh?: { seconds: number; url?: string } } = {},
 ): string {
   const refresh = options.refresh
-    ? `<meta http-equiv="refresh" content="${options.refresh.seconds}${options.refresh.url ? `; url=${h(options.refresh.url)}` : ''}">`
+    ? `<meta http-equiv="refresh" content="${options.refresh.seconds}${options.refresh.url ? `; url=${escapeHtml(options.refresh.url)}` : ''}">`
     : '';
   return `<!doctype html>
 <html lang="en">
@@ -19,7 +19,7 @@ export function page(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 ${refresh}
-<title>${h(title)} · espresso</title>
+<title>${escapeHtml(title)} · espresso</title>
 <style>
   body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2.5rem auto; padding: 0 1rem; color: #1f2937; }
   h1 { font-size: 1.6rem; } code, .tag { background: #f3f4f6; padding: 0.1rem 0.35rem; border-radius: 0.25rem; }
@@ -42,5 +42,5 @@ ${body}
 }
 
 export function hidden(name: string, value: string): string {
-  return `<input type="hidden" name="${h(name)}" value="${h(value)}">`;
+  return `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`;
 }

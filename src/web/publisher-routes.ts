@@ -6,9 +6,10 @@ import { recordAudit } from '../audit/log';
 import { disabledByOperator, DISCONNECTED_BY_PUBLISHER } from '../connect';
 import { runHistory } from '../runs/history';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
-import type { WebDeps } from './app';
-import { h, hidden, page } from './pages';
+import type { WebDeps } from './deps';
+import { escapeHtml, hidden, page } from './pages';
 import { linkValid } from '../publisher-link';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 
 const RECENT_RUNS = 10;
@@ -51,7 +52,7 @@ export function publisherRoutes(deps: WebDeps, signer: Signer, postLimiter: Requ
     const status = disconnected
       ? 'Disconnected: espresso holds no credentials for this account and does not run.'
       : c.status === 'needs_reauth'
-        ? `Needs you to sign in again: the ESP no longer accepts espresso's access.${reconnect ? ` <a id="reconnect" href="${h(reconnect)}">Reconnect</a>` : ''}`
+        ? `Needs you to sign in again: the ESP no longer accepts espresso's access.${reconnect ? ` <a id="reconnect" href="${escapeHtml(reconnect)}">Reconnect</a>` : ''}`
         : c.status === 'disabled'
           ? 'Paused by an operator.'
           : 'Connected: espresso fills the field every day.';
@@ -59,18 +60,18 @@ export function publisherRoutes(deps: WebDeps, signer: Signer, postLimiter: Requ
       .filter((s) => !s.dryRun)
       .map(
         (s) =>
-          `<tr><td>${h(s.startedAt.slice(0, 10))}</td><td>${h(s.status)}</td><td>${s.contacts.updated}</td><td>${s.contacts.rejected}</td></tr>`,
+          `<tr><td>${escapeHtml(s.startedAt.slice(0, 10))}</td><td>${escapeHtml(s.status)}</td><td>${s.contacts.updated}</td><td>${s.contacts.rejected}</td></tr>`,
       );
     const tag = processor ? `lctg=${processor.descriptor.mergeTag(c.fieldName)}` : undefined;
     res.send(
       page(
         c.accountLabel,
-        `<h1>${h(c.accountLabel)}</h1>
+        `<h1>${escapeHtml(c.accountLabel)}</h1>
 <p id="connection">${status}</p>
-${tag ? `<p>Put this in every newsletter link: <span class="tag" id="merge-tag">${h(tag)}</span></p>` : ''}
+${tag ? `<p>Put this in every newsletter link: <span class="tag" id="merge-tag">${escapeHtml(tag)}</span></p>` : ''}
 <h2>Recent runs</h2>
 ${rows.length ? `<table id="runs"><tr><th>Day</th><th>Status</th><th>Contacts updated</th><th>Rejected</th></tr>${rows.join('')}</table>` : '<p>No run yet.</p>'}
-${disconnected ? '' : `<p><a id="disconnect" href="${h(`${req.path}/disconnect`)}">Disconnect</a></p>`}
+${disconnected ? '' : `<p><a id="disconnect" href="${escapeHtml(`${req.path}/disconnect`)}">Disconnect</a></p>`}
 <p class="muted">This page is private: anyone with its link sees it.</p>`,
       ),
     );
@@ -82,21 +83,16 @@ ${disconnected ? '' : `<p><a id="disconnect" href="${h(`${req.path}/disconnect`)
     res.send(
       page(
         'Disconnect',
-        `<h1>Disconnect ${h(c.accountLabel)}?</h1>
+        `<h1>Disconnect ${escapeHtml(c.accountLabel)}?</h1>
 <p>espresso deletes its credentials for this account and stops its daily runs. Values already written stay in your ESP.</p>
-<form method="post" action="${h(req.path)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Disconnect</button></form>
-<p><a href="${h(req.path.replace(/\/disconnect$/, ''))}">Cancel</a></p>`,
+<form method="post" action="${escapeHtml(req.path)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Disconnect</button></form>
+<p><a href="${escapeHtml(req.path.replace(/\/disconnect$/, ''))}">Cancel</a></p>`,
       ),
     );
   }
 
   async function disconnect(req: Request, res: Response) {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Go back and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const c = await linked(req, res);
     if (!c) return;
     // Disabled first: no run starts without credentials to use. An operator's disable is kept as
@@ -115,7 +111,7 @@ ${disconnected ? '' : `<p><a id="disconnect" href="${h(`${req.path}/disconnect`)
     res.send(
       page(
         'Disconnected',
-        `<h1>Disconnected</h1><p>espresso no longer holds credentials for ${h(c.accountLabel)} and does not run for it.</p>`,
+        `<h1>Disconnected</h1><p>espresso no longer holds credentials for ${escapeHtml(c.accountLabel)} and does not run for it.</p>`,
         { kind: 'ok' },
       ),
     );

@@ -1,15 +1,13 @@
 import type { Response } from 'express';
-import { h, page } from './pages';
+import { errorPage } from './error-pages';
+import { escapeHtml } from './pages';
 
 /** 409: the action cannot be done now, and why, with the way back. */
 export function refused(res: Response, title: string, why: string): void {
-  res
-    .status(409)
-    .send(
-      page(
-        title,
-        `<h1>${h(title)}</h1><p>${h(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
-        { kind: 'error' },
-      ),
-    );
+  errorPage(
+    res,
+    409,
+    title,
+    `<h1>${escapeHtml(title)}</h1><p>${escapeHtml(why)}.</p><p><a href="/admin">Back to the configurations</a></p>`,
+  );
 }

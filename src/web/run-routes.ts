@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from '../runs/summaries';
 import { adminActor, recordAudit } from '../audit/log';
 import { withTimeout } from '../lib/timeout';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
@@ -16,11 +16,12 @@ import { csvHeader, csvLine, jsonLine, rejectedRows, resultCursorPattern, runRes
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
 import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
 import type { SyncProgress } from '../workflows/configuration-run';
-import type { WebDeps } from './app';
-import { h, hidden, page } from './pages';
+import type { WebDeps } from './deps';
+import { escapeHtml, hidden, page } from './pages';
 import { publisherUrl } from '../publisher-link';
 import { refused } from './refused';
 import * as view from './run-views';
+import { formExpired } from './error-pages';
 import { csrfToken, csrfValid, type Signer } from './security';
 import { temporalClient } from './temporal-client';
 
@@ -43,13 +44,15 @@ export function temporalRunUrl(deps: WebDeps, workflowId: string): string {
 }
 
 function notFound(res: Response, what: string): void {
-  res.status(404).send(page('Not found', `<h1>${h(what)}</h1>`, { kind: 'error' }));
+  res.status(404).send(page('Not found', `<h1>${escapeHtml(what)}</h1>`, { kind: 'error' }));
 }
 
 function invalid(res: Response, problem: string): void {
   res
     .status(400)
-    .send(page('Invalid request', `<h1>Invalid request</h1><p>${h(problem)}</p>`, { kind: 'error' }));
+    .send(
+      page('Invalid request', `<h1>Invalid request</h1><p>${escapeHtml(problem)}</p>`, { kind: 'error' }),
+    );
 }
 
 export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHandler) {
@@ -110,17 +113,17 @@ export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHan
     const espName = deps.processors.list().find((p) => p.descriptor.id === c.esp)?.descriptor.displayName;
     const base = view.configurationPath(c.id);
     const link = await publisherUrl(deps.stores, deps.web.publicUrl, c.id);
-    const revoke = `<form class="inline" method="post" action="${h(`${base}/revoke-link`)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Revoke</button></form>`;
+    const revoke = `<form class="inline" method="post" action="${escapeHtml(`${base}/revoke-link`)}">${hidden('_csrf', csrfToken(req, res, signer, secure))}<button type="submit">Revoke</button></form>`;
     const flash =
       query.data.done === 'retry'
         ? '<div class="box ok" id="flash">Retry of the failed rows started.</div>'
         : '';
     const body = `${view.configurationHeading(c, espName ?? c.esp)}${flash}
-<p class="muted">Publisher's private page: <input type="text" readonly id="publisher-link" value="${h(link)}" aria-label="publisher link"> ${revoke}</p>
+<p class="muted">Publisher's private page: <input type="text" readonly id="publisher-link" value="${escapeHtml(link)}" aria-label="publisher link"> ${revoke}</p>
 ${view.runningBox(running)}
 <h2>Runs</h2>
 ${view.historyTable(c.id, history.runs, (s) => temporalRunUrl(deps, s.workflowId))}
-<p>${query.data.after ? `<a href="${h(base)}">Newest runs</a>` : ''}${history.next ? ` <a id="older" href="${h(`${base}?${new URLSearchParams({ after: history.next })}`)}">Older runs →</a>` : ''}</p>`;
+<p>${query.data.after ? `<a href="${escapeHtml(base)}">Newest runs</a>` : ''}${history.next ? ` <a id="older" href="${escapeHtml(`${base}?${new URLSearchParams({ after: history.next })}`)}">Older runs →</a>` : ''}</p>`;
     // While a run is in progress the page reloads; just after a start, the run may not hold its
     // account yet, so the page looks again (without the notice) in a moment.
     const refresh = running ? { seconds: 5 } : query.data.done ? { seconds: 2, url: base } : undefined;
@@ -143,11 +146,13 @@ ${view.historyTable(c.id, history.runs, (s) => temporalRunUrl(deps, s.workflowId
     const next = rejected.next
       ? `${base}?${new URLSearchParams({ ...(contact ? { contact } : {}), after: rejected.next })}`
       : undefined;
-    const retry = retryable(s) ? ` · <a id="retry" href="${h(`${base}/retry`)}">Retry failed rows</a>` : '';
-    const body = `<p class="muted"><a href="/admin">Configurations</a> › <a href="${h(view.configurationPath(c.id))}">${h(c.accountLabel)}</a></p>
-<h1>Run ${h(s.run)}</h1>
+    const retry = retryable(s)
+      ? ` · <a id="retry" href="${escapeHtml(`${base}/retry`)}">Retry failed rows</a>`
+      : '';
+    const body = `<p class="muted"><a href="/admin">Configurations</a> › <a href="${escapeHtml(view.configurationPath(c.id))}">${escapeHtml(c.accountLabel)}</a></p>
+<h1>Run ${escapeHtml(s.run)}</h1>
 ${view.runFacts(s, temporalRunUrl(deps, s.workflowId))}
-<p>Results: <a id="csv" href="${h(`${base}/results.csv`)}">CSV</a> · <a id="jsonl" href="${h(`${base}/results.jsonl`)}">JSONL</a>${retry}</p>
+<p>Results: <a id="csv" href="${escapeHtml(`${base}/results.csv`)}">CSV</a> · <a id="jsonl" href="${escapeHtml(`${base}/results.jsonl`)}">JSONL</a>${retry}</p>
 <h2>Rejections by kind</h2>
 ${view.rejectionsByKind(s)}
 <h2>Rejected rows</h2>
@@ -189,12 +194,7 @@ ${view.rejectedTable(rejected, contact, next)}`;
   }
 
   async function startRetry(req: Request, res: Response) {
-    if (!csrfValid(req, signer, secure))
-      return void res.status(403).send(
-        page('Form expired', '<h1>This form has expired</h1><p>Reload the run page and try again.</p>', {
-          kind: 'error',
-        }),
-      );
+    if (!csrfValid(req, signer, secure)) return formExpired(res);
     const found = await runOf(req, res);
     if (!found) return;
     const { configuration: c, summary: s } = found;

@@ -3,7 +3,7 @@
 // ESPRESSO_SHUTDOWN_GRACE_MS to finish, then are cancelled and resume elsewhere).
 import type { Server } from 'node:http';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
-import { loadConfigOrExit } from '../cli/load-config';
+import { loadConfigOrExit } from '../load-config';
 import { exitWhenSupervisorDies } from '../lib/orphan-guard';
 import { createLogger } from '../logger';
 import { loadPayloadKeys } from '../codec';

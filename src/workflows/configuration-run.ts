@@ -1,7 +1,7 @@
 // What a configuration run takes, shows and returns: shared by configurationSyncWorkflow and the
 // legacy run it replaced (src/workflows/legacy), which must keep replaying.
 import { ApplicationFailure, defineQuery, defineSignal } from '@temporalio/workflow';
-import type { RunSummary } from '../activities/summary';
+import type { RunSummary } from '../runs/summaries';
 import { runNotes } from '../runs/report';
 
 export interface ConfigurationSyncInput {

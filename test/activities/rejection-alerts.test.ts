@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import type { Alert } from '../../src/alerts';
 import { ConfigError, loadConfig } from '../../src/config';
 import { createDeps } from '../../src/deps';

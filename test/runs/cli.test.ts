@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { projectRoot } from '../../src/paths';
 import { runFiles } from '../../src/runs/files';
 import { recordHistory } from '../../src/runs/history';

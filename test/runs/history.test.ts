@@ -1,7 +1,7 @@
 // A configuration's run history and a run's results as pages and downloads read them, on the
 // local blob store.
 import { strict as assert } from 'node:assert';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles } from '../../src/runs/files';
 import { recordHistory, runHistory } from '../../src/runs/history';
 import { csvHeader, csvLine, jsonLine, rejectedRows, runResults } from '../../src/runs/results';

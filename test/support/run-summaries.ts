@@ -1,5 +1,5 @@
 // Run summaries as a finished run writes them, for tests of the pages that read them.
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 
 /** A completed run: 3 contacts exported, 2 updated, 1 rejected (`contact_suppressed`). */
 export function summaryFor(

@@ -1,7 +1,7 @@
 import type { Connection } from '@temporalio/client';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import type { Stores } from '../../src/storage';
-import type { WebDeps } from '../../src/web/app';
+import type { WebDeps } from '../../src/web/deps';
 import { testPayloadKeys } from './temporal';
 
 export function webDeps(

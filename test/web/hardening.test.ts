@@ -3,7 +3,8 @@
 import { strict as assert } from 'node:assert';
 import request from 'supertest';
 import { codecPathToken } from '../../src/codec';
-import { createApp, type WebDeps } from '../../src/web/app';
+import { createApp } from '../../src/web/app';
+import type { WebDeps } from '../../src/web/deps';
 import { FailedAuthGuard } from '../../src/web/failed-auth';
 import { Signer } from '../../src/web/security';
 import { temporalEnv } from '../support/temporal';

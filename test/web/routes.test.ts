@@ -9,9 +9,10 @@ import { SandboxProcessor } from '../../src/processors/sandbox';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import type { Stores } from '../../src/storage';
-import { same } from '../../src/lib/same';
-import { isAdmin } from '../../src/web/admin-routes';
-import { createApp, type WebDeps } from '../../src/web/app';
+import { constantTimeEqual } from '../../src/lib/constant-time-equal';
+import { isAdmin } from '../../src/web/admin-auth';
+import { createApp } from '../../src/web/app';
+import type { WebDeps } from '../../src/web/deps';
 import { PendingFlows } from '../../src/web/pending';
 import { publisherPath } from '../../src/publisher-link';
 import { Signer, STATE_TTL_MS } from '../../src/web/security';
@@ -694,7 +695,7 @@ describe('admin authentication', () => {
     ]) {
       assert.equal(isAdmin(admin, wrong), false, wrong);
     }
-    assert.equal(same('abc', 'abc'), true);
-    assert.equal(same('abc', 'abcd'), false);
+    assert.equal(constantTimeEqual('abc', 'abc'), true);
+    assert.equal(constantTimeEqual('abc', 'abcd'), false);
   });
 });

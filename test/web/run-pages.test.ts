@@ -2,7 +2,7 @@
 // bad input, downloads and the checks before a retry. The browser test drives the happy path.
 import { strict as assert } from 'node:assert';
 import request from 'supertest';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles } from '../../src/runs/files';
 import { recordHistory } from '../../src/runs/history';
 import type { Configuration, Stores } from '../../src/storage';

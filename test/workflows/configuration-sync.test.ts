@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { SyncProgress } from '../../src/workflows/configuration-run';

@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles } from '../../src/runs/files';
 import { NotFoundError } from '../../src/storage';
 import { RunInProgressError, runningWriter, startConfigurationRun } from '../../src/temporal/runs';

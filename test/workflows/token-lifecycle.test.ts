@@ -6,7 +6,7 @@ import { saveConnection } from '../../src/connect';
 import type { Credentials } from '../../src/processors/types';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
-import type { RunSummary } from '../../src/activities/summary';
+import type { RunSummary } from '../../src/runs/summaries';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import { sandboxOAuthCredentials } from '../processors/sandbox-harness';
 import { startEspresso, type Espresso } from '../support/espresso';

@@ -9,7 +9,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import type { RunSummary } from '../../activities/summary';
+import type { RunSummary } from '../../runs/summaries';
 import type { MaintenanceReport } from '../../processors/types';
 import { searchAttributes } from '../../temporal/constants';
 import { failureTypes } from '../../temporal/failure-types';
@@ -27,7 +27,11 @@ import { failureType, rootMessage } from '../failures';
 import { espCallRetry } from '../retry-policies';
 import { dispatchProgressSignal } from '../signals';
 
-const quick = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: espCallRetry });
+/** The run's short activities (context, maintenance, summary, re-authorization): a minute each. */
+const oneMinuteActivities = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: espCallRetry,
+});
 const { exportContacts } = proxyActivities<Activities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '20 seconds',
@@ -65,7 +69,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
     { key: searchAttributes.status, value: 'running' },
   ]);
 
-  const context = await quick.loadRunContext(configurationId);
+  const context = await oneMinuteActivities.loadRunContext(configurationId);
   upsertSearchAttributes([{ key: searchAttributes.esp, value: context.esp }]);
   const durations = { maintenance: 0, export: 0, dispatch: 0, total: 0 };
   const finish = async (
@@ -100,7 +104,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
       rejectedByKind: extra.rejectedByKind ?? {},
       chunks: extra.chunks ?? 0,
     };
-    await quick.writeSummary(summary);
+    await oneMinuteActivities.writeSummary(summary);
     upsertSearchAttributes([
       { key: searchAttributes.status, value: input.dryRun && status === 'completed' ? 'dry_run' : status },
       { key: searchAttributes.contactsUpdated, value: progress.updated },
@@ -123,7 +127,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
   let maintenance: MaintenanceReport | undefined;
   const needsReauth = async (err: unknown) => {
     const reason = rootMessage(err);
-    await quick.markNeedsReauth({ configurationId, reason });
+    await oneMinuteActivities.markNeedsReauth({ configurationId, reason });
     return finish('needs_reauth', { reason, maintenance });
   };
 
@@ -131,7 +135,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
     progress.phase = 'maintenance';
     const t = Date.now();
     try {
-      maintenance = await quick.runMaintenance(configurationId);
+      maintenance = await oneMinuteActivities.runMaintenance(configurationId);
     } catch (err) {
       if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
       throw err;

@@ -9,7 +9,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { RunSummary } from '../../activities/summary';
+import type { RunSummary } from '../../runs/summaries';
 import { runNotes } from '../../runs/report';
 import { searchAttributes } from '../../temporal/constants';
 import { failureTypes } from '../../temporal/failure-types';

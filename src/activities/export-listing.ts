@@ -1,0 +1,222 @@
+// The export's listing: pages of contacts from the ESP, each contact that needs a value given a new
+// one, written to chunk files of at most CHUNK_LINES lines, with the progress file after them.
+import { randomBytes } from 'node:crypto';
+import type { Context } from '@temporalio/activity';
+import type { BaseProcessor } from '../processors/base-processor';
+import type { ContactPage, ContactRef, ListMode, ProcessorTarget } from '../processors/types';
+import { CHUNK_LINE_MAX, CHUNK_LINES } from '../runs/files';
+import type { AccountShare } from './account-share';
+import type { ExportFolder, ExportProgress } from './export-folder';
+import { SeenIds } from './seen-ids';
+import { HEARTBEAT_EVERY_MS } from './update-chunk';
+
+/** A part ends after this long (at a page boundary), so the run can continue as new between parts. */
+const PART_MAX_MS = 5 * 60_000;
+
+/**
+ * The values espresso itself writes. A value of any other form that a contact holds is kept too,
+ * unless the run is asked to replace such values.
+ */
+const OWN_VALUE = /^[A-Za-z0-9_-]{16,64}$/;
+
+/** A new value: 128 random bits, base64url. Never derived from anything about the contact. */
+export function newValue(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/** What one listing (or one part of it) reads and where it writes. */
+export interface Listing {
+  folder: ExportFolder;
+  context: Context;
+  processor: BaseProcessor;
+  target: ProcessorTarget;
+  /** The account's share this listing takes (its pacing; a lost lock stops the next page). */
+  share: AccountShare;
+  mode: ListMode;
+  replaceForeignValues?: boolean;
+  /** A redispatch: the earlier run's lines not updated then, written to the contacts still empty. */
+  earlier?: () => AsyncIterable<{ contactId: string; value: string }>;
+  /** The ids already in the folder's chunk files (a contact never gets two values); read while alive. */
+  seenSoFar: () => Promise<SeenIds>;
+  /** A part ends once this many more chunk files are final (undefined: the listing goes to its end). */
+  stopAfterChunks?: number;
+  partStarted: number;
+}
+
+interface Counts {
+  alreadySet: number;
+  foreignValues: number;
+  replacing: number;
+}
+
+const noCounts = (): Counts => ({ alreadySet: 0, foreignValues: 0, replacing: 0 });
+
+/** Lines waiting for a chunk file, and what is safely in chunk files already. */
+class Chunks {
+  lines: string[] = [];
+  private found = noCounts();
+
+  constructor(
+    private readonly folder: ExportFolder,
+    private readonly share: AccountShare,
+    public committed: ExportProgress,
+  ) {}
+
+  add(fresh: string[], found: Counts): void {
+    this.lines.push(...fresh);
+    this.found.alreadySet += found.alreadySet;
+    this.found.foreignValues += found.foreignValues;
+    this.found.replacing += found.replacing;
+  }
+
+  /** Writes the waiting lines to new chunk files; `cursor`: the first page they do not hold. */
+  async flush(cursor: string | undefined): Promise<void> {
+    const { committed, lines, found } = this;
+    let chunkCount = committed.chunkCount;
+    for (let i = 0; i < lines.length; i += CHUNK_LINES) {
+      await this.folder.writeChunk(++chunkCount, lines.slice(i, i + CHUNK_LINES));
+    }
+    const next: ExportProgress = {
+      cursor,
+      chunkCount,
+      contacts: committed.contacts + lines.length,
+      alreadySet: committed.alreadySet + found.alreadySet,
+      foreignValues: (committed.foreignValues ?? 0) + found.foreignValues,
+      replacing: (committed.replacing ?? 0) + found.replacing,
+      maintenance: committed.maintenance,
+      maintenanceMs: committed.maintenanceMs,
+      partsEnded: committed.partsEnded,
+    };
+    const keeps = this.share.exportKeeps();
+    if (keeps !== undefined) next.exportKeeps = keeps;
+    // New chunk files are final once the progress file counts them (written after them).
+    if (chunkCount > committed.chunkCount) await this.folder.saveProgress(next);
+    this.committed = next;
+    this.lines = [];
+    this.found = noCounts();
+  }
+}
+
+/**
+ * Lists from `start` (its cursor) to the last page, or, for a part, until it has made its chunk
+ * files. Returns the progress the chunk files hold, and whether a part ended before the last page.
+ */
+export async function listIntoChunks(
+  listing: Listing,
+  start: ExportProgress,
+): Promise<{ progress: ExportProgress; partEnded: boolean; seen: SeenIds }> {
+  const { folder, context, processor, target, share, mode, earlier } = listing;
+  const chunks = new Chunks(folder, share, start);
+  const firstChunk = start.chunkCount;
+  const stillEmpty = new SeenIds();
+  let cursor = start.cursor;
+
+  // Alive even while a slow ESP answers; the details always say what is in chunk files.
+  const beat = setInterval(() => {
+    context.heartbeat(chunks.committed);
+    void share.check().catch(() => undefined); // a lost lock stops the next page
+  }, HEARTBEAT_EVERY_MS);
+  const fetchPage = async (at: string | undefined) => {
+    context.cancellationSignal.throwIfAborted();
+    await share.check();
+    return processor.listPage(target, at, mode, share.pacing);
+  };
+  let ahead: Promise<ContactPage> | undefined;
+  try {
+    const seen = await listing.seenSoFar();
+    for (;;) {
+      const page = await (ahead ?? fetchPage(cursor));
+      // The next page is asked for at once, while this one is sorted and written: the listing
+      // waits on the ESP's latency or its limit, not on both and the blob store too. (A part
+      // that ends here leaves it unread: one page per part, and a part is many chunks.)
+      ahead = page.nextCursor ? fetchPage(page.nextCursor) : undefined;
+      ahead?.catch(() => undefined); // awaited next, or at the end
+      if (earlier) rememberEmpty(page.contacts, stillEmpty);
+      const { fresh, found } = earlier
+        ? { fresh: [], found: noCounts() }
+        : newValues(page.contacts, seen, listing.replaceForeignValues);
+      // Chunk files hold whole pages: one that does not fit the chunk being filled starts the
+      // next one, so resuming from this page's cursor loses nothing.
+      if (chunks.lines.length > 0 && chunks.lines.length + fresh.length > CHUNK_LINES)
+        await chunks.flush(cursor);
+      chunks.add(fresh, found);
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+      // A chunk that would not take another page like this one is written now, so the run can
+      // update it while the listing goes on. A part ends after a chunk when it has made its
+      // share of them, or at a page that left nothing waiting once it has run long enough.
+      const waiting = chunks.lines.length;
+      const full = waiting > 0 && waiting + page.contacts.length > CHUNK_LINES;
+      const made = chunks.committed.chunkCount + (full ? 1 : 0) - firstChunk;
+      const ends =
+        listing.stopAfterChunks !== undefined &&
+        ((full && made >= listing.stopAfterChunks) ||
+          ((full || waiting === 0) && Date.now() - listing.partStarted >= PART_MAX_MS));
+      // Nothing listed waits for a chunk file: a retry resumes from the next page.
+      if (full || (waiting === 0 && !earlier)) await chunks.flush(cursor);
+      if (ends) {
+        const progress = { ...chunks.committed, partsEnded: (chunks.committed.partsEnded ?? 0) + 1 };
+        await folder.saveProgress(progress);
+        return { progress, partEnded: true, seen };
+      }
+      context.heartbeat(chunks.committed);
+    }
+    cursor = undefined;
+    if (earlier) {
+      // The earlier run's values of the contacts that are still empty, in its order.
+      for await (const line of earlier()) {
+        if (stillEmpty.has(line.contactId) && seen.add(line.contactId))
+          chunks.lines.push(JSON.stringify(line));
+        if (chunks.lines.length >= CHUNK_LINES) await chunks.flush(cursor);
+      }
+    }
+    await chunks.flush(cursor);
+    return { progress: chunks.committed, partEnded: false, seen };
+  } finally {
+    clearInterval(beat);
+    // A page asked for ahead and not needed (the part ended, or failed) ends before the part
+    // does: no request of this part outlives it.
+    await ahead?.catch(() => undefined);
+  }
+}
+
+/** A redispatch lists only to learn which contacts are still empty. */
+function rememberEmpty(contacts: ContactRef[], stillEmpty: SeenIds): void {
+  for (const { contactId, currentValue } of contacts) {
+    if (currentValue === undefined || currentValue === '') stillEmpty.add(contactId);
+  }
+}
+
+/**
+ * The chunk lines of a page: a new value for each contact seen for the first time that holds none.
+ * A contact that holds a value keeps it, whatever its form (stable once written), unless the
+ * operator asked to replace foreign ones (and its line can say what it replaces).
+ */
+function newValues(
+  contacts: ContactRef[],
+  seen: SeenIds,
+  replaceForeignValues: boolean | undefined,
+): { fresh: string[]; found: Counts } {
+  const fresh: string[] = [];
+  const found = noCounts();
+  for (const { contactId, currentValue: value } of contacts) {
+    if (!seen.add(contactId)) continue;
+    if (value === undefined || value === '') {
+      fresh.push(JSON.stringify({ contactId, value: newValue() }));
+      continue;
+    }
+    const foreign = !OWN_VALUE.test(value);
+    const replacing =
+      foreign && replaceForeignValues
+        ? JSON.stringify({ contactId, value: newValue(), previous: value })
+        : undefined;
+    if (replacing && replacing.length <= CHUNK_LINE_MAX) {
+      fresh.push(replacing);
+      found.replacing++;
+    } else {
+      found.alreadySet++;
+      if (foreign) found.foreignValues++;
+    }
+  }
+  return { fresh, found };
+}
