@@ -673,7 +673,8 @@ describe('bounded failures and alerts that survive a crash', function () {
       const before = inWindow(gaveBackAt - 1_500, gaveBackAt - 500);
       const after = inWindow(gaveBackAt + 1_500, gaveBackAt + 2_500);
       assert.ok(before <= 30, `${before} contacts written in a second before the export gave back`);
-      assert.ok(after >= 75, `${after} contacts written in a second after the export gave back`);
+      // 9 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
+      assert.ok(after >= 50, `${after} contacts written in a second after the export gave back`);
     } finally {
       clearInterval(sample);
     }
@@ -727,7 +728,8 @@ describe('bounded failures and alerts that survive a crash', function () {
       const before = inWindow(endedAt - 1_500, endedAt - 500);
       const after = inWindow(endedAt + 1_500, endedAt + 2_500);
       assert.ok(before <= 30, `${before} contacts written in the second before the export ended`);
-      assert.ok(after >= 80, `${after} contacts written in a second after the export ended`);
+      // 10 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
+      assert.ok(after >= 50, `${after} contacts written in a second after the export ended`);
     } finally {
       clearInterval(sample);
     }
