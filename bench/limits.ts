@@ -4,7 +4,7 @@
 // limits, counted on the Sandbox's side.
 import { clientLimitsOf, PROFILE_NAMES, SANDBOX_PROFILES, type ProfileName } from '../src/sandbox/profiles';
 import type { SettingsChange } from '../src/sandbox/settings';
-import type { AccountSettings, RequestLimit } from '../src/sandbox/state';
+import type { AccountSettings, RequestLimit } from '../src/sandbox/account-settings';
 import { pipeline } from './scenarios';
 import type { SandboxAccountConfig, Stack } from './stack';
 

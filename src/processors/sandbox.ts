@@ -1,5 +1,5 @@
 // The Sandbox ESP (src/sandbox), connected like any real ESP. Everything it does is in this file.
-import { SANDBOX_CLIENT } from '../sandbox/state';
+import { SANDBOX_CLIENT } from '../sandbox/oauth-client';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { RequestRejectedError } from './errors';
 import type {

@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Router, type NextFunction, type Response } from 'express';
 import { z } from 'zod';
-import { same } from '../lib/same';
+import { constantTimeEqual } from '../lib/constant-time-equal';
 import { HttpError, parse, respondError, route, type RouteContext } from './http';
 import { applySettings, settingsSchema } from './settings';
 import { SandboxList, type SandboxAccount, type SandboxState } from './state';
@@ -15,7 +15,7 @@ export function requireAdminToken(adminToken: string) {
   return (req: IncomingMessage, res: Response, next: NextFunction): void => {
     const header = req.headers.authorization ?? '';
     const presented = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-    if (same(presented, adminToken)) return next();
+    if (constantTimeEqual(presented, adminToken)) return next();
     respondError(
       res,
       new HttpError(

@@ -1,4 +1,4 @@
-import type { SandboxFaults } from './state';
+import type { SandboxFaults } from './account-settings';
 
 /**
  * One response's added latency: latencyMs, or with latencySigma a log-normal draw of that mean (a

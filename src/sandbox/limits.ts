@@ -1,6 +1,6 @@
 // Server-side limits: what a real ESP does when a client sends too much. Each account has one
 // limit every API request counts against and, when set, one of its own for listing and for writing.
-import type { RequestLimit } from './state';
+import type { RequestLimit } from './account-settings';
 
 /** The endpoints an ESP limits on their own; `other` requests count against the shared limit only. */
 export type RequestKind = 'listing' | 'writing' | 'other';

@@ -1,5 +1,5 @@
 // Sandbox ESP entry point (`espresso sandbox start`, and a child of `espresso start`).
-import { loadConfigOrExit } from '../cli/load-config';
+import { loadConfigOrExit } from '../load-config';
 import { oauthRedirectUri } from '../config';
 import { loadOrCreateKeyFile } from '../lib/key-file';
 import { closeOnShutdown } from '../lib/shutdown';

@@ -2,7 +2,7 @@
 // required, registered redirect URIs only) and the token endpoint (codes and rotating refresh tokens).
 import { Router } from 'express';
 import { z } from 'zod';
-import { same } from '../lib/same';
+import { constantTimeEqual } from '../lib/constant-time-equal';
 import { consentPage, type ConsentRequest } from './consent-page';
 import { AuthorizeError, HttpError, OAuthError, parse, route, STREAMED, type RouteContext } from './http';
 import type { SandboxState } from './state';
@@ -98,7 +98,7 @@ export function oauthRoutes(state: SandboxState): Router {
   function token(ctx: RouteContext) {
     const form = (ctx.body ?? {}) as Record<string, string | undefined>;
     const client = state.clients.get(form.client_id ?? '');
-    if (!client || !same(form.client_secret ?? '', client.secret)) {
+    if (!client || !constantTimeEqual(form.client_secret ?? '', client.secret)) {
       throw new OAuthError(401, 'invalid_client');
     }
     const issued =

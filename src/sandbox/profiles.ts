@@ -1,7 +1,7 @@
 // Named profiles: a Sandbox account that answers like a real ESP account, with that ESP's documented
 // limits, page size and batch size. Every figure's source is in docs/sandbox.md ("Profiles"). What the
 // vendor does not publish is left out (0 = no limit), except where docs/sandbox.md says otherwise.
-import type { AccountSettings, RequestLimit } from './state';
+import type { AccountSettings, RequestLimit } from './account-settings';
 
 export type ProfileSettings = Pick<AccountSettings, 'limits' | 'pageSize' | 'batchSize'>;
 

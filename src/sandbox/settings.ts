@@ -2,7 +2,7 @@
 // one schema, and one rule for applying them (a profile first, then the figures given).
 import { z } from 'zod';
 import { PROFILE_NAMES, profileSettings, type ProfileName } from './profiles';
-import type { AccountSettings } from './state';
+import type { AccountSettings } from './account-settings';
 
 const share = z.number().min(0).max(1);
 const requestLimit = z

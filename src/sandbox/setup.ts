@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { AppConfig } from '../config';
 import { applySettings, settingsSchema } from './settings';
-import { defaultSettings, SANDBOX_CLIENT, SandboxList, SandboxState } from './state';
+import { defaultSettings } from './account-settings';
+import { SANDBOX_CLIENT } from './oauth-client';
+import { SandboxList, SandboxState } from './state';
 
 /** ESPRESSO_SANDBOX_CONFIG: the accounts, lists and settings to start with instead of the demo. */
 const configFileSchema = z.object({

@@ -8,7 +8,7 @@ import { oauthRedirectUri } from '../../src/config';
 import { projectRoot } from '../../src/paths';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
-import { SANDBOX_CLIENT } from '../../src/sandbox/state';
+import { SANDBOX_CLIENT } from '../../src/sandbox/oauth-client';
 import { TASK_QUEUE } from '../../src/temporal/constants';
 import { createApp } from '../../src/web/app';
 import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
