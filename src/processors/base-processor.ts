@@ -44,14 +44,14 @@ export type EspCall = <T = unknown>(
   },
 ) => Promise<EspResponse<T>>;
 
-/** listContactsNeedingValue's arguments, for ESPs to take as `...[call, target, cursor, mode]: ListingArgs`. */
+/** fetchContactPage's arguments, for ESPs to take as `...[call, target, cursor, mode]: ListingArgs`. */
 export type ListingArgs = [
   call: EspCall,
   target: ProcessorTarget,
   cursor: string | undefined,
   mode: ListMode,
 ];
-/** updateContacts' arguments, for ESPs to take as `...[call, target, batch]: UpdateArgs`. */
+/** sendBatch's arguments, for ESPs to take as `...[call, target, batch]: UpdateArgs`. */
 export type UpdateArgs = [call: EspCall, target: ProcessorTarget, batch: ContactUpdate[]];
 
 /**
@@ -88,7 +88,7 @@ export abstract class BaseProcessor {
   /** Makes sure the custom field exists, creating it when missing (a 409 on create counts as existing). */
   protected abstract ensureField(call: EspCall, target: ProcessorTarget): Promise<'exists' | 'created'>;
   /** One page of contacts whose field is empty (`incremental`) or of every contact (`full`). */
-  protected abstract listContactsNeedingValue(...args: ListingArgs): Promise<ContactPage>;
+  protected abstract fetchContactPage(...args: ListingArgs): Promise<ContactPage>;
   /**
    * ESPs that list through an export job start it here and answer the cursor that reads it, so
    * the job can be saved before it is read (a retry reads the same job). Default: no job.
@@ -101,7 +101,7 @@ export abstract class BaseProcessor {
     return undefined;
   }
   /** Writes one batch (at most maxBatchSize); one result per contact, in any order. */
-  protected abstract updateContacts(...args: UpdateArgs): Promise<ContactResult[]>;
+  protected abstract sendBatch(...args: UpdateArgs): Promise<ContactResult[]>;
 
   /** Auth headers for a request. Default: bearer token / key; ESPs with other schemes override. */
   protected authHeaders(credentials: Credentials): Record<string, string> {
@@ -149,9 +149,7 @@ export abstract class BaseProcessor {
     mode: ListMode,
     pacing?: AccountPacing,
   ): Promise<ContactPage> {
-    return shapeChecked(() =>
-      this.listContactsNeedingValue(this.callFor(target, pacing), target, cursor, mode),
-    );
+    return shapeChecked(() => this.fetchContactPage(this.callFor(target, pacing), target, cursor, mode));
   }
 
   /**
@@ -189,7 +187,7 @@ export abstract class BaseProcessor {
     const batches: ContactUpdate[][] = [];
     for (let i = 0; i < valid.length; i += size) batches.push(valid.slice(i, i + size));
     const written = await Promise.all(
-      batches.map((batch) => writeIsolatingBadRows(batch, (rows) => this.updateContacts(call, target, rows))),
+      batches.map((batch) => writeIsolatingBadRows(batch, (rows) => this.sendBatch(call, target, rows))),
     );
     // Reasons end up in results files and summaries: no emails, credentials or contact ids (which
     // are emails for some ESPs, in forms the email pattern may miss) in them.

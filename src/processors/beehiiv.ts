@@ -154,9 +154,7 @@ export class BeehiivProcessor extends BaseProcessor {
    * List subscriptions (cursor pages of 100, custom fields expanded). beehiiv filters on status,
    * tier and email but not on a custom field, so the empty field is found here.
    */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const { body } = await call({
       method: 'GET',
       url: `${this.publication(target)}/subscriptions`,
@@ -179,7 +177,7 @@ export class BeehiivProcessor extends BaseProcessor {
    * a line naming a subscription rejects that row. A failed job, or lines that name no row, send
    * the batch back to the base class, which isolates the bad rows (rewriting the same values is safe).
    */
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const { body } = await call({
       method: 'PUT',
       url: `${this.publication(target)}/subscriptions/bulk_actions`,

@@ -113,9 +113,7 @@ export class BrevoProcessor extends BaseProcessor {
    * is the offset. Brevo's `filter` takes `equals` only, which cannot say "empty or absent", so
    * both modes read every contact and filter here.
    */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const offset = cursor ? Number(cursor) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
     const { body } = await call({
@@ -137,7 +135,7 @@ export class BrevoProcessor extends BaseProcessor {
    * only: it updates the contact with that id and has nothing to create one from, so a contact
    * deleted since the listing stays deleted. 204: every row updated; 207: `failureIds` were not.
    */
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const rows = batch.filter((u) => BREVO_ID.test(u.contactId));
     const outcome = rows.length > 0 ? await this.writeBatch(call, target.fieldName, rows) : undefined;
     return batch.map(({ contactId }): P.ContactResult => {

@@ -119,9 +119,7 @@ export class HubSpotProcessor extends BaseProcessor {
     return 'created';
   }
 
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     if (cursor !== undefined && !/^\d+$/.test(cursor))
       throw new RequestRejectedError('invalid HubSpot cursor');
     // Keyset paging on the record id: every page starts at offset 0, so the 10,000-result cap of
@@ -155,7 +153,7 @@ export class HubSpotProcessor extends BaseProcessor {
     return { contacts, nextCursor: found.paging?.next && last ? last.id : undefined };
   }
 
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const results: P.ContactResult[] = [];
     let pending = batch;
     // A batch naming a contact that no longer exists is refused whole: those rows are rejected (never

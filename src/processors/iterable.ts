@@ -155,9 +155,7 @@ export class IterableProcessor extends BaseProcessor {
    * `pageBytes` of the current file (HTTP Range), whole lines only, and moves to the next file at
    * its end. Nothing is held beyond one page.
    */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const m = /^(\d+):(\d+):(\d+)$/.exec(cursor ?? (await startUserExport(call, target.fieldName)));
     if (!m) throw new RequestRejectedError('not an Iterable listing cursor');
     const [jobId, fileIndex, offset] = [m[1]!, Number(m[2]), Number(m[3])];
@@ -177,7 +175,7 @@ export class IterableProcessor extends BaseProcessor {
     return { contacts, nextCursor: end ? `${jobId}:${fileIndex + 1}:0` : `${jobId}:${fileIndex}:${next}` };
   }
 
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     let answer: unknown;
     try {
       ({ body: answer } = await call({

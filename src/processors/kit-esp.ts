@@ -116,9 +116,7 @@ export class KitProcessor extends BaseProcessor {
    * List Subscribers, active ones, oldest id first, 1,000 a page: Kit's filter endpoint shows no
    * "custom field is empty" condition, so both modes read every page and filter here.
    */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const send = kit(call, await this.kindOf(target));
     const { body } = await send({
       method: 'GET',
@@ -135,7 +133,7 @@ export class KitProcessor extends BaseProcessor {
     throw new TransientError('Kit answered GET /v4/subscribers with a next page but no cursor');
   }
 
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const results: P.ContactResult[] = [];
     const rows = batch.filter((u) => {
       if (SUBSCRIBER_ID.test(u.contactId)) return true;

@@ -143,9 +143,7 @@ export class KlaviyoProcessor extends BaseProcessor {
   }
 
   /** Get Profiles pages (100, cursor); custom properties cannot be filtered on, so we filter here. */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const { body } = await call({
       method: 'GET',
       url: '/api/profiles',
@@ -172,7 +170,7 @@ export class KlaviyoProcessor extends BaseProcessor {
    * deleted. Klaviyo's bulk import writes up to 10,000 profiles per request, but it is an upsert: a
    * row that matches no profile creates one, which publishers pay for.
    */
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     return Promise.all(
       batch.map(async ({ contactId, value }): Promise<P.ContactResult> => {
         try {

@@ -169,9 +169,7 @@ export class MailchimpProcessor extends BaseProcessor {
    * Mailchimp cannot filter members on an empty merge field: every page of the audience is read
    * (oldest signup first, so new members append at the end) and filtered here. The cursor is the offset.
    */
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     const offset = cursor ? Number(cursor) : 0;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
     const { body } = await call({
@@ -201,7 +199,7 @@ export class MailchimpProcessor extends BaseProcessor {
    * their subscription status; an address that is not a member could only ever be added
    * unsubscribed, and is archived again below.
    */
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const { body } = await call({
       method: 'POST',
       url: `/lists/${list(target)}`,

@@ -99,7 +99,7 @@ export class SandboxProcessor extends BaseProcessor {
     return 'created';
   }
 
-  protected async listContactsNeedingValue(
+  protected async fetchContactPage(
     call: EspCall,
     target: ProcessorTarget,
     cursor: string | undefined,
@@ -129,7 +129,7 @@ export class SandboxProcessor extends BaseProcessor {
     };
   }
 
-  protected async updateContacts(
+  protected async sendBatch(
     call: EspCall,
     target: ProcessorTarget,
     batch: ContactUpdate[],

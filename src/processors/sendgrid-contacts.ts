@@ -1,4 +1,4 @@
-// SendGrid's contact lookups and its asynchronous upsert job, for SendGridProcessor.updateContacts:
+// SendGrid's contact lookups and its asynchronous upsert job, for SendGridProcessor.sendBatch:
 // ids resolved to the identifiers an update must repeat, the job polled to its end, its errors
 // file read, and copies the upsert re-created of contacts deleted meanwhile removed again.
 import { z } from 'zod';

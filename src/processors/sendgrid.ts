@@ -121,9 +121,7 @@ export class SendGridProcessor extends BaseProcessor {
     return startExport(call, this.tmpDir());
   }
 
-  protected async listContactsNeedingValue(
-    ...[call, target, cursor, mode]: ListingArgs
-  ): Promise<P.ContactPage> {
+  protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
     return readExportPage(call, cursor ?? (await this.startExportJob(call)), target.fieldName, mode, {
       pollMs: this.pollMs(),
       waitMs: this.options.exportWaitMs ?? 5 * 60_000,
@@ -133,7 +131,7 @@ export class SendGridProcessor extends BaseProcessor {
     });
   }
 
-  protected async updateContacts(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
+  protected async sendBatch(...[call, target, batch]: UpdateArgs): Promise<P.ContactResult[]> {
     const results: P.ContactResult[] = [];
     const reject = (contactId: string, reason: string) =>
       results.push({ contactId, status: 'rejected', reason });
