@@ -97,8 +97,9 @@ export async function startClusterTopology(env: NodeJS.ProcessEnv, workers: numb
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGINT');
-      const killed = sleep(180_000).then(() => child.kill('SIGKILL'));
-      await Promise.race([exited, killed]);
+      // SIGKILL if it has not stopped in 3 minutes; the timer must not keep the bench alive after.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+      await exited.finally(() => clearTimeout(timer));
     },
   };
 }
