@@ -152,13 +152,8 @@ export class AccountShare {
     return share;
   }
 
-  /**
-   * Throws LockLostError when another run took the account (this run's lock had expired). A chunk
-   * beside the export takes its larger share once the export has ended (its requests in flight are
-   * the stretch before; the next stretch reads `pacing` afresh).
-   */
+  /** Throws LockLostError when another run took the account (this run's lock had expired). */
   async check(): Promise<void> {
-    await this.lookAtExport();
     if (!this.owner) return;
     const now = Date.now();
     if (now - this.renewedAt >= RENEW_EVERY_MS || now - this.renewedAt >= LOCK_TTL_MS / 2) {
@@ -171,8 +166,12 @@ export class AccountShare {
     }
   }
 
-  /** A chunk beside the export takes what the export gives back, and its whole window once it has ended. */
-  private async lookAtExport(): Promise<void> {
+  /**
+   * A chunk beside the export takes what the export gives back, and its whole window once it has
+   * ended. Called between stretches of requests, none in flight: the next stretch reads `pacing`
+   * afresh, and the new pacer starts where the old one left off.
+   */
+  async followExport(): Promise<void> {
     const beside = this.besideExport;
     if (!beside || Date.now() - beside.lookedAt < EXPORT_LOOK_MS) return;
     beside.lookedAt = Date.now();

@@ -94,6 +94,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
           await share.check();
+          await share.followExport();
           if (Date.now() - checked > STATUS_CHECK_MS) {
             checked = Date.now();
             const { status } = await deps.stores.configurations.get(configurationId);
