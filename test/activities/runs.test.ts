@@ -626,10 +626,13 @@ describe('bounded failures and alerts that survive a crash', function () {
     );
   });
 
-  it('a chunk written beside the export takes what the export gives back', async function () {
-    this.timeout(30_000);
-    // 10 requests a second, 2 at once: beside the export a chunk has 2 a second (the export keeps
-    // 8), 9 once the export keeps 1.
+  /**
+   * One chunk of `contacts` written beside the export on an account of 10 requests a second, 2 at
+   * once, batches of 10: beside the export the chunk has 2 requests a second (the export keeps 8).
+   * After 2.5 s the export's progress file says `then`; returns the contacts the Sandbox received
+   * in the second before that and in a second soon after.
+   */
+  const besideTheExport = async (contacts: number, runDate: string, then: Record<string, unknown>) => {
     const paced = new SandboxProcessor(
       { secrets: e.stores.secrets },
       { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 2, batchSize: 10 },
@@ -639,14 +642,14 @@ describe('bounded failures and alerts that survive a crash', function () {
       processors: new ProcessorRegistry([paced]),
       alerts: async () => undefined,
     });
-    const { configuration, list } = await e.connect(400);
+    const { configuration, list } = await e.connect(contacts);
     await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
-    const runDate = '2026-11-25';
-    const ids = Array.from({ length: 400 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    const ids = Array.from({ length: contacts }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
     const chunkLines = ids.map((id) => JSON.stringify({ contactId: id, value: `value_${id}_000000` }));
     await e.stores.blobs.put(runFiles.contacts(configuration.id, runDate, 1), chunkLines.join('\n') + '\n');
     const progressKey = runFiles.exportProgress(configuration.id, runDate);
-    await e.stores.blobs.put(progressKey, JSON.stringify({ chunkCount: 1, contacts: 400, alreadySet: 0 }));
+    const progress = { chunkCount: 1, contacts, alreadySet: 0 };
+    await e.stores.blobs.put(progressKey, JSON.stringify(progress));
     const written: Array<{ at: number; contacts: number }> = [];
     const sample = setInterval(() => written.push({ at: Date.now(), contacts: list.writes }), 50);
     const inWindow = (from: number, to: number) => {
@@ -663,75 +666,34 @@ describe('bounded failures and alerts that survive a crash', function () {
         besideExport: true,
       });
       await new Promise((r) => setTimeout(r, 2_500));
-      const gaveBackAt = Date.now();
-      await e.stores.blobs.put(
-        progressKey,
-        JSON.stringify({ chunkCount: 1, contacts: 400, alreadySet: 0, exportKeeps: 1 }),
-      );
+      const changedAt = Date.now();
+      await e.stores.blobs.put(progressKey, JSON.stringify({ ...progress, ...then }));
       const outcome = (await chunk) as ChunkOutcome;
-      assert.equal(outcome.updated, 400);
-      const before = inWindow(gaveBackAt - 1_500, gaveBackAt - 500);
-      const after = inWindow(gaveBackAt + 1_500, gaveBackAt + 2_500);
-      assert.ok(before <= 30, `${before} contacts written in a second before the export gave back`);
-      // 9 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
-      assert.ok(after >= 50, `${after} contacts written in a second after the export gave back`);
+      assert.equal(outcome.updated, contacts);
+      // The chunk reads the file between its groups of batches (4 batches, 2 s at 2 a second).
+      return {
+        before: inWindow(changedAt - 1_500, changedAt - 500),
+        after: inWindow(changedAt + 2_000, changedAt + 3_000),
+      };
     } finally {
       clearInterval(sample);
     }
+  };
+
+  it('a chunk written beside the export takes what the export gives back', async function () {
+    this.timeout(30_000);
+    // Once the export keeps 1 request a second, the chunk has 9.
+    const { before, after } = await besideTheExport(400, '2026-11-25', { exportKeeps: 1 });
+    assert.ok(before <= 30, `${before} contacts written in a second before the export gave back`);
+    // 9 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
+    assert.ok(after >= 50, `${after} contacts written in a second after the export gave back`);
   });
 
   it('a chunk written beside the export takes its share of the whole account once the export has ended', async function () {
     this.timeout(30_000);
-    // 10 requests a second, 2 at once: beside the export a chunk has 2 a second; alone, all 10.
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 2, batchSize: 10 },
-    );
-    const slow = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
-    });
-    const { configuration, list } = await e.connect(600);
-    await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
-    const runDate = '2026-11-23';
-    const ids = Array.from({ length: 600 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    const chunkLines = ids.map((id) => JSON.stringify({ contactId: id, value: `value_${id}_000000` }));
-    await e.stores.blobs.put(runFiles.contacts(configuration.id, runDate, 1), chunkLines.join('\n') + '\n');
-    const progressKey = runFiles.exportProgress(configuration.id, runDate);
-    await e.stores.blobs.put(progressKey, JSON.stringify({ chunkCount: 1, contacts: 600, alreadySet: 0 }));
-    const written: Array<{ at: number; contacts: number }> = [];
-    const sample = setInterval(() => written.push({ at: Date.now(), contacts: list.writes }), 50);
-    const inWindow = (from: number, to: number) => {
-      const at = (t: number) => written.find((w) => w.at >= t)?.contacts ?? list.writes;
-      return at(to) - at(from);
-    };
-    try {
-      const chunk = new MockActivityEnvironment().run(slow.updateChunk, {
-        configurationId: configuration.id,
-        runDate,
-        chunk: 1,
-        onlyPending: false,
-        window: 1,
-        besideExport: true,
-      });
-      await new Promise((r) => setTimeout(r, 2_500));
-      const endedAt = Date.now();
-      await e.stores.blobs.put(
-        progressKey,
-        JSON.stringify({ chunkCount: 1, contacts: 600, alreadySet: 0, ended: true }),
-      );
-      const outcome = (await chunk) as ChunkOutcome;
-      assert.equal(outcome.updated, 600);
-      // Batches of 10: beside the export at most 2 a second (3 as a window starts), once the chunk
-      // has seen the end (it looks every second), 10 a second.
-      const before = inWindow(endedAt - 1_500, endedAt - 500);
-      const after = inWindow(endedAt + 1_500, endedAt + 2_500);
-      assert.ok(before <= 30, `${before} contacts written in the second before the export ended`);
-      // 10 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
-      assert.ok(after >= 50, `${after} contacts written in a second after the export ended`);
-    } finally {
-      clearInterval(sample);
-    }
+    const { before, after } = await besideTheExport(600, '2026-11-23', { ended: true });
+    assert.ok(before <= 30, `${before} contacts written in the second before the export ended`);
+    // 10 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
+    assert.ok(after >= 50, `${after} contacts written in a second after the export ended`);
   });
 });
