@@ -2,25 +2,21 @@
 // against the fake beehiiv: the API key form with the publication picker, and the OAuth sign-in;
 // each first run fills the publication's field.
 import { strict as assert } from 'node:assert';
-import type { Server } from 'node:http';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { BeehiivProcessor } from '../../src/processors/beehiiv';
-import { ProcessorRegistry } from '../../src/processors/registry';
 import { TASK_QUEUE } from '../../src/temporal/constants';
-import { createApp } from '../../src/web/app';
 import { BeehiivFake, type FakePublication } from '../fakes/beehiiv-server';
-import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
+import { ensureChromium } from '../support/chromium';
 import { startEspresso, type Espresso } from '../support/espresso';
-import { freePort } from '../support/ports';
 import { tempStores } from '../support/tmp';
-import { webDeps } from '../support/web';
+import { browserAndWeb } from '../support/browser-web';
 
 describe('browser: connecting beehiiv (against its fake)', function () {
   this.timeout(300_000);
   let fake: BeehiivFake;
   let e: Espresso;
   let browser: Browser;
-  let server: Server;
+  let stopWeb: (() => Promise<void>) | undefined;
   let web: string;
 
   before(async function () {
@@ -43,24 +39,11 @@ describe('browser: connecting beehiiv (against its fake)', function () {
     );
     // The first run goes to the real task queue, so this worker polls it.
     e = await startEspresso({ taskQueue: TASK_QUEUE, stores, processors: [processor] });
-    const port = await freePort();
-    web = `http://127.0.0.1:${port}`;
-    const app = createApp(
-      webDeps(e.stores, async () => e.env.connection, {
-        processors: new ProcessorRegistry([processor]),
-        web: { publicUrl: web, sessionSecret: 'browser-test-secret-0123456789abcdef', admin: {} },
-      }),
-    );
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(port, '127.0.0.1', () => resolve(s));
-    });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    ({ web, browser, stop: stopWeb } = await browserAndWeb(e, [processor]));
   });
 
   after(async () => {
-    await browser?.close();
-    server?.closeAllConnections();
-    server?.close();
+    await stopWeb?.();
     await e?.stop();
     await fake?.stop();
   });

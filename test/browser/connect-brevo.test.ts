@@ -3,20 +3,16 @@
 // contact on the dev server.
 import { strict as assert } from 'node:assert';
 import { mkdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { projectRoot } from '../../src/paths';
 import { BrevoProcessor } from '../../src/processors/brevo';
-import { ProcessorRegistry } from '../../src/processors/registry';
 import { TASK_QUEUE } from '../../src/temporal/constants';
-import { createApp } from '../../src/web/app';
 import { BrevoFake, type FakeAccount } from '../fakes/brevo-server';
-import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
+import { ensureChromium } from '../support/chromium';
 import { startEspresso, type Espresso } from '../support/espresso';
-import { freePort } from '../support/ports';
 import { tempStores } from '../support/tmp';
-import { webDeps } from '../support/web';
+import { browserAndWeb } from '../support/browser-web';
 
 const artifacts = join(projectRoot, 'test', 'artifacts');
 const ADMIN = { username: 'ops', password: 'browser-test-password' };
@@ -27,7 +23,7 @@ describe('browser: connecting Brevo with an API key', function () {
   let fake: BrevoFake;
   let account: FakeAccount;
   let browser: Browser;
-  let server: Server;
+  let stopWeb: (() => Promise<void>) | undefined;
   let web: string;
 
   before(async function () {
@@ -45,28 +41,11 @@ describe('browser: connecting Brevo with an API key', function () {
     const processor = () => new BrevoProcessor({ secrets: stores.secrets }, { apiBaseUrl: fake.apiBaseUrl });
     // The first run goes to the real task queue, so this worker polls it.
     e = await startEspresso({ taskQueue: TASK_QUEUE, stores, processors: [processor()] });
-    const port = await freePort();
-    web = `http://127.0.0.1:${port}`;
-    const app = createApp(
-      webDeps(e.stores, async () => e.env.connection, {
-        processors: new ProcessorRegistry([processor()]),
-        web: {
-          publicUrl: web,
-          sessionSecret: 'browser-test-secret-0123456789abcdef',
-          admin: { user: ADMIN.username, password: ADMIN.password },
-        },
-      }),
-    );
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(port, '127.0.0.1', () => resolve(s));
-    });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    ({ web, browser, stop: stopWeb } = await browserAndWeb(e, [processor()], ADMIN));
   });
 
   after(async () => {
-    await browser?.close();
-    server?.closeAllConnections();
-    server?.close();
+    await stopWeb?.();
     await e?.stop();
     await fake?.stop();
   });

@@ -1,20 +1,16 @@
 // A publisher connecting the Sandbox ESP in a real browser (Debian chromium driven by playwright-core).
 import { strict as assert } from 'node:assert';
 import { mkdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { oauthRedirectUri } from '../../src/config';
 import { projectRoot } from '../../src/paths';
-import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import { SANDBOX_CLIENT } from '../../src/sandbox/oauth-client';
 import { TASK_QUEUE } from '../../src/temporal/constants';
-import { createApp } from '../../src/web/app';
-import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
+import { ensureChromium } from '../support/chromium';
 import { startEspresso, type Espresso } from '../support/espresso';
-import { freePort } from '../support/ports';
-import { webDeps } from '../support/web';
+import { browserAndWeb } from '../support/browser-web';
 
 const artifacts = join(projectRoot, 'test', 'artifacts');
 const ADMIN = { username: 'ops', password: 'browser-test-password' };
@@ -23,7 +19,7 @@ describe('browser: connecting the Sandbox ESP', function () {
   this.timeout(300_000);
   let e: Espresso;
   let browser: Browser;
-  let server: Server;
+  let stopWeb: (() => Promise<void>) | undefined;
   let web: string;
 
   before(async function () {
@@ -36,35 +32,31 @@ describe('browser: connecting the Sandbox ESP', function () {
     // The first run goes to the real task queue, so this worker polls it.
     e = await startEspresso({ taskQueue: TASK_QUEUE });
     e.sandbox.state.seed('acct_demo', 'list_newsletter', 50);
-    const port = await freePort();
-    web = `http://127.0.0.1:${port}`;
-    // espresso's redirect URI at this public URL, registered with the Sandbox as with a real ESP.
-    e.sandbox.state.clients.get(SANDBOX_CLIENT.id)!.redirectUris.push(oauthRedirectUri(web, 'sandbox'));
-    // The web server's processor must reach the same Sandbox, with the browser-facing public URL.
-    const processor = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 100, perMs: 1000 }, concurrency: 4 },
-    );
-    const app = createApp(
-      webDeps(e.stores, async () => e.env.connection, {
-        processors: new ProcessorRegistry([processor]),
-        web: {
-          publicUrl: web,
-          sessionSecret: 'browser-test-secret-0123456789abcdef',
-          admin: { user: ADMIN.username, password: ADMIN.password },
-        },
-      }),
-    );
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(port, '127.0.0.1', () => resolve(s));
-    });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    ({
+      web,
+      browser,
+      stop: stopWeb,
+    } = await browserAndWeb(
+      e,
+      (publicUrl) => {
+        // espresso's redirect URI at this public URL, registered with the Sandbox as with a real ESP.
+        e.sandbox.state.clients
+          .get(SANDBOX_CLIENT.id)!
+          .redirectUris.push(oauthRedirectUri(publicUrl, 'sandbox'));
+        // The web server's processor must reach the same Sandbox, with the browser-facing public URL.
+        return [
+          new SandboxProcessor(
+            { secrets: e.stores.secrets },
+            { url: e.sandbox.url, rateLimit: { requests: 100, perMs: 1000 }, concurrency: 4 },
+          ),
+        ];
+      },
+      ADMIN,
+    ));
   });
 
   after(async () => {
-    await browser?.close();
-    server?.closeAllConnections();
-    server?.close();
+    await stopWeb?.();
     await e?.stop();
   });
 

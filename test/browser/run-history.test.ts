@@ -3,19 +3,15 @@
 // the configuration page shows the retry's progress.
 import { strict as assert } from 'node:assert';
 import { mkdir, readFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { projectRoot } from '../../src/paths';
-import { ProcessorRegistry } from '../../src/processors/registry';
 import { TASK_QUEUE } from '../../src/temporal/constants';
 import { startConfigurationRun, today } from '../../src/temporal/runs';
-import { createApp } from '../../src/web/app';
 import type { ConfigurationSyncResult } from '../../src/workflows/configuration-run';
-import { ensureChromium, CHROMIUM, CHROMIUM_ARGS } from '../support/chromium';
+import { ensureChromium } from '../support/chromium';
 import { startEspresso, type Espresso } from '../support/espresso';
-import { freePort } from '../support/ports';
-import { webDeps } from '../support/web';
+import { browserAndWeb } from '../support/browser-web';
 
 const artifacts = join(projectRoot, 'test', 'artifacts');
 const ADMIN = { username: 'ops', password: 'browser-test-password' };
@@ -25,7 +21,7 @@ describe('browser: run history, rejected rows and retry of failed rows', functio
   this.timeout(300_000);
   let e: Espresso;
   let browser: Browser;
-  let server: Server;
+  let stopWeb: (() => Promise<void>) | undefined;
   let web: string;
 
   before(async function () {
@@ -37,28 +33,11 @@ describe('browser: run history, rejected rows and retry of failed rows', functio
     await mkdir(artifacts, { recursive: true });
     // The page starts the retry on the real task queue, so this worker polls it.
     e = await startEspresso({ taskQueue: TASK_QUEUE });
-    const port = await freePort();
-    web = `http://127.0.0.1:${port}`;
-    const app = createApp(
-      webDeps(e.stores, async () => e.env.connection, {
-        processors: new ProcessorRegistry([e.processor]),
-        web: {
-          publicUrl: web,
-          sessionSecret: 'browser-test-secret-0123456789abcdef',
-          admin: { user: ADMIN.username, password: ADMIN.password },
-        },
-      }),
-    );
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(port, '127.0.0.1', () => resolve(s));
-    });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    ({ web, browser, stop: stopWeb } = await browserAndWeb(e, [e.processor], ADMIN));
   });
 
   after(async () => {
-    await browser?.close();
-    server?.closeAllConnections();
-    server?.close();
+    await stopWeb?.();
     await e?.stop();
   });
 
