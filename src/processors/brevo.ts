@@ -4,7 +4,8 @@
 import { z } from 'zod';
 import { BaseProcessor } from './base-processor';
 import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
-import { RequestRejectedError, TransientError } from './errors';
+import { TransientError } from './errors';
+import { createUnlessRaced, offsetOf } from './kit/field-create';
 import { expectShape } from './kit/shape';
 import { heldValue, listedContact } from './kit/values';
 import type * as P from './types';
@@ -94,18 +95,13 @@ export class BrevoProcessor extends BaseProcessor {
       return all.some((a) => a.name.toUpperCase() === field && a.category === CATEGORY);
     };
     if (await exists()) return 'exists';
-    try {
-      await call({
+    const create = () =>
+      call({
         method: 'POST',
         url: `/contacts/attributes/${CATEGORY}/${encodeURIComponent(field)}`,
         json: { type: 'text' },
       });
-      return 'created';
-    } catch (err) {
-      // Created by a concurrent run between our read and write.
-      if (err instanceof RequestRejectedError && (await exists())) return 'exists';
-      throw err;
-    }
+    return createUnlessRaced(create, exists);
   }
 
   /**
@@ -114,8 +110,7 @@ export class BrevoProcessor extends BaseProcessor {
    * both modes read every contact and filter here.
    */
   protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
-    const offset = cursor ? Number(cursor) : 0;
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
+    const offset = offsetOf(cursor);
     const { body } = await call({
       method: 'GET',
       url: '/contacts',

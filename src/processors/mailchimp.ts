@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { BaseProcessor } from './base-processor';
 import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError } from './errors';
+import { createUnlessRaced, offsetOf } from './kit/field-create';
 import { expectShape } from './kit/shape';
 import { listedContact } from './kit/values';
 import type * as P from './types';
@@ -151,18 +152,13 @@ export class MailchimpProcessor extends BaseProcessor {
       return fields.some((f) => f.tag === target.fieldName);
     };
     if (await exists()) return 'exists';
-    try {
-      await call({
+    const create = () =>
+      call({
         method: 'POST',
         url: path,
         json: { name: 'LiveConnect ID', tag: target.fieldName, type: 'text', public: false, required: false },
       });
-      return 'created';
-    } catch (err) {
-      // Created by a concurrent run between our read and write: Mailchimp answers 400.
-      if (err instanceof RequestRejectedError && (await exists())) return 'exists';
-      throw err;
-    }
+    return createUnlessRaced(create, exists);
   }
 
   /**
@@ -170,8 +166,7 @@ export class MailchimpProcessor extends BaseProcessor {
    * (oldest signup first, so new members append at the end) and filtered here. The cursor is the offset.
    */
   protected async fetchContactPage(...[call, target, cursor, mode]: ListingArgs): Promise<P.ContactPage> {
-    const offset = cursor ? Number(cursor) : 0;
-    if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
+    const offset = offsetOf(cursor);
     const { body } = await call({
       method: 'GET',
       url: `/lists/${list(target)}/members`,

@@ -9,6 +9,7 @@ import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-pro
 import { RequestRejectedError, TransientError } from './errors';
 import { withHostFallback, type RegionalHostOptions } from './kit/host-fallback';
 import type { JobPollOptions } from './kit/poll';
+import { createUnlessRaced } from './kit/field-create';
 import { expectShape } from './kit/shape';
 import {
   identifiersOf,
@@ -101,7 +102,7 @@ export class SendGridProcessor extends BaseProcessor {
 
   protected async ensureField(call: EspCall, target: P.ProcessorTarget): Promise<'exists' | 'created'> {
     if (await this.findField(call, target)) return 'exists';
-    try {
+    const create = async () => {
       const { body } = await call({
         method: 'POST',
         url: '/v3/marketing/field_definitions',
@@ -109,12 +110,8 @@ export class SendGridProcessor extends BaseProcessor {
       });
       const { id } = expectShape(createdField, body, 'SendGrid', 'the field creation');
       this.fieldIds.set(target.id, { id, at: Date.now() });
-      return 'created';
-    } catch (err) {
-      // Created by a concurrent run between our read and write ("already exists").
-      if (err instanceof RequestRejectedError && (await this.findField(call, target))) return 'exists';
-      throw err;
-    }
+    };
+    return createUnlessRaced(create, async () => !!(await this.findField(call, target)));
   }
 
   protected override startExportJob(call: EspCall): Promise<string> {

@@ -1,0 +1,25 @@
+import { RequestRejectedError } from '../errors';
+
+/**
+ * Creates the custom field. When the ESP refuses (most answer 400 for a name that exists), a
+ * concurrent run may have created it since this one looked: found now, it counts as existing.
+ */
+export async function createUnlessRaced(
+  create: () => Promise<unknown>,
+  exists: () => Promise<boolean>,
+): Promise<'created' | 'exists'> {
+  try {
+    await create();
+    return 'created';
+  } catch (err) {
+    if (err instanceof RequestRejectedError && (await exists())) return 'exists';
+    throw err;
+  }
+}
+
+/** The offset a listing cursor holds, for ESPs that page by offset (Mailchimp, Brevo); 0 at first. */
+export function offsetOf(cursor: string | undefined): number {
+  const offset = cursor ? Number(cursor) : 0;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
+  return offset;
+}
