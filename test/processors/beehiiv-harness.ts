@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { BeehiivProcessor, type BeehiivOptions } from '../../src/processors/beehiiv';
 import type { AccountLimits } from '../../src/processors/pacing';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { BeehiivFake, type FakePublication } from '../fakes/beehiiv-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** How much faster than espresso's real pace the harness's processor goes. */
 export const SPEEDUP = 50;
@@ -52,16 +51,12 @@ export async function beehiivHarness(options: BeehiivOptions = {}): Promise<
     { credentials, account }: Awaited<ReturnType<BeehiivProcessor['connectWithApiKey']>>,
     publication: FakePublication,
   ): Promise<ProcessorTarget> => {
-    const suffix = randomBytes(4).toString('hex');
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
+    const target = await savedTarget(secrets, credentials, {
       esp: 'beehiiv',
       espAccountId: account.accountId,
       espListId: publication.id,
       fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
+    });
     publications.set(target.id, publication);
     return target;
   };

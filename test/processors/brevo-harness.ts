@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { BrevoProcessor } from '../../src/processors/brevo';
 import type { AccountLimits } from '../../src/processors/pacing';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { BrevoFake, RESET_SECONDS, type FakeAccount } from '../fakes/brevo-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** How much faster than espresso's real pace the harness's processor goes. */
 const SPEEDUP = 100;
@@ -56,17 +55,12 @@ export async function brevoHarness(): Promise<
       account.limitScale = SPEEDUP;
       byAccountId.set(account.organizationId, account);
       const { credentials, account: info } = await processor.connectWithApiKey(account.apiKey);
-      const suffix = randomBytes(4).toString('hex');
-      const target: ProcessorTarget = {
-        id: `cfg_${suffix}0000`,
+      return savedTarget(secrets, credentials, {
         esp: 'brevo',
         espAccountId: info.accountId,
         espListId: undefined,
         fieldName: processor.fieldName(),
-        credentialsSecretId: `credentials/cfg_${suffix}0000`,
-      };
-      await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-      return target;
+      });
     },
     async seed(target, contacts) {
       return fake.seed(accountOf(target), contacts);

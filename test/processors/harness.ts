@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { BaseProcessor } from '../../src/processors/base-processor';
 import type { ProcessorTarget } from '../../src/processors/types';
 import type { SecretStore } from '../../src/storage';
@@ -33,4 +34,20 @@ export interface ProcessorHarness {
   /** False for ESPs whose token endpoint keeps the refresh token (default: it rotates). */
   rotatesRefreshTokens?: boolean;
   stop(): Promise<void>;
+}
+
+/**
+ * A connected configuration's target (id `cfg_<suffix>0000`), its credentials saved where the
+ * processor reads them.
+ */
+export async function savedTarget(
+  secrets: SecretStore,
+  credentials: unknown,
+  target: Omit<ProcessorTarget, 'id' | 'credentialsSecretId'>,
+  suffix = randomBytes(4).toString('hex'),
+): Promise<ProcessorTarget> {
+  const id = `cfg_${suffix}0000`;
+  const saved = { id, credentialsSecretId: `credentials/${id}`, ...target };
+  await secrets.put(saved.credentialsSecretId, JSON.stringify(credentials));
+  return saved;
 }

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { HubSpotProcessor } from '../../src/processors/hubspot';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { FakeHubSpot, type Portal } from '../fakes/hubspot-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** The processor against a fake HubSpot; every target is its own HubSpot account (portal). */
 export async function hubspotHarness(): Promise<
@@ -25,16 +24,11 @@ export async function hubspotHarness(): Promise<
   const portalOf = (target: ProcessorTarget) => fake.portals.get(Number(target.espAccountId))!;
 
   const newTarget = async (accountId: string, credentials: unknown): Promise<ProcessorTarget> => {
-    const suffix = randomBytes(4).toString('hex');
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
+    return savedTarget(secrets, credentials, {
       esp: 'hubspot',
       espAccountId: accountId,
       fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-    return target;
+    });
   };
 
   return {

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { IterableProcessor, type IterableProcessorOptions } from '../../src/processors/iterable';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { FakeIterable, type FakeProject } from '../fakes/iterable-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** Two fake data centers (US, EU); every target is a fresh project on one of them. */
 export async function iterableHarness(options: IterableProcessorOptions = {}): Promise<
@@ -29,17 +28,13 @@ export async function iterableHarness(options: IterableProcessorOptions = {}): P
   const connect = async (region: 'us' | 'eu', organization?: string): Promise<ProcessorTarget> => {
     const project = (region === 'us' ? us : eu).addProject(organization);
     const { credentials, account } = await processor.connectWithApiKey(project.apiKey);
-    const suffix = randomBytes(4).toString('hex');
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
+    const target = await savedTarget(secrets, credentials, {
       esp: 'iterable',
       espAccountId: account.accountId,
       espListId: undefined,
       fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
       apiBaseUrl: account.apiBaseUrl,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
+    });
     projects.set(target.id, project);
     return target;
   };

@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { KitProcessor } from '../../src/processors/kit-esp';
 import type { AccountLimits } from '../../src/processors/pacing';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { FakeKit, type FakeKitAccount } from '../fakes/kit-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** How much faster than espresso's real pace the harness's processor sends. */
 const SPEEDUP = 100;
@@ -44,16 +43,11 @@ export async function kitHarness(): Promise<KitHarness> {
 
   const newTarget = async (accountId: string, credentials: unknown): Promise<ProcessorTarget> => {
     fake.accounts.get(Number(accountId))!.limitScale = SPEEDUP;
-    const suffix = randomBytes(4).toString('hex');
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
+    return savedTarget(secrets, credentials, {
       esp: 'kit',
       espAccountId: accountId,
       fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-    return target;
+    });
   };
 
   return {

@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { KlaviyoProcessor } from '../../src/processors/klaviyo';
 import type { AccountLimits } from '../../src/processors/pacing';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { KlaviyoFake, RETRY_AFTER_SECONDS, type FakeAccount } from '../fakes/klaviyo-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /** How much faster than espresso's real pace the harness's processor writes. */
 const SPEEDUP = 100;
@@ -52,17 +51,12 @@ export async function klaviyoHarness(): Promise<
       account.limitScale = SPEEDUP;
       byAccountId.set(account.id, account);
       const { credentials, account: info } = await processor.connectWithApiKey(account.apiKey);
-      const suffix = randomBytes(4).toString('hex');
-      const target: ProcessorTarget = {
-        id: `cfg_${suffix}0000`,
+      return savedTarget(secrets, credentials, {
         esp: 'klaviyo',
         espAccountId: info.accountId,
         espListId: undefined,
         fieldName: processor.fieldName(),
-        credentialsSecretId: `credentials/cfg_${suffix}0000`,
-      };
-      await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-      return target;
+      });
     },
     async seed(target, contacts) {
       return fake.seed(accountOf(target), contacts);

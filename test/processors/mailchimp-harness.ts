@@ -4,7 +4,7 @@ import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { FakeMailchimp } from '../fakes/mailchimp-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 export type MailchimpHarness = ProcessorHarness & {
   fake: FakeMailchimp;
@@ -35,17 +35,18 @@ export async function mailchimpHarness(): Promise<MailchimpHarness> {
   const newTarget = async (credentials: unknown, apiBaseUrl: string): Promise<ProcessorTarget> => {
     const suffix = randomBytes(4).toString('hex');
     const list = fake.addList(`Test ${suffix}`);
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
-      esp: 'mailchimp',
-      espAccountId: fake.accountId,
-      espListId: list.id,
-      fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
-      apiBaseUrl,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-    return target;
+    return savedTarget(
+      secrets,
+      credentials,
+      {
+        esp: 'mailchimp',
+        espAccountId: fake.accountId,
+        espListId: list.id,
+        fieldName: processor.fieldName(),
+        apiBaseUrl,
+      },
+      suffix,
+    );
   };
 
   return {

@@ -9,7 +9,7 @@ import { SandboxList, SandboxState } from '../../src/sandbox/state';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { closeServer, listenLocal } from '../support/listen';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 export { sandboxOAuthCredentials };
 
@@ -52,16 +52,17 @@ export async function sandboxHarness(): Promise<
     const suffix = randomBytes(4).toString('hex');
     const listId = `list_${suffix}`;
     account.lists.set(listId, new SandboxList(listId, `Test ${suffix}`));
-    const target: ProcessorTarget = {
-      id: `cfg_${suffix}0000`,
-      esp: 'sandbox',
-      espAccountId: account.id,
-      espListId: listId,
-      fieldName: processor.fieldName(),
-      credentialsSecretId: `credentials/cfg_${suffix}0000`,
-    };
-    await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
-    return target;
+    return savedTarget(
+      secrets,
+      credentials,
+      {
+        esp: 'sandbox',
+        espAccountId: account.id,
+        espListId: listId,
+        fieldName: processor.fieldName(),
+      },
+      suffix,
+    );
   };
 
   return {

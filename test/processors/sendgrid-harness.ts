@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { SendGridProcessor, type SendGridOptions } from '../../src/processors/sendgrid';
 import type { ProcessorTarget } from '../../src/processors/types';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { FakeSendGrid } from '../fakes/sendgrid-server';
 import { tempDir } from '../support/tmp';
-import type { ProcessorHarness } from './harness';
+import { savedTarget, type ProcessorHarness } from './harness';
 
 /**
  * The SendGrid processor against a fake SendGrid on 127.0.0.1. SendGrid contacts are
@@ -39,18 +38,14 @@ export async function sendgridHarness(
       const fake = await new FakeSendGrid().start();
       fakes.push(fake);
       const { credentials, account } = await make(fake).connectWithApiKey(apiKey);
-      const suffix = randomBytes(4).toString('hex');
-      const target: ProcessorTarget = {
-        id: `cfg_${suffix}0000`,
+      const target = await savedTarget(secrets, credentials, {
         esp: 'sendgrid',
         espAccountId: account.accountId,
         espListId: undefined,
         fieldName: processor.fieldName(),
-        credentialsSecretId: `credentials/cfg_${suffix}0000`,
         apiBaseUrl: fake.url,
-      };
+      });
       byTarget.set(target.id, fake);
-      await secrets.put(target.credentialsSecretId, JSON.stringify(credentials));
       return target;
     },
     async seed(target, contacts) {
