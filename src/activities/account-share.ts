@@ -4,14 +4,15 @@ import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet, type AccountLimits, type Share } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
 import { NotFoundError } from '../storage';
+import { readChunkWindow } from './chunk-windows';
 import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
 
 /** A run renews its account lock this often while one of its activities calls the ESP. */
 const RENEW_EVERY_MS = 60_000;
 /** …and looks this often whether a 429 on another worker paused the account. */
 const PAUSE_CHECK_MS = 2_000;
-/** A chunk beside the export reads the export's progress file this often. */
-const EXPORT_LOOK_MS = 1_000;
+/** A chunk that follows its run reads the export's progress file, or the chunk windows file, this often. */
+const FOLLOW_MS = 500;
 /** The export gives back what it does not use once it has listed this long... */
 const EXPORT_MEASURED_AFTER_MS = 2_000;
 /** ...keeping this much over its average rate so far. */
@@ -25,17 +26,26 @@ const EXPORT_HEADROOM = 1.25;
  * keeps the lock (and stops the work if it was lost) and hears of 429s on other workers.
  */
 export class AccountShare {
-  /** Read afresh for each stretch of requests: a chunk beside the export gets a new one when it ends. */
+  /** Read afresh for each page: the export's is replaced when it gives some back (exportKeeps). */
   pacing: PacerSet;
   private readonly locks: AccountLocks;
   private readonly key: string;
   private renewedAt = 0;
   private pauseCheckedAt = 0;
   /**
-   * A chunk beside the export: the export's progress file, which says what the export keeps of the
-   * account's rate and when it has ended, and the chunk's window.
+   * A chunk that follows its run: beside the export, the export's progress file (what the export
+   * keeps of the account's rate, and when it has ended); then the run's chunk windows file, where
+   * the run gives it a larger share as other chunks end.
    */
-  private besideExport?: { progressKey: string; window: number; exportKeeps: number; lookedAt: number };
+  private following?: {
+    chunk?: number;
+    /** 1/window of the account is its share (of what the export leaves, while beside it). */
+    window: number;
+    beside?: { progressKey: string; after: number; exportKeeps: number };
+    windowsKey?: string;
+    lookedAt: number;
+    looking: boolean;
+  };
   /** The export beside chunks: what it keeps of the account's rate, per window, and since when. */
   private exportSide?: { keeps: number; since: number; sentBefore: number };
 
@@ -76,15 +86,19 @@ export class AccountShare {
     );
   }
 
-  /** One of `window` chunk updates in flight at once. */
+  /** One of `window` chunk updates in flight; with `follow`, it reads the run's chunk windows file. */
   static ofWindow(
     deps: ActivityDeps,
     processor: BaseProcessor,
     target: ProcessorTarget,
     window: number,
     owner?: LockOwner,
+    follow?: FollowRun,
   ) {
-    return new AccountShare(deps, processor, target, windowShare(processor, window), owner);
+    const share = new AccountShare(deps, processor, target, windowShare(processor, window), owner);
+    // A chunk alone has the whole account already.
+    if (follow && window > 1) share.following = { ...follow, window, lookedAt: 0, looking: false };
+    return share;
   }
 
   /**
@@ -133,8 +147,11 @@ export class AccountShare {
   /**
    * One of `window` chunk updates in flight beside the export: 1/window of the writing limits and
    * of what the export leaves of the shared ones, and of the slots but the export's one. Once the
-   * export's progress file says it has ended, 1/window of the whole account (ofWindow): the run
-   * keeps `window` at most concurrency - 1, and its chunks' 1/window add up to at most one.
+   * export's progress file says it has ended, 1/`after` of the whole account (ofWindow), `after`
+   * being the window the run counts it in from then on: `window`, or one more chunk than beside
+   * the export when the run keeps it full (the export's slot is free). Before that it takes at most
+   * 1/`after` of every limit, so however late it reads that the export has ended, it and the chunk
+   * the run starts in the export's place never add up to more than the account.
    */
   static ofWindowBesideExport(
     deps: ActivityDeps,
@@ -143,12 +160,21 @@ export class AccountShare {
     window: number,
     exportProgressKey: string,
     owner?: LockOwner,
+    after = window,
+    follow?: FollowRun,
   ) {
     const limits = processor.limits();
     const exportKeeps = exportFraction(limits) * limits.rate.requests;
     const w = Math.max(1, Math.min(window, processor.descriptor.concurrency - 1));
-    const share = new AccountShare(deps, processor, target, besideShare(processor, w, exportKeeps), owner);
-    share.besideExport = { progressKey: exportProgressKey, window: w, exportKeeps, lookedAt: 0 };
+    const a = Number.isInteger(after) && after > w ? after : w;
+    const share = new AccountShare(deps, processor, target, besideShare(processor, w, exportKeeps, a), owner);
+    share.following = {
+      ...follow,
+      window: w,
+      beside: { progressKey: exportProgressKey, after: a, exportKeeps },
+      lookedAt: 0,
+      looking: false,
+    };
     return share;
   }
 
@@ -167,14 +193,34 @@ export class AccountShare {
   }
 
   /**
-   * A chunk beside the export takes what the export gives back, and its whole window once it has
-   * ended. Called between stretches of requests, none in flight: the next stretch reads `pacing`
-   * afresh, and the new pacer starts where the old one left off.
+   * A chunk that follows its run takes the larger share the run gives it: beside the export, what
+   * the export gives back, and 1/after of the account once it has ended; then what the chunk
+   * windows file gives it. Its pacing grows in place (requests in flight keep their slots), so
+   * this may run at any time: the chunk calls it every FOLLOW_MS while it writes (followEvery).
    */
-  async followExport(): Promise<void> {
-    const beside = this.besideExport;
-    if (!beside || Date.now() - beside.lookedAt < EXPORT_LOOK_MS) return;
-    beside.lookedAt = Date.now();
+  async follow(): Promise<void> {
+    const f = this.following;
+    if (!f || f.looking || Date.now() - f.lookedAt < FOLLOW_MS) return;
+    f.looking = true;
+    try {
+      if (f.beside) await this.followExport(f, f.beside);
+      else if (f.windowsKey && f.chunk !== undefined) {
+        const window = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
+        if (window !== undefined && window < f.window) {
+          f.window = window;
+          this.grow(windowShare(this.processor, window));
+        }
+      }
+    } finally {
+      f.looking = false;
+      f.lookedAt = Date.now();
+    }
+  }
+
+  private async followExport(
+    f: NonNullable<AccountShare['following']>,
+    beside: NonNullable<NonNullable<AccountShare['following']>['beside']>,
+  ): Promise<void> {
     let saved: { ended?: unknown; exportKeeps?: unknown } = {};
     try {
       saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
@@ -182,15 +228,32 @@ export class AccountShare {
       // Not there yet, or unreadable: the export runs on as far as this chunk knows.
       if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
     }
-    const readyAt = this.pacing.readyAt();
     if (saved.ended === true) {
-      this.besideExport = undefined;
-      this.pacing = this.pacerSet(windowShare(this.processor, beside.window), readyAt);
+      f.beside = undefined;
+      f.window = beside.after;
+      this.grow(windowShare(this.processor, beside.after));
     } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
       beside.exportKeeps = saved.exportKeeps;
-      this.pacing = this.pacerSet(besideShare(this.processor, beside.window, saved.exportKeeps), readyAt);
+      this.grow(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));
     }
   }
+
+  /** Follows the run every FOLLOW_MS until stopped (a chunk that follows its run). */
+  followEvery(): () => void {
+    if (!this.following) return () => undefined;
+    const timer = setInterval(() => void this.follow().catch(() => undefined), FOLLOW_MS);
+    return () => clearInterval(timer);
+  }
+
+  private grow(share: ShareOf): void {
+    this.pacing.grow(this.processor.limits(), share.fraction, share.slots);
+  }
+}
+
+/** Where a chunk reads the larger shares its run gives it (the run's chunk windows file). */
+export interface FollowRun {
+  chunk: number;
+  windowsKey: string;
 }
 
 /** A share of an account: `fraction` of its rates, `slots` requests in flight. */
@@ -207,12 +270,16 @@ function exportShare(limits: AccountLimits, keeps: number): ShareOf {
 /**
  * One of `window` chunk updates in flight beside the export, which keeps `exportKeeps` requests per
  * window: 1/window of the rest of the account's rate, of its writing limits, and of its slots but
- * the export's one.
+ * the export's one; never more than 1/after of any of them (its share once the export has ended).
  */
-function besideShare(processor: BaseProcessor, window: number, exportKeeps: number): ShareOf {
+function besideShare(processor: BaseProcessor, window: number, exportKeeps: number, after: number): ShareOf {
   const { rate } = processor.limits();
   return {
-    fraction: { shared: (1 - exportKeeps / rate.requests) / window, listing: 0, writing: 1 / window },
+    fraction: {
+      shared: Math.min((1 - exportKeeps / rate.requests) / window, 1 / after),
+      listing: 0,
+      writing: 1 / after,
+    },
     slots: Math.max(1, Math.floor((processor.descriptor.concurrency - 1) / window)),
   };
 }

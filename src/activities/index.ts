@@ -1,5 +1,6 @@
 // The one place that wires stores, ESP processors and alerts into activities; tests call
 // createActivities with their own, the worker with the configured ones.
+import { createChunkWindowsActivities } from './chunk-windows';
 import { createConfigurationActivities } from './configurations';
 import type { ActivityDeps } from './deps';
 import { createExportActivities } from './export';
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createExportActivities(deps),
     ...createExportedChunksActivities(deps),
     ...createUpdateChunkActivities(deps),
+    ...createChunkWindowsActivities(deps),
     ...createSummaryActivities(deps),
   };
 }

@@ -21,6 +21,10 @@ export interface UpdateChunkInput {
   window?: number;
   /** The run's export still runs beside its chunk updates: the share leaves the export its part. */
   besideExport?: boolean;
+  /** Beside the export: the window the run counts this chunk in once the export has ended (default: window). */
+  afterExportWindow?: number;
+  /** The run gives this chunk larger shares as others end (the run's chunk windows file). */
+  followWindows?: boolean;
   /** The run's account lock (runs of earlier versions hold none). */
   lock?: LockOwner;
 }
@@ -76,6 +80,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
         // This chunk's share of the account, which its run holds: one of `window` in flight.
         const window = input.window ?? processor.descriptor.concurrency;
+        const follow = input.followWindows
+          ? { chunk, windowsKey: runFiles.chunkWindows(configurationId, runDate) }
+          : undefined;
         const share = input.besideExport
           ? AccountShare.ofWindowBesideExport(
               deps,
@@ -84,8 +91,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               window,
               runFiles.exportProgress(configurationId, runDate),
               input.lock,
+              input.afterExportWindow,
+              follow,
             )
-          : AccountShare.ofWindow(deps, processor, target, window, input.lock);
+          : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
 
         let group: Entry[] = [];
         let checked = Date.now();
@@ -94,7 +103,6 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
           await share.check();
-          await share.followExport();
           if (Date.now() - checked > STATUS_CHECK_MS) {
             checked = Date.now();
             const { status } = await deps.stores.configurations.get(configurationId);
@@ -126,6 +134,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           context.heartbeat(progress);
           void share.check().catch(() => undefined); // a lost lock stops the next group
         }, HEARTBEAT_EVERY_MS);
+        // Takes more as the export gives it back, when it ends, and as the run's other chunks end.
+        const stopFollowing = share.followEvery();
         try {
           let lineNo = 0;
           for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
@@ -141,6 +151,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           if (group.length) await sendGroup(lineNo);
         } finally {
           clearInterval(beat);
+          stopFollowing();
         }
         const outcome = await mergeParts(configurationId, runDate, chunk, progress.parts);
         const esp = processor.descriptor.id;

@@ -6,6 +6,8 @@ import type { NamedLimit } from './types';
  * network jitter can bunch requests that left evenly spaced.
  */
 const SAFETY_MARGIN = 0.05;
+/** A request waiting for its start looks again this often, in case its pacer grew. */
+const RECHECK_MS = 100;
 
 /**
  * Client-side pacing of one stream of requests: at most `concurrency` in flight, and request
@@ -17,22 +19,36 @@ export class Pacer {
   private readonly waiting: Array<() => void> = [];
   private nextStart: number;
   private pausedUntil = 0;
-  private readonly intervalMs: number;
+  private intervalMs = 0;
+  /** When the last request started (undefined: none yet). */
+  private lastStart?: number;
 
   constructor(
     rateLimit: { requests: number; perMs: number },
-    private readonly concurrency: number,
+    private concurrency: number,
     private readonly now: () => number = Date.now,
     /** Told how long each request waited before being sent (metrics). */
     private readonly onWait?: (ms: number) => void,
     /** No request starts before this (epoch ms): where the previous holder of a lease left off. */
     startAt = 0,
   ) {
+    this.reset(rateLimit, concurrency);
+    this.nextStart = startAt;
+  }
+
+  /**
+   * A new rate and concurrency for the requests still to come: the next one is spaced from the
+   * last one by the new interval, and those waiting for a slot get one as soon as the new
+   * concurrency has room. Requests in flight keep their slots.
+   */
+  reset(rateLimit: { requests: number; perMs: number }, concurrency: number): void {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
     }
     this.intervalMs = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
-    this.nextStart = startAt;
+    this.concurrency = concurrency;
+    if (this.lastStart !== undefined) this.nextStart = this.lastStart + this.intervalMs;
+    this.drain();
   }
 
   /**
@@ -46,10 +62,21 @@ export class Pacer {
     await this.acquire();
     try {
       const pacers = [this, ...also];
-      const at = Math.max(this.now(), ...pacers.map((p) => p.readyAt()));
-      for (const p of pacers) p.nextStart = at + p.intervalMs;
-      // Timers may fire a millisecond early: wait until the slot has really begun.
-      while (this.now() < at) await sleep(at - this.now());
+      // The slot is claimed when it begins, not planned ahead: a pacer that grows meanwhile
+      // (reset) lets a waiting request start sooner. Waiters look again at least every
+      // RECHECK_MS; timers may fire a millisecond early.
+      for (;;) {
+        const at = Math.max(...pacers.map((p) => p.readyAt()));
+        const now = this.now();
+        if (now >= at) {
+          for (const p of pacers) {
+            p.lastStart = now;
+            p.nextStart = now + p.intervalMs;
+          }
+          break;
+        }
+        await sleep(Math.min(at - now, RECHECK_MS));
+      }
       this.onWait?.(this.now() - started);
       return await fn();
     } finally {
@@ -80,9 +107,15 @@ export class Pacer {
   }
 
   private release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.inFlight--;
+    this.inFlight--;
+    this.drain();
+  }
+
+  private drain(): void {
+    while (this.inFlight < this.concurrency && this.waiting.length > 0) {
+      this.inFlight++;
+      this.waiting.shift()!();
+    }
   }
 }
 
@@ -140,11 +173,7 @@ export class PacerSet implements AccountPacing {
       signal?: AbortSignal;
     } = {},
   ) {
-    const fractions = typeof share === 'number' ? { shared: share, listing: share, writing: share } : share;
-    const scaled = (r: { requests: number; perMs: number }, fraction: number) => ({
-      requests: wholeRequests(r.requests * fraction),
-      perMs: r.perMs,
-    });
+    const fractions = fractionsOf(share);
     this.main = new Pacer(
       scaled(limits.rate, fractions.shared),
       slots,
@@ -172,6 +201,21 @@ export class PacerSet implements AccountPacing {
     }
     this.onPause = options.onPause;
     this.signal = options.signal;
+  }
+
+  /**
+   * A larger share for the requests still to come (never a smaller one: requests already spaced
+   * for the old share may still start): each pacer keeps its slots in flight and spaces its next
+   * request from its last one at the new rate. Named limits this holder had no share of stay so.
+   */
+  grow(limits: AccountLimits, share: number | Share, slots: number): void {
+    const fractions = fractionsOf(share);
+    this.main.reset(scaled(limits.rate, fractions.shared), slots);
+    for (const [name, pacer] of this.extra) {
+      const limit = limits.extra![name]!;
+      const fraction = limit.for ? fractions[limit.for] : fractions.shared;
+      if (fraction > 0) pacer.reset(scaled(limit, fraction), Number.MAX_SAFE_INTEGER);
+    }
   }
 
   run<T>(fn: () => Promise<T>, limit?: string): Promise<T> {
@@ -209,6 +253,15 @@ export class PacerSet implements AccountPacing {
     for (const [name, p] of this.extra) out[name] = p.readyAt();
     return out;
   }
+}
+
+function fractionsOf(share: number | Share): Share {
+  return typeof share === 'number' ? { shared: share, listing: share, writing: share } : share;
+}
+
+/** A limit scaled to a share, in whole requests per window (wholeRequests). */
+function scaled(r: { requests: number; perMs: number }, fraction: number) {
+  return { requests: wholeRequests(r.requests * fraction), perMs: r.perMs };
 }
 
 /**

@@ -30,6 +30,12 @@ export const runFiles = {
    */
   exportProgress: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}export-progress.json`,
+  /**
+   * Once the export has ended and every chunk is in flight, the larger shares the run gives its
+   * chunks as others end (chunk number -> window): each chunk reads it while it writes.
+   */
+  chunkWindows: (configurationId: string, runDate: string) =>
+    `${runFiles.prefix(configurationId, runDate)}chunk-windows.json`,
   /** Which run owns the folder (written first, with a conditional write): one run per folder. */
   runRecord: (configurationId: string, runDate: string) =>
     `${runFiles.prefix(configurationId, runDate)}run.json`,

@@ -627,15 +627,23 @@ describe('bounded failures and alerts that survive a crash', function () {
   });
 
   /**
-   * One chunk of `contacts` written beside the export on an account of 10 requests a second, 2 at
-   * once, batches of 10: beside the export the chunk has 2 requests a second (the export keeps 8).
-   * After 2.5 s the export's progress file says `then`; returns the contacts the Sandbox received
-   * in the second before that and in a second soon after.
+   * One chunk of `contacts` written on an account of 10 requests a second, 2 at once (4 with
+   * `windows`), batches of 10: beside the export the chunk has 2 requests a second (the export
+   * keeps 8), and one of 4 chunks (followWindows) 2 as well. After 2.5 s the export's progress file says
+   * `then` (or the run's chunk windows file, with `windows`); returns the contacts the Sandbox
+   * received in the second before that and in a second soon after.
    */
-  const besideTheExport = async (contacts: number, runDate: string, then: Record<string, unknown>) => {
+  const besideTheExport = async (
+    contacts: number,
+    runDate: string,
+    then: Record<string, unknown>,
+    windows?: { window: number; then: Record<string, number> },
+  ) => {
+    // A window of 4 needs 4 at once for 1/4 of them to be one.
+    const concurrency = windows ? 4 : 2;
     const paced = new SandboxProcessor(
       { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 2, batchSize: 10 },
+      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency, batchSize: 10 },
     );
     const slow = createActivities({
       stores: e.stores,
@@ -662,15 +670,17 @@ describe('bounded failures and alerts that survive a crash', function () {
         runDate,
         chunk: 1,
         onlyPending: false,
-        window: 1,
-        besideExport: true,
+        ...(windows ? { window: windows.window, followWindows: true } : { window: 1, besideExport: true }),
       });
       await new Promise((r) => setTimeout(r, 2_500));
       const changedAt = Date.now();
-      await e.stores.blobs.put(progressKey, JSON.stringify({ ...progress, ...then }));
+      if (windows) {
+        const key = runFiles.chunkWindows(configuration.id, runDate);
+        await e.stores.blobs.put(key, JSON.stringify({ windows: windows.then }));
+      } else await e.stores.blobs.put(progressKey, JSON.stringify({ ...progress, ...then }));
       const outcome = (await chunk) as ChunkOutcome;
       assert.equal(outcome.updated, contacts);
-      // The chunk reads the file between its groups of batches (4 batches, 2 s at 2 a second).
+      // The chunk reads the file every half second, even while it waits for its next request.
       return {
         before: inWindow(changedAt - 1_500, changedAt - 500),
         after: inWindow(changedAt + 2_000, changedAt + 3_000),
@@ -695,5 +705,19 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(before <= 30, `${before} contacts written in the second before the export ended`);
     // 10 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
     assert.ok(after >= 50, `${after} contacts written in a second after the export ended`);
+  });
+
+  it("a chunk given a larger share in its run's chunk windows file (others have ended) takes it", async function () {
+    this.timeout(30_000);
+    // One of 4 chunks: 2 requests a second; then the only one left: 10.
+    const { before, after } = await besideTheExport(600, '2026-11-22', {}, { window: 4, then: { '1': 1 } });
+    assert.ok(before <= 30, `${before} contacts written in the second before its share grew`);
+    assert.ok(after >= 50, `${after} contacts written in a second after its share grew`);
+  });
+
+  it("a chunk keeps its share when the run's chunk windows file names other chunks, or does not parse", async function () {
+    this.timeout(30_000);
+    const { after } = await besideTheExport(300, '2026-11-21', {}, { window: 4, then: { '2': 1, '3': 1 } });
+    assert.ok(after <= 30, `${after} contacts written in a second: it took a share given to others`);
   });
 });

@@ -132,6 +132,55 @@ describe('client-side pacing', () => {
     }
   });
 
+  it('a pacer that grows lets a request already waiting start sooner, and spaces the next ones at the new rate', async function () {
+    this.timeout(10_000);
+    // One request a second: the second waits about a second for its start.
+    const pacer = new Pacer({ requests: 1, perMs: 1000 }, 1);
+    const starts: number[] = [];
+    await pacer.run(async () => void starts.push(Date.now()));
+    const waiting = Promise.all(
+      Array.from({ length: 3 }, () => pacer.run(async () => void starts.push(Date.now()))),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    pacer.reset({ requests: 10, perMs: 1000 }, 1);
+    await waiting;
+    // At 10 a second the three start about 105 ms apart; at 1 a second they would take 3 s.
+    assert.ok(
+      starts[1]! - starts[0]! < 500,
+      `the waiting request started ${starts[1]! - starts[0]!} ms later`,
+    );
+    assert.ok(
+      starts[3]! - starts[0]! < 1_000,
+      `the last started ${starts[3]! - starts[0]!} ms after the first`,
+    );
+    for (let i = 2; i < starts.length; i++) {
+      assert.ok(starts[i]! - starts[i - 1]! >= 100, `requests ${starts[i]! - starts[i - 1]!} ms apart`);
+    }
+  });
+
+  it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
+    const limits = { concurrency: 3, rate: { requests: 10_000, perMs: 1000 } };
+    const pacing = new PacerSet(limits, 1 / 3, 1);
+    let inFlight = 0;
+    let peak = 0;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const calls = Array.from({ length: 3 }, () =>
+      pacing.run(async () => {
+        peak = Math.max(peak, ++inFlight);
+        await held;
+        inFlight--;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(peak, 1, 'one slot: one request in flight');
+    pacing.grow(limits, 1, 3);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(peak, 3, 'three slots: the two waiting requests are in flight too');
+    release();
+    await Promise.all(calls);
+  });
+
   it('holds every caller after a pause (a 429 Retry-After)', async () => {
     const pacer = new Pacer({ requests: 1000, perMs: 1000 }, 5);
     const began = Date.now();

@@ -83,7 +83,7 @@ export async function updateOneChunk(
   { input, owner, progress }: SyncRun,
   s: RunState,
   chunk: number,
-  share: { window: number; besideExport?: boolean },
+  share: { window: number; besideExport?: boolean; afterExportWindow?: number; followWindows?: boolean },
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
     configurationId: input.configurationId,
@@ -92,6 +92,8 @@ export async function updateOneChunk(
     onlyPending: false,
     window: share.window,
     ...(share.besideExport ? { besideExport: true } : {}),
+    ...(share.afterExportWindow ? { afterExportWindow: share.afterExportWindow } : {}),
+    ...(share.followWindows ? { followWindows: true } : {}),
     lock: owner,
   });
   add(s.totals, outcome);

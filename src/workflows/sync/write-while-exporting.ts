@@ -1,5 +1,5 @@
 // Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
-import { ActivityCancellationType, CancellationScope, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { exportOptions, storeOptions } from '../retry-policies';
 import {
@@ -17,6 +17,12 @@ import {
  * each part hands the run the chunk files it made durable. Older runs export first, then dispatch.
  */
 export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
+/**
+ * Runs with this marker give each chunk beside the export 1/(concurrency - 1) of what the export
+ * leaves, and start one more chunk when it ends, the chunks beside it then counting as
+ * 1/concurrency each. Older runs gave a chunk 1/(chunks known) and waited for one to end.
+ */
+export const FULL_WINDOW_AFTER_EXPORT_PATCH = 'full-window-after-export';
 /** History events a chunk takes while the export runs (its watch, its update, their tasks). */
 const EVENTS_PER_CHUNK = 12;
 /** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
@@ -40,6 +46,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
     ...stopTogether,
   });
+  const { shareChunkWindows } = proxyActivities<Activities>(storeOptions);
   const { awaitExportedChunks } = proxyActivities<Activities>({
     ...storeOptions,
     heartbeatTimeout: '10 seconds',
@@ -49,7 +56,9 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   const concurrency = s.context.concurrency;
   const besideWindow = Math.max(1, concurrency - 1);
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
-  const inFlight = new Map<number, { done: Promise<void>; share: number }>();
+  // A chunk's share while the export runs, and once it has ended.
+  const inFlight = new Map<number, { done: Promise<void>; share: number; after: number }>();
+  const fullWindowAfter = patched(FULL_WINDOW_AFTER_EXPORT_PATCH);
   let part: Promise<void> | undefined;
   let watch: { done: Promise<void> } | undefined;
   let dispatchFrom: number | undefined;
@@ -115,10 +124,41 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   const startChunk = (scope: CancellationScope, chunk: number, besideExport: boolean, window: number) => {
     progress.phase = 'dispatch';
     dispatchFrom ??= Date.now();
+    // Beside the export in a full window, a chunk takes 1/concurrency once the export has ended:
+    // the export's slot then goes to one more chunk.
+    const after = besideExport && fullWindowAfter && window >= besideWindow ? concurrency : window;
     const done = scope
-      .run(() => updateOneChunk(run, s, chunk, { window, besideExport }))
+      .run(() =>
+        updateOneChunk(run, s, chunk, {
+          window,
+          besideExport,
+          ...(after !== window ? { afterExportWindow: after } : {}),
+          ...(fullWindowAfter ? { followWindows: true } : {}),
+        }),
+      )
       .finally(() => inFlight.delete(chunk));
-    inFlight.set(chunk, { done, share: 1 / window });
+    inFlight.set(chunk, { done, share: 1 / window, after: 1 / after });
+  };
+
+  // Once the export has ended and every chunk is in flight, what a chunk that ends held goes to
+  // the others: each takes 1/(chunks in flight), told through the chunk windows file. Shares only
+  // grow, so a chunk that reads the file late only writes slower meanwhile. One write at a time;
+  // the loop looks again when it is done. Losing one only costs speed.
+  let sharing: Promise<void> | undefined;
+  const sharingScope = new CancellationScope();
+  const shareOut = () => {
+    if (!fullWindowAfter || sharing || !s.manifest || s.nextChunk <= s.manifest.chunkCount) return;
+    const chunks = [...inFlight.values()];
+    const window = Math.min(concurrency, chunks.length);
+    // Only when every chunk's share grows (never when one holds more than 1/window already).
+    if (chunks.length === 0 || chunks.some((c) => c.after > 1 / window + 1e-9)) return;
+    if (chunks.every((c) => c.after > 1 / window - 1e-9)) return;
+    for (const c of chunks) c.after = 1 / window;
+    const windows = Object.fromEntries([...inFlight.keys()].map((chunk) => [String(chunk), window]));
+    sharing = sharingScope
+      .run(() => shareChunkWindows({ configurationId, runDate: s.context.folder, windows }))
+      .catch(() => undefined)
+      .finally(() => (sharing = undefined));
   };
 
   // When a part or a chunk fails, the rest is cancelled and waited for: nothing writes once the run ends.
@@ -131,27 +171,36 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       while (s.nextChunk <= chunksKnown() && (part || !historyLong(input))) {
         // A chunk's share of the writing is 1/window: as many as can run now share it (fewer
         // chunks take more each), up to besideWindow beside the export and concurrency after it.
+        // Beside the export (fullWindowAfter), always besideWindow: the export makes more chunks
+        // than are known yet, and a chunk that took all would keep the next ones waiting.
         const besideExport = !s.manifest;
         const waiting = chunksKnown() - s.nextChunk + 1;
-        const window = Math.max(
-          1,
-          Math.min(besideExport ? besideWindow : concurrency, waiting + inFlight.size),
-        );
-        const used = [...inFlight.values()].reduce((sum, c) => sum + c.share, 0);
+        const window =
+          besideExport && fullWindowAfter
+            ? besideWindow
+            : Math.max(1, Math.min(besideExport ? besideWindow : concurrency, waiting + inFlight.size));
+        const used = [...inFlight.values()].reduce((sum, c) => sum + (s.manifest ? c.after : c.share), 0);
         if (used + 1 / window > 1 + 1e-9) break;
         startChunk(work, s.nextChunk++, besideExport, window);
       }
       if (part && !watch && s.nextChunk > chunksKnown()) startWatch(work);
+      shareOut();
       const running = [...inFlight.values()].map((c) => c.done);
       if (part) running.push(part);
       if (watch) running.push(watch.done);
       if (running.length === 0) break;
-      await Promise.race(running);
+      await Promise.race(sharing ? [...running, sharing] : running);
     }
   } catch (err) {
     work.cancel();
     await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part, watch?.done]);
     throw err;
+  } finally {
+    // The last chunks have ended: a share for them written now would be read by none.
+    if (sharing) {
+      sharingScope.cancel();
+      await sharing;
+    }
   }
   if (dispatchFrom !== undefined) s.durationsMs.dispatch = dispatchBefore + (Date.now() - dispatchFrom);
   if (!s.manifest || s.nextChunk <= s.manifest.chunkCount) await continueRun(run, s);

@@ -1,0 +1,48 @@
+// The chunk windows file: once a run's export has ended and its last chunks are in flight, what a
+// chunk that ends held goes to those still writing. The run decides (it counts every share); this
+// file tells the chunks, which read it while they write (AccountShare.follow).
+import type { ActivityDeps } from './deps';
+import { runFiles } from '../runs/files';
+import { NotFoundError } from '../storage';
+import { mapFailures } from './failures';
+
+export interface ChunkWindowsInput {
+  configurationId: string;
+  /** The run's folder. */
+  runDate: string;
+  /** Chunk number -> window: each of these chunks may take 1/window of the account from now on. */
+  windows: Record<string, number>;
+}
+
+export function createChunkWindowsActivities(deps: ActivityDeps) {
+  return {
+    /** Tells a run's chunks in flight their larger shares (only ever larger: see the run). */
+    async shareChunkWindows(input: ChunkWindowsInput): Promise<void> {
+      return mapFailures(async () => {
+        const key = runFiles.chunkWindows(input.configurationId, input.runDate);
+        await deps.stores.blobs.put(key, JSON.stringify({ windows: input.windows }));
+      });
+    },
+  };
+}
+
+/**
+ * A chunk's window in the run's chunk windows file; undefined when the file or its entry is not
+ * there (yet) or does not parse: the chunk keeps the share it has.
+ */
+export async function readChunkWindow(
+  deps: ActivityDeps,
+  key: string,
+  chunk: number,
+): Promise<number | undefined> {
+  try {
+    const saved = JSON.parse((await deps.stores.blobs.get(key)).body.toString('utf8')) as {
+      windows?: Record<string, unknown>;
+    };
+    const window = saved.windows?.[String(chunk)];
+    return typeof window === 'number' && Number.isInteger(window) && window >= 1 ? window : undefined;
+  } catch (err) {
+    if (err instanceof NotFoundError || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
