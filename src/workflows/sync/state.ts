@@ -87,7 +87,7 @@ export async function updateOneChunk(
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
     configurationId: input.configurationId,
-    runDate: s.context.folder,
+    runFolder: s.context.folder,
     chunk,
     onlyPending: false,
     window: share.window,

@@ -69,7 +69,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .run(() =>
         exportPart({
           configurationId,
-          runDate: s.context.folder,
+          runFolder: s.context.folder,
           mode: input.mode,
           ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
           maintain: first && s.context.maintenance,
@@ -106,7 +106,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // itself soon after its part (the part's last chunk, or the export's end, is in the file).
   const startWatch = (scope: CancellationScope) => {
     const done = scope
-      .run(() => awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }))
+      .run(() => awaitExportedChunks({ configurationId, runFolder: s.context.folder, after: chunksKnown() }))
       .then(({ chunkCount, contacts }) => exported(chunkCount, contacts))
       .finally(() => (watch = undefined));
     watch = { done };

@@ -24,7 +24,7 @@ export async function write(run: SyncRun, s: RunState): Promise<void> {
     const t = Date.now();
     const { maintenanceMs, maintenance, ...manifest } = await exportContacts({
       configurationId,
-      runDate: s.context.folder,
+      runFolder: s.context.folder,
       mode: input.mode,
       retryOf: input.retryOf,
       dryRun: !!input.dryRun,
