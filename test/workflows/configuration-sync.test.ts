@@ -4,20 +4,28 @@ import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { SyncProgress } from '../../src/workflows/configuration-run';
-import { progressQuery, type ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
+import {
+  progressQuery,
+  type ConfigurationSyncInput,
+  type ConfigurationSyncResult,
+} from '../../src/workflows/configuration-sync';
 import { startEspresso, type Espresso } from '../support/espresso';
 
 const RUN_DATE = '2026-11-28';
 
-async function readSummary(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<RunSummary> {
+async function readSummary(e: Espresso, configurationId: string, runFolder = RUN_DATE): Promise<RunSummary> {
   return JSON.parse(
-    (await e.stores.blobs.get(runFiles.summary(configurationId, runDate))).body.toString('utf8'),
+    (await e.stores.blobs.get(runFiles.summary(configurationId, runFolder))).body.toString('utf8'),
   );
 }
 
-async function readResults(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<ResultLine[]> {
+async function readResults(
+  e: Espresso,
+  configurationId: string,
+  runFolder = RUN_DATE,
+): Promise<ResultLine[]> {
   const lines: ResultLine[] = [];
-  for (const key of await e.stores.blobs.list(runFiles.prefix(configurationId, runDate))) {
+  for (const key of await e.stores.blobs.list(runFiles.prefix(configurationId, runFolder))) {
     if (!/results-\d+\.jsonl$/.test(key)) continue;
     for await (const line of e.stores.blobs.readLines(key)) lines.push(JSON.parse(line));
   }
@@ -291,7 +299,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
         {
           configurationId: configuration.id,
           runDate: RUN_DATE,
-          runId: 'redispatch-1',
+          folderSuffix: 'redispatch-1',
           mode: 'incremental',
           retryOf: RUN_DATE,
         },
@@ -336,7 +344,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       {
         configurationId: configuration.id,
         runDate: RUN_DATE,
-        runId: 'redispatch-dry',
+        folderSuffix: 'redispatch-dry',
         mode: 'incremental',
         retryOf: RUN_DATE,
       },
@@ -357,18 +365,56 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const { configuration } = await e.connect(200);
     await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })).result();
     const scheduled = await readSummary(e, configuration.id);
-    const runId = 'dry-run-080503-abcd';
+    const folderSuffix = 'dry-run-080503-abcd';
     const dry = await (
       await run(
-        { configurationId: configuration.id, runDate: RUN_DATE, runId, mode: 'incremental', dryRun: true },
-        `sync/${configuration.id}/${RUN_DATE}/${runId}`,
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          folderSuffix,
+          mode: 'incremental',
+          dryRun: true,
+        },
+        `sync/${configuration.id}/${RUN_DATE}/${folderSuffix}`,
       )
     ).result();
     assert.equal(dry.exported, 0, 'listed afresh: every contact already has its value');
     assert.deepEqual(await readSummary(e, configuration.id), scheduled);
-    const own = await readSummary(e, configuration.id, `${RUN_DATE}_${runId}`);
+    const own = await readSummary(e, configuration.id, `${RUN_DATE}_${folderSuffix}`);
     assert.equal(own.dryRun, true);
-    assert.equal(own.run, `${RUN_DATE}_${runId}`);
+    assert.equal(own.run, `${RUN_DATE}_${folderSuffix}`);
+  });
+
+  it('runs an input of an earlier version (the folder suffix named runId) in the same folder, across continue-as-new', async () => {
+    const { configuration, list } = await e.connect(25_000);
+    const suffix = 'manual-080503-k3f2';
+    // As a CLI or web server of an earlier version starts it (and its continued runs carry it).
+    const handle = await e.client.workflow.start('configurationSyncWorkflow', {
+      taskQueue: e.taskQueue,
+      workflowId: `sync/${configuration.id}/${RUN_DATE}/${suffix}`,
+      args: [
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          runId: suffix,
+          mode: 'incremental',
+          maxHistoryEvents: 20,
+        },
+      ],
+    });
+    const result = (await handle.result()) as ConfigurationSyncResult;
+    assert.equal(result.status, 'completed');
+    assert.equal(result.updated, 25_000);
+    assert.notEqual(
+      (await handle.describe()).runId,
+      handle.firstExecutionRunId,
+      'the run never continued as new',
+    );
+    const summary = await readSummary(e, configuration.id, `${RUN_DATE}_${suffix}`);
+    assert.equal(summary.run, `${RUN_DATE}_${suffix}`);
+    assert.equal((await e.chunkValues(configuration.id, `${RUN_DATE}_${suffix}`)).size, 25_000);
+    assert.equal(list.writes, 25_000);
+    assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, RUN_DATE)), []);
   });
 
   it('fails an unknown configuration id clearly and without retrying', async () => {
