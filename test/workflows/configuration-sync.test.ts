@@ -417,6 +417,32 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, RUN_DATE)), []);
   });
 
+  it("writes a run's chunks through a dispatch an earlier version started (its folder named runDate)", async () => {
+    const { configuration, list } = await e.connect(30);
+    await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' })).result();
+    const chunk = await e.chunkValues(configuration.id, RUN_DATE);
+    // The ESP lost the values; the legacy run's dispatch child writes the run's chunk again.
+    list.values.set(configuration.fieldName, []);
+    const writes = list.writes;
+    const totals = await e.client.workflow.execute('dispatchWorkflow', {
+      taskQueue: e.taskQueue,
+      workflowId: `sync/${configuration.id}/${RUN_DATE}/dispatch`,
+      args: [
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          chunkCount: 1,
+          window: 2,
+          onlyPending: false,
+        },
+      ],
+    });
+    assert.deepEqual(totals, { chunksDone: 1, updated: 30, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes - writes, 30);
+    const values = list.values.get(configuration.fieldName)!;
+    assert.deepEqual(new Set(values), new Set(chunk.values()));
+  });
+
   it('fails an unknown configuration id clearly and without retrying', async () => {
     const handle = await run({
       configurationId: 'cfg_doesnotexist00',
