@@ -137,6 +137,15 @@ export function runFolder(runDate: string, folderSuffix?: string): string {
   return folderSuffix ? `${runDate}_${folderSuffix}` : runDate;
 }
 
+/**
+ * The run folder as an activity (or a dispatch) is given it: as `runFolder`, and as `runDate`, the
+ * name workers of earlier versions read, so that one of them that picks the task up while workers
+ * are upgraded works in the same folder.
+ */
+export function runFolderFields(folder: string): { runFolder: string; runDate: string } {
+  return { runFolder: folder, runDate: folder };
+}
+
 /** Markdown for the Web UI's "current details". */
 export function describe(s: RunSummary): string {
   const kinds = Object.entries(s.rejectedByKind)

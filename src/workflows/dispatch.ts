@@ -9,6 +9,7 @@ import {
 import type { Activities } from '../activities';
 import type { WithEarlierFolderName } from '../activities/run-folder';
 import type { ChunkOutcome } from '../activities/update-chunk';
+import { runFolderFields } from './configuration-run';
 import { chunkUpdateRetry } from './retry-policies';
 import { dispatchProgressSignal, type DispatchTotals } from './signals';
 
@@ -63,7 +64,7 @@ export async function dispatchWorkflow(
   const run = (chunk: number) =>
     updateChunk({
       configurationId: input.configurationId,
-      runFolder: input.runFolder,
+      ...runFolderFields(input.runFolder),
       chunk,
       onlyPending: input.onlyPending,
     })
@@ -96,7 +97,7 @@ export async function dispatchWorkflow(
 
 /** Dispatches started (or continued as new) by earlier versions name the run's folder `runDate`. */
 function withCurrentNames(input: DispatchInput | WithEarlierFolderName<DispatchInput>): DispatchInput {
-  if (!('runDate' in input)) return input;
+  if ('runFolder' in input) return input;
   const { runDate, ...rest } = input;
   return { ...rest, runFolder: runDate };
 }

@@ -1,5 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../src/activities';
+import { dataConverter } from '../../src/codec';
+import { ProcessorRegistry } from '../../src/processors/registry';
 import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
@@ -9,7 +13,8 @@ import {
   type ConfigurationSyncInput,
   type ConfigurationSyncResult,
 } from '../../src/workflows/configuration-sync';
-import { startEspresso, type Espresso } from '../support/espresso';
+import { startEspresso, workflowBundle, type Espresso } from '../support/espresso';
+import { testPayloadKeys } from '../support/temporal';
 
 const RUN_DATE = '2026-11-28';
 
@@ -415,6 +420,48 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal((await e.chunkValues(configuration.id, `${RUN_DATE}_${suffix}`)).size, 25_000);
     assert.equal(list.writes, 25_000);
     assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, RUN_DATE)), []);
+  });
+
+  it('completes a run whose activities workers of the earlier version run (they read the folder as runDate), as while workers are upgraded', async () => {
+    const { configuration, list } = await e.connect(12_000);
+    const current = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([e.processor]),
+      alerts: async () => undefined,
+    });
+    // The earlier version's activities: the same, but blind to the name runFolder.
+    const blind = (input: unknown) => {
+      if (!input || typeof input !== 'object' || !('runFolder' in input)) return input;
+      const { runFolder: _, ...rest } = input;
+      return rest;
+    };
+    const earlier = Object.fromEntries(
+      Object.entries(current).map(([name, fn]) => [
+        name,
+        (input: unknown, ...more: unknown[]) => (fn as (...a: unknown[]) => unknown)(blind(input), ...more),
+      ]),
+    );
+    const taskQueue = `${e.taskQueue}-earlier`;
+    const worker = await Worker.create({
+      connection: e.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      dataConverter: dataConverter(testPayloadKeys),
+      activities: earlier,
+    });
+    const result = await worker.runUntil(
+      e.client.workflow.execute(configurationSyncWorkflow, {
+        taskQueue,
+        workflowId: `sync/${configuration.id}/${RUN_DATE}`,
+        args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+      }),
+    );
+    assert.equal(result.status, 'completed');
+    assert.equal(result.updated, 12_000);
+    assert.equal(list.writes, 12_000);
+    assert.equal((await e.chunkValues(configuration.id, RUN_DATE)).size, 12_000);
+    assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, 'undefined')), []);
   });
 
   it("writes a run's chunks through a dispatch an earlier version started (its folder named runDate)", async () => {

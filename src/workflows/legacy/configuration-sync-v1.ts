@@ -17,6 +17,7 @@ import {
   describe,
   progressQuery,
   runFolder,
+  runFolderFields,
   validate,
   type ConfigurationSyncInput,
   type ConfigurationSyncResult,
@@ -146,7 +147,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
   let t = Date.now();
   let exported;
   try {
-    exported = await exportContacts({ configurationId, runFolder: run, mode: input.mode });
+    exported = await exportContacts({ configurationId, ...runFolderFields(run), mode: input.mode });
   } catch (err) {
     if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
     throw err;
@@ -171,7 +172,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
       args: [
         {
           configurationId,
-          runFolder: run,
+          ...runFolderFields(run),
           chunkCount: exported.chunkCount,
           window: context.concurrency,
           onlyPending: !!input.onlyPending,

@@ -1,6 +1,7 @@
 // Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
 import { ActivityCancellationType, CancellationScope, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { runFolderFields } from '../configuration-run';
 import { exportOptions, storeOptions } from '../retry-policies';
 import {
   continueRun,
@@ -69,7 +70,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .run(() =>
         exportPart({
           configurationId,
-          runFolder: s.context.folder,
+          ...runFolderFields(s.context.folder),
           mode: input.mode,
           ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
           maintain: first && s.context.maintenance,
@@ -106,7 +107,9 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // itself soon after its part (the part's last chunk, or the export's end, is in the file).
   const startWatch = (scope: CancellationScope) => {
     const done = scope
-      .run(() => awaitExportedChunks({ configurationId, runFolder: s.context.folder, after: chunksKnown() }))
+      .run(() =>
+        awaitExportedChunks({ configurationId, ...runFolderFields(s.context.folder), after: chunksKnown() }),
+      )
       .then(({ chunkCount, contacts }) => exported(chunkCount, contacts))
       .finally(() => (watch = undefined));
     watch = { done };
