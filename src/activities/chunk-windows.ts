@@ -5,11 +5,12 @@ import type { ActivityDeps } from './deps';
 import { runFiles } from '../runs/files';
 import { NotFoundError } from '../storage';
 import { mapFailures } from './failures';
+import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 
 export interface ChunkWindowsInput {
   configurationId: string;
   /** The run's folder. */
-  runDate: string;
+  runFolder: string;
   /** Chunk number -> window: each of these chunks may take 1/window of the account from now on. */
   windows: Record<string, number>;
 }
@@ -17,9 +18,12 @@ export interface ChunkWindowsInput {
 export function createChunkWindowsActivities(deps: ActivityDeps) {
   return {
     /** Tells a run's chunks in flight their larger shares (only ever larger: see the run). */
-    async shareChunkWindows(input: ChunkWindowsInput): Promise<void> {
+    async shareChunkWindows(
+      given: ChunkWindowsInput | WithEarlierFolderName<ChunkWindowsInput>,
+    ): Promise<void> {
       return mapFailures(async () => {
-        const key = runFiles.chunkWindows(input.configurationId, input.runDate);
+        const input = withRunFolder(given);
+        const key = runFiles.chunkWindows(input.configurationId, input.runFolder);
         await deps.stores.blobs.put(key, JSON.stringify({ windows: input.windows }));
       });
     },

@@ -94,7 +94,8 @@ export function createConfigurationActivities(deps: ActivityDeps) {
      * Takes the run's ESP account (its lock: one run per account at a time, so one writer per
      * configuration) and its folder, claimed with a conditional write (runs/<id>/<folder>/run.json):
      * a folder belongs to one run, so no run reuses or overwrites another's files. A run that finds
-     * its folder taken gets `<date>_run-<runId>`. Says who holds the account when it is taken.
+     * its folder taken gets `<date>_run-<8 characters of its Temporal run id>`. Says who holds the
+     * account when it is taken.
      */
     async startRun(input: StartRunInput): Promise<StartRunAnswer> {
       return mapFailures(async () => {

@@ -11,13 +11,14 @@ import { AccountShare } from './account-share';
 import { ExportFolder, type ExportProgress } from './export-folder';
 import { listIntoChunks } from './export-listing';
 import { mapFailures } from './failures';
+import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
 import type { SeenIds } from './seen-ids';
 
 export interface ExportInput {
   configurationId: string;
-  /** The run's folder (named runDate for the runs of earlier versions). */
-  runDate: string;
+  /** The run's folder under runs/<configurationId>/ (e.g. 2026-11-28 or 2026-11-28_manual-080503-k3f2). */
+  runFolder: string;
   mode: ListMode;
   /**
    * Redispatch: instead of giving new values, write again the values of this earlier run's folder
@@ -63,8 +64,8 @@ export function createExportActivities(deps: ActivityDeps) {
    */
   const seenByExport = new Map<string, { chunkCount: number; seen: SeenIds }>();
   return {
-    async exportContacts(input: ExportInput): Promise<ExportResult> {
-      const result = await runExport(input, {});
+    async exportContacts(given: ExportInput | WithEarlierFolderName<ExportInput>): Promise<ExportResult> {
+      const result = await runExport(given, {});
       if (!result.done) throw new Error('an export without a part limit ended before its last page');
       const { done: _, ...manifest } = result;
       return manifest;
@@ -77,10 +78,12 @@ export function createExportActivities(deps: ActivityDeps) {
      * runs, the run learns of each chunk made final from the progress file (awaitExportedChunks)
      * and updates it: files no retry rewrites. Parts bound the run's history between them.
      */
-    async exportPart(input: ExportPartInput): Promise<ExportPartResult> {
-      return runExport(input, {
-        stopAfterChunks: input.retryOf ? undefined : input.stopAfterChunks,
-        besideChunks: input.besideChunks,
+    async exportPart(
+      given: ExportPartInput | WithEarlierFolderName<ExportPartInput>,
+    ): Promise<ExportPartResult> {
+      return runExport(given, {
+        stopAfterChunks: given.retryOf ? undefined : given.stopAfterChunks,
+        besideChunks: given.besideChunks,
       });
     },
   };
@@ -94,11 +97,12 @@ export function createExportActivities(deps: ActivityDeps) {
    * export is reused by a retry of the same run, which owns its folder.
    */
   async function runExport(
-    input: ExportInput,
+    given: ExportInput | WithEarlierFolderName<ExportInput>,
     part: { stopAfterChunks?: number; besideChunks?: boolean },
   ): Promise<ExportPartResult> {
     return mapFailures(async (): Promise<ExportPartResult> => {
-      const folder = new ExportFolder(blobs, input.configurationId, input.runDate);
+      const input = withRunFolder(given);
+      const folder = new ExportFolder(blobs, input.configurationId, input.runFolder);
       const finished = await folder.manifest();
       if (finished) {
         if (
@@ -158,7 +162,7 @@ export function createExportActivities(deps: ActivityDeps) {
       // contact must never get two values, so every repeat is dropped, across parts and resumes
       // too: the ids in the chunk files so far (kept from this worker's previous part when it ran
       // that part, else read again).
-      const key = `${input.configurationId}/${input.runDate}`;
+      const key = `${input.configurationId}/${input.runFolder}`;
       const kept = seenByExport.get(key);
       seenByExport.delete(key);
       const chunkCount = committed.chunkCount;

@@ -4,6 +4,7 @@ import type { ActivityDeps } from './deps';
 import { runFiles } from '../runs/files';
 import { CorruptDataError, NotFoundError } from '../storage';
 import { mapFailures } from './failures';
+import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 
 /** How often the watch reads the export's progress file. */
 const LOOK_EVERY_MS = 200;
@@ -12,8 +13,8 @@ const WATCH_FOR_MS = 20_000;
 
 export interface ExportedChunksInput {
   configurationId: string;
-  /** The run's folder. */
-  runDate: string;
+  /** The run's folder under runs/<configurationId>/. */
+  runFolder: string;
   /** The chunks the run knows of: the watch ends when the export has made more final. */
   after: number;
   watchForMs?: number;
@@ -32,8 +33,11 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
      * Waits while a part of the export runs until it has made chunk files final beyond `after`
      * (or WATCH_FOR_MS pass), so the run updates them while the listing goes on. Reads only.
      */
-    async awaitExportedChunks(input: ExportedChunksInput): Promise<ExportedChunks> {
+    async awaitExportedChunks(
+      given: ExportedChunksInput | WithEarlierFolderName<ExportedChunksInput>,
+    ): Promise<ExportedChunks> {
       return mapFailures(async () => {
+        const input = withRunFolder(given);
         const context = Context.current();
         const until = Date.now() + (input.watchForMs ?? WATCH_FOR_MS);
         let partsEnded: number | undefined;
@@ -53,7 +57,7 @@ export function createExportedChunksActivities(deps: ActivityDeps) {
   async function readExported(
     input: ExportedChunksInput,
   ): Promise<ExportedChunks & { ended?: boolean; parts: number }> {
-    const key = runFiles.exportProgress(input.configurationId, input.runDate);
+    const key = runFiles.exportProgress(input.configurationId, input.runFolder);
     try {
       const saved = JSON.parse((await blobs.get(key)).body.toString('utf8')) as Partial<
         ExportedChunks & { ended: boolean; partsEnded: number }

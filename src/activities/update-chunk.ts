@@ -8,11 +8,13 @@ import { refuseDryRun } from '../runs/dry-runs';
 import { CHUNK_LINE_MAX, chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
 import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
+import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
 
 export interface UpdateChunkInput {
   configurationId: string;
-  runDate: string;
+  /** The run's folder under runs/<configurationId>/ (e.g. 2026-11-28 or 2026-11-28_manual-080503-k3f2). */
+  runFolder: string;
   /** Counts from 1. */
   chunk: number;
   /** Legacy redispatch: contacts already `updated` in this chunk's results file are not sent again. */
@@ -61,27 +63,30 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
      * chunk's results file. Progress is heartbeated per group, so a retry resumes after the last
      * group whose results were saved.
      */
-    async updateChunk(input: UpdateChunkInput): Promise<ChunkOutcome> {
+    async updateChunk(
+      given: UpdateChunkInput | WithEarlierFolderName<UpdateChunkInput>,
+    ): Promise<ChunkOutcome> {
       return mapFailures(async () => {
+        const input = withRunFolder(given);
         const { blobs } = deps.stores;
-        const { configurationId, runDate, chunk } = input;
+        const { configurationId, runFolder, chunk } = input;
         const { configuration, processor, target } = await loadTarget(deps, configurationId);
         // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
         if (configuration.status !== 'active') throw inactive(configuration.status);
         // However it was started (a legacy dispatch, by hand), a chunk of a dry run is never written.
-        await refuseDryRun(blobs, configurationId, runDate);
+        await refuseDryRun(blobs, configurationId, runFolder);
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,
           parts: 0,
         };
-        const resultsKey = runFiles.results(configurationId, runDate, chunk);
+        const resultsKey = runFiles.results(configurationId, runFolder, chunk);
         const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
         // This chunk's share of the account, which its run holds: one of `window` in flight.
         const window = input.window ?? processor.descriptor.concurrency;
         const follow = input.followWindows
-          ? { chunk, windowsKey: runFiles.chunkWindows(configurationId, runDate) }
+          ? { chunk, windowsKey: runFiles.chunkWindows(configurationId, runFolder) }
           : undefined;
         const share = input.besideExport
           ? AccountShare.ofWindowBesideExport(
@@ -89,7 +94,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               processor,
               target,
               window,
-              runFiles.exportProgress(configurationId, runDate),
+              runFiles.exportProgress(configurationId, runFolder),
               input.lock,
               input.afterExportWindow,
               follow,
@@ -121,7 +126,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           });
           progress.parts++;
           await blobs.put(
-            runFiles.resultsPart(configurationId, runDate, chunk, progress.parts),
+            runFiles.resultsPart(configurationId, runFolder, chunk, progress.parts),
             lines.map((l) => JSON.stringify(l)).join('\n') + '\n',
           );
           progress.linesDone = linesDone;
@@ -138,7 +143,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const stopFollowing = share.followEvery();
         try {
           let lineNo = 0;
-          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runDate, chunk))) {
+          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runFolder, chunk))) {
             lineNo++;
             if (lineNo <= progress.linesDone || raw.trim() === '') continue;
             const entry = parseLine(raw, lineNo);
@@ -153,13 +158,13 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           clearInterval(beat);
           stopFollowing();
         }
-        const outcome = await mergeParts(configurationId, runDate, chunk, progress.parts);
+        const outcome = await mergeParts(configurationId, runFolder, chunk, progress.parts);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);
         for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
           deps.metrics?.contacts.inc({ esp, result: 'rejected', kind }, n);
         }
-        runLog(deps, context, { configurationId, runDate, esp }).info(
+        runLog(deps, context, { configurationId, runFolder, esp }).info(
           { chunk, updated: outcome.updated, rejected: outcome.rejected, attempt: context.info.attempt },
           'chunk written to the ESP',
         );
@@ -183,11 +188,11 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
   }
 
   /** Joins the part files into the chunk's results file (then removes them) and counts outcomes. */
-  async function mergeParts(configurationId: string, runDate: string, chunk: number, parts: number) {
+  async function mergeParts(configurationId: string, runFolder: string, chunk: number, parts: number) {
     const { blobs } = deps.stores;
-    const resultsKey = runFiles.results(configurationId, runDate, chunk);
+    const resultsKey = runFiles.results(configurationId, runFolder, chunk);
     const partKeys = Array.from({ length: parts }, (_, i) =>
-      runFiles.resultsPart(configurationId, runDate, chunk, i + 1),
+      runFiles.resultsPart(configurationId, runFolder, chunk, i + 1),
     );
     let text: string;
     try {

@@ -9,38 +9,38 @@ export const CHUNK_LINE_MAX = 1_000;
 const pad = (n: number) => String(n).padStart(5, '0');
 
 export const runFiles = {
-  prefix: (configurationId: string, runDate: string) => `runs/${configurationId}/${runDate}/`,
+  prefix: (configurationId: string, runFolder: string) => `runs/${configurationId}/${runFolder}/`,
   /** `chunk` counts from 1. */
-  contacts: (configurationId: string, runDate: string, chunk: number) =>
-    `${runFiles.prefix(configurationId, runDate)}contacts-${pad(chunk)}.jsonl`,
-  results: (configurationId: string, runDate: string, chunk: number) =>
-    `${runFiles.prefix(configurationId, runDate)}results-${pad(chunk)}.jsonl`,
+  contacts: (configurationId: string, runFolder: string, chunk: number) =>
+    `${runFiles.prefix(configurationId, runFolder)}contacts-${pad(chunk)}.jsonl`,
+  results: (configurationId: string, runFolder: string, chunk: number) =>
+    `${runFiles.prefix(configurationId, runFolder)}results-${pad(chunk)}.jsonl`,
   /** Results of a chunk's finished groups while the chunk is in progress, merged when it ends. */
-  resultsPart: (configurationId: string, runDate: string, chunk: number, part: number) =>
-    `${runFiles.prefix(configurationId, runDate)}parts/results-${pad(chunk)}-${pad(part)}.jsonl`,
-  /** Written when the export has finished: a rerun of the same run date reuses its chunks. */
-  exportManifest: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}export.json`,
+  resultsPart: (configurationId: string, runFolder: string, chunk: number, part: number) =>
+    `${runFiles.prefix(configurationId, runFolder)}parts/results-${pad(chunk)}-${pad(part)}.jsonl`,
+  /** Written when the export has finished: a retry of the same run reuses its chunks. */
+  exportManifest: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}export.json`,
   /** The ESP export job a listing reads (Iterable, SendGrid): saved once started, so a retry reads it. */
-  exportJob: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}export-job.json`,
+  exportJob: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}export-job.json`,
   /**
    * Where the export is: the chunk files it has made durable and the ESP cursor after them. Chunk
    * files up to its count are final (the run may be writing them); a retry resumes after them.
    */
-  exportProgress: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}export-progress.json`,
+  exportProgress: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}export-progress.json`,
   /**
    * Once the export has ended and every chunk is in flight, the larger shares the run gives its
    * chunks as others end (chunk number -> window): each chunk reads it while it writes.
    */
-  chunkWindows: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}chunk-windows.json`,
+  chunkWindows: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}chunk-windows.json`,
   /** Which run owns the folder (written first, with a conditional write): one run per folder. */
-  runRecord: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}run.json`,
-  summary: (configurationId: string, runDate: string) =>
-    `${runFiles.prefix(configurationId, runDate)}summary.json`,
+  runRecord: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}run.json`,
+  summary: (configurationId: string, runFolder: string) =>
+    `${runFiles.prefix(configurationId, runFolder)}summary.json`,
   /** A copy of the newest run's summary, so pages need no listing of every run's files. */
   latestSummary: (configurationId: string) => `runs/${configurationId}/latest-summary.json`,
 };
@@ -100,7 +100,7 @@ export function isCalendarDay(d: string): boolean {
   return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === d;
 }
 
-/** A run's folder name: its date, or <date>_<runId> for runs started outside the schedule. */
+/** A run's folder name: its date, or <date>_<folderSuffix> for runs started outside the schedule. */
 export const runFolderSchema = z
   .string()
   .regex(

@@ -7,7 +7,7 @@ export interface RunSummary {
   configurationId: string;
   esp: string;
   runDate: string;
-  /** The run's folder under runs/<configurationId>/: the run date, or <runDate>_<runId> for manual runs. */
+  /** The run's folder under runs/<configurationId>/: the run date, or <runDate>_<folderSuffix> for manual runs. */
   run: string;
   mode: ListMode;
   dryRun: boolean;

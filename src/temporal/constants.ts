@@ -26,8 +26,8 @@ export const workflowIds = {
   espAccount: (taskQueue: string, esp: string, accountId: string) =>
     `esp-account/${taskQueue}/${esp}/${accountId}`,
   /** Manual runs get a suffix so they never collide with the scheduled run of the day. */
-  manualSync: (configurationId: string, runDate: string, suffix: string) =>
-    `sync/${configurationId}/${runDate}/${suffix}`,
+  manualSync: (configurationId: string, runDate: string, folderSuffix: string) =>
+    `sync/${configurationId}/${runDate}/${folderSuffix}`,
 };
 
 export const SCHEDULE_ID = 'espresso-daily';

@@ -51,13 +51,13 @@ export async function startConfigurationRun(
   }
   // hhmmss plus a short random suffix: two runs started in the same second still differ.
   const stamp = `${now.toISOString().slice(11, 19).replace(/:/g, '')}-${Math.random().toString(36).slice(2, 6).padEnd(4, '0')}`;
-  const runId = `${kind}-${stamp}`;
-  const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, runId);
+  const folderSuffix = `${kind}-${stamp}`;
+  const workflowId = workflowIds.manualSync(input.configurationId, input.runDate, folderSuffix);
   return client.workflow.start('configurationSyncWorkflow', {
     taskQueue: options.taskQueue ?? TASK_QUEUE,
     workflowId,
     staticSummary: readable(`${kind} ${input.mode} sync of ${input.configurationId} for ${input.runDate}`),
-    args: [{ ...input, runId }],
+    args: [{ ...input, folderSuffix }],
   });
 }
 

@@ -10,10 +10,11 @@ export interface ConfigurationSyncInput {
   runDate: string;
   /**
    * Set for runs outside the schedule (e.g. `manual-080503-k3f2`): their files go to
-   * runs/<id>/<runDate>_<runId>/. A run whose folder another run already holds gets a folder of
-   * its own (`<runDate>_run-<8 characters of its run id>`): no two runs share files.
+   * runs/<id>/<runDate>_<folderSuffix>/. A run whose folder another run already holds gets a
+   * folder of its own (`<runDate>_run-<8 characters of its Temporal run id>`): no two runs share
+   * files.
    */
-  runId?: string;
+  folderSuffix?: string;
   mode: 'incremental' | 'full';
   /** Export and report what would be written (and what maintenance would do); nothing is written to the ESP. */
   dryRun?: boolean;
@@ -58,6 +59,17 @@ export interface SyncProgress {
   exporting?: boolean;
 }
 
+/** A run's input as earlier versions started (or continued) it: folderSuffix was named `runId`. */
+export type WithEarlierNames<T extends ConfigurationSyncInput> = Omit<T, 'folderSuffix'> & { runId?: string };
+
+/** The input under its current names, whichever names it came with. */
+export function withCurrentNames<T extends ConfigurationSyncInput>(input: T | WithEarlierNames<T>): T {
+  if (!input || typeof input !== 'object' || !('runId' in input)) return input as T;
+  const { runId, ...rest } = input;
+  const folderSuffix = (rest as Partial<T>).folderSuffix ?? runId;
+  return (folderSuffix === undefined ? rest : { ...rest, folderSuffix }) as T;
+}
+
 export const progressQuery = defineQuery<SyncProgress>('progress');
 /** A run waiting for the ESP account asks its holder to say when it gives the account back. */
 export const accountWantedSignal = defineSignal<[{ workflowId: string }]>('accountWanted');
@@ -75,10 +87,10 @@ export function validate(input: ConfigurationSyncInput): void {
       problems.push('runDate must be YYYY-MM-DD (a day of the calendar)');
     }
     if (
-      input.runId !== undefined &&
-      (typeof input.runId !== 'string' || !/^[a-z0-9-]{1,40}$/.test(input.runId))
+      input.folderSuffix !== undefined &&
+      (typeof input.folderSuffix !== 'string' || !/^[a-z0-9-]{1,40}$/.test(input.folderSuffix))
     ) {
-      problems.push('runId must be 1-40 lowercase letters, digits or -');
+      problems.push('folderSuffix must be 1-40 lowercase letters, digits or -');
     }
     if (input.mode !== 'incremental' && input.mode !== 'full')
       problems.push('mode must be "incremental" or "full"');
@@ -121,8 +133,17 @@ function isCalendarDay(d: string): boolean {
   return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === d;
 }
 
-export function runFolder(runDate: string, runId?: string): string {
-  return runId ? `${runDate}_${runId}` : runDate;
+export function runFolder(runDate: string, folderSuffix?: string): string {
+  return folderSuffix ? `${runDate}_${folderSuffix}` : runDate;
+}
+
+/**
+ * The run folder as an activity (or a dispatch) is given it: as `runFolder`, and as `runDate`, the
+ * name workers of earlier versions read, so that one of them that picks the task up while workers
+ * are upgraded works in the same folder.
+ */
+export function runFolderFields(folder: string): { runFolder: string; runDate: string } {
+  return { runFolder: folder, runDate: folder };
 }
 
 /** Markdown for the Web UI's "current details". */

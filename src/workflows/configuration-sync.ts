@@ -7,8 +7,10 @@ import {
   accountWantedSignal,
   progressQuery,
   validate,
+  withCurrentNames,
   type ConfigurationSyncResult,
   type SyncProgress,
+  type WithEarlierNames,
 } from './configuration-run';
 import { configurationSyncV1 } from './legacy/configuration-sync-v1';
 import { ended, finish, withDeadline } from './sync/end';
@@ -44,7 +46,10 @@ export const HANDOFF_PATCH = 'account-handoff';
  * a summary and a status. Continues-as-new with its state when its history grows. Only ids, keys
  * and counts pass through here.
  */
-export async function configurationSyncWorkflow(input: SyncInput): Promise<ConfigurationSyncResult> {
+export async function configurationSyncWorkflow(
+  given: SyncInput | WithEarlierNames<SyncInput>,
+): Promise<ConfigurationSyncResult> {
+  const input = withCurrentNames(given);
   if (!patched(ONE_WRITER_PATCH)) return configurationSyncV1(input);
   validate(input);
   const handoff: Handoff = {

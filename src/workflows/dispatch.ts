@@ -7,7 +7,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { WithEarlierFolderName } from '../activities/run-folder';
 import type { ChunkOutcome } from '../activities/update-chunk';
+import { runFolderFields } from './configuration-run';
 import { chunkUpdateRetry } from './retry-policies';
 import { dispatchProgressSignal, type DispatchTotals } from './signals';
 
@@ -22,7 +24,8 @@ const { updateChunk } = proxyActivities<Activities>({
 
 export interface DispatchInput {
   configurationId: string;
-  runDate: string;
+  /** The run's folder under runs/<configurationId>/. */
+  runFolder: string;
   chunkCount: number;
   /** Chunk updates in flight at once. */
   window: number;
@@ -42,7 +45,10 @@ const MAX_HISTORY_EVENTS = 1_500;
  * the parent (throttled) and through its own `progress` query; continues-as-new with the next
  * chunk and the running totals when its history grows.
  */
-export async function dispatchWorkflow(input: DispatchInput): Promise<DispatchTotals> {
+export async function dispatchWorkflow(
+  given: DispatchInput | WithEarlierFolderName<DispatchInput>,
+): Promise<DispatchTotals> {
+  const input = withCurrentNames(given);
   const totals: DispatchTotals = input.totals ?? {
     chunksDone: 0,
     updated: 0,
@@ -58,7 +64,7 @@ export async function dispatchWorkflow(input: DispatchInput): Promise<DispatchTo
   const run = (chunk: number) =>
     updateChunk({
       configurationId: input.configurationId,
-      runDate: input.runDate,
+      ...runFolderFields(input.runFolder),
       chunk,
       onlyPending: input.onlyPending,
     })
@@ -87,6 +93,13 @@ export async function dispatchWorkflow(input: DispatchInput): Promise<DispatchTo
     await continueAsNew<typeof dispatchWorkflow>({ ...input, nextChunk: next, totals });
   }
   return totals;
+}
+
+/** Dispatches started (or continued as new) by earlier versions name the run's folder `runDate`. */
+function withCurrentNames(input: DispatchInput | WithEarlierFolderName<DispatchInput>): DispatchInput {
+  if ('runFolder' in input) return input;
+  const { runDate, ...rest } = input;
+  return { ...rest, runFolder: runDate };
 }
 
 function add(totals: DispatchTotals, outcome: ChunkOutcome): void {

@@ -53,7 +53,7 @@ describe('run activities', function () {
     const env = new MockActivityEnvironment({ heartbeatDetails: { linesDone: 2_000, parts: 1 } });
     const outcome = await env.run(activities.updateChunk, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       chunk: 1,
       onlyPending: false,
     });
@@ -85,7 +85,7 @@ describe('run activities', function () {
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), chunk + '\n');
     const outcome: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       chunk: 1,
       onlyPending: false,
     });
@@ -105,7 +105,7 @@ describe('run activities', function () {
     assert.equal(list.writes, 3);
   });
 
-  it('logs each chunk as one JSON line naming the configuration, run date, ESP and workflow', async () => {
+  it('logs each chunk as one JSON line naming the configuration, run folder, ESP and workflow', async () => {
     let output = '';
     const sink = new Writable({
       write(chunk, _enc, done) {
@@ -125,14 +125,14 @@ describe('run activities', function () {
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
     await new MockActivityEnvironment().run(logged.updateChunk, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       chunk: 1,
       onlyPending: false,
     });
     const line = JSON.parse(output.trim().split('\n').at(-1)!);
     assert.equal(line.msg, 'chunk written to the ESP');
     assert.equal(line.configurationId, configuration.id);
-    assert.equal(line.runDate, DATE);
+    assert.equal(line.runFolder, DATE);
     assert.equal(line.esp, 'sandbox');
     assert.equal(line.workflowId, 'test');
     assert.equal(line.updated, 2);
@@ -144,7 +144,7 @@ describe('run activities', function () {
     await assert.rejects(
       new MockActivityEnvironment().run(activities.updateChunk, {
         configurationId: configuration.id,
-        runDate: DATE,
+        runFolder: DATE,
         chunk: 7,
         onlyPending: false,
       }),
@@ -191,7 +191,7 @@ describe('run activities', function () {
       await assert.rejects(
         new MockActivityEnvironment().run(activities.updateChunk, {
           configurationId: configuration.id,
-          runDate: folder,
+          runFolder: folder,
           chunk: 1,
           onlyPending: true,
         }),
@@ -201,7 +201,7 @@ describe('run activities', function () {
       await assert.rejects(
         new MockActivityEnvironment().run(activities.exportContacts, {
           configurationId: configuration.id,
-          runDate: `2026-11-30_redispatch-${folder.slice(8, 10)}`,
+          runFolder: `2026-11-30_redispatch-${folder.slice(8, 10)}`,
           mode: 'incremental' as const,
           retryOf: folder,
         }),
@@ -222,7 +222,7 @@ describe('run activities', function () {
     });
     const manifest: ExportManifest = await env.run(activities.exportContacts, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       mode: 'full' as const,
     });
     assert.equal(manifest.chunkCount, 3);
@@ -240,10 +240,56 @@ describe('run activities', function () {
     // A finished export is reused, not redone.
     const again = await new MockActivityEnvironment().run(activities.exportContacts, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       mode: 'full' as const,
     });
     assert.deepEqual(again, manifest);
+  });
+
+  it('works in the run folder an earlier version named runDate (its activities in flight during an upgrade)', async () => {
+    const { configuration, list } = await e.connect(30);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+    // As workflows of earlier versions schedule them: the folder of a run started by hand.
+    const folder = `${DATE}_manual-080503-k3f2`;
+    const earlier = { configurationId: configuration.id, runDate: folder };
+    const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
+      ...earlier,
+      mode: 'full' as const,
+    });
+    assert.equal(manifest.contacts, 30);
+    const watched = await new MockActivityEnvironment().run(activities.awaitExportedChunks, {
+      ...earlier,
+      after: 0,
+    });
+    assert.deepEqual(watched, { chunkCount: 1, contacts: 30 });
+    const outcome: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
+      ...earlier,
+      chunk: 1,
+      onlyPending: false,
+    });
+    assert.equal(outcome.updated, 30);
+    assert.equal(list.writes, 30);
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, folder, 1))).body.toString();
+    assert.equal(results.trim().split('\n').length, 30);
+    assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, 'undefined')), []);
+  });
+
+  it('refuses an activity input that names no run folder, non-retryably', async () => {
+    const { configuration } = await e.connect(10);
+    await assert.rejects(
+      new MockActivityEnvironment().run(activities.updateChunk, {
+        configurationId: configuration.id,
+        chunk: 1,
+        onlyPending: false,
+      } as never),
+      (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'InvalidInput');
+        assert.equal(err.nonRetryable, true);
+        assert.match(err.message, /names no run folder \(runFolder/);
+        return true;
+      },
+    );
   });
 });
 
@@ -284,7 +330,7 @@ describe('export of a list that shifts while it is listed', function () {
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
       configurationId: configuration.id,
-      runDate: DATE,
+      runFolder: DATE,
       mode: 'full' as const,
     });
     assert.equal(manifest.contacts, 2_500);
@@ -306,7 +352,7 @@ describe('export of a list that shifts while it is listed', function () {
       },
     }).run(activities.exportContacts, {
       configurationId: configuration.id,
-      runDate: resumeDate,
+      runFolder: resumeDate,
       mode: 'full' as const,
     });
     const values = await e.chunkValues(configuration.id, resumeDate);
@@ -337,8 +383,8 @@ describe('export of a list that shifts while it is listed', function () {
         alerts: async () => undefined,
       });
     const { configuration } = await e.connect(35_000);
-    const runDate = '2026-11-22';
-    const input = { configurationId: configuration.id, runDate, mode: 'full' as const };
+    const runFolder = '2026-11-22';
+    const input = { configurationId: configuration.id, runFolder, mode: 'full' as const };
     const one = worker();
     const first: ExportPartResult = await new MockActivityEnvironment().run(one.exportPart, {
       ...input,
@@ -347,7 +393,7 @@ describe('export of a list that shifts while it is listed', function () {
     assert.equal(first.done, false);
     assert.equal(first.chunkCount, 1);
     const chunk1 = (
-      await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))
+      await e.stores.blobs.get(runFiles.contacts(configuration.id, runFolder, 1))
     ).body.toString();
     // The same worker goes on (keeping the ids it saw), then another one (reading them again).
     const second: ExportPartResult = await new MockActivityEnvironment().run(one.exportPart, {
@@ -358,7 +404,7 @@ describe('export of a list that shifts while it is listed', function () {
     assert.equal(second.chunkCount, 2);
     // What the parts said they made is what their chunk files hold.
     assert.equal(first.contacts, chunk1.trim().split('\n').length);
-    assert.equal((await e.chunkValues(configuration.id, runDate)).size, second.contacts);
+    assert.equal((await e.chunkValues(configuration.id, runFolder)).size, second.contacts);
     const last: ExportPartResult = await new MockActivityEnvironment().run(worker().exportPart, {
       ...input,
       stopAfterChunks: 9,
@@ -366,9 +412,11 @@ describe('export of a list that shifts while it is listed', function () {
     assert.equal(last.done, true);
     assert.equal(last.contacts, 35_000);
     assert.ok(last.chunkCount >= 4);
-    const values = await e.chunkValues(configuration.id, runDate); // throws on an id in two lines
+    const values = await e.chunkValues(configuration.id, runFolder); // throws on an id in two lines
     assert.equal(values.size, 35_000);
-    const again = (await e.stores.blobs.get(runFiles.contacts(configuration.id, runDate, 1))).body.toString();
+    const again = (
+      await e.stores.blobs.get(runFiles.contacts(configuration.id, runFolder, 1))
+    ).body.toString();
     assert.equal(again, chunk1, 'a returned chunk file was rewritten');
   });
 });
@@ -411,18 +459,18 @@ describe('export and updates of a Mailchimp audience archived and restored while
       processors: new ProcessorRegistry([h.processor]),
       alerts: async () => undefined,
     });
-    const run = async (runDate: string) => {
+    const run = async (runFolder: string) => {
       const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
         configurationId: configuration.id,
-        runDate,
+        runFolder,
         mode: 'incremental' as const,
       });
-      const values = await e.chunkValues(configuration.id, runDate); // throws on an id in two lines
+      const values = await e.chunkValues(configuration.id, runFolder); // throws on an id in two lines
       const outcome = { updated: 0, rejected: 0 };
       for (let chunk = 1; chunk <= manifest.chunkCount; chunk++) {
         const o: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
           configurationId: configuration.id,
-          runDate,
+          runFolder,
           chunk,
           onlyPending: false,
           window: 1, // the run's only chunk: all of the account
@@ -586,7 +634,7 @@ describe('bounded failures and alerts that survive a crash', function () {
       alerts: async () => undefined,
     });
     const { configuration } = await e.connect(1);
-    const input = { configurationId: configuration.id, runDate: '2026-11-22', mode: 'full' as const };
+    const input = { configurationId: configuration.id, runFolder: '2026-11-22', mode: 'full' as const };
     await assert.rejects(new MockActivityEnvironment().run(withJobs.exportContacts, input));
     // The retry has no heartbeat details: the worker died before its heartbeat was sent.
     const manifest: ExportManifest = await new MockActivityEnvironment().run(withJobs.exportContacts, input);
@@ -609,15 +657,20 @@ describe('bounded failures and alerts that survive a crash', function () {
     // A page at a time, each answered after 200 ms: about 5 pages a second.
     const { configuration, account } = await e.connect(30_000);
     account.settings.faults.latencyMs = 200;
-    const runDate = '2026-11-24';
+    const runFolder = '2026-11-24';
     try {
-      const input = { configurationId: configuration.id, runDate, mode: 'full' as const, besideChunks: true };
+      const input = {
+        configurationId: configuration.id,
+        runFolder,
+        mode: 'full' as const,
+        besideChunks: true,
+      };
       await new MockActivityEnvironment().run(slow.exportPart, { ...input, stopAfterChunks: 10 });
     } finally {
       account.settings.faults.latencyMs = 0;
     }
     const progress = JSON.parse(
-      (await e.stores.blobs.get(runFiles.exportProgress(configuration.id, runDate))).body.toString(),
+      (await e.stores.blobs.get(runFiles.exportProgress(configuration.id, runFolder))).body.toString(),
     ) as { ended?: boolean; exportKeeps?: number };
     assert.equal(progress.ended, true);
     assert.ok(
@@ -635,7 +688,7 @@ describe('bounded failures and alerts that survive a crash', function () {
    */
   const besideTheExport = async (
     contacts: number,
-    runDate: string,
+    runFolder: string,
     then: Record<string, unknown>,
     windows?: { window: number; then: Record<string, number> },
   ) => {
@@ -654,8 +707,8 @@ describe('bounded failures and alerts that survive a crash', function () {
     await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
     const ids = Array.from({ length: contacts }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
     const chunkLines = ids.map((id) => JSON.stringify({ contactId: id, value: `value_${id}_000000` }));
-    await e.stores.blobs.put(runFiles.contacts(configuration.id, runDate, 1), chunkLines.join('\n') + '\n');
-    const progressKey = runFiles.exportProgress(configuration.id, runDate);
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, runFolder, 1), chunkLines.join('\n') + '\n');
+    const progressKey = runFiles.exportProgress(configuration.id, runFolder);
     const progress = { chunkCount: 1, contacts, alreadySet: 0 };
     await e.stores.blobs.put(progressKey, JSON.stringify(progress));
     const written: Array<{ at: number; contacts: number }> = [];
@@ -667,7 +720,7 @@ describe('bounded failures and alerts that survive a crash', function () {
     try {
       const chunk = new MockActivityEnvironment().run(slow.updateChunk, {
         configurationId: configuration.id,
-        runDate,
+        runFolder,
         chunk: 1,
         onlyPending: false,
         ...(windows ? { window: windows.window, followWindows: true } : { window: 1, besideExport: true }),
@@ -675,7 +728,7 @@ describe('bounded failures and alerts that survive a crash', function () {
       await new Promise((r) => setTimeout(r, 2_500));
       const changedAt = Date.now();
       if (windows) {
-        const key = runFiles.chunkWindows(configuration.id, runDate);
+        const key = runFiles.chunkWindows(configuration.id, runFolder);
         await e.stores.blobs.put(key, JSON.stringify({ windows: windows.then }));
       } else await e.stores.blobs.put(progressKey, JSON.stringify({ ...progress, ...then }));
       const outcome = (await chunk) as ChunkOutcome;

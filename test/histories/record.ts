@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     // Slow ESP answers keep these runs going long enough to be overlapped, cancelled, timed out.
     const slow = await e.connect(20_000);
     slow.account.settings.faults.latencyMs = 100;
-    const writing = await start({ configurationId: slow.configuration.id, runDate: day, runId: 'manual-1', mode: 'incremental' }, '/manual-1');
+    const writing = await start({ configurationId: slow.configuration.id, runDate: day, folderSuffix: 'manual-1', mode: 'incremental' }, '/manual-1');
     await sleep(1_000);
     await save('configuration-sync-busy', await start({ configurationId: slow.configuration.id, runDate: day, mode: 'incremental' }));
     await writing.cancel();

@@ -133,9 +133,9 @@ export async function startEspresso(
   };
 
   /** Every line of every chunk file of a run. */
-  const chunkValues = async (configurationId: string, runDate: string) => {
+  const chunkValues = async (configurationId: string, runFolder: string) => {
     const values = new Map<string, string>();
-    for (const key of await stores.blobs.list(runFiles.prefix(configurationId, runDate))) {
+    for (const key of await stores.blobs.list(runFiles.prefix(configurationId, runFolder))) {
       if (!/contacts-\d+\.jsonl$/.test(key)) continue;
       for await (const line of stores.blobs.readLines(key)) {
         const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };

@@ -1,23 +1,36 @@
 import { strict as assert } from 'node:assert';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { createActivities } from '../../src/activities';
+import { dataConverter } from '../../src/codec';
+import { ProcessorRegistry } from '../../src/processors/registry';
 import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { SyncProgress } from '../../src/workflows/configuration-run';
-import { progressQuery, type ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
-import { startEspresso, type Espresso } from '../support/espresso';
+import {
+  progressQuery,
+  type ConfigurationSyncInput,
+  type ConfigurationSyncResult,
+} from '../../src/workflows/configuration-sync';
+import { startEspresso, workflowBundle, type Espresso } from '../support/espresso';
+import { testPayloadKeys } from '../support/temporal';
 
 const RUN_DATE = '2026-11-28';
 
-async function readSummary(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<RunSummary> {
+async function readSummary(e: Espresso, configurationId: string, runFolder = RUN_DATE): Promise<RunSummary> {
   return JSON.parse(
-    (await e.stores.blobs.get(runFiles.summary(configurationId, runDate))).body.toString('utf8'),
+    (await e.stores.blobs.get(runFiles.summary(configurationId, runFolder))).body.toString('utf8'),
   );
 }
 
-async function readResults(e: Espresso, configurationId: string, runDate = RUN_DATE): Promise<ResultLine[]> {
+async function readResults(
+  e: Espresso,
+  configurationId: string,
+  runFolder = RUN_DATE,
+): Promise<ResultLine[]> {
   const lines: ResultLine[] = [];
-  for (const key of await e.stores.blobs.list(runFiles.prefix(configurationId, runDate))) {
+  for (const key of await e.stores.blobs.list(runFiles.prefix(configurationId, runFolder))) {
     if (!/results-\d+\.jsonl$/.test(key)) continue;
     for await (const line of e.stores.blobs.readLines(key)) lines.push(JSON.parse(line));
   }
@@ -291,7 +304,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
         {
           configurationId: configuration.id,
           runDate: RUN_DATE,
-          runId: 'redispatch-1',
+          folderSuffix: 'redispatch-1',
           mode: 'incremental',
           retryOf: RUN_DATE,
         },
@@ -336,7 +349,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       {
         configurationId: configuration.id,
         runDate: RUN_DATE,
-        runId: 'redispatch-dry',
+        folderSuffix: 'redispatch-dry',
         mode: 'incremental',
         retryOf: RUN_DATE,
       },
@@ -357,18 +370,124 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const { configuration } = await e.connect(200);
     await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'incremental' })).result();
     const scheduled = await readSummary(e, configuration.id);
-    const runId = 'dry-run-080503-abcd';
+    const folderSuffix = 'dry-run-080503-abcd';
     const dry = await (
       await run(
-        { configurationId: configuration.id, runDate: RUN_DATE, runId, mode: 'incremental', dryRun: true },
-        `sync/${configuration.id}/${RUN_DATE}/${runId}`,
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          folderSuffix,
+          mode: 'incremental',
+          dryRun: true,
+        },
+        `sync/${configuration.id}/${RUN_DATE}/${folderSuffix}`,
       )
     ).result();
     assert.equal(dry.exported, 0, 'listed afresh: every contact already has its value');
     assert.deepEqual(await readSummary(e, configuration.id), scheduled);
-    const own = await readSummary(e, configuration.id, `${RUN_DATE}_${runId}`);
+    const own = await readSummary(e, configuration.id, `${RUN_DATE}_${folderSuffix}`);
     assert.equal(own.dryRun, true);
-    assert.equal(own.run, `${RUN_DATE}_${runId}`);
+    assert.equal(own.run, `${RUN_DATE}_${folderSuffix}`);
+  });
+
+  it('runs an input of an earlier version (the folder suffix named runId) in the same folder, across continue-as-new', async () => {
+    const { configuration, list } = await e.connect(25_000);
+    const suffix = 'manual-080503-k3f2';
+    // As a CLI or web server of an earlier version starts it (and its continued runs carry it).
+    const handle = await e.client.workflow.start('configurationSyncWorkflow', {
+      taskQueue: e.taskQueue,
+      workflowId: `sync/${configuration.id}/${RUN_DATE}/${suffix}`,
+      args: [
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          runId: suffix,
+          mode: 'incremental',
+          maxHistoryEvents: 20,
+        },
+      ],
+    });
+    const result = (await handle.result()) as ConfigurationSyncResult;
+    assert.equal(result.status, 'completed');
+    assert.equal(result.updated, 25_000);
+    assert.notEqual(
+      (await handle.describe()).runId,
+      handle.firstExecutionRunId,
+      'the run never continued as new',
+    );
+    const summary = await readSummary(e, configuration.id, `${RUN_DATE}_${suffix}`);
+    assert.equal(summary.run, `${RUN_DATE}_${suffix}`);
+    assert.equal((await e.chunkValues(configuration.id, `${RUN_DATE}_${suffix}`)).size, 25_000);
+    assert.equal(list.writes, 25_000);
+    assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, RUN_DATE)), []);
+  });
+
+  it('completes a run whose activities workers of the earlier version run (they read the folder as runDate), as while workers are upgraded', async () => {
+    const { configuration, list } = await e.connect(12_000);
+    const current = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([e.processor]),
+      alerts: async () => undefined,
+    });
+    // The earlier version's activities: the same, but blind to the name runFolder.
+    const blind = (input: unknown) => {
+      if (!input || typeof input !== 'object' || !('runFolder' in input)) return input;
+      const { runFolder: _, ...rest } = input;
+      return rest;
+    };
+    const earlier = Object.fromEntries(
+      Object.entries(current).map(([name, fn]) => [
+        name,
+        (input: unknown, ...more: unknown[]) => (fn as (...a: unknown[]) => unknown)(blind(input), ...more),
+      ]),
+    );
+    const taskQueue = `${e.taskQueue}-earlier`;
+    const worker = await Worker.create({
+      connection: e.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      dataConverter: dataConverter(testPayloadKeys),
+      activities: earlier,
+    });
+    const result = await worker.runUntil(
+      e.client.workflow.execute(configurationSyncWorkflow, {
+        taskQueue,
+        workflowId: `sync/${configuration.id}/${RUN_DATE}`,
+        args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+      }),
+    );
+    assert.equal(result.status, 'completed');
+    assert.equal(result.updated, 12_000);
+    assert.equal(list.writes, 12_000);
+    assert.equal((await e.chunkValues(configuration.id, RUN_DATE)).size, 12_000);
+    assert.deepEqual(await e.stores.blobs.list(runFiles.prefix(configuration.id, 'undefined')), []);
+  });
+
+  it("writes a run's chunks through a dispatch an earlier version started (its folder named runDate)", async () => {
+    const { configuration, list } = await e.connect(30);
+    await (await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' })).result();
+    const chunk = await e.chunkValues(configuration.id, RUN_DATE);
+    // The ESP lost the values; the legacy run's dispatch child writes the run's chunk again.
+    list.values.set(configuration.fieldName, []);
+    const writes = list.writes;
+    const totals = await e.client.workflow.execute('dispatchWorkflow', {
+      taskQueue: e.taskQueue,
+      workflowId: `sync/${configuration.id}/${RUN_DATE}/dispatch`,
+      args: [
+        {
+          configurationId: configuration.id,
+          runDate: RUN_DATE,
+          chunkCount: 1,
+          window: 2,
+          onlyPending: false,
+        },
+      ],
+    });
+    assert.deepEqual(totals, { chunksDone: 1, updated: 30, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes - writes, 30);
+    const values = list.values.get(configuration.fieldName)!;
+    assert.deepEqual(new Set(values), new Set(chunk.values()));
   });
 
   it('fails an unknown configuration id clearly and without retrying', async () => {

@@ -86,7 +86,7 @@ describe('one writer per configuration', function () {
     ).result();
     slow(account, 20);
     const writer = await start(
-      { configurationId: id, runDate: DAY, runId: 'manual-1', mode: 'incremental' },
+      { configurationId: id, runDate: DAY, folderSuffix: 'manual-1', mode: 'incremental' },
       `sync/${id}/${DAY}/manual-1`,
     );
     await writing(id);
@@ -94,19 +94,19 @@ describe('one writer per configuration', function () {
     const others = await Promise.all([
       start({ configurationId: id, runDate: DAY, mode: 'incremental' }, `sync/${id}/${DAY}`), // the schedule's
       start(
-        { configurationId: id, runDate: DAY, runId: 'manual-2', mode: 'incremental' },
+        { configurationId: id, runDate: DAY, folderSuffix: 'manual-2', mode: 'incremental' },
         `sync/${id}/${DAY}/manual-2`,
       ), // admin, CLI
       start({ configurationId: id, runDate: DAY, mode: 'full' }, `sync/${id}/${DAY}/full`), // the README's full resync
       start(
-        { configurationId: id, runDate: DAY, runId: 'first-run-1', mode: 'full' },
+        { configurationId: id, runDate: DAY, folderSuffix: 'first-run-1', mode: 'full' },
         `sync/${id}/${DAY}/first-run-1`,
       ),
       start(
         {
           configurationId: id,
           runDate: DAY,
-          runId: 'redispatch-1',
+          folderSuffix: 'redispatch-1',
           mode: 'incremental',
           retryOf: '2026-11-27',
         },
@@ -195,7 +195,7 @@ describe('one writer per configuration', function () {
         {
           configurationId: configuration.id,
           runDate: '2026-11-30',
-          runId: 'redispatch-1',
+          folderSuffix: 'redispatch-1',
           mode: 'incremental',
           retryOf: DAY,
         },
@@ -222,7 +222,7 @@ describe('one writer per configuration', function () {
     ).result();
     assert.equal(scheduled.updated, 98);
     const before = await summaryOf(configuration.id, DAY);
-    // The README's full resync: a workflow id of its own, the same run date, no runId.
+    // The README's full resync: a workflow id of its own, the same run date, no folderSuffix.
     const full = await start(
       { configurationId: configuration.id, runDate: DAY, mode: 'full' },
       `sync/${configuration.id}/${DAY}/full`,
@@ -257,7 +257,7 @@ describe('one writer per configuration', function () {
     const replace = { configurationId: configuration.id, runDate: DAY, mode: 'full' as const };
     const dry = await (
       await start(
-        { ...replace, runId: 'dry-run-1', dryRun: true, replaceForeignValues: true },
+        { ...replace, folderSuffix: 'dry-run-1', dryRun: true, replaceForeignValues: true },
         `sync/${configuration.id}/${DAY}/dry-run-1`,
       )
     ).result();
@@ -270,7 +270,7 @@ describe('one writer per configuration', function () {
 
     const run = await (
       await start(
-        { ...replace, runId: 'manual-1', replaceForeignValues: true },
+        { ...replace, folderSuffix: 'manual-1', replaceForeignValues: true },
         `sync/${configuration.id}/${DAY}/manual-1`,
       )
     ).result();
@@ -312,7 +312,7 @@ describe('one writer per configuration', function () {
     // Without the option, a full run keeps every value (none is espresso's own here: all are kept).
     list.write(field, 0, 'legacy42-again');
     const keep = await (
-      await start({ ...replace, runId: 'manual-2' }, `sync/${configuration.id}/${DAY}/manual-2`)
+      await start({ ...replace, folderSuffix: 'manual-2' }, `sync/${configuration.id}/${DAY}/manual-2`)
     ).result();
     assert.equal(keep.exported, 0);
     assert.equal(list.values.get(field)![0], 'legacy42-again');

@@ -17,6 +17,7 @@ import {
   describe,
   progressQuery,
   runFolder,
+  runFolderFields,
   validate,
   type ConfigurationSyncInput,
   type ConfigurationSyncResult,
@@ -47,8 +48,7 @@ const { exportContacts } = proxyActivities<Activities>({
 export async function configurationSyncV1(input: ConfigurationSyncInput): Promise<ConfigurationSyncResult> {
   validate(input);
   const { configurationId, runDate } = input;
-  // The run's folder in the blob store; activities know it as the run date.
-  const run = runFolder(runDate, input.runId);
+  const run = runFolder(runDate, input.folderSuffix);
   const startedAt = Date.now();
   const progress: SyncProgress = {
     phase: 'starting',
@@ -147,7 +147,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
   let t = Date.now();
   let exported;
   try {
-    exported = await exportContacts({ configurationId, runDate: run, mode: input.mode });
+    exported = await exportContacts({ configurationId, ...runFolderFields(run), mode: input.mode });
   } catch (err) {
     if (failureType(err) === failureTypes.invalidCredentials) return needsReauth(err);
     throw err;
@@ -172,7 +172,7 @@ export async function configurationSyncV1(input: ConfigurationSyncInput): Promis
       args: [
         {
           configurationId,
-          runDate: run,
+          ...runFolderFields(run),
           chunkCount: exported.chunkCount,
           window: context.concurrency,
           onlyPending: !!input.onlyPending,

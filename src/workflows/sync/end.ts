@@ -86,7 +86,7 @@ export async function finish(
     configurationId: input.configurationId,
     esp: state?.context.esp ?? '',
     runDate: input.runDate,
-    run: state?.context.folder ?? runFolder(input.runDate, input.runId),
+    run: state?.context.folder ?? runFolder(input.runDate, input.folderSuffix),
     mode: input.mode,
     dryRun: !!input.dryRun,
     status,

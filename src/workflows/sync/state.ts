@@ -7,7 +7,12 @@ import type { ChunkOutcome } from '../../activities/update-chunk';
 import type { MaintenanceReport } from '../../processors/types';
 import type { LockOwner } from '../../runs/account-lock';
 import type { ExportManifest } from '../../runs/files';
-import type { ConfigurationSyncInput, ConfigurationSyncResult, SyncProgress } from '../configuration-run';
+import {
+  runFolderFields,
+  type ConfigurationSyncInput,
+  type ConfigurationSyncResult,
+  type SyncProgress,
+} from '../configuration-run';
 import { chunkOptions, storeOptions } from '../retry-policies';
 import type { DispatchTotals } from '../signals';
 
@@ -87,7 +92,7 @@ export async function updateOneChunk(
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
     configurationId: input.configurationId,
-    runDate: s.context.folder,
+    ...runFolderFields(s.context.folder),
     chunk,
     onlyPending: false,
     window: share.window,

@@ -29,7 +29,7 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
   const ask = () =>
     store.startRun({
       configurationId: input.configurationId,
-      folder: runFolder(input.runDate, input.runId),
+      folder: runFolder(input.runDate, input.folderSuffix),
       owner,
       mode: input.mode,
       dryRun: !!input.dryRun,

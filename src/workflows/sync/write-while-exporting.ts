@@ -1,6 +1,7 @@
 // Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
 import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { runFolderFields } from '../configuration-run';
 import { exportOptions, storeOptions } from '../retry-policies';
 import {
   continueRun,
@@ -78,7 +79,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .run(() =>
         exportPart({
           configurationId,
-          runDate: s.context.folder,
+          ...runFolderFields(s.context.folder),
           mode: input.mode,
           ...(input.replaceForeignValues ? { replaceForeignValues: true } : {}),
           maintain: first && s.context.maintenance,
@@ -115,7 +116,9 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // itself soon after its part (the part's last chunk, or the export's end, is in the file).
   const startWatch = (scope: CancellationScope) => {
     const done = scope
-      .run(() => awaitExportedChunks({ configurationId, runDate: s.context.folder, after: chunksKnown() }))
+      .run(() =>
+        awaitExportedChunks({ configurationId, ...runFolderFields(s.context.folder), after: chunksKnown() }),
+      )
       .then(({ chunkCount, contacts }) => exported(chunkCount, contacts))
       .finally(() => (watch = undefined));
     watch = { done };
@@ -156,7 +159,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     for (const c of chunks) c.after = 1 / window;
     const windows = Object.fromEntries([...inFlight.keys()].map((chunk) => [String(chunk), window]));
     sharing = sharingScope
-      .run(() => shareChunkWindows({ configurationId, runDate: s.context.folder, windows }))
+      .run(() => shareChunkWindows({ configurationId, ...runFolderFields(s.context.folder), windows }))
       .catch(() => undefined)
       .finally(() => (sharing = undefined));
   };

@@ -1,6 +1,7 @@
 // A run's work once it holds its account: the export, then the chunk updates (or both at once).
 import { CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { runFolderFields } from '../configuration-run';
 import { exportOptions } from '../retry-policies';
 import { continueRun, historyLong, stopTogether, updateOneChunk, type RunState, type SyncRun } from './state';
 import { EXPORT_BACKSTOP_MS, EXPORT_PARTS_PATCH, writeWhileExporting } from './write-while-exporting';
@@ -24,7 +25,7 @@ export async function write(run: SyncRun, s: RunState): Promise<void> {
     const t = Date.now();
     const { maintenanceMs, maintenance, ...manifest } = await exportContacts({
       configurationId,
-      runDate: s.context.folder,
+      ...runFolderFields(s.context.folder),
       mode: input.mode,
       retryOf: input.retryOf,
       dryRun: !!input.dryRun,
