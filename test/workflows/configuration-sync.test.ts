@@ -4,6 +4,7 @@ import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { dataConverter } from '../../src/codec';
 import { ProcessorRegistry } from '../../src/processors/registry';
+import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
@@ -115,6 +116,89 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.deepEqual(summary.contacts, { exported: 45_000, alreadySet: 0, updated: 45_000, rejected: 0 });
     assert.equal(summary.chunks, 5);
     assert.equal(summary.maintenance?.field, 'created');
+  });
+
+  it('keeps every chunk slot busy: one more chunk starts when the export ends, and the last chunks get the shares of those that ended', async () => {
+    // 3 chunk updates at once at most, 40 requests a second: beside the export 2 chunks share
+    // what it leaves, each far from done when it ends.
+    const { configuration, list } = await e.connect(45_000);
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 40, perMs: 1000 }, concurrency: 3, batchSize: 500 },
+    );
+    const taskQueue = `${e.taskQueue}-slots`;
+    const worker = await Worker.create({
+      connection: e.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      dataConverter: dataConverter(testPayloadKeys),
+      activities: createActivities({
+        stores: e.stores,
+        processors: new ProcessorRegistry([paced]),
+        alerts: async () => undefined,
+      }),
+    });
+    const handle = await e.client.workflow.start(configurationSyncWorkflow, {
+      taskQueue,
+      workflowId: `sync/${configuration.id}/${RUN_DATE}`,
+      args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+    });
+    const result = await worker.runUntil(handle.result());
+    assert.equal(result.updated, 45_000);
+    assert.equal((await e.chunkValues(configuration.id, RUN_DATE)).size, 45_000);
+    assert.equal(list.conflicts.size, 0);
+
+    // The history, in order: what was in flight at each step.
+    const type = new Map<string, string>();
+    const steps: Array<{ event: string; chunks: number; exporting: boolean }> = [];
+    let chunks = 0;
+    let exporting = 0;
+    for (const ev of (await handle.fetchHistory()).events ?? []) {
+      const scheduled = ev.activityTaskScheduledEventAttributes?.activityType?.name;
+      if (scheduled) type.set(String(ev.eventId), scheduled);
+      const ended =
+        ev.activityTaskCompletedEventAttributes?.scheduledEventId ??
+        ev.activityTaskFailedEventAttributes?.scheduledEventId ??
+        ev.activityTaskCanceledEventAttributes?.scheduledEventId;
+      const name = scheduled ?? (ended ? type.get(String(ended)) : undefined);
+      if (name === 'updateChunk') chunks += scheduled ? 1 : -1;
+      if (name === 'exportPart') exporting += scheduled ? 1 : -1;
+      if (name)
+        steps.push({
+          event: `${name} ${scheduled ? 'scheduled' : 'ended'}`,
+          chunks,
+          exporting: exporting > 0,
+        });
+    }
+    const trail = steps.map((st) => `${st.event} (${st.chunks})`).join(', ');
+    // Never more chunks than slots: 2 beside the export, 3 after it.
+    assert.ok(
+      steps.every((st) => st.chunks <= (st.exporting ? 2 : 3)),
+      `more chunk updates in flight than slots: ${trail}`,
+    );
+    // When the export ends, a third chunk starts before any of the two beside it ends.
+    const exportEnd = steps.map((st) => st.event).lastIndexOf('exportPart ended');
+    const next = steps.slice(exportEnd + 1).find((st) => st.event.startsWith('updateChunk'));
+    assert.equal(next?.event, 'updateChunk scheduled', `the slot the export left waited: ${trail}`);
+    assert.equal(next?.chunks, 3, trail);
+    // Once every chunk is in flight, the run tells those still writing their larger shares.
+    const lastChunk = steps.map((st) => st.event).lastIndexOf('updateChunk scheduled');
+    assert.ok(
+      steps.slice(lastChunk).some((st) => st.event === 'shareChunkWindows scheduled'),
+      `no chunk was given a larger share as others ended: ${trail}`,
+    );
+    const windows = JSON.parse(
+      (await e.stores.blobs.get(runFiles.chunkWindows(configuration.id, RUN_DATE))).body.toString('utf8'),
+    ) as { windows: Record<string, number> };
+    const given = Object.entries(windows.windows);
+    assert.ok(given.length >= 1 && given.length <= 2, JSON.stringify(windows));
+    // Shares that add up to at most the whole account.
+    assert.ok(given.reduce((sum, [, w]) => sum + 1 / w, 0) <= 1, JSON.stringify(windows));
+    assert.ok(
+      given.every(([chunk]) => Number(chunk) >= 1 && Number(chunk) <= 5),
+      JSON.stringify(windows),
+    );
   });
 
   it('docs/runs.md, "Retries and deadlines": every activity of a run is bounded by time, not by attempts, as the table says', async () => {
