@@ -86,6 +86,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               input.lock,
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock);
+        // The chunk that ended before this one started may have just used this share.
+        share.pacing.takeOver();
 
         let group: Entry[] = [];
         let checked = Date.now();
