@@ -16,6 +16,8 @@ export class Pacer {
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
   private nextStart: number;
+  /** When the latest request really started: a busy event loop fires timers late. */
+  private lastStart = -Infinity;
   private pausedUntil = 0;
   private readonly intervalMs: number;
 
@@ -48,9 +50,14 @@ export class Pacer {
       const pacers = [this, ...also];
       const at = Math.max(this.now(), ...pacers.map((p) => p.readyAt()));
       for (const p of pacers) p.nextStart = at + p.intervalMs;
-      // Timers may fire a millisecond early: wait until the slot has really begun.
-      while (this.now() < at) await sleep(at - this.now());
-      this.onWait?.(this.now() - started);
+      // Timers may fire a millisecond early, or late when the event loop is busy: a request starts
+      // once its slot has begun and an interval after the latest one really started, so one that
+      // started late never leaves less than the interval before the next.
+      const due = () => Math.max(at, ...pacers.map((p) => p.lastStart + p.intervalMs));
+      while (this.now() < due()) await sleep(due() - this.now());
+      const startedAt = this.now();
+      for (const p of pacers) p.lastStart = Math.max(p.lastStart, startedAt);
+      this.onWait?.(startedAt - started);
       return await fn();
     } finally {
       this.release();
@@ -68,12 +75,12 @@ export class Pacer {
 
   /** No request starts sooner than one interval from now, as if one had started now. */
   holdOneInterval(): void {
-    this.nextStart = Math.max(this.nextStart, this.now() + this.intervalMs);
+    this.lastStart = Math.max(this.lastStart, this.now());
   }
 
   /** When the next request could start: handed on with a lease's slots. */
   readyAt(): number {
-    return Math.max(this.nextStart, this.pausedUntil);
+    return Math.max(this.nextStart, this.pausedUntil, this.lastStart + this.intervalMs);
   }
 
   private async acquire(): Promise<void> {

@@ -33,6 +33,21 @@ describe('client-side pacing', () => {
     }
   });
 
+  it('spaces request starts from when they really started, even when a busy event loop delays one', async () => {
+    // 5 a second: slots every 210 ms. The second request's timer fires late, the event loop busy.
+    const pacer = new Pacer({ requests: 5, perMs: 1000 }, 4);
+    const starts: number[] = [];
+    const busy = setTimeout(() => {
+      const until = Date.now() + 150;
+      while (Date.now() < until);
+    }, 150);
+    await Promise.all(Array.from({ length: 4 }, () => pacer.run(async () => void starts.push(Date.now()))));
+    clearTimeout(busy);
+    for (let i = 1; i < starts.length; i++) {
+      assert.ok(starts[i]! - starts[i - 1]! >= 200, `starts ${starts[i]! - starts[i - 1]!} ms apart`);
+    }
+  });
+
   it('spaces requests under a named limit from when they start, even when the account rate delays them', async function () {
     this.timeout(10_000);
     const pacing = new PacerSet(
