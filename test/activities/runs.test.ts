@@ -290,6 +290,44 @@ describe('run activities', function () {
     const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
     assert.equal(answered429, 0, `${answered429} batch updates answered 429`);
   });
+
+  it('export parts beside chunk updates that follow one another on an account of 5 pages a second are never answered 429', async function () {
+    this.timeout(30_000);
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      {
+        url: e.sandbox.url,
+        rateLimit: { requests: 1000, perMs: 1000 },
+        concurrency: 8,
+        listing: { requests: 5, perMs: 1000 },
+      },
+    );
+    const limited = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const { configuration, account } = await e.connect(20_000);
+    account.settings.limits = {
+      requestsPerSecond: 0,
+      concurrency: 0,
+      listing: { requestsPerSecond: 5, concurrency: 0 },
+    };
+    const input = {
+      configurationId: configuration.id,
+      runDate: '2026-11-27',
+      mode: 'full' as const,
+      besideChunks: true,
+      stopAfterChunks: 1,
+    };
+    const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    // Ten pages of 1,000 each, 5 a second: the second part's first page follows the first's last ones.
+    const first: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    const second: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    assert.deepEqual([first.done, second.done], [false, true]);
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
+    assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
+  });
 });
 
 describe('export of a list that shifts while it is listed', function () {
