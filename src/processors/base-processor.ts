@@ -201,7 +201,7 @@ export abstract class BaseProcessor {
         }),
       ),
     );
-    // The first failure is the cause; the others are the batches it stopped.
+    // The first failure is the cause; later ones are batches it stopped, or the same trouble again.
     if (failures.length) throw failures[0];
     // Reasons end up in results files and summaries: no emails, credentials or contact ids (which
     // are emails for some ESPs, in forms the email pattern may miss) in them.
