@@ -108,14 +108,10 @@ export async function startStack(
     adminToken: sandboxAdminToken,
     redirectUri: oauthRedirectUri(config.web.publicUrl, 'sandbox'),
   };
-  const pacingEnv = (pacing: { rps: number; concurrency: number }) => ({
-    ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
-    ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
-  });
   // The cluster starts its own Sandbox, workers and web server.
   const cluster: ClusterTopology | undefined = options.cluster
     ? await startClusterTopology(
-        { ...baseEnv, ...pacingEnv(options.cluster.pacing) },
+        { ...baseEnv, ...workerPacingEnv(options.cluster.pacing) },
         options.cluster.workers,
       )
     : undefined;
@@ -185,7 +181,7 @@ export async function startStack(
       process.execPath,
       [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
       // Its output (the Temporal core logs to stdout) goes to stderr: stdout is the bench's JSON.
-      { env: { ...baseEnv, ...pacingEnv(pacing), ...limitsEnv }, stdio: ['ignore', 2, 2] },
+      { env: { ...baseEnv, ...workerPacingEnv(pacing, limitsEnv) }, stdio: ['ignore', 2, 2] },
     );
     children.add(child);
     child.once('exit', () => children.delete(child));
@@ -247,4 +243,23 @@ function vmHwmMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
   return Math.round(kb / 1024);
+}
+
+/**
+ * What a worker of the stack is told of the Sandbox account's limits: `pacing` as per-second
+ * figures, and `limitsEnv` on top. A worker told a profile (ESPRESSO_SANDBOX_CLIENT_PROFILE) keeps
+ * within the profile's own figures: per-second ones would replace its rate's window (SendGrid's 600
+ * a minute would become 10 a second, whose shares round to whole requests a second).
+ */
+export function workerPacingEnv(
+  pacing: { rps: number; concurrency: number },
+  limitsEnv: NodeJS.ProcessEnv = {},
+): NodeJS.ProcessEnv {
+  const perSecond = limitsEnv.ESPRESSO_SANDBOX_CLIENT_PROFILE
+    ? {}
+    : {
+        ESPRESSO_SANDBOX_CLIENT_RPS: String(pacing.rps),
+        ESPRESSO_SANDBOX_CLIENT_CONCURRENCY: String(pacing.concurrency),
+      };
+  return { ...perSecond, ...limitsEnv };
 }

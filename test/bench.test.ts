@@ -4,6 +4,8 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { workerPacingEnv } from '../bench/stack';
+import { loadConfig } from '../src/config';
 import { projectRoot } from '../src/paths';
 import { PROFILE_NAMES } from '../src/sandbox/profiles';
 import { tempDir } from './support/tmp';
@@ -16,6 +18,17 @@ const bench = async (args: string[]) => {
   );
   return JSON.parse(stdout);
 };
+
+describe("the benchmark's workers", () => {
+  it("a profile run's worker keeps within the profile's own figures: SendGrid's 600 a minute, not 10 a second", () => {
+    // profileRun passes the profile's rate as per-second pacing too (the bench's own processor uses it).
+    const env = workerPacingEnv({ rps: 10, concurrency: 8 }, { ESPRESSO_SANDBOX_CLIENT_PROFILE: 'sendgrid' });
+    assert.deepEqual(loadConfig(env).sandbox.client.rateLimit, { requests: 600, perMs: 60_000 });
+    // Without a profile the per-second figures are what the worker keeps within.
+    const plain = loadConfig(workerPacingEnv({ rps: 50, concurrency: 10 })).sandbox.client;
+    assert.deepEqual([plain.rateLimit, plain.concurrency], [{ requests: 50, perMs: 1000 }, 10]);
+  });
+});
 
 describe('npm run bench (smoke run at tiny sizes)', function () {
   this.timeout(300_000);

@@ -150,6 +150,8 @@ export function createExportActivities(deps: ActivityDeps) {
       const share = part.besideChunks
         ? AccountShare.exportBesideChunks(deps, processor, target, input.lock, committed.exportKeeps)
         : whole;
+      // Maintenance or the previous part may have just used the export's share.
+      if (share !== whole) share.pacing.takeOver();
       // Without the field (a dry run's maintenance would create it) every contact needs a value.
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
       const listMode = earlier ? 'incremental' : mode;

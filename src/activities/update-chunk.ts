@@ -100,6 +100,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               follow,
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
+        // The chunk that ended before this one started may have just used this share.
+        share.pacing.takeOver();
 
         let group: Entry[] = [];
         let checked = Date.now();

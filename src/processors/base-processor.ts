@@ -170,13 +170,17 @@ export abstract class BaseProcessor {
    * Writes values in ESP-sized batches. Returns one result per input contact, in input order.
    * Rows with invalid values are rejected without a request; when the ESP rejects a whole batch,
    * the bad rows are isolated (the ESP's row pointers, else bisection) and the rest written.
+   * When a batch fails (a 429, an ESP error), the batches not sent yet are not sent: the caller
+   * retries the whole call, and requests of a failed call sent beside the retry's would take
+   * more than the caller's share of the account's limits.
    */
   async writeValues(
     target: ProcessorTarget,
     updates: ContactUpdate[],
     pacing?: AccountPacing,
   ): Promise<ContactResult[]> {
-    const call = this.callFor(target, pacing);
+    const failed = new AbortController();
+    const call = this.callFor(target, pacing, failed.signal);
     const results = new Map<string, ContactResult>();
     const valid: ContactUpdate[] = [];
     for (const u of updates) {
@@ -186,9 +190,19 @@ export abstract class BaseProcessor {
     const size = this.descriptor.maxBatchSize;
     const batches: ContactUpdate[][] = [];
     for (let i = 0; i < valid.length; i += size) batches.push(valid.slice(i, i + size));
+    const failures: unknown[] = [];
+    // Every batch settles (answered, or stopped before it was sent) before the call ends.
     const written = await Promise.all(
-      batches.map((batch) => writeIsolatingBadRows(batch, (rows) => this.sendBatch(call, target, rows))),
+      batches.map((batch) =>
+        writeIsolatingBadRows(batch, (rows) => this.sendBatch(call, target, rows)).catch((error) => {
+          failures.push(error);
+          failed.abort();
+          return [];
+        }),
+      ),
     );
+    // The first failure is the cause; later ones are batches it stopped, or the same trouble again.
+    if (failures.length) throw failures[0];
     // Reasons end up in results files and summaries: no emails, credentials or contact ids (which
     // are emails for some ESPs, in forms the email pattern may miss) in them.
     for (const r of written.flat()) {
@@ -272,17 +286,22 @@ export abstract class BaseProcessor {
 
   /**
    * Requests for a stored configuration, paced by the caller's share of the ESP account (a lease),
-   * or per process without one; on a 401 with OAuth credentials the tokens are refreshed once
-   * (single-flight) and the request retried once.
+   * or per process without one; none is sent once `stopped` is aborted. On a 401 with OAuth
+   * credentials the tokens are refreshed once (single-flight) and the request retried once.
    */
-  private callFor(target: ProcessorTarget, pacing?: AccountPacing): EspCall {
+  private callFor(target: ProcessorTarget, pacing?: AccountPacing, stopped?: AbortSignal): EspCall {
     const account =
       pacing ??
       this.pacers.of({ esp: this.descriptor.id, accountId: target.espAccountId, limits: this.limits() });
     const base = this.baseUrl(target);
     return async (request, { limit, ...options } = {}) => {
       const pacer = {
-        run: <T>(fn: () => Promise<T>) => account.run(fn, limit),
+        // Once `stopped`, a request whose turn comes is not sent.
+        run: <T>(fn: () => Promise<T>) =>
+          account.run(() => {
+            stopped?.throwIfAborted();
+            return fn();
+          }, limit),
         pause: (ms: number) => account.pause(ms),
       };
       const { credentials } = await this.credentials(target);

@@ -93,6 +93,12 @@ export class Pacer {
     this.pausedUntil = Math.max(this.pausedUntil, at);
   }
 
+  /** No request starts sooner than one interval from now, as if one had started now. */
+  holdOneInterval(): void {
+    this.lastStart = Math.max(this.lastStart ?? -Infinity, this.now());
+    this.nextStart = Math.max(this.nextStart, this.lastStart + this.intervalMs);
+  }
+
   /** When the next request could start: handed on with a lease's slots. */
   readyAt(): number {
     return Math.max(this.nextStart, this.pausedUntil);
@@ -245,6 +251,18 @@ export class PacerSet implements AccountPacing {
   pauseUntil(at: number): void {
     this.main.pauseUntil(at);
     for (const p of this.extra.values()) p.pauseUntil(at);
+  }
+
+  /**
+   * This share takes over from holders that may have just sent requests (chunk updates that
+   * ended, the export's previous part): its first request under each limit waits one of its
+   * intervals, as if it had sent one now. Started at once, it would put its first request in the
+   * same window as its predecessor's last ones, one more than the limit allows (the Iterable
+   * profile's 429s: a chunk of one write a second starting 150 ms after the chunk before it).
+   */
+  takeOver(): void {
+    this.main.holdOneInterval();
+    for (const p of this.extra.values()) p.holdOneInterval();
   }
 
   /** Per limit, when the next request could start. */

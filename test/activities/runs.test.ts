@@ -291,6 +291,89 @@ describe('run activities', function () {
       },
     );
   });
+
+  it('chunk updates that take over from one another on an account of 5 writes a second are never answered 429', async function () {
+    this.timeout(30_000);
+    // Batches of 10, paced for the account's 5 requests a second, as the Iterable profile's writes.
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 5, perMs: 1000 }, concurrency: 8, batchSize: 10 },
+    );
+    const limited = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const { configuration, account } = await e.connect(140);
+    await new MockActivityEnvironment().run(limited.runMaintenance, configuration.id);
+    account.settings.limits = { requestsPerSecond: 5, concurrency: 0 };
+    const runFolder = '2026-11-26';
+    const ids = Array.from({ length: 140 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    const chunks = [ids.slice(0, 60), ids.slice(60, 100), ids.slice(100)];
+    for (const [i, chunk] of chunks.entries()) {
+      await e.stores.blobs.put(
+        runFiles.contacts(configuration.id, runFolder, i + 1),
+        lines(chunk).join('\n') + '\n',
+      );
+    }
+    const update = (chunk: number, window: number): Promise<ChunkOutcome> =>
+      new MockActivityEnvironment().run(limited.updateChunk, {
+        configurationId: configuration.id,
+        runFolder,
+        chunk,
+        onlyPending: false,
+        window,
+      });
+    const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    // As a run gives them out: the first chunk alone has all 5 a second; once it has ended, the
+    // next two share them (2 each). Their first batches follow its last ones within the second.
+    const first = await update(1, 1);
+    const [second, third] = await Promise.all([update(2, 2), update(3, 2)]);
+    assert.deepEqual(
+      [first, second, third].map((o) => o.updated),
+      [60, 40, 40],
+    );
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
+    assert.equal(answered429, 0, `${answered429} batch updates answered 429`);
+  });
+
+  it('export parts beside chunk updates that follow one another on an account of 5 pages a second are never answered 429', async function () {
+    this.timeout(30_000);
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      {
+        url: e.sandbox.url,
+        rateLimit: { requests: 1000, perMs: 1000 },
+        concurrency: 8,
+        listing: { requests: 5, perMs: 1000 },
+      },
+    );
+    const limited = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const { configuration, account } = await e.connect(20_000);
+    account.settings.limits = {
+      requestsPerSecond: 0,
+      concurrency: 0,
+      listing: { requestsPerSecond: 5, concurrency: 0 },
+    };
+    const input = {
+      configurationId: configuration.id,
+      runFolder: '2026-11-27',
+      mode: 'full' as const,
+      besideChunks: true,
+      stopAfterChunks: 1,
+    };
+    const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    // Ten pages of 1,000 each, 5 a second: the second part's first page follows the first's last ones.
+    const first: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    const second: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    assert.deepEqual([first.done, second.done], [false, true]);
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
+    assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
+  });
 });
 
 describe('export of a list that shifts while it is listed', function () {

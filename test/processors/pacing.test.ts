@@ -3,7 +3,7 @@ import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
 import { chunksAtOnce, exportFraction } from '../../src/activities/account-share';
-import { startSandbox } from './sandbox-harness';
+import { sandboxHarness, startSandbox } from './sandbox-harness';
 
 describe('client-side pacing', () => {
   it('never has more than `concurrency` calls in flight', async () => {
@@ -30,6 +30,21 @@ describe('client-side pacing', () => {
     for (let i = 0; i < starts.length; i++) {
       const inWindow = starts.filter((t) => t >= starts[i]! && t < starts[i]! + 1000).length;
       assert.ok(inWindow <= 40, `window from request ${i} holds ${inWindow} starts`);
+    }
+  });
+
+  it('spaces request starts from when they really started, even when a busy event loop delays one', async () => {
+    // 5 a second: slots every 210 ms. The second request's timer fires late, the event loop busy.
+    const pacer = new Pacer({ requests: 5, perMs: 1000 }, 4);
+    const starts: number[] = [];
+    const busy = setTimeout(() => {
+      const until = Date.now() + 150;
+      while (Date.now() < until);
+    }, 150);
+    await Promise.all(Array.from({ length: 4 }, () => pacer.run(async () => void starts.push(Date.now()))));
+    clearTimeout(busy);
+    for (let i = 1; i < starts.length; i++) {
+      assert.ok(starts[i]! - starts[i - 1]! >= 200, `starts ${starts[i]! - starts[i - 1]!} ms apart`);
     }
   });
 
@@ -187,6 +202,31 @@ describe('client-side pacing', () => {
     pacer.pause(200);
     await pacer.run(async () => undefined);
     assert.ok(Date.now() - began >= 195);
+  });
+
+  it('a write that meets a 429 sends none of its batches still waiting for their turn', async function () {
+    this.timeout(20_000);
+    const h = await sandboxHarness();
+    try {
+      const target = await h.connectWithApiKey();
+      await h.processor.maintain(target);
+      // Four batches of 500, one every 210 ms: the first is answered 429 before the others' turn.
+      const ids = await h.seed(target, 2_000);
+      const updates = ids.map((contactId, i) => ({
+        contactId,
+        value: `value_${String(i).padStart(16, '0')}`,
+      }));
+      const stats = () => h.sandbox.server.stats.get('acct_demo')!;
+      const before = stats().requests;
+      await h.rateLimit(target, true);
+      const pacing = new PacerSet({ concurrency: 4, rate: { requests: 5, perMs: 1000 } }, 1, 4);
+      await assert.rejects(h.processor.writeValues(target, updates, pacing), RateLimitedError);
+      // The caller retries the whole write: its other batches must not reach the ESP beside the retry's.
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(stats().requests - before, 1, 'batch updates sent after the write had failed');
+    } finally {
+      await h.stop();
+    }
   });
 
   it('keeps a burst against a rate-limited Sandbox free of 429s', async function () {
