@@ -16,6 +16,8 @@ export interface ActivityDeps {
   metrics?: EspMetrics;
   /** Structured log of runs (pino); redacts secrets and emails itself. */
   log?: Logger;
+  /** The export's clock: when its chunks and parts close (Date.now; tests drive it). */
+  clock?: () => number;
 }
 
 /** A configuration with the processor for its ESP and what that processor needs of it. */

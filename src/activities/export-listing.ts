@@ -1,5 +1,6 @@
 // The export's listing: pages of contacts from the ESP, each contact that needs a value given a new
-// one, written to chunk files of at most CHUNK_LINES lines, with the progress file after them.
+// one, written to chunk files of at most CHUNK_LINES lines (closed sooner when the listing is slow
+// and the run writes chunks while it lists), with the progress file after them.
 import { randomBytes } from 'node:crypto';
 import type { Context } from '@temporalio/activity';
 import type { BaseProcessor } from '../processors/base-processor';
@@ -12,6 +13,30 @@ import { HEARTBEAT_EVERY_MS } from './update-chunk';
 
 /** A part ends after this long (at a page boundary), so the run can continue as new between parts. */
 const PART_MAX_MS = 5 * 60_000;
+
+/**
+ * While the run writes chunks as the listing goes on, a chunk is also closed by time (at a page
+ * boundary, as a full one is): when the ESP lists slowly, 10,000 contacts take many seconds, and
+ * the run would write none of them until they are all listed, the last chunk's only after the
+ * listing has ended. The export's first chunk closes once the listing has run this long, so the
+ * run's first write follows its first pages (a fast listing has filled the chunk by then)...
+ */
+const FIRST_CHUNK_OPEN_MS = 250;
+/**
+ * ...and every later one once it has been open this long, so what is left to write when the
+ * listing ends is at most this much of it. A chunk costs about a dozen history events and one
+ * chunk-update activity (two workflow tasks, reads of the chunk and of the progress file), so
+ * closes by time must stay rare:
+ * - only a slow listing makes them: one that fills CHUNK_LINES within 2 s (5,000 contacts a
+ *   second; the benchmark's 1,000,000 contacts on the Sandbox without limits are listed and
+ *   written in about 15 s) closes every chunk by size, so a fast run gets at most its first chunk
+ *   more than before;
+ * - a slow one makes at most one chunk per 2 s: a part's history budget (2,000 events, some 150
+ *   chunks) then lasts about PART_MAX_MS, after which the part ends anyway, so the run does not
+ *   continue as new more often; and an activity's fixed cost, tens of milliseconds, is small
+ *   beside 2 s of listing.
+ */
+const CHUNK_OPEN_MS = 2_000;
 
 /**
  * The values espresso itself writes. A value of any other form that a contact holds is kept too,
@@ -47,9 +72,14 @@ export interface Listing {
   earlier?: () => AsyncIterable<{ contactId: string; value: string }>;
   /** The ids already in the folder's chunk files (a contact never gets two values); read while alive. */
   seenSoFar: () => Promise<SeenIds>;
-  /** A part ends once this many more chunk files are final (undefined: the listing goes to its end). */
+  /**
+   * A part ends once this many more chunk files are final (undefined: the listing goes to its end).
+   * Only a part's chunks are written while the listing goes on, so only a part closes them by time.
+   */
   stopAfterChunks?: number;
   partStarted: number;
+  /** The activities' clock (Date.now; tests drive it). */
+  now: () => number;
 }
 
 interface Counts {
@@ -69,7 +99,15 @@ class Chunks {
     private readonly folder: ExportFolder,
     private readonly share: AccountShare,
     public committed: ExportProgress,
+    /** When the chunk being filled opened: the listing's start, or the page boundary of the last flush. */
+    private openedAt: number,
   ) {}
+
+  /** Whether the chunk being filled has been open long enough, at `at`, to be closed by time. */
+  dueAt(at: number): boolean {
+    const openFor = this.committed.chunkCount === 0 ? FIRST_CHUNK_OPEN_MS : CHUNK_OPEN_MS;
+    return this.lines.length > 0 && at - this.openedAt >= openFor;
+  }
 
   add(fresh: string[], found: Counts): void {
     this.lines.push(...fresh);
@@ -78,8 +116,12 @@ class Chunks {
     this.found.replacing += found.replacing;
   }
 
-  /** Writes the waiting lines to new chunk files; `cursor`: the first page they do not hold. */
-  async flush(cursor: string | undefined): Promise<void> {
+  /**
+   * Writes the waiting lines to new chunk files; `cursor`: the first page they do not hold; `at`:
+   * the page boundary where the next chunk opens (none after the listing).
+   */
+  async flush(cursor: string | undefined, at?: number): Promise<void> {
+    if (at !== undefined) this.openedAt = at;
     const { committed, lines, found } = this;
     let chunkCount = committed.chunkCount;
     for (let i = 0; i < lines.length; i += CHUNK_LINES) {
@@ -114,8 +156,9 @@ export async function listIntoChunks(
   listing: Listing,
   start: ExportProgress,
 ): Promise<{ progress: ExportProgress; partEnded: boolean; seen: SeenIds }> {
-  const { folder, context, processor, target, share, mode, earlier } = listing;
-  const chunks = new Chunks(folder, share, start);
+  const { folder, context, processor, target, share, mode, earlier, now } = listing;
+  const chunks = new Chunks(folder, share, start, now());
+  const byTime = listing.stopAfterChunks !== undefined;
   const firstChunk = start.chunkCount;
   const stillEmpty = new SeenIds();
   let cursor = start.cursor;
@@ -135,6 +178,8 @@ export async function listIntoChunks(
     const seen = await listing.seenSoFar();
     for (;;) {
       const page = await (ahead ?? fetchPage(cursor));
+      // The page boundary, timed before the next page is asked for.
+      const at = now();
       // The next page is asked for at once, while this one is sorted and written: the listing
       // waits on the ESP's latency or its limit, not on both and the blob store too. (A part
       // that ends here leaves it unread: one page per part, and a part is many chunks.)
@@ -147,22 +192,24 @@ export async function listIntoChunks(
       // Chunk files hold whole pages: one that does not fit the chunk being filled starts the
       // next one, so resuming from this page's cursor loses nothing.
       if (chunks.lines.length > 0 && chunks.lines.length + fresh.length > CHUNK_LINES)
-        await chunks.flush(cursor);
+        await chunks.flush(cursor, at);
       chunks.add(fresh, found);
       if (!page.nextCursor) break;
       cursor = page.nextCursor;
       // A chunk that would not take another page like this one is written now, so the run can
-      // update it while the listing goes on. A part ends after a chunk when it has made its
-      // share of them, or at a page that left nothing waiting once it has run long enough.
+      // update it while the listing goes on; so is one a part's slow listing has kept open long
+      // enough. A part ends after a chunk when it has made its share of them, or at a page that
+      // left nothing waiting once it has run long enough.
       const waiting = chunks.lines.length;
       const full = waiting > 0 && waiting + page.contacts.length > CHUNK_LINES;
-      const made = chunks.committed.chunkCount + (full ? 1 : 0) - firstChunk;
+      const closes = full || (byTime && chunks.dueAt(at));
+      const made = chunks.committed.chunkCount + (closes ? 1 : 0) - firstChunk;
       const ends =
         listing.stopAfterChunks !== undefined &&
-        ((full && made >= listing.stopAfterChunks) ||
-          ((full || waiting === 0) && Date.now() - listing.partStarted >= PART_MAX_MS));
+        ((closes && made >= listing.stopAfterChunks) ||
+          ((closes || waiting === 0) && at - listing.partStarted >= PART_MAX_MS));
       // Nothing listed waits for a chunk file: a retry resumes from the next page.
-      if (full || (waiting === 0 && !earlier)) await chunks.flush(cursor);
+      if (closes || (waiting === 0 && !earlier)) await chunks.flush(cursor, at);
       if (ends) {
         const progress = { ...chunks.committed, partsEnded: (chunks.committed.partsEnded ?? 0) + 1 };
         await folder.saveProgress(progress);

@@ -128,7 +128,8 @@ export function createExportActivities(deps: ActivityDeps) {
         foreignValues: 0,
         replacing: 0,
       };
-      const partStarted = Date.now();
+      const now = deps.clock ?? Date.now;
+      const partStarted = now();
       // A redispatch writes the earlier run's values, to contacts that are empty now only. One the
       // earlier run refuses (a dry run's, an unfinished export) calls no ESP, maintenance included.
       const earlier = input.retryOf
@@ -183,6 +184,7 @@ export function createExportActivities(deps: ActivityDeps) {
           seenSoFar,
           stopAfterChunks: part.stopAfterChunks,
           partStarted,
+          now,
         },
         committed,
       );
