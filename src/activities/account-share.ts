@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from './deps';
 import type { BaseProcessor } from '../processors/base-processor';
-import { PacerSet, type AccountLimits, type Share } from '../processors/pacing';
+import { PacerSet, wholeRequests, type AccountLimits, type Share } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { readChunkWindow } from './chunk-windows';
@@ -12,7 +12,7 @@ const RENEW_EVERY_MS = 60_000;
 /** …and looks this often whether a 429 on another worker paused the account. */
 const PAUSE_CHECK_MS = 2_000;
 /** A chunk that follows its run reads the export's progress file, or the chunk windows file, this often. */
-const FOLLOW_MS = 500;
+const FOLLOW_MS = 200;
 /** The export gives back what it does not use once it has listed this long... */
 const EXPORT_MEASURED_AFTER_MS = 2_000;
 /** ...keeping this much over its average rate so far. */
@@ -46,8 +46,17 @@ export class AccountShare {
     lookedAt: number;
     looking: boolean;
   };
-  /** The export beside chunks: what it keeps of the account's rate, per window, and since when. */
-  private exportSide?: { keeps: number; since: number; sentBefore: number };
+  /**
+   * The export beside chunks: what it keeps of the account's rate per window once every chunk
+   * beside it runs, what it may use now (allows), and since when it has listed.
+   */
+  private exportSide?: {
+    keeps: number;
+    allows: number;
+    since: number;
+    sentBefore: number;
+    chunks?: { beside: number; made: number };
+  };
 
   constructor(
     private readonly deps: ActivityDeps,
@@ -113,33 +122,42 @@ export class AccountShare {
     owner?: LockOwner,
     /** What an earlier part or attempt kept (the progress file): never more than that. */
     keptBefore?: number,
+    /** Runs whose chunks beside it each take 1/beside of what it leaves, and the chunk files made so far. */
+    chunks?: { beside: number; made: number },
   ) {
     const limits = processor.limits();
     const keeps = Math.min(exportFraction(limits) * limits.rate.requests, keptBefore ?? Infinity);
-    const share = new AccountShare(deps, processor, target, exportShare(limits, keeps), owner);
-    share.exportSide = { keeps, since: Date.now(), sentBefore: 0 };
+    const side = { keeps, since: Date.now(), sentBefore: 0, chunks, allows: 0 };
+    side.allows = exportAllows(processor, side);
+    const share = new AccountShare(deps, processor, target, exportShare(limits, side.allows), owner);
+    share.exportSide = side;
     return share;
   }
 
   /**
    * The export beside chunks gives back what it does not use (a page at a time, it may list slower
    * than its share allows): once it has listed a while, it keeps a quarter over its average rate
-   * so far, never more than before. Returns what it keeps, for the progress file, where the chunks
-   * read it and take the rest: the export lowers its pacing first, so the two never add up to more
-   * than the account's rate. Undefined for any other share.
+   * so far, never more than before. And while it has made fewer chunk files than may run beside
+   * it, it also uses the shares of the chunks that cannot run yet: `chunksMade`, the chunk files
+   * it is about to say are final, can. Returns what it keeps, for the progress file, where the
+   * chunks read it and take the rest: the export lowers its pacing first, so the two never add up
+   * to more than the account's rate. Undefined for any other share.
    */
-  exportKeeps(): number | undefined {
+  exportKeeps(chunksMade?: number): number | undefined {
     const side = this.exportSide;
     if (!side) return undefined;
     const elapsed = Date.now() - side.since;
-    if (elapsed < EXPORT_MEASURED_AFTER_MS) return side.keeps;
-    const { rate } = this.processor.limits();
-    const used = ((side.sentBefore + this.pacing.started) / elapsed) * rate.perMs;
-    const keeps = Math.max(1, Math.ceil(used * EXPORT_HEADROOM));
-    if (keeps < side.keeps) {
-      side.keeps = keeps;
+    if (elapsed >= EXPORT_MEASURED_AFTER_MS) {
+      const { rate } = this.processor.limits();
+      const used = ((side.sentBefore + this.pacing.started) / elapsed) * rate.perMs;
+      side.keeps = Math.min(side.keeps, Math.max(1, Math.ceil(used * EXPORT_HEADROOM)));
+    }
+    if (side.chunks && chunksMade !== undefined) side.chunks.made = Math.max(side.chunks.made, chunksMade);
+    const allows = exportAllows(this.processor, side);
+    if (allows < side.allows) {
+      side.allows = allows;
       side.sentBefore += this.pacing.started;
-      this.pacing = this.pacerSet(exportShare(this.processor.limits(), keeps), this.pacing.readyAt());
+      this.pacing = this.pacerSet(exportShare(this.processor.limits(), allows), this.pacing.readyAt());
     }
     return side.keeps;
   }
@@ -282,6 +300,23 @@ function besideShare(processor: BaseProcessor, window: number, exportKeeps: numb
     },
     slots: Math.max(1, Math.floor((processor.descriptor.concurrency - 1) / window)),
   };
+}
+
+/**
+ * What the export beside chunks may use of the account's rate, per window: what it keeps once
+ * every chunk beside it runs, plus the whole requests of each chunk that cannot run yet (fewer
+ * chunk files made than may run beside it), in runs whose chunks beside it each take 1/beside.
+ */
+export function exportAllows(
+  processor: BaseProcessor,
+  side: { keeps: number; chunks?: { beside: number; made: number } },
+): number {
+  const { keeps, chunks } = side;
+  if (!chunks) return keeps;
+  const { rate } = processor.limits();
+  const { fraction } = besideShare(processor, chunks.beside, keeps, chunks.beside + 1);
+  const each = wholeRequests(rate.requests * (typeof fraction === 'number' ? fraction : fraction.shared));
+  return Math.max(keeps, rate.requests - Math.min(chunks.made, chunks.beside) * each);
 }
 
 /** One of `window` chunk updates in flight, nothing else running. */

@@ -138,7 +138,7 @@ class Chunks {
       maintenanceMs: committed.maintenanceMs,
       partsEnded: committed.partsEnded,
     };
-    const keeps = this.share.exportKeeps();
+    const keeps = this.share.exportKeeps(chunkCount);
     if (keeps !== undefined) next.exportKeeps = keeps;
     // New chunk files are final once the progress file counts them (written after them).
     if (chunkCount > committed.chunkCount) await this.folder.saveProgress(next);

@@ -47,6 +47,11 @@ export interface ExportPartInput extends ExportInput {
   stopAfterChunks: number;
   /** Chunk updates run beside this part: it takes the export's part of the account, not all of it. */
   besideChunks?: boolean;
+  /**
+   * Beside this part at most this many chunk updates run, each with 1/chunksBeside of what the
+   * export leaves: until it has made that many chunk files, it uses the shares of the others.
+   */
+  chunksBeside?: number;
 }
 
 /** Where a part left the export: chunk files 1..chunkCount are final; or the finished export. */
@@ -84,6 +89,7 @@ export function createExportActivities(deps: ActivityDeps) {
       return runExport(given, {
         stopAfterChunks: given.retryOf ? undefined : given.stopAfterChunks,
         besideChunks: given.besideChunks,
+        chunksBeside: given.chunksBeside,
       });
     },
   };
@@ -98,7 +104,7 @@ export function createExportActivities(deps: ActivityDeps) {
    */
   async function runExport(
     given: ExportInput | WithEarlierFolderName<ExportInput>,
-    part: { stopAfterChunks?: number; besideChunks?: boolean },
+    part: { stopAfterChunks?: number; besideChunks?: boolean; chunksBeside?: number },
   ): Promise<ExportPartResult> {
     return mapFailures(async (): Promise<ExportPartResult> => {
       const input = withRunFolder(given);
@@ -149,7 +155,16 @@ export function createExportActivities(deps: ActivityDeps) {
         context.heartbeat(committed);
       }
       const share = part.besideChunks
-        ? AccountShare.exportBesideChunks(deps, processor, target, input.lock, committed.exportKeeps)
+        ? AccountShare.exportBesideChunks(
+            deps,
+            processor,
+            target,
+            input.lock,
+            committed.exportKeeps,
+            validBeside(part.chunksBeside)
+              ? { beside: part.chunksBeside, made: committed.chunkCount }
+              : undefined,
+          )
         : whole;
       // Maintenance or the previous part may have just used the export's share.
       if (share !== whole) share.pacing.takeOver();
@@ -218,4 +233,9 @@ export function createExportActivities(deps: ActivityDeps) {
         : { done: true, ...manifest, maintenanceMs: committed.maintenanceMs };
     });
   }
+}
+
+/** A number of chunks beside the export a run sent (older runs send none). */
+function validBeside(n: number | undefined): n is number {
+  return Number.isInteger(n) && n! >= 1;
 }

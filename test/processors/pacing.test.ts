@@ -2,8 +2,9 @@ import { strict as assert } from 'node:assert';
 import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
-import { chunksAtOnce, exportFraction } from '../../src/activities/account-share';
+import { chunksAtOnce, exportAllows, exportFraction } from '../../src/activities/account-share';
 import { sandboxHarness, startSandbox } from './sandbox-harness';
+import { SandboxProcessor } from '../../src/processors/sandbox';
 
 describe('client-side pacing', () => {
   it('never has more than `concurrency` calls in flight', async () => {
@@ -194,6 +195,27 @@ describe('client-side pacing', () => {
     assert.equal(peak, 3, 'three slots: the two waiting requests are in flight too');
     release();
     await Promise.all(calls);
+  });
+
+  it('the export beside chunks uses the shares of the chunks that cannot run yet, and never more than the chunks leave', async () => {
+    // 50 requests a second, 10 at once: 9 chunks beside the export, 1 a second each, 41 for it.
+    const processor = new SandboxProcessor(
+      { secrets: undefined as never },
+      { url: 'http://127.0.0.1:1', rateLimit: { requests: 50, perMs: 1000 }, concurrency: 10 },
+    );
+    const keeps = exportFraction(processor.limits()) * 50;
+    assert.equal(keeps, 41);
+    const allows = (made: number, kept = keeps) =>
+      exportAllows(processor, { keeps: kept, chunks: { beside: 9, made } });
+    // No chunk file yet: the whole rate; each chunk file made final takes one chunk's share from it.
+    assert.deepEqual(
+      [0, 1, 3, 9, 12].map((made) => allows(made)),
+      [50, 49, 47, 41, 41],
+    );
+    // Having given back down to 20, the chunks take 3 each (27), and the export the 23 they leave.
+    assert.equal(allows(9, 20), 23);
+    // Runs whose chunks beside it take 1/(chunks known) (earlier versions) tell it no count: it keeps its part.
+    assert.equal(exportAllows(processor, { keeps }), 41);
   });
 
   it('holds every caller after a pause (a 429 Retry-After)', async () => {

@@ -91,6 +91,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
             Math.floor((eventsLeft(input) - PART_RESERVE_EVENTS) / EVENTS_PER_CHUNK),
           ),
           besideChunks: true,
+          ...(fullWindowAfter ? { chunksBeside: besideWindow } : {}),
         }),
       )
       .then((result) => {
