@@ -818,7 +818,7 @@ describe('bounded failures and alerts that survive a crash', function () {
       } else await e.stores.blobs.put(progressKey, JSON.stringify({ ...progress, ...then }));
       const outcome = (await chunk) as ChunkOutcome;
       assert.equal(outcome.updated, contacts);
-      // The chunk reads the file every half second, even while it waits for its next request.
+      // The chunk reads the file every 200 ms, even while it waits for its next request.
       return {
         before: inWindow(changedAt - 1_500, changedAt - 500),
         after: inWindow(changedAt + 2_000, changedAt + 3_000),
