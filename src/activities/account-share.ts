@@ -19,11 +19,13 @@ const EXPORT_MEASURED_AFTER_MS = 2_000;
 const EXPORT_HEADROOM = 1.25;
 
 /**
- * What one activity of a run may use of its ESP account: a fixed share of the account's limits
- * (`fraction` of every rate, `slots` requests in flight). Fixed shares are enough because the run
- * holds the account's lock: no other run calls the account, and the run's own activities in flight
- * at once take shares that add up to at most the whole. `check()` before each stretch of requests
- * keeps the lock (and stops the work if it was lost) and hears of 429s on other workers.
+ * What one activity of a run may use of its ESP account: a share of the account's limits
+ * (`fraction` of every rate, `slots` requests in flight). Shares are enough because the run holds
+ * the account's lock: no other run calls the account, and the run's own activities in flight at
+ * once take shares that add up to at most the whole. A chunk's share only grows while it writes
+ * (the export's only shrinks, before it says so): what one side gives up, the other takes only
+ * after reading it in the blob store. `check()` before each stretch of requests keeps the lock
+ * (and stops the work if it was lost) and hears of 429s on other workers.
  */
 export class AccountShare {
   /** Read afresh for each page: the export's is replaced when it gives some back (exportKeeps). */
