@@ -28,8 +28,8 @@ const EXPORT_HEADROOM = 1.25;
  * (and stops the work if it was lost) and hears of 429s on other workers.
  */
 export class AccountShare {
-  /** Read afresh for each page: the export's is replaced when it gives some back (exportKeeps). */
-  pacing: PacerSet;
+  /** Its share changes in place (reshare): requests waiting for their start follow it. */
+  readonly pacing: PacerSet;
   private readonly locks: AccountLocks;
   private readonly key: string;
   private renewedAt = 0;
@@ -56,7 +56,6 @@ export class AccountShare {
     keeps: number;
     allows: number;
     since: number;
-    sentBefore: number;
     chunks?: { beside: number; made: number };
   };
 
@@ -73,10 +72,9 @@ export class AccountShare {
     this.pacing = this.pacerSet(share);
   }
 
-  private pacerSet(share: ShareOf, startAt?: Record<string, number>): PacerSet {
+  private pacerSet(share: ShareOf): PacerSet {
     const esp = this.processor.descriptor.id;
     return new PacerSet(this.processor.limits(), share.fraction, share.slots, {
-      startAt,
       onWait: (ms) => this.deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
       onPause: (until) => {
         if (this.owner) void this.locks.pause(this.key, this.owner, until).catch(() => undefined);
@@ -129,7 +127,7 @@ export class AccountShare {
   ) {
     const limits = processor.limits();
     const keeps = Math.min(exportFraction(limits) * limits.rate.requests, keptBefore ?? Infinity);
-    const side = { keeps, since: Date.now(), sentBefore: 0, chunks, allows: 0 };
+    const side = { keeps, since: Date.now(), chunks, allows: 0 };
     side.allows = exportAllows(processor, side);
     const share = new AccountShare(deps, processor, target, exportShare(limits, side.allows), owner);
     share.exportSide = side;
@@ -151,15 +149,14 @@ export class AccountShare {
     const elapsed = Date.now() - side.since;
     if (elapsed >= EXPORT_MEASURED_AFTER_MS) {
       const { rate } = this.processor.limits();
-      const used = ((side.sentBefore + this.pacing.started) / elapsed) * rate.perMs;
+      const used = (this.pacing.started / elapsed) * rate.perMs;
       side.keeps = Math.min(side.keeps, Math.max(1, Math.ceil(used * EXPORT_HEADROOM)));
     }
     if (side.chunks && chunksMade !== undefined) side.chunks.made = Math.max(side.chunks.made, chunksMade);
     const allows = exportAllows(this.processor, side);
     if (allows < side.allows) {
       side.allows = allows;
-      side.sentBefore += this.pacing.started;
-      this.pacing = this.pacerSet(exportShare(this.processor.limits(), allows), this.pacing.readyAt());
+      this.reshare(exportShare(this.processor.limits(), allows));
     }
     return side.keeps;
   }
@@ -225,10 +222,10 @@ export class AccountShare {
     try {
       if (f.beside) await this.followExport(f, f.beside);
       else if (f.windowsKey && f.chunk !== undefined) {
-        const window = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
-        if (window !== undefined && window < f.window) {
-          f.window = window;
-          this.grow(windowShare(this.processor, window));
+        const given = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
+        if (given && given.window < f.window) {
+          f.window = given.window;
+          this.reshare(windowShare(this.processor, given.window), given.at);
         }
       }
     } finally {
@@ -241,7 +238,7 @@ export class AccountShare {
     f: NonNullable<AccountShare['following']>,
     beside: NonNullable<NonNullable<AccountShare['following']>['beside']>,
   ): Promise<void> {
-    let saved: { ended?: unknown; exportKeeps?: unknown } = {};
+    let saved: { ended?: unknown; endedAt?: unknown; exportKeeps?: unknown } = {};
     try {
       saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
     } catch (err) {
@@ -251,10 +248,11 @@ export class AccountShare {
     if (saved.ended === true) {
       f.beside = undefined;
       f.window = beside.after;
-      this.grow(windowShare(this.processor, beside.after));
+      const endedAt = typeof saved.endedAt === 'number' ? saved.endedAt : undefined;
+      this.reshare(windowShare(this.processor, beside.after), endedAt);
     } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
       beside.exportKeeps = saved.exportKeeps;
-      this.grow(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));
+      this.reshare(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));
     }
   }
 
@@ -265,8 +263,9 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
-  private grow(share: ShareOf): void {
-    this.pacing.grow(this.processor.limits(), share.fraction, share.slots);
+  /** `since`: when the share's earlier holder sent its last request (a larger share follows its decay). */
+  private reshare(share: ShareOf, since?: number): void {
+    this.pacing.reshare(this.processor.limits(), share.fraction, share.slots, since);
   }
 }
 

@@ -223,7 +223,8 @@ export function createExportActivities(deps: ActivityDeps) {
         finishedAt: new Date().toISOString(),
       };
       await folder.writeManifest(manifest);
-      await folder.saveProgress({ ...committed, ended: true });
+      // endedAt: after the export's last request, so chunks taking its share follow its decay.
+      await folder.saveProgress({ ...committed, ended: true, endedAt: Date.now() });
       runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
         { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
         'export finished',

@@ -17,9 +17,12 @@ const RECHECK_MS = 100;
 export class Pacer {
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
-  private nextStart: number;
   private pausedUntil = 0;
-  private intervalMs = 0;
+  /**
+   * Requests per ms: `to` from `start + ms` on, rising evenly from `from` until then (a share that
+   * grows reaches its new rate over one window, while what its earlier holder sent leaves it).
+   */
+  private rate = { from: 0, to: 0, start: 0, ms: 0 };
   /** When the last request started (undefined: none yet). */
   private lastStart?: number;
 
@@ -29,26 +32,39 @@ export class Pacer {
     private readonly now: () => number = Date.now,
     /** Told how long each request waited before being sent (metrics). */
     private readonly onWait?: (ms: number) => void,
-    /** No request starts before this (epoch ms): where the previous holder of a lease left off. */
-    startAt = 0,
   ) {
     this.reset(rateLimit, concurrency);
-    this.nextStart = startAt;
   }
 
   /**
    * A new rate and concurrency for the requests still to come: the next one is spaced from the
-   * last one by the new interval, and those waiting for a slot get one as soon as the new
-   * concurrency has room. Requests in flight keep their slots.
+   * last one at the new rate, and those waiting for a slot get one as soon as the new concurrency
+   * has room. Requests in flight keep their slots. A lower rate holds at once; a higher one is
+   * reached evenly over one window of the limit from `since` (when the share's earlier holder, a
+   * chunk that ended or the export, sent its last request; default now): its requests leave the
+   * ESP's window as fast as this pacer adds its own.
    */
-  reset(rateLimit: { requests: number; perMs: number }, concurrency: number): void {
+  reset(rateLimit: { requests: number; perMs: number }, concurrency: number, since?: number): void {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
     }
-    this.intervalMs = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
+    const now = this.now();
+    const to = rateLimit.requests / rateLimit.perMs;
+    const from = this.rate.to > 0 ? this.rateAt(now) : to;
+    const start = Math.min(now, since ?? now);
+    this.rate = to > from ? { from, to, start, ms: rateLimit.perMs } : { from: to, to, start: now, ms: 0 };
     this.concurrency = concurrency;
-    if (this.lastStart !== undefined) this.nextStart = this.lastStart + this.intervalMs;
     this.drain();
+  }
+
+  private rateAt(now: number): number {
+    const { from, to, start, ms } = this.rate;
+    return ms <= 0 || now >= start + ms ? to : from + ((to - from) * (now - start)) / ms;
+  }
+
+  /** The spacing of request starts now: a little wider than the rate (SAFETY_MARGIN). */
+  private intervalAt(now: number): number {
+    return (1 / this.rateAt(now)) * (1 + SAFETY_MARGIN);
   }
 
   /**
@@ -69,10 +85,7 @@ export class Pacer {
         const at = Math.max(...pacers.map((p) => p.readyAt()));
         const now = this.now();
         if (now >= at) {
-          for (const p of pacers) {
-            p.lastStart = now;
-            p.nextStart = now + p.intervalMs;
-          }
+          for (const p of pacers) p.lastStart = now;
           break;
         }
         await sleep(Math.min(at - now, RECHECK_MS));
@@ -96,12 +109,12 @@ export class Pacer {
   /** No request starts sooner than one interval from now, as if one had started now. */
   holdOneInterval(): void {
     this.lastStart = Math.max(this.lastStart ?? -Infinity, this.now());
-    this.nextStart = Math.max(this.nextStart, this.lastStart + this.intervalMs);
   }
 
-  /** When the next request could start: handed on with a lease's slots. */
+  /** When the next request could start: an interval after the last one, and after a pause. */
   readyAt(): number {
-    return Math.max(this.nextStart, this.pausedUntil);
+    const spaced = this.lastStart === undefined ? 0 : this.lastStart + this.intervalAt(this.now());
+    return Math.max(this.pausedUntil, spaced);
   }
 
   private async acquire(): Promise<void> {
@@ -154,8 +167,7 @@ export interface AccountPacing {
 
 /**
  * A share of an account's limits: `share` of every rate (one fraction for all, or one per side)
- * and `slots` requests in flight, with one pacer per limit. `startAt` (per limit) is where the
- * slots' previous holder left off.
+ * and `slots` requests in flight, with one pacer per limit.
  */
 export class PacerSet implements AccountPacing {
   private readonly main: Pacer;
@@ -172,7 +184,6 @@ export class PacerSet implements AccountPacing {
     share: number | Share,
     slots: number,
     options: {
-      startAt?: Record<string, number>;
       onWait?: (ms: number) => void;
       onPause?: (until: number) => void;
       /** Once aborted (the activity was cancelled), no request starts: each throws instead. */
@@ -180,13 +191,7 @@ export class PacerSet implements AccountPacing {
     } = {},
   ) {
     const fractions = fractionsOf(share);
-    this.main = new Pacer(
-      scaled(limits.rate, fractions.shared),
-      slots,
-      Date.now,
-      options.onWait,
-      options.startAt?.default,
-    );
+    this.main = new Pacer(scaled(limits.rate, fractions.shared), slots, Date.now, options.onWait);
     // Named limits only space requests: their requests are in flight under the main pacer.
     for (const [name, limit] of Object.entries(limits.extra ?? {})) {
       const fraction = limit.for ? fractions[limit.for] : fractions.shared;
@@ -194,33 +199,25 @@ export class PacerSet implements AccountPacing {
         this.notMine.set(name, limit.for ?? 'shared');
         continue;
       }
-      this.extra.set(
-        name,
-        new Pacer(
-          scaled(limit, fraction),
-          Number.MAX_SAFE_INTEGER,
-          Date.now,
-          undefined,
-          options.startAt?.[name],
-        ),
-      );
+      this.extra.set(name, new Pacer(scaled(limit, fraction), Number.MAX_SAFE_INTEGER));
     }
     this.onPause = options.onPause;
     this.signal = options.signal;
   }
 
   /**
-   * A larger share for the requests still to come (never a smaller one: requests already spaced
-   * for the old share may still start): each pacer keeps its slots in flight and spaces its next
-   * request from its last one at the new rate. Named limits this holder had no share of stay so.
+   * A new share for the requests still to come, larger or smaller: each pacer keeps its slots in
+   * flight and spaces its next request from its last one at the new rate; a request waiting for
+   * its start looks again (so one pacer, never two, spaces a holder's requests). Named limits this
+   * holder had no share of stay so.
    */
-  grow(limits: AccountLimits, share: number | Share, slots: number): void {
+  reshare(limits: AccountLimits, share: number | Share, slots: number, since?: number): void {
     const fractions = fractionsOf(share);
-    this.main.reset(scaled(limits.rate, fractions.shared), slots);
+    this.main.reset(scaled(limits.rate, fractions.shared), slots, since);
     for (const [name, pacer] of this.extra) {
       const limit = limits.extra![name]!;
       const fraction = limit.for ? fractions[limit.for] : fractions.shared;
-      if (fraction > 0) pacer.reset(scaled(limit, fraction), Number.MAX_SAFE_INTEGER);
+      if (fraction > 0) pacer.reset(scaled(limit, fraction), Number.MAX_SAFE_INTEGER, since);
     }
   }
 
@@ -263,13 +260,6 @@ export class PacerSet implements AccountPacing {
   takeOver(): void {
     this.main.holdOneInterval();
     for (const p of this.extra.values()) p.holdOneInterval();
-  }
-
-  /** Per limit, when the next request could start. */
-  readyAt(): Record<string, number> {
-    const out: Record<string, number> = { default: this.main.readyAt() };
-    for (const [name, p] of this.extra) out[name] = p.readyAt();
-    return out;
   }
 }
 

@@ -174,6 +174,30 @@ describe('client-side pacing', () => {
     }
   });
 
+  it("a rate that grows is reached evenly over one window from when the share's earlier holder stopped", async function () {
+    this.timeout(15_000);
+    // From 1 request a second to 10: immediately, 9 or 10 would start in the next second; evenly
+    // over that second (the earlier holder's requests leaving the ESP's window), about 5.
+    const startsAfterGrowing = async (since?: number) => {
+      const pacer = new Pacer({ requests: 1, perMs: 1000 }, 1);
+      await pacer.run(async () => undefined);
+      const grewAt = Date.now();
+      pacer.reset({ requests: 10, perMs: 1000 }, 1, since);
+      const starts: number[] = [];
+      while (Date.now() - grewAt < 2_000) await pacer.run(async () => void starts.push(Date.now() - grewAt));
+      return {
+        first: starts.filter((t) => t < 1_000).length,
+        second: starts.filter((t) => t >= 1_000 && t < 2_000).length,
+      };
+    };
+    const now = await startsAfterGrowing();
+    assert.ok(now.first <= 7, `${now.first} requests in the window after growing`);
+    assert.ok(now.second >= 8, `${now.second} requests in the window after that`);
+    // The earlier holder stopped a window ago: its requests have left, the new rate holds at once.
+    const before = await startsAfterGrowing(Date.now() - 1_000);
+    assert.ok(before.first >= 8, `${before.first} requests in the window after growing`);
+  });
+
   it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
     const limits = { concurrency: 3, rate: { requests: 10_000, perMs: 1000 } };
     const pacing = new PacerSet(limits, 1 / 3, 1);
@@ -190,7 +214,7 @@ describe('client-side pacing', () => {
     );
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(peak, 1, 'one slot: one request in flight');
-    pacing.grow(limits, 1, 3);
+    pacing.reshare(limits, 1, 3);
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(peak, 3, 'three slots: the two waiting requests are in flight too');
     release();
