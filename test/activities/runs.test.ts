@@ -376,6 +376,46 @@ describe('run activities', function () {
     const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
     assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
   });
+  it('an export beside chunk updates that gives up a share as it makes each chunk file keeps to 5 pages a second', async function () {
+    this.timeout(30_000);
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      {
+        url: e.sandbox.url,
+        rateLimit: { requests: 1000, perMs: 1000 },
+        concurrency: 8,
+        listing: { requests: 5, perMs: 1000 },
+      },
+    );
+    const limited = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const { configuration, account } = await e.connect(20_000);
+    account.settings.limits = {
+      requestsPerSecond: 0,
+      concurrency: 0,
+      listing: { requestsPerSecond: 5, concurrency: 0 },
+    };
+    const input = {
+      configurationId: configuration.id,
+      runFolder: '2026-11-20',
+      mode: 'full' as const,
+      besideChunks: true,
+      // Chunks beside it take 1/3 each: the export gives one share up as it makes each chunk file,
+      // while it has asked for the next page already.
+      chunksBeside: 3,
+      stopAfterChunks: 100,
+    };
+    const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    // Twenty pages of 1,000 each, 5 a second, in one part that makes several chunk files.
+    const part: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    assert.equal(part.done, true);
+    assert.ok(part.done && part.chunkCount >= 2, JSON.stringify(part));
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
+    assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
+  });
 });
 
 describe('export of a list that shifts while it is listed', function () {
