@@ -1,10 +1,18 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from './deps';
 import type { BaseProcessor } from '../processors/base-processor';
-import { PacerSet, wholeRequests, type AccountLimits, type Share } from '../processors/pacing';
+import { PacerSet } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
 import { NotFoundError } from '../storage';
 import { readChunkWindow } from './chunk-windows';
+import {
+  besideShare,
+  exportAllows,
+  exportFraction,
+  exportShare,
+  windowShare,
+  type ShareOf,
+} from './share-sizes';
 import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
 
 /** A run renews its account lock this often while one of its activities calls the ESP. */
@@ -222,10 +230,10 @@ export class AccountShare {
     try {
       if (f.beside) await this.followExport(f, f.beside);
       else if (f.windowsKey && f.chunk !== undefined) {
-        const given = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
-        if (given && given.window < f.window) {
-          f.window = given.window;
-          this.reshare(windowShare(this.processor, given.window), given.at);
+        const window = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
+        if (window !== undefined && window < f.window) {
+          f.window = window;
+          this.reshare(windowShare(this.processor, window));
         }
       }
     } finally {
@@ -238,7 +246,7 @@ export class AccountShare {
     f: NonNullable<AccountShare['following']>,
     beside: NonNullable<NonNullable<AccountShare['following']>['beside']>,
   ): Promise<void> {
-    let saved: { ended?: unknown; endedAt?: unknown; exportKeeps?: unknown } = {};
+    let saved: { ended?: unknown; exportKeeps?: unknown } = {};
     try {
       saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
     } catch (err) {
@@ -248,8 +256,7 @@ export class AccountShare {
     if (saved.ended === true) {
       f.beside = undefined;
       f.window = beside.after;
-      const endedAt = typeof saved.endedAt === 'number' ? saved.endedAt : undefined;
-      this.reshare(windowShare(this.processor, beside.after), endedAt);
+      this.reshare(windowShare(this.processor, beside.after));
     } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
       beside.exportKeeps = saved.exportKeeps;
       this.reshare(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));
@@ -263,9 +270,8 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
-  /** `since`: when the share's earlier holder sent its last request (a larger share follows its decay). */
-  private reshare(share: ShareOf, since?: number): void {
-    this.pacing.reshare(this.processor.limits(), share.fraction, share.slots, since);
+  private reshare(share: ShareOf): void {
+    this.pacing.reshare(this.processor.limits(), share.fraction, share.slots);
   }
 }
 
@@ -273,97 +279,4 @@ export class AccountShare {
 export interface FollowRun {
   chunk: number;
   windowsKey: string;
-}
-
-/** A share of an account: `fraction` of its rates, `slots` requests in flight. */
-interface ShareOf {
-  fraction: number | Share;
-  slots: number;
-}
-
-/** The export beside chunks: `keeps` requests per window of the account's rate, its listing limits, one slot. */
-function exportShare(limits: AccountLimits, keeps: number): ShareOf {
-  return { fraction: { shared: keeps / limits.rate.requests, listing: 1, writing: 0 }, slots: 1 };
-}
-
-/**
- * One of `window` chunk updates in flight beside the export, which keeps `exportKeeps` requests per
- * window: 1/window of the rest of the account's rate, of its writing limits, and of its slots but
- * the export's one; never more than 1/after of any of them (its share once the export has ended).
- */
-function besideShare(processor: BaseProcessor, window: number, exportKeeps: number, after: number): ShareOf {
-  const { rate } = processor.limits();
-  return {
-    fraction: {
-      shared: Math.min((1 - exportKeeps / rate.requests) / window, 1 / after),
-      listing: 0,
-      writing: 1 / after,
-    },
-    slots: Math.max(1, Math.floor((processor.descriptor.concurrency - 1) / window)),
-  };
-}
-
-/**
- * What the export beside chunks may use of the account's rate, per window: what it keeps once
- * every chunk beside it runs, plus the whole requests of each chunk that cannot run yet (fewer
- * chunk files made than may run beside it), in runs whose chunks beside it each take 1/beside.
- */
-export function exportAllows(
-  processor: BaseProcessor,
-  side: { keeps: number; chunks?: { beside: number; made: number } },
-): number {
-  const { keeps, chunks } = side;
-  if (!chunks) return keeps;
-  const { rate } = processor.limits();
-  const { fraction } = besideShare(processor, chunks.beside, keeps, chunks.beside + 1);
-  const each = wholeRequests(rate.requests * (typeof fraction === 'number' ? fraction : fraction.shared));
-  return Math.max(keeps, rate.requests - Math.min(chunks.made, chunks.beside) * each);
-}
-
-/** One of `window` chunk updates in flight, nothing else running. */
-function windowShare(processor: BaseProcessor, window: number): ShareOf {
-  const concurrency = processor.descriptor.concurrency;
-  const w = Math.max(1, Math.min(window, concurrency));
-  return { fraction: 1 / w, slots: Math.max(1, Math.floor(concurrency / w)) };
-}
-
-/**
- * How much of the limits every request counts against the export starts with beside chunk
- * updates: most, since the chunks wait on the listing, and a listing that cannot use it (a page
- * at a time, each waiting on the ESP) gives it back after two seconds (exportKeeps).
- */
-const EXPORT_FIRST = 0.8;
-
-/**
- * The export's part of the limits every request counts against, while chunk updates run beside
- * it: EXPORT_FIRST, or less when the listing has a limit of its own that it could not go past
- * anyway (so the chunks get the rest, e.g. HubSpot's searches). Then rounded so that each of the chunks
- * beside it (at most chunksAtOnce - 1) has whole requests per window and the export the rest: each
- * holder's share is floored to whole requests (wholeRequests), and 10 requests a second shared by 9
- * chunks would be 1 each, 9 in all, where the export takes the one left over.
- */
-export function exportFraction(limits: AccountLimits): number {
-  const perMs = (r: { requests: number; perMs: number }) => r.requests / r.perMs;
-  const listing = Object.values(limits.extra ?? {}).filter((l) => l.for === 'listing');
-  const f =
-    listing.length === 0
-      ? EXPORT_FIRST
-      : Math.min(EXPORT_FIRST, Math.max(...listing.map(perMs)) / perMs(limits.rate));
-  const rate = limits.rate.requests;
-  const beside = chunksAtOnce(limits) - 1;
-  if (beside < 1) return f;
-  // chunksAtOnce is at most the rate's whole requests, so the export keeps one at least.
-  let each = Math.max(1, Math.round(((1 - f) * rate) / beside));
-  while (each > 1 && rate - each * beside < 1) each--;
-  return (rate - each * beside) / rate;
-}
-
-/**
- * How many chunk updates a run keeps in flight at most: the ESP's concurrency, and no more than
- * the requests per window of each limit the chunks count against (e.g. 5 writes a second: five
- * chunks sending one each a second, never eight sending 0.6, which could land in one second).
- */
-export function chunksAtOnce(limits: AccountLimits): number {
-  const budgets = [limits.rate, ...Object.values(limits.extra ?? {}).filter((l) => l.for !== 'listing')];
-  return Math.max(1, Math.min(limits.concurrency, ...budgets.map((l) => Math.floor(l.requests))));
 }

@@ -13,8 +13,6 @@ export interface ChunkWindowsInput {
   runFolder: string;
   /** Chunk number -> window: each of these chunks may take 1/window of the account from now on. */
   windows: Record<string, number>;
-  /** When the run gave them (epoch ms, after the chunks that ended sent their last requests). */
-  at?: number;
 }
 
 export function createChunkWindowsActivities(deps: ActivityDeps) {
@@ -26,29 +24,27 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
       return mapFailures(async () => {
         const input = withRunFolder(given);
         const key = runFiles.chunkWindows(input.configurationId, input.runFolder);
-        await deps.stores.blobs.put(key, JSON.stringify({ windows: input.windows, at: input.at }));
+        await deps.stores.blobs.put(key, JSON.stringify({ windows: input.windows }));
       });
     },
   };
 }
 
 /**
- * A chunk's window in the run's chunk windows file, and when the run gave it; undefined when the
- * file or its entry is not there (yet) or does not parse: the chunk keeps the share it has.
+ * A chunk's window in the run's chunk windows file; undefined when the file or its entry is not
+ * there (yet) or does not parse: the chunk keeps the share it has.
  */
 export async function readChunkWindow(
   deps: ActivityDeps,
   key: string,
   chunk: number,
-): Promise<{ window: number; at?: number } | undefined> {
+): Promise<number | undefined> {
   try {
     const saved = JSON.parse((await deps.stores.blobs.get(key)).body.toString('utf8')) as {
       windows?: Record<string, unknown>;
-      at?: unknown;
     };
     const window = saved.windows?.[String(chunk)];
-    if (typeof window !== 'number' || !Number.isInteger(window) || window < 1) return undefined;
-    return { window, ...(typeof saved.at === 'number' ? { at: saved.at } : {}) };
+    return typeof window === 'number' && Number.isInteger(window) && window >= 1 ? window : undefined;
   } catch (err) {
     if (err instanceof NotFoundError || err instanceof SyntaxError) return undefined;
     throw err;

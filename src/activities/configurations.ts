@@ -7,7 +7,7 @@ import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
-import { chunksAtOnce } from './account-share';
+import { chunksAtOnce } from './share-sizes';
 
 export interface RunContext {
   esp: string;

@@ -28,8 +28,6 @@ export interface ExportProgress {
   maintenanceMs?: number;
   /** The export has written its manifest (a watch of its progress may stop). */
   ended?: boolean;
-  /** When it ended (epoch ms, after its last request). */
-  endedAt?: number;
   /** Parts of the export that have ended so far (a watch of a part that ended may stop). */
   partsEnded?: number;
   /** Beside chunk updates: what the export keeps of the account's rate (the chunks take the rest). */

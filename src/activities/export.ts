@@ -223,8 +223,7 @@ export function createExportActivities(deps: ActivityDeps) {
         finishedAt: new Date().toISOString(),
       };
       await folder.writeManifest(manifest);
-      // endedAt: after the export's last request, so chunks taking its share follow its decay.
-      await folder.saveProgress({ ...committed, ended: true, endedAt: Date.now() });
+      await folder.saveProgress({ ...committed, ended: true });
       runLog(deps, context, { ...input, esp: processor.descriptor.id }).info(
         { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
         'export finished',

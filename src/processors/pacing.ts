@@ -18,11 +18,10 @@ export class Pacer {
   private inFlight = 0;
   private readonly waiting: Array<() => void> = [];
   private pausedUntil = 0;
-  /**
-   * Requests per ms: `to` from `start + ms` on, rising evenly from `from` until then (a share that
-   * grows reaches its new rate over one window, while what its earlier holder sent leaves it).
-   */
-  private rate = { from: 0, to: 0, start: 0, ms: 0 };
+  /** Spacing of request starts: the last one's, and the one the next request keeps to. */
+  private intervalMs = 0;
+  /** After a rate that grew: the spacing the next request still keeps (then intervalMs). */
+  private keepOnce?: number;
   /** When the last request started (undefined: none yet). */
   private lastStart?: number;
 
@@ -37,34 +36,22 @@ export class Pacer {
   }
 
   /**
-   * A new rate and concurrency for the requests still to come: the next one is spaced from the
-   * last one at the new rate, and those waiting for a slot get one as soon as the new concurrency
-   * has room. Requests in flight keep their slots. A lower rate holds at once; a higher one is
-   * reached evenly over one window of the limit from `since` (when the share's earlier holder, a
-   * chunk that ended or the export, sent its last request; default now): its requests leave the
-   * ESP's window as fast as this pacer adds its own.
+   * A new rate and concurrency for the requests still to come, and those waiting for a slot get
+   * one as soon as the new concurrency has room (requests in flight keep theirs). A lower rate
+   * spaces the next request from the last one at once; a higher one from the request after it:
+   * the next keeps the old spacing, so what the share's earlier holder (a chunk that ended, the
+   * export) sent leaves the ESP's window before this holder adds to it, even by one request.
    */
-  reset(rateLimit: { requests: number; perMs: number }, concurrency: number, since?: number): void {
+  reset(rateLimit: { requests: number; perMs: number }, concurrency: number): void {
     if (rateLimit.requests <= 0 || rateLimit.perMs <= 0 || concurrency <= 0) {
       throw new RangeError('rate limit and concurrency must be positive');
     }
-    const now = this.now();
-    const to = rateLimit.requests / rateLimit.perMs;
-    const from = this.rate.to > 0 ? this.rateAt(now) : to;
-    const start = Math.min(now, since ?? now);
-    this.rate = to > from ? { from, to, start, ms: rateLimit.perMs } : { from: to, to, start: now, ms: 0 };
+    const interval = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
+    if (this.intervalMs > 0 && interval < this.intervalMs) this.keepOnce ??= this.intervalMs;
+    else this.keepOnce = undefined;
+    this.intervalMs = interval;
     this.concurrency = concurrency;
     this.drain();
-  }
-
-  private rateAt(now: number): number {
-    const { from, to, start, ms } = this.rate;
-    return ms <= 0 || now >= start + ms ? to : from + ((to - from) * (now - start)) / ms;
-  }
-
-  /** The spacing of request starts now: a little wider than the rate (SAFETY_MARGIN). */
-  private intervalAt(now: number): number {
-    return (1 / this.rateAt(now)) * (1 + SAFETY_MARGIN);
   }
 
   /**
@@ -85,7 +72,10 @@ export class Pacer {
         const at = Math.max(...pacers.map((p) => p.readyAt()));
         const now = this.now();
         if (now >= at) {
-          for (const p of pacers) p.lastStart = now;
+          for (const p of pacers) {
+            p.lastStart = now;
+            p.keepOnce = undefined;
+          }
           break;
         }
         await sleep(Math.min(at - now, RECHECK_MS));
@@ -113,7 +103,7 @@ export class Pacer {
 
   /** When the next request could start: an interval after the last one, and after a pause. */
   readyAt(): number {
-    const spaced = this.lastStart === undefined ? 0 : this.lastStart + this.intervalAt(this.now());
+    const spaced = this.lastStart === undefined ? 0 : this.lastStart + (this.keepOnce ?? this.intervalMs);
     return Math.max(this.pausedUntil, spaced);
   }
 
@@ -211,13 +201,13 @@ export class PacerSet implements AccountPacing {
    * its start looks again (so one pacer, never two, spaces a holder's requests). Named limits this
    * holder had no share of stay so.
    */
-  reshare(limits: AccountLimits, share: number | Share, slots: number, since?: number): void {
+  reshare(limits: AccountLimits, share: number | Share, slots: number): void {
     const fractions = fractionsOf(share);
-    this.main.reset(scaled(limits.rate, fractions.shared), slots, since);
+    this.main.reset(scaled(limits.rate, fractions.shared), slots);
     for (const [name, pacer] of this.extra) {
       const limit = limits.extra![name]!;
       const fraction = limit.for ? fractions[limit.for] : fractions.shared;
-      if (fraction > 0) pacer.reset(scaled(limit, fraction), Number.MAX_SAFE_INTEGER, since);
+      if (fraction > 0) pacer.reset(scaled(limit, fraction), Number.MAX_SAFE_INTEGER);
     }
   }
 

@@ -160,9 +160,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     for (const c of chunks) c.after = 1 / window;
     const windows = Object.fromEntries([...inFlight.keys()].map((chunk) => [String(chunk), window]));
     sharing = sharingScope
-      .run(() =>
-        shareChunkWindows({ configurationId, ...runFolderFields(s.context.folder), windows, at: Date.now() }),
-      )
+      .run(() => shareChunkWindows({ configurationId, ...runFolderFields(s.context.folder), windows }))
       .catch(() => undefined)
       .finally(() => (sharing = undefined));
   };
