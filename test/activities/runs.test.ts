@@ -11,7 +11,7 @@ import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactPage, ContactRef } from '../../src/processors/types';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
-import type { ExportPartResult } from '../../src/activities/export';
+import type { ExportPartInput, ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
 import { runFiles } from '../../src/runs/files';
@@ -337,8 +337,12 @@ describe('run activities', function () {
     assert.equal(answered429, 0, `${answered429} batch updates answered 429`);
   });
 
-  it('export parts beside chunk updates that follow one another on an account of 5 pages a second are never answered 429', async function () {
-    this.timeout(30_000);
+  /**
+   * The export of 20,000 contacts (twenty pages of 1,000) beside chunk updates, on an account that
+   * lists 5 pages a second, in parts of `stopAfterChunks` chunk files until it ends; returns its
+   * parts and how many listing requests were answered 429.
+   */
+  const exportOnFivePagesASecond = async (runFolder: string, part: Partial<ExportPartInput>) => {
     const paced = new SandboxProcessor(
       { secrets: e.stores.secrets },
       {
@@ -361,59 +365,41 @@ describe('run activities', function () {
     };
     const input = {
       configurationId: configuration.id,
-      runFolder: '2026-11-27',
+      runFolder,
       mode: 'full' as const,
       besideChunks: true,
       stopAfterChunks: 1,
+      ...part,
     };
     const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
-    // Twenty pages of 1,000 each, 5 a second, a part per chunk file: each part's first page
-    // follows the last ones of the part before.
     const parts: ExportPartResult[] = [];
     while (!parts.at(-1)?.done)
       parts.push(await new MockActivityEnvironment().run(limited.exportPart, input));
+    return {
+      parts,
+      answered429: (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore,
+    };
+  };
+
+  it('export parts beside chunk updates that follow one another on an account of 5 pages a second are never answered 429', async function () {
+    this.timeout(30_000);
+    // A part per chunk file: each part's first page follows the last ones of the part before.
+    const { parts, answered429 } = await exportOnFivePagesASecond('2026-11-27', { stopAfterChunks: 1 });
     assert.ok(parts.length >= 2, `${parts.length} part(s)`);
-    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
     assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
   });
+
   it('an export beside chunk updates that gives up a share as it makes each chunk file keeps to 5 pages a second', async function () {
     this.timeout(30_000);
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      {
-        url: e.sandbox.url,
-        rateLimit: { requests: 1000, perMs: 1000 },
-        concurrency: 8,
-        listing: { requests: 5, perMs: 1000 },
-      },
-    );
-    const limited = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
-    });
-    const { configuration, account } = await e.connect(20_000);
-    account.settings.limits = {
-      requestsPerSecond: 0,
-      concurrency: 0,
-      listing: { requestsPerSecond: 5, concurrency: 0 },
-    };
-    const input = {
-      configurationId: configuration.id,
-      runFolder: '2026-11-20',
-      mode: 'full' as const,
-      besideChunks: true,
-      // Chunks beside it take 1/3 each: the export gives one share up as it makes each chunk file,
-      // while it has asked for the next page already.
+    // One part that makes several chunk files; chunks beside it take 1/3 each: the export gives
+    // one share up as it makes each chunk file, while it has asked for the next page already.
+    const { parts, answered429 } = await exportOnFivePagesASecond('2026-11-20', {
       chunksBeside: 3,
       stopAfterChunks: 100,
-    };
-    const limitedBefore = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
-    // Twenty pages of 1,000 each, 5 a second, in one part that makes several chunk files.
-    const part: ExportPartResult = await new MockActivityEnvironment().run(limited.exportPart, input);
+    });
+    const part = parts[0]!;
     assert.equal(part.done, true);
     assert.ok(part.done && part.chunkCount >= 2, JSON.stringify(part));
-    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - limitedBefore;
     assert.equal(answered429, 0, `${answered429} listing requests answered 429`);
   });
 });

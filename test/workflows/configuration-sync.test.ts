@@ -46,6 +46,20 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
   });
   after(() => e.stop());
 
+  /** A worker of this test's own, on a task queue of its own, with these activities. */
+  const ownWorker = async (name: string, activities: object) => {
+    const taskQueue = `${e.taskQueue}-${name}`;
+    const worker = await Worker.create({
+      connection: e.env.nativeConnection,
+      namespace: 'default',
+      taskQueue,
+      workflowBundle: await workflowBundle(),
+      dataConverter: dataConverter(testPayloadKeys),
+      activities,
+    });
+    return { taskQueue, worker };
+  };
+
   const run = (
     input: ConfigurationSyncInput,
     workflowId = `sync/${input.configurationId}/${input.runDate}`,
@@ -126,19 +140,14 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       { secrets: e.stores.secrets },
       { url: e.sandbox.url, rateLimit: { requests: 40, perMs: 1000 }, concurrency: 3, batchSize: 500 },
     );
-    const taskQueue = `${e.taskQueue}-slots`;
-    const worker = await Worker.create({
-      connection: e.env.nativeConnection,
-      namespace: 'default',
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      dataConverter: dataConverter(testPayloadKeys),
-      activities: createActivities({
+    const { taskQueue, worker } = await ownWorker(
+      'slots',
+      createActivities({
         stores: e.stores,
         processors: new ProcessorRegistry([paced]),
         alerts: async () => undefined,
       }),
-    });
+    );
     const handle = await e.client.workflow.start(configurationSyncWorkflow, {
       taskQueue,
       workflowId: `sync/${configuration.id}/${RUN_DATE}`,
@@ -525,15 +534,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
         (input: unknown, ...more: unknown[]) => (fn as (...a: unknown[]) => unknown)(blind(input), ...more),
       ]),
     );
-    const taskQueue = `${e.taskQueue}-earlier`;
-    const worker = await Worker.create({
-      connection: e.env.nativeConnection,
-      namespace: 'default',
-      taskQueue,
-      workflowBundle: await workflowBundle(),
-      dataConverter: dataConverter(testPayloadKeys),
-      activities: earlier,
-    });
+    const { taskQueue, worker } = await ownWorker('earlier', earlier);
     const result = await worker.runUntil(
       e.client.workflow.execute(configurationSyncWorkflow, {
         taskQueue,
