@@ -24,6 +24,8 @@ export interface ProcessSpec {
   user?: { uid: number; gid: number };
   /** The signal that asks for a clean, prompt stop (PostgreSQL: SIGINT, its "fast" shutdown). */
   stopSignal?: NodeJS.Signals;
+  /** Runs before every start, while nothing of the process runs (moto mends its recording). */
+  beforeStart?: () => void;
   /** Brings a restarted process back to where the first one was (moto replays its recording). */
   afterRestart?: () => Promise<void>;
 }
@@ -52,6 +54,11 @@ export class Supervised {
     const startedAt = Date.now();
     // The child writes its log file itself: through a pipe, it would die of SIGPIPE on its next
     // line once a killed supervisor's end of the pipe is gone.
+    try {
+      spec.beforeStart?.();
+    } catch (err) {
+      say(`${spec.name}: before start: ${(err as Error).message}`);
+    }
     const log = spec.logFile ? openSync(spec.logFile, 'a') : undefined;
     // Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
     const child = spawn(spec.command, spec.args, {

@@ -46,6 +46,16 @@ export function resolveMotoServer(): string | undefined {
   return isExecutable(local) ? local : findOnPath('moto_server');
 }
 
+/** The Python that runs moto_server (read from its `#!` line), so moto's modules import. */
+export function resolveMotoPython(): string | undefined {
+  const server = resolveMotoServer();
+  if (!server) return undefined;
+  const shebang = /^#!\s*(\S+)(?:\s+(\S+))?/.exec(readFileSync(server, 'utf8').split('\n', 1)[0]!);
+  if (!shebang) return undefined;
+  // `#!/usr/bin/env python3` names the interpreter second.
+  return shebang[1]!.endsWith('/env') ? shebang[2] : shebang[1];
+}
+
 function temporalVersion(path: string): string {
   const out = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 20_000 });
   const match = /temporal version (\S+)/.exec(out.stdout ?? '');

@@ -1,0 +1,29 @@
+"""moto_server for `espresso cluster`, with its request recorder made safe for concurrent requests.
+
+moto serves each request on a thread of its own, and its recorder appends a request to the
+recording in several writes. Two large requests at once (two workers writing run files) then
+interleave their lines, and the next start cannot replay the recording: moto answers HTTP 500 and
+everything recorded is lost. Here one lock lets one request at a time write its line whole.
+
+Run with the Python that has moto, with moto_server's arguments: python moto_server.py -H HOST -p PORT
+"""
+
+import sys
+import threading
+
+from moto.moto_api._internal.recorder.models import Recorder
+from moto.server import main
+
+_one_line_at_a_time = threading.Lock()
+_record = Recorder._record_request
+
+
+def _record_whole(self, *args, **kwargs):
+    with _one_line_at_a_time:
+        return _record(self, *args, **kwargs)
+
+
+Recorder._record_request = _record_whole
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
