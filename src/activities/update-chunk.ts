@@ -100,8 +100,16 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               follow,
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
-        // The chunk that ended before this one started may have just used this share.
-        share.pacing.takeOver();
+        // The chunk that ended before this one started may have just used this share. In a full
+        // window beside the export (afterExportWindow), the run's first `window` chunks take shares
+        // no chunk held: the export gave each up, lowering its pacing before it said the chunk
+        // file was final (and spacing 5% under the limit covers its last request at the old pace).
+        const freshShare =
+          input.besideExport &&
+          input.afterExportWindow !== undefined &&
+          chunk <= window &&
+          Context.current().info.attempt === 1;
+        if (!freshShare) share.pacing.takeOver();
 
         let group: Entry[] = [];
         let checked = Date.now();

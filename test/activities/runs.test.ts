@@ -854,6 +854,55 @@ describe('bounded failures and alerts that survive a crash', function () {
     }
   };
 
+  it('the first chunks beside the export send their first batch at once; a chunk taking over a share waits one of its intervals', async function () {
+    this.timeout(30_000);
+    // 10 requests a second, 4 at once: three chunks beside the export, 1 request a second each.
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 4, batchSize: 10 },
+    );
+    const slow = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const { configuration } = await e.connect(10);
+    await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
+    const runFolder = '2026-11-19';
+    const ids = Array.from({ length: 10 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    for (const chunk of [1, 4]) {
+      const chunkLines = ids.map((id) =>
+        JSON.stringify({ contactId: id, value: `value_${id}_00000${chunk}` }),
+      );
+      await e.stores.blobs.put(
+        runFiles.contacts(configuration.id, runFolder, chunk),
+        chunkLines.join('\n') + '\n',
+      );
+    }
+    const progress = { chunkCount: 4, contacts: 40, alreadySet: 0 };
+    await e.stores.blobs.put(runFiles.exportProgress(configuration.id, runFolder), JSON.stringify(progress));
+    // One batch each: how long from the activity's start to its end.
+    const timed = async (chunk: number) => {
+      const started = Date.now();
+      const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, {
+        configurationId: configuration.id,
+        runFolder,
+        chunk,
+        onlyPending: false,
+        window: 3,
+        besideExport: true,
+        afterExportWindow: 4,
+      })) as ChunkOutcome;
+      assert.equal(outcome.updated, 10);
+      return Date.now() - started;
+    };
+    const first = await timed(1);
+    assert.ok(first < 700, `the first chunk beside the export took ${first} ms for its one batch`);
+    // Chunk 4 beside an export that lets 3 run beside it holds the share one that ended held.
+    const later = await timed(4);
+    assert.ok(later >= 1_000, `chunk 4 sent its batch ${later} ms after it started`);
+  });
+
   it('a chunk written beside the export takes what the export gives back', async function () {
     this.timeout(30_000);
     // Once the export keeps 1 request a second, the chunk has 9.

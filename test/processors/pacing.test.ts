@@ -148,28 +148,36 @@ describe('client-side pacing', () => {
     }
   });
 
-  it('a pacer that grows keeps the old spacing for its next request, then spaces the others at the new rate', async function () {
-    this.timeout(10_000);
-    // One request a second, then ten. The request after the growth still waits its second: what
-    // the share's earlier holder sent leaves the ESP's window first (at once, it would be one over
-    // the limit in that window). The ones after it follow about 105 ms apart.
-    const pacer = new Pacer({ requests: 1, perMs: 1000 }, 1);
+  /** Starts of five requests: one, then four waiting while the pacer grows from `from` to `to` a second. */
+  async function startsAcrossGrowth(from: number, to: number): Promise<number[]> {
+    const pacer = new Pacer({ requests: from, perMs: 1000 }, 1);
     const starts: number[] = [];
     await pacer.run(async () => void starts.push(Date.now()));
     const waiting = Promise.all(
       Array.from({ length: 4 }, () => pacer.run(async () => void starts.push(Date.now()))),
     );
-    await new Promise((r) => setTimeout(r, 100));
-    pacer.reset({ requests: 10, perMs: 1000 }, 1);
+    await new Promise((r) => setTimeout(r, 50));
+    pacer.reset({ requests: to, perMs: 1000 }, 1);
     await waiting;
-    assert.ok(
-      starts[1]! - starts[0]! >= 1_000,
-      `the next request started ${starts[1]! - starts[0]!} ms later`,
-    );
-    assert.ok(starts[4]! - starts[1]! < 600, `the three after it took ${starts[4]! - starts[1]!} ms`);
-    for (let i = 2; i < starts.length; i++) {
-      assert.ok(starts[i]! - starts[i - 1]! >= 100, `requests ${starts[i]! - starts[i - 1]!} ms apart`);
+    return starts;
+  }
+
+  it('a pacer that grows keeps the old spacing for its next request, at most two new intervals, then spaces the others at the new rate', async function () {
+    this.timeout(10_000);
+    // One request a second, then ten (105 ms apart). The request after the growth waits two new
+    // intervals, not the old second: what the share's earlier holder sent leaves the ESP's
+    // window meanwhile. The ones after it follow at the new spacing.
+    const grown = await startsAcrossGrowth(1, 10);
+    const first = grown[1]! - grown[0]!;
+    assert.ok(first >= 209 && first < 600, `the next request started ${first} ms later`);
+    for (let i = 2; i < grown.length; i++) {
+      const gap = grown[i]! - grown[i - 1]!;
+      assert.ok(gap >= 104 && gap < 300, `requests ${gap} ms apart`);
     }
+    // Four a second, then five: the old spacing (262 ms) is shorter than two new ones (420 ms).
+    const little = await startsAcrossGrowth(4, 5);
+    assert.ok(little[1]! - little[0]! >= 261, `the next request started ${little[1]! - little[0]!} ms later`);
+    assert.ok(little[1]! - little[0]! < 400, `the next request started ${little[1]! - little[0]!} ms later`);
   });
 
   it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
