@@ -51,7 +51,7 @@ export class AccountShare {
     chunk?: number;
     /** 1/window of the account is its share (of what the export leaves, while beside it). */
     window: number;
-    beside?: { progressKey: string; after: number; exportKeeps: number };
+    beside?: { progressKey: string; after: number; exportKeeps: number; byChunkCount?: boolean };
     windowsKey?: string;
     lookedAt: number;
     looking: boolean;
@@ -176,7 +176,9 @@ export class AccountShare {
    * being the window the run counts it in from then on: `window`, or one more chunk than beside
    * the export when the run keeps it full (the export's slot is free). Before that it takes at most
    * 1/`after` of every limit, so however late it reads that the export has ended, it and the chunk
-   * the run starts in the export's place never add up to more than the account.
+   * the run starts in the export's place never add up to more than the account. With
+   * `byChunkCount`, once the export has ended, 1/(the chunk files it made) when that is fewer than
+   * `after`: no more chunks than that can be in flight (the run counts it so too).
    */
   static ofWindowBesideExport(
     deps: ActivityDeps,
@@ -187,6 +189,7 @@ export class AccountShare {
     owner?: LockOwner,
     after = window,
     follow?: FollowRun,
+    byChunkCount?: boolean,
   ) {
     const limits = processor.limits();
     const exportKeeps = exportFraction(limits) * limits.rate.requests;
@@ -196,7 +199,12 @@ export class AccountShare {
     share.following = {
       ...follow,
       window: w,
-      beside: { progressKey: exportProgressKey, after: a, exportKeeps },
+      beside: {
+        progressKey: exportProgressKey,
+        after: a,
+        exportKeeps,
+        ...(byChunkCount ? { byChunkCount } : {}),
+      },
       lookedAt: 0,
       looking: false,
     };
@@ -246,7 +254,7 @@ export class AccountShare {
     f: NonNullable<AccountShare['following']>,
     beside: NonNullable<NonNullable<AccountShare['following']>['beside']>,
   ): Promise<void> {
-    let saved: { ended?: unknown; exportKeeps?: unknown } = {};
+    let saved: { ended?: unknown; exportKeeps?: unknown; chunkCount?: unknown } = {};
     try {
       saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
     } catch (err) {
@@ -254,9 +262,14 @@ export class AccountShare {
       if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
     }
     if (saved.ended === true) {
+      const made = saved.chunkCount;
+      const window =
+        beside.byChunkCount && typeof made === 'number' && Number.isInteger(made) && made >= 1
+          ? Math.min(beside.after, made)
+          : beside.after;
       f.beside = undefined;
-      f.window = beside.after;
-      this.reshare(windowShare(this.processor, beside.after));
+      f.window = window;
+      this.reshare(windowShare(this.processor, window));
     } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
       beside.exportKeeps = saved.exportKeeps;
       this.reshare(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));

@@ -25,6 +25,11 @@ export interface UpdateChunkInput {
   besideExport?: boolean;
   /** Beside the export: the window the run counts this chunk in once the export has ended (default: window). */
   afterExportWindow?: number;
+  /**
+   * With afterExportWindow: the run counts this chunk in no larger a window than the chunk files
+   * the export made in all (no more can run at once), and so may it once the export has ended.
+   */
+  afterExportByChunkCount?: boolean;
   /** The run gives this chunk larger shares as others end (the run's chunk windows file). */
   followWindows?: boolean;
   /** The run's account lock (runs of earlier versions hold none). */
@@ -98,6 +103,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               input.lock,
               input.afterExportWindow,
               follow,
+              input.afterExportByChunkCount,
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
         // The chunk that ended before this one started may have just used this share. In a full

@@ -802,9 +802,11 @@ describe('bounded failures and alerts that survive a crash', function () {
     runFolder: string,
     then: Record<string, unknown>,
     windows?: { window: number; then: Record<string, number> },
+    /** One of 3 beside the export, 1/4 once it has ended (4 at once): 1 request a second beside it. */
+    fullWindow?: { afterExportByChunkCount?: boolean },
   ) => {
     // A window of 4 needs 4 at once for 1/4 of them to be one.
-    const concurrency = windows ? 4 : 2;
+    const concurrency = windows || fullWindow ? 4 : 2;
     const paced = new SandboxProcessor(
       { secrets: e.stores.secrets },
       { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency, batchSize: 10 },
@@ -834,7 +836,11 @@ describe('bounded failures and alerts that survive a crash', function () {
         runFolder,
         chunk: 1,
         onlyPending: false,
-        ...(windows ? { window: windows.window, followWindows: true } : { window: 1, besideExport: true }),
+        ...(windows
+          ? { window: windows.window, followWindows: true }
+          : fullWindow
+            ? { window: 3, besideExport: true, afterExportWindow: 4, ...fullWindow }
+            : { window: 1, besideExport: true }),
       });
       await new Promise((r) => setTimeout(r, 2_500));
       const changedAt = Date.now();
@@ -918,6 +924,22 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(before <= 30, `${before} contacts written in the second before the export ended`);
     // 10 batches a second at most now; 5 is more than the 2 it had, even on a loaded machine.
     assert.ok(after >= 50, `${after} contacts written in a second after the export ended`);
+  });
+
+  it('a chunk beside the export of a run that made fewer chunk files than may run at once takes 1/(chunk files) once it has ended; without the flag, 1/4', async function () {
+    this.timeout(60_000);
+    // The export made one chunk file: it is the only chunk, and takes the whole account (10 a second).
+    const counted = await besideTheExport(450, '2026-11-18', { ended: true }, undefined, {
+      afterExportByChunkCount: true,
+    });
+    assert.ok(
+      counted.before <= 30,
+      `${counted.before} contacts written in the second before the export ended`,
+    );
+    assert.ok(counted.after >= 50, `${counted.after} contacts written in a second after the export ended`);
+    // A run of an earlier version counts it as one of 4 (2 requests a second).
+    const uncounted = await besideTheExport(150, '2026-11-17', { ended: true }, undefined, {});
+    assert.ok(uncounted.after <= 30, `${uncounted.after} contacts written in a second: more than 1/4`);
   });
 
   it("a chunk given a larger share in its run's chunk windows file (others have ended) takes it", async function () {

@@ -210,6 +210,50 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     );
   });
 
+  it('counts a chunk beside the export, once it has ended, as one of the chunk files made when they are fewer than may run at once; the account answers no 429', async () => {
+    // 10 chunk updates at once at most, 40 requests a second, and a list of 3 or 4 chunk files.
+    const { configuration, list, account } = await e.connect(25_000);
+    account.settings.limits = { requestsPerSecond: 40, concurrency: 0 };
+    const paced = new SandboxProcessor(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 40, perMs: 1000 }, concurrency: 10, batchSize: 500 },
+    );
+    const activities = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([paced]),
+      alerts: async () => undefined,
+    });
+    const inputs: Array<Parameters<typeof activities.updateChunk>[0]> = [];
+    const { taskQueue, worker } = await ownWorker('counted', {
+      ...activities,
+      updateChunk: (input: Parameters<typeof activities.updateChunk>[0]) => {
+        inputs.push(input);
+        return activities.updateChunk(input);
+      },
+    });
+    const before = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    try {
+      const handle = await e.client.workflow.start(configurationSyncWorkflow, {
+        taskQueue,
+        workflowId: `sync/${configuration.id}/${RUN_DATE}`,
+        args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+      });
+      const result = await worker.runUntil(handle.result());
+      assert.equal(result.updated, 25_000);
+    } finally {
+      account.settings.limits = { requestsPerSecond: 0, concurrency: 0 };
+    }
+    assert.equal(list.conflicts.size, 0);
+    const beside = inputs.filter((i) => i.besideExport);
+    assert.ok(beside.length >= 1, JSON.stringify(inputs));
+    for (const input of beside) {
+      assert.equal(input.afterExportWindow, 10, JSON.stringify(input));
+      assert.equal(input.afterExportByChunkCount, true, JSON.stringify(input));
+    }
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - before;
+    assert.equal(answered429, 0, `${answered429} requests answered 429`);
+  });
+
   it('docs/runs.md, "Retries and deadlines": every activity of a run is bounded by time, not by attempts, as the table says', async () => {
     const { configuration } = await e.connect(300);
     const handle = await run({ configurationId: configuration.id, runDate: '2026-11-27', mode: 'full' });

@@ -88,7 +88,13 @@ export async function updateOneChunk(
   { input, owner, progress }: SyncRun,
   s: RunState,
   chunk: number,
-  share: { window: number; besideExport?: boolean; afterExportWindow?: number; followWindows?: boolean },
+  share: {
+    window: number;
+    besideExport?: boolean;
+    afterExportWindow?: number;
+    afterExportByChunkCount?: boolean;
+    followWindows?: boolean;
+  },
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
     configurationId: input.configurationId,
@@ -98,6 +104,7 @@ export async function updateOneChunk(
     window: share.window,
     ...(share.besideExport ? { besideExport: true } : {}),
     ...(share.afterExportWindow ? { afterExportWindow: share.afterExportWindow } : {}),
+    ...(share.afterExportByChunkCount ? { afterExportByChunkCount: true } : {}),
     ...(share.followWindows ? { followWindows: true } : {}),
     lock: owner,
   });

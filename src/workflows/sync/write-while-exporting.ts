@@ -24,6 +24,12 @@ export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
  * 1/concurrency each. Older runs gave a chunk 1/(chunks known) and waited for one to end.
  */
 export const FULL_WINDOW_AFTER_EXPORT_PATCH = 'full-window-after-export';
+/**
+ * Runs with this marker (and the one above) count a chunk that was beside the export, once it has
+ * ended, in a window no larger than the chunk files the export made: a run of 5 chunk files on an
+ * account of 10 at once gives each 1/5 when the export ends, not 1/10 until chunks end.
+ */
+export const AFTER_EXPORT_BY_CHUNK_COUNT_PATCH = 'after-export-by-chunk-count';
 /** History events a chunk takes while the export runs (its watch, its update, their tasks). */
 const EVENTS_PER_CHUNK = 12;
 /** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
@@ -58,8 +64,12 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   const besideWindow = Math.max(1, concurrency - 1);
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   // A chunk's share while the export runs, and once it has ended.
-  const inFlight = new Map<number, { done: Promise<void>; share: number; after: number }>();
+  const inFlight = new Map<
+    number,
+    { done: Promise<void>; share: number; after: number; byChunkCount?: boolean }
+  >();
   const fullWindowAfter = patched(FULL_WINDOW_AFTER_EXPORT_PATCH);
+  const afterByChunkCount = fullWindowAfter && patched(AFTER_EXPORT_BY_CHUNK_COUNT_PATCH);
   let part: Promise<void> | undefined;
   let watch: { done: Promise<void> } | undefined;
   let dispatchFrom: number | undefined;
@@ -102,6 +112,9 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           s.maintenance = maintenance;
           s.durationsMs.maintenance = maintenanceMs ?? 0;
           s.durationsMs.export -= maintenanceMs ?? 0;
+          // The chunks beside it take 1/(chunk files made) once they read that it has ended.
+          const window = Math.max(1, Math.min(concurrency, manifest.chunkCount));
+          for (const c of inFlight.values()) if (c.byChunkCount) c.after = Math.max(c.after, 1 / window);
           delete progress.exporting;
           progress.contactsExported = manifest.contacts;
           progress.chunksTotal = manifest.chunkCount;
@@ -131,17 +144,24 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     // Beside the export in a full window, a chunk takes 1/concurrency once the export has ended:
     // the export's slot then goes to one more chunk.
     const after = besideExport && fullWindowAfter && window >= besideWindow ? concurrency : window;
+    const byChunkCount = after !== window && afterByChunkCount;
     const done = scope
       .run(() =>
         updateOneChunk(run, s, chunk, {
           window,
           besideExport,
           ...(after !== window ? { afterExportWindow: after } : {}),
+          ...(byChunkCount ? { afterExportByChunkCount: true } : {}),
           ...(fullWindowAfter ? { followWindows: true } : {}),
         }),
       )
       .finally(() => inFlight.delete(chunk));
-    inFlight.set(chunk, { done, share: 1 / window, after: 1 / after });
+    inFlight.set(chunk, {
+      done,
+      share: 1 / window,
+      after: 1 / after,
+      ...(byChunkCount ? { byChunkCount } : {}),
+    });
   };
 
   // Once the export has ended and every chunk is in flight, what a chunk that ends held goes to
