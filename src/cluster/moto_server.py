@@ -3,7 +3,8 @@
 moto serves each request on a thread of its own, and its recorder appends a request to the
 recording in several writes. Two large requests at once (two workers writing run files) then
 interleave their lines, and the next start cannot replay the recording: moto answers HTTP 500 and
-everything recorded is lost. Here one lock lets one request at a time write its line whole.
+everything recorded is lost. Here one lock lets one request at a time write its line whole, and
+reads (GET, HEAD) are not recorded at all.
 
 Run with the Python that has moto, with moto_server's arguments: python moto_server.py -H HOST -p PORT
 """
@@ -18,9 +19,13 @@ _one_line_at_a_time = threading.Lock()
 _record = Recorder._record_request
 
 
-def _record_whole(self, *args, **kwargs):
+def _record_whole(self, request, *args, **kwargs):
+    # Reads change nothing, so replaying them does nothing: leaving them out keeps the recording
+    # (and the next start's replay) to what changed state. Secrets Manager's reads are POSTs.
+    if request.method in ("GET", "HEAD"):
+        return None
     with _one_line_at_a_time:
-        return _record(self, *args, **kwargs)
+        return _record(self, request, *args, **kwargs)
 
 
 Recorder._record_request = _record_whole
