@@ -119,6 +119,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
 
         let group: Entry[] = [];
         let checked = Date.now();
+        /** The part files this attempt wrote, so the merge reads only those of earlier attempts. */
+        const saved = new Map<number, string>();
         const sendGroup = async (linesDone: number) => {
           // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
           // run that lost its account lock.
@@ -141,10 +143,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
           });
           progress.parts++;
-          await blobs.put(
-            runFiles.resultsPart(configurationId, runFolder, chunk, progress.parts),
-            lines.map((l) => JSON.stringify(l)).join('\n') + '\n',
-          );
+          const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+          await blobs.put(runFiles.resultsPart(configurationId, runFolder, chunk, progress.parts), text);
+          saved.set(progress.parts, text);
           progress.linesDone = linesDone;
           context.heartbeat(progress);
           group = [];
@@ -174,7 +175,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           clearInterval(beat);
           stopFollowing();
         }
-        const outcome = await mergeParts(configurationId, runFolder, chunk, progress.parts);
+        const outcome = await mergeParts(configurationId, runFolder, chunk, progress.parts, saved);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);
         for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
@@ -203,8 +204,17 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
     return updated;
   }
 
-  /** Joins the part files into the chunk's results file (then removes them) and counts outcomes. */
-  async function mergeParts(configurationId: string, runFolder: string, chunk: number, parts: number) {
+  /**
+   * Joins the part files into the chunk's results file (then removes them) and counts outcomes.
+   * `saved`: the parts this attempt wrote, by number, which it does not read again.
+   */
+  async function mergeParts(
+    configurationId: string,
+    runFolder: string,
+    chunk: number,
+    parts: number,
+    saved: Map<number, string>,
+  ) {
     const { blobs } = deps.stores;
     const resultsKey = runFiles.results(configurationId, runFolder, chunk);
     const partKeys = Array.from({ length: parts }, (_, i) =>
@@ -212,7 +222,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
     );
     let text: string;
     try {
-      const bodies = await Promise.all(partKeys.map(async (k) => (await blobs.get(k)).body.toString('utf8')));
+      const bodies = await Promise.all(
+        partKeys.map(async (k, i) => saved.get(i + 1) ?? (await blobs.get(k)).body.toString('utf8')),
+      );
       text = bodies.join('');
       await blobs.put(resultsKey, text, { contentType: 'application/x-ndjson' });
     } catch (err) {
