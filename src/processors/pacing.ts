@@ -11,7 +11,7 @@ const RECHECK_MS = 100;
 /**
  * After a rate grows, the next request keeps the old spacing, but waits no more than this many of
  * the new intervals: the old spacing of a chunk beside the export (a request a second) held each
- * chunk up to a second when the export ended (42.4 requests/s on one account, against 45.5 with
+ * chunk up to a second when the export ended (43.9 requests/s on one account, against 45.5 with
  * this); the new spacing at once put one request over the limit on the Iterable profile's 5
  * writes a second. docs/scale.md has the figures.
  */
