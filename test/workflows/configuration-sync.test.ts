@@ -67,7 +67,10 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     e.client.workflow.start(configurationSyncWorkflow, { taskQueue: e.taskQueue, workflowId, args: [input] });
 
   it('updates the first chunks while the export still lists the rest; every contact gets its chunk value once', async () => {
-    const { configuration, list } = await e.connect(45_000);
+    const { configuration, list, account } = await e.connect(45_000);
+    // 10 ms a request: the 45 pages take about half a second, long enough for the progress query
+    // (every 25 ms) to see chunk updates beside the listing on a loaded machine too.
+    account.settings.faults.latencyMs = 10;
     const handle = await run({ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' });
     // docs/runs.md, "In the Temporal Web UI": the `progress` query while the run goes on.
     const seen: SyncProgress[] = [];
