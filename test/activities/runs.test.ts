@@ -295,14 +295,10 @@ describe('run activities', function () {
   it('chunk updates that take over from one another on an account of 5 writes a second are never answered 429', async function () {
     this.timeout(30_000);
     // Batches of 10, paced for the account's 5 requests a second, as the Iterable profile's writes.
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 5, perMs: 1000 }, concurrency: 8, batchSize: 10 },
-    );
-    const limited = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
+    const limited = e.pacedActivities({
+      rateLimit: { requests: 5, perMs: 1000 },
+      concurrency: 8,
+      batchSize: 10,
     });
     const { configuration, account } = await e.connect(140);
     await new MockActivityEnvironment().run(limited.runMaintenance, configuration.id);
@@ -343,19 +339,10 @@ describe('run activities', function () {
    * parts and how many listing requests were answered 429.
    */
   const exportOnFivePagesASecond = async (runFolder: string, part: Partial<ExportPartInput>) => {
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      {
-        url: e.sandbox.url,
-        rateLimit: { requests: 1000, perMs: 1000 },
-        concurrency: 8,
-        listing: { requests: 5, perMs: 1000 },
-      },
-    );
-    const limited = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
+    const limited = e.pacedActivities({
+      rateLimit: { requests: 1000, perMs: 1000 },
+      concurrency: 8,
+      listing: { requests: 5, perMs: 1000 },
     });
     const { configuration, account } = await e.connect(20_000);
     account.settings.limits = {
@@ -756,15 +743,7 @@ describe('bounded failures and alerts that survive a crash', function () {
   it('an export beside chunk updates that lists slower than its share gives the rest to the chunks, which take it', async function () {
     this.timeout(60_000);
     // 50 requests a second, 10 at once: beside the chunks the export keeps 41 a second.
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 50, perMs: 1000 }, concurrency: 10 },
-    );
-    const slow = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
-    });
+    const slow = e.pacedActivities({ rateLimit: { requests: 50, perMs: 1000 }, concurrency: 10 });
     // A page at a time, each answered after 200 ms: about 5 pages a second.
     const { configuration, account } = await e.connect(30_000);
     account.settings.faults.latencyMs = 200;
@@ -807,15 +786,7 @@ describe('bounded failures and alerts that survive a crash', function () {
   ) => {
     // A window of 4 needs 4 at once for 1/4 of them to be one.
     const concurrency = windows || fullWindow ? 4 : 2;
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency, batchSize: 10 },
-    );
-    const slow = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
-    });
+    const slow = e.pacedActivities({ rateLimit: { requests: 10, perMs: 1000 }, concurrency, batchSize: 10 });
     const { configuration, list } = await e.connect(contacts);
     await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
     const ids = Array.from({ length: contacts }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
@@ -863,14 +834,10 @@ describe('bounded failures and alerts that survive a crash', function () {
   it('the first chunks beside the export send their first batch at once; a chunk taking over a share waits one of its intervals', async function () {
     this.timeout(30_000);
     // 10 requests a second, 4 at once: three chunks beside the export, 1 request a second each.
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 4, batchSize: 10 },
-    );
-    const slow = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
+    const slow = e.pacedActivities({
+      rateLimit: { requests: 10, perMs: 1000 },
+      concurrency: 4,
+      batchSize: 10,
     });
     const { configuration } = await e.connect(10);
     await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);

@@ -7,7 +7,8 @@ import type { PayloadKeys } from '../../src/codec';
 import { EspMetrics } from '../../src/metrics';
 import type { BaseProcessor } from '../../src/processors/base-processor';
 import { EspHttp } from '../../src/processors/http';
-import { SandboxProcessor } from '../../src/processors/sandbox';
+import { SandboxProcessor, type SandboxProcessorOptions } from '../../src/processors/sandbox';
+import { createActivities } from '../../src/activities';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { runFiles } from '../../src/runs/files';
 import { SandboxState } from '../../src/sandbox/state';
@@ -132,6 +133,16 @@ export async function startEspresso(
     return { configuration, account, list: account.lists.get(listId)! };
   };
 
+  /** The activities with a Sandbox processor paced as `options` say (rate, concurrency, batch size), no alerts. */
+  const pacedActivities = (options: Omit<SandboxProcessorOptions, 'url'>) =>
+    createActivities({
+      stores,
+      processors: new ProcessorRegistry([
+        new SandboxProcessor({ secrets: stores.secrets }, { url: sandbox.url, ...options }),
+      ]),
+      alerts: async () => undefined,
+    });
+
   /** Every line of every chunk file of a run. */
   const chunkValues = async (configurationId: string, runFolder: string) => {
     const values = new Map<string, string>();
@@ -156,6 +167,7 @@ export async function startEspresso(
     metrics,
     taskQueue,
     connect,
+    pacedActivities,
     chunkValues,
     get worker() {
       return worker;

@@ -4,7 +4,6 @@ import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { dataConverter } from '../../src/codec';
 import { ProcessorRegistry } from '../../src/processors/registry';
-import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
@@ -139,17 +138,9 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     // 3 chunk updates at once at most, 40 requests a second: beside the export 2 chunks share
     // what it leaves, each far from done when it ends.
     const { configuration, list } = await e.connect(45_000);
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 40, perMs: 1000 }, concurrency: 3, batchSize: 500 },
-    );
     const { taskQueue, worker } = await ownWorker(
       'slots',
-      createActivities({
-        stores: e.stores,
-        processors: new ProcessorRegistry([paced]),
-        alerts: async () => undefined,
-      }),
+      e.pacedActivities({ rateLimit: { requests: 40, perMs: 1000 }, concurrency: 3, batchSize: 500 }),
     );
     const handle = await e.client.workflow.start(configurationSyncWorkflow, {
       taskQueue,
@@ -217,14 +208,10 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     // 10 chunk updates at once at most, 40 requests a second, and a list of 3 or 4 chunk files.
     const { configuration, list, account } = await e.connect(25_000);
     account.settings.limits = { requestsPerSecond: 40, concurrency: 0 };
-    const paced = new SandboxProcessor(
-      { secrets: e.stores.secrets },
-      { url: e.sandbox.url, rateLimit: { requests: 40, perMs: 1000 }, concurrency: 10, batchSize: 500 },
-    );
-    const activities = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([paced]),
-      alerts: async () => undefined,
+    const activities = e.pacedActivities({
+      rateLimit: { requests: 40, perMs: 1000 },
+      concurrency: 10,
+      batchSize: 500,
     });
     const inputs: Array<Parameters<typeof activities.updateChunk>[0]> = [];
     const { taskQueue, worker } = await ownWorker('counted', {
