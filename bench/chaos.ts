@@ -73,6 +73,7 @@ async function main(): Promise<void> {
   // Timed-out requests are abandoned after 2 s (production: 30 s), to keep the run short.
   const stack = await startStack({
     espTimeoutMs: 2_000,
+    serverDbFile: true,
     ...(options.cluster ? { cluster: { workers: workerCount, pacing: PACING } } : {}),
   });
   let exitCode = 0;

@@ -11,7 +11,7 @@ import { sandboxAdmin } from '../src/sandbox/admin';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import type { DailySummary } from '../src/workflows/daily-sync';
 import { benchDeps, prepare, sandboxJson } from './scenarios';
-import { ACCOUNTS, startStack, type SandboxAccountConfig, type Stack } from './stack';
+import { ACCOUNTS, startStack, type SandboxAccountConfig, type Stack, type Topology } from './stack';
 
 type Say = (msg: string) => void;
 const RUN_DATE = '2026-01-01';
@@ -59,10 +59,13 @@ export async function pacing(
   workers: number,
   configurations: number,
   contacts: number,
-  cluster = false,
+  { cluster, serverDbFile }: Topology = {},
 ): Promise<PacingFigures> {
   const limit = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
-  const stack = await startStack(cluster ? { cluster: { workers, pacing: limit } } : {});
+  const stack = await startStack({
+    serverDbFile,
+    ...(cluster ? { cluster: { workers, pacing: limit } } : {}),
+  });
   try {
     const deps = benchDeps(stack, limit);
     const prepared = [];
@@ -116,7 +119,7 @@ export async function pacing(
  */
 export async function fleetRun(
   say: Say,
-  options: { size: number; workers: number; concurrency?: number; large?: number; cluster?: boolean },
+  options: { size: number; workers: number; concurrency?: number; large?: number } & Topology,
 ): Promise<FleetRunFigures & { smallSeconds: number; largeSeconds?: number }> {
   const SMALL = 2_000;
   const limits = { requestsPerSecond: 20, concurrency: 4 };
@@ -139,6 +142,7 @@ export async function fleetRun(
   const pacing = { rps: limits.requestsPerSecond, concurrency: limits.concurrency };
   const stack = await startStack({
     accounts,
+    serverDbFile: options.serverDbFile,
     ...(options.cluster ? { cluster: { workers: options.workers, pacing } } : {}),
   });
   try {

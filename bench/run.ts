@@ -1,6 +1,7 @@
 // `npm run bench [-- --json] [--contacts N] [--per-contact N] [--limited N] [--growth]`
 // Measures espresso's pipeline against the machine's own limit for the same ESP, then on ESP-like
-// limits (`--split-limit`, `--profiles`: only those). See docs/performance.md.
+// limits (`--split-limit`, `--profiles`: only those). See docs/performance.md. The dev server keeps
+// its state in memory, or in a SQLite file with `--server-db-file`.
 // `npm run bench -- --fleet [--json] [--fleet-size N] [--daily-concurrency N] [--cluster]`: the fleet
 // figures (docs/scale.md) instead; with --cluster on the production topology, 3 workers on one account.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -33,6 +34,10 @@ const options = new Command()
   .option('--daily-concurrency <n>', 'also run the fleet daily run with this concurrency', count)
   .option('--one-account', 'with --fleet: only the runs on one limited account (workers, sharedAccount)')
   .option('--cluster', 'with --fleet: run on `espresso cluster` (PostgreSQL, Temporal server, moto)')
+  .option(
+    '--server-db-file',
+    "keep the dev server's state in a SQLite file (as `npm start` does), not in memory",
+  )
   .option('--results-dir <dir>', 'where the JSON and SVG results go', join(projectRoot, 'bench', 'results'))
   .parse()
   .opts<{
@@ -51,6 +56,7 @@ const options = new Command()
     dailyConcurrency?: number;
     oneAccount?: boolean;
     cluster?: boolean;
+    serverDbFile?: boolean;
     resultsDir: string;
   }>();
 
@@ -62,14 +68,18 @@ const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS
 async function main(): Promise<void> {
   // Signals stop the bench stack (bench/stack.ts), not only the SDK's workers.
   Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  if (options.cluster && options.serverDbFile) {
+    throw new Error('--server-db-file is for the dev server: the cluster keeps its state in PostgreSQL');
+  }
   if (options.fleet) return fleetMain();
   if (options.cluster) throw new Error('--cluster runs only the fleet benchmark: add --fleet');
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
-  const stack = await startStack({ accounts: limitedAccounts() });
+  const stack = await startStack({ accounts: limitedAccounts(), serverDbFile: options.serverDbFile });
   try {
     const only = options.splitLimit || options.profiles;
     const report: Report = {
       machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
+      topology: temporalTopology(),
       ...(only ? {} : await unlimited(stack)),
     };
     if (!only || options.splitLimit) {
@@ -152,27 +162,28 @@ async function unlimited(stack: Stack): Promise<Unlimited> {
 /** `--fleet`: one JSON object whose `fleet` key holds every figure (docs/scale.md). */
 async function fleetMain(): Promise<void> {
   const cluster = Boolean(options.cluster);
+  const topology = { cluster, serverDbFile: options.serverDbFile };
   say(`fleet benchmark${cluster ? ' on the cluster' : ''} (${cpus().length} cores, Node ${process.version})`);
   const workers = [];
   // The cluster's pacing target is met with 3 workers (the topology's default).
   for (const w of cluster ? [3] : [1, 2, 4]) {
-    workers.push(await pacing(say, w, 1, options.fleetContacts, cluster));
+    workers.push(await pacing(say, w, 1, options.fleetContacts, topology));
     await settle();
   }
-  const sharedAccount = await pacing(say, cluster ? 3 : 2, 2, options.fleetContacts, cluster);
+  const sharedAccount = await pacing(say, cluster ? 3 : 2, 2, options.fleetContacts, topology);
   if (options.oneAccount) return report({ workers, sharedAccount });
   await settle();
-  const run = await fleetRun(say, { size: options.fleetSize, workers: 1, cluster });
+  const run = await fleetRun(say, { size: options.fleetSize, workers: 1, ...topology });
   await settle();
-  const runTwoWorkers = await fleetRun(say, { size: options.fleetSize, workers: 2, cluster });
+  const runTwoWorkers = await fleetRun(say, { size: options.fleetSize, workers: 2, ...topology });
   await settle();
-  const large = await fleetRun(say, { size: options.fleetSize, workers: 1, large: 500_000, cluster });
+  const large = await fleetRun(say, { size: options.fleetSize, workers: 1, large: 500_000, ...topology });
   const tuned = options.dailyConcurrency
     ? await fleetRun(say, {
         size: options.fleetSize,
         workers: 1,
         concurrency: options.dailyConcurrency,
-        cluster,
+        ...topology,
       })
     : undefined;
   const fleetRunFigures = ({
@@ -197,11 +208,17 @@ async function fleetMain(): Promise<void> {
   });
 }
 
+/** Where this run's Temporal ran, as its results file says. */
+function temporalTopology(): string {
+  if (options.cluster) return 'cluster';
+  return options.serverDbFile ? 'dev server, SQLite file' : 'dev server, in memory';
+}
+
 /** Writes the fleet figures to the results folder and prints them. */
 async function report(fleet: Record<string, unknown>): Promise<void> {
   const out = {
     machine: { cores: cpus().length, node: process.version, date: new Date().toISOString() },
-    topology: options.cluster ? 'cluster' : 'dev server',
+    topology: temporalTopology(),
     fleet,
   };
   const dir = options.resultsDir;
@@ -234,6 +251,7 @@ type Unlimited = {
 /** Without --split-limit or --profiles alone, every part. */
 type Report = Partial<Unlimited> & {
   machine: { cores: number; node: string; date: string };
+  topology: string;
   splitLimit?: Awaited<ReturnType<typeof splitLimit>>;
   profiles?: Array<Awaited<ReturnType<typeof profileRun>>>;
 };

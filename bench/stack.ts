@@ -37,6 +37,15 @@ export interface SandboxAccountConfig {
   settings?: SettingsChange;
 }
 
+/**
+ * Where a scenario's Temporal runs: the dev server keeping its state in memory (the default), the
+ * dev server on a SQLite file (`--server-db-file`), or `espresso cluster` (`--cluster`).
+ */
+export interface Topology {
+  cluster?: boolean;
+  serverDbFile?: boolean;
+}
+
 /** The cluster topology runs its own workers, started with the one pacing they all use. */
 export interface ClusterOption {
   workers: number;
@@ -44,17 +53,26 @@ export interface ClusterOption {
 }
 
 export async function startStack(
-  options: { espTimeoutMs?: number; accounts?: SandboxAccountConfig[]; cluster?: ClusterOption } = {},
+  options: {
+    espTimeoutMs?: number;
+    accounts?: SandboxAccountConfig[];
+    cluster?: ClusterOption;
+    /** The dev server keeps its state in a SQLite file (so `restartTemporal` can restart it). */
+    serverDbFile?: boolean;
+  } = {},
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
-  // A fresh database every run; its output goes to a log file so --json keeps stdout clean.
+  // A fresh server every run; its output goes to a log file so --json keeps stdout clean. It keeps
+  // its state in memory unless asked (or restarted): a Temporal cluster runs on machines of its own,
+  // and the dev server's SQLite file on these cores would be measured as espresso's time
+  // (docs/performance.md, "The Temporal server").
   const serverOptions = {
     cli: resolveTemporalCli(),
     ip: '127.0.0.1',
     port: await freePort(),
     uiPort: await freePort(),
     namespace: 'default',
-    dbFile: join(dir, 'temporal.sqlite'),
+    ...(options.serverDbFile ? { dbFile: join(dir, 'temporal.sqlite') } : {}),
     logFile: join(dir, 'temporal.log'),
   };
   const topologyEnv = options.cluster ? await clusterEnv() : {};
@@ -212,6 +230,11 @@ export async function startStack(
     /** Stops the Temporal server and starts it again on the same port and database. */
     async restartTemporal() {
       if (cluster) return cluster.restartTemporal();
+      if (!options.serverDbFile) {
+        throw new Error(
+          'this stack keeps the dev server in memory: start it with serverDbFile to restart it',
+        );
+      }
       await server!.stop();
       server = await startDevServer(serverOptions);
     },

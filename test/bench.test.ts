@@ -47,6 +47,7 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
       '30',
     ]);
     assert.equal(report.contacts, 3000);
+    assert.equal(report.topology, 'dev server, in memory');
     for (const key of ['seconds', 'contactsPerSecond', 'maxHistoryEvents', 'peakWorkerRssMb']) {
       assert.equal(typeof report.pipeline[key], 'number', `pipeline.${key}`);
     }
@@ -78,8 +79,9 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
     }
   });
 
-  it('runs the split-limit scenario alone with --split-limit', async () => {
-    const report = await bench(['--split-limit', '--split-contacts', '1000']);
+  it('runs the split-limit scenario alone with --split-limit, and on a SQLite file with --server-db-file', async () => {
+    const report = await bench(['--split-limit', '--split-contacts', '1000', '--server-db-file']);
+    assert.equal(report.topology, 'dev server, SQLite file');
     assert.equal(report.splitLimit.contacts, 1000);
     assert.equal(report.pipeline, undefined);
     assert.equal(report.profiles, undefined);

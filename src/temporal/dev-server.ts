@@ -15,8 +15,8 @@ export interface DevServerOptions {
   port: number;
   uiPort: number;
   namespace: string;
-  /** SQLite file: state survives restarts. */
-  dbFile: string;
+  /** SQLite file: state survives restarts. Without one the server keeps its state in memory. */
+  dbFile?: string;
   logFile: string;
   /** The Web UI decodes encrypted payloads through this codec server. */
   uiCodecEndpoint?: string;
@@ -32,7 +32,8 @@ export interface DevServer {
 }
 
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
-  await mkdir(dirname(options.dbFile), { recursive: true });
+  if (options.dbFile) await mkdir(dirname(options.dbFile), { recursive: true });
+  const dbArgs = options.dbFile ? ['--db-filename', options.dbFile] : [];
   const address = `${options.ip}:${options.port}`;
   const codecArgs = options.uiCodecEndpoint ? ['--ui-codec-endpoint', options.uiCodecEndpoint] : [];
   if (options.cli.source === 'sdk-download') {
@@ -44,7 +45,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
         ui: true,
         uiPort: options.uiPort,
         namespace: options.namespace,
-        dbFilename: options.dbFile,
+        ...(options.dbFile ? { dbFilename: options.dbFile } : {}),
         extraArgs: codecArgs,
       },
     });
@@ -70,8 +71,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       String(options.uiPort),
       '--namespace',
       options.namespace,
-      '--db-filename',
-      options.dbFile,
+      ...dbArgs,
       '--log-level',
       'warn',
       '--ui-disable-news-fetch',
