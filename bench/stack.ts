@@ -63,9 +63,9 @@ export async function startStack(
 ) {
   const dir = await mkdtemp(join(tmpdir(), 'espresso-bench-'));
   // A fresh server every run; its output goes to a log file so --json keeps stdout clean. It keeps
-  // its state in memory unless asked (or restarted): a Temporal cluster runs on machines of its own,
-  // and the dev server's SQLite file on these cores would be measured as espresso's time
-  // (docs/performance.md, "The Temporal server").
+  // its state in memory unless `serverDbFile` asks for the file (a run that restarts it must): a
+  // Temporal cluster runs on machines of its own, and the dev server's SQLite file on these cores
+  // would be measured as espresso's time (docs/performance.md, "The Temporal server").
   const serverOptions = {
     cli: resolveTemporalCli(),
     ip: '127.0.0.1',
