@@ -32,6 +32,12 @@ export interface UpdateChunkInput {
   afterExportByChunkCount?: boolean;
   /** The run gives this chunk larger shares as others end (the run's chunk windows file). */
   followWindows?: boolean;
+  /**
+   * Started as the export ended, in the place the export held: a share no chunk held, and the
+   * export's last request came before it wrote its last files and ended, so the chunk need not
+   * wait one of its intervals first.
+   */
+  inExportPlace?: boolean;
   /** The run's account lock (runs of earlier versions hold none). */
   lock?: LockOwner;
 }
@@ -109,12 +115,13 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         // The chunk that ended before this one started may have just used this share. In a full
         // window beside the export (afterExportWindow), the run's first `window` chunks take shares
         // no chunk held: the export gave each up, lowering its pacing before it said the chunk
-        // file was final (and spacing 5% under the limit covers its last request at the old pace).
+        // file was final (and spacing 5% under the limit covers its last request at the old pace);
+        // so does the chunk that takes the export's place when it ends.
+        const firstAttempt = Context.current().info.attempt === 1;
         const freshShare =
-          input.besideExport &&
-          input.afterExportWindow !== undefined &&
-          chunk <= window &&
-          Context.current().info.attempt === 1;
+          firstAttempt &&
+          (input.inExportPlace ||
+            (input.besideExport && input.afterExportWindow !== undefined && chunk <= window));
         if (!freshShare) share.pacing.takeOver();
 
         let group: Entry[] = [];

@@ -876,6 +876,50 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(later >= 1_000, `chunk 4 sent its batch ${later} ms after it started`);
   });
 
+  it("the chunk that takes the export's place as it ends sends its first batch at once; one taking over from an ended chunk waits one of its intervals", async function () {
+    this.timeout(30_000);
+    // 4 requests a second, 4 at once: once the export has ended, each of 4 chunks has about 1 a second.
+    const slow = e.pacedActivities({
+      rateLimit: { requests: 4, perMs: 1000 },
+      concurrency: 4,
+      batchSize: 10,
+    });
+    const { configuration } = await e.connect(10);
+    await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
+    const runFolder = '2026-11-15';
+    const ids = Array.from({ length: 10 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    for (const chunk of [5, 6]) {
+      const chunkLines = ids.map((id) =>
+        JSON.stringify({ contactId: id, value: `value_${id}_00000${chunk}` }),
+      );
+      await e.stores.blobs.put(
+        runFiles.contacts(configuration.id, runFolder, chunk),
+        chunkLines.join('\n') + '\n',
+      );
+    }
+    const progress = { chunkCount: 6, contacts: 60, alreadySet: 0, ended: true };
+    await e.stores.blobs.put(runFiles.exportProgress(configuration.id, runFolder), JSON.stringify(progress));
+    // One batch each: how long from the activity's start to its end.
+    const timed = async (chunk: number, inExportPlace: boolean) => {
+      const started = Date.now();
+      const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, {
+        configurationId: configuration.id,
+        runFolder,
+        chunk,
+        onlyPending: false,
+        window: 4,
+        followWindows: true,
+        ...(inExportPlace ? { inExportPlace } : {}),
+      })) as ChunkOutcome;
+      assert.equal(outcome.updated, 10);
+      return Date.now() - started;
+    };
+    const inPlace = await timed(5, true);
+    assert.ok(inPlace < 700, `the chunk in the export's place took ${inPlace} ms for its one batch`);
+    const takingOver = await timed(6, false);
+    assert.ok(takingOver >= 1_000, `a chunk taking over sent its batch ${takingOver} ms after it started`);
+  });
+
   it('a chunk written beside the export takes what the export gives back', async function () {
     this.timeout(30_000);
     // Once the export keeps 1 request a second, the chunk has 9.

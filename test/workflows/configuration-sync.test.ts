@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { WorkflowFailedError } from '@temporalio/client';
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { dataConverter } from '../../src/codec';
@@ -185,6 +186,17 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const next = steps.slice(exportEnd + 1).find((st) => st.event.startsWith('updateChunk'));
     assert.equal(next?.event, 'updateChunk scheduled', `the slot the export left waited: ${trail}`);
     assert.equal(next?.chunks, 3, trail);
+    // That chunk, and no other, takes the export's place: it sends its first batch at once.
+    const [codec] = dataConverter(testPayloadKeys).payloadCodecs ?? [];
+    const inPlace: number[] = [];
+    for (const ev of (await handle.fetchHistory()).events ?? []) {
+      const a = ev.activityTaskScheduledEventAttributes;
+      if (a?.activityType?.name !== 'updateChunk') continue;
+      const [payload] = await codec!.decode(a.input!.payloads as Payload[]);
+      const given = defaultPayloadConverter.fromPayload<{ chunk: number; inExportPlace?: boolean }>(payload!);
+      if (given.inExportPlace) inPlace.push(given.chunk);
+    }
+    assert.equal(inPlace.length, 1, `chunks in the export's place: ${inPlace.join(', ')}`);
     // Once every chunk is in flight, the run tells those still writing their larger shares.
     const lastChunk = steps.map((st) => st.event).lastIndexOf('updateChunk scheduled');
     assert.ok(

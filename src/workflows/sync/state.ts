@@ -94,6 +94,7 @@ export async function updateOneChunk(
     afterExportWindow?: number;
     afterExportByChunkCount?: boolean;
     followWindows?: boolean;
+    inExportPlace?: boolean;
   },
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
@@ -106,6 +107,7 @@ export async function updateOneChunk(
     ...(share.afterExportWindow ? { afterExportWindow: share.afterExportWindow } : {}),
     ...(share.afterExportByChunkCount ? { afterExportByChunkCount: true } : {}),
     ...(share.followWindows ? { followWindows: true } : {}),
+    ...(share.inExportPlace ? { inExportPlace: true } : {}),
     lock: owner,
   });
   add(s.totals, outcome);

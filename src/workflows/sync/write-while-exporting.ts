@@ -73,6 +73,8 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   let part: Promise<void> | undefined;
   let watch: { done: Promise<void> } | undefined;
   let dispatchFrom: number | undefined;
+  /** The export has just ended in this history: the next chunk started takes its place. */
+  let exportPlaceFree = false;
   const exported = (chunkCount: number, contacts: number) => {
     if (s.manifest || chunkCount <= chunksKnown()) return;
     s.exported = { chunkCount, contacts };
@@ -116,6 +118,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           const window = Math.max(1, Math.min(concurrency, manifest.chunkCount));
           for (const c of inFlight.values()) if (c.byChunkCount) c.after = Math.max(c.after, 1 / window);
           delete progress.exporting;
+          exportPlaceFree = fullWindowAfter;
           progress.contactsExported = manifest.contacts;
           progress.chunksTotal = manifest.chunkCount;
         } else {
@@ -145,6 +148,8 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     // the export's slot then goes to one more chunk.
     const after = besideExport && fullWindowAfter && window >= besideWindow ? concurrency : window;
     const byChunkCount = after !== window && afterByChunkCount;
+    const inExportPlace = !besideExport && exportPlaceFree;
+    if (inExportPlace) exportPlaceFree = false;
     const done = scope
       .run(() =>
         updateOneChunk(run, s, chunk, {
@@ -153,6 +158,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           ...(after !== window ? { afterExportWindow: after } : {}),
           ...(byChunkCount ? { afterExportByChunkCount: true } : {}),
           ...(fullWindowAfter ? { followWindows: true } : {}),
+          ...(inExportPlace ? { inExportPlace } : {}),
         }),
       )
       .finally(() => inFlight.delete(chunk));
@@ -207,6 +213,8 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
         if (used + 1 / window > 1 + 1e-9) break;
         startChunk(work, s.nextChunk++, besideExport, window);
       }
+      // Only a chunk started as the export ends takes its place; a later one takes an ended chunk's.
+      exportPlaceFree = false;
       if (part && !watch && s.nextChunk > chunksKnown()) startWatch(work);
       shareOut();
       const running = [...inFlight.values()].map((c) => c.done);
