@@ -142,8 +142,16 @@ export class KitProcessor extends BaseProcessor {
     });
     if (rows.length === 0) return results;
     const kind = await this.kindOf(target);
-    const write = kind === 'oauth2' ? bulkWrite : putEach;
-    return [...results, ...(await write(kit(call, kind), target, rows))];
+    const send = kit(call, kind);
+    if (kind !== 'oauth2') return [...results, ...(await putEach(send, target, rows))];
+    // One look-up of the field per write (its batches share `call`), not one per batch: at 600
+    // requests a minute, a look-up per 100 rows would halve what is left for the rows.
+    let field = fieldLookups.get(call);
+    if (!field) {
+      field = findField(send, target.fieldName);
+      fieldLookups.set(call, field);
+    }
+    return [...results, ...(await bulkWrite(send, await field, rows))];
   }
 
   private async kindOf(target: P.ProcessorTarget): Promise<P.Credentials['kind']> {
@@ -152,6 +160,9 @@ export class KitProcessor extends BaseProcessor {
 }
 
 type Send = (request: EspRequest) => ReturnType<EspCall>;
+
+/** The field's look-up of each write in progress (a write's batches share its EspCall). */
+const fieldLookups = new WeakMap<EspCall, Promise<z.output<typeof customField> | undefined>>();
 
 /** Requests with Kit's 429 delay, counted against the API key's own limit when sent with one. */
 function kit(call: EspCall, kind: P.Credentials['kind']): Send {
@@ -180,8 +191,11 @@ async function findField(send: Send, key: string): Promise<z.output<typeof custo
  * Bulk update subscriber custom field values, at most 100 rows (answered at once). Failures are
  * matched to rows by value (unique per row): Kit answers a missing subscriber with a null id.
  */
-async function bulkWrite(send: Send, target: P.ProcessorTarget, rows: P.ContactUpdate[]) {
-  const field = await findField(send, target.fieldName);
+async function bulkWrite(
+  send: Send,
+  field: z.output<typeof customField> | undefined,
+  rows: P.ContactUpdate[],
+) {
   // Retried: the next maintenance re-creates a field deleted since this run's.
   if (!field) throw new TransientError('the Kit custom field is missing (deleted since maintenance?)');
   const { status, body } = await send({

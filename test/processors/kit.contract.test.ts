@@ -91,6 +91,8 @@ describe('Kit processor', function () {
       ].sort(),
     );
     assert.ok(since(from).every((r) => r.method !== 'PUT' && r.auth === 'oauth2'));
+    // The field is looked up once for the whole write, not once per batch.
+    assert.equal(since(from).filter((r) => r.method === 'GET' && r.path === '/v4/custom_fields').length, 1);
     assert.deepEqual(h.fake.problems, []);
   });
 
