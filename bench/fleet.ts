@@ -31,6 +31,11 @@ export interface PacingFigures {
   share429: number;
   acceptedPerSecond: number;
   limitRps: number;
+  /**
+   * Where the account waited (from the Sandbox's timeline of its requests): requests per half
+   * second from its first, all and listing pages alone, and the longest pause between two requests.
+   */
+  timeline: { perHalfSecond: number[]; listingPerHalfSecond: number[]; largestGapMs: number };
 }
 
 export interface FleetRunFigures {
@@ -98,6 +103,10 @@ export async function pacing(
     }
     const stats = (await sandboxJson<Record<string, AccountStats>>(stack, '/stats'))[ACCOUNTS.limited.id]!;
     const rejected = stats.byStatus['429'] ?? 0;
+    const timeline = await sandboxJson<{ at: number[]; kind: string[] }>(
+      stack,
+      `/stats/${ACCOUNTS.limited.id}/timeline`,
+    );
     return {
       workers,
       configurations,
@@ -106,10 +115,25 @@ export async function pacing(
       share429: round(rejected / Math.max(1, stats.requests), 4),
       acceptedPerSecond: round((stats.requests - rejected) / ((stats.lastAt - stats.firstAt) / 1000)),
       limitRps: limit.rps,
+      timeline: halfSeconds(timeline),
     };
   } finally {
     await stack.stop();
   }
+}
+
+/** A timeline of requests (ms after the first) as requests per half second, and its longest pause. */
+export function halfSeconds({ at, kind }: { at: number[]; kind: string[] }): PacingFigures['timeline'] {
+  const bins = Math.floor((at[at.length - 1] ?? 0) / 500) + 1;
+  const perHalfSecond = new Array<number>(bins).fill(0);
+  const listingPerHalfSecond = new Array<number>(bins).fill(0);
+  let largestGapMs = 0;
+  at.forEach((t, i) => {
+    perHalfSecond[Math.floor(t / 500)]!++;
+    if (kind[i] === 'listing') listingPerHalfSecond[Math.floor(t / 500)]!++;
+    if (i > 0) largestGapMs = Math.max(largestGapMs, t - at[i - 1]!);
+  });
+  return { perHalfSecond, listingPerHalfSecond, largestGapMs };
 }
 
 /**

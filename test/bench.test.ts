@@ -100,6 +100,15 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
       assert.equal(figures.contacts, 2000);
       assert.equal(figures.limitRps, 50);
       assert.ok(figures.share429 <= 0.01, `${figures.share429} of requests answered 429`);
+      // The account's timeline holds every request, the listing pages among them.
+      const { perHalfSecond, listingPerHalfSecond, largestGapMs } = figures.timeline;
+      const sum = (bins: number[]) => bins.reduce((a, b) => a + b, 0);
+      assert.equal(sum(perHalfSecond), figures.requests);
+      assert.ok(
+        sum(listingPerHalfSecond) >= figures.configurations,
+        `${sum(listingPerHalfSecond)} listing pages`,
+      );
+      assert.ok(largestGapMs > 0 && largestGapMs < 10_000, `largest gap ${largestGapMs} ms`);
     }
   });
 });

@@ -5,7 +5,7 @@ import { Router } from 'express';
 import { adminAccount, adminList } from './admin-routes';
 import { HttpError, route, STREAMED, type RouteContext } from './http';
 import { SandboxList, type SandboxState } from './state';
-import type { SandboxStats } from './stats';
+import { statsSummary, type SandboxStats } from './stats';
 
 export function inspectionRoutes(state: SandboxState, stats: Map<string, SandboxStats>): Router {
   const router = Router({ caseSensitive: true, strict: true });
@@ -15,7 +15,16 @@ export function inspectionRoutes(state: SandboxState, stats: Map<string, Sandbox
   );
   router.get(
     '/stats',
-    route(() => Object.fromEntries(stats)),
+    route(() => statsSummary(stats)),
+  );
+  router.get(
+    '/stats/:accountId/timeline',
+    route((ctx) => {
+      const s = stats.get(ctx.params.accountId!);
+      if (!s)
+        throw new HttpError(404, 'not_found', 'no request of that account counted since the last reset');
+      return s.timeline;
+    }),
   );
   router.get(
     '/accounts/:accountId/oauth',
