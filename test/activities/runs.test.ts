@@ -831,19 +831,26 @@ describe('bounded failures and alerts that survive a crash', function () {
     }
   };
 
-  it('the first chunks beside the export send their first batch at once; a chunk taking over a share waits one of its intervals', async function () {
-    this.timeout(30_000);
-    // 10 requests a second, 4 at once: three chunks beside the export, 1 request a second each.
+  /**
+   * One batch of 10 contacts in each of the run's chunk files `chunks`, on an account of `rps`
+   * requests a second, 4 at once, whose export's progress file says `progress`. Returns how long
+   * one chunk update takes from its start to its end, given the rest of its input.
+   */
+  const oneBatchChunks = async (
+    rps: number,
+    runFolder: string,
+    chunks: number[],
+    progress: Record<string, unknown>,
+  ) => {
     const slow = e.pacedActivities({
-      rateLimit: { requests: 10, perMs: 1000 },
+      rateLimit: { requests: rps, perMs: 1000 },
       concurrency: 4,
       batchSize: 10,
     });
     const { configuration } = await e.connect(10);
     await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
-    const runFolder = '2026-11-19';
     const ids = Array.from({ length: 10 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    for (const chunk of [1, 4]) {
+    for (const chunk of chunks) {
       const chunkLines = ids.map((id) =>
         JSON.stringify({ contactId: id, value: `value_${id}_00000${chunk}` }),
       );
@@ -852,71 +859,49 @@ describe('bounded failures and alerts that survive a crash', function () {
         chunkLines.join('\n') + '\n',
       );
     }
-    const progress = { chunkCount: 4, contacts: 40, alreadySet: 0 };
     await e.stores.blobs.put(runFiles.exportProgress(configuration.id, runFolder), JSON.stringify(progress));
-    // One batch each: how long from the activity's start to its end.
-    const timed = async (chunk: number) => {
+    return async (chunk: number, input: Record<string, unknown>) => {
       const started = Date.now();
       const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, {
         configurationId: configuration.id,
         runFolder,
         chunk,
         onlyPending: false,
-        window: 3,
-        besideExport: true,
-        afterExportWindow: 4,
+        ...input,
       })) as ChunkOutcome;
       assert.equal(outcome.updated, 10);
       return Date.now() - started;
     };
-    const first = await timed(1);
+  };
+
+  it('the first chunks beside the export send their first batch at once; a chunk taking over a share waits one of its intervals', async function () {
+    this.timeout(30_000);
+    // 10 requests a second, 4 at once: three chunks beside the export, 1 request a second each.
+    const timed = await oneBatchChunks(10, '2026-11-19', [1, 4], {
+      chunkCount: 4,
+      contacts: 40,
+      alreadySet: 0,
+    });
+    const beside = { window: 3, besideExport: true, afterExportWindow: 4 };
+    const first = await timed(1, beside);
     assert.ok(first < 700, `the first chunk beside the export took ${first} ms for its one batch`);
     // Chunk 4 beside an export that lets 3 run beside it holds the share one that ended held.
-    const later = await timed(4);
+    const later = await timed(4, beside);
     assert.ok(later >= 1_000, `chunk 4 sent its batch ${later} ms after it started`);
   });
 
   it("the chunk that takes the export's place as it ends sends its first batch at once; one taking over from an ended chunk waits one of its intervals", async function () {
     this.timeout(30_000);
     // 4 requests a second, 4 at once: once the export has ended, each of 4 chunks has about 1 a second.
-    const slow = e.pacedActivities({
-      rateLimit: { requests: 4, perMs: 1000 },
-      concurrency: 4,
-      batchSize: 10,
+    const timed = await oneBatchChunks(4, '2026-11-15', [5, 6], {
+      chunkCount: 6,
+      contacts: 60,
+      alreadySet: 0,
+      ended: true,
     });
-    const { configuration } = await e.connect(10);
-    await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
-    const runFolder = '2026-11-15';
-    const ids = Array.from({ length: 10 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    for (const chunk of [5, 6]) {
-      const chunkLines = ids.map((id) =>
-        JSON.stringify({ contactId: id, value: `value_${id}_00000${chunk}` }),
-      );
-      await e.stores.blobs.put(
-        runFiles.contacts(configuration.id, runFolder, chunk),
-        chunkLines.join('\n') + '\n',
-      );
-    }
-    const progress = { chunkCount: 6, contacts: 60, alreadySet: 0, ended: true };
-    await e.stores.blobs.put(runFiles.exportProgress(configuration.id, runFolder), JSON.stringify(progress));
-    // One batch each: how long from the activity's start to its end.
-    const timed = async (chunk: number, inExportPlace: boolean) => {
-      const started = Date.now();
-      const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, {
-        configurationId: configuration.id,
-        runFolder,
-        chunk,
-        onlyPending: false,
-        window: 4,
-        followWindows: true,
-        ...(inExportPlace ? { inExportPlace } : {}),
-      })) as ChunkOutcome;
-      assert.equal(outcome.updated, 10);
-      return Date.now() - started;
-    };
-    const inPlace = await timed(5, true);
+    const inPlace = await timed(5, { window: 4, followWindows: true, inExportPlace: true });
     assert.ok(inPlace < 700, `the chunk in the export's place took ${inPlace} ms for its one batch`);
-    const takingOver = await timed(6, false);
+    const takingOver = await timed(6, { window: 4, followWindows: true });
     assert.ok(takingOver >= 1_000, `a chunk taking over sent its batch ${takingOver} ms after it started`);
   });
 
