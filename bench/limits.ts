@@ -26,7 +26,7 @@ const SPLIT = {
 } as const;
 
 /**
- * Contacts per profile run: a bound of about 20-40 s on each (a run of about 45 s at most on this
+ * Contacts per profile run: a bound of about 20-40 s on each (a run of 47 s at most measured on this
  * machine), so every run ends within 60 s, and what a run costs once (its start, the writes after
  * the listing's last page) weighs little beside what it costs per contact (docs/performance.md).
  */
