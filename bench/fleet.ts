@@ -123,7 +123,7 @@ export async function pacing(
 }
 
 /** A timeline of requests (ms after the first) as requests per half second, and its longest pause. */
-export function halfSeconds({ at, kind }: { at: number[]; kind: string[] }): PacingFigures['timeline'] {
+function halfSeconds({ at, kind }: { at: number[]; kind: string[] }): PacingFigures['timeline'] {
   const bins = Math.floor((at[at.length - 1] ?? 0) / 500) + 1;
   const perHalfSecond = new Array<number>(bins).fill(0);
   const listingPerHalfSecond = new Array<number>(bins).fill(0);
