@@ -3,6 +3,7 @@
 // hands them out; docs/runs.md, "Shape", says why these sizes).
 import type { BaseProcessor } from '../processors/base-processor';
 import { wholeRequests, type AccountLimits, type Share } from '../processors/pacing';
+import { CHUNK_LINES } from '../runs/files';
 
 /** A share of an account: `fraction` of its rates, `slots` requests in flight. */
 export interface ShareOf {
@@ -69,20 +70,33 @@ export function windowShare(processor: BaseProcessor, window: number): ShareOf {
 const EXPORT_FIRST = 0.8;
 
 /**
+ * The part of a run's requests its listing sends, when the processor names its page size: pages
+ * per chunk file over pages and update requests per chunk file. SendGrid's Sandbox profile lists
+ * 1,000 contacts a page and writes a chunk file in one request: 10 of 11.
+ */
+export function listingDemand(limits: AccountLimits): number | undefined {
+  if (!limits.sizes) return undefined;
+  const pages = CHUNK_LINES / limits.sizes.page;
+  const writes = Math.ceil(CHUNK_LINES / limits.sizes.batch);
+  return pages / (pages + writes);
+}
+
+/**
  * The export's part of the limits every request counts against, while chunk updates run beside
- * it: EXPORT_FIRST, or less when the listing has a limit of its own that it could not go past
- * anyway (so the chunks get the rest, e.g. HubSpot's searches). Then rounded so that each of the chunks
- * beside it (at most chunksAtOnce - 1) has whole requests per window and the export the rest: each
- * holder's share is floored to whole requests (wholeRequests), and 10 requests a second shared by 9
- * chunks would be 1 each, 9 in all, where the export takes the one left over.
+ * it: EXPORT_FIRST, or the listing's part of the run's requests when that is more (the chunks
+ * beside it could not use theirs: listingDemand), or less when the listing has a limit of its own
+ * that it could not go past anyway (so the chunks get the rest, e.g. HubSpot's searches). Then
+ * rounded so that each of the chunks beside it (at most chunksAtOnce - 1) has whole requests per
+ * window and the export the rest: each holder's share is floored to whole requests
+ * (wholeRequests), and 10 requests a second shared by 9 chunks would be 1 each, 9 in all, where
+ * the export takes the one left over.
  */
 export function exportFraction(limits: AccountLimits): number {
   const perMs = (r: { requests: number; perMs: number }) => r.requests / r.perMs;
   const listing = Object.values(limits.extra ?? {}).filter((l) => l.for === 'listing');
+  const first = Math.max(EXPORT_FIRST, listingDemand(limits) ?? 0);
   const f =
-    listing.length === 0
-      ? EXPORT_FIRST
-      : Math.min(EXPORT_FIRST, Math.max(...listing.map(perMs)) / perMs(limits.rate));
+    listing.length === 0 ? first : Math.min(first, Math.max(...listing.map(perMs)) / perMs(limits.rate));
   const rate = limits.rate.requests;
   const beside = chunksAtOnce(limits) - 1;
   if (beside < 1) return f;

@@ -163,7 +163,12 @@ export abstract class BaseProcessor {
   /** The ESP account's limits, from the descriptor: what leases divide between callers. */
   limits(): AccountLimits {
     const d = this.descriptor;
-    return { concurrency: d.concurrency, rate: d.rateLimit, ...(d.limits ? { extra: d.limits } : {}) };
+    return {
+      concurrency: d.concurrency,
+      rate: d.rateLimit,
+      ...(d.limits ? { extra: d.limits } : {}),
+      ...(d.listPageSize ? { sizes: { page: d.listPageSize, batch: d.maxBatchSize } } : {}),
+    };
   }
 
   /**

@@ -144,6 +144,8 @@ export interface AccountLimits {
   rate: { requests: number; perMs: number };
   /** Endpoints the ESP limits on their own (HubSpot search, Iterable exports). */
   extra?: Record<string, NamedLimit>;
+  /** Contacts per listing page and per update request, when the processor lists in pages. */
+  sizes?: { page: number; batch: number };
 }
 
 /**

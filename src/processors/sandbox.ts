@@ -55,6 +55,7 @@ export class SandboxProcessor extends BaseProcessor {
       },
       apiKey: { label: 'Sandbox API key' },
       maxBatchSize: options.batchSize ?? 500,
+      listPageSize: options.pageSize ?? 1000,
       concurrency: options.concurrency,
       rateLimit: options.rateLimit,
       ...namedLimits(options),
@@ -113,7 +114,7 @@ export class SandboxProcessor extends BaseProcessor {
         method: 'GET',
         url: `/v1/lists/${list(target)}/contacts`,
         query: {
-          limit: this.options.pageSize ?? 1000,
+          limit: this.descriptor.listPageSize,
           cursor,
           empty: mode === 'incremental' ? target.fieldName : undefined,
         },

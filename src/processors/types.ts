@@ -9,6 +9,11 @@ export interface ProcessorDescriptor {
   apiKey?: ApiKeyDescriptor;
   /** Most contacts one update request may carry. */
   maxBatchSize: number;
+  /**
+   * Contacts per listing page, for processors that list in pages of a known size: with the batch
+   * size it says what part of a run's requests the listing sends (src/activities/share-sizes.ts).
+   */
+  listPageSize?: number;
   /** Most requests in flight at once per ESP account. */
   concurrency: number;
   /** Steady request rate per ESP account: `requests` every `perMs` milliseconds. */

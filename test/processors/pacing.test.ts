@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { Pacer, PacerSet } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
-import { chunksAtOnce, exportAllows, exportFraction } from '../../src/activities/share-sizes';
+import { chunksAtOnce, exportAllows, exportFraction, listingDemand } from '../../src/activities/share-sizes';
 import { sandboxHarness, startSandbox } from './sandbox-harness';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 
@@ -90,6 +90,23 @@ describe('client-side pacing', () => {
     // Small limits: each chunk one whole request, the export the rest, never none.
     assert.ok(
       Math.abs(exportFraction({ concurrency: 8, rate: { requests: 5, perMs: 1_000 } }) - 1 / 5) < 1e-9,
+    );
+    // SendGrid's Sandbox profile: 600 a minute; pages of 1,000 and a chunk file written in one
+    // request, so the listing sends 10 of every 11 requests: the export keeps 544 and each of the
+    // 7 chunks beside it 8 (with 0.8 it kept 481 and each chunk 17, which they hardly used).
+    const sendgrid = { concurrency: 8, rate: { requests: 600, perMs: 60_000 } };
+    assert.equal(listingDemand({ ...sendgrid, sizes: { page: 1_000, batch: 30_000 } }), 10 / 11);
+    assert.equal(exportFraction({ ...sendgrid, sizes: { page: 1_000, batch: 30_000 } }) * 600, 544);
+    assert.equal(exportFraction(sendgrid) * 600, 481);
+    // A listing that sends fewer requests than the writes keeps 0.8 all the same (the chunks wait
+    // on it): the bench's account lists 1,000 a page and writes 500 a request.
+    assert.equal(
+      exportFraction({
+        concurrency: 10,
+        rate: { requests: 50, perMs: 1_000 },
+        sizes: { page: 1_000, batch: 500 },
+      }),
+      41 / 50,
     );
     const exporter = new PacerSet(limits, { shared: f, listing: 1, writing: 0 }, 1);
     const chunks = [1, 2, 3].map(
