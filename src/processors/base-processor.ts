@@ -125,7 +125,8 @@ export abstract class BaseProcessor {
     target: ProcessorTarget,
     options: { dryRun?: boolean; pacing?: AccountPacing } = {},
   ): Promise<MaintenanceReport> {
-    const { credentials, refreshed } = await this.credentials(target);
+    // The daily check reads what the store holds now, never what this process read earlier.
+    const { credentials, refreshed } = await this.tokens.current(target, { fresh: true });
     const call = this.callFor(target, options.pacing);
     await shapeChecked(() => this.validateCredentials(call, credentials));
     const fieldCall: EspCall = options.dryRun
@@ -253,7 +254,7 @@ export abstract class BaseProcessor {
    * token near expiry first): InvalidCredentialsError when they do not.
    */
   async verifyCredentials(target: ProcessorTarget): Promise<AccountInfo> {
-    const { credentials } = await this.credentials(target);
+    const { credentials } = await this.tokens.current(target, { fresh: true });
     return shapeChecked(() => this.validateCredentials(this.callFor(target), credentials));
   }
 
@@ -309,17 +310,25 @@ export abstract class BaseProcessor {
           }, limit),
         pause: (ms: number) => account.pause(ms),
       };
-      const { credentials } = await this.credentials(target);
+      let { credentials } = await this.credentials(target);
       try {
         return await retryingTransient(() => this.send(credentials, base, request, { ...options, pacer }));
       } catch (err) {
-        if (
-          !(err instanceof InvalidCredentialsError) ||
-          credentials.kind !== 'oauth2' ||
-          !credentials.refreshToken
-        ) {
-          throw err;
+        if (!(err instanceof InvalidCredentialsError)) throw err;
+        let refused: unknown = err;
+        // Credentials read a while ago (CREDENTIALS_REUSE_MS) may have been replaced since: a
+        // reconnect, another process's refresh. The stored ones are tried before any refresh.
+        const latest = await this.tokens.loadCredentials(target);
+        if (JSON.stringify(latest) !== JSON.stringify(credentials)) {
+          credentials = latest;
+          try {
+            return await this.send(credentials, base, request, { ...options, pacer });
+          } catch (again) {
+            if (!(again instanceof InvalidCredentialsError)) throw again;
+            refused = again;
+          }
         }
+        if (credentials.kind !== 'oauth2' || !credentials.refreshToken) throw refused;
         const fresh = await this.tokens.refresh(target, credentials);
         return this.send(fresh, base, request, { ...options, pacer });
       }

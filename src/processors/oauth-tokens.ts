@@ -24,18 +24,38 @@ export interface OAuthTokensDeps {
   oauth: () => OAuthDescriptor;
 }
 
+/**
+ * A process's requests use credentials it read from the secret store this recently, rather than
+ * reading them once per ESP request (a Secrets Manager call each, paid for and in the listing's
+ * path). Replaced credentials (a reconnect, another process's refresh) are read again at the first
+ * 401 (BaseProcessor), and maintenance always reads the store.
+ */
+export const CREDENTIALS_REUSE_MS = 30_000;
+/** Past this many configurations read, the entries older than CREDENTIALS_REUSE_MS are dropped. */
+const CACHE_PRUNE_AT = 1_000;
+
 /** One ESP's credentials, per configuration. */
 export class OAuthTokens {
   private readonly refreshing = new Map<string, Promise<Credentials>>();
+  /** By credentials secret id: what the store held when this process last read or wrote it. */
+  private readonly recent = new Map<string, { credentials: Credentials; readAt: number }>();
 
   constructor(private readonly deps: OAuthTokensDeps) {}
 
   /**
-   * The stored credentials, refreshed first when an OAuth access token expires within the margin.
-   * Refresh is single-flight per configuration and the rotated tokens are saved before use.
+   * The stored credentials (read within CREDENTIALS_REUSE_MS, or read now with `fresh`), refreshed
+   * first when an OAuth access token expires within the margin. Refresh is single-flight per
+   * configuration and the rotated tokens are saved before use.
    */
-  async current(target: ProcessorTarget): Promise<{ credentials: Credentials; refreshed: boolean }> {
-    const stored = await this.loadCredentials(target);
+  async current(
+    target: ProcessorTarget,
+    options: { fresh?: boolean } = {},
+  ): Promise<{ credentials: Credentials; refreshed: boolean }> {
+    const kept = options.fresh ? undefined : this.recent.get(target.credentialsSecretId);
+    const stored =
+      kept && this.deps.now() - kept.readAt < CREDENTIALS_REUSE_MS
+        ? kept.credentials
+        : await this.loadCredentials(target);
     if (stored.kind !== 'oauth2' || !this.expiring(stored)) return { credentials: stored, refreshed: false };
     return { credentials: await this.refresh(target, stored), refreshed: true };
   }
@@ -104,6 +124,7 @@ export class OAuthTokens {
     const merged: Credentials =
       next.kind === 'oauth2' ? { ...next, refreshToken: next.refreshToken ?? latest.refreshToken } : next;
     await this.deps.secrets.put(target.credentialsSecretId, JSON.stringify(merged));
+    this.remember(target, merged);
     return merged;
   }
 
@@ -127,15 +148,31 @@ export class OAuthTokens {
     );
   }
 
-  private async loadCredentials(target: ProcessorTarget): Promise<Credentials> {
+  /** What the secret store holds now (and what this process's requests use from now on). */
+  async loadCredentials(target: ProcessorTarget): Promise<Credentials> {
     let raw: string;
     try {
       raw = await this.deps.secrets.get(target.credentialsSecretId);
     } catch (err) {
-      if (err instanceof NotFoundError) throw new InvalidCredentialsError('no credentials are stored');
+      if (err instanceof NotFoundError) {
+        this.recent.delete(target.credentialsSecretId);
+        throw new InvalidCredentialsError('no credentials are stored');
+      }
       throw err;
     }
-    return JSON.parse(raw) as Credentials;
+    const credentials = JSON.parse(raw) as Credentials;
+    this.remember(target, credentials);
+    return credentials;
+  }
+
+  private remember(target: ProcessorTarget, credentials: Credentials): void {
+    const now = this.deps.now();
+    if (this.recent.size >= CACHE_PRUNE_AT) {
+      for (const [id, entry] of this.recent) {
+        if (now - entry.readAt >= CREDENTIALS_REUSE_MS) this.recent.delete(id);
+      }
+    }
+    this.recent.set(target.credentialsSecretId, { credentials, readAt: now });
   }
 
   async tokenRequest(form: Record<string, string>): Promise<Credentials> {
