@@ -183,7 +183,7 @@ export async function startStack(
         throw new Error(`the cluster's workers are paced ${JSON.stringify(options.cluster!.pacing)}`);
       }
       const pid = await cluster.nextWorkerPid();
-      await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
+      await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000, { pid });
       return {
         pid,
         peakRssMb: () => vmHwmMb(pid),
@@ -203,7 +203,7 @@ export async function startStack(
     );
     children.add(child);
     child.once('exit', () => children.delete(child));
-    await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000);
+    await waitForWorker(env.connection, 'default', TASK_QUEUE, 120_000, { pid: child.pid });
     return {
       pid: child.pid!,
       /** Peak resident memory (VmHWM) in MB so far. */

@@ -126,9 +126,14 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
 
         let group: Entry[] = [];
         let checked = Date.now();
-        /** The part files this attempt wrote, so the merge reads only those of earlier attempts. */
-        const saved = new Map<number, string>();
-        const sendGroup = async (linesDone: number) => {
+        /** The parts of this attempt (text and counts), so the merge reads only those of earlier attempts. */
+        const saved = new Map<number, SavedPart>();
+        /**
+         * `last`: the chunk's last group. Its results go straight into the results file (mergeParts),
+         * not into a part file first: an attempt that stops before that file is written sends the
+         * group again, with the same values.
+         */
+        const sendGroup = async (linesDone: number, last = false) => {
           // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
@@ -149,13 +154,14 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
               : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
           });
-          progress.parts++;
           const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+          group = [];
+          if (last) return void saved.set(progress.parts + 1, { text, counts: countResults(lines) });
+          progress.parts++;
           await blobs.put(runFiles.resultsPart(configurationId, runFolder, chunk, progress.parts), text);
-          saved.set(progress.parts, text);
+          saved.set(progress.parts, { text, counts: countResults(lines) });
           progress.linesDone = linesDone;
           context.heartbeat(progress);
-          group = [];
         };
 
         // Alive even while a slow ESP answers; the details always say what is saved.
@@ -177,12 +183,12 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             );
             if (group.length >= groupSize) await sendGroup(lineNo);
           }
-          if (group.length) await sendGroup(lineNo);
+          if (group.length) await sendGroup(lineNo, true);
         } finally {
           clearInterval(beat);
           stopFollowing();
         }
-        const outcome = await mergeParts(configurationId, runFolder, chunk, progress.parts, saved);
+        const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);
         for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
@@ -212,50 +218,88 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
   }
 
   /**
-   * Joins the part files into the chunk's results file (then removes them) and counts outcomes.
-   * `saved`: the parts this attempt wrote, by number, which it does not read again.
+   * Joins the part files (and the last group's results, which have none) into the chunk's results
+   * file, then removes them, and counts outcomes. `saved`: this attempt's parts by number, which it
+   * does not read again; `partFiles`: how many part files the chunk's attempts wrote.
    */
   async function mergeParts(
     configurationId: string,
     runFolder: string,
     chunk: number,
-    parts: number,
-    saved: Map<number, string>,
+    saved: Map<number, SavedPart>,
+    partFiles: number,
   ) {
     const { blobs } = deps.stores;
     const resultsKey = runFiles.results(configurationId, runFolder, chunk);
-    const partKeys = Array.from({ length: parts }, (_, i) =>
+    const partKeys = Array.from({ length: partFiles }, (_, i) =>
       runFiles.resultsPart(configurationId, runFolder, chunk, i + 1),
     );
-    let text: string;
+    const parts = Math.max(partFiles, ...saved.keys());
+    let outcome: ChunkOutcome & { replaced: number };
     try {
       const bodies = await Promise.all(
-        partKeys.map(async (k, i) => saved.get(i + 1) ?? (await blobs.get(k)).body.toString('utf8')),
+        Array.from({ length: parts }, async (_, i) => {
+          const mine = saved.get(i + 1);
+          if (mine) return mine;
+          const text = (await blobs.get(partKeys[i]!)).body.toString('utf8');
+          return { text, counts: countResults(text.split('\n').flatMap(parseResult)) };
+        }),
       );
-      text = bodies.join('');
-      await blobs.put(resultsKey, text, { contentType: 'application/x-ndjson' });
+      await blobs.put(resultsKey, bodies.map((b) => b.text).join(''), {
+        contentType: 'application/x-ndjson',
+      });
+      outcome = bodies.reduce((sum, b) => addCounts(sum, b.counts), noOutcome(chunk));
     } catch (err) {
       // A retry after the merge already happened: the parts are (partly) gone, the results file is there.
       if (!(err instanceof NotFoundError)) throw err;
-      text = (await blobs.get(resultsKey)).body.toString('utf8');
+      const text = (await blobs.get(resultsKey)).body.toString('utf8');
+      outcome = addCounts(noOutcome(chunk), countResults(text.split('\n').flatMap(parseResult)));
     }
     await Promise.all(partKeys.map((k) => blobs.delete(k)));
-    const outcome: ChunkOutcome = { chunk, updated: 0, rejected: 0, rejectedByKind: {} };
-    let replaced = 0;
-    for (const raw of text.split('\n')) {
-      if (!raw) continue;
-      const line = JSON.parse(raw) as ResultLine;
-      if (line.status === 'updated') {
-        outcome.updated++;
-        if (line.previous !== undefined) replaced++;
-      } else {
-        outcome.rejected++;
-        const kind = rejectionKind(line.reason);
-        outcome.rejectedByKind[kind] = (outcome.rejectedByKind[kind] ?? 0) + 1;
-      }
-    }
-    return replaced ? { ...outcome, replaced } : outcome;
+    const { replaced, ...counts } = outcome;
+    return replaced ? { ...counts, replaced } : counts;
   }
+}
+
+/** A group's results as written, and what they count. */
+interface SavedPart {
+  text: string;
+  counts: ResultCounts;
+}
+
+type ResultCounts = Omit<ChunkOutcome, 'chunk'> & { replaced: number };
+
+function parseResult(raw: string): ResultLine[] {
+  return raw ? [JSON.parse(raw) as ResultLine] : [];
+}
+
+function countResults(lines: ResultLine[]): ResultCounts {
+  const counts: ResultCounts = { updated: 0, rejected: 0, rejectedByKind: {}, replaced: 0 };
+  for (const line of lines) {
+    if (line.status === 'updated') {
+      counts.updated++;
+      if (line.previous !== undefined) counts.replaced++;
+    } else {
+      counts.rejected++;
+      const kind = rejectionKind(line.reason);
+      counts.rejectedByKind[kind] = (counts.rejectedByKind[kind] ?? 0) + 1;
+    }
+  }
+  return counts;
+}
+
+function noOutcome(chunk: number): ChunkOutcome & { replaced: number } {
+  return { chunk, updated: 0, rejected: 0, rejectedByKind: {}, replaced: 0 };
+}
+
+function addCounts<T extends ResultCounts>(sum: T, counts: ResultCounts): T {
+  sum.updated += counts.updated;
+  sum.rejected += counts.rejected;
+  sum.replaced += counts.replaced;
+  for (const [kind, n] of Object.entries(counts.rejectedByKind)) {
+    sum.rejectedByKind[kind] = (sum.rejectedByKind[kind] ?? 0) + n;
+  }
+  return sum;
 }
 
 function inactive(status: string): InactiveConfigurationError {

@@ -67,6 +67,53 @@ describe('run activities', function () {
     assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
+  it('a chunk whose last group was written but whose results file was not sends that group again with the same values', async () => {
+    const { configuration, list } = await e.connect(3_000);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    const resultsKey = runFiles.results(configuration.id, DATE, 1);
+    const { blobs } = e.stores;
+    const put = blobs.put.bind(blobs);
+    // The store fails the results file once: the attempt stops after its last group's writes.
+    let failed = false;
+    blobs.put = async (key, ...rest) => {
+      if (key === resultsKey && !failed) {
+        failed = true;
+        throw new Error('the blob store is unavailable');
+      }
+      return put(key, ...rest);
+    };
+    const input = { configurationId: configuration.id, runFolder: DATE, chunk: 1, onlyPending: false };
+    try {
+      const first = new MockActivityEnvironment();
+      let saved: unknown;
+      first.on('heartbeat', (d: unknown) => (saved = d));
+      await assert.rejects(first.run(activities.updateChunk, input));
+      // Its first group (2,000 lines) is saved in a part file; the last group (1,000) only in the ESP.
+      assert.deepEqual(saved, { linesDone: 2_000, parts: 1 });
+      assert.equal(list.writes, 3_000);
+      const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
+      const outcome = await retry.run(activities.updateChunk, input);
+      assert.deepEqual(outcome, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
+    } finally {
+      blobs.put = put;
+    }
+    assert.equal(list.writes, 4_000, 'the retry sent the last group again, and only it');
+    assert.equal(
+      list.conflicts.get(configuration.fieldName)?.size ?? 0,
+      0,
+      'a contact was written two values',
+    );
+    const results = (await blobs.get(resultsKey)).body.toString().trim().split('\n');
+    assert.deepEqual(
+      results.map((l) => (JSON.parse(l) as { contactId: string }).contactId),
+      ids,
+      'every line once, in chunk order',
+    );
+    assert.deepEqual(await blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
+  });
+
   it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
     const { configuration, list } = await e.connect(10);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
