@@ -128,6 +128,8 @@ describe('run activities', function () {
       '',
       JSON.stringify({ contactId: 'ct_0000007', value: 'short' }),
       good[2],
+      JSON.stringify({ contactId: '', value: 'x' }),
+      JSON.stringify({ contactId: 'ct_0000008', value: 'x', previous: 5 }),
     ].join('\n');
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), chunk + '\n');
     const outcome: ChunkOutcome = await new MockActivityEnvironment().run(activities.updateChunk, {
@@ -137,8 +139,8 @@ describe('run activities', function () {
       onlyPending: false,
     });
     assert.equal(outcome.updated, 3);
-    assert.equal(outcome.rejected, 5);
-    assert.deepEqual(outcome.rejectedByKind, { 'corrupt chunk line': 4, 'invalid value': 1 });
+    assert.equal(outcome.rejected, 7);
+    assert.deepEqual(outcome.rejectedByKind, { 'corrupt chunk line': 6, 'invalid value': 1 });
     const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
       .toString()
       .trim()
@@ -149,6 +151,9 @@ describe('run activities', function () {
     assert.match(results[3].reason, /corrupt chunk line: value: /);
     assert.equal(results[3].contactId, 'ct_0000005');
     assert.match(results[4].reason, /longer than 1000 characters/);
+    assert.match(results[8].reason, /corrupt chunk line: contactId: /);
+    assert.match(results[9].reason, /corrupt chunk line: previous: /);
+    assert.equal(results[9].contactId, 'ct_0000008');
     assert.equal(list.writes, 3);
   });
 
