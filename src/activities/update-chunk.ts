@@ -235,29 +235,28 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
       runFiles.resultsPart(configurationId, runFolder, chunk, i + 1),
     );
     const parts = Math.max(partFiles, ...saved.keys());
-    let outcome: ChunkOutcome & { replaced: number };
+    let counts: ResultCounts;
     try {
       const bodies = await Promise.all(
         Array.from({ length: parts }, async (_, i) => {
           const mine = saved.get(i + 1);
           if (mine) return mine;
           const text = (await blobs.get(partKeys[i]!)).body.toString('utf8');
-          return { text, counts: countResults(text.split('\n').flatMap(parseResult)) };
+          return { text, counts: countText(text) };
         }),
       );
       await blobs.put(resultsKey, bodies.map((b) => b.text).join(''), {
         contentType: 'application/x-ndjson',
       });
-      outcome = bodies.reduce((sum, b) => addCounts(sum, b.counts), noOutcome(chunk));
+      counts = bodies.reduce((sum, b) => addCounts(sum, b.counts), countResults([]));
     } catch (err) {
       // A retry after the merge already happened: the parts are (partly) gone, the results file is there.
       if (!(err instanceof NotFoundError)) throw err;
-      const text = (await blobs.get(resultsKey)).body.toString('utf8');
-      outcome = addCounts(noOutcome(chunk), countResults(text.split('\n').flatMap(parseResult)));
+      counts = countText((await blobs.get(resultsKey)).body.toString('utf8'));
     }
     await Promise.all(partKeys.map((k) => blobs.delete(k)));
-    const { replaced, ...counts } = outcome;
-    return replaced ? { ...counts, replaced } : counts;
+    const { replaced, ...outcome } = counts;
+    return replaced ? { chunk, ...outcome, replaced } : { chunk, ...outcome };
   }
 }
 
@@ -269,8 +268,9 @@ interface SavedPart {
 
 type ResultCounts = Omit<ChunkOutcome, 'chunk'> & { replaced: number };
 
-function parseResult(raw: string): ResultLine[] {
-  return raw ? [JSON.parse(raw) as ResultLine] : [];
+/** What the result lines of a part or results file count. */
+function countText(text: string): ResultCounts {
+  return countResults(text.split('\n').flatMap((raw) => (raw ? [JSON.parse(raw) as ResultLine] : [])));
 }
 
 function countResults(lines: ResultLine[]): ResultCounts {
@@ -288,11 +288,7 @@ function countResults(lines: ResultLine[]): ResultCounts {
   return counts;
 }
 
-function noOutcome(chunk: number): ChunkOutcome & { replaced: number } {
-  return { chunk, updated: 0, rejected: 0, rejectedByKind: {}, replaced: 0 };
-}
-
-function addCounts<T extends ResultCounts>(sum: T, counts: ResultCounts): T {
+function addCounts(sum: ResultCounts, counts: ResultCounts): ResultCounts {
   sum.updated += counts.updated;
   sum.rejected += counts.rejected;
   sum.replaced += counts.replaced;
