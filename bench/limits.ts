@@ -5,6 +5,7 @@
 import { clientLimitsOf, PROFILE_NAMES, SANDBOX_PROFILES, type ProfileName } from '../src/sandbox/profiles';
 import type { SettingsChange } from '../src/sandbox/settings';
 import type { AccountSettings, RequestLimit } from '../src/sandbox/account-settings';
+import { PAGES_AT_ONCE } from '../src/activities/share-sizes';
 import { pipeline } from './scenarios';
 import type { SandboxAccountConfig, Stack } from './stack';
 
@@ -110,7 +111,8 @@ export async function profileRun(stack: Stack, profile: ProfileName, contacts: n
 /**
  * The least time `needed` requests can take on an account: the slowest of its limits (requests over
  * rate, or requests times mean latency over concurrency, for the shared limit and each endpoint's own)
- * and of the listing's cursor chain (one page after another, each taking the mean latency).
+ * and of the listing's chain of pages: a full run lists the Sandbox by offset, PAGES_AT_ONCE pages
+ * on their way at once, each taking the mean latency (one after another before 2026-12-05 11:00).
  */
 export function bound(
   settings: Pick<AccountSettings, 'limits'> & { faults: { latencyMs: number } },
@@ -130,7 +132,7 @@ export function bound(
     seconds(all, limits),
     seconds(needed.listing, limits.listing),
     seconds(needed.writing, limits.writing),
-    needed.listing * latency,
+    (needed.listing * latency) / PAGES_AT_ONCE,
   );
 }
 

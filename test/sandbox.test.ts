@@ -348,6 +348,37 @@ describe('Sandbox ESP', () => {
       assert.equal(((await broken.json()) as { error: { code: string } }).error.code, 'invalid_json');
     });
 
+    it('lists contacts by offset as by cursor, and refuses both at once or a bad offset', async () => {
+      type Page = { contacts: Array<{ id: string }>; next_cursor: string | null };
+      const page = async (query: string) => {
+        const res = await api(sandbox, `/v1/lists/list_newsletter/contacts?${query}`);
+        return { status: res.status, body: (await res.json()) as Page & { error?: { code: string } } };
+      };
+      const first = await page('limit=30');
+      const byCursor = await page(`limit=30&cursor=${first.body.next_cursor}`);
+      const byOffset = await page('limit=30&offset=30');
+      assert.equal(byOffset.status, 200);
+      assert.deepEqual(
+        byOffset.body.contacts.map((c) => c.id),
+        byCursor.body.contacts.map((c) => c.id),
+      );
+      assert.equal(byOffset.body.contacts[0]!.id, SandboxList.contactId(30));
+      // The list's last contacts, and past its end: no next page.
+      assert.equal((await page('limit=30&offset=90')).body.contacts.length, 10);
+      assert.equal((await page('limit=30&offset=90')).body.next_cursor, null);
+      assert.deepEqual((await page('limit=30&offset=500')).body, { contacts: [], next_cursor: null });
+      for (const bad of [
+        `offset=30&cursor=${first.body.next_cursor}`,
+        'offset=-1',
+        'offset=3.5',
+        'offset=x',
+      ]) {
+        const refused = await page(`limit=30&${bad}`);
+        assert.equal(refused.status, 400, bad);
+        assert.equal(refused.body.error?.code, 'invalid_offset', bad);
+      }
+    });
+
     it('answers 429 with Retry-After past the per-account request rate', async () => {
       sandbox.state.accounts.get('acct_demo')!.settings.limits.requestsPerSecond = 5;
       const statuses = await Promise.all(Array.from({ length: 8 }, () => api(sandbox, '/v1/account')));

@@ -56,7 +56,13 @@ export class AccountShare {
     chunk?: number;
     /** 1/window of the account is its share (of what the export leaves, while beside it). */
     window: number;
-    beside?: { progressKey: string; after: number; exportKeeps: number; byChunkCount?: boolean };
+    beside?: {
+      progressKey: string;
+      after: number;
+      exportKeeps: number;
+      byChunkCount?: boolean;
+      exportSlots: number;
+    };
     windowsKey?: string;
     lookedAt: number;
     looking: boolean;
@@ -69,6 +75,7 @@ export class AccountShare {
     keeps: number;
     allows: number;
     since: number;
+    slots: number;
     chunks?: { beside: number; made: number };
   };
 
@@ -125,8 +132,8 @@ export class AccountShare {
 
   /**
    * The export while chunk updates run beside it (dispatch while exporting): the whole of the
-   * listing limits, its part of the shared ones (exportFraction), and one request in flight (the
-   * listing reads one page at a time).
+   * listing limits, its part of the shared ones (exportFraction), and `slots` requests in flight
+   * (share-sizes.ts, exportSlots: one, or two pages on their way when the ESP pages by offset).
    */
   static exportBesideChunks(
     deps: ActivityDeps,
@@ -137,12 +144,13 @@ export class AccountShare {
     keptBefore?: number,
     /** Runs whose chunks beside it each take 1/beside of what it leaves, and the chunk files made so far. */
     chunks?: { beside: number; made: number },
+    slots = 1,
   ) {
     const limits = processor.limits();
     const keeps = Math.min(exportFraction(limits) * limits.rate.requests, keptBefore ?? Infinity);
-    const side = { keeps, since: Date.now(), chunks, allows: 0 };
+    const side = { keeps, since: Date.now(), chunks, allows: 0, slots };
     side.allows = exportAllows(processor, side);
-    const share = new AccountShare(deps, processor, target, exportShare(limits, side.allows), owner);
+    const share = new AccountShare(deps, processor, target, exportShare(limits, side.allows, slots), owner);
     share.exportSide = side;
     return share;
   }
@@ -169,7 +177,7 @@ export class AccountShare {
     const allows = exportAllows(this.processor, side);
     if (allows < side.allows) {
       side.allows = allows;
-      this.reshare(exportShare(this.processor.limits(), allows));
+      this.reshare(exportShare(this.processor.limits(), allows, side.slots));
     }
     return side.keeps;
   }
@@ -183,7 +191,8 @@ export class AccountShare {
    * 1/`after` of every limit, so however late it reads that the export has ended, it and the chunk
    * the run starts in the export's place never add up to more than the account. With
    * `byChunkCount`, once the export has ended, 1/(the chunk files it made) when that is fewer than
-   * `after`: no more chunks than that can be in flight (the run counts it so too).
+   * `after`: no more chunks than that can be in flight (the run counts it so too). The export
+   * holds `exportSlots` of the account's slots meanwhile.
    */
   static ofWindowBesideExport(
     deps: ActivityDeps,
@@ -195,12 +204,19 @@ export class AccountShare {
     after = window,
     follow?: FollowRun,
     byChunkCount?: boolean,
+    exportSlots = 1,
   ) {
     const limits = processor.limits();
     const exportKeeps = exportFraction(limits) * limits.rate.requests;
-    const w = Math.max(1, Math.min(window, processor.descriptor.concurrency - 1));
+    const w = Math.max(1, Math.min(window, processor.descriptor.concurrency - exportSlots));
     const a = Number.isInteger(after) && after > w ? after : w;
-    const share = new AccountShare(deps, processor, target, besideShare(processor, w, exportKeeps, a), owner);
+    const share = new AccountShare(
+      deps,
+      processor,
+      target,
+      besideShare(processor, w, exportKeeps, a, exportSlots),
+      owner,
+    );
     share.following = {
       ...follow,
       window: w,
@@ -209,6 +225,7 @@ export class AccountShare {
         after: a,
         exportKeeps,
         ...(byChunkCount ? { byChunkCount } : {}),
+        exportSlots,
       },
       lookedAt: 0,
       looking: false,
@@ -277,7 +294,9 @@ export class AccountShare {
       this.reshare(windowShare(this.processor, window));
     } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
       beside.exportKeeps = saved.exportKeeps;
-      this.reshare(besideShare(this.processor, f.window, saved.exportKeeps, beside.after));
+      this.reshare(
+        besideShare(this.processor, f.window, saved.exportKeeps, beside.after, beside.exportSlots),
+      );
     }
   }
 

@@ -7,7 +7,7 @@ import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
 import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
-import { chunksAtOnce } from './share-sizes';
+import { chunksAtOnce, exportSlots, wholeWritingBeside } from './share-sizes';
 
 export interface RunContext {
   esp: string;
@@ -15,6 +15,17 @@ export interface RunContext {
   maintenance: boolean;
   /** From the ESP's descriptor: how many chunk updates to keep in flight (chunksAtOnce). */
   concurrency: number;
+  /**
+   * Requests the export keeps in flight beside chunk updates when more than one (share-sizes.ts,
+   * exportSlots): the run keeps that many fewer chunks beside it. Absent in runs of earlier versions.
+   */
+  exportSlots?: number;
+  /**
+   * The chunks beside the export share the whole of the account's writing limit (share-sizes.ts,
+   * wholeWritingBeside): none starts in the export's place when it ends, and the run keeps as
+   * many in flight to its end. Absent in runs of earlier versions.
+   */
+  wholeWritingBeside?: boolean;
   /** The run's folder: the one asked for, or one of its own when another run holds that one. */
   folder: string;
 }
@@ -122,13 +133,19 @@ export function createConfigurationActivities(deps: ActivityDeps) {
             throw new ConflictError('blob', runFiles.runRecord(input.configurationId, folder));
           }
         }
+        // An export that lists otherwise than the run's mode (a redispatch, incrementally; a dry run
+        // without the field, in full) uses no more slots than these, perhaps fewer.
+        const slots = exportSlots(processor, input.mode);
+        const limits = processor.limits();
         return {
           state: 'ready',
           context: {
             esp: configuration.esp,
             status: configuration.status,
             maintenance: configuration.maintenance,
-            concurrency: chunksAtOnce(processor.limits()),
+            concurrency: chunksAtOnce(limits),
+            ...(slots > 1 ? { exportSlots: slots } : {}),
+            ...(wholeWritingBeside(limits, chunksAtOnce(limits) - slots) ? { wholeWritingBeside: true } : {}),
             folder,
           },
         };

@@ -77,6 +77,11 @@ export interface Listing {
    * Only a part's chunks are written while the listing goes on, so only a part closes them by time.
    */
   stopAfterChunks?: number;
+  /**
+   * Pages on their way at once when the ESP pages by offset (processor.pageAfter): the listing
+   * then waits on the ESP's latency once per this many pages. 1 (default): one after another.
+   */
+  pagesAtOnce?: number;
   partStarted: number;
   /** The activities' clock (Date.now; tests drive it). */
   now: () => number;
@@ -173,18 +178,17 @@ export async function listIntoChunks(
     await share.check();
     return processor.listPage(target, at, mode, share.pacing);
   };
-  let ahead: Promise<ContactPage> | undefined;
+  const ahead = new PagesAhead(fetchPage, (at) => processor.pageAfter(at, mode), listing.pagesAtOnce ?? 1);
   try {
     const seen = await listing.seenSoFar();
     for (;;) {
-      const page = await (ahead ?? fetchPage(cursor));
+      const page = await ahead.next(cursor);
       // The page boundary, timed before the next page is asked for.
       const at = now();
-      // The next page is asked for at once, while this one is sorted and written: the listing
+      // The next pages are asked for at once, while this one is sorted and written: the listing
       // waits on the ESP's latency or its limit, not on both and the blob store too. (A part
-      // that ends here leaves it unread: one page per part, and a part is many chunks.)
-      ahead = page.nextCursor ? fetchPage(page.nextCursor) : undefined;
-      ahead?.catch(() => undefined); // awaited next, or at the end
+      // that ends here leaves them unread: a page or two per part, and a part is many chunks.)
+      ahead.askAfter(page.nextCursor);
       if (earlier) rememberEmpty(page.contacts, stillEmpty);
       const { fresh, found } = earlier
         ? { fresh: [], found: noCounts() }
@@ -230,9 +234,67 @@ export async function listIntoChunks(
     return { progress: chunks.committed, partEnded: false, seen };
   } finally {
     clearInterval(beat);
-    // A page asked for ahead and not needed (the part ended, or failed) ends before the part
+    // Pages asked for ahead and not needed (the part ended, or failed) end before the part
     // does: no request of this part outlives it.
-    await ahead?.catch(() => undefined);
+    await ahead.settled();
+  }
+}
+
+/**
+ * The pages a listing has asked for and not read yet, in order. With cursor chains one at a time
+ * (the page after the one just read); when the ESP pages by offset, up to `atOnce`, the later
+ * ones named before the earlier answer. A page that ends short (the list's end, or a list that
+ * changed) names a next page other than the one asked for: those asked after it are dropped
+ * (awaited at the end, never read) and the listing goes on from the page it named.
+ */
+class PagesAhead {
+  private asked: Array<{ cursor: string | undefined; page: Promise<ContactPage> }> = [];
+  private dropped: Array<Promise<unknown>> = [];
+
+  constructor(
+    private readonly fetch: (cursor: string | undefined) => Promise<ContactPage>,
+    private readonly after: (cursor: string | undefined) => string | undefined,
+    private readonly atOnce: number,
+  ) {}
+
+  /** The next page: the first asked for, or the one at `cursor` (and those after it) when none was. */
+  next(cursor: string | undefined): Promise<ContactPage> {
+    if (this.asked.length === 0) {
+      this.ask(cursor);
+      this.fill();
+    }
+    return this.asked.shift()!.page;
+  }
+
+  /** Asks for the page at `cursor` (the one the page just read names) and, by offset, those after it. */
+  askAfter(cursor: string | undefined): void {
+    if (cursor === undefined || this.asked[0]?.cursor !== cursor) this.drop();
+    if (cursor === undefined) return;
+    if (this.asked.length === 0) this.ask(cursor);
+    this.fill();
+  }
+
+  async settled(): Promise<void> {
+    this.drop();
+    await Promise.all(this.dropped);
+  }
+
+  private fill(): void {
+    while (this.asked.length < this.atOnce) {
+      const later = this.after(this.asked[this.asked.length - 1]!.cursor);
+      if (later === undefined) return;
+      this.ask(later);
+    }
+  }
+
+  private ask(cursor: string | undefined): void {
+    const page = this.fetch(cursor);
+    page.catch(() => undefined); // read next, or dropped and awaited at the end
+    this.asked.push({ cursor, page });
+  }
+
+  private drop(): void {
+    for (const { page } of this.asked.splice(0)) this.dropped.push(page.catch(() => undefined));
   }
 }
 

@@ -13,6 +13,7 @@ import { listIntoChunks } from './export-listing';
 import { mapFailures } from './failures';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
+import { exportSlotsGiven, PAGES_AT_ONCE } from './share-sizes';
 import type { SeenIds } from './seen-ids';
 
 export interface ExportInput {
@@ -52,6 +53,11 @@ export interface ExportPartInput extends ExportInput {
    * export leaves: until it has made that many chunk files, it uses the shares of the others.
    */
   chunksBeside?: number;
+  /**
+   * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): two pages
+   * on their way at once when the ESP pages by offset. Default one.
+   */
+  exportSlots?: number;
 }
 
 /** Where a part left the export: chunk files 1..chunkCount are final; or the finished export. */
@@ -90,6 +96,7 @@ export function createExportActivities(deps: ActivityDeps) {
         stopAfterChunks: given.retryOf ? undefined : given.stopAfterChunks,
         besideChunks: given.besideChunks,
         chunksBeside: given.chunksBeside,
+        exportSlots: given.exportSlots,
       });
     },
   };
@@ -104,7 +111,7 @@ export function createExportActivities(deps: ActivityDeps) {
    */
   async function runExport(
     given: ExportInput | WithEarlierFolderName<ExportInput>,
-    part: { stopAfterChunks?: number; besideChunks?: boolean; chunksBeside?: number },
+    part: { stopAfterChunks?: number; besideChunks?: boolean; chunksBeside?: number; exportSlots?: number },
   ): Promise<ExportPartResult> {
     return mapFailures(async (): Promise<ExportPartResult> => {
       const input = withRunFolder(given);
@@ -142,7 +149,7 @@ export function createExportActivities(deps: ActivityDeps) {
         ? await new ExportFolder(blobs, input.configurationId, input.retryOf).notUpdated()
         : undefined;
       // The run holds the account: maintenance has it whole (no chunk runs before it); so has the
-      // listing, one request at a time, unless the run's chunk updates go on beside it.
+      // listing, unless the run's chunk updates go on beside it.
       const whole = AccountShare.whole(deps, processor, target, input.lock);
       await whole.check();
       if (input.maintain && !committed.maintenance) {
@@ -154,6 +161,7 @@ export function createExportActivities(deps: ActivityDeps) {
         committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
         context.heartbeat(committed);
       }
+      const slots = exportSlotsGiven(part.exportSlots);
       const share = part.besideChunks
         ? AccountShare.exportBesideChunks(
             deps,
@@ -164,6 +172,7 @@ export function createExportActivities(deps: ActivityDeps) {
             validBeside(part.chunksBeside)
               ? { beside: part.chunksBeside, made: committed.chunkCount }
               : undefined,
+            slots,
           )
         : whole;
       // Maintenance or the previous part may have just used the export's share.
@@ -198,6 +207,8 @@ export function createExportActivities(deps: ActivityDeps) {
           earlier,
           seenSoFar,
           stopAfterChunks: part.stopAfterChunks,
+          // By offset, as many pages on their way as the export has slots (two at most).
+          pagesAtOnce: share === whole ? PAGES_AT_ONCE : slots,
           partStarted,
           now,
         },

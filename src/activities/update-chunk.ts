@@ -10,6 +10,7 @@ import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
+import { exportSlotsGiven } from './share-sizes';
 
 export interface UpdateChunkInput {
   configurationId: string;
@@ -38,6 +39,8 @@ export interface UpdateChunkInput {
    * wait one of its intervals first.
    */
   inExportPlace?: boolean;
+  /** Beside the export: the requests it keeps in flight (share-sizes.ts, exportSlots; default one). */
+  exportSlots?: number;
   /** The run's account lock (runs of earlier versions hold none). */
   lock?: LockOwner;
 }
@@ -110,6 +113,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               input.afterExportWindow,
               follow,
               input.afterExportByChunkCount,
+              exportSlotsGiven(input.exportSlots),
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
         // The chunk that ended before this one started may have just used this share. In a full

@@ -154,6 +154,16 @@ export abstract class BaseProcessor {
   }
 
   /**
+   * When the ESP pages by offset in this mode, the cursor of the page after the one at `cursor`
+   * (undefined: the first page), known before that page answers: the export then asks for a
+   * page while the one before is still on its way (src/activities/export-listing.ts). Undefined
+   * when each page names the next (cursor chains, export jobs): those are asked one at a time.
+   */
+  pageAfter(_cursor: string | undefined, _mode: ListMode): string | undefined {
+    return undefined;
+  }
+
+  /**
    * The cursor of a listing's first page when the ESP lists through an export job (started now);
    * undefined otherwise. Pass it to listPage.
    */

@@ -188,6 +188,12 @@ export class MailchimpProcessor extends BaseProcessor {
     return page.length < PAGE ? { contacts } : { contacts, nextCursor: String(offset + page.length) };
   }
 
+  /** Offsets: the next page is known before this one answers. */
+  override pageAfter(cursor: string | undefined): string | undefined {
+    const offset = cursor ? Number(cursor) : 0;
+    return Number.isSafeInteger(offset) && offset >= 0 ? String(offset + PAGE) : undefined;
+  }
+
   /**
    * Batch subscribe with `update_existing`, no `status` and `status_if_new: "unsubscribed"` (the
    * reference requires one of the two on every row): existing members get the merge field and keep

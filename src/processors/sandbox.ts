@@ -100,12 +100,18 @@ export class SandboxProcessor extends BaseProcessor {
     return 'created';
   }
 
+  /**
+   * Incremental runs page with the Sandbox's cursor, which skips contacts that hold a value; full
+   * runs by offset (every contact, in the list's order), so the next page is known before this
+   * one answers (pageAfter). A cursor of an earlier version's full run is followed as a cursor.
+   */
   protected async fetchContactPage(
     call: EspCall,
     target: ProcessorTarget,
     cursor: string | undefined,
     mode: ListMode,
   ): Promise<ContactPage> {
+    const offset = mode === 'full' ? offsetIn(cursor) : undefined;
     const { body } = await call<{
       contacts: Array<{ id: string; fields: Record<string, string | null> }>;
       next_cursor: string | null;
@@ -115,19 +121,26 @@ export class SandboxProcessor extends BaseProcessor {
         url: `/v1/lists/${list(target)}/contacts`,
         query: {
           limit: this.descriptor.listPageSize,
-          cursor,
+          ...(offset === undefined ? { cursor } : { offset }),
           empty: mode === 'incremental' ? target.fieldName : undefined,
         },
       },
       this.limitOf('list'),
     );
+    const contacts = body.contacts.map((c) => ({
+      contactId: c.id,
+      currentValue: c.fields[target.fieldName] ?? undefined,
+    }));
+    if (!body.next_cursor) return { contacts };
     return {
-      contacts: body.contacts.map((c) => ({
-        contactId: c.id,
-        currentValue: c.fields[target.fieldName] ?? undefined,
-      })),
-      nextCursor: body.next_cursor ?? undefined,
+      contacts,
+      nextCursor: offset === undefined ? body.next_cursor : String(offset + contacts.length),
     };
+  }
+
+  override pageAfter(cursor: string | undefined, mode: ListMode): string | undefined {
+    const offset = mode === 'full' ? offsetIn(cursor) : undefined;
+    return offset === undefined ? undefined : String(offset + (this.descriptor.listPageSize ?? 1000));
   }
 
   protected async sendBatch(
@@ -160,6 +173,12 @@ function namedLimits(options: SandboxProcessorOptions): Pick<ProcessorDescriptor
   if (options.listing) limits.list = { ...options.listing, for: 'listing' };
   if (options.writing) limits.write = { ...options.writing, for: 'writing' };
   return Object.keys(limits).length ? { limits } : {};
+}
+
+/** The offset a full run's cursor names (none: the first page); undefined for a Sandbox cursor. */
+function offsetIn(cursor: string | undefined): number | undefined {
+  if (cursor === undefined) return 0;
+  return /^\d{1,15}$/.test(cursor) ? Number(cursor) : undefined;
 }
 
 function list(target: ProcessorTarget): string {

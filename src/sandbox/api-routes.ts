@@ -134,10 +134,17 @@ function listContacts(ctx: ApiContext) {
   }
   let start = 0;
   const cursor = ctx.query.get('cursor');
+  const offset = ctx.query.get('offset');
+  if (cursor && offset !== null)
+    throw new HttpError(400, 'invalid_offset', 'give cursor or offset, not both');
   if (cursor) {
     start = Number(Buffer.from(cursor, 'base64url').toString());
     if (!Number.isInteger(start) || start < 0)
       throw new HttpError(400, 'invalid_cursor', 'cursor is not valid');
+  }
+  if (offset !== null) {
+    start = /^\d{1,15}$/.test(offset) ? Number(offset) : -1;
+    if (start < 0) throw new HttpError(400, 'invalid_offset', 'offset must be a whole number of contacts');
   }
   const emptyValues = empty === null ? undefined : (target.values.get(empty) ?? []);
   const contacts = [];

@@ -20,13 +20,19 @@ describe('chunk files of an export, closed by size or by time', function () {
   });
   after(() => e.stop());
 
-  /** Activities whose ESP answers each page of 1,000 contacts `pageMs` after it is asked for. */
+  /**
+   * Activities whose ESP answers each page of 1,000 contacts `pageMs` after it is asked for, one
+   * page after another (no page asked for before the one before answers: export-pages.test.ts).
+   */
   const pagesTaking = (pageMs: number) => {
     let clock = Date.parse('2026-12-04T12:00:00Z');
     class Timed extends SandboxProcessor {
       override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
         clock += pageMs;
         return super.listPage(...args);
+      }
+      override pageAfter(): undefined {
+        return undefined;
       }
     }
     const processor = new Timed(

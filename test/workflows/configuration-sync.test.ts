@@ -256,6 +256,69 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal(answered429, 0, `${answered429} requests answered 429`);
   });
 
+  it('docs/runs.md: on an account that limits listing and writing apart, the export keeps three pages on their way and the five chunks beside it share all the writing; no 429, one value each', async () => {
+    // Listing 20 pages a second (three at once at most: a fourth would be answered 429), writing
+    // 40 batches a second, 8 requests in flight: 3 for the export, 5 chunks with 8 writes each.
+    const { configuration, list, account } = await e.connect(30_000);
+    account.settings.limits = {
+      requestsPerSecond: 0,
+      concurrency: 0,
+      listing: { requestsPerSecond: 20, concurrency: 3 },
+      writing: { requestsPerSecond: 40, concurrency: 0 },
+    };
+    account.settings.faults.latencyMs = 20;
+    const activities = e.pacedActivities({
+      rateLimit: { requests: 1000, perMs: 1000 },
+      concurrency: 8,
+      batchSize: 500,
+      listing: { requests: 20, perMs: 1000 },
+      writing: { requests: 40, perMs: 1000 },
+    });
+    const chunks: Array<Parameters<typeof activities.updateChunk>[0]> = [];
+    const parts: Array<Parameters<typeof activities.exportPart>[0]> = [];
+    const { taskQueue, worker } = await ownWorker('split', {
+      ...activities,
+      updateChunk: (input: Parameters<typeof activities.updateChunk>[0]) => {
+        chunks.push(input);
+        return activities.updateChunk(input);
+      },
+      exportPart: (input: Parameters<typeof activities.exportPart>[0]) => {
+        parts.push(input);
+        return activities.exportPart(input);
+      },
+    });
+    const before = e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0;
+    try {
+      const handle = await e.client.workflow.start(configurationSyncWorkflow, {
+        taskQueue,
+        workflowId: `sync/${configuration.id}/${RUN_DATE}`,
+        args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
+      });
+      const result = await worker.runUntil(handle.result());
+      assert.equal(result.updated, 30_000);
+    } finally {
+      account.settings.limits = { requestsPerSecond: 0, concurrency: 0 };
+      account.settings.faults.latencyMs = 0;
+    }
+    assert.equal(list.conflicts.size, 0);
+    assert.ok(parts.length >= 1 && parts.every((p) => p.exportSlots === 3), JSON.stringify(parts));
+    const beside = chunks.filter((c) => c.besideExport);
+    assert.ok(beside.length >= 1, JSON.stringify(chunks));
+    for (const c of beside) {
+      // 1/5 of the writing each, now and once the export has ended.
+      assert.equal(c.window, 5, JSON.stringify(c));
+      assert.equal(c.exportSlots, 3, JSON.stringify(c));
+      assert.equal(c.afterExportWindow, undefined, JSON.stringify(c));
+    }
+    // None takes the export's place, and no more than five write at once to the end.
+    assert.ok(
+      chunks.every((c) => !c.inExportPlace && (c.window ?? 0) <= 5 && (c.window ?? 0) >= 1),
+      JSON.stringify(chunks),
+    );
+    const answered429 = (e.sandbox.server.stats.get(account.id)?.byStatus['429'] ?? 0) - before;
+    assert.equal(answered429, 0, `${answered429} requests answered 429`);
+  });
+
   it('docs/runs.md, "Retries and deadlines": every activity of a run is bounded by time, not by attempts, as the table says', async () => {
     const { configuration } = await e.connect(300);
     const handle = await run({ configurationId: configuration.id, runDate: '2026-11-27', mode: 'full' });

@@ -95,6 +95,7 @@ export async function updateOneChunk(
     afterExportByChunkCount?: boolean;
     followWindows?: boolean;
     inExportPlace?: boolean;
+    exportSlots?: number;
   },
 ): Promise<void> {
   const outcome: ChunkOutcome = await updateChunk({
@@ -108,6 +109,7 @@ export async function updateOneChunk(
     ...(share.afterExportByChunkCount ? { afterExportByChunkCount: true } : {}),
     ...(share.followWindows ? { followWindows: true } : {}),
     ...(share.inExportPlace ? { inExportPlace: true } : {}),
+    ...(share.exportSlots ? { exportSlots: share.exportSlots } : {}),
     lock: owner,
   });
   add(s.totals, outcome);

@@ -30,6 +30,15 @@ export const FULL_WINDOW_AFTER_EXPORT_PATCH = 'full-window-after-export';
  * account of 10 at once gives each 1/5 when the export ends, not 1/10 until chunks end.
  */
 export const AFTER_EXPORT_BY_CHUNK_COUNT_PATCH = 'after-export-by-chunk-count';
+/**
+ * Runs with this marker follow what their context says of the export beside chunks: with more
+ * than one slot for it (an ESP that pages by offset: two pages on their way at once), that many
+ * fewer chunks beside it; where the chunks beside it share the whole of a writing limit
+ * (wholeWritingBeside), none starts in its place when it ends, and the run keeps that
+ * many chunks in flight to its end, each with the same share. Older runs kept concurrency - 1
+ * beside it and gave each 1/concurrency of the writing.
+ */
+export const EXPORT_BESIDE_PATCH = 'export-beside-by-context';
 /** History events a chunk takes while the export runs (its watch, its update, their tasks). */
 const EVENTS_PER_CHUNK = 12;
 /** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
@@ -61,15 +70,24 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     cancellationType: ActivityCancellationType.TRY_CANCEL,
   });
   const concurrency = s.context.concurrency;
-  const besideWindow = Math.max(1, concurrency - 1);
+  const fullWindowAfter = patched(FULL_WINDOW_AFTER_EXPORT_PATCH);
+  const afterByChunkCount = fullWindowAfter && patched(AFTER_EXPORT_BY_CHUNK_COUNT_PATCH);
+  const byContext =
+    fullWindowAfter &&
+    ((s.context.exportSlots ?? 1) > 1 || !!s.context.wholeWritingBeside) &&
+    patched(EXPORT_BESIDE_PATCH);
+  const exportSlots = byContext ? (s.context.exportSlots ?? 1) : 1;
+  // The export writes nothing: where writing has a limit of its own, the chunks beside it may share
+  // it all, and as many run after it (shares of one size: a chunk that ends leaves room for one).
+  const writingLimited = byContext && !!s.context.wholeWritingBeside;
+  const besideWindow = Math.max(1, concurrency - exportSlots);
+  const runWindow = writingLimited ? besideWindow : concurrency;
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   // A chunk's share while the export runs, and once it has ended.
   const inFlight = new Map<
     number,
     { done: Promise<void>; share: number; after: number; byChunkCount?: boolean }
   >();
-  const fullWindowAfter = patched(FULL_WINDOW_AFTER_EXPORT_PATCH);
-  const afterByChunkCount = fullWindowAfter && patched(AFTER_EXPORT_BY_CHUNK_COUNT_PATCH);
   let part: Promise<void> | undefined;
   let watch: { done: Promise<void> } | undefined;
   let dispatchFrom: number | undefined;
@@ -104,6 +122,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           ),
           besideChunks: true,
           ...(fullWindowAfter ? { chunksBeside: besideWindow } : {}),
+          ...(exportSlots > 1 ? { exportSlots } : {}),
         }),
       )
       .then((result) => {
@@ -115,10 +134,11 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           s.durationsMs.maintenance = maintenanceMs ?? 0;
           s.durationsMs.export -= maintenanceMs ?? 0;
           // The chunks beside it take 1/(chunk files made) once they read that it has ended.
-          const window = Math.max(1, Math.min(concurrency, manifest.chunkCount));
+          const window = Math.max(1, Math.min(runWindow, manifest.chunkCount));
           for (const c of inFlight.values()) if (c.byChunkCount) c.after = Math.max(c.after, 1 / window);
           delete progress.exporting;
-          exportPlaceFree = fullWindowAfter;
+          // Where the chunks beside it share the whole writing, the export leaves no place free.
+          exportPlaceFree = fullWindowAfter && !writingLimited;
           progress.contactsExported = manifest.contacts;
           progress.chunksTotal = manifest.chunkCount;
         } else {
@@ -145,8 +165,10 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     progress.phase = 'dispatch';
     dispatchFrom ??= Date.now();
     // Beside the export in a full window, a chunk takes 1/concurrency once the export has ended:
-    // the export's slot then goes to one more chunk.
-    const after = besideExport && fullWindowAfter && window >= besideWindow ? concurrency : window;
+    // the export's slots then go to more chunks. Not where writing is limited apart: the chunks
+    // beside the export hold all of it, and keep 1/window.
+    const after =
+      besideExport && fullWindowAfter && window >= besideWindow && !writingLimited ? concurrency : window;
     const byChunkCount = after !== window && afterByChunkCount;
     const inExportPlace = !besideExport && exportPlaceFree;
     if (inExportPlace) exportPlaceFree = false;
@@ -159,6 +181,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           ...(byChunkCount ? { afterExportByChunkCount: true } : {}),
           ...(fullWindowAfter ? { followWindows: true } : {}),
           ...(inExportPlace ? { inExportPlace } : {}),
+          ...(besideExport && exportSlots > 1 ? { exportSlots } : {}),
         }),
       )
       .finally(() => inFlight.delete(chunk));
@@ -179,7 +202,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   const shareOut = () => {
     if (!fullWindowAfter || sharing || !s.manifest || s.nextChunk <= s.manifest.chunkCount) return;
     const chunks = [...inFlight.values()];
-    const window = Math.min(concurrency, chunks.length);
+    const window = Math.min(runWindow, chunks.length);
     // Only when every chunk's share grows (never when one holds more than 1/window already).
     if (chunks.length === 0 || chunks.some((c) => c.after > 1 / window + 1e-9)) return;
     if (chunks.every((c) => c.after > 1 / window - 1e-9)) return;
@@ -208,7 +231,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
         const window =
           besideExport && fullWindowAfter
             ? besideWindow
-            : Math.max(1, Math.min(besideExport ? besideWindow : concurrency, waiting + inFlight.size));
+            : Math.max(1, Math.min(besideExport ? besideWindow : runWindow, waiting + inFlight.size));
         const used = [...inFlight.values()].reduce((sum, c) => sum + (s.manifest ? c.after : c.share), 0);
         if (used + 1 / window > 1 + 1e-9) break;
         startChunk(work, s.nextChunk++, besideExport, window);

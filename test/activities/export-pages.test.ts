@@ -1,0 +1,125 @@
+// Pages by offset: the export asks for the next page while the one before is still on its way
+// (src/activities/export-listing.ts), and a contact never gets two lines, whatever pages the ESP
+// answers. The Sandbox pages full runs by offset and incremental ones by its cursor.
+import { strict as assert } from 'node:assert';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../src/activities';
+import type { ExportPartResult } from '../../src/activities/export';
+import { ProcessorRegistry } from '../../src/processors/registry';
+import { SandboxProcessor } from '../../src/processors/sandbox';
+import type { ContactPage, ListMode } from '../../src/processors/types';
+import { startEspresso, type Espresso } from '../support/espresso';
+
+describe('an export that pages by offset', function () {
+  this.timeout(60_000);
+  let e: Espresso;
+  before(async () => {
+    e = await startEspresso();
+  });
+  after(() => e.stop());
+
+  /**
+   * Activities whose Sandbox processor counts its listing requests (and the most on their way at
+   * once); `pageAfter` replaces the processor's own naming of the next page.
+   */
+  const counting = (pageAfter?: (cursor: string | undefined) => string | undefined) => {
+    const seen = { inFlight: 0, most: 0, pages: 0 };
+    class Counted extends SandboxProcessor {
+      override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
+        seen.pages++;
+        seen.most = Math.max(seen.most, ++seen.inFlight);
+        try {
+          return await super.listPage(...args);
+        } finally {
+          seen.inFlight--;
+        }
+      }
+      override pageAfter(cursor: string | undefined, mode: ListMode): string | undefined {
+        return pageAfter ? pageAfter(cursor) : super.pageAfter(cursor, mode);
+      }
+    }
+    const processor = new Counted(
+      { secrets: e.stores.secrets },
+      { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4, pageSize: 1000 },
+    );
+    const activities = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([processor]),
+      alerts: async () => undefined,
+    });
+    return { seen, activities };
+  };
+
+  /**
+   * A configuration of 5,500 contacts whose Sandbox account answers after 20 ms and allows two
+   * contact pages in flight (a third would be answered 429), its field made.
+   */
+  const slowList = async () => {
+    const { configuration, account } = await e.connect(5_500);
+    account.settings.faults.latencyMs = 20;
+    account.settings.limits.listing = { requestsPerSecond: 0, concurrency: 2 };
+    await new MockActivityEnvironment().run(counting().activities.runMaintenance, configuration.id);
+    return { configuration, account };
+  };
+  const answered429 = (account: string) => e.sandbox.server.stats.get(account)?.byStatus['429'] ?? 0;
+
+  const exportAll = async (
+    activities: ReturnType<typeof counting>['activities'],
+    input: { configurationId: string; runDate: string; mode: ListMode; exportSlots?: number },
+  ) => {
+    const result: ExportPartResult = await new MockActivityEnvironment().run(activities.exportPart, {
+      ...input,
+      stopAfterChunks: 100,
+      besideChunks: true,
+      chunksBeside: 1,
+    });
+    assert.equal(result.done, true);
+    // Every contact in one chunk line (chunkValues throws on a contact in two).
+    assert.equal((await e.chunkValues(input.configurationId, input.runDate)).size, 5_500);
+    assert.equal(result.contacts, 5_500);
+  };
+
+  it('full: two pages on their way at once with two slots, one past the end at most; one at a time otherwise', async () => {
+    const { configuration, account } = await slowList();
+    const input = { configurationId: configuration.id, mode: 'full' as const };
+
+    const two = counting();
+    await exportAll(two.activities, { ...input, runDate: '2026-12-01', exportSlots: 2 });
+    assert.equal(two.seen.most, 2);
+    // Pages at 0, 1,000, ... 5,000 (the last, of 500), and the one at 6,000 asked for meanwhile.
+    assert.equal(two.seen.pages, 7);
+
+    // A run of an earlier version gives the export one slot: one page at a time.
+    const one = counting();
+    await exportAll(one.activities, { ...input, runDate: '2026-12-02' });
+    assert.equal(one.seen.most, 1);
+    assert.equal(one.seen.pages, 6);
+
+    // Incremental runs page with the Sandbox's cursor, which names each next page.
+    const chained = counting();
+    await exportAll(chained.activities, {
+      ...input,
+      runDate: '2026-12-03',
+      mode: 'incremental',
+      exportSlots: 2,
+    });
+    assert.equal(chained.seen.most, 1);
+    assert.equal(answered429(account.id), 0);
+  });
+
+  it('a page that names another next page than the one asked for: those asked after it are dropped, every contact listed once', async () => {
+    const { configuration, account } = await slowList();
+    // Named 700 contacts on: every page asked for ahead is the wrong one.
+    const wrong = counting((cursor) => String(Number(cursor ?? 0) + 700));
+    await exportAll(wrong.activities, {
+      configurationId: configuration.id,
+      runDate: '2026-12-01',
+      mode: 'full',
+      exportSlots: 2,
+    });
+    // Each of the six pages read, and one wrong page asked for beside each; a dropped page still
+    // on its way holds its slot: the ESP never has more than two.
+    assert.equal(wrong.seen.pages, 12);
+    assert.equal(answered429(account.id), 0);
+  });
+});
