@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { BaseProcessor } from './base-processor';
 import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { TransientError } from './errors';
-import { createUnlessRaced, offsetOf } from './kit/field-create';
+import { createUnlessRaced, offsetAfter, offsetOf } from './kit/field-create';
 import { expectShape } from './kit/shape';
 import { heldValue, listedContact } from './kit/values';
 import type * as P from './types';
@@ -123,6 +123,11 @@ export class BrevoProcessor extends BaseProcessor {
     return page.length < PAGE
       ? { contacts: found }
       : { contacts: found, nextCursor: String(offset + page.length) };
+  }
+
+  /** Offsets: the next page is known before this one answers. */
+  override pageAfter(cursor: string | undefined): string | undefined {
+    return offsetAfter(cursor, PAGE);
   }
 
   /**

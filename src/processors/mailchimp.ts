@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { BaseProcessor } from './base-processor';
 import type { EspCall, ListingArgs, ProcessorDeps, UpdateArgs } from './base-processor';
 import { InvalidCredentialsError, RequestRejectedError } from './errors';
-import { createUnlessRaced, offsetOf } from './kit/field-create';
+import { createUnlessRaced, offsetAfter, offsetOf } from './kit/field-create';
 import { expectShape } from './kit/shape';
 import { listedContact } from './kit/values';
 import type * as P from './types';
@@ -190,8 +190,7 @@ export class MailchimpProcessor extends BaseProcessor {
 
   /** Offsets: the next page is known before this one answers. */
   override pageAfter(cursor: string | undefined): string | undefined {
-    const offset = cursor ? Number(cursor) : 0;
-    return Number.isSafeInteger(offset) && offset >= 0 ? String(offset + PAGE) : undefined;
+    return offsetAfter(cursor, PAGE);
   }
 
   /**

@@ -23,3 +23,12 @@ export function offsetOf(cursor: string | undefined): number {
   if (!Number.isSafeInteger(offset) || offset < 0) throw new RequestRejectedError('bad listing cursor');
   return offset;
 }
+
+/**
+ * The cursor of the page after the one at `cursor`, `size` contacts on, for ESPs that page by
+ * offset (their pageAfter); undefined for a cursor that holds no offset.
+ */
+export function offsetAfter(cursor: string | undefined, size: number): string | undefined {
+  const offset = cursor ? Number(cursor) : 0;
+  return Number.isSafeInteger(offset) && offset >= 0 ? String(offset + size) : undefined;
+}
