@@ -41,6 +41,12 @@ export interface UpdateChunkInput {
   inExportPlace?: boolean;
   /** Beside the export: the requests it keeps in flight (share-sizes.ts, exportSlots; default one). */
   exportSlots?: number;
+  /**
+   * No request of the run's ended chunks (or its export) started in the last quietMs before this
+   * chunk was started: taking over a share, its first attempt waits one interval from then, not
+   * from its own start.
+   */
+  quietMs?: number;
   /** The run's account lock (runs of earlier versions hold none). */
   lock?: LockOwner;
 }
@@ -52,6 +58,16 @@ export interface ChunkOutcome {
   rejectedByKind: Record<string, number>;
   /** Of updated: values written over one espresso would not write (absent when none). */
   replaced?: number;
+  /**
+   * How long before it returned this chunk's last request started (absent: it sent none): the
+   * run tells the chunk that takes over its share (quietMs).
+   */
+  quietMs?: number;
+}
+
+/** A quietMs a run sent: a duration in milliseconds, else none (0). */
+function validQuiet(ms: number | undefined): number {
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? ms : 0;
 }
 
 /** Heartbeat details: lines whose results are saved in part files. Counts only. */
@@ -126,7 +142,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           firstAttempt &&
           (input.inExportPlace ||
             (input.besideExport && input.afterExportWindow !== undefined && chunk <= window));
-        if (!freshShare) share.pacing.takeOver();
+        if (!freshShare) share.pacing.takeOver(firstAttempt ? validQuiet(input.quietMs) : 0);
 
         let group: Entry[] = [];
         let checked = Date.now();
@@ -202,7 +218,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           { chunk, updated: outcome.updated, rejected: outcome.rejected, attempt: context.info.attempt },
           'chunk written to the ESP',
         );
-        return outcome;
+        const quiet = share.pacing.quietMs();
+        return quiet === undefined ? outcome : { ...outcome, quietMs: Math.floor(quiet) };
       });
     },
   };

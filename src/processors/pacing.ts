@@ -106,9 +106,17 @@ export class Pacer {
     this.pausedUntil = Math.max(this.pausedUntil, at);
   }
 
-  /** No request starts sooner than one interval from now, as if one had started now. */
-  holdOneInterval(): void {
-    this.lastStart = Math.max(this.lastStart ?? -Infinity, this.now());
+  /**
+   * No request starts sooner than one interval from now, as if one had started now; or, when no
+   * request may have started for `quietMs` already, one interval from then.
+   */
+  holdOneInterval(quietMs = 0): void {
+    this.lastStart = Math.max(this.lastStart ?? -Infinity, this.now() - Math.max(0, quietMs));
+  }
+
+  /** How long since the last request started (or since holdOneInterval held as if); undefined: none. */
+  quietMs(): number | undefined {
+    return this.lastStart === undefined ? undefined : Math.max(0, this.now() - this.lastStart);
   }
 
   /** When the next request could start: an interval after the last one, and after a pause. */
@@ -258,10 +266,21 @@ export class PacerSet implements AccountPacing {
    * intervals, as if it had sent one now. Started at once, it would put its first request in the
    * same window as its predecessor's last ones, one more than the limit allows (the Iterable
    * profile's 429s: a chunk of one write a second starting 150 ms after the chunk before it).
+   * With `quietMs`, no request of those holders started in the last `quietMs`: the interval
+   * counts from then.
    */
-  takeOver(): void {
-    this.main.holdOneInterval();
-    for (const p of this.extra.values()) p.holdOneInterval();
+  takeOver(quietMs = 0): void {
+    this.main.holdOneInterval(quietMs);
+    for (const p of this.extra.values()) p.holdOneInterval(quietMs);
+  }
+
+  /**
+   * How long since this holder's last request started (undefined: it sent none and took over
+   * nothing): the next holder of its share may count that as waited (takeOver's quietMs).
+   */
+  quietMs(): number | undefined {
+    const quiet = [this.main, ...this.extra.values()].flatMap((p) => p.quietMs() ?? []);
+    return quiet.length ? Math.min(...quiet) : undefined;
   }
 }
 

@@ -197,6 +197,31 @@ describe('client-side pacing', () => {
     assert.ok(little[1]! - little[0]! < 400, `the next request started ${little[1]! - little[0]!} ms later`);
   });
 
+  it('a share taken over waits one interval from the last request of its earlier holder: from now, or from as long ago as it was quiet', async function () {
+    this.timeout(10_000);
+    const limits = { concurrency: 4, rate: { requests: 4, perMs: 1000 } };
+    // One of four requests a second: 262 ms apart (5% under the limit).
+    const firstStart = async (told: boolean) => {
+      const before = new PacerSet(limits, 1, 4);
+      await before.run(async () => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+      // The holder that ended reports how long it had sent nothing; the next one takes over.
+      const quiet = before.quietMs()!;
+      assert.ok(quiet >= 99 && quiet < 200, `quiet for ${quiet} ms`);
+      const next = new PacerSet(limits, 1, 4);
+      const from = Date.now();
+      next.takeOver(told ? quiet : undefined);
+      await next.run(async () => undefined);
+      return Date.now() - from;
+    };
+    const unknown = await firstStart(false);
+    assert.ok(unknown >= 261 && unknown < 400, `waited ${unknown} ms`);
+    // Quiet for 100 ms: the rest of the interval, about 160 ms.
+    const known = await firstStart(true);
+    assert.ok(known >= 60 && known < 200, `waited ${known} ms`);
+    assert.equal(new PacerSet(limits, 1, 4).quietMs(), undefined);
+  });
+
   it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
     const limits = { concurrency: 3, rate: { requests: 10_000, perMs: 1000 } };
     const pacing = new PacerSet(limits, 1 / 3, 1);

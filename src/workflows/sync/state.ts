@@ -83,7 +83,10 @@ export async function continueRun(run: SyncRun, s: RunState): Promise<never> {
   });
 }
 
-/** One chunk's update with its share of the account; its outcome added to the run's totals and progress. */
+/**
+ * One chunk's update with its share of the account; its outcome added to the run's totals and
+ * progress. Returns how long before it ended its last request started (undefined: unknown).
+ */
 export async function updateOneChunk(
   { input, owner, progress }: SyncRun,
   s: RunState,
@@ -96,8 +99,9 @@ export async function updateOneChunk(
     followWindows?: boolean;
     inExportPlace?: boolean;
     exportSlots?: number;
+    quietMs?: number;
   },
-): Promise<void> {
+): Promise<number | undefined> {
   const outcome: ChunkOutcome = await updateChunk({
     configurationId: input.configurationId,
     ...runFolderFields(s.context.folder),
@@ -110,6 +114,7 @@ export async function updateOneChunk(
     ...(share.followWindows ? { followWindows: true } : {}),
     ...(share.inExportPlace ? { inExportPlace: true } : {}),
     ...(share.exportSlots ? { exportSlots: share.exportSlots } : {}),
+    ...(share.quietMs !== undefined ? { quietMs: share.quietMs } : {}),
     lock: owner,
   });
   add(s.totals, outcome);
@@ -118,6 +123,7 @@ export async function updateOneChunk(
     updated: s.totals.updated,
     rejected: s.totals.rejected,
   });
+  return outcome.quietMs;
 }
 
 function add(totals: DispatchTotals, outcome: ChunkOutcome): void {

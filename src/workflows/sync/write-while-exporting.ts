@@ -93,6 +93,16 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   let dispatchFrom: number | undefined;
   /** The export has just ended in this history: the next chunk started takes its place. */
   let exportPlaceFree = false;
+  /**
+   * In workflow time, the latest an ended chunk's last request (or the export's) may have started:
+   * its end as the run learned of it, less how long before ending it had sent nothing. A chunk
+   * that takes over a share counts its first interval from then (quietMs), not from its start.
+   */
+  let lastRequestAt: number | undefined;
+  const requestsEnded = (quietMs: number | undefined) => {
+    const at = Date.now() - Math.max(0, quietMs ?? 0);
+    lastRequestAt = Math.max(lastRequestAt ?? at, at);
+  };
   const exported = (chunkCount: number, contacts: number) => {
     if (s.manifest || chunkCount <= chunksKnown()) return;
     s.exported = { chunkCount, contacts };
@@ -139,6 +149,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           delete progress.exporting;
           // Where the chunks beside it share the whole writing, the export leaves no place free.
           exportPlaceFree = fullWindowAfter && !writingLimited;
+          requestsEnded(0);
           progress.contactsExported = manifest.contacts;
           progress.chunksTotal = manifest.chunkCount;
         } else {
@@ -182,8 +193,10 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           ...(fullWindowAfter ? { followWindows: true } : {}),
           ...(inExportPlace ? { inExportPlace } : {}),
           ...(besideExport && exportSlots > 1 ? { exportSlots } : {}),
+          ...(lastRequestAt !== undefined ? { quietMs: Math.max(0, Date.now() - lastRequestAt) } : {}),
         }),
       )
+      .then(requestsEnded)
       .finally(() => inFlight.delete(chunk));
     inFlight.set(chunk, {
       done,

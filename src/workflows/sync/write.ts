@@ -47,7 +47,7 @@ export async function write(run: SyncRun, s: RunState): Promise<void> {
   // Each chunk in flight takes 1/window of the account; fewer chunks than the ESP's concurrency take more.
   const window = Math.max(1, Math.min(s.context.concurrency, chunkCount));
   const dispatchStarted = Date.now() - s.durationsMs.dispatch;
-  const inFlight = new Map<number, Promise<void>>();
+  const inFlight = new Map<number, Promise<unknown>>();
   // When one chunk fails, the others are cancelled and waited for: nothing writes once the run ends.
   const chunks = new CancellationScope();
   try {
