@@ -54,7 +54,7 @@ export interface ExportPartInput extends ExportInput {
    */
   chunksBeside?: number;
   /**
-   * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): two pages
+   * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): up to three pages
    * on their way at once when the ESP pages by offset. Default one.
    */
   exportSlots?: number;

@@ -32,7 +32,7 @@ export const FULL_WINDOW_AFTER_EXPORT_PATCH = 'full-window-after-export';
 export const AFTER_EXPORT_BY_CHUNK_COUNT_PATCH = 'after-export-by-chunk-count';
 /**
  * Runs with this marker follow what their context says of the export beside chunks: with more
- * than one slot for it (an ESP that pages by offset: two pages on their way at once), that many
+ * than one slot for it (an ESP that pages by offset: up to three pages on their way at once), that many
  * fewer chunks beside it; where the chunks beside it share the whole of a writing limit
  * (wholeWritingBeside), none starts in its place when it ends, and the run keeps that
  * many chunks in flight to its end, each with the same share. Older runs kept concurrency - 1
