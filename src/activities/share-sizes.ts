@@ -23,8 +23,8 @@ export function exportShare(limits: AccountLimits, keeps: number, slots = 1): Sh
 /**
  * Pages on their way at once when the ESP pages by offset (export-listing.ts): a listing limit of
  * its own can then be reached, which one page after another cannot (20 pages a second at 50 ms
- * each, with a long tail). Three rather than two: 17.9 pages a second against 17.6 with two, where
- * the pacing allows 19 (docs/performance.md).
+ * each, with a long tail). Three rather than two: a page from the latency's long tail holds up
+ * fewer of the pages after it (docs/performance.md has the split-limit runs with each).
  */
 export const PAGES_AT_ONCE = 3;
 
