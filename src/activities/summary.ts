@@ -83,17 +83,58 @@ export function createSummaryActivities(deps: ActivityDeps) {
   const writeSummary = async (summary: RunSummary): Promise<void> => {
     const body = JSON.stringify(summary, null, 2) + '\n';
     const options = { contentType: 'application/json' };
-    await blobs.put(runFiles.summary(summary.configurationId, summary.run), body, options);
-    await blobs.put(runFiles.latestSummary(summary.configurationId), body, options);
-    await recordHistory(blobs, summary, body);
+    await settled([
+      blobs.put(runFiles.summary(summary.configurationId, summary.run), body, options),
+      blobs.put(runFiles.latestSummary(summary.configurationId), body, options),
+      recordHistory(blobs, summary, body),
+    ]);
+  };
+  /** The run's outcome in its configuration's document (and its alerts); then the account given back. */
+  const recordOutcome = async (summary: RunSummary, lock: LockOwner | undefined): Promise<void> => {
+    const notes = runNotes(summary);
+    const health = summary.dryRun
+      ? undefined
+      : summary.status === 'completed'
+        ? 'ok'
+        : FAILING.has(summary.status)
+          ? 'failing'
+          : undefined;
+    const rejections = rejectionsOf(summary, percent);
+    await changeWithAlert(configurations, deps.alerts, summary.configurationId, (c) => ({
+      change: {
+        lastRun: {
+          status: summary.status,
+          run: summary.run,
+          workflowId: summary.workflowId.slice(0, 300),
+          finishedAt: summary.finishedAt,
+          dryRun: summary.dryRun,
+          updated: summary.contacts.updated,
+          rejected: summary.contacts.rejected,
+          ...(summary.reason ? { reason: summary.reason.slice(0, 500) } : {}),
+          ...(notes.length ? { notes } : {}),
+        },
+        ...(health ? { runHealth: health } : {}),
+        ...(rejections ? { rejections: rejections.state } : {}),
+      },
+      alert: [healthAlert(summary, health, c), rejectionsAlert(summary, rejections, percent, c)].filter(
+        (a) => a !== undefined,
+      ),
+    }));
+    if (lock) {
+      const configuration = await configurations.get(summary.configurationId);
+      await new AccountLocks(blobs).release(
+        accountLockKey(configuration.esp, configuration.espAccountId),
+        lock,
+      );
+    }
   };
   return {
     /** Legacy runs: the summary files only. */
     writeSummary,
 
     /**
-     * A run's summary files, and its outcome in the configuration's document (the admin page reads
-     * it there); then the run gives its ESP account back. The first failing run after working ones
+     * A run's summary files and, at the same time, its outcome in the configuration's document (the
+     * admin page reads it there), after which the run gives its ESP account back. The first failing run after working ones
      * alerts, and so does the first completed one after failing ones; likewise the first run whose
      * rejected share passes the threshold, and the first one back under it: one alert per change,
      * saved with the change.
@@ -101,43 +142,9 @@ export function createSummaryActivities(deps: ActivityDeps) {
     async recordRun(summary: RunSummary, options: { lock?: LockOwner; files?: boolean } = {}): Promise<void> {
       const { lock, files = true } = options;
       return mapFailures(async () => {
-        if (files) await writeSummary(summary);
-        const notes = runNotes(summary);
-        const health = summary.dryRun
-          ? undefined
-          : summary.status === 'completed'
-            ? 'ok'
-            : FAILING.has(summary.status)
-              ? 'failing'
-              : undefined;
-        const rejections = rejectionsOf(summary, percent);
-        await changeWithAlert(configurations, deps.alerts, summary.configurationId, (c) => ({
-          change: {
-            lastRun: {
-              status: summary.status,
-              run: summary.run,
-              workflowId: summary.workflowId.slice(0, 300),
-              finishedAt: summary.finishedAt,
-              dryRun: summary.dryRun,
-              updated: summary.contacts.updated,
-              rejected: summary.contacts.rejected,
-              ...(summary.reason ? { reason: summary.reason.slice(0, 500) } : {}),
-              ...(notes.length ? { notes } : {}),
-            },
-            ...(health ? { runHealth: health } : {}),
-            ...(rejections ? { rejections: rejections.state } : {}),
-          },
-          alert: [healthAlert(summary, health, c), rejectionsAlert(summary, rejections, percent, c)].filter(
-            (a) => a !== undefined,
-          ),
-        }));
-        if (lock) {
-          const configuration = await configurations.get(summary.configurationId);
-          await new AccountLocks(blobs).release(
-            accountLockKey(configuration.esp, configuration.espAccountId),
-            lock,
-          );
-        }
+        // The summary files beside the outcome and the account's release: the run waiting for the
+        // account starts that much sooner (a retry writes them all again).
+        await settled([files ? writeSummary(summary) : undefined, recordOutcome(summary, lock)]);
       });
     },
 
@@ -200,4 +207,10 @@ export function createSummaryActivities(deps: ActivityDeps) {
       });
     },
   };
+}
+
+/** Waits for every write, then fails with the first that failed (none is left running). */
+async function settled(writes: Array<Promise<unknown> | undefined>): Promise<void> {
+  const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }

@@ -75,6 +75,22 @@ export function processorContract(
           return true;
         });
       });
+
+      it('reports a stored key the ESP no longer accepts as invalid credentials, and creates no field', async () => {
+        const target = await h.connectWithApiKey();
+        const creds = JSON.parse(await h.secrets.get(target.credentialsSecretId)) as { apiKey: string };
+        await h.secrets.put(
+          target.credentialsSecretId,
+          JSON.stringify({ ...creds, apiKey: h.invalidApiKey }),
+        );
+        // The field check runs beside the credentials check: its refusal is not what is reported.
+        await assert.rejects(h.processor.maintain(target), (err: unknown) => {
+          assert.ok(err instanceof InvalidCredentialsError, String(err));
+          assert.ok(!err.message.includes(h.invalidApiKey), err.message);
+          return true;
+        });
+        assert.equal(await h.fieldExists(target), false);
+      });
     });
 
     describe('the custom field', () => {
