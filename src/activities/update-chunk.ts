@@ -193,15 +193,18 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const stopFollowing = share.followEvery();
         try {
           let lineNo = 0;
-          for await (const raw of blobs.readLines(runFiles.contacts(configurationId, runFolder, chunk))) {
-            lineNo++;
-            if (lineNo <= progress.linesDone || raw.trim() === '') continue;
-            const entry = parseLine(raw, lineNo);
-            const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
-            group.push(
-              done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
-            );
-            if (group.length >= groupSize) await sendGroup(lineNo);
+          const key = runFiles.contacts(configurationId, runFolder, chunk);
+          for await (const lines of blobs.readLineBatches(key)) {
+            for (const raw of lines) {
+              lineNo++;
+              if (lineNo <= progress.linesDone || raw.trim() === '') continue;
+              const entry = parseLine(raw, lineNo);
+              const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+              group.push(
+                done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+              );
+              if (group.length >= groupSize) await sendGroup(lineNo);
+            }
           }
           if (group.length) await sendGroup(lineNo, true);
         } finally {

@@ -27,4 +27,6 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Streams an object line by line without loading it whole. Empty trailing line is skipped. */
   readLines(key: string): AsyncIterable<string>;
+  /** The same lines, a batch at a time (what one read brought): for files of many lines. */
+  readLineBatches(key: string): AsyncIterable<string[]>;
 }

@@ -2,10 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore, PutOptions, StoredBlob } from './blob-store';
 import { assertValidKey, ConflictError, NotFoundError } from './errors';
+import { lineBatches } from './lines';
 
 const LOCK_WAIT_MS = 10_000;
 /** A lock older than this was left by a crashed process and is broken. */
@@ -93,6 +93,10 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async *readLines(key: string): AsyncIterable<string> {
+    for await (const batch of this.readLineBatches(key)) yield* batch;
+  }
+
+  async *readLineBatches(key: string): AsyncIterable<string[]> {
     const file = this.file(key);
     try {
       await stat(file);
@@ -102,7 +106,7 @@ export class LocalBlobStore implements BlobStore {
     }
     const input = createReadStream(file);
     try {
-      for await (const line of createInterface({ input, crlfDelay: Infinity })) yield line;
+      yield* lineBatches(input);
     } finally {
       input.destroy();
     }

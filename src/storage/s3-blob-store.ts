@@ -6,10 +6,10 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { BlobStore, PutOptions, StoredBlob } from './blob-store';
 import { assertValidKey, ConflictError, NotFoundError } from './errors';
+import { lineBatches } from './lines';
 
 /** Blob store on S3 or any S3-compatible service (conditional writes need If-Match/If-None-Match support). */
 export class S3BlobStore implements BlobStore {
@@ -86,6 +86,10 @@ export class S3BlobStore implements BlobStore {
   }
 
   async *readLines(key: string): AsyncIterable<string> {
+    for await (const batch of this.readLineBatches(key)) yield* batch;
+  }
+
+  async *readLineBatches(key: string): AsyncIterable<string[]> {
     assertValidKey('blob', key);
     let body: Readable;
     try {
@@ -96,7 +100,7 @@ export class S3BlobStore implements BlobStore {
       throw err;
     }
     try {
-      for await (const line of createInterface({ input: body, crlfDelay: Infinity })) yield line;
+      yield* lineBatches(body);
     } finally {
       body.destroy();
     }

@@ -135,6 +135,31 @@ for (const [name, makeStore] of adapters) {
       assert.equal(seen, 3);
     });
 
+    it('gives the same lines a batch at a time, ending them as readline does', async () => {
+      const body = 'a\nb\r\nc\rd\n\ne\r';
+      await store.put('lines/mixed.txt', body);
+      const batches: string[][] = [];
+      for await (const batch of store.readLineBatches('lines/mixed.txt')) batches.push(batch);
+      assert.deepEqual(batches.flat(), ['a', 'b', 'c', 'd', '', 'e']);
+      const lines: string[] = [];
+      for await (const line of store.readLines('lines/mixed.txt')) lines.push(line);
+      assert.deepEqual(lines, batches.flat());
+      await store.put('lines/unended.txt', 'x\ny');
+      const unended: string[] = [];
+      for await (const batch of store.readLineBatches('lines/unended.txt')) unended.push(...batch);
+      assert.deepEqual(unended, ['x', 'y']);
+      // A multi-MB object comes in several batches, every line whole, none twice.
+      const many = Array.from({ length: 60_000 }, (_, i) => `line ${i} ${'é'.repeat(i % 7)}`);
+      await store.put('lines/many.txt', many.join('\r\n') + '\r\n');
+      const got: string[][] = [];
+      for await (const batch of store.readLineBatches('lines/many.txt')) got.push(batch);
+      assert.ok(got.length > 1, `${got.length} batch(es)`);
+      assert.deepEqual(got.flat(), many);
+      await assert.rejects(async () => {
+        for await (const _ of store.readLineBatches('nope/missing.jsonl')) void _;
+      }, NotFoundError);
+    });
+
     it('refuses keys that could escape the store', async () => {
       for (const key of ['../etc/passwd', '/abs', 'a//b', 'a/./b', '']) {
         await assert.rejects(store.put(key, 'x'), /invalid blob key/);
