@@ -128,30 +128,20 @@ export abstract class BaseProcessor {
     // The daily check reads what the store holds now, never what this process read earlier.
     const { credentials, refreshed } = await this.tokens.current(target, { fresh: true });
     const call = this.callFor(target, options.pacing);
+    await shapeChecked(() => this.validateCredentials(call, credentials));
     const fieldCall: EspCall = options.dryRun
       ? (request, opts) => {
           if (request.method !== 'GET') throw new WouldWrite();
           return call(request, opts);
         }
       : call;
-    // Both at once: a run's first requests are one round trip shorter. Credentials the ESP refused
-    // are reported as such, whatever the field's requests were answered.
-    const [valid, field] = await Promise.allSettled([
-      shapeChecked(() => this.validateCredentials(call, credentials)),
-      shapeChecked(() => this.ensureField(fieldCall, target)).catch((err: unknown) => {
-        if (err instanceof WouldWrite) return 'would_create' as const;
-        // 409: a concurrent run created the field between this run's read and write.
-        if (err instanceof RequestRejectedError && err.status === 409) return 'exists' as const;
-        throw err;
-      }),
-    ]);
-    if (valid.status === 'rejected') throw valid.reason;
-    if (field.status === 'rejected') throw field.reason;
-    return {
-      credentials: refreshed ? 'refreshed' : 'valid',
-      field: field.value,
-      fieldName: target.fieldName,
-    };
+    const field = await shapeChecked(() => this.ensureField(fieldCall, target)).catch((err: unknown) => {
+      if (err instanceof WouldWrite) return 'would_create' as const;
+      // 409: a concurrent run created the field between this run's read and write.
+      if (err instanceof RequestRejectedError && err.status === 409) return 'exists' as const;
+      throw err;
+    });
+    return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
   }
 
   listPage(

@@ -80,10 +80,11 @@ export class SandboxProcessor extends BaseProcessor {
   }
 
   protected async validateCredentials(call: EspCall): Promise<AccountInfo> {
-    const [account, lists] = await Promise.all([
-      call<{ id: string; name: string }>({ method: 'GET', url: '/v1/account' }),
-      call<{ lists: Array<{ id: string; name: string }> }>({ method: 'GET', url: '/v1/lists' }),
-    ]);
+    const account = await call<{ id: string; name: string }>({ method: 'GET', url: '/v1/account' });
+    const lists = await call<{ lists: Array<{ id: string; name: string }> }>({
+      method: 'GET',
+      url: '/v1/lists',
+    });
     return {
       accountId: account.body.id,
       accountLabel: account.body.name,

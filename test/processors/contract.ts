@@ -83,7 +83,6 @@ export function processorContract(
           target.credentialsSecretId,
           JSON.stringify({ ...creds, apiKey: h.invalidApiKey }),
         );
-        // The field check runs beside the credentials check: its refusal is not what is reported.
         await assert.rejects(h.processor.maintain(target), (err: unknown) => {
           assert.ok(err instanceof InvalidCredentialsError, String(err));
           assert.ok(!err.message.includes(h.invalidApiKey), err.message);
