@@ -132,16 +132,18 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               exportSlotsGiven(input.exportSlots),
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
-        // The chunk that ended before this one started may have just used this share. In a full
-        // window beside the export (afterExportWindow), the run's first `window` chunks take shares
-        // no chunk held: the export gave each up, lowering its pacing before it said the chunk
-        // file was final (and spacing 5% under the limit covers its last request at the old pace);
-        // so does the chunk that takes the export's place when it ends.
+        // The chunk that ended before this one started may have just used this share. Beside the
+        // export (afterExportWindow), the run's first chunk takes a share no chunk held: the export
+        // gave it up, lowering its pacing before it said the chunk file was final, and spacing 5%
+        // under the limit covers the export's requests at the old pace in the second before; so
+        // does the chunk that takes the export's place when it ends. The next chunks beside the
+        // export wait one of their intervals: their files can be made within that same second,
+        // and each hand-over from the export would count one more request in it.
         const firstAttempt = Context.current().info.attempt === 1;
         const freshShare =
           firstAttempt &&
           (input.inExportPlace ||
-            (input.besideExport && input.afterExportWindow !== undefined && chunk <= window));
+            (input.besideExport && input.afterExportWindow !== undefined && chunk === 1));
         if (!freshShare) share.pacing.takeOver(firstAttempt ? validQuiet(input.quietMs) : 0);
 
         let group: Entry[] = [];
