@@ -134,10 +134,10 @@ export function createSummaryActivities(deps: ActivityDeps) {
 
     /**
      * A run's summary files and, at the same time, its outcome in the configuration's document (the
-     * admin page reads it there), after which the run gives its ESP account back. The first failing run after working ones
-     * alerts, and so does the first completed one after failing ones; likewise the first run whose
-     * rejected share passes the threshold, and the first one back under it: one alert per change,
-     * saved with the change.
+     * admin page reads it there), after which the run gives its ESP account back. The first
+     * failing run after working ones alerts, and so does the first completed one after failing
+     * ones; likewise the first run whose rejected share passes the threshold, and the first one
+     * back under it: one alert per change, saved with the change.
      */
     async recordRun(summary: RunSummary, options: { lock?: LockOwner; files?: boolean } = {}): Promise<void> {
       const { lock, files = true } = options;
