@@ -111,17 +111,6 @@ async function main(): Promise<void> {
         body: JSON.stringify({ contacts: options.contacts - early }),
       });
     }
-    await patchAccount({ faults: { ...FAULTS, latencyMs: 0 } });
-    const runDate = '2026-01-01';
-    const workflowId = `chaos/${listId}`;
-    const started = performance.now();
-    await stack.env.client.workflow.start('configurationSyncWorkflow', {
-      taskQueue: TASK_QUEUE,
-      workflowId,
-      args: [{ configurationId: configuration.id, runDate, mode: 'full' }],
-    });
-    say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
-
     // The disruptions, in random order, at random moments while the run goes on. The starts
     // through other entry points come right after the first kill: the killed worker's activities
     // hold the account until their heartbeat timeout, so the run is surely still going (and its
@@ -139,6 +128,23 @@ async function main(): Promise<void> {
       ...(options.overlap ? ENTRY_POINTS : []),
       ...disruptions.slice(firstKill),
     ];
+    // The ESP answers slowly from the run's start until the last disruption has hit, so each lands
+    // mid-run: a 10,000-contact run at no latency can end between two polls of its progress (it
+    // did in 1.5 s on CI, before the first kill). --kill-during-export: the listing is slowed less
+    // at first, so the export is still going when chunks write.
+    const slowed = actions.length > 0;
+    const slowMs = 1_500;
+    const startLatencyMs = options.killDuringExport ? 150 : slowed ? slowMs : 0;
+    await patchAccount({ faults: { ...FAULTS, latencyMs: startLatencyMs } });
+    const runDate = '2026-01-01';
+    const workflowId = `chaos/${listId}`;
+    const started = performance.now();
+    await stack.env.client.workflow.start('configurationSyncWorkflow', {
+      taskQueue: TASK_QUEUE,
+      workflowId,
+      args: [{ configurationId: configuration.id, runDate, mode: 'full' }],
+    });
+    say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
     const overlaps: Array<{ entry: EntryPoint; heldOff: boolean; how: string }> = [];
     let workerKills = 0;
     let killsWhileExporting = 0;
@@ -151,14 +157,11 @@ async function main(): Promise<void> {
         return 'UNREACHABLE';
       }
     };
-    // The first disruption hits while contacts are being exported or written (a short run would
-    // otherwise be over before it); after a kill the run waits out the 20 s heartbeat timeout, so
-    // the later ones find it still running.
+    // The first disruption hits while contacts are being exported or written; after a kill the run
+    // waits out the 20 s heartbeat timeout, so the later ones find it still running.
     const handle = stack.env.client.workflow.getHandle(workflowId);
     type Progress = { phase: string; exporting?: boolean };
     const progress = () => handle.query<Progress>('progress').catch((): Progress => ({ phase: '' }));
-    // --kill-during-export: the listing is slowed so the export is still going when chunks write.
-    if (options.killDuringExport) await patchAccount({ faults: { ...FAULTS, latencyMs: 150 } });
     const hitNow = (p: Progress) =>
       options.killDuringExport
         ? p.phase === 'dispatch' && !!p.exporting
@@ -167,11 +170,9 @@ async function main(): Promise<void> {
       p = await progress();
       if (!['RUNNING', 'UNREACHABLE'].includes(await status())) break;
     }
-    // A fast machine finishes a short run within a random pause: the ESP answers slowly until the
-    // last disruption has hit, so every one lands mid-run (a PostgreSQL restart leaves the
-    // activities writing, and a fast ESP let the run end before the kill after it).
-    const slowed = actions.length > 0;
-    if (slowed) await patchAccount({ faults: { ...FAULTS, latencyMs: 1_500 } });
+    // Slow until the last disruption (a PostgreSQL restart leaves the activities writing, and a fast
+    // ESP let the run end before the kill after it).
+    if (slowed && startLatencyMs !== slowMs) await patchAccount({ faults: { ...FAULTS, latencyMs: slowMs } });
     for (const [i, action] of actions.entries()) {
       const overlapStart = action !== 'kill' && action !== 'restart' && action !== 'database';
       await sleep(i === 0 ? Math.random() * 300 : overlapStart ? 200 : 1_000 + Math.random() * 3_000);
