@@ -242,14 +242,19 @@ export async function listIntoChunks(
 
 /**
  * The pages a listing has asked for and not read yet, in order. With cursor chains one at a time
- * (the page after the one just read); when the ESP pages by offset, up to `atOnce`, the later
- * ones named before the earlier answer. A page that ends short (the list's end, or a list that
- * changed) names a next page other than the one asked for: those asked after it are dropped
- * (awaited at the end, never read) and the listing goes on from the page it named.
+ * (the page after the one just read); when the ESP pages by offset, up to `atOnce` on their way
+ * and as many again answered and waiting to be read, the later ones named before the earlier
+ * answer. Counting the answered ones as on their way left slots idle behind a slow page: the
+ * pages after it had answered, and no new one was asked until it did. A page that ends short (the
+ * list's end, or a list that changed) names a next page other than the one asked for: those asked
+ * after it are dropped (awaited at the end, never read) and the listing goes on from the page it
+ * named.
  */
 class PagesAhead {
-  private asked: Array<{ cursor: string | undefined; page: Promise<ContactPage> }> = [];
+  private asked: Array<{ cursor: string | undefined; page: Promise<ContactPage>; dropped?: boolean }> = [];
   private dropped: Array<Promise<unknown>> = [];
+  /** Pages asked for and not answered yet (read or not). */
+  private onTheirWay = 0;
 
   constructor(
     private readonly fetch: (cursor: string | undefined) => Promise<ContactPage>,
@@ -280,7 +285,7 @@ class PagesAhead {
   }
 
   private fill(): void {
-    while (this.asked.length < this.atOnce) {
+    while (this.asked.length > 0 && this.asked.length < 2 * this.atOnce && this.onTheirWay < this.atOnce) {
       const later = this.after(this.asked[this.asked.length - 1]!.cursor);
       if (later === undefined) return;
       this.ask(later);
@@ -288,13 +293,22 @@ class PagesAhead {
   }
 
   private ask(cursor: string | undefined): void {
-    const page = this.fetch(cursor);
-    page.catch(() => undefined); // read next, or dropped and awaited at the end
-    this.asked.push({ cursor, page });
+    this.onTheirWay++;
+    const entry: (typeof this.asked)[number] = { cursor, page: this.fetch(cursor) };
+    // An answer frees its place on the way: the next page is asked at once, unless this one was dropped.
+    const answered = () => {
+      this.onTheirWay--;
+      if (!entry.dropped) this.fill();
+    };
+    entry.page.then(answered, answered);
+    this.asked.push(entry);
   }
 
   private drop(): void {
-    for (const { page } of this.asked.splice(0)) this.dropped.push(page.catch(() => undefined));
+    for (const entry of this.asked.splice(0)) {
+      entry.dropped = true;
+      this.dropped.push(entry.page.catch(() => undefined));
+    }
   }
 }
 
