@@ -7,6 +7,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { dataConverter } from '../src/codec';
+import { RUNS_2026_12_PATCH } from '../src/workflows/sync/patches';
 import { workflowBundle } from './support/espresso';
 import { testPayloadKeys } from './support/temporal';
 
@@ -45,6 +46,9 @@ const CURRENT: Record<string, { ends: string; status?: string; resumed?: true }>
 
 interface HistoryEvent {
   eventType: string;
+  markerRecordedEventAttributes?: {
+    details: Record<string, { payloads: Array<{ data: string }> } | undefined>;
+  };
   workflowExecutionStartedEventAttributes?: { continuedExecutionRunId?: string };
   upsertWorkflowSearchAttributesEventAttributes?: {
     searchAttributes: { indexedFields: Record<string, { data: string }> };
@@ -84,6 +88,21 @@ describe('replaying recorded histories (test/histories)', () => {
       };
       const { ends, status, resumed } = CURRENT[file]!;
       assert.deepEqual(outcome(events), { ends, status, resumed }, file);
+    }
+  });
+
+  it('records one patch marker per configuration run of this version, not one per earlier patch', () => {
+    const current = recorded('current');
+    for (const file of current.files.filter((f) => current.typeOf(f) === 'configurationSyncWorkflow')) {
+      const { events } = JSON.parse(readFileSync(join(current.dir, file), 'utf8')) as {
+        events: HistoryEvent[];
+      };
+      const patches = events.flatMap((e) => {
+        const data = e.markerRecordedEventAttributes?.details['patch-data']?.payloads[0]?.data;
+        return data ? [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { id: string }).id] : [];
+      });
+      // A run carried over by continue-as-new records it again in its new history.
+      assert.deepEqual(patches, [RUNS_2026_12_PATCH], file);
     }
   });
 

@@ -133,7 +133,7 @@ export class AccountShare {
   /**
    * The export while chunk updates run beside it (dispatch while exporting): the whole of the
    * listing limits, its part of the shared ones (exportFraction), and `slots` requests in flight
-   * (share-sizes.ts, exportSlots: one, or up to three pages on their way when the ESP pages by offset).
+   * (share-sizes.ts, exportSlots: one, or up to PAGES_AT_ONCE pages on their way when the ESP pages by offset).
    */
   static exportBesideChunks(
     deps: ActivityDeps,

@@ -54,8 +54,8 @@ export interface ExportPartInput extends ExportInput {
    */
   chunksBeside?: number;
   /**
-   * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): up to three pages
-   * on their way at once when the ESP pages by offset. Default one.
+   * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): up to
+   * PAGES_AT_ONCE pages on their way at once when the ESP pages by offset. Default one.
    */
   exportSlots?: number;
 }

@@ -1,6 +1,6 @@
 // A configuration's run, in steps: take the account (sync/take-account.ts), write (sync/write.ts,
 // sync/write-while-exporting.ts), and end with a summary however it ends (sync/end.ts).
-import { ContinueAsNew, patched, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ContinueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { LockOwner } from '../runs/account-lock';
 import {
   accountFreedSignal,
@@ -14,6 +14,7 @@ import {
 } from './configuration-run';
 import { configurationSyncV1 } from './legacy/configuration-sync-v1';
 import { ended, finish, withDeadline } from './sync/end';
+import { HANDOFF_PATCH, ONE_WRITER_PATCH, patchesOfRun } from './sync/patches';
 import type { Handoff, SyncInput, SyncRun } from './sync/state';
 import { takeAccount } from './sync/take-account';
 import { write } from './sync/write';
@@ -24,18 +25,9 @@ export {
   type ConfigurationSyncResult,
   type SyncProgress,
 } from './configuration-run';
-export { EXPORT_PARTS_PATCH } from './sync/write-while-exporting';
 
-/** Runs with this marker hold their ESP account while they write; older ones replay the legacy code. */
-export const ONE_WRITER_PATCH = 'one-writer';
 /** How long a run may take when its starter sets no deadline. */
 export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
-/**
- * Runs with this marker hand the ESP account over: a waiting run asks the holder to tell it when
- * it gives the account back, and takes it at once (sync/take-account.ts); runs older than it
- * neither ask nor tell.
- */
-export const HANDOFF_PATCH = 'account-handoff';
 
 /**
  * One configuration's run. It takes its ESP account's lock (one run per account at a time, so one
@@ -50,6 +42,7 @@ export async function configurationSyncWorkflow(
   given: SyncInput | WithEarlierNames<SyncInput>,
 ): Promise<ConfigurationSyncResult> {
   const input = withCurrentNames(given);
+  const patched = patchesOfRun();
   if (!patched(ONE_WRITER_PATCH)) return configurationSyncV1(input);
   validate(input);
   const handoff: Handoff = {
@@ -75,7 +68,7 @@ export async function configurationSyncWorkflow(
     rejected: input.state?.totals.rejected ?? 0,
   };
   setHandler(progressQuery, () => progress);
-  const run: SyncRun = { input, owner, progress, handoff };
+  const run: SyncRun = { input, owner, progress, handoff, patched };
   const startedAt = input.state?.startedAt ?? Date.now();
   const deadlineAt = input.state?.deadlineAt ?? startedAt + (input.deadlineMs ?? DEFAULT_DEADLINE_MS);
   let state = input.state;

@@ -57,6 +57,8 @@ export interface SyncRun {
   owner: LockOwner;
   progress: SyncProgress;
   handoff: Handoff;
+  /** Whether the run takes the path a patch guards (sync/patches.ts). */
+  patched: (patch: string) => boolean;
 }
 
 /** The run of a configuration that another run is writing: it writes nothing. */

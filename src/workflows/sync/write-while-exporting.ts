@@ -1,5 +1,5 @@
 // Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
-import { ActivityCancellationType, CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { runFolderFields } from '../configuration-run';
 import { exportOptions, storeOptions } from '../retry-policies';
@@ -12,33 +12,12 @@ import {
   type RunState,
   type SyncRun,
 } from './state';
+import {
+  AFTER_EXPORT_BY_CHUNK_COUNT_PATCH,
+  EXPORT_BESIDE_PATCH,
+  FULL_WINDOW_AFTER_EXPORT_PATCH,
+} from './patches';
 
-/**
- * Runs with this marker update chunks while the export still lists: the export runs in parts, and
- * each part hands the run the chunk files it made durable. Older runs export first, then dispatch.
- */
-export const EXPORT_PARTS_PATCH = 'dispatch-while-exporting';
-/**
- * Runs with this marker give each chunk beside the export 1/(concurrency - 1) of what the export
- * leaves, and start one more chunk when it ends, the chunks beside it then counting as
- * 1/concurrency each. Older runs gave a chunk 1/(chunks known) and waited for one to end.
- */
-export const FULL_WINDOW_AFTER_EXPORT_PATCH = 'full-window-after-export';
-/**
- * Runs with this marker (and the one above) count a chunk that was beside the export, once it has
- * ended, in a window no larger than the chunk files the export made: a run of 5 chunk files on an
- * account of 10 at once gives each 1/5 when the export ends, not 1/10 until chunks end.
- */
-export const AFTER_EXPORT_BY_CHUNK_COUNT_PATCH = 'after-export-by-chunk-count';
-/**
- * Runs with this marker follow what their context says of the export beside chunks: with more
- * than one slot for it (an ESP that pages by offset: up to three pages on their way at once), that many
- * fewer chunks beside it; where the chunks beside it share the whole of a writing limit
- * (wholeWritingBeside), none starts in its place when it ends, and the run keeps that
- * many chunks in flight to its end, each with the same share. Older runs kept concurrency - 1
- * beside it and gave each 1/concurrency of the writing.
- */
-export const EXPORT_BESIDE_PATCH = 'export-beside-by-context';
 /** History events a chunk takes while the export runs (its watch, its update, their tasks). */
 const EVENTS_PER_CHUNK = 12;
 /** Events kept free in a part's budget: the part itself, watches that saw nothing, the summary. */
@@ -56,7 +35,7 @@ export const EXPORT_BACKSTOP_MS = 10 * 60_000;
  * overflow it waits for one to end. Continues-as-new between parts.
  */
 export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<void> {
-  const { input, owner, progress } = run;
+  const { input, owner, progress, patched } = run;
   const { configurationId } = input;
   const { exportPart } = proxyActivities<Activities>({
     ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),

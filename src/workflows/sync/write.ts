@@ -1,10 +1,11 @@
 // A run's work once it holds its account: the export, then the chunk updates (or both at once).
-import { CancellationScope, patched, proxyActivities } from '@temporalio/workflow';
+import { CancellationScope, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { runFolderFields } from '../configuration-run';
 import { exportOptions } from '../retry-policies';
 import { continueRun, historyLong, stopTogether, updateOneChunk, type RunState, type SyncRun } from './state';
-import { EXPORT_BACKSTOP_MS, EXPORT_PARTS_PATCH, writeWhileExporting } from './write-while-exporting';
+import { EXPORT_PARTS_PATCH } from './patches';
+import { EXPORT_BACKSTOP_MS, writeWhileExporting } from './write-while-exporting';
 
 /** Maintenance and the export (once), then the chunk updates; continues-as-new when the history grows. */
 export async function write(run: SyncRun, s: RunState): Promise<void> {
@@ -13,7 +14,7 @@ export async function write(run: SyncRun, s: RunState): Promise<void> {
   // A dry run dispatches nothing and a redispatch's export lists all before it knows its lines;
   // an account with one request in flight has no room for both sides at once.
   if (!s.manifest && !input.dryRun && !input.retryOf && s.context.concurrency >= 2) {
-    if (patched(EXPORT_PARTS_PATCH)) return writeWhileExporting(run, s);
+    if (run.patched(EXPORT_PARTS_PATCH)) return writeWhileExporting(run, s);
   }
   if (!s.manifest) {
     progress.phase = s.context.maintenance ? 'maintenance' : 'export';
