@@ -348,8 +348,8 @@ describe('Sandbox ESP', () => {
       assert.equal(((await broken.json()) as { error: { code: string } }).error.code, 'invalid_json');
     });
 
-    it('lists contacts by offset as by cursor, and refuses both at once or a bad offset', async () => {
-      type Page = { contacts: Array<{ id: string }>; next_cursor: string | null };
+    it("lists contacts by offset as by cursor, says the list's size with each page, and refuses both at once or a bad offset", async () => {
+      type Page = { contacts: Array<{ id: string }>; next_cursor: string | null; total: number };
       const page = async (query: string) => {
         const res = await api(sandbox, `/v1/lists/list_newsletter/contacts?${query}`);
         return { status: res.status, body: (await res.json()) as Page & { error?: { code: string } } };
@@ -363,10 +363,16 @@ describe('Sandbox ESP', () => {
         byCursor.body.contacts.map((c) => c.id),
       );
       assert.equal(byOffset.body.contacts[0]!.id, SandboxList.contactId(30));
+      // The list's 100 contacts, whichever page.
+      assert.deepEqual([first.body.total, byCursor.body.total, byOffset.body.total], [100, 100, 100]);
       // The list's last contacts, and past its end: no next page.
       assert.equal((await page('limit=30&offset=90')).body.contacts.length, 10);
       assert.equal((await page('limit=30&offset=90')).body.next_cursor, null);
-      assert.deepEqual((await page('limit=30&offset=500')).body, { contacts: [], next_cursor: null });
+      assert.deepEqual((await page('limit=30&offset=500')).body, {
+        contacts: [],
+        next_cursor: null,
+        total: 100,
+      });
       for (const bad of [
         `offset=30&cursor=${first.body.next_cursor}`,
         'offset=-1',

@@ -178,7 +178,11 @@ export async function listIntoChunks(
     await share.check();
     return processor.listPage(target, at, mode, share.pacing);
   };
-  const ahead = new PagesAhead(fetchPage, (at) => processor.pageAfter(at, mode), listing.pagesAtOnce ?? 1);
+  const ahead = new PagesAhead(
+    fetchPage,
+    (at, total) => processor.pageAfter(at, mode, total),
+    listing.pagesAtOnce ?? 1,
+  );
   try {
     const seen = await listing.seenSoFar();
     for (;;) {
@@ -248,17 +252,21 @@ export async function listIntoChunks(
  * pages after it had answered, and no new one was asked until it did. A page that ends short (the
  * list's end, or a list that changed) names a next page other than the one asked for: those asked
  * after it are dropped (awaited at the end, never read) and the listing goes on from the page it
- * named.
+ * named. Where the ESP says the list's size with each page (ContactPage.total), no page past it is
+ * asked ahead: only those asked before the first answer, and the one a full last page names (a
+ * contact added meanwhile would be there), may be past the end (and empty).
  */
 class PagesAhead {
   private asked: Array<{ cursor: string | undefined; page: Promise<ContactPage>; dropped?: boolean }> = [];
   private dropped: Array<Promise<unknown>> = [];
   /** Pages asked for and not answered yet (read or not). */
   private onTheirWay = 0;
+  /** The list's size, as the page answered last said (when the ESP says). */
+  private total: number | undefined;
 
   constructor(
     private readonly fetch: (cursor: string | undefined) => Promise<ContactPage>,
-    private readonly after: (cursor: string | undefined) => string | undefined,
+    private readonly after: (cursor: string | undefined, total: number | undefined) => string | undefined,
     private readonly atOnce: number,
   ) {}
 
@@ -286,7 +294,7 @@ class PagesAhead {
 
   private fill(): void {
     while (this.asked.length > 0 && this.asked.length < 2 * this.atOnce && this.onTheirWay < this.atOnce) {
-      const later = this.after(this.asked[this.asked.length - 1]!.cursor);
+      const later = this.after(this.asked[this.asked.length - 1]!.cursor, this.total);
       if (later === undefined) return;
       this.ask(later);
     }
@@ -296,11 +304,12 @@ class PagesAhead {
     this.onTheirWay++;
     const entry: (typeof this.asked)[number] = { cursor, page: this.fetch(cursor) };
     // An answer frees its place on the way: the next page is asked at once, unless this one was dropped.
-    const answered = () => {
+    const answered = (page?: ContactPage) => {
       this.onTheirWay--;
+      if (page?.total !== undefined) this.total = page.total;
       if (!entry.dropped) this.fill();
     };
-    entry.page.then(answered, answered);
+    entry.page.then(answered, () => answered());
     this.asked.push(entry);
   }
 

@@ -158,8 +158,9 @@ export abstract class BaseProcessor {
    * (undefined: the first page), known before that page answers: the export then asks for a
    * page while the one before is still on its way (src/activities/export-listing.ts). Undefined
    * when each page names the next (cursor chains, export jobs): those are asked one at a time.
+   * Undefined too past `total`, the list's size as the last page answered said (ContactPage.total).
    */
-  pageAfter(_cursor: string | undefined, _mode: ListMode): string | undefined {
+  pageAfter(_cursor: string | undefined, _mode: ListMode, _total?: number): string | undefined {
     return undefined;
   }
 

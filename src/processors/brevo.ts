@@ -35,6 +35,7 @@ const contacts = z.object({
   contacts: z.array(
     z.object({ id: z.number().int(), attributes: z.record(z.string(), z.unknown()).nullish() }),
   ),
+  count: z.number().int().nonnegative().optional(),
 });
 const partial = z.object({
   failureIds: z.array(z.union([z.number(), z.string()])),
@@ -116,18 +117,18 @@ export class BrevoProcessor extends BaseProcessor {
       url: '/contacts',
       query: { limit: PAGE, offset, sort: 'asc' },
     });
-    const page = expectShape(contacts, body, 'Brevo', 'GET /contacts').contacts;
+    const { contacts: page, count: total } = expectShape(contacts, body, 'Brevo', 'GET /contacts');
     const found = page.flatMap(
       (c) => listedContact(String(c.id), heldValue(c.attributes?.[target.fieldName]), mode) ?? [],
     );
     return page.length < PAGE
-      ? { contacts: found }
-      : { contacts: found, nextCursor: String(offset + page.length) };
+      ? { contacts: found, total }
+      : { contacts: found, nextCursor: String(offset + page.length), total };
   }
 
   /** Offsets: the next page is known before this one answers. */
-  override pageAfter(cursor: string | undefined): string | undefined {
-    return offsetAfter(cursor, PAGE);
+  override pageAfter(cursor: string | undefined, _mode: P.ListMode, total?: number): string | undefined {
+    return offsetAfter(cursor, PAGE, total);
   }
 
   /**

@@ -37,6 +37,7 @@ const members = z.object({
       merge_fields: z.record(z.string(), z.unknown()).nullish(),
     }),
   ),
+  total_items: z.number().int().nonnegative().optional(),
 });
 const member = z.object({ email_address: z.unknown().optional() });
 const batchAnswer = z.object({
@@ -179,18 +180,20 @@ export class MailchimpProcessor extends BaseProcessor {
         sort_dir: 'ASC',
       },
     });
-    const page = expectShape(members, body, 'Mailchimp', 'GET members').members;
+    const { members: page, total_items: total } = expectShape(members, body, 'Mailchimp', 'GET members');
     const contacts = page.flatMap((m) => {
       const value = m.merge_fields?.[target.fieldName];
       const current = typeof value === 'string' && value !== '' ? value : undefined;
       return listedContact(m.email_address, current, mode) ?? [];
     });
-    return page.length < PAGE ? { contacts } : { contacts, nextCursor: String(offset + page.length) };
+    return page.length < PAGE
+      ? { contacts, total }
+      : { contacts, nextCursor: String(offset + page.length), total };
   }
 
   /** Offsets: the next page is known before this one answers. */
-  override pageAfter(cursor: string | undefined): string | undefined {
-    return offsetAfter(cursor, PAGE);
+  override pageAfter(cursor: string | undefined, _mode: P.ListMode, total?: number): string | undefined {
+    return offsetAfter(cursor, PAGE, total);
   }
 
   /**

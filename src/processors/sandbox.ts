@@ -115,6 +115,7 @@ export class SandboxProcessor extends BaseProcessor {
     const { body } = await call<{
       contacts: Array<{ id: string; fields: Record<string, string | null> }>;
       next_cursor: string | null;
+      total?: number;
     }>(
       {
         method: 'GET',
@@ -131,16 +132,20 @@ export class SandboxProcessor extends BaseProcessor {
       contactId: c.id,
       currentValue: c.fields[target.fieldName] ?? undefined,
     }));
-    if (!body.next_cursor) return { contacts };
+    const total = Number.isSafeInteger(body.total) && body.total! >= 0 ? { total: body.total } : {};
+    if (!body.next_cursor) return { contacts, ...total };
     return {
       contacts,
       nextCursor: offset === undefined ? body.next_cursor : String(offset + contacts.length),
+      ...total,
     };
   }
 
-  override pageAfter(cursor: string | undefined, mode: ListMode): string | undefined {
+  override pageAfter(cursor: string | undefined, mode: ListMode, total?: number): string | undefined {
     const offset = mode === 'full' ? offsetIn(cursor) : undefined;
-    return offset === undefined ? undefined : String(offset + (this.descriptor.listPageSize ?? 1000));
+    if (offset === undefined) return undefined;
+    const next = offset + (this.descriptor.listPageSize ?? 1000);
+    return total !== undefined && next >= total ? undefined : String(next);
   }
 
   protected async sendBatch(

@@ -86,6 +86,12 @@ export interface ContactPage {
   contacts: ContactRef[];
   /** Absent on the last page. */
   nextCursor?: string;
+  /**
+   * How many contacts the list held when the page was answered, where the ESP says so with each
+   * page (Mailchimp's total_items, Brevo's count, the Sandbox's total): the export asks no page
+   * past it ahead of time (pageAfter).
+   */
+  total?: number;
 }
 
 export type ListMode = 'incremental' | 'full';

@@ -155,7 +155,11 @@ function listContacts(ctx: ApiContext) {
     for (const key of target.fields.keys()) fields[key] = target.values.get(key)?.[i] ?? null;
     contacts.push({ id: SandboxList.contactId(i), email: target.email(i), fields });
   }
-  return { contacts, next_cursor: i < target.size ? Buffer.from(String(i)).toString('base64url') : null };
+  return {
+    contacts,
+    next_cursor: i < target.size ? Buffer.from(String(i)).toString('base64url') : null,
+    total: target.size,
+  };
 }
 
 function batchUpdate(ctx: ApiContext) {

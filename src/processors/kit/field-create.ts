@@ -26,9 +26,11 @@ export function offsetOf(cursor: string | undefined): number {
 
 /**
  * The cursor of the page after the one at `cursor`, `size` contacts on, for ESPs that page by
- * offset (their pageAfter); undefined for a cursor that holds no offset.
+ * offset (their pageAfter); undefined for a cursor that holds no offset, or a page that would
+ * start at or past `total` (the list's size, when known).
  */
-export function offsetAfter(cursor: string | undefined, size: number): string | undefined {
+export function offsetAfter(cursor: string | undefined, size: number, total?: number): string | undefined {
   const offset = cursor ? Number(cursor) : 0;
-  return Number.isSafeInteger(offset) && offset >= 0 ? String(offset + size) : undefined;
+  if (!Number.isSafeInteger(offset) || offset < 0) return undefined;
+  return total !== undefined && offset + size >= total ? undefined : String(offset + size);
 }
