@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore, PutOptions, StoredBlob } from './blob-store';
@@ -89,7 +89,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await rm(this.file(key), { force: true });
+    await removeFile(this.file(key));
   }
 
   async *readLines(key: string): AsyncIterable<string> {
@@ -113,18 +113,15 @@ export class LocalBlobStore implements BlobStore {
   }
 
   private async write(file: string, data: Buffer): Promise<{ etag: string }> {
-    const tmpDir = join(this.dir, 'tmp');
-    await mkdir(tmpDir, { recursive: true });
-    await mkdir(dirname(file), { recursive: true });
-    const tmp = join(tmpDir, `${process.pid}-${randomBytes(8).toString('hex')}`);
-    const handle = await open(tmp, 'w');
+    const tmp = join(this.dir, 'tmp', `${process.pid}-${randomBytes(8).toString('hex')}`);
+    const handle = await inDirectory(tmp, () => open(tmp, 'w'));
     try {
       await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();
     }
-    await rename(tmp, file);
+    await inDirectory(file, () => rename(tmp, file));
     return { etag: etagOf(data) };
   }
 
@@ -138,18 +135,16 @@ export class LocalBlobStore implements BlobStore {
   }
 
   private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const lockDir = join(this.dir, 'locks');
-    await mkdir(lockDir, { recursive: true });
-    const lock = join(lockDir, `${encodeURIComponent(key)}.lock`);
+    const lock = join(this.dir, 'locks', `${encodeURIComponent(key)}.lock`);
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (;;) {
       try {
-        await (await open(lock, 'wx')).close();
+        await (await inDirectory(lock, () => open(lock, 'wx'))).close();
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const held = await stat(lock).catch(() => undefined);
-        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await rm(lock, { force: true });
+        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await removeFile(lock);
         if (Date.now() > deadline) throw new Error(`timed out waiting for the write lock on blob ${key}`);
         await sleep(2 + Math.random() * 8);
       }
@@ -157,8 +152,32 @@ export class LocalBlobStore implements BlobStore {
     try {
       return await fn();
     } finally {
-      await rm(lock, { force: true });
+      await removeFile(lock);
     }
+  }
+}
+
+/**
+ * `op` on a path whose directory is made (with its parents) only when `op` says it is missing:
+ * most writes go to directories that exist, and two mkdir calls per write took about a sixth of
+ * a worker's main-thread time in file-system calls during the fleet's daily run (a CPU profile).
+ */
+async function inDirectory<T>(path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await mkdir(dirname(path), { recursive: true });
+    return op();
+  }
+}
+
+/** Removes a file; one already gone is fine. */
+async function removeFile(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
   }
 }
 

@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { BlobStore } from '../../src/storage';
 import { ConflictError, NotFoundError } from '../../src/storage';
@@ -167,3 +169,22 @@ for (const [name, makeStore] of adapters) {
     });
   });
 }
+
+describe('LocalBlobStore: its folders', () => {
+  it('makes again a folder removed meanwhile (a key, its temporary files, its locks) and writes as before', async () => {
+    const dir = await tempDir();
+    const store = new LocalBlobStore(dir);
+    await store.put('runs/a/one.json', '1');
+    await store.put('runs/a/two.json', '2', { ifNoneMatch: '*' });
+    for (const folder of ['objects/runs', 'tmp', 'locks']) {
+      await rm(join(dir, folder), { recursive: true, force: true });
+    }
+    await store.put('runs/a/one.json', 'again');
+    const { etag } = await store.put('runs/a/two.json', 'new', { ifNoneMatch: '*' });
+    assert.equal((await store.get('runs/a/one.json')).body.toString(), 'again');
+    assert.equal((await store.get('runs/a/two.json')).etag, etag);
+    await store.delete('runs/a/one.json');
+    await store.delete('runs/a/one.json');
+    assert.deepEqual(await store.list('runs/'), ['runs/a/two.json']);
+  });
+});
