@@ -149,7 +149,7 @@ describe('encrypted payloads in Temporal histories', function () {
         if (path.includes('markerRecordedEventAttributes.details.patch-data')) {
           assert.match(
             Buffer.from(payload.data ?? []).toString(),
-            /^\{"id":"[a-z-]+","deprecated":(true|false)\}$/,
+            /^\{"id":"[a-z0-9-]+","deprecated":(true|false)\}$/,
           );
           continue;
         }
