@@ -56,12 +56,12 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
     assert.ok(report.ratios.pipelineVsDirect > 0 && report.ratios.pipelineVsPerContact > 0);
     assert.equal(report.rateLimited.limitRps, 50);
     assert.ok(report.rateLimited.share429 >= 0 && report.rateLimited.share429 <= 1);
-    // Listing pages of 1,000 and batches of 500, counted by the Sandbox: pages by offset, four on
-    // their way at once before the first answers (which says the list's size), so up to two past
-    // the list's end are asked for too, and answered empty.
+    // Listing pages of 1,000 and batches of 500, counted by the Sandbox: pages by offset, three on
+    // their way at once before the first answers (which says the list's size), so up to one past
+    // the list's end is asked for too, and answered empty.
     assert.deepEqual([report.splitLimit.contacts, report.splitLimit.needed.writing], [2000, 4]);
     assert.ok(
-      report.splitLimit.needed.listing >= 2 && report.splitLimit.needed.listing <= 4,
+      report.splitLimit.needed.listing >= 2 && report.splitLimit.needed.listing <= 3,
       `${report.splitLimit.needed.listing} listing requests`,
     );
     for (const key of ['seconds', 'boundSeconds', 'boundRatio', 'firstWriteSeconds']) {

@@ -24,13 +24,12 @@ export function exportShare(limits: AccountLimits, keeps: number, slots = 1): Sh
  * Pages on their way at once when the ESP pages by offset (export-listing.ts): a listing limit of
  * its own can then be reached, which one page after another cannot (20 pages a second at 50 ms
  * each, with a long tail). Three rather than two: a page from the latency's long tail holds up
- * fewer of the pages after it (docs/performance.md has the split-limit runs with each). Four
- * rather than three: on Mailchimp (pages of 1,000, batches of 500, 10 connections) a full run's
- * requests are one page for two batches, so the listing's fair part of the connections is 3.3;
- * with 3 the writers waited for the listing, with 4 the listing ends first and the writers then
- * take all 10 (docs/performance.md, "ESP-like limits").
+ * fewer of the pages after it (docs/performance.md has the split-limit runs with each). Not four:
+ * tried on 2026-12-05, it made the Mailchimp profile faster (13.1 -> 12.4 s) but took a chunk
+ * from beside the export where the listing is limited by rate (HubSpot's search: its profile
+ * went from 1.16-1.18 to 1.22 of its bound; docs/performance.md, "ESP-like limits").
  */
-export const PAGES_AT_ONCE = 4;
+export const PAGES_AT_ONCE = 3;
 
 /**
  * How many requests the export beside chunk updates keeps in flight: when the ESP pages by offset
