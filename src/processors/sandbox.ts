@@ -2,6 +2,7 @@
 import { SANDBOX_CLIENT } from '../sandbox/oauth-client';
 import { BaseProcessor, type EspCall, type ProcessorDeps } from './base-processor';
 import { RequestRejectedError } from './errors';
+import { offsetAfter } from './kit/field-create';
 import type {
   AccountInfo,
   ContactPage,
@@ -142,10 +143,8 @@ export class SandboxProcessor extends BaseProcessor {
   }
 
   override pageAfter(cursor: string | undefined, mode: ListMode, total?: number): string | undefined {
-    const offset = mode === 'full' ? offsetIn(cursor) : undefined;
-    if (offset === undefined) return undefined;
-    const next = offset + (this.descriptor.listPageSize ?? 1000);
-    return total !== undefined && next >= total ? undefined : String(next);
+    if (mode !== 'full' || offsetIn(cursor) === undefined) return undefined;
+    return offsetAfter(cursor, this.descriptor.listPageSize ?? 1000, total);
   }
 
   protected async sendBatch(
