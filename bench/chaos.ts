@@ -250,6 +250,11 @@ async function main(): Promise<void> {
       current.set(h.contactId, h.current);
       if (h.values.length > 1) conflictingWrites++;
     }
+    // Every contact value the Sandbox was sent: one sent again after a failed request counts again.
+    const { writes: contactWrites } = await sandboxJson<{ writes: number }>(
+      stack,
+      `${account}/lists/${listId}/summary?field=lcee`,
+    );
     let updated = 0;
     let lost = 0;
     for (const [contactId, value] of expected) {
@@ -274,6 +279,7 @@ async function main(): Promise<void> {
       rejected: rejected.size,
       lost,
       conflictingWrites,
+      contactWrites,
       workerKills,
       ...(options.killDuringExport ? { killsWhileExporting } : {}),
       serverRestarts,

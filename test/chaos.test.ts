@@ -51,6 +51,8 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
     assert.equal(report.lost, 0);
     assert.equal(report.conflictingWrites, 0);
     assert.equal(report.updated + report.rejected, 25_000);
+    // Every contact sent once at least; one in a failed request or a killed attempt, again.
+    assert.ok(report.contactWrites >= report.updated, `${report.contactWrites} contact writes`);
     assert.equal(report.summaryCountsAddUp, true);
   });
 

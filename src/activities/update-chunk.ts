@@ -147,6 +147,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         if (!freshShare) share.pacing.takeOver(firstAttempt ? validQuiet(input.quietMs) : 0);
 
         let group: Entry[] = [];
+        /** The chunk line of each entry of the group (blank lines have none). */
+        let groupLines: number[] = [];
         let checked = Date.now();
         /** The parts of this attempt (text and counts), so the merge reads only those of earlier attempts. */
         const saved = new Map<number, SavedPart>();
@@ -166,22 +168,46 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             if (status !== 'active') throw inactive(status);
           }
           const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
-          const written = updates.length ? await processor.writeValues(target, updates, share.pacing) : [];
+          const { results: written, stopped } = updates.length
+            ? await processor.writeBatches(target, updates, share.pacing)
+            : { results: [] };
           let next = 0;
-          const lines = group.map((e): ResultLine => {
-            if ('result' in e) return e.result;
-            const r = written[next++]!;
+          const lines: ResultLine[] = [];
+          for (const e of group) {
+            if ('result' in e) {
+              lines.push(e.result);
+              continue;
+            }
+            const r = written[next++];
+            if (!r) break; // from here on, stopped before it was answered
             const previous = e.previous === undefined ? {} : { previous: e.previous };
-            return r.status === 'updated'
-              ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
-              : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
-          });
-          const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+            lines.push(
+              r.status === 'updated'
+                ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
+                : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason },
+            );
+          }
+          if (stopped !== undefined) {
+            // A batch failed (a 429, an ESP error): the lines answered before it are saved, so the
+            // retry does not send them again, and the retry starts at the first one that was not.
+            // Saving them is a help, not a must: should it fail, the retry sends them again.
+            if (lines.length) await savePart(lines, groupLines[lines.length - 1]!).catch(() => undefined);
+            throw stopped;
+          }
           group = [];
-          if (last) return void saved.set(progress.parts + 1, { text, counts: countResults(lines) });
-          progress.parts++;
-          await blobs.put(runFiles.resultsPart(configurationId, runFolder, chunk, progress.parts), text);
-          saved.set(progress.parts, { text, counts: countResults(lines) });
+          groupLines = [];
+          if (last)
+            return void saved.set(progress.parts + 1, { text: textOf(lines), counts: countResults(lines) });
+          await savePart(lines, linesDone);
+        };
+        /** Saves result lines in the chunk's next part file, up to the chunk line `linesDone`. */
+        const savePart = async (lines: ResultLine[], linesDone: number) => {
+          const text = textOf(lines);
+          // Counted once written: a heartbeat meanwhile never names a part file that is not there.
+          const part = progress.parts + 1;
+          await blobs.put(runFiles.resultsPart(configurationId, runFolder, chunk, part), text);
+          saved.set(part, { text, counts: countResults(lines) });
+          progress.parts = part;
           progress.linesDone = linesDone;
           context.heartbeat(progress);
         };
@@ -205,6 +231,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               group.push(
                 done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
               );
+              groupLines.push(lineNo);
               if (group.length >= groupSize) await sendGroup(lineNo);
             }
           }
@@ -293,6 +320,10 @@ interface SavedPart {
 }
 
 type ResultCounts = Omit<ChunkOutcome, 'chunk'> & { replaced: number };
+
+function textOf(lines: ResultLine[]): string {
+  return lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+}
 
 /** What the result lines of a part or results file count. */
 function countText(text: string): ResultCounts {

@@ -187,15 +187,31 @@ export abstract class BaseProcessor {
    * Writes values in ESP-sized batches. Returns one result per input contact, in input order.
    * Rows with invalid values are rejected without a request; when the ESP rejects a whole batch,
    * the bad rows are isolated (the ESP's row pointers, else bisection) and the rest written.
-   * When a batch fails (a 429, an ESP error), the batches not sent yet are not sent: the caller
-   * retries the whole call, and requests of a failed call sent beside the retry's would take
-   * more than the caller's share of the account's limits.
+   * When a batch fails (a 429, an ESP error), it throws that failure: see writeBatches.
    */
   async writeValues(
     target: ProcessorTarget,
     updates: ContactUpdate[],
     pacing?: AccountPacing,
   ): Promise<ContactResult[]> {
+    const { results, stopped } = await this.writeBatches(target, updates, pacing);
+    if (stopped !== undefined) throw stopped;
+    return results;
+  }
+
+  /**
+   * writeValues that says how far it got when a batch fails (a 429, an ESP error): the batches not
+   * sent yet are not sent (the caller retries, and requests of a failed call sent beside the
+   * retry's would take more than the caller's share of the account's limits), `stopped` is the
+   * first failure, and `results` the results of the longest run of `updates` from the first whose
+   * batches were all answered (rows rejected without a request count as answered): the caller
+   * need not send those again.
+   */
+  async writeBatches(
+    target: ProcessorTarget,
+    updates: ContactUpdate[],
+    pacing?: AccountPacing,
+  ): Promise<{ results: ContactResult[]; stopped?: unknown }> {
     const failed = new AbortController();
     const call = this.callFor(target, pacing, failed.signal);
     const results = new Map<string, ContactResult>();
@@ -208,25 +224,29 @@ export abstract class BaseProcessor {
     const batches: ContactUpdate[][] = [];
     for (let i = 0; i < valid.length; i += size) batches.push(valid.slice(i, i + size));
     const failures: unknown[] = [];
+    const unanswered = new Set<number>();
     // Every batch settles (answered, or stopped before it was sent) before the call ends.
     const written = await Promise.all(
-      batches.map((batch) =>
+      batches.map((batch, i) =>
         writeIsolatingBadRows(batch, (rows) => this.sendBatch(call, target, rows)).catch((error) => {
           failures.push(error);
+          unanswered.add(i);
           failed.abort();
           return [];
         }),
       ),
     );
-    // The first failure is the cause; later ones are batches it stopped, or the same trouble again.
-    if (failures.length) throw failures[0];
     // Reasons end up in results files and summaries: no emails, credentials or contact ids (which
     // are emails for some ESPs, in forms the email pattern may miss) in them.
     for (const r of written.flat()) {
       const reason = r.status === 'rejected' ? sanitize(redactContactIds(r.reason, [r.contactId])) : '';
       results.set(r.contactId, r.status === 'rejected' ? { ...r, reason } : r);
     }
-    return updates.map((u) => results.get(u.contactId)!);
+    // The first failure is the cause; later ones are batches it stopped, or the same trouble again.
+    if (!failures.length) return { results: updates.map((u) => results.get(u.contactId)!) };
+    const firstUnsent = batches[Math.min(...unanswered)]![0]!;
+    const answered = updates.slice(0, updates.indexOf(firstUnsent));
+    return { results: answered.map((u) => results.get(u.contactId)!), stopped: failures[0] };
   }
 
   // ---- web flow ----

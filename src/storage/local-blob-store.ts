@@ -82,10 +82,43 @@ export class LocalBlobStore implements BlobStore {
     return keys.sort();
   }
 
+  /**
+   * Walks the folders in key order, skipping those whose keys all sort before `after`, and stops
+   * at `limit` keys: a page reads the folders on its way, not every key under the prefix.
+   */
   async listPage(prefix: string, page: { after?: string; limit: number }): Promise<string[]> {
-    const keys = await this.list(prefix);
-    const from = page.after === undefined ? 0 : keys.findIndex((k) => k > page.after!);
-    return from < 0 ? [] : keys.slice(from, from + page.limit);
+    const base = prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/')) : '';
+    if (base) assertValidKey('blob', base);
+    const { after, limit } = page;
+    const keys: string[] = [];
+    /** True once the page is full. `folder`: the key prefix of everything in `dir` ('' or 'a/b/'). */
+    const walk = async (dir: string, folder: string): Promise<boolean> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        throw err;
+      }
+      // A folder sorts as its keys do: 'a/...' after the file 'a-b', before the file 'a0'.
+      const named = entries
+        .map((entry) => ({ entry, key: folder + entry.name + (entry.isDirectory() ? '/' : '') }))
+        .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+      for (const { entry, key } of named) {
+        if (entry.isDirectory()) {
+          if (!key.startsWith(prefix) && !prefix.startsWith(key)) continue;
+          // Every key inside starts with `key`: all sort before `after` unless it starts so too.
+          if (after !== undefined && key < after && !after.startsWith(key)) continue;
+          if (await walk(join(dir, entry.name), key)) return true;
+        } else if (key.startsWith(prefix) && (after === undefined || key > after)) {
+          keys.push(key);
+          if (keys.length >= limit) return true;
+        }
+      }
+      return false;
+    };
+    if (limit > 0) await walk(join(this.objects, base), base ? `${base}/` : '');
+    return keys;
   }
 
   async delete(key: string): Promise<void> {

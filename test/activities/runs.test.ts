@@ -118,6 +118,71 @@ describe('run activities', function () {
     assert.deepEqual(await blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
+  it('a 429 in a group saves the batches answered before it: the retry sends only the rest', async () => {
+    const { configuration, list } = await e.connect(3_000);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    // The first group's third batch (lines 1,001 to 1,500) is answered 429, once the two before it
+    // were answered; its fourth batch, sent beside it, may be written too.
+    class ThrottledOnce extends SandboxProcessor {
+      private sent = 0;
+      private readonly before: Promise<unknown>[] = [];
+      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
+        const n = ++this.sent;
+        if (n === 3) {
+          await Promise.all(this.before);
+          throw new RateLimitedError('the ESP answered 429', 1_000);
+        }
+        const answer = super.sendBatch(...args);
+        if (n < 3) this.before.push(answer.catch(() => undefined));
+        return answer;
+      }
+    }
+    const throttled = createActivities({
+      stores: e.stores,
+      processors: new ProcessorRegistry([
+        new ThrottledOnce(
+          { secrets: e.stores.secrets },
+          { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
+        ),
+      ]),
+      alerts: async () => undefined,
+    });
+    const input = { configurationId: configuration.id, runFolder: DATE, chunk: 1, onlyPending: false };
+    const first = new MockActivityEnvironment();
+    let saved: unknown;
+    first.on('heartbeat', (d: unknown) => (saved = d));
+    await assert.rejects(first.run(throttled.updateChunk, input), (err: ApplicationFailure) => {
+      assert.equal(err.type, 'RateLimited', err.message);
+      assert.equal(err.nextRetryDelay, 1_000, 'the retry waits the ESP delay');
+      return true;
+    });
+    assert.deepEqual(saved, { linesDone: 1_000, parts: 1 }, 'the two batches answered are saved');
+    const writtenBefore = list.writes;
+    assert.ok(writtenBefore === 1_000 || writtenBefore === 1_500, String(writtenBefore));
+    const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
+    const outcome = await retry.run(activities.updateChunk, input);
+    const { quietMs: _, ...counts } = outcome as ChunkOutcome;
+    assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes - writtenBefore, 2_000, 'the retry sent lines 1,001 to 3,000 and no others');
+    assert.equal(
+      list.conflicts.get(configuration.fieldName)?.size ?? 0,
+      0,
+      'a contact was written two values',
+    );
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n');
+    assert.deepEqual(
+      results.map((l) => (JSON.parse(l) as { contactId: string }).contactId),
+      ids,
+      'every line once, in chunk order',
+    );
+    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
+  });
+
   it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
     const { configuration, list } = await e.connect(10);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);

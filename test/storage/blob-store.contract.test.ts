@@ -78,6 +78,27 @@ for (const [name, makeStore] of adapters) {
       assert.deepEqual(await store.listPage('page/', { after: 'page/k06', limit: 3 }), []);
     });
 
+    it('pages in key order across folders: a folder sorts as its keys do', async () => {
+      // '-' < '/' < '0': 'nest/a-b' comes before the keys under 'nest/a/', 'nest/a0' after them.
+      const keys = ['nest/a-b', 'nest/a/x', 'nest/a/y/z', 'nest/a0', 'nest/b', 'nest/c/d'];
+      for (const key of [...keys].reverse()) await store.put(key, key);
+      await store.put('nested/outside', 'outside');
+      for (const limit of [1, 2, 4, 10]) {
+        const listed: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.listPage('nest/', { after, limit });
+          listed.push(...page);
+          if (page.length < limit) break;
+          after = page.at(-1);
+        }
+        assert.deepEqual(listed, keys, `pages of ${limit}`);
+      }
+      assert.deepEqual(await store.listPage('nest/a', { limit: 10 }), keys.slice(0, 4));
+      assert.deepEqual(await store.listPage('nest/', { after: 'nest/a/', limit: 2 }), keys.slice(1, 3));
+      assert.deepEqual(await store.listPage('nest/', { after: 'nest/a/y', limit: 10 }), keys.slice(2));
+    });
+
     it('deletes, and deleting a missing key is not an error', async () => {
       await store.put('del/k', 'v');
       await store.delete('del/k');
