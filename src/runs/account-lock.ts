@@ -29,6 +29,13 @@ interface LockDocument {
 /** A run renews its lock long before this passes; a run that stopped without giving it back frees it after this. */
 export const LOCK_TTL_MS = 10 * 60_000;
 
+/**
+ * A lock renewed less than this ago (by any of its run's activities, or taken) is not written
+ * again: renewing it is a read, which still finds a lock lost. Well under LOCK_TTL_MS, so a run
+ * whose activities renew every minute always holds more than LOCK_TTL_MS minus two of them.
+ */
+const RENEWED_RECENTLY_MS = 60_000;
+
 export class LockLostError extends Error {
   override name = 'LockLostError';
 }
@@ -57,8 +64,9 @@ export class AccountLocks {
   }
 
   /**
-   * Renews the lock of `owner` and answers until when the run may call the account (and whether a
-   * 429 paused it). Throws LockLostError when another run took it (this run's lock had expired).
+   * Renews the lock of `owner` (unless it was renewed in the last minute) and answers until when
+   * the run may call the account (and whether a 429 paused it). Throws LockLostError when another
+   * run took it (this run's lock had expired) or it was given back.
    */
   async renew(key: string, owner: LockOwner): Promise<{ validUntil: number; pausedUntil: number }> {
     return this.change(key, (doc) => {
@@ -70,10 +78,11 @@ export class AccountLocks {
         );
       }
       const expiresAt = this.now() + LOCK_TTL_MS;
-      return {
-        write: { ...doc, expiresAt },
-        answer: { validUntil: expiresAt, pausedUntil: doc.pausedUntil ?? 0 },
-      };
+      const pausedUntil = doc.pausedUntil ?? 0;
+      if (doc.expiresAt >= expiresAt - RENEWED_RECENTLY_MS) {
+        return { answer: { validUntil: doc.expiresAt, pausedUntil } };
+      }
+      return { write: { ...doc, expiresAt }, answer: { validUntil: expiresAt, pausedUntil } };
     });
   }
 

@@ -110,6 +110,22 @@ for (const [name, makeStore] of adapters) {
       });
     });
 
+    it('renewed within a minute of its last renewal, it is read and not written again', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('brevo', 'acct-renew-read');
+      const a = run('cfg_a', 1);
+      await locks.acquire(key, a);
+      const taken = (await blobs.get(key)).etag;
+      now += 59_000;
+      assert.equal((await locks.renew(key, a)).validUntil, now - 59_000 + LOCK_TTL_MS);
+      assert.equal((await blobs.get(key)).etag, taken, 'taken 59 s ago: not written');
+      now += 2_000;
+      assert.equal((await locks.renew(key, a)).validUntil, now + LOCK_TTL_MS);
+      assert.notEqual((await blobs.get(key)).etag, taken, 'taken 61 s ago: renewed');
+      await locks.release(key, a);
+      await assert.rejects(locks.renew(key, a), LockLostError, 'given back: a read finds it lost');
+    });
+
     it("a 429 pause is seen by the holder's activities on every worker, and kept through renewals", async () => {
       const key = accountLockKey('iterable', 'acct-pause');
       const a = run('cfg_a', 1);
