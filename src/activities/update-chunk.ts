@@ -157,7 +157,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
          * not into a part file first: an attempt that stops before that file is written sends the
          * group again, with the same values.
          */
-        const sendGroup = async (linesDone: number, last = false) => {
+        const sendGroup = async (last = false) => {
           // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
@@ -191,18 +191,19 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             // A batch failed (a 429, an ESP error): the lines answered before it are saved, so the
             // retry does not send them again, and the retry starts at the first one that was not.
             // Saving them is a help, not a must: should it fail, the retry sends them again.
-            if (lines.length) await savePart(lines, groupLines[lines.length - 1]!).catch(() => undefined);
+            if (lines.length) await savePart(lines).catch(() => undefined);
             throw stopped;
           }
-          group = [];
-          groupLines = [];
           if (last)
             return void saved.set(progress.parts + 1, { text: textOf(lines), counts: countResults(lines) });
-          await savePart(lines, linesDone);
+          await savePart(lines);
+          group = [];
+          groupLines = [];
         };
-        /** Saves result lines in the chunk's next part file, up to the chunk line `linesDone`. */
-        const savePart = async (lines: ResultLine[], linesDone: number) => {
+        /** Saves the results of the group's first entries in the chunk's next part file. */
+        const savePart = async (lines: ResultLine[]) => {
           const text = textOf(lines);
+          const linesDone = groupLines[lines.length - 1]!;
           // Counted once written: a heartbeat meanwhile never names a part file that is not there.
           const part = progress.parts + 1;
           await blobs.put(runFiles.resultsPart(configurationId, runFolder, chunk, part), text);
@@ -232,10 +233,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
                 done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
               );
               groupLines.push(lineNo);
-              if (group.length >= groupSize) await sendGroup(lineNo);
+              if (group.length >= groupSize) await sendGroup();
             }
           }
-          if (group.length) await sendGroup(lineNo, true);
+          if (group.length) await sendGroup(true);
         } finally {
           clearInterval(beat);
           stopFollowing();

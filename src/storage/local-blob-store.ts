@@ -62,14 +62,7 @@ export class LocalBlobStore implements BlobStore {
     if (base) assertValidKey('blob', base);
     const keys: string[] = [];
     const walk = async (dir: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
-      for (const entry of entries) {
+      for (const entry of await entriesOf(dir)) {
         const full = join(dir, entry.name);
         if (entry.isDirectory()) await walk(full);
         else {
@@ -93,15 +86,8 @@ export class LocalBlobStore implements BlobStore {
     const keys: string[] = [];
     /** True once the page is full. `folder`: the key prefix of everything in `dir` ('' or 'a/b/'). */
     const walk = async (dir: string, folder: string): Promise<boolean> => {
-      let entries;
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if (isNotFound(err)) return false;
-        throw err;
-      }
       // A folder sorts as its keys do: 'a/...' after the file 'a-b', before the file 'a0'.
-      const named = entries
+      const named = (await entriesOf(dir))
         .map((entry) => ({ entry, key: folder + entry.name + (entry.isDirectory() ? '/' : '') }))
         .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
       for (const { entry, key } of named) {
@@ -216,4 +202,14 @@ async function removeFile(path: string): Promise<void> {
 
 export function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/** A folder's entries; none when it does not exist. */
+async function entriesOf(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
 }

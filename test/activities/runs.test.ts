@@ -15,11 +15,16 @@ import type { ExportPartInput, ExportPartResult } from '../../src/activities/exp
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
 import { runFiles } from '../../src/runs/files';
-import { NotFoundError } from '../../src/storage';
+import { NotFoundError, type Stores } from '../../src/storage';
+import type { BaseProcessor } from '../../src/processors/base-processor';
 import { mailchimpHarness, type MailchimpHarness } from '../processors/mailchimp-harness';
 import { startEspresso, type Espresso } from '../support/espresso';
 
 const DATE = '2026-11-20';
+
+/** The activities on `stores` with `processor` as their only ESP, alerts dropped. */
+const activitiesWith = (stores: Stores, processor: BaseProcessor) =>
+  createActivities({ stores, processors: new ProcessorRegistry([processor]), alerts: async () => undefined });
 
 describe('run activities', function () {
   this.timeout(60_000);
@@ -27,11 +32,7 @@ describe('run activities', function () {
   let activities: ReturnType<typeof createActivities>;
   before(async () => {
     e = await startEspresso();
-    activities = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([e.processor]),
-      alerts: async () => undefined,
-    });
+    activities = activitiesWith(e.stores, e.processor);
   });
   after(() => e.stop());
 
@@ -139,16 +140,13 @@ describe('run activities', function () {
         return answer;
       }
     }
-    const throttled = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([
-        new ThrottledOnce(
-          { secrets: e.stores.secrets },
-          { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
-        ),
-      ]),
-      alerts: async () => undefined,
-    });
+    const throttled = activitiesWith(
+      e.stores,
+      new ThrottledOnce(
+        { secrets: e.stores.secrets },
+        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
+      ),
+    );
     const input = { configurationId: configuration.id, runFolder: DATE, chunk: 1, onlyPending: false };
     const first = new MockActivityEnvironment();
     let saved: unknown;
@@ -540,11 +538,7 @@ describe('export of a list that shifts while it is listed', function () {
       { secrets: e.stores.secrets },
       { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
     );
-    const activities = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([shifting]),
-      alerts: async () => undefined,
-    });
+    const activities = activitiesWith(e.stores, shifting);
     const { configuration } = await e.connect(2_500);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
@@ -591,16 +585,13 @@ describe('export of a list that shifts while it is listed', function () {
       }
     }
     const worker = () =>
-      createActivities({
-        stores: e.stores,
-        processors: new ProcessorRegistry([
-          new Repeating(
-            { secrets: e.stores.secrets },
-            { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
-          ),
-        ]),
-        alerts: async () => undefined,
-      });
+      activitiesWith(
+        e.stores,
+        new Repeating(
+          { secrets: e.stores.secrets },
+          { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
+        ),
+      );
     const { configuration } = await e.connect(35_000);
     const runFolder = '2026-11-22';
     const input = { configurationId: configuration.id, runFolder, mode: 'full' as const };
@@ -673,11 +664,7 @@ describe('export and updates of a Mailchimp audience archived and restored while
       },
       { id: target.id },
     );
-    const activities = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([h.processor]),
-      alerts: async () => undefined,
-    });
+    const activities = activitiesWith(e.stores, h.processor);
     const run = async (runFolder: string) => {
       const manifest: ExportManifest = await new MockActivityEnvironment().run(activities.exportContacts, {
         configurationId: configuration.id,
@@ -847,11 +834,7 @@ describe('bounded failures and alerts that survive a crash', function () {
       { secrets: e.stores.secrets },
       { url: e.sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
     );
-    const withJobs = createActivities({
-      stores: e.stores,
-      processors: new ProcessorRegistry([jobs]),
-      alerts: async () => undefined,
-    });
+    const withJobs = activitiesWith(e.stores, jobs);
     const { configuration } = await e.connect(1);
     const input = { configurationId: configuration.id, runFolder: '2026-11-22', mode: 'full' as const };
     await assert.rejects(new MockActivityEnvironment().run(withJobs.exportContacts, input));
