@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from './deps';
 import { loadTarget } from './deps';
-import type { ContactUpdate } from '../processors/types';
+import type { ContactResult, ContactUpdate } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';
 import { refuseDryRun } from '../runs/dry-runs';
@@ -74,6 +74,8 @@ function validQuiet(ms: number | undefined): number {
 interface ChunkProgress {
   linesDone: number;
   parts: number;
+  /** Lines past linesDone whose results an attempt saved (runFiles.resultsAhead); absent: none. */
+  ahead?: number;
 }
 
 /** ESP batches sent together per group; a group's results are saved before the next group starts. */
@@ -112,6 +114,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         };
         const resultsKey = runFiles.results(configurationId, runFolder, chunk);
         const earlier = input.onlyPending ? await updatedResults(resultsKey) : new Map<string, ResultLine>();
+        const aheadKey = runFiles.resultsAhead(configurationId, runFolder, chunk);
+        /** Results of lines past linesDone an earlier attempt saved, by line number. */
+        const ahead = progress.ahead ? await resultsAhead(aheadKey) : new Map<number, ResultLine>();
         const groupSize = processor.descriptor.maxBatchSize * GROUP_BATCHES;
         // This chunk's share of the account, which its run holds: one of `window` in flight.
         const window = input.window ?? processor.descriptor.concurrency;
@@ -168,9 +173,11 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             if (status !== 'active') throw inactive(status);
           }
           const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
-          const { results: written, stopped } = updates.length
-            ? await processor.writeBatches(target, updates, share.pacing)
-            : { results: [] };
+          const {
+            results: written,
+            stopped,
+            ahead: answeredAhead,
+          } = updates.length ? await processor.writeBatches(target, updates, share.pacing) : { results: [] };
           let next = 0;
           const lines: ResultLine[] = [];
           for (const e of group) {
@@ -180,18 +187,15 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             }
             const r = written[next++];
             if (!r) break; // from here on, stopped before it was answered
-            const previous = e.previous === undefined ? {} : { previous: e.previous };
-            lines.push(
-              r.status === 'updated'
-                ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
-                : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason },
-            );
+            lines.push(resultLine(e, r));
           }
           if (stopped !== undefined) {
             // A batch failed (a 429, an ESP error): the lines answered before it are saved, so the
-            // retry does not send them again, and the retry starts at the first one that was not.
+            // retry does not send them again, and the retry starts at the first one that was not;
+            // so are those answered after it, which the retry takes instead of sending them.
             // Saving them is a help, not a must: should it fail, the retry sends them again.
             if (lines.length) await savePart(lines).catch(() => undefined);
+            await saveAhead(lines.length, answeredAhead ?? []).catch(() => undefined);
             throw stopped;
           }
           if (last)
@@ -213,6 +217,29 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           context.heartbeat(progress);
         };
 
+        /**
+         * Saves the results known for the group's lines past its first `answered` entries (batches
+         * answered beside the one that failed, results taken from before), with those saved
+         * before for lines past the group, in the chunk's ahead file.
+         */
+        const saveAhead = async (answered: number, results: ContactResult[]) => {
+          const byId = new Map(results.map((r) => [r.contactId, r]));
+          const known = new Map<number, ResultLine>();
+          group.forEach((e, i) => {
+            if (i < answered) return;
+            const r = 'update' in e ? byId.get(e.update.contactId) : undefined;
+            if ('result' in e) known.set(groupLines[i]!, e.result);
+            else if (r) known.set(groupLines[i]!, resultLine(e, r));
+          });
+          const groupEnd = groupLines[groupLines.length - 1] ?? 0;
+          for (const [line, result] of ahead) if (line > groupEnd) known.set(line, result);
+          if (known.size === 0 && !progress.ahead) return;
+          const text = [...known].map(([line, result]) => JSON.stringify({ line, result }) + '\n').join('');
+          await blobs.put(aheadKey, text);
+          progress.ahead = known.size;
+          context.heartbeat(progress);
+        };
+
         // Alive even while a slow ESP answers; the details always say what is saved.
         const beat = setInterval(() => {
           context.heartbeat(progress);
@@ -228,9 +255,15 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               lineNo++;
               if (lineNo <= progress.linesDone || raw.trim() === '') continue;
               const entry = parseLine(raw, lineNo);
-              const done = 'update' in entry ? earlier.get(entry.update.contactId) : undefined;
+              const done =
+                'update' in entry ? (ahead.get(lineNo) ?? earlier.get(entry.update.contactId)) : undefined;
               group.push(
-                done && 'update' in entry && done.value === entry.update.value ? { result: done } : entry,
+                done &&
+                  'update' in entry &&
+                  done.contactId === entry.update.contactId &&
+                  done.value === entry.update.value
+                  ? { result: done }
+                  : entry,
               );
               groupLines.push(lineNo);
               if (group.length >= groupSize) await sendGroup();
@@ -242,6 +275,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           stopFollowing();
         }
         const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);
+        if (progress.ahead !== undefined) await blobs.delete(aheadKey);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);
         for (const [kind, n] of Object.entries(outcome.rejectedByKind)) {
@@ -256,6 +290,25 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
       });
     },
   };
+
+  /** The ahead file's results by line number; lines that do not parse, or no file, are left to send. */
+  async function resultsAhead(key: string): Promise<Map<number, ResultLine>> {
+    const known = new Map<number, ResultLine>();
+    try {
+      for await (const raw of deps.stores.blobs.readLines(key)) {
+        try {
+          const { line, result } = JSON.parse(raw) as { line?: unknown; result?: ResultLine };
+          if (Number.isInteger(line) && result && typeof result.contactId === 'string')
+            known.set(line as number, result);
+        } catch {
+          // Left to send again.
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    return known;
+  }
 
   async function updatedResults(key: string): Promise<Map<string, ResultLine>> {
     const updated = new Map<string, ResultLine>();
@@ -321,6 +374,14 @@ interface SavedPart {
 }
 
 type ResultCounts = Omit<ChunkOutcome, 'chunk'> & { replaced: number };
+
+/** The result line of a contact the ESP answered for. */
+function resultLine(e: { update: ContactUpdate; previous?: string }, r: ContactResult): ResultLine {
+  const previous = e.previous === undefined ? {} : { previous: e.previous };
+  return r.status === 'updated'
+    ? { contactId: r.contactId, value: e.update.value, status: 'updated', ...previous }
+    : { contactId: r.contactId, value: e.update.value, status: 'rejected', reason: r.reason };
+}
 
 function textOf(lines: ResultLine[]): string {
   return lines.map((l) => JSON.stringify(l)).join('\n') + '\n';

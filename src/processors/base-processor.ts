@@ -205,13 +205,15 @@ export abstract class BaseProcessor {
    * retry's would take more than the caller's share of the account's limits), `stopped` is the
    * first failure, and `results` the results of the longest run of `updates` from the first whose
    * batches were all answered (rows rejected without a request count as answered): the caller
-   * need not send those again.
+   * need not send those again. `ahead`: the results of the batches after that run that were
+   * answered all the same (sent beside the one that failed), which the caller need not send again
+   * either.
    */
   async writeBatches(
     target: ProcessorTarget,
     updates: ContactUpdate[],
     pacing?: AccountPacing,
-  ): Promise<{ results: ContactResult[]; stopped?: unknown }> {
+  ): Promise<{ results: ContactResult[]; stopped?: unknown; ahead?: ContactResult[] }> {
     const failed = new AbortController();
     const call = this.callFor(target, pacing, failed.signal);
     const results = new Map<string, ContactResult>();
@@ -244,9 +246,14 @@ export abstract class BaseProcessor {
     }
     // The first failure is the cause; later ones are batches it stopped, or the same trouble again.
     if (!failures.length) return { results: updates.map((u) => results.get(u.contactId)!) };
-    const firstUnsent = batches[Math.min(...unanswered)]![0]!;
-    const answered = updates.slice(0, updates.indexOf(firstUnsent));
-    return { results: answered.map((u) => results.get(u.contactId)!), stopped: failures[0] };
+    const firstUnsent = updates.indexOf(batches[Math.min(...unanswered)]![0]!);
+    const answered = updates.slice(0, firstUnsent);
+    const ahead = updates.slice(firstUnsent).flatMap((u) => results.get(u.contactId) ?? []);
+    return {
+      results: answered.map((u) => results.get(u.contactId)!),
+      stopped: failures[0],
+      ...(ahead.length ? { ahead } : {}),
+    };
   }
 
   // ---- web flow ----

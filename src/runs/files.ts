@@ -18,6 +18,13 @@ export const runFiles = {
   /** Results of a chunk's finished groups while the chunk is in progress, merged when it ends. */
   resultsPart: (configurationId: string, runFolder: string, chunk: number, part: number) =>
     `${runFiles.prefix(configurationId, runFolder)}parts/results-${pad(chunk)}-${pad(part)}.jsonl`,
+  /**
+   * Results a chunk's attempt had for lines past its last part file when a batch failed (batches
+   * answered beside the one that failed): the retry takes them instead of sending those lines
+   * again. Removed with the part files.
+   */
+  resultsAhead: (configurationId: string, runFolder: string, chunk: number) =>
+    `${runFiles.prefix(configurationId, runFolder)}parts/ahead-${pad(chunk)}.jsonl`,
   /** Written when the export has finished: a retry of the same run reuses its chunks. */
   exportManifest: (configurationId: string, runFolder: string) =>
     `${runFiles.prefix(configurationId, runFolder)}export.json`,

@@ -163,7 +163,7 @@ describe('run activities', function () {
     const outcome = await retry.run(activities.updateChunk, input);
     const { quietMs: _, ...counts } = outcome as ChunkOutcome;
     assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
-    assert.equal(list.writes - writtenBefore, 2_000, 'the retry sent lines 1,001 to 3,000 and no others');
+    assert.equal(list.writes, 3_000, 'the retry sent the lines not answered before, and no others');
     assert.equal(
       list.conflicts.get(configuration.fieldName)?.size ?? 0,
       0,
@@ -178,6 +178,81 @@ describe('run activities', function () {
       ids,
       'every line once, in chunk order',
     );
+    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
+  });
+
+  it('a 429 in a group keeps the batches answered beside it: the retry sends only the lines not answered', async () => {
+    const { configuration, list } = await e.connect(3_000);
+    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    // The first group's four batches go out together (the chunk has the whole account): the second
+    // (lines 501 to 1,000) is answered 429 once the third and fourth were answered.
+    class ThrottledSecond extends SandboxProcessor {
+      private sent = 0;
+      private readonly others: Promise<unknown>[] = [];
+      private othersSent!: () => void;
+      private readonly bothSent = new Promise<void>((resolve) => (this.othersSent = resolve));
+      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
+        const n = ++this.sent;
+        if (n === 2) {
+          await this.bothSent;
+          await Promise.all(this.others);
+          throw new RateLimitedError('the ESP answered 429', 1_000);
+        }
+        const answer = super.sendBatch(...args);
+        if (n === 3 || n === 4) {
+          this.others.push(answer.catch(() => undefined));
+          if (this.others.length === 2) this.othersSent();
+        }
+        return answer;
+      }
+    }
+    const throttled = activitiesWith(
+      e.stores,
+      new ThrottledSecond(
+        { secrets: e.stores.secrets },
+        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
+      ),
+    );
+    const input = {
+      configurationId: configuration.id,
+      runFolder: DATE,
+      chunk: 1,
+      onlyPending: false,
+      window: 1,
+    };
+    const first = new MockActivityEnvironment();
+    let saved: unknown;
+    first.on('heartbeat', (d: unknown) => (saved = d));
+    await assert.rejects(first.run(throttled.updateChunk, input), { type: 'RateLimited' });
+    assert.deepEqual(
+      saved,
+      { linesDone: 500, parts: 1, ahead: 1_000 },
+      'answered before and after are saved',
+    );
+    assert.equal(list.writes, 1_500);
+    const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
+    const outcome = await retry.run(activities.updateChunk, input);
+    const { quietMs: _, ...counts } = outcome as ChunkOutcome;
+    assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes, 3_000, 'the retry sent lines 501 to 1,000 and 2,001 to 3,000, no others');
+    assert.equal(
+      list.conflicts.get(configuration.fieldName)?.size ?? 0,
+      0,
+      'a contact was written two values',
+    );
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { contactId: string; status: string });
+    assert.deepEqual(
+      results.map((r) => r.contactId),
+      ids,
+      'every line once, in chunk order',
+    );
+    assert.ok(results.every((r) => r.status === 'updated'));
     assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
