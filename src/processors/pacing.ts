@@ -108,10 +108,12 @@ export class Pacer {
 
   /**
    * No request starts sooner than one interval from now, as if one had started now; or, when no
-   * request may have started for `quietMs` already, one interval from then.
+   * request may have started for `quietMs` already, one interval from then. With `part` (0 to 1),
+   * that part of one interval.
    */
-  holdOneInterval(quietMs = 0): void {
-    this.lastStart = Math.max(this.lastStart ?? -Infinity, this.now() - Math.max(0, quietMs));
+  holdOneInterval(quietMs = 0, part = 1): void {
+    const held = this.now() - Math.max(0, quietMs) - (1 - part) * this.intervalMs;
+    this.lastStart = Math.max(this.lastStart ?? -Infinity, held);
   }
 
   /** How long since the last request started (or since holdOneInterval held as if); undefined: none. */
@@ -267,11 +269,12 @@ export class PacerSet implements AccountPacing {
    * same window as its predecessor's last ones, one more than the limit allows (the Iterable
    * profile's 429s: a chunk of one write a second starting 150 ms after the chunk before it).
    * With `quietMs`, no request of those holders started in the last `quietMs`: the interval
-   * counts from then.
+   * counts from then. With `part`, it waits that part of one interval (a holder that lowered its
+   * own pacing before handing the share over: update-chunk.ts, FROM_EXPORT_HOLD).
    */
-  takeOver(quietMs = 0): void {
-    this.main.holdOneInterval(quietMs);
-    for (const p of this.extra.values()) p.holdOneInterval(quietMs);
+  takeOver(quietMs = 0, part = 1): void {
+    this.main.holdOneInterval(quietMs, part);
+    for (const p of this.extra.values()) p.holdOneInterval(quietMs, part);
   }
 
   /**

@@ -197,11 +197,11 @@ describe('client-side pacing', () => {
     assert.ok(little[1]! - little[0]! < 400, `the next request started ${little[1]! - little[0]!} ms later`);
   });
 
-  it('a share taken over waits one interval from the last request of its earlier holder: from now, or from as long ago as it was quiet', async function () {
+  it('a share taken over waits one interval from the last request of its earlier holder: from now, or from as long ago as it was quiet; or the part of one it is told', async function () {
     this.timeout(10_000);
     const limits = { concurrency: 4, rate: { requests: 4, perMs: 1000 } };
     // One of four requests a second: 262 ms apart (5% under the limit).
-    const firstStart = async (told: boolean) => {
+    const firstStart = async (told: boolean, part?: number) => {
       const before = new PacerSet(limits, 1, 4);
       await before.run(async () => undefined);
       await new Promise((r) => setTimeout(r, 100));
@@ -210,7 +210,7 @@ describe('client-side pacing', () => {
       assert.ok(quiet >= 99 && quiet < 200, `quiet for ${quiet} ms`);
       const next = new PacerSet(limits, 1, 4);
       const from = Date.now();
-      next.takeOver(told ? quiet : undefined);
+      next.takeOver(told ? quiet : undefined, part);
       await next.run(async () => undefined);
       return Date.now() - from;
     };
@@ -219,6 +219,9 @@ describe('client-side pacing', () => {
     // Quiet for 100 ms: the rest of the interval, about 160 ms.
     const known = await firstStart(true);
     assert.ok(known >= 60 && known < 200, `waited ${known} ms`);
+    // Half of one interval from now: about 131 ms.
+    const half = await firstStart(false, 0.5);
+    assert.ok(half >= 130 && half < 250, `waited ${half} ms`);
     assert.equal(new PacerSet(limits, 1, 4).quietMs(), undefined);
   });
 

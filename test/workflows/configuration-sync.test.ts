@@ -135,7 +135,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal(summary.maintenance?.field, 'created');
   });
 
-  it('keeps every chunk slot busy: one more chunk starts when the export ends, and the last chunks get the shares of those that ended', async () => {
+  it("keeps every chunk slot busy: one more chunk starts when the export ends, and the last chunks get the shares of those that ended; chunks beside the export before any ends are told their shares were the export's", async () => {
     // 3 chunk updates at once at most, 40 requests a second: beside the export 2 chunks share
     // what it leaves, each far from done when it ends.
     const { configuration, list } = await e.connect(45_000);
@@ -189,14 +189,34 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     // That chunk, and no other, takes the export's place: it sends its first batch at once.
     const [codec] = dataConverter(testPayloadKeys).payloadCodecs ?? [];
     const inPlace: number[] = [];
+    // Chunks told their share was the export's (they wait half an interval): only beside the
+    // export, and only before any of the run's chunks had ended.
+    const ofExport: Array<{ chunk: number; besideExport?: boolean; afterAnEnd: boolean }> = [];
+    const chunkEvents = new Set<string>();
+    let chunkEnded = false;
     for (const ev of (await handle.fetchHistory()).events ?? []) {
+      const ended = ev.activityTaskCompletedEventAttributes?.scheduledEventId;
+      if (ended && chunkEvents.has(String(ended))) chunkEnded = true;
       const a = ev.activityTaskScheduledEventAttributes;
       if (a?.activityType?.name !== 'updateChunk') continue;
+      chunkEvents.add(String(ev.eventId));
       const [payload] = await codec!.decode(a.input!.payloads as Payload[]);
-      const given = defaultPayloadConverter.fromPayload<{ chunk: number; inExportPlace?: boolean }>(payload!);
+      const given = defaultPayloadConverter.fromPayload<{
+        chunk: number;
+        inExportPlace?: boolean;
+        besideExport?: boolean;
+        shareOfExport?: boolean;
+      }>(payload!);
       if (given.inExportPlace) inPlace.push(given.chunk);
+      if (given.shareOfExport)
+        ofExport.push({ chunk: given.chunk, besideExport: given.besideExport, afterAnEnd: chunkEnded });
     }
     assert.equal(inPlace.length, 1, `chunks in the export's place: ${inPlace.join(', ')}`);
+    assert.ok(ofExport.length >= 1, 'no chunk was told its share was the export');
+    assert.ok(
+      ofExport.every((c) => c.besideExport && !c.afterAnEnd),
+      `shares of the export: ${JSON.stringify(ofExport)}`,
+    );
     // Once every chunk is in flight, the run tells those still writing their larger shares.
     const lastChunk = steps.map((st) => st.event).lastIndexOf('updateChunk scheduled');
     assert.ok(

@@ -100,6 +100,7 @@ export async function updateOneChunk(
     afterExportByChunkCount?: boolean;
     followWindows?: boolean;
     inExportPlace?: boolean;
+    shareOfExport?: boolean;
     exportSlots?: number;
     quietMs?: number;
   },
@@ -115,6 +116,7 @@ export async function updateOneChunk(
     ...(share.afterExportByChunkCount ? { afterExportByChunkCount: true } : {}),
     ...(share.followWindows ? { followWindows: true } : {}),
     ...(share.inExportPlace ? { inExportPlace: true } : {}),
+    ...(share.shareOfExport ? { shareOfExport: true } : {}),
     ...(share.exportSlots ? { exportSlots: share.exportSlots } : {}),
     ...(share.quietMs !== undefined ? { quietMs: share.quietMs } : {}),
     lock: owner,

@@ -162,6 +162,9 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     const byChunkCount = after !== window && afterByChunkCount;
     const inExportPlace = !besideExport && exportPlaceFree;
     if (inExportPlace) exportPlaceFree = false;
+    // Beside the export before any of the run's chunks has ended, in any of its histories: the
+    // chunk's share was the export's, which lowered its pacing before it said the file was final.
+    const shareOfExport = besideExport && lastRequestAt === undefined && s.totals.chunksDone === 0;
     const done = scope
       .run(() =>
         updateOneChunk(run, s, chunk, {
@@ -171,6 +174,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           ...(byChunkCount ? { afterExportByChunkCount: true } : {}),
           ...(fullWindowAfter ? { followWindows: true } : {}),
           ...(inExportPlace ? { inExportPlace } : {}),
+          ...(shareOfExport ? { shareOfExport } : {}),
           ...(besideExport && exportSlots > 1 ? { exportSlots } : {}),
           ...(lastRequestAt !== undefined ? { quietMs: Math.max(0, Date.now() - lastRequestAt) } : {}),
         }),
