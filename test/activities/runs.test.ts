@@ -39,11 +39,51 @@ describe('run activities', function () {
   const lines = (ids: string[]) =>
     ids.map((id, i) => JSON.stringify({ contactId: id, value: `value_${String(i).padStart(16, '0')}` }));
 
-  it('resumes a chunk after the last saved group, keeping the saved results', async () => {
+  /** A maintained list of 3,000 contacts and its run's chunk 1 holding all of them. */
+  const chunkOf3000 = async () => {
     const { configuration, list } = await e.connect(3_000);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
     const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
     await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    return { configuration, list, ids };
+  };
+
+  /**
+   * The retry of a chunkOf3000 with the details its failed attempt saved: every contact updated,
+   * `writes` values sent in all, none written two, every line once in chunk order, no part left.
+   */
+  const retryChunkOf3000 = async (
+    { configuration, list, ids }: Awaited<ReturnType<typeof chunkOf3000>>,
+    input: { configurationId: string; runFolder: string; chunk: number; onlyPending: boolean },
+    saved: unknown,
+    writes: string,
+  ) => {
+    const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
+    const outcome = await retry.run(activities.updateChunk, input);
+    const { quietMs: _, ...counts } = outcome as ChunkOutcome;
+    assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
+    assert.equal(list.writes, 3_000, writes);
+    assert.equal(
+      list.conflicts.get(configuration.fieldName)?.size ?? 0,
+      0,
+      'a contact was written two values',
+    );
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { contactId: string; status: string });
+    assert.deepEqual(
+      results.map((r) => r.contactId),
+      ids,
+      'every line once, in chunk order',
+    );
+    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
+    return results;
+  };
+
+  it('resumes a chunk after the last saved group, keeping the saved results', async () => {
+    const { configuration, list, ids } = await chunkOf3000();
     // An earlier attempt saved the first group (2,000 lines = 4 batches of 500) and then died.
     const savedPart = ids
       .slice(0, 2_000)
@@ -72,10 +112,7 @@ describe('run activities', function () {
   });
 
   it('a chunk whose last group was written but whose results file was not sends that group again with the same values', async () => {
-    const { configuration, list } = await e.connect(3_000);
-    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
-    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    const { configuration, list, ids } = await chunkOf3000();
     const resultsKey = runFiles.results(configuration.id, DATE, 1);
     const { blobs } = e.stores;
     const put = blobs.put.bind(blobs);
@@ -120,10 +157,8 @@ describe('run activities', function () {
   });
 
   it('a 429 in a group saves the batches answered before it: the retry sends only the rest', async () => {
-    const { configuration, list } = await e.connect(3_000);
-    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
-    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    const chunk = await chunkOf3000();
+    const { configuration, list } = chunk;
     // The first group's third batch (lines 1,001 to 1,500) is answered 429, once the two before it
     // were answered; its fourth batch, sent beside it, may be written too.
     class ThrottledOnce extends SandboxProcessor {
@@ -159,33 +194,17 @@ describe('run activities', function () {
     assert.deepEqual(saved, { linesDone: 1_000, parts: 1 }, 'the two batches answered are saved');
     const writtenBefore = list.writes;
     assert.ok(writtenBefore === 1_000 || writtenBefore === 1_500, String(writtenBefore));
-    const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
-    const outcome = await retry.run(activities.updateChunk, input);
-    const { quietMs: _, ...counts } = outcome as ChunkOutcome;
-    assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
-    assert.equal(list.writes, 3_000, 'the retry sent the lines not answered before, and no others');
-    assert.equal(
-      list.conflicts.get(configuration.fieldName)?.size ?? 0,
-      0,
-      'a contact was written two values',
+    await retryChunkOf3000(
+      chunk,
+      input,
+      saved,
+      'the retry sent the lines not answered before, and no others',
     );
-    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
-      .toString()
-      .trim()
-      .split('\n');
-    assert.deepEqual(
-      results.map((l) => (JSON.parse(l) as { contactId: string }).contactId),
-      ids,
-      'every line once, in chunk order',
-    );
-    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
   it('a 429 in a group keeps the batches answered beside it: the retry sends only the lines not answered', async () => {
-    const { configuration, list } = await e.connect(3_000);
-    await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
-    const ids = Array.from({ length: 3_000 }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
-    await e.stores.blobs.put(runFiles.contacts(configuration.id, DATE, 1), lines(ids).join('\n') + '\n');
+    const chunk = await chunkOf3000();
+    const { configuration, list } = chunk;
     // The first group's four batches go out together (the chunk has the whole account): the second
     // (lines 501 to 1,000) is answered 429 once the third and fourth were answered.
     class ThrottledSecond extends SandboxProcessor {
@@ -232,28 +251,13 @@ describe('run activities', function () {
       'answered before and after are saved',
     );
     assert.equal(list.writes, 1_500);
-    const retry = new MockActivityEnvironment({ heartbeatDetails: saved });
-    const outcome = await retry.run(activities.updateChunk, input);
-    const { quietMs: _, ...counts } = outcome as ChunkOutcome;
-    assert.deepEqual(counts, { chunk: 1, updated: 3_000, rejected: 0, rejectedByKind: {} });
-    assert.equal(list.writes, 3_000, 'the retry sent lines 501 to 1,000 and 2,001 to 3,000, no others');
-    assert.equal(
-      list.conflicts.get(configuration.fieldName)?.size ?? 0,
-      0,
-      'a contact was written two values',
-    );
-    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
-      .toString()
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { contactId: string; status: string });
-    assert.deepEqual(
-      results.map((r) => r.contactId),
-      ids,
-      'every line once, in chunk order',
+    const results = await retryChunkOf3000(
+      chunk,
+      input,
+      saved,
+      'the retry sent lines 501 to 1,000 and 2,001 to 3,000, no others',
     );
     assert.ok(results.every((r) => r.status === 'updated'));
-    assert.deepEqual(await e.stores.blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
   it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
