@@ -156,32 +156,51 @@ describe('run activities', function () {
     assert.deepEqual(await blobs.list(`${runFiles.prefix(configuration.id, DATE)}parts/`), []);
   });
 
+  /**
+   * The chunk activities with a Sandbox processor whose batch `failing` (in the order sent) is
+   * answered 429, after the batches `answeredFirst` were answered (sent before or beside it).
+   */
+  function throttledAt(failing: number, answeredFirst: number[]) {
+    class Throttled extends SandboxProcessor {
+      private sent = 0;
+      private readonly answered = new Map<number, { done: Promise<void>; resolve: () => void }>();
+      private answeredBatch(n: number) {
+        let entry = this.answered.get(n);
+        if (!entry) {
+          let resolve!: () => void;
+          const done = new Promise<void>((r) => (resolve = r));
+          entry = { done, resolve };
+          this.answered.set(n, entry);
+        }
+        return entry;
+      }
+      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
+        const n = ++this.sent;
+        if (n === failing) {
+          await Promise.all(answeredFirst.map((m) => this.answeredBatch(m).done));
+          throw new RateLimitedError('the ESP answered 429', 1_000);
+        }
+        const answer = super.sendBatch(...args);
+        const answeredNow = () => this.answeredBatch(n).resolve();
+        answer.then(answeredNow, answeredNow);
+        return answer;
+      }
+    }
+    return activitiesWith(
+      e.stores,
+      new Throttled(
+        { secrets: e.stores.secrets },
+        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
+      ),
+    );
+  }
+
   it('a 429 in a group saves the batches answered before it: the retry sends only the rest', async () => {
     const chunk = await chunkOf3000();
     const { configuration, list } = chunk;
     // The first group's third batch (lines 1,001 to 1,500) is answered 429, once the two before it
     // were answered; its fourth batch, sent beside it, may be written too.
-    class ThrottledOnce extends SandboxProcessor {
-      private sent = 0;
-      private readonly before: Promise<unknown>[] = [];
-      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
-        const n = ++this.sent;
-        if (n === 3) {
-          await Promise.all(this.before);
-          throw new RateLimitedError('the ESP answered 429', 1_000);
-        }
-        const answer = super.sendBatch(...args);
-        if (n < 3) this.before.push(answer.catch(() => undefined));
-        return answer;
-      }
-    }
-    const throttled = activitiesWith(
-      e.stores,
-      new ThrottledOnce(
-        { secrets: e.stores.secrets },
-        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
-      ),
-    );
+    const throttled = throttledAt(3, [1, 2]);
     const input = { configurationId: configuration.id, runFolder: DATE, chunk: 1, onlyPending: false };
     const first = new MockActivityEnvironment();
     let saved: unknown;
@@ -207,33 +226,7 @@ describe('run activities', function () {
     const { configuration, list } = chunk;
     // The first group's four batches go out together (the chunk has the whole account): the second
     // (lines 501 to 1,000) is answered 429 once the third and fourth were answered.
-    class ThrottledSecond extends SandboxProcessor {
-      private sent = 0;
-      private readonly others: Promise<unknown>[] = [];
-      private othersSent!: () => void;
-      private readonly bothSent = new Promise<void>((resolve) => (this.othersSent = resolve));
-      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
-        const n = ++this.sent;
-        if (n === 2) {
-          await this.bothSent;
-          await Promise.all(this.others);
-          throw new RateLimitedError('the ESP answered 429', 1_000);
-        }
-        const answer = super.sendBatch(...args);
-        if (n === 3 || n === 4) {
-          this.others.push(answer.catch(() => undefined));
-          if (this.others.length === 2) this.othersSent();
-        }
-        return answer;
-      }
-    }
-    const throttled = activitiesWith(
-      e.stores,
-      new ThrottledSecond(
-        { secrets: e.stores.secrets },
-        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
-      ),
-    );
+    const throttled = throttledAt(2, [3, 4]);
     const input = {
       configurationId: configuration.id,
       runFolder: DATE,
