@@ -52,6 +52,11 @@ export interface FleetRunFigures {
   eventsPerConfigurationByWorkflow: Record<string, number>;
   /** A configuration run's phases, on average (from the run summaries). */
   meanRunSeconds: { maintenance: number; export: number; dispatch: number; total: number };
+  /**
+   * On average, from the daily run asking the server to start a configuration run (its history's
+   * start-child event) to the run's start: the server's part of the fan-out, outside any run.
+   */
+  meanChildStartMs: number;
 }
 
 /**
@@ -213,7 +218,10 @@ export async function fleetRun(
     }
     for (const k of Object.keys(phases) as Array<keyof typeof phases>)
       phases[k] = round(phases[k] / configured.length);
-    const { maxEvents, dailyEvents, closeTimes, byType } = await histories(stack, workflowId);
+    const { maxEvents, dailyEvents, closeTimes, byType, meanChildStartMs } = await histories(
+      stack,
+      workflowId,
+    );
     const smallClose = Math.max(
       ...configured
         .filter((c) => c.account.id !== 'fleet_large')
@@ -235,6 +243,7 @@ export async function fleetRun(
       eventsPerConfigurationByWorkflow: Object.fromEntries(
         Object.entries(byType).map(([type, n]) => [type, round(n / accounts.length)]),
       ),
+      meanChildStartMs: Math.round(meanChildStartMs),
       smallSeconds: round((smallClose - startedAt) / 1000),
       ...(largeId ? { largeSeconds: round(((closeTimes.get(largeId) ?? 0) - startedAt) / 1000) } : {}),
     };
@@ -281,15 +290,40 @@ async function histories(stack: Stack, dailyId: string) {
   let maxEvents = 0;
   let dailyEvents = 0;
   const closeTimes = new Map<string, number>();
+  const startTimes = new Map<string, number>();
+  const dailyRuns: string[] = [];
   const byType: Record<string, number> = {};
   for await (const wf of stack.env.client.workflow.list({ query: '' })) {
     maxEvents = Math.max(maxEvents, wf.historyLength);
     byType[wf.type] = (byType[wf.type] ?? 0) + wf.historyLength;
-    if (wf.workflowId === dailyId) dailyEvents += wf.historyLength;
+    if (wf.workflowId === dailyId) {
+      dailyEvents += wf.historyLength;
+      dailyRuns.push(wf.runId);
+    }
+    // A run that continued as new is listed once per history: its first began it.
+    const began = startTimes.get(wf.workflowId);
+    if (began === undefined || wf.startTime.getTime() < began) {
+      startTimes.set(wf.workflowId, wf.startTime.getTime());
+    }
     const m = /^sync\/(cfg_[a-z0-9]+)\//.exec(wf.workflowId);
     if (m && wf.closeTime) closeTimes.set(m[1]!, wf.closeTime.getTime());
   }
-  return { maxEvents, dailyEvents, closeTimes, byType };
+  // Each start-child event of the daily run, against the start of the run it asked for.
+  let childStarts = 0;
+  let childStartMsTotal = 0;
+  for (const runId of dailyRuns) {
+    const { events } = await stack.env.client.workflow.getHandle(dailyId, runId).fetchHistory();
+    for (const e of events ?? []) {
+      const asked = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
+      const started = asked ? startTimes.get(asked) : undefined;
+      if (started === undefined || !e.eventTime) continue;
+      const at = Number(e.eventTime.seconds ?? 0) * 1000 + Math.round((e.eventTime.nanos ?? 0) / 1e6);
+      childStarts++;
+      childStartMsTotal += started - at;
+    }
+  }
+  const meanChildStartMs = childStarts ? childStartMsTotal / childStarts : 0;
+  return { maxEvents, dailyEvents, closeTimes, byType, meanChildStartMs };
 }
 
 function round(n: number, digits = 2): number {
