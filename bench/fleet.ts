@@ -4,6 +4,7 @@
 // See docs/scale.md for what each figure means and what moved it. With `cluster`, each scenario runs
 // on the production topology (`espresso cluster`, bench/cluster.ts) with that many workers.
 import { randomBytes } from 'node:crypto';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { saveConnection } from '../src/connect';
 import { runFiles } from '../src/runs/files';
@@ -317,9 +318,8 @@ async function histories(stack: Stack, dailyId: string) {
       const asked = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
       const started = asked ? startTimes.get(asked) : undefined;
       if (started === undefined || !e.eventTime) continue;
-      const at = Number(e.eventTime.seconds ?? 0) * 1000 + Math.round((e.eventTime.nanos ?? 0) / 1e6);
       childStarts++;
-      childStartMsTotal += started - at;
+      childStartMsTotal += started - tsToMs(e.eventTime);
     }
   }
   const meanChildStartMs = childStarts ? childStartMsTotal / childStarts : 0;
