@@ -197,9 +197,14 @@ describe('run activities', function () {
       assert.equal(err.nextRetryDelay, 1_000, 'the retry waits the ESP delay');
       return true;
     });
-    assert.deepEqual(saved, { linesDone: 1_000, parts: 1 }, 'the two batches answered are saved');
     const writtenBefore = list.writes;
     assert.ok(writtenBefore === 1_000 || writtenBefore === 1_500, String(writtenBefore));
+    // The fourth batch, when it went out before the 429 came back, is kept as answered ahead.
+    assert.deepEqual(
+      saved,
+      writtenBefore === 1_000 ? { linesDone: 1_000, parts: 1 } : { linesDone: 1_000, parts: 1, ahead: 500 },
+      'the two batches answered are saved',
+    );
     await retryChunkOf3000(
       chunk,
       input,
