@@ -13,7 +13,7 @@ const RECHECK_MS = 100;
  * the new intervals: the old spacing of a chunk beside the export (a request a second) held each
  * chunk up to a second when the export ended (43.9 requests/s on one account, against 45.5 with
  * this); the new spacing at once put one request over the limit on the Iterable profile's 5
- * writes a second. docs/scale.md has the figures.
+ * writes a second. docs/scale.md, "What moved them", has the story.
  */
 const GROWTH_HOLD_INTERVALS = 2;
 
