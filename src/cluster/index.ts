@@ -11,7 +11,7 @@ import { loadConfigOrExit } from '../load-config';
 import { waitUntilReachable } from '../temporal/dev-server';
 import { assertPortFree, claimDataDir, say, splitAddress, Supervisor, waitForHttp } from '../lib/supervise';
 import { motoProcess, prepareMoto } from './moto';
-import { postgresProcess, preparePostgres, waitForPostgres } from './postgres';
+import { postgresProcess, preparePostgres, provisionPostgres, waitForPostgres } from './postgres';
 import {
   prepareNamespace,
   provisionTemporalServer,
@@ -26,6 +26,17 @@ import { provisionWebUi, TEMPORAL_UI_VERSION, webUiBin, webUiProcess, writeWebUi
 
 /** The command's defaults; docker-compose.yml uses the same ports and bucket (test/compose.test.ts). */
 export const CLUSTER_DEFAULTS = { workers: 3, postgresPort: 55432, motoPort: 5000, bucket: 'espresso' };
+
+/**
+ * What the cluster needs installed before it can start, provided when missing: PostgreSQL's
+ * binaries, the Temporal server and its SQL tool, the Web UI server (minutes on a fresh machine;
+ * nothing once they are there).
+ */
+export function provisionCluster(): void {
+  provisionPostgres();
+  provisionTemporalServer();
+  provisionWebUi();
+}
 
 export interface ClusterOptions {
   workers: number;
@@ -78,8 +89,7 @@ export async function cluster(options: ClusterOptions): Promise<void> {
       }
     }
     await assertPortFree(ip, config.temporal.uiPort, 'ESPRESSO_TEMPORAL_UI_PORT');
-    provisionTemporalServer();
-    provisionWebUi();
+    provisionCluster();
 
     const postgres = await preparePostgres(clusterDir, options.postgresPort);
     say(`starting PostgreSQL on 127.0.0.1:${options.postgresPort} (data in ${postgres.dataDir})`);

@@ -23,8 +23,13 @@ export interface Postgres {
 }
 
 /** Finds (or, as root, installs) PostgreSQL and creates its data folder on first use. */
+/** PostgreSQL's binaries folder: Debian's package, installed first when missing (as root). */
+export function provisionPostgres(): string {
+  return findPostgresBin() ?? installPostgres();
+}
+
 export async function preparePostgres(clusterDir: string, port: number): Promise<Postgres> {
-  const bin = findPostgresBin() ?? installPostgres();
+  const bin = provisionPostgres();
   const user = process.getuid?.() === 0 ? serviceUser() : undefined;
   const dataDir = join(clusterDir, 'postgresql');
   const password = await loadOrCreateKeyFile(join(clusterDir, 'postgres.password'));
