@@ -96,9 +96,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
-      const killed = sleep(20_000).then(() => child.kill('SIGKILL'));
-      await Promise.race([exited, killed]);
+      // Cleared once it exits: a pending timer would keep this process alive for 20 s more.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await exited;
+      clearTimeout(timer);
     },
   };
 }
