@@ -9,6 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { provisionCluster } from '../src/cluster';
 import { projectRoot } from '../src/paths';
+import { clusterBuilt } from './support/cluster-build';
 
 /**
  * `npm run chaos` at 10,000 contacts, one worker kill, no server restart; its JSON report. It runs
@@ -96,10 +97,12 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
   });
 
   describe('on the cluster topology', () => {
-    // A fresh machine builds the Temporal server and its Web UI first (minutes): done here, so the
-    // chaos run's own time limit covers the run alone.
-    before(function () {
+    // A fresh machine builds the Temporal server and its Web UI first (minutes, in the background
+    // since the run started), and installs PostgreSQL: done here, so the chaos run's own time limit
+    // covers the run alone.
+    before(async function () {
       this.timeout(15 * 60_000);
+      await clusterBuilt();
       provisionCluster();
     });
 

@@ -10,6 +10,7 @@ import { projectRoot } from '../src/paths';
 import { resolveTemporalCli } from '../src/tools';
 import { notPrivate } from './support/file-modes';
 import { freePort } from './support/ports';
+import { clusterBuilt } from './support/cluster-build';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
 
@@ -23,6 +24,8 @@ describe('espresso cluster (the production topology on one machine)', function (
   const running: ChildProcess[] = [];
 
   before(async () => {
+    // The run's background build of the cluster's binaries (support/cluster-build.ts), if any.
+    await clusterBuilt();
     const dataDir = await tempDir();
     env = {
       ...process.env,

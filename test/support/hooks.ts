@@ -1,4 +1,5 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { startClusterBuild, stopClusterBuild } from './cluster-build';
 import { failIfStillAliveAfter } from './handles';
 import { reapLeftovers, tagTestRun } from './leftovers';
 import { stopMoto } from './moto';
@@ -12,15 +13,20 @@ Runtime.install({ logger: new DefaultLogger('ERROR') });
 // Everything the run starts carries the run's tag, so leaks are found at the end.
 tagTestRun();
 
-// Root hooks: servers shared by the whole run are stopped once at the end, after checking that no
+// Root hooks: the cluster's binaries start building in the background (support/cluster-build.ts).
+// Servers shared by the whole run are stopped once at the end, after checking that no
 // test left a workflow running on the real task queue or a schedule behind (a later test's worker
 // would pick them up); then no process the run started may be alive. A leak fails the run, naming
 // what leaked, after ending it. Last, the run must end by itself (no --exit): a handle still open
 // 10 s later fails it, named.
 export const mochaHooks = {
+  beforeAll() {
+    startClusterBuild();
+  },
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
     try {
+      await stopClusterBuild();
       await endSharedServers();
     } finally {
       failIfStillAliveAfter(10_000);
