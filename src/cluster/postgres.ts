@@ -22,12 +22,12 @@ export interface Postgres {
   user?: { uid: number; gid: number };
 }
 
-/** Finds (or, as root, installs) PostgreSQL and creates its data folder on first use. */
 /** PostgreSQL's binaries folder: Debian's package, installed first when missing (as root). */
 export function provisionPostgres(): string {
   return findPostgresBin() ?? installPostgres();
 }
 
+/** Finds (or, as root, installs) PostgreSQL and creates its data folder on first use. */
 export async function preparePostgres(clusterDir: string, port: number): Promise<Postgres> {
   const bin = provisionPostgres();
   const user = process.getuid?.() === 0 ? serviceUser() : undefined;
