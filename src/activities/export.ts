@@ -116,8 +116,20 @@ export function createExportActivities(deps: ActivityDeps) {
     return mapFailures(async (): Promise<ExportPartResult> => {
       const input = withRunFolder(given);
       const folder = new ExportFolder(blobs, input.configurationId, input.runFolder);
-      const finished = await folder.manifest();
+      const context = Context.current();
+      // Read at once: a hand-over between two runs of one account waits on these round trips.
+      const reads = Promise.all([
+        loadTarget(deps, input.configurationId),
+        // What is safely in chunk files, and the cursor of the first page that is not.
+        folder.resumeFrom(context),
+      ]);
+      const finished = await folder.manifest().catch(async (err: unknown) => {
+        await reads.catch(() => undefined);
+        throw err;
+      });
       if (finished) {
+        // A retry of a finished export needs neither (its configuration may be gone since).
+        await reads.catch(() => undefined);
         if (
           finished.mode !== input.mode ||
           (finished.retryOf ?? undefined) !== input.retryOf ||
@@ -131,10 +143,8 @@ export function createExportActivities(deps: ActivityDeps) {
         }
         return { done: true, ...finished };
       }
-      const { processor, target } = await loadTarget(deps, input.configurationId);
-      const context = Context.current();
-      // What is safely in chunk files, and the cursor of the first page that is not.
-      let committed: ExportProgress = (await folder.resumeFrom(context)) ?? {
+      const [{ processor, target }, resumed] = await reads;
+      let committed: ExportProgress = resumed ?? {
         chunkCount: 0,
         contacts: 0,
         alreadySet: 0,

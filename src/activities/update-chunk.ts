@@ -119,11 +119,18 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         const input = withRunFolder(given);
         const { blobs } = deps.stores;
         const { configurationId, runFolder, chunk } = input;
-        const { configuration, processor, target } = await loadTarget(deps, configurationId);
+        // Both read at once (a chunk's start is a hand-over's round trips); the configuration's
+        // answer counts first.
+        const [loaded, dryRunCheck] = await Promise.allSettled([
+          loadTarget(deps, configurationId),
+          refuseDryRun(blobs, configurationId, runFolder),
+        ]);
+        if (loaded.status === 'rejected') throw loaded.reason;
+        const { configuration, processor, target } = loaded.value;
         // Disabling a configuration (or losing its credentials) stops its run at the next chunk.
         if (configuration.status !== 'active') throw inactive(configuration.status);
         // However it was started (a legacy dispatch, by hand), a chunk of a dry run is never written.
-        await refuseDryRun(blobs, configurationId, runFolder);
+        if (dryRunCheck.status === 'rejected') throw dryRunCheck.reason;
         const context = Context.current();
         const progress: ChunkProgress = (context.info.heartbeatDetails as ChunkProgress | undefined) ?? {
           linesDone: 0,
@@ -178,6 +185,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         /** The chunk line of each entry of the group (blank lines have none). */
         let groupLines: number[] = [];
         let checked = Date.now();
+        // The first lock check is on its way while the chunk file is read; the first group waits for it.
+        let firstCheck: Promise<void> | undefined = share.check();
+        firstCheck.catch(() => undefined);
         /** The parts of this attempt (text and counts), so the merge reads only those of earlier attempts. */
         const saved = new Map<number, SavedPart>();
         /**
@@ -189,7 +199,8 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
-          await share.check();
+          await (firstCheck ?? share.check());
+          firstCheck = undefined;
           if (Date.now() - checked > STATUS_CHECK_MS) {
             checked = Date.now();
             const { status } = await deps.stores.configurations.get(configurationId);
