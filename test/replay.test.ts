@@ -7,7 +7,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { dataConverter } from '../src/codec';
-import { RUNS_2026_12_PATCH } from '../src/workflows/sync/patches';
+import { RUNS_LOCAL_STEPS_PATCH } from '../src/workflows/sync/patches';
 import { workflowBundle } from './support/espresso';
 import { testPayloadKeys } from './support/temporal';
 
@@ -102,7 +102,7 @@ describe('replaying recorded histories (test/histories)', () => {
         return data ? [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { id: string }).id] : [];
       });
       // A run carried over by continue-as-new records it again in its new history.
-      assert.deepEqual(patches, [RUNS_2026_12_PATCH], file);
+      assert.deepEqual(patches, [RUNS_LOCAL_STEPS_PATCH], file);
     }
   });
 

@@ -9,6 +9,7 @@ import type { RunSummary } from '../../src/runs/summaries';
 import { runFiles, type ResultLine } from '../../src/runs/files';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { SyncProgress } from '../../src/workflows/configuration-run';
+import { storeOptions } from '../../src/workflows/retry-policies';
 import {
   progressQuery,
   type ConfigurationSyncInput,
@@ -358,8 +359,26 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
         allAttempts: seconds(a.scheduleToCloseTimeout),
       });
     }
-    for (const type of ['startRun', 'recordRun'])
-      assert.deepEqual(scheduled.get(type), { oneAttempt: 60, allAttempts: hours(2) }, type);
+    // Taking the account and recording the summary run as local activities (a marker each, no
+    // task on the server), with the store's options: what the worker applies.
+    const local = (await handle.fetchHistory()).events!.flatMap((ev) => {
+      const a = ev.markerRecordedEventAttributes;
+      const data = a?.markerName === 'core_local_activity' ? a.details?.data?.payloads?.[0]?.data : undefined;
+      return data
+        ? [(JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type: string }).activity_type]
+        : [];
+    });
+    assert.deepEqual(local, ['startRun', 'recordRun']);
+    assert.equal(scheduled.has('startRun') || scheduled.has('recordRun'), false);
+    assert.deepEqual(
+      {
+        oneAttempt: storeOptions.startToCloseTimeout,
+        allAttempts: storeOptions.scheduleToCloseTimeout,
+        attempts: storeOptions.retry?.maximumAttempts,
+        apart: storeOptions.retry?.maximumInterval,
+      },
+      { oneAttempt: '1 minute', allAttempts: '2 hours', attempts: undefined, apart: '1 minute' },
+    );
     assert.deepEqual(scheduled.get('updateChunk'), { oneAttempt: hours(2), allAttempts: hours(6) });
     // The run's deadline (20 hours) and a few minutes' backstop past it.
     const exportPart = scheduled.get('exportPart')!;
@@ -712,7 +731,9 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     });
     await assert.rejects(handle.result(), (err: unknown) => {
       assert.ok(err instanceof WorkflowFailedError);
-      const root = (err.cause as { cause?: { message: string; type?: string } }).cause!;
+      // The run's first step is a local activity: its failure is the run's cause, not wrapped.
+      let root = err.cause as { cause?: unknown; message: string; type?: string };
+      while (root.cause && root.type === undefined) root = root.cause as typeof root;
       assert.equal(root.type, 'ConfigurationNotFound');
       assert.match(root.message, /configuration cfg_doesnotexist00 does not exist/);
       return true;

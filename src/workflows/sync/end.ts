@@ -15,7 +15,7 @@ import { searchAttributes } from '../../temporal/constants';
 import { failureTypes } from '../../temporal/failure-types';
 import { accountFreedSignal, describe, runFolder, type ConfigurationSyncResult } from '../configuration-run';
 import { failureType, rootMessage } from '../failures';
-import { Busy, DeadlinePassed, store, type RunState, type SyncRun } from './state';
+import { Busy, DeadlinePassed, steps, store, type RunState, type SyncRun } from './state';
 
 const DEADLINE = Symbol('deadline');
 
@@ -114,7 +114,7 @@ export async function finish(
   };
   // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
-    await store.recordRun(summary, status === 'busy' ? { files: false } : { lock: owner });
+    await steps(run).recordRun(summary, status === 'busy' ? { files: false } : { lock: owner });
     // The runs waiting for the account take it now (a waiter that has ended is no matter).
     if (handoff.on && status !== 'busy') {
       await Promise.all(

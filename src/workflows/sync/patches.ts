@@ -51,6 +51,15 @@ export const EXPORT_BESIDE_PATCH = 'export-beside-by-context';
  */
 export const RUNS_2026_12_PATCH = 'runs-2026-12';
 
+/**
+ * Runs with this marker take every path RUNS_2026_12_PATCH covers, and take their account and
+ * record their summary as local activities (sync/state.ts, `steps`): each in the workflow task
+ * that asks for it, without a task of its own on the server or a workflow task for its result.
+ * Runs started before it record `runs-2026-12` (or the patches one by one) and call both as
+ * activities, as they did.
+ */
+export const RUNS_LOCAL_STEPS_PATCH = 'runs-2026-12-local-steps';
+
 const BEFORE_IT = new Set([
   ONE_WRITER_PATCH,
   HANDOFF_PATCH,
@@ -60,9 +69,15 @@ const BEFORE_IT = new Set([
   EXPORT_BESIDE_PATCH,
 ]);
 
-/** Called once, first thing in a run: whether the run takes the path each earlier patch guards. */
+/**
+ * Called once, first thing in a run: whether the run takes the path each earlier patch guards.
+ * One marker per run: the latest (RUNS_LOCAL_STEPS_PATCH) in runs of this version, which are never
+ * asked for the one before it.
+ */
 export function patchesOfRun(): (patch: string) => boolean {
-  const all = patched(RUNS_2026_12_PATCH);
-  // A patch added after it is checked the ordinary way, in every run.
-  return (patch) => (all && BEFORE_IT.has(patch)) || patched(patch);
+  const latest = patched(RUNS_LOCAL_STEPS_PATCH);
+  const all = latest || patched(RUNS_2026_12_PATCH);
+  // A patch added after them is checked the ordinary way, in every run.
+  return (patch) =>
+    patch === RUNS_LOCAL_STEPS_PATCH ? latest : (all && BEFORE_IT.has(patch)) || patched(patch);
 }

@@ -1,6 +1,12 @@
 // What the steps of a configuration run share: its state (carried across continue-as-new), the
 // run's identity, and the activities more than one step calls.
-import { ActivityCancellationType, continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  continueAsNew,
+  proxyActivities,
+  proxyLocalActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { RunContext } from '../../activities/configurations';
 import type { ChunkOutcome } from '../../activities/update-chunk';
@@ -14,6 +20,7 @@ import {
   type SyncProgress,
 } from '../configuration-run';
 import { chunkOptions, storeOptions } from '../retry-policies';
+import { RUNS_LOCAL_STEPS_PATCH } from './patches';
 import type { DispatchTotals } from '../signals';
 
 /** Continue-as-new well before histories get long (and whenever Temporal suggests it). */
@@ -22,6 +29,18 @@ const MAX_HISTORY_EVENTS = 2_000;
 // Activities stop before the run does: the account is given back only when none of them writes.
 export const stopTogether = { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED };
 export const store = proxyActivities<Activities>(storeOptions);
+/** The same, as local activities: run by the worker within the workflow task that asks for them. */
+const local = proxyLocalActivities<Activities>(storeOptions);
+
+/**
+ * Taking the account and recording the summary: short store work at the run's two ends, local
+ * activities in runs of this version (RUNS_LOCAL_STEPS_PATCH). A small run then has two fewer
+ * workflow tasks and activity tasks, and an account passes from one run to the next that many
+ * round trips to the server sooner.
+ */
+export function steps(run: Pick<SyncRun, 'patched'>): Pick<Activities, 'startRun' | 'recordRun'> {
+  return run.patched(RUNS_LOCAL_STEPS_PATCH) ? local : store;
+}
 const { updateChunk } = proxyActivities<Activities>({ ...chunkOptions, ...stopTogether });
 
 /** What a run has done so far; carried across continue-as-new. */

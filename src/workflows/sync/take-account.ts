@@ -9,7 +9,7 @@ import {
 import type { RunContext } from '../../activities/configurations';
 import { searchAttributes } from '../../temporal/constants';
 import { accountWantedSignal, runFolder } from '../configuration-run';
-import { Busy, store, type SyncRun } from './state';
+import { Busy, steps, type SyncRun } from './state';
 
 /**
  * A run waiting for an older holder, which does not tell when it gives the account back, looks
@@ -26,8 +26,9 @@ const MAX_WAIT_MS = 5 * 60_000;
  */
 export async function takeAccount(run: SyncRun): Promise<RunContext> {
   const { input, owner, progress, handoff } = run;
+  const { startRun } = steps(run);
   const ask = () =>
-    store.startRun({
+    startRun({
       configurationId: input.configurationId,
       folder: runFolder(input.runDate, input.folderSuffix),
       owner,
