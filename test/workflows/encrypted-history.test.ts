@@ -22,7 +22,6 @@ interface ProtoPayload {
   data?: Uint8Array;
 }
 
-/** Every string and byte string in a history (bytes read as text), and every payload with its path. */
 /** What the SDK writes in the clear about a local activity that ran: ids, its type, its times. */
 const LOCAL_ACTIVITY_MARKER_FIELDS = [
   'seq',
@@ -34,6 +33,7 @@ const LOCAL_ACTIVITY_MARKER_FIELDS = [
   'original_schedule_time',
 ];
 
+/** Every string and byte string in a history (bytes read as text), and every payload with its path. */
 function scan(history: unknown) {
   const texts: string[] = [];
   const payloads: Array<{ path: string; payload: ProtoPayload }> = [];

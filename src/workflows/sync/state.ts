@@ -35,8 +35,7 @@ const local = proxyLocalActivities<Activities>(storeOptions);
 /**
  * Taking the account and recording the summary: short store work at the run's two ends, local
  * activities in runs of this version (RUNS_LOCAL_STEPS_PATCH). A small run then has two fewer
- * workflow tasks and activity tasks, and an account passes from one run to the next that many
- * round trips to the server sooner.
+ * workflow tasks and activity tasks on the server, and about 30 history events instead of 40.
  */
 export function steps(run: Pick<SyncRun, 'patched'>): Pick<Activities, 'startRun' | 'recordRun'> {
   return run.patched(RUNS_LOCAL_STEPS_PATCH) ? local : store;
