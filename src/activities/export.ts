@@ -123,10 +123,8 @@ export function createExportActivities(deps: ActivityDeps) {
         // What is safely in chunk files, and the cursor of the first page that is not.
         folder.resumeFrom(context),
       ]);
-      const finished = await folder.manifest().catch(async (err: unknown) => {
-        await reads.catch(() => undefined);
-        throw err;
-      });
+      reads.catch(() => undefined); // awaited below, unless the export is finished already
+      const finished = await folder.manifest();
       if (finished) {
         // A retry of a finished export needs neither (its configuration may be gone since).
         await reads.catch(() => undefined);

@@ -347,7 +347,8 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const seconds = (d: { seconds?: unknown } | null | undefined) => Number(d?.seconds ?? 0);
     const hours = (h: number) => h * 3_600;
     const scheduled = new Map<string, { oneAttempt: number; allAttempts: number }>();
-    for (const ev of (await handle.fetchHistory()).events ?? []) {
+    const events = (await handle.fetchHistory()).events ?? [];
+    for (const ev of events) {
       const a = ev.activityTaskScheduledEventAttributes;
       if (!a) continue;
       const type = a.activityType!.name!;
@@ -361,7 +362,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     }
     // Taking the account and recording the summary run as local activities (a marker each, no
     // task on the server), with the store's options: what the worker applies.
-    const local = (await handle.fetchHistory()).events!.flatMap((ev) => {
+    const local = events.flatMap((ev) => {
       const a = ev.markerRecordedEventAttributes;
       const data = a?.markerName === 'core_local_activity' ? a.details?.data?.payloads?.[0]?.data : undefined;
       return data
