@@ -26,6 +26,12 @@ export interface RunContext {
    * many in flight to its end. Absent in runs of earlier versions.
    */
   wholeWritingBeside?: boolean;
+  /**
+   * The account lock's key, which the run's last step gives back without reading the configuration
+   * again (the account the run took, even if the configuration moved to another meanwhile). Absent
+   * in runs of earlier versions.
+   */
+  accountLock?: string;
   /** The run's folder: the one asked for, or one of its own when another run holds that one. */
   folder: string;
 }
@@ -111,11 +117,12 @@ export function createConfigurationActivities(deps: ActivityDeps) {
     async startRun(input: StartRunInput): Promise<StartRunAnswer> {
       return mapFailures(async () => {
         const { configuration, processor } = await loadTarget(deps, input.configurationId);
-        const locks = new AccountLocks(blobs);
-        const taken = await locks.acquire(
-          accountLockKey(configuration.esp, configuration.espAccountId),
-          input.owner,
-        );
+        const accountLock = accountLockKey(configuration.esp, configuration.espAccountId);
+        // What the folder holds is read beside the lock: a run that finds the account held has only
+        // read it, and one that takes the account waits on one round trip the less.
+        const looked = lookAtFolder(input, input.folder);
+        looked.catch(() => undefined); // awaited below unless the account is held
+        const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner);
         if (!taken.held) {
           const { holder } = taken;
           const sameConfiguration = holder.configurationId === input.configurationId;
@@ -127,9 +134,9 @@ export function createConfigurationActivities(deps: ActivityDeps) {
           };
         }
         let folder = input.folder;
-        if (!(await claimFolder(input, folder))) {
+        if (!(await claimFolder(input, folder, await looked))) {
           folder = `${input.folder.slice(0, 10)}_run-${input.owner.runId.replace(/[^a-z0-9]/g, '').slice(0, 8)}`;
-          if (!(await claimFolder(input, folder))) {
+          if (!(await claimFolder(input, folder, await lookAtFolder(input, folder)))) {
             throw new ConflictError('blob', runFiles.runRecord(input.configurationId, folder));
           }
         }
@@ -146,6 +153,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
             concurrency: chunksAtOnce(limits),
             ...(slots > 1 ? { exportSlots: slots } : {}),
             ...(wholeWritingBeside(limits, chunksAtOnce(limits) - slots) ? { wholeWritingBeside: true } : {}),
+            accountLock,
             folder,
           },
         };
@@ -179,8 +187,34 @@ export function createConfigurationActivities(deps: ActivityDeps) {
     },
   };
 
-  async function claimFolder(input: StartRunInput, folder: string): Promise<boolean> {
+  /** Who has claimed a run folder (a run id), and whether it holds files. */
+  async function lookAtFolder(input: StartRunInput, folder: string) {
     const key = runFiles.runRecord(input.configurationId, folder);
+    const [claimedBy, files] = await Promise.all([
+      claimOf(key),
+      blobs.listPage(runFiles.prefix(input.configurationId, folder), { limit: 1 }),
+    ]);
+    return { key, claimedBy, holdsFiles: files.length > 0 };
+  }
+
+  async function claimOf(key: string): Promise<string | undefined> {
+    try {
+      return (JSON.parse((await blobs.get(key)).body.toString('utf8')) as { runId?: string }).runId;
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  async function claimFolder(
+    input: StartRunInput,
+    folder: string,
+    looked: Awaited<ReturnType<typeof lookAtFolder>>,
+  ): Promise<boolean> {
+    const { key, claimedBy, holdsFiles } = looked;
+    if (claimedBy !== undefined) return claimedBy === input.owner.runId; // a retry finds its own claim
+    // A folder with files but no claim holds a run of an earlier version: not this run's.
+    if (holdsFiles) return false;
     const record = {
       workflowId: input.owner.workflowId,
       runId: input.owner.runId,
@@ -188,19 +222,6 @@ export function createConfigurationActivities(deps: ActivityDeps) {
       dryRun: input.dryRun,
       claimedAt: new Date().toISOString(),
     };
-    const claimedBy = async () => {
-      try {
-        return (JSON.parse((await blobs.get(key)).body.toString('utf8')) as { runId?: string }).runId;
-      } catch (err) {
-        if (err instanceof NotFoundError) return undefined;
-        throw err;
-      }
-    };
-    const holder = await claimedBy();
-    if (holder !== undefined) return holder === input.owner.runId; // a retry finds its own claim
-    // A folder with files but no claim holds a run of an earlier version: not this run's.
-    if ((await blobs.listPage(runFiles.prefix(input.configurationId, folder), { limit: 1 })).length)
-      return false;
     try {
       await blobs.put(key, JSON.stringify(record, null, 2) + '\n', {
         ifNoneMatch: '*',
@@ -209,7 +230,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
       return true;
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;
-      return (await claimedBy()) === input.owner.runId;
+      return (await claimOf(key)) === input.owner.runId;
     }
   }
 

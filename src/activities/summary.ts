@@ -89,8 +89,8 @@ export function createSummaryActivities(deps: ActivityDeps) {
       recordHistory(blobs, summary, body),
     ]);
   };
-  /** The run's outcome in its configuration's document (and its alerts); then the account given back. */
-  const recordOutcome = async (summary: RunSummary, lock: LockOwner | undefined): Promise<void> => {
+  /** The run's outcome in its configuration's document, and its alerts. */
+  const recordOutcome = async (summary: RunSummary): Promise<void> => {
     const notes = runNotes(summary);
     const health = summary.dryRun
       ? undefined
@@ -120,31 +120,39 @@ export function createSummaryActivities(deps: ActivityDeps) {
         (a) => a !== undefined,
       ),
     }));
-    if (lock) {
+  };
+  /** The account given back, by the key the run took it under (runs of earlier versions: its configuration's). */
+  const giveBack = async (summary: RunSummary, lock: LockOwner, key: string | undefined): Promise<void> => {
+    if (key === undefined) {
       const configuration = await configurations.get(summary.configurationId);
-      await new AccountLocks(blobs).release(
-        accountLockKey(configuration.esp, configuration.espAccountId),
-        lock,
-      );
+      key = accountLockKey(configuration.esp, configuration.espAccountId);
     }
+    await new AccountLocks(blobs).release(key, lock);
   };
   return {
     /** Legacy runs: the summary files only. */
     writeSummary,
 
     /**
-     * A run's summary files and, at the same time, its outcome in the configuration's document (the
-     * admin page reads it there), after which the run gives its ESP account back. The first
-     * failing run after working ones alerts, and so does the first completed one after failing
-     * ones; likewise the first run whose rejected share passes the threshold, and the first one
-     * back under it: one alert per change, saved with the change.
+     * A run's summary files, its outcome in the configuration's document (the admin page reads it
+     * there) and its ESP account given back, all at once: the run's ESP requests are over, and the
+     * run waiting for the account starts that much sooner (a retry does them all again; giving back
+     * an account the run no longer holds does nothing). The first failing run after working ones
+     * alerts, and so does the first completed one after failing ones; likewise the first run whose
+     * rejected share passes the threshold, and the first one back under it: one alert per change,
+     * saved with the change.
      */
-    async recordRun(summary: RunSummary, options: { lock?: LockOwner; files?: boolean } = {}): Promise<void> {
-      const { lock, files = true } = options;
+    async recordRun(
+      summary: RunSummary,
+      options: { lock?: LockOwner; lockKey?: string; files?: boolean } = {},
+    ): Promise<void> {
+      const { lock, lockKey, files = true } = options;
       return mapFailures(async () => {
-        // The summary files beside the outcome and the account's release: the run waiting for the
-        // account starts that much sooner (a retry writes them all again).
-        await settled([files ? writeSummary(summary) : undefined, recordOutcome(summary, lock)]);
+        await settled([
+          files ? writeSummary(summary) : undefined,
+          recordOutcome(summary),
+          lock ? giveBack(summary, lock, lockKey) : undefined,
+        ]);
       });
     },
 

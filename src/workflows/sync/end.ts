@@ -114,7 +114,10 @@ export async function finish(
   };
   // A busy run never held the account nor a folder: it gives nothing back and leaves no files.
   await CancellationScope.nonCancellable(async () => {
-    await steps(run).recordRun(summary, status === 'busy' ? { files: false } : { lock: owner });
+    await steps(run).recordRun(
+      summary,
+      status === 'busy' ? { files: false } : { lock: owner, lockKey: state?.context.accountLock },
+    );
     // The runs waiting for the account take it now (a waiter that has ended is no matter).
     if (handoff.on && status !== 'busy') {
       await Promise.all(
