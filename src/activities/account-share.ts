@@ -3,7 +3,7 @@ import type { ActivityDeps } from './deps';
 import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
-import { NotFoundError } from '../storage';
+import { NotFoundError, type BlobStore, type StoredBlob } from '../storage';
 import { readChunkWindow } from './chunk-windows';
 import {
   besideShare,
@@ -26,6 +26,32 @@ const PAUSE_CHECK_MS = 2_000;
  * account measured 45.3 and 45.5 requests/s, against 45.7 to 46.8 at 100 ms (docs/scale.md).
  */
 const FOLLOW_MS = 100;
+/**
+ * Reads of the files chunks follow, by blob store and key: one read serves every chunk of this
+ * worker process that follows the same run within FOLLOW_MS of its start (ten chunks of a run on
+ * three workers read each file about 30 times a second, not 100). The file stays the only truth,
+ * and a read at most FOLLOW_MS older than a chunk's own only ever gives it less: what the export
+ * holds only shrinks, and the shares the chunk windows file gives only grow.
+ */
+const followedReads = new WeakMap<BlobStore, Map<string, Promise<StoredBlob>>>();
+
+function readFollowed(blobs: BlobStore, key: string): Promise<StoredBlob> {
+  let reads = followedReads.get(blobs);
+  if (!reads) followedReads.set(blobs, (reads = new Map()));
+  const shared = reads.get(key);
+  if (shared) return shared;
+  const startedAt = Date.now();
+  const read = blobs.get(key);
+  reads.set(key, read);
+  const forget = () => {
+    const left = FOLLOW_MS - (Date.now() - startedAt);
+    if (left <= 0) reads.delete(key);
+    else setTimeout(() => reads.delete(key), left).unref();
+  };
+  read.then(forget, forget);
+  return read;
+}
+
 /** The export gives back what it does not use once it has listed this long... */
 const EXPORT_MEASURED_AFTER_MS = 2_000;
 /** ...keeping this much over its average rate so far. */
@@ -260,7 +286,8 @@ export class AccountShare {
     try {
       if (f.beside) await this.followExport(f, f.beside);
       else if (f.windowsKey && f.chunk !== undefined) {
-        const window = await readChunkWindow(this.deps, f.windowsKey, f.chunk);
+        const blobs = this.deps.stores.blobs;
+        const window = await readChunkWindow((key) => readFollowed(blobs, key), f.windowsKey, f.chunk);
         if (window !== undefined && window < f.window) {
           f.window = window;
           this.reshare(windowShare(this.processor, window));
@@ -278,7 +305,9 @@ export class AccountShare {
   ): Promise<void> {
     let saved: { ended?: unknown; exportKeeps?: unknown; chunkCount?: unknown } = {};
     try {
-      saved = JSON.parse((await this.deps.stores.blobs.get(beside.progressKey)).body.toString('utf8'));
+      saved = JSON.parse(
+        (await readFollowed(this.deps.stores.blobs, beside.progressKey)).body.toString('utf8'),
+      );
     } catch (err) {
       // Not there yet, or unreadable: the export runs on as far as this chunk knows.
       if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;

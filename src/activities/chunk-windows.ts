@@ -3,7 +3,7 @@
 // file tells the chunks, which read it while they write (AccountShare.follow).
 import type { ActivityDeps } from './deps';
 import { runFiles } from '../runs/files';
-import { NotFoundError } from '../storage';
+import { NotFoundError, type StoredBlob } from '../storage';
 import { mapFailures } from './failures';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 
@@ -35,12 +35,12 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
  * there (yet) or does not parse: the chunk keeps the share it has.
  */
 export async function readChunkWindow(
-  deps: ActivityDeps,
+  get: (key: string) => Promise<StoredBlob>,
   key: string,
   chunk: number,
 ): Promise<number | undefined> {
   try {
-    const saved = JSON.parse((await deps.stores.blobs.get(key)).body.toString('utf8')) as {
+    const saved = JSON.parse((await get(key)).body.toString('utf8')) as {
       windows?: Record<string, unknown>;
     };
     const window = saved.windows?.[String(chunk)];

@@ -34,7 +34,7 @@ export function createStores(storage: AppConfig['storage']): Stores {
   return { blobs, secrets, configurations: new ConfigurationStore(blobs) };
 }
 
-export type { BlobStore } from './blob-store';
+export type { BlobStore, StoredBlob } from './blob-store';
 export type { SecretStore } from './secret-store';
 export * from './errors';
 export * from './configuration-store';
