@@ -1122,4 +1122,72 @@ describe('bounded failures and alerts that survive a crash', function () {
     const { after } = await besideTheExport(300, '2026-11-21', {}, { window: 4, then: { '2': 1, '3': 1 } });
     assert.ok(after <= 30, `${after} contacts written in a second: it took a share given to others`);
   });
+
+  it("a worker process's chunks beside one export read its progress file once per 100 ms between them, and each takes the export's end", async function () {
+    this.timeout(30_000);
+    const runFolder = '2026-11-20';
+    const reads = new Map<string, number>();
+    const blobs: Stores['blobs'] = Object.assign(Object.create(e.stores.blobs) as Stores['blobs'], {
+      get: (key: string) => {
+        reads.set(key, (reads.get(key) ?? 0) + 1);
+        return e.stores.blobs.get(key);
+      },
+    });
+    const counted = createActivities({
+      stores: { ...e.stores, blobs },
+      processors: new ProcessorRegistry([
+        new SandboxProcessor(
+          { secrets: e.stores.secrets },
+          { url: e.sandbox.url, rateLimit: { requests: 10, perMs: 1000 }, concurrency: 4, batchSize: 10 },
+        ),
+      ]),
+      alerts: async () => undefined,
+    });
+    const { configuration, list } = await e.connect(300);
+    await new MockActivityEnvironment().run(counted.runMaintenance, configuration.id);
+    const progressKey = runFiles.exportProgress(configuration.id, runFolder);
+    for (const chunk of [1, 2, 3]) {
+      const lines = Array.from({ length: 100 }, (_, i) => {
+        const id = `ct_${String((chunk - 1) * 100 + i + 1).padStart(7, '0')}`;
+        return JSON.stringify({ contactId: id, value: `value_${id}_000000` });
+      });
+      await e.stores.blobs.put(
+        runFiles.contacts(configuration.id, runFolder, chunk),
+        lines.join('\n') + '\n',
+      );
+    }
+    await e.stores.blobs.put(progressKey, JSON.stringify({ chunkCount: 3, contacts: 300, alreadySet: 0 }));
+    // Three chunks beside the export, one request a second each, 1/4 of the account once it has ended.
+    const chunks = [1, 2, 3].map((chunk) =>
+      new MockActivityEnvironment().run(counted.updateChunk, {
+        configurationId: configuration.id,
+        runFolder,
+        chunk,
+        onlyPending: false,
+        window: 3,
+        besideExport: true,
+        afterExportWindow: 4,
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 2_000));
+    const readsBeside = reads.get(progressKey) ?? 0;
+    const writtenBeside = list.writes;
+    // About 20 reads in those 2 seconds between the three chunks, where each reading alone made 60.
+    assert.ok(readsBeside <= 25, `${readsBeside} reads of the progress file in 2 s by three chunks`);
+    await e.stores.blobs.put(
+      progressKey,
+      JSON.stringify({ chunkCount: 3, contacts: 300, alreadySet: 0, ended: true }),
+    );
+    const endedAt = Date.now();
+    const outcomes = (await Promise.all(chunks)) as ChunkOutcome[];
+    assert.deepEqual(
+      outcomes.map((o) => o.updated),
+      [100, 100, 100],
+    );
+    // Beside the export they wrote 3 batches a second; once it ended, 7.5 (1/4 of 10 each): the
+    // 300 - writtenBeside contacts left take about (300 - writtenBeside) / 75 s, not / 30.
+    const seconds = (Date.now() - endedAt) / 1000;
+    const left = (300 - writtenBeside) / 10;
+    assert.ok(seconds < (left / 3) * 0.8, `${left} batches left took ${seconds} s after the export ended`);
+  });
 });
