@@ -14,7 +14,10 @@ import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportPartInput, ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
 import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
+import { accountLockKey, AccountLocks, type LockOwner } from '../../src/runs/account-lock';
+import type { StartRunAnswer } from '../../src/activities/configurations';
 import { runFiles } from '../../src/runs/files';
+import { summaryFor } from '../support/run-summaries';
 import { NotFoundError, type Stores } from '../../src/storage';
 import type { BaseProcessor } from '../../src/processors/base-processor';
 import { mailchimpHarness, type MailchimpHarness } from '../processors/mailchimp-harness';
@@ -38,6 +41,41 @@ describe('run activities', function () {
 
   const lines = (ids: string[]) =>
     ids.map((id, i) => JSON.stringify({ contactId: id, value: `value_${String(i).padStart(16, '0')}` }));
+
+  it("a run's last step gives back the account it took, even when its configuration moved to another account meanwhile", async () => {
+    const { configuration } = await e.connect(10);
+    const owner: LockOwner = {
+      workflowId: 'test/moved-account',
+      runId: 'run-moved-1',
+      configurationId: configuration.id,
+      dryRun: false,
+    };
+    const answer = (await new MockActivityEnvironment().run(activities.startRun, {
+      configurationId: configuration.id,
+      folder: '2026-11-19',
+      owner,
+      mode: 'full' as const,
+      dryRun: false,
+    })) as StartRunAnswer;
+    assert.equal(answer.state, 'ready');
+    const { context } = answer as Extract<StartRunAnswer, { state: 'ready' }>;
+    const taken = accountLockKey('sandbox', configuration.espAccountId);
+    assert.equal(context.accountLock, taken);
+    // The publisher connects the configuration to another account of the ESP while the run writes.
+    await e.stores.configurations.update(configuration.id, () => ({ espAccountId: 'acct_moved_to' }));
+    await new MockActivityEnvironment().run(
+      activities.recordRun,
+      summaryFor(configuration.id, '2026-11-19', '2026-11-19T06:00:00.000Z'),
+      { lock: owner, lockKey: context.accountLock },
+    );
+    const next: LockOwner = {
+      workflowId: 'test/next-run',
+      runId: 'run-1',
+      configurationId: 'other',
+      dryRun: false,
+    };
+    assert.deepEqual(await new AccountLocks(e.stores.blobs).acquire(taken, next), { held: true });
+  });
 
   /** A maintained list of 3,000 contacts and its run's chunk 1 holding all of them. */
   const chunkOf3000 = async () => {
