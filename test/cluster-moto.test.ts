@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { motoProcess, prepareMoto } from '../src/cluster/moto';
 import { Supervised } from '../src/lib/supervise';
+import { AwsSecretStore } from '../src/storage/aws-secret-store';
 import { S3BlobStore } from '../src/storage/s3-blob-store';
 import { motoCredentials } from './support/moto';
 import { freePort } from './support/ports';
@@ -22,6 +24,7 @@ describe("the cluster's moto (docs/operations.md, Data)", function () {
   let moto: Supervised | undefined;
   let stopping = false;
   let blobs: S3BlobStore;
+  let secrets: AwsSecretStore;
 
   before(async () => {
     dir = await tempDir();
@@ -34,6 +37,11 @@ describe("the cluster's moto (docs/operations.md, Data)", function () {
       credentials: motoCredentials,
     });
     blobs = new S3BlobStore(s3, BUCKET);
+    const endpoint = `http://127.0.0.1:${port}`;
+    secrets = new AwsSecretStore(
+      new SecretsManagerClient({ endpoint, region: 'us-east-1', credentials: motoCredentials }),
+      'espresso-moto-test/',
+    );
   });
   afterEach(() => stop());
 
@@ -70,20 +78,27 @@ describe("the cluster's moto (docs/operations.md, Data)", function () {
     return missing;
   }
 
-  it('keeps every object of 40 large writes at once across a restart, and records no reads', async () => {
+  it('keeps every object of 40 large writes at once and a secret across a restart, and records no reads', async () => {
     await start();
     await Promise.all(keys.map((key, i) => blobs.put(key, bodyOf(i))));
     assert.deepEqual(await lost(), []);
+    await secrets.put('credentials-1', 'first');
+    await secrets.put('credentials-1', 'second');
+    for (let i = 0; i < 5; i++) assert.equal(await secrets.get('credentials-1'), 'second');
     // Reads are not recorded: the recording holds what changed state.
-    const methods = readFileSync(recording, 'utf8')
+    const lines = readFileSync(recording, 'utf8')
       .split('\n')
       .filter(Boolean)
-      .map((line) => (JSON.parse(line) as { method: string }).method);
+      .map((line) => JSON.parse(line) as { method: string; headers: Record<string, string> });
+    const methods = lines.map((l) => l.method);
     assert.ok(methods.filter((m) => m === 'PUT').length >= 41, methods.join(' '));
     assert.deepEqual(
       methods.filter((m) => m === 'GET' || m === 'HEAD'),
       [],
     );
+    const secretCalls = lines.map((l) => l.headers['X-Amz-Target']).filter((t) => t !== undefined);
+    assert.ok(secretCalls.includes('secretsmanager.CreateSecret'), secretCalls.join(' '));
+    assert.equal(secretCalls.includes('secretsmanager.GetSecretValue'), false, secretCalls.join(' '));
     await stop();
 
     const said = await start();
@@ -92,6 +107,7 @@ describe("the cluster's moto (docs/operations.md, Data)", function () {
       said.join('\n'),
     );
     assert.deepEqual(await lost(), []);
+    assert.equal(await secrets.get('credentials-1'), 'second');
   });
 
   it('sets aside a line cut off by a crash, says so, and replays the rest', async () => {

@@ -4,7 +4,9 @@ moto serves each request on a thread of its own, and its recorder appends a requ
 recording in several writes. Two large requests at once (two workers writing run files) then
 interleave their lines, and the next start cannot replay the recording: moto answers HTTP 500 and
 everything recorded is lost. Here one lock lets one request at a time write its line whole, and
-reads (GET, HEAD) are not recorded at all.
+reads are not recorded at all: S3's GET and HEAD, and Secrets Manager's reads, which are POSTs
+named by their X-Amz-Target header (every ESP request's credentials were read from it, so each of
+them was a line of the recording, and a wait on the lock).
 
 Run with the Python that has moto, with moto_server's arguments: python moto_server.py -H HOST -p PORT
 """
@@ -19,10 +21,20 @@ _one_line_at_a_time = threading.Lock()
 _record = Recorder._record_request
 
 
+_SECRETS_MANAGER_READS = {
+    "secretsmanager.GetSecretValue",
+    "secretsmanager.BatchGetSecretValue",
+    "secretsmanager.DescribeSecret",
+    "secretsmanager.ListSecrets",
+}
+
+
 def _record_whole(self, request, *args, **kwargs):
     # Reads change nothing, so replaying them does nothing: leaving them out keeps the recording
-    # (and the next start's replay) to what changed state. Secrets Manager's reads are POSTs.
+    # (and the next start's replay) to what changed state.
     if request.method in ("GET", "HEAD"):
+        return None
+    if request.headers.get("X-Amz-Target", "") in _SECRETS_MANAGER_READS:
         return None
     with _one_line_at_a_time:
         return _record(self, request, *args, **kwargs)
