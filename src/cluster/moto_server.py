@@ -5,8 +5,8 @@ recording in several writes. Two large requests at once (two workers writing run
 interleave their lines, and the next start cannot replay the recording: moto answers HTTP 500 and
 everything recorded is lost. Here one lock lets one request at a time write its line whole, and
 reads are not recorded at all: S3's GET and HEAD, and Secrets Manager's reads, which are POSTs
-named by their X-Amz-Target header (every ESP request's credentials were read from it, so each of
-them was a line of the recording, and a wait on the lock).
+named by their X-Amz-Target header (each credentials read was a line of the recording, and a wait
+on the lock).
 
 Run with the Python that has moto, with moto_server's arguments: python moto_server.py -H HOST -p PORT
 """
