@@ -7,6 +7,7 @@ import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { dataConverter } from '../src/codec';
+import { BOUNDED_OUTCOME_FILES_PATCH } from '../src/workflows/daily-sync';
 import { RUNS_LOCAL_STEPS_PATCH } from '../src/workflows/sync/patches';
 import { workflowBundle } from './support/espresso';
 import { testPayloadKeys } from './support/temporal';
@@ -91,9 +92,13 @@ describe('replaying recorded histories (test/histories)', () => {
     }
   });
 
-  it('records one patch marker per configuration run of this version, not one per earlier patch', () => {
+  it('records one patch marker per history of this version, not one per earlier patch', () => {
     const current = recorded('current');
-    for (const file of current.files.filter((f) => current.typeOf(f) === 'configurationSyncWorkflow')) {
+    const latest: Record<string, string> = {
+      configurationSyncWorkflow: RUNS_LOCAL_STEPS_PATCH,
+      dailySyncWorkflow: BOUNDED_OUTCOME_FILES_PATCH,
+    };
+    for (const file of current.files) {
       const { events } = JSON.parse(readFileSync(join(current.dir, file), 'utf8')) as {
         events: HistoryEvent[];
       };
@@ -102,7 +107,7 @@ describe('replaying recorded histories (test/histories)', () => {
         return data ? [(JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { id: string }).id] : [];
       });
       // A run carried over by continue-as-new records it again in its new history.
-      assert.deepEqual(patches, [RUNS_LOCAL_STEPS_PATCH], file);
+      assert.deepEqual(patches, [latest[current.typeOf(file)]], file);
     }
   });
 

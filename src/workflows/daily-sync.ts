@@ -33,6 +33,15 @@ export type { DailySyncOutcome };
 /** Daily runs with this marker page through the fleet (this file); older ones replay the legacy code. */
 export const PAGED_DAILY_PATCH = 'paged-daily';
 /**
+ * Daily runs with this marker take the path `paged-daily` guards, and write outcomes in files of
+ * at most OUTCOMES_PER_FILE lines, also while they list pages whose configurations they do not
+ * start (disabled, needs_reauth, unreadable): before it, those outcomes waited until the listing
+ * found a configuration to start or reached the fleet's end, so thousands of them in a row went
+ * into one file, one activity's input (and a continue-as-new's) growing with the fleet. Runs with
+ * `paged-daily` only replay as they ran.
+ */
+export const BOUNDED_OUTCOME_FILES_PATCH = 'daily-bounded-outcome-files';
+/**
  * Configuration runs at once by default (runs of different ESP accounts never wait for each
  * other). About what one worker on two cores takes: docs/scale.md says how to size it for more.
  */
@@ -70,6 +79,8 @@ export interface DailySyncInput {
   deadlineMs?: number;
   /** Continue-as-new past this many history events (20-10,000; default 5,000). For tests. */
   maxHistoryEvents?: number;
+  /** Outcomes per file (1-500; default 500). For tests. */
+  outcomesPerFile?: number;
   /** Carried across continue-as-new. */
   resume?: DailyState;
 }
@@ -124,7 +135,9 @@ export const dailyProgressQuery = defineQuery<{
 export async function dailySyncWorkflow(
   input: DailySyncInput = {},
 ): Promise<DailySummary | DailySyncOutcome[]> {
-  if (!patched(PAGED_DAILY_PATCH)) return dailySyncV1(input);
+  // One marker per history in runs of this version: the latest, which implies the one before it.
+  const boundedFiles = patched(BOUNDED_OUTCOME_FILES_PATCH);
+  if (!boundedFiles && !patched(PAGED_DAILY_PATCH)) return dailySyncV1(input);
   const concurrency = bounded(input.concurrency, DEFAULT_DAILY_CONCURRENCY, 'concurrency');
   const pageSize = bounded(input.pageSize, DEFAULT_PAGE_SIZE, 'pageSize');
   const deadlineMs = input.deadlineMs ?? DEFAULT_DEADLINE_MS;
@@ -135,6 +148,9 @@ export async function dailySyncWorkflow(
     20,
     10_000,
   );
+  const perFile = boundedFiles
+    ? bounded(input.outcomesPerFile, OUTCOMES_PER_FILE, 'outcomesPerFile', 1, OUTCOMES_PER_FILE)
+    : OUTCOMES_PER_FILE;
   const s: DailyState = input.resume ?? {
     runDate: calendarDay(input.runDate) ?? dueDate(),
     startedAt: new Date().toISOString(),
@@ -214,11 +230,19 @@ export async function dailySyncWorkflow(
     );
   };
 
-  const flush = async () => {
-    if (!buffered.length) return;
-    const outcomes = buffered;
-    buffered = [];
-    await store.writeDailyOutcomes({ folder, file: ++s.outcomeFiles, outcomes });
+  /** Writes the outcomes waiting: all of them, or (`whole`) only as many whole files as they fill. */
+  const flush = async (whole = false) => {
+    if (!boundedFiles) {
+      if (!buffered.length) return;
+      const outcomes = buffered;
+      buffered = [];
+      return void (await store.writeDailyOutcomes({ folder, file: ++s.outcomeFiles, outcomes }));
+    }
+    // Outcomes that arrive while a file is written wait for the next one.
+    while (buffered.length >= (whole ? perFile : 1)) {
+      const outcomes = buffered.splice(0, perFile);
+      await store.writeDailyOutcomes({ folder, file: ++s.outcomeFiles, outcomes });
+    }
   };
 
   const historyLong = () =>
@@ -246,12 +270,14 @@ export async function dailySyncWorkflow(
             });
           } else s.queue.push({ configurationId: entry.configurationId, esp: entry.esp! });
         }
+        // Pages of configurations it does not start may follow one another for long.
+        if (boundedFiles) await flush(true);
         continue;
       }
       // Started together: one workflow task starts the whole batch.
       await Promise.all(s.queue.splice(0, concurrency - inFlight).map(start));
     }
-    if (buffered.length >= OUTCOMES_PER_FILE) await flush();
+    if (buffered.length >= perFile) await flush(true);
     if (s.exhausted && s.queue.length === 0 && inFlight === 0) break;
     if (historyLong()) {
       await flush();
@@ -263,7 +289,7 @@ export async function dailySyncWorkflow(
     }
     const ready = () =>
       (inFlight < concurrency && (s.queue.length > 0 || !s.exhausted)) ||
-      buffered.length >= OUTCOMES_PER_FILE ||
+      buffered.length >= perFile ||
       (s.exhausted && s.queue.length === 0 && inFlight === 0);
     if (carried.size === 0) await condition(ready);
     else if (!(await condition(ready, carriedCheck))) {
