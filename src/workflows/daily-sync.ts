@@ -271,7 +271,7 @@ export async function dailySyncWorkflow(
           } else s.queue.push({ configurationId: entry.configurationId, esp: entry.esp! });
         }
         // Pages of configurations it does not start may follow one another for long.
-        if (boundedFiles) await flush(true);
+        if (boundedFiles && buffered.length >= perFile) await flush(true);
         continue;
       }
       // Started together: one workflow task starts the whole batch.
