@@ -48,6 +48,20 @@ describe('configuration from the environment', () => {
     });
   }
 
+  it('README: the daily run time and concurrency, and the Sandbox demo list size, from the environment', () => {
+    const defaults = loadConfig({});
+    // Without ESPRESSO_DAILY_CONCURRENCY the schedule hands the daily run none: its default (50).
+    assert.deepEqual(defaults.schedule, { hour: 6, minute: 0, dailyConcurrency: undefined });
+    assert.equal(defaults.sandbox.seedContacts, 1000);
+    const set = loadConfig({
+      ESPRESSO_SCHEDULE_TIME: '23:45',
+      ESPRESSO_DAILY_CONCURRENCY: '120',
+      ESPRESSO_SANDBOX_SEED_CONTACTS: '25',
+    });
+    assert.deepEqual(set.schedule, { hour: 23, minute: 45, dailyConcurrency: 120 });
+    assert.equal(set.sandbox.seedContacts, 25);
+  });
+
   it('treats empty values as unset', () => {
     assert.equal(loadConfig({ ESPRESSO_WEB_PORT: '' }).web.port, 3000);
   });

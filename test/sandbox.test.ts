@@ -69,6 +69,17 @@ const api = (sandbox: Sandbox, path: string, init: RequestInit = {}) =>
     headers: { 'x-api-key': 'sandbox-demo-key', 'content-type': 'application/json', ...init.headers },
   });
 
+describe('the Sandbox demo account', () => {
+  it('README: a demo account with two lists, the newsletter seeded with ESPRESSO_SANDBOX_SEED_CONTACTS contacts', () => {
+    for (const contacts of [1000, 25]) {
+      const demo = SandboxState.demo(contacts).accounts.get('acct_demo')!;
+      assert.deepEqual([...demo.lists.keys()].sort(), ['list_newsletter', 'list_offers']);
+      assert.equal(demo.lists.get('list_newsletter')!.size, contacts);
+      assert.equal(demo.lists.get('list_offers')!.size, 0);
+    }
+  });
+});
+
 describe('Sandbox ESP', () => {
   let sandbox: Sandbox;
   beforeEach(async () => {

@@ -4,7 +4,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { projectRoot } from '../src/paths';
+import { SCHEDULE_ID } from '../src/temporal/constants';
 import { notPrivate } from './support/file-modes';
 import { freePort } from './support/ports';
 import { alive, descendants, waitFor } from './support/processes';
@@ -106,9 +108,24 @@ describe('espresso start (the npm start supervisor)', function () {
     const runs = [];
     for await (const wf of client.workflow.list({ query: `WorkflowType = 'selfCheckWorkflow'` }))
       runs.push(wf);
+    // README: `npm start` applies the daily schedule (06:00 UTC unless ESPRESSO_SCHEDULE_TIME).
+    // (Raw: its action's input is encrypted, and this client has no payload keys.)
+    const schedule = await connection.workflowService.describeSchedule({
+      namespace: 'default',
+      scheduleId: SCHEDULE_ID,
+    });
     await connection.close();
+    const next = new Date(tsToMs(schedule.info!.futureActionTimes![0]));
+    assert.deepEqual([next.getUTCHours(), next.getUTCMinutes()], [6, 0]);
     assert.equal(runs.length, 1);
     assert.equal(runs[0]!.status.name, 'COMPLETED');
+    // README, Troubleshooting: one supervisor per data directory, refused before any port is tried.
+    const another = spawnSync(process.execPath, [cli, 'start'], { env, encoding: 'utf8', timeout: 60_000 });
+    assert.notEqual(another.status, 0);
+    assert.match(
+      another.stdout + another.stderr,
+      new RegExp(`another espresso start \\(pid ${second.proc.pid}\\) is using this data directory`),
+    );
 
     // Killed outright: worker and web notice and exit; the next start cleans up the dev server.
     const orphans = descendants(second.proc.pid!);

@@ -151,6 +151,18 @@ describe('daily run, schedule and temporal CLI', function () {
     assert.equal(d.policies.catchupWindow, 86_400_000);
     assert.equal(d.action.type, 'startWorkflow');
     assert.equal(d.action.type === 'startWorkflow' && d.action.workflowType, 'dailySyncWorkflow');
+    assert.deepEqual(d.action.type === 'startWorkflow' && d.action.args, [{}]);
+
+    // README: ESPRESSO_SCHEDULE_TIME and ESPRESSO_DAILY_CONCURRENCY (config.schedule), applied.
+    const moved = await applySchedule(
+      e.client,
+      { hour: 23, minute: 45, dailyConcurrency: 120 },
+      testPayloadKeys.current,
+    );
+    assert.deepEqual([moved.nextRuns[0]!.getUTCHours(), moved.nextRuns[0]!.getUTCMinutes()], [23, 45]);
+    const m = await e.client.schedule.getHandle(SCHEDULE_ID).describe();
+    assert.deepEqual(m.action.type === 'startWorkflow' && m.action.args, [{ concurrency: 120 }]);
+    await applySchedule(e.client, { hour: 6, minute: 0 }, testPayloadKeys.current);
   });
 
   it('keeps `temporal schedule describe` working and its summary readable without the codec, also over a schedule of an older version', async () => {
