@@ -182,6 +182,23 @@ describe('espresso CLI: connect and configurations', function () {
     }
   });
 
+  it('README: `configurations enable` of a configuration in needs_reauth asks its ESP first: refused while the credentials are, active once they work', async () => {
+    const id = await connectedId();
+    const { configurations, secrets } = stores();
+    const { credentialsSecretId } = await configurations.get(id);
+    const working = await secrets.get(credentialsSecretId);
+    await secrets.put(credentialsSecretId, JSON.stringify({ kind: 'apiKey', apiKey: 'revoked-key-1' }));
+    await configurations.update(id, () => ({ status: 'needs_reauth', statusReason: 'revoked' }));
+    const refused = await espresso(['configurations', 'enable', id]);
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, new RegExp(`still refuses the stored credentials of ${id}`));
+    assert.doesNotMatch(refused.stderr + refused.stdout, /revoked-key-1/);
+    assert.equal((await configurations.get(id)).status, 'needs_reauth');
+    await secrets.put(credentialsSecretId, working);
+    assert.match((await espresso(['configurations', 'enable', id])).stdout, new RegExp(`${id} is active`));
+    assert.equal((await configurations.get(id)).status, 'active');
+  });
+
   it("docs/runs.md: redispatch of a dry run's folder is refused, naming it (a dry run of this version or of an earlier one)", async () => {
     const id = await connectedId();
     const since = new Date().toISOString();
