@@ -20,6 +20,7 @@ import {
   savePayloadKeys,
   type PayloadKeys,
 } from '../../src/codec';
+import { auditPage } from '../../src/audit/log';
 import { withCurrentKey, withoutKey } from '../../src/codec/ring-edits';
 import { loadConfig } from '../../src/config';
 import { projectRoot } from '../../src/paths';
@@ -147,6 +148,14 @@ describe('rotating the payload keys (docs/operations.md, "Encrypted payloads")',
   it('rotated twice (add, use, schedule apply, retire the old key), the next daily run completes', async () => {
     const early = await e.connect(40);
     await ok('schedule', 'apply');
+    // README: `schedule apply` is recorded in the audit log, by whom and from where.
+    const applied = (await auditPage(e.stores.blobs, { limit: 100 })).entries.filter(
+      (a) => a.action === 'schedule-apply',
+    );
+    assert.deepEqual(
+      applied.map((a) => [/^cli \S+$/.test(a.actor), a.address]),
+      [[true, 'local']],
+    );
     // As README "Runs, backfills and reruns" backfills: the schedule waits on these runs, so it keeps
     // the last one's result (under the first key) and hands it to each run it starts later.
     await run(temporalCli, [
