@@ -187,7 +187,7 @@ export async function perContact(stack: Stack, contacts: number, pacing: Pacing,
 }
 
 /** Every contact holds exactly its chunk file value, and none was ever written two values. */
-async function verifyAgainstChunks(
+export async function verifyAgainstChunks(
   stack: Stack,
   deps: ReturnType<typeof benchDeps>,
   configurationId: string,

@@ -251,6 +251,8 @@ export async function startStack(
     async stop() {
       process.removeListener('SIGTERM', abort);
       process.removeListener('SIGINT', abort);
+      // A worker its caller did not stop (a failed test's) does not outlive the stack.
+      for (const child of children) if (child !== sandbox) child.kill('SIGKILL');
       sandbox?.kill('SIGTERM');
       await connection.close();
       await nativeConnection.close();

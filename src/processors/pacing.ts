@@ -68,9 +68,11 @@ export class Pacer {
    * Runs `fn` in the next free slot. A request that also counts against other pacers (`also`: the
    * named limits of its endpoint) takes one slot free in all of them and spaces each from it: a
    * slot taken in one pacer and then delayed by another would leave less than that pacer's interval
-   * before its next request.
+   * before its next request. Once `signal` aborts, a request still waiting for its start throws
+   * (within RECHECK_MS) instead of waiting its turn: a cancelled activity's queued requests would
+   * otherwise end one interval apart, minutes on a slow account, and hold up its worker's shutdown.
    */
-  async run<T>(fn: () => Promise<T>, also: readonly Pacer[] = []): Promise<T> {
+  async run<T>(fn: () => Promise<T>, also: readonly Pacer[] = [], signal?: AbortSignal): Promise<T> {
     const started = this.now();
     await this.acquire();
     try {
@@ -79,6 +81,7 @@ export class Pacer {
       // (reset) lets a waiting request start sooner. Waiters look again at least every
       // RECHECK_MS; timers may fire a millisecond early.
       for (;;) {
+        signal?.throwIfAborted();
         const at = Math.max(...pacers.map((p) => p.readyAt()));
         const now = this.now();
         if (now >= at) {
@@ -198,7 +201,10 @@ export class PacerSet implements AccountPacing {
     options: {
       onWait?: (ms: number) => void;
       onPause?: (until: number) => void;
-      /** Once aborted (the activity was cancelled), no request starts: each throws instead. */
+      /**
+       * Once aborted (the activity was cancelled), no request starts: each throws instead, those
+       * waiting for their turn too.
+       */
       signal?: AbortSignal;
     } = {},
   ) {
@@ -248,7 +254,7 @@ export class PacerSet implements AccountPacing {
       this.started++;
       return fn();
     };
-    return this.main.run(send, extra ? [extra] : []);
+    return this.main.run(send, extra ? [extra] : [], this.signal);
   }
 
   pause(ms: number): void {

@@ -277,6 +277,36 @@ describe('client-side pacing', () => {
     assert.ok(Date.now() - began >= 195);
   });
 
+  it('a cancelled holder sends nothing more, and its requests waiting for their turn end at once, not one interval apart', async () => {
+    // One request every 2.1 s: four queued would take 6 s to drain one by one.
+    const cancelled = new AbortController();
+    const pacing = new PacerSet({ concurrency: 8, rate: { requests: 1, perMs: 2_000 } }, 1, 8, {
+      signal: cancelled.signal,
+    });
+    let sent = 0;
+    const requests = Array.from({ length: 5 }, () =>
+      pacing
+        .run(async () => void sent++)
+        .then(
+          () => 'sent',
+          (err: Error) => err.name,
+        ),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const abortedAt = Date.now();
+    cancelled.abort();
+    assert.deepEqual(await Promise.all(requests), [
+      'sent',
+      'AbortError',
+      'AbortError',
+      'AbortError',
+      'AbortError',
+    ]);
+    const tookMs = Date.now() - abortedAt;
+    assert.ok(tookMs < 1_000, `the waiting requests ended ${tookMs} ms after the abort`);
+    assert.equal(sent, 1);
+  });
+
   it('a write that meets a 429 sends none of its batches still waiting for their turn', async function () {
     this.timeout(20_000);
     const h = await sandboxHarness();
