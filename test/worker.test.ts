@@ -4,8 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { TASK_QUEUE, workflowIds } from '../src/temporal/constants';
+import { msToTs } from '@temporalio/common/lib/time';
+import { temporal } from '@temporalio/proto';
+import { allSearchAttributes, TASK_QUEUE, workflowIds } from '../src/temporal/constants';
 import { missingSearchAttributes, registerSearchAttributes } from '../src/temporal/search-attributes';
+import { waitForWorker } from '../src/temporal/worker-ready';
 import { createWorker } from '../src/worker';
 import { selfCheckWorkflow } from '../src/workflows';
 import { ProcessorRegistry } from '../src/processors/registry';
@@ -66,11 +69,16 @@ describe('worker on a real Temporal dev server', () => {
         ESPRESSO_LOG_LEVEL: 'error',
         ...env,
       },
-      stdio: 'ignore',
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
+    let output = '';
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     return {
       child,
+      /** What it has written to stdout and stderr so far. */
+      output: () => output,
       exit: (ms: number) =>
         Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), ms))]),
     };
@@ -117,6 +125,43 @@ describe('worker on a real Temporal dev server', () => {
       await assert.rejects(fetch(metrics), 'the metrics port is still open');
     } finally {
       if (worker.child.exitCode === null) worker.child.kill('SIGKILL');
+    }
+  });
+
+  it('on a server that refuses to register search attributes (Temporal Cloud), logs a warning and goes on polling', async function () {
+    this.timeout(60_000);
+    // A namespace whose Keyword attributes are all taken: the server refuses espresso's, as Cloud
+    // refuses the call itself.
+    const namespace = `refusing-${randomBytes(3).toString('hex')}`;
+    const { workflowService, operatorService } = env.connection;
+    await workflowService.registerNamespace({
+      namespace,
+      workflowExecutionRetentionPeriod: msToTs('1 day'),
+    });
+    const keyword = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+    for (let i = 0; i < 10; i++) {
+      await operatorService.addSearchAttributes({ namespace, searchAttributes: { [`Other${i}`]: keyword } });
+    }
+    const worker = await startWorkerProcess(env.address, {
+      TEMPORAL_NAMESPACE: namespace,
+      ESPRESSO_LOG_LEVEL: 'warn',
+    });
+    try {
+      await waitForWorker(env.connection, namespace, TASK_QUEUE, 30_000, { pid: worker.child.pid });
+      const warning = worker
+        .output()
+        .split('\n')
+        .find((line) => line.includes('could not register search attributes'));
+      assert.ok(warning, `no warning in the worker's log:\n${worker.output()}`);
+      assert.equal(JSON.parse(warning).level, 40);
+      assert.match(warning, /cannot have more than 10 search attribute of type Keyword/);
+      assert.deepEqual(
+        (await missingSearchAttributes(operatorService, namespace)).map((a) => a.name),
+        allSearchAttributes.map((a) => a.name),
+      );
+    } finally {
+      worker.child.kill('SIGTERM');
+      assert.equal(await worker.exit(10_000), 0);
     }
   });
 
