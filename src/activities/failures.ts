@@ -23,19 +23,22 @@ export class InactiveConfigurationError extends Error {
 
 export function toActivityFailure(err: unknown, attempt = 1): unknown {
   if (err instanceof ApplicationFailure) return err;
+  // Every message goes into the run's history, its summary and alerts: ESP text in it (an export's
+  // reason, a code) may name an address, whichever error carries it.
+  const message = sanitize(err instanceof Error ? err.message : String(err));
   if (err instanceof InvalidCredentialsError) {
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.invalidCredentials);
+    return ApplicationFailure.nonRetryable(message, failureTypes.invalidCredentials);
   }
   if (err instanceof RateLimitedError) {
     return ApplicationFailure.create({
-      message: err.message,
+      message,
       type: failureTypes.rateLimited,
       nextRetryDelay: err.retryAfterMs,
     });
   }
-  if (err instanceof TransientError) return ApplicationFailure.retryable(err.message, failureTypes.transient);
+  if (err instanceof TransientError) return ApplicationFailure.retryable(message, failureTypes.transient);
   if (err instanceof RequestRejectedError) {
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.requestRejected);
+    return ApplicationFailure.nonRetryable(message, failureTypes.requestRejected);
   }
   if (err instanceof NotFoundError && err.store === 'configuration') {
     return ApplicationFailure.nonRetryable(
@@ -47,17 +50,16 @@ export function toActivityFailure(err: unknown, attempt = 1): unknown {
     return ApplicationFailure.nonRetryable(`file ${err.key} is missing`, failureTypes.chunkMissing);
   }
   if (err instanceof CorruptDataError)
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.corruptData);
+    return ApplicationFailure.nonRetryable(message, failureTypes.corruptData);
   if (err instanceof UnknownEspError)
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.unknownEsp);
+    return ApplicationFailure.nonRetryable(message, failureTypes.unknownEsp);
   if (err instanceof InactiveConfigurationError)
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.configurationInactive);
+    return ApplicationFailure.nonRetryable(message, failureTypes.configurationInactive);
   if (err instanceof DryRunFolderError)
-    return ApplicationFailure.nonRetryable(err.message, failureTypes.invalidInput);
+    return ApplicationFailure.nonRetryable(message, failureTypes.invalidInput);
   // Anything else (a store refusing access, a bug): a few retries, then the run fails and says why.
-  const message = sanitize(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
   return ApplicationFailure.create({
-    message,
+    message: err instanceof Error ? sanitize(`${err.name}: ${err.message}`) : message,
     type: failureTypes.unexpected,
     nonRetryable: attempt >= UNEXPECTED_ATTEMPTS,
   });

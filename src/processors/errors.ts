@@ -125,7 +125,13 @@ export function errorFromNetwork(code: string | undefined, timeoutMs: number): T
   return new TransientError(`ESP connection failed (${code ?? 'unknown network error'})`);
 }
 
-const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g;
+/**
+ * Anything that looks like an address: a word with an `@` (or its URL encoding) and something after
+ * it. Wider than valid addresses on purpose: the rows ESPs reject are mostly the mistyped ones
+ * (`john@gmail`, `jane%40example.com`, `info@bücher.de`, `sean.o'brien@...`), and hiding a word too
+ * many costs nothing.
+ */
+const EMAIL = /[^\s<>(){}`,;:]*(?:@|%40)[^\s<>(){}`,;:]+/giu;
 const BEARER = /\b(Bearer|Basic|Klaviyo-API-Key)\s+[A-Za-z0-9._~+/=-]+/gi;
 
 /**

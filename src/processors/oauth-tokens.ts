@@ -3,7 +3,7 @@
 // rotated tokens saved before they are used.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotFoundError, type SecretStore } from '../storage';
+import { CorruptDataError, NotFoundError, type SecretStore } from '../storage';
 import { InvalidCredentialsError, TransientError } from './errors';
 import type { EspHttp } from './http';
 import { RefreshLeases } from './refresh-leases';
@@ -160,7 +160,13 @@ export class OAuthTokens {
       }
       throw err;
     }
-    const credentials = JSON.parse(raw) as Credentials;
+    let credentials: Credentials;
+    try {
+      credentials = JSON.parse(raw) as Credentials;
+    } catch {
+      // JSON.parse quotes the text it could not read: a secret stored by hand as the bare key.
+      throw new CorruptDataError('secret', target.credentialsSecretId, 'the credentials are not JSON');
+    }
     this.remember(target, credentials);
     return credentials;
   }

@@ -11,6 +11,7 @@ import { withHostFallback, type RegionalHostOptions } from './kit/host-fallback'
 import type { JobPollOptions } from './kit/poll';
 import { createUnlessRaced } from './kit/field-create';
 import { expectShape } from './kit/shape';
+import { redactContactIds } from './kit/values';
 import {
   identifiersOf,
   rowErrorsFrom,
@@ -156,7 +157,8 @@ export class SendGridProcessor extends BaseProcessor {
     for (const r of rows) {
       const error = rowErrors.get(r.email.toLowerCase());
       const gone = deleted.get(r.contactId);
-      if (error !== undefined) reject(r.contactId, error || 'SendGrid rejected the row');
+      if (error !== undefined)
+        reject(r.contactId, redactContactIds(error, [r.email]) || 'SendGrid rejected the row');
       else if (gone !== undefined) reject(r.contactId, gone);
       else results.push({ contactId: r.contactId, status: 'updated' });
     }

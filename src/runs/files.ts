@@ -91,10 +91,19 @@ export const exportManifestSchema = z.object({
 });
 export type ExportManifest = z.infer<typeof exportManifestSchema>;
 
-/** The kind of a rejection, for counts: the ESP's code before the first ':' (e.g. `contact_suppressed`). */
+/**
+ * The kind of a rejection, for counts: the ESP's code before the first ':' (e.g.
+ * `contact_suppressed`), when it reads like one; `other` when it is free text (a sentence naming
+ * the contact or its address), which must not travel into histories, alerts and metric labels.
+ */
 export function rejectionKind(reason: string): string {
-  return (reason.split(':')[0] ?? reason).trim().slice(0, 60) || 'unknown';
+  const kind = (reason.split(':')[0] ?? reason).trim();
+  if (!kind) return 'unknown';
+  return REJECTION_KIND.test(kind) ? kind : 'other';
 }
+
+/** A code or a short phrase of plain words: `contact_suppressed`, `Member In Compliance State`. */
+const REJECTION_KIND = /^[A-Za-z][A-Za-z0-9_ .-]{0,59}$/;
 
 /** A calendar day, YYYY-MM-DD: 2026-99-99 is refused. */
 export const runDateSchema = z

@@ -207,7 +207,12 @@ function batchUpdate(ctx: ApiContext) {
       return {
         id,
         status: 'error',
-        error: { code: 'contact_suppressed', message: 'contact is suppressed and cannot be updated' },
+        // Named by its address, as real ESPs do ("x@y.com is in a compliance state"): espresso must
+        // keep it out of reasons, histories and pages.
+        error: {
+          code: 'contact_suppressed',
+          message: `${target.email(index)} is suppressed and cannot be updated`,
+        },
       };
     }
     for (const [key, value] of entries) target.write(key, index, value as string);

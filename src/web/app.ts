@@ -4,6 +4,7 @@ import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { createLogger } from '../logger';
+import { sanitize } from '../processors/errors';
 import { adminAuth } from './admin-auth';
 import { adminRoutes } from './admin-routes';
 import { codecRoutes } from './codec-routes';
@@ -98,7 +99,7 @@ export function createApp(deps: WebDeps): Express {
     const started = performance.now();
     res.on('finish', () => {
       // The matched route pattern, never the raw path: random URLs must not create series.
-      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      const route = routeOf(req) ?? 'unmatched';
       const labels = { method: req.method, route, status: String(res.statusCode) };
       metrics.requests.inc(labels);
       metrics.duration.observe({ method: req.method, route }, (performance.now() - started) / 1000);
@@ -127,7 +128,9 @@ export function createApp(deps: WebDeps): Express {
         '<h1>Invalid request</h1><p>The request could not be read.</p>',
       );
     }
-    log.error({ err: (err as Error).message, path: req.path }, 'request failed');
+    // The route's pattern, never the path: a publisher link's path holds its secret token.
+    const route = routeOf(req) ?? '(no route)';
+    log.error({ err: sanitize((err as Error).message ?? String(err)), route }, 'request failed');
     errorPage(
       res,
       500,
@@ -136,4 +139,9 @@ export function createApp(deps: WebDeps): Express {
     );
   });
   return app;
+}
+
+/** The pattern of the route that matched (`/publisher/:id/:token`), never the path itself. */
+function routeOf(req: Request): string | undefined {
+  return req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : undefined;
 }

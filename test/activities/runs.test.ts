@@ -13,10 +13,15 @@ import type { ContactPage, ContactRef } from '../../src/processors/types';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportPartInput, ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
-import { RateLimitedError, TransientError, InvalidCredentialsError } from '../../src/processors/errors';
+import {
+  InvalidCredentialsError,
+  RateLimitedError,
+  RequestRejectedError,
+  TransientError,
+} from '../../src/processors/errors';
 import { accountLockKey, AccountLocks, type LockOwner } from '../../src/runs/account-lock';
 import type { StartRunAnswer } from '../../src/activities/configurations';
-import { runFiles } from '../../src/runs/files';
+import { rejectionKind, runFiles } from '../../src/runs/files';
 import { summaryFor } from '../support/run-summaries';
 import { NotFoundError, type Stores } from '../../src/storage';
 import type { BaseProcessor } from '../../src/processors/base-processor';
@@ -849,6 +854,31 @@ describe('activity failure mapping', () => {
       (toActivityFailure(new NotFoundError('configuration', 'cfg_x')) as ApplicationFailure).type,
       'ConfigurationNotFound',
     );
+  });
+
+  it('keeps ESP text naming an address out of every failure it makes, whatever the error', () => {
+    // An export job's reason, a code: processors quote them as the ESP sent them.
+    for (const err of [
+      new RequestRejectedError('the SendGrid contact export failed: jane.doe@gmail is invalid'),
+      new TransientError('Iterable answered josé@exämple.com'),
+      new InvalidCredentialsError('key of owner%40publisher.example revoked'),
+      new RateLimitedError('limited for info@bücher.de', 1_000),
+    ]) {
+      const failure = toActivityFailure(err) as ApplicationFailure;
+      assert.doesNotMatch(failure.message, /@|%40|jane\.doe|josé|owner|bücher/, failure.message);
+      assert.match(failure.message, /\[email\]/);
+    }
+  });
+
+  it('counts rejections by the kind an ESP code names, and free text (a sentence naming the contact) as other', () => {
+    assert.equal(rejectionKind('contact_suppressed: [email] is suppressed'), 'contact_suppressed');
+    assert.equal(
+      rejectionKind('Member In Compliance State: [email] is in a compliance state'),
+      'Member In Compliance State',
+    );
+    assert.equal(rejectionKind('Subscription [contact] ([email]) could not be updated'), 'other');
+    assert.equal(rejectionKind('A subscription (maría.ló[email]) could not be updated: gone'), 'other');
+    assert.equal(rejectionKind(''), 'unknown');
   });
 });
 

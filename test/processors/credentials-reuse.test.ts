@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactRef, ProcessorTarget } from '../../src/processors/types';
 import { SandboxList } from '../../src/sandbox/state';
-import type { SecretStore } from '../../src/storage';
+import { CorruptDataError, type SecretStore } from '../../src/storage';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { tempDir } from '../support/tmp';
 import { savedTarget } from './harness';
@@ -99,5 +99,18 @@ describe('credentials read from the secret store', function () {
       if (!keys.includes('sandbox-demo-key')) keys.push('sandbox-demo-key');
       keys.splice(keys.indexOf(newKey), 1);
     }
+  });
+
+  it('a secret stored by hand as the bare key is refused as unreadable, quoting none of it', async () => {
+    const target = await connected('sandbox-demo-key', 10);
+    const bare = `SGkey_LIVE_${randomBytes(8).toString('hex')}`;
+    await secrets.put(target.credentialsSecretId, bare);
+    const failed = await processor.verifyCredentials(target).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    assert.ok(failed instanceof CorruptDataError, String(failed));
+    assert.match(failed.message, /the credentials are not JSON/);
+    assert.ok(!failed.message.includes(bare.slice(0, 6)), failed.message);
   });
 });

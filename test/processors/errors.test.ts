@@ -73,6 +73,32 @@ describe('ESP error mapping', () => {
     assert.match(out, /\[email\].*Bearer \[redacted\].*\[redacted\]/);
     assert.ok(sanitize('x'.repeat(5000)).length <= 300);
   });
+
+  it('takes out addresses that are not valid ones too: the rows ESPs reject are mostly mistyped', () => {
+    // Each with the part that names the person.
+    const addresses: Array<[string, string]> = [
+      ['info@bücher.de', 'bücher'],
+      ['josé@exämple.com', 'josé'],
+      ['john.smith@gmail', 'john.smith'],
+      ['john.smith@gmail.c', 'john.smith'],
+      ['jane%40example.com', 'jane'],
+      ['user.name@[192.168.0.1]', 'user.name'],
+      ["sean.o'brien@example.com", 'brien'],
+      ['María.López@Example.COM', 'López'],
+      ['"quoted"@example.com', 'quoted'],
+      ['{"email":"jane.doe@example.com"}', 'jane.doe'],
+    ];
+    for (const [address, person] of addresses) {
+      for (const text of [`Invalid email: ${address}`, `A subscription (${address}) could not be updated`]) {
+        const out = sanitize(text);
+        assert.ok(!/@|%40/i.test(out) && !out.includes(person), `${text} -> ${out}`);
+        assert.match(out, /\[email\]/);
+      }
+    }
+    // Text without an address keeps its words: codes, rates, plain sentences.
+    assert.equal(sanitize('rate limit: 10 per second @ 2 s'), 'rate limit: 10 per second @ 2 s');
+    assert.equal(sanitize('contact_suppressed: cannot be updated'), 'contact_suppressed: cannot be updated');
+  });
 });
 
 describe('EspHttp against misbehaving servers', () => {

@@ -132,6 +132,30 @@ describe('web: the publisher page', () => {
       ],
     );
   });
+
+  it('a page that fails (a store refusing) logs the route, never the link that holds the token', async () => {
+    const path = await publisherPath(stores, c.id);
+    let logged = '';
+    const log = createLogger(
+      'web',
+      'info',
+      new Writable({ write: (chunk, _enc, done) => void ((logged += String(chunk)), done()) }),
+    );
+    const refusing: Stores = {
+      ...stores,
+      configurations: Object.assign(Object.create(stores.configurations) as Stores['configurations'], {
+        get: async () => {
+          throw new Error('AccessDenied: the store refused the read');
+        },
+      }),
+    };
+    const failing = request(createApp(webDeps(refusing, async () => undefined as never, { log })));
+    await failing.get(path).expect(500);
+    const line = JSON.parse(logged.trim().split('\n').at(-1)!) as { msg: string; route: string };
+    assert.equal(line.msg, 'request failed');
+    assert.equal(line.route, '/publisher/:id/:token');
+    assert.ok(!logged.includes(path.split('/').at(-1)!), `the token is in the log: ${logged}`);
+  });
 });
 
 describe('web: the needs_reauth alert carries the publisher link', () => {

@@ -5,7 +5,8 @@ import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Client } from '@temporalio/client';
-import { codecPathToken, ENCRYPTED_ENCODING } from '../../src/codec';
+import type { Payload } from '@temporalio/common';
+import { codecPathToken, ENCRYPTED_ENCODING, EncryptionCodec } from '../../src/codec';
 import type { Credentials } from '../../src/processors/types';
 import { createApp } from '../../src/web/app';
 import { configurationSyncWorkflow } from '../../src/workflows';
@@ -146,6 +147,7 @@ describe('encrypted payloads in Temporal histories', function () {
 
     let encrypted = 0;
     let failures = 0;
+    const codec = new EncryptionCodec(testPayloadKeys);
     let startInput: ProtoPayload | undefined;
     for (const { workflowId, history } of histories) {
       const { text, payloads, failures: found } = scan(history);
@@ -182,6 +184,18 @@ describe('encrypted payloads in Temporal histories', function () {
         assert.equal(failure.message, 'Encoded failure', `${workflowId}: a failure message is readable`);
         failures++;
       }
+      // What the Web UI shows through the codec: every payload decrypted (inputs, results, heartbeat
+      // details, failure messages and stacks), none naming a planted secret or address.
+      const decoded = await codec.decode(payloads.map(({ payload }) => payload as Payload));
+      const shown = decoded.map((p) => Buffer.from(p.data ?? []).toString('utf8')).join('\n');
+      for (const [what, secret] of Object.entries(planted)) {
+        assert.ok(!shown.includes(secret), `${what} shown by the Web UI in the history of ${workflowId}`);
+      }
+      assert.doesNotMatch(
+        shown,
+        /@[a-z0-9-]+\.example/,
+        `an address in the decoded history of ${workflowId}`,
+      );
       if (workflowId === `sync/${revoked.configuration.id}/${RUN_DATE}`) {
         const events = (
           history as { events: Array<Record<string, { input?: { payloads: ProtoPayload[] } }>> }
