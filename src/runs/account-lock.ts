@@ -59,7 +59,16 @@ export class AccountLocks {
       if (doc && !doc.released && doc.expiresAt > this.now() && !same(doc.owner, owner)) {
         return { answer: { held: false as const, holder: doc.owner } };
       }
-      return { write: { owner, expiresAt: this.now() + LOCK_TTL_MS }, answer: { held: true as const } };
+      // The ESP's pause is the account's, not the run's: the next holder waits it out too.
+      const paused = doc?.pausedUntil !== undefined && doc.pausedUntil > this.now();
+      return {
+        write: {
+          owner,
+          expiresAt: this.now() + LOCK_TTL_MS,
+          ...(paused ? { pausedUntil: doc.pausedUntil } : {}),
+        },
+        answer: { held: true as const },
+      };
     });
   }
 
@@ -86,11 +95,19 @@ export class AccountLocks {
     });
   }
 
-  /** An ESP answered 429: the run's requests on every worker hold off until `until`. */
+  /**
+   * An ESP answered 429: the run's requests on every worker hold off until `until`. The lock is
+   * held through the pause and LOCK_TTL_MS after it: a run waiting out a long Retry-After (up to 15
+   * minutes: HubSpot's daily limit) runs no activity meanwhile, so nothing renews it, and it must
+   * not lose the account (nor another run send into the ESP's pause).
+   */
   async pause(key: string, owner: LockOwner, until: number): Promise<void> {
     await this.change(key, (doc) =>
-      doc && same(doc.owner, owner) && (doc.pausedUntil ?? 0) < until
-        ? { write: { ...doc, pausedUntil: until }, answer: undefined }
+      doc && same(doc.owner, owner) && !doc.released && (doc.pausedUntil ?? 0) < until
+        ? {
+            write: { ...doc, pausedUntil: until, expiresAt: Math.max(doc.expiresAt, until + LOCK_TTL_MS) },
+            answer: undefined,
+          }
         : { answer: undefined },
     );
   }

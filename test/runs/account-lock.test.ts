@@ -141,5 +141,33 @@ for (const [name, makeStore] of adapters) {
       await workerTwo.pause(key, run('cfg_b', 2), now + 600_000);
       assert.equal(await workerOne.pausedUntil(key, a), now + 30_000);
     });
+
+    it('a pause longer than the TTL keeps the lock through it; the next holder waits out what is left of it', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('hubspot', 'acct-daily-limit');
+      const a = run('cfg_a', 1);
+      const b = run('cfg_b', 2);
+      await locks.acquire(key, a);
+      // HubSpot's daily limit: 15 minutes, during which the run's activity waits for its retry and
+      // nothing renews the lock.
+      await locks.pause(key, a, now + 15 * 60_000);
+      now += 14 * 60_000;
+      assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a }, 'taken during the pause');
+      now += 2 * 60_000;
+      assert.equal((await locks.renew(key, a)).pausedUntil, now - 60_000, 'the retry finds its lock');
+      // Given back one minute into the pause's end: the next run takes the account with nothing left.
+      await locks.pause(key, a, now + 5 * 60_000);
+      await locks.release(key, a);
+      assert.deepEqual(await locks.acquire(key, b), { held: true });
+      assert.equal(
+        (await locks.renew(key, b)).pausedUntil,
+        now + 5 * 60_000,
+        'the ESP still pauses the account',
+      );
+      now += 6 * 60_000;
+      await locks.release(key, b);
+      assert.deepEqual(await locks.acquire(key, a), { held: true });
+      assert.equal((await locks.renew(key, a)).pausedUntil, 0, 'a pause that ended is not carried');
+    });
   });
 }
