@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
 import type { ActivityDeps } from './deps';
 import type { BaseProcessor } from '../processors/base-processor';
@@ -120,13 +121,18 @@ export class AccountShare {
 
   private pacerSet(share: ShareOf): PacerSet {
     const esp = this.processor.descriptor.id;
+    const { cancellationSignal } = Context.current();
+    // Every request in flight listens to it (it aborts the request): an activity's share of a
+    // concurrent ESP has many, and Node would warn past 10 as if they leaked.
+    setMaxListeners(1_000, cancellationSignal);
     return new PacerSet(this.processor.limits(), share.fraction, share.slots, {
       onWait: (ms) => this.deps.metrics?.rateLimitWait.inc({ esp }, ms / 1000),
       onPause: (until) => {
         if (this.owner) void this.locks.pause(this.key, this.owner, until).catch(() => undefined);
       },
-      // A cancelled activity (the run was cancelled, or passed its deadline) sends nothing more.
-      signal: Context.current().cancellationSignal,
+      // A cancelled activity (the run was cancelled, or passed its deadline, or its worker stops)
+      // sends nothing more, and what it has in flight stops.
+      signal: cancellationSignal,
     });
   }
 

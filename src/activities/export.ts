@@ -14,6 +14,7 @@ import { mapFailures } from './failures';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
 import { exportSlotsGiven, PAGES_AT_ONCE } from './share-sizes';
+import { HEARTBEAT_EVERY_MS } from './update-chunk';
 import type { SeenIds } from './seen-ids';
 
 export interface ExportInput {
@@ -159,16 +160,25 @@ export function createExportActivities(deps: ActivityDeps) {
       // The run holds the account: maintenance has it whole (no chunk runs before it); so has the
       // listing, unless the run's chunk updates go on beside it.
       const whole = AccountShare.whole(deps, processor, target, input.lock);
-      await whole.check();
-      if (input.maintain && !committed.maintenance) {
-        const started = Date.now();
-        const maintenance = await processor.maintain(target, {
-          dryRun: input.dryRun,
-          pacing: whole.pacing,
-        });
-        committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
-        context.heartbeat(committed);
-      }
+      // Alive, and told of a cancellation, while maintenance and the listing's start call the ESP
+      // (the listing beats on its own): slow answers or a refresh another worker holds took past
+      // the heartbeat timeout, and the server started a second attempt beside this one.
+      await beating(
+        context,
+        () => committed,
+        async () => {
+          await whole.check();
+          if (input.maintain && !committed.maintenance) {
+            const started = Date.now();
+            const maintenance = await processor.maintain(target, {
+              dryRun: input.dryRun,
+              pacing: whole.pacing,
+            });
+            committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
+            context.heartbeat(committed);
+          }
+        },
+      );
       const slots = exportSlotsGiven(part.exportSlots);
       const share = part.besideChunks
         ? AccountShare.exportBesideChunks(
@@ -189,7 +199,11 @@ export function createExportActivities(deps: ActivityDeps) {
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
       const listMode = earlier ? 'incremental' : mode;
       if (!committed.cursor && committed.chunkCount === 0) {
-        const cursor = await folder.exportJob(() => processor.startListing(target, listMode, share.pacing));
+        const cursor = await beating(
+          context,
+          () => committed,
+          () => folder.exportJob(() => processor.startListing(target, listMode, share.pacing)),
+        );
         committed = { ...committed, cursor };
         context.heartbeat(committed);
       }
@@ -251,6 +265,16 @@ export function createExportActivities(deps: ActivityDeps) {
         ? { done: true, ...manifest }
         : { done: true, ...manifest, maintenanceMs: committed.maintenanceMs };
     });
+  }
+}
+
+/** Runs `fn`, heartbeating `details()` meanwhile. */
+async function beating<T>(context: Context, details: () => unknown, fn: () => Promise<T>): Promise<T> {
+  const beat = setInterval(() => context.heartbeat(details()), HEARTBEAT_EVERY_MS);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(beat);
   }
 }
 

@@ -36,13 +36,16 @@ export interface ProcessorDeps {
 }
 
 /** A request function bound to one set of credentials, one ESP account's pacer and base URL. */
-export type EspCall = <T = unknown>(
+export type EspCall = (<T = unknown>(
   request: EspRequest,
   options?: Pick<SendOptions, 'rowsFromError' | 'retryAfterFromBody'> & {
     /** The descriptor's extra limit this request also counts against (e.g. HubSpot's `search`). */
     limit?: string;
   },
-) => Promise<EspResponse<T>>;
+) => Promise<EspResponse<T>>) & {
+  /** The activity's cancellation, for waits between requests (a job's polls). */
+  readonly signal?: AbortSignal;
+};
 
 /** fetchContactPage's arguments, for ESPs to take as `...[call, target, cursor, mode]: ListingArgs`. */
 export type ListingArgs = [
@@ -338,7 +341,8 @@ export abstract class BaseProcessor {
       pacing ??
       this.pacers.of({ esp: this.descriptor.id, accountId: target.espAccountId, limits: this.limits() });
     const base = this.baseUrl(target);
-    return async (request, { limit, ...options } = {}) => {
+    const { signal } = account;
+    const call: EspCall = async (request, { limit, ...options } = {}) => {
       const pacer = {
         // Once `stopped`, a request whose turn comes is not sent.
         run: <T>(fn: () => Promise<T>) =>
@@ -350,7 +354,9 @@ export abstract class BaseProcessor {
       };
       let { credentials } = await this.credentials(target);
       try {
-        return await retryingTransient(() => this.send(credentials, base, request, { ...options, pacer }));
+        return await retryingTransient(() =>
+          this.send(credentials, base, request, { ...options, pacer, signal }),
+        );
       } catch (err) {
         if (!(err instanceof InvalidCredentialsError)) throw err;
         let refused: unknown = err;
@@ -360,7 +366,7 @@ export abstract class BaseProcessor {
         if (JSON.stringify(latest) !== JSON.stringify(credentials)) {
           credentials = latest;
           try {
-            return await this.send(credentials, base, request, { ...options, pacer });
+            return await this.send(credentials, base, request, { ...options, pacer, signal });
           } catch (again) {
             if (!(again instanceof InvalidCredentialsError)) throw again;
             refused = again;
@@ -368,9 +374,10 @@ export abstract class BaseProcessor {
         }
         if (credentials.kind !== 'oauth2' || !credentials.refreshToken) throw refused;
         const fresh = await this.tokens.refresh(target, credentials);
-        return this.send(fresh, base, request, { ...options, pacer });
+        return this.send(fresh, base, request, { ...options, pacer, signal });
       }
     };
+    return Object.assign(call, { signal });
   }
 
   /** Requests with credentials that are not stored yet (connect flow), unpaced. */

@@ -223,7 +223,11 @@ export class BeehiivProcessor extends BaseProcessor {
         const update = expectShape(bulkUpdate, body, 'beehiiv', 'GET /bulk_subscription_updates').data;
         return update.status === 'complete' || update.status === 'failed' ? update : undefined;
       },
-      { firstDelayMs: this.options.jobPollMs ?? 2_000, waitMs: this.options.jobWaitMs ?? 10 * 60_000 },
+      {
+        firstDelayMs: this.options.jobPollMs ?? 2_000,
+        waitMs: this.options.jobWaitMs ?? 10 * 60_000,
+        signal: call.signal,
+      },
     );
     if (!job) throw new TransientError('the beehiiv bulk subscription update is still running');
     return job;

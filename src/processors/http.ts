@@ -37,6 +37,12 @@ export interface SendOptions {
   rowsFromError?: (body: unknown) => number[] | undefined;
   /** Reads the delay out of a 429's body, for ESPs that announce it there instead of in headers. */
   retryAfterFromBody?: (body: unknown) => number | undefined;
+  /**
+   * The activity's cancellation: a request still queued for a connection is never sent, and one
+   * in flight stops waiting for its answer (a write's outcome is then unknown: the retry, if any,
+   * sends the same values).
+   */
+  signal?: AbortSignal;
 }
 
 /** Keep-alive connections are reused across requests to the same ESP host. */
@@ -99,6 +105,7 @@ export class EspHttp {
       res = await this.axios.request<string>({
         method: request.method,
         url: request.url,
+        signal: options.signal,
         headers,
         data,
         params:
@@ -106,6 +113,7 @@ export class EspHttp {
           Object.fromEntries(Object.entries(request.query).filter(([, v]) => v !== undefined)),
       });
     } catch (err) {
+      options.signal?.throwIfAborted();
       observe('network');
       throw errorFromNetwork((err as { code?: string }).code, this.timeoutMs);
     }

@@ -70,7 +70,7 @@ export class IterableExportFiles {
         if (state === 'enqueued' || state === 'running') return undefined;
         throw new TransientError(`Iterable export job ${jobId} ended as ${body.jobState.slice(0, 40)}`);
       },
-      { firstDelayMs: this.pollMs, waitMs: this.waitMs },
+      { firstDelayMs: this.pollMs, waitMs: this.waitMs, signal: call.signal },
     );
     return found ?? 'pending';
   }

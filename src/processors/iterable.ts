@@ -166,7 +166,7 @@ export class IterableProcessor extends BaseProcessor {
     if (file === 'pending') return { contacts: [], nextCursor: `${jobId}:${fileIndex}:${offset}` };
     const link = { url: file.url, what: 'the Iterable export file', apiBase: this.baseUrl(target) };
     const { lines, next, end } = await readRemoteLines(
-      { ...link, timeoutMs: this.http.timeoutMs },
+      { ...link, timeoutMs: this.http.timeoutMs, signal: call.signal },
       offset,
       this.options.pageBytes ?? 1 << 20,
       () => this.exports.forget(), // an expired link: fetch fresh ones next time

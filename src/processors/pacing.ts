@@ -178,6 +178,8 @@ export interface AccountPacing {
   run<T>(fn: () => Promise<T>, limit?: string): Promise<T>;
   /** The ESP answered 429: no request starts for `ms` (and, with a lease, none on other workers). */
   pause(ms: number): void;
+  /** Aborted once the activity is cancelled: requests in flight and waits end too. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -190,7 +192,7 @@ export class PacerSet implements AccountPacing {
   /** Named limits of the other side of the run: this holder has no share of them. */
   private readonly notMine = new Map<string, string>();
   private readonly onPause?: (until: number) => void;
-  private readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal;
   /** Requests sent so far. */
   started = 0;
 

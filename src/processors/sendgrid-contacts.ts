@@ -138,16 +138,20 @@ export async function waitForImport(
       const status = expectShape(importStatus, body, 'SendGrid', 'the import status');
       return ['completed', 'errored', 'failed'].includes(status.status) ? status : undefined;
     },
-    { firstDelayMs: poll.pollMs, waitMs: poll.waitMs, delayFirst: true },
+    { firstDelayMs: poll.pollMs, waitMs: poll.waitMs, delayFirst: true, signal: call.signal },
   );
   if (!job) throw new TransientError('the SendGrid upsert job is still pending');
   return job;
 }
 
 /** The job's errors file (CSV with a header; an email column and an error column): email -> reason. */
-export async function rowErrorsFrom(url: string, apiBase: string): Promise<Map<string, string>> {
+export async function rowErrorsFrom(
+  url: string,
+  apiBase: string,
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
   const what = 'the SendGrid upsert errors file';
-  const [header, ...rows] = parseCsv(await downloadText({ url, what, apiBase, timeoutMs: 120_000 }));
+  const [header, ...rows] = parseCsv(await downloadText({ url, what, apiBase, timeoutMs: 120_000, signal }));
   const emailCol = header?.findIndex((h) => /e-?mail/i.test(h)) ?? -1;
   const errorCol = header?.findIndex((h) => /error|reason|message/i.test(h)) ?? -1;
   if (emailCol < 0) throw new TransientError('the SendGrid upsert errors file has no email column');

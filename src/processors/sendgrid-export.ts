@@ -78,7 +78,7 @@ export async function readExportPage(
     at = ready;
     if (at.file >= at.files) return { contacts: [] };
     const link = { url: ready.url, what: 'the SendGrid export file', apiBase: settings.apiBase };
-    await downloadToFile({ ...link, timeoutMs: 60 * 60_000 }, path);
+    await downloadToFile({ ...link, timeoutMs: 60 * 60_000, signal: call.signal }, path);
   }
   const { lines, next, end } = await readFileLines(path, at.offset, settings.pageSize);
   const contacts: ContactRef[] = [];
@@ -126,7 +126,7 @@ async function waitForExport(
       }
       return { ...at, files: status.urls.length, url: status.urls[at.file] ?? '' };
     },
-    { firstDelayMs: settings.pollMs, waitMs: settings.waitMs },
+    { firstDelayMs: settings.pollMs, waitMs: settings.waitMs, signal: call.signal },
   );
 }
 

@@ -144,7 +144,7 @@ export class SendGridProcessor extends BaseProcessor {
       throw new RequestRejectedError('SendGrid could not process the upsert job');
     }
     const rowErrors = job.results?.errors_url
-      ? await rowErrorsFrom(job.results.errors_url, this.baseUrl(target))
+      ? await rowErrorsFrom(job.results.errors_url, this.baseUrl(target), call.signal)
       : new Map<string, string>();
     const named = rows.filter((r) => rowErrors.has(r.email.toLowerCase())).length;
     if ((job.results?.errored_count ?? 0) > named) {

@@ -437,6 +437,31 @@ describe('run activities', function () {
     assert.equal(list.writes, 0, "a dry run's value was written to the ESP");
   });
 
+  it('heartbeats while maintenance calls a slow ESP: past the heartbeat timeout, the server would start a second attempt beside it', async () => {
+    // Three maintenance requests (the account, the fields, the field re-created) of 2.2 s each.
+    const { configuration, list, account } = await e.connect(20);
+    list.fields.delete(configuration.fieldName);
+    list.values.delete(configuration.fieldName);
+    account.settings.faults.latencyMs = 2_200;
+    try {
+      const env = new MockActivityEnvironment();
+      const beats: Array<{ maintenance?: unknown }> = [];
+      env.on('heartbeat', (d: { maintenance?: unknown }) => beats.push(d));
+      await env.run(activities.exportContacts, {
+        configurationId: configuration.id,
+        runFolder: '2026-12-06_slow-maintenance',
+        mode: 'full' as const,
+        maintain: true,
+      });
+      assert.ok(
+        beats.some((b) => b.maintenance === undefined),
+        `no heartbeat while maintenance ran: ${JSON.stringify(beats)}`,
+      );
+    } finally {
+      account.settings.faults.latencyMs = 0;
+    }
+  });
+
   it('resumes an export from the heartbeated cursor and chunk count', async () => {
     const { configuration } = await e.connect(25_000);
     await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);

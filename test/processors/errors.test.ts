@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { setMaxListeners } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -105,6 +106,8 @@ describe('EspHttp against misbehaving servers', () => {
   let server: Server;
   let base: string;
   const secret = 'tok_PLANTED_SECRET_42';
+  /** Requests that reached /hang. */
+  let hung = 0;
   before(async () => {
     server = createServer((req, res) => {
       switch (req.url) {
@@ -123,6 +126,7 @@ describe('EspHttp against misbehaving servers', () => {
         case '/reset':
           return req.socket.destroy();
         case '/hang':
+          hung++;
           return; // never answers
         case '/echo-error':
           res.writeHead(400, { 'content-type': 'application/json' });
@@ -169,6 +173,28 @@ describe('EspHttp against misbehaving servers', () => {
       );
     });
   }
+
+  it("a cancelled activity's requests end at once, in flight or waiting for a connection; those waiting are never sent", async () => {
+    const patient = new EspHttp(30_000);
+    const cancelled = new AbortController();
+    setMaxListeners(100, cancelled.signal); // as the activities do: one listener per request
+    const before = hung;
+    // 64 connections to a host at most: 6 of these wait for one, as writes of many accounts on one
+    // ESP host in one worker would.
+    const requests = Array.from({ length: 70 }, () =>
+      patient.send({ method: 'POST', url: `${base}/hang` }, { signal: cancelled.signal }).then(
+        () => 'answered',
+        (err: Error) => err.name,
+      ),
+    );
+    while (hung - before < 64) await new Promise((r) => setTimeout(r, 20));
+    const abortedAt = Date.now();
+    cancelled.abort();
+    assert.deepEqual(new Set(await Promise.all(requests)), new Set(['AbortError']));
+    assert.ok(Date.now() - abortedAt < 1_000, `ended ${Date.now() - abortedAt} ms after the abort`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(hung - before, 64, 'a request waiting for a connection was sent after the abort');
+  });
 
   it('accepts an empty 204 and JSON bodies', async () => {
     assert.equal((await http.send({ method: 'DELETE', url: `${base}/empty` })).status, 204);

@@ -80,6 +80,7 @@ export async function readRemoteLines(
       .filter((l) => l.trim() !== '');
     return { lines, next: offset + cut, end };
   } catch (err) {
+    link.signal?.throwIfAborted();
     if (err instanceof TransientError || err instanceof RequestRejectedError) throw err;
     throw new TransientError(`${link.what} download failed (${(err as Error).name})`);
   }

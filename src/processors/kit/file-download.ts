@@ -19,6 +19,8 @@ export interface FileLink {
   /** The ESP API's base URL (links to its own origin are allowed: the test fakes). */
   apiBase: string;
   timeoutMs: number;
+  /** The activity's cancellation: the download stops (a 60-minute export file would go on). */
+  signal?: AbortSignal;
 }
 
 /** The link's answer (any status but a redirect); a failed connection is a TransientError. */
@@ -26,8 +28,11 @@ export async function fetchLink(link: FileLink, headers: Record<string, string> 
   const url = fileLink(link.url, link.what, link.apiBase);
   let res: Response;
   try {
-    res = await fetch(url, { headers, redirect: 'manual', signal: AbortSignal.timeout(link.timeoutMs) });
+    const timeout = AbortSignal.timeout(link.timeoutMs);
+    const signal = link.signal ? AbortSignal.any([timeout, link.signal]) : timeout;
+    res = await fetch(url, { headers, redirect: 'manual', signal });
   } catch {
+    link.signal?.throwIfAborted();
     throw new TransientError(`${link.what} could not be downloaded`);
   }
   await refuseRedirect(res, link.what);
@@ -41,6 +46,7 @@ export async function downloadText(link: FileLink): Promise<string> {
     if (!res.ok) throw new Error(String(res.status));
     return await res.text();
   } catch {
+    link.signal?.throwIfAborted();
     throw new TransientError(`${link.what} could not be downloaded`);
   }
 }
@@ -68,6 +74,7 @@ export async function downloadToFile(link: FileLink, dest: string): Promise<void
       await rename(part, dest);
     }
   } catch (err) {
+    link.signal?.throwIfAborted();
     if (err instanceof TransientError) throw err;
     throw new TransientError(`${link.what} download was cut off or is not valid gzip`);
   } finally {

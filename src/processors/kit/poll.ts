@@ -18,6 +18,8 @@ export interface PollOptions {
   waitMs: number;
   /** Wait one delay before the first poll (a job just started is never done yet). */
   delayFirst?: boolean;
+  /** The activity's cancellation: a wait between polls ends at once. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -26,15 +28,15 @@ export interface PollOptions {
  */
 export async function pollJob<T>(
   poll: () => Promise<T | undefined>,
-  { firstDelayMs, waitMs, delayFirst = false }: PollOptions,
+  { firstDelayMs, waitMs, delayFirst = false, signal }: PollOptions,
 ): Promise<T | undefined> {
   const deadline = Date.now() + waitMs;
-  if (delayFirst) await sleep(firstDelayMs);
+  if (delayFirst) await sleep(firstDelayMs, undefined, { signal });
   for (let delay = delayFirst ? nextDelay(firstDelayMs) : firstDelayMs; ; delay = nextDelay(delay)) {
     const answer = await poll();
     if (answer !== undefined) return answer;
     if (Date.now() + delay > deadline) return undefined;
-    await sleep(delay);
+    await sleep(delay, undefined, { signal });
   }
 }
 
