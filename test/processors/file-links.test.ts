@@ -1,6 +1,12 @@
 import { strict as assert } from 'node:assert';
+import { readdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
 import { RequestRejectedError } from '../../src/processors/errors';
 import { fileLink } from '../../src/processors/file-links';
+import { downloadToFile } from '../../src/processors/kit/file-download';
+import { closeServer, listenLocal } from '../support/listen';
+import { tempDir } from '../support/tmp';
 
 describe('file links from ESP answers (export files, error reports)', () => {
   const api = 'https://api.sendgrid.com';
@@ -36,6 +42,40 @@ describe('file links from ESP answers (export files, error reports)', () => {
           !err.message.includes('pw@'),
         link,
       );
+    }
+  });
+});
+
+describe('file downloads of a cancelled activity', () => {
+  it('stop at once, mid-file: a SendGrid export file trickling in would hold the activity for its hour', async () => {
+    // A file that sends a line every 100 ms, for a minute.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/csv' });
+      const timer = setInterval(() => res.write('a,b\n'), 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const base = await listenLocal(server);
+    const cancelled = new AbortController();
+    const dest = join(await tempDir(), 'export.csv');
+    try {
+      const downloading = downloadToFile(
+        {
+          url: `${base}/file`,
+          what: 'the SendGrid export file',
+          apiBase: base,
+          timeoutMs: 60 * 60_000,
+          signal: cancelled.signal,
+        },
+        dest,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const abortedAt = Date.now();
+      cancelled.abort();
+      await assert.rejects(downloading, { name: 'AbortError' });
+      assert.ok(Date.now() - abortedAt < 500, `ended ${Date.now() - abortedAt} ms after the abort`);
+      assert.deepEqual(await readdir(join(dest, '..')), [], 'a partial download was left');
+    } finally {
+      await closeServer(server);
     }
   });
 });
