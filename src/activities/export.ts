@@ -65,8 +65,14 @@ export interface ExportPartInput extends ExportInput {
 export type ExportPartResult =
   { done: false; chunkCount: number; contacts: number } | ({ done: true } & ExportResult);
 
-/** Exports whose seen ids a worker keeps between their parts. */
-const KEEP_SEEN_OF = 8;
+/**
+ * What a worker keeps of the ids exports have seen, between their parts: the next part starts
+ * within seconds when it comes to this worker (it goes to any worker, and a run may stop), so an
+ * entry is dropped after KEEP_SEEN_MS; and at most KEEP_SEEN_IDS ids in all (about 16 bytes each,
+ * outside the JS heap, which the worker's heap cap does not bound: 4 million, about 64 MB).
+ */
+const KEEP_SEEN_MS = 2 * 60_000;
+const KEEP_SEEN_IDS = 4_000_000;
 
 export function createExportActivities(deps: ActivityDeps) {
   const { blobs } = deps.stores;
@@ -75,6 +81,19 @@ export function createExportActivities(deps: ActivityDeps) {
    * another worker reads them from the chunk files). About 16 MB per million contacts each.
    */
   const seenByExport = new Map<string, { chunkCount: number; seen: SeenIds }>();
+  const keepSeen = (key: string, kept: { chunkCount: number; seen: SeenIds }) => {
+    if (kept.seen.size > KEEP_SEEN_IDS) return;
+    let held = kept.seen.size;
+    for (const other of seenByExport.values()) held += other.seen.size;
+    // The oldest go first (a Map keeps the order they were set in).
+    for (const [oldKey, old] of seenByExport) {
+      if (held <= KEEP_SEEN_IDS) break;
+      seenByExport.delete(oldKey);
+      held -= old.seen.size;
+    }
+    seenByExport.set(key, kept);
+    setTimeout(() => seenByExport.get(key) === kept && seenByExport.delete(key), KEEP_SEEN_MS).unref();
+  };
   return {
     async exportContacts(given: ExportInput | WithEarlierFolderName<ExportInput>): Promise<ExportResult> {
       const result = await runExport(given, {});
@@ -238,8 +257,7 @@ export function createExportActivities(deps: ActivityDeps) {
       );
       committed = listed.progress;
       if (listed.partEnded) {
-        if (seenByExport.size >= KEEP_SEEN_OF) seenByExport.clear();
-        seenByExport.set(key, { chunkCount: committed.chunkCount, seen: listed.seen });
+        keepSeen(key, { chunkCount: committed.chunkCount, seen: listed.seen });
         return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };
       }
 

@@ -320,8 +320,11 @@ export abstract class BaseProcessor {
    * The stored credentials, refreshed first when an OAuth access token expires within the margin.
    * Refresh is single-flight per configuration and the rotated tokens are saved before use.
    */
-  credentials(target: ProcessorTarget): Promise<{ credentials: Credentials; refreshed: boolean }> {
-    return this.tokens.current(target);
+  credentials(
+    target: ProcessorTarget,
+    signal?: AbortSignal,
+  ): Promise<{ credentials: Credentials; refreshed: boolean }> {
+    return this.tokens.current(target, { signal });
   }
 
   private oauth(): OAuthDescriptor {
@@ -352,7 +355,7 @@ export abstract class BaseProcessor {
           }, limit),
         pause: (ms: number) => account.pause(ms),
       };
-      let { credentials } = await this.credentials(target);
+      let { credentials } = await this.credentials(target, signal);
       try {
         return await retryingTransient(() =>
           this.send(credentials, base, request, { ...options, pacer, signal }),
@@ -373,7 +376,7 @@ export abstract class BaseProcessor {
           }
         }
         if (credentials.kind !== 'oauth2' || !credentials.refreshToken) throw refused;
-        const fresh = await this.tokens.refresh(target, credentials);
+        const fresh = await this.tokens.refresh(target, credentials, signal);
         return this.send(fresh, base, request, { ...options, pacer, signal });
       }
     };

@@ -13,8 +13,20 @@ interface LeaseDocument {
   expiresAt: number;
 }
 
-/** Longer than a token request may take (the ESP request timeout, 30 s by default). */
+/**
+ * The least a lease lasts: longer than a token request may take at the default ESP request timeout
+ * (30 s) and the rotated tokens' save. A refresh asks for its request timeout plus this margin's
+ * 15 s when that is longer (ESPRESSO_ESP_TIMEOUT_MS goes up to 300 s): a lease that lapsed while its
+ * holder's request was still on its way let a second process present the same refresh token,
+ * which a provider with reuse detection answers by revoking the grant.
+ */
 export const REFRESH_LEASE_MS = 45_000;
+const SAVE_MARGIN_MS = 15_000;
+
+/** How long a refresh whose token request may take `requestTimeoutMs` holds its lease. */
+export function leaseMs(requestTimeoutMs: number): number {
+  return Math.max(REFRESH_LEASE_MS, requestTimeoutMs + SAVE_MARGIN_MS);
+}
 
 export class RefreshLeases {
   constructor(
@@ -27,12 +39,15 @@ export class RefreshLeases {
     return `${process.pid}-${randomBytes(6).toString('hex')}`;
   }
 
-  /** Takes the lease on the grant stored under `secretId` for `holder`; false while another holds it. */
-  take(secretId: string, holder: string): Promise<boolean> {
+  /**
+   * Takes the lease on the grant stored under `secretId` for `holder`, for `ms`; false while another
+   * holds it.
+   */
+  take(secretId: string, holder: string, ms = REFRESH_LEASE_MS): Promise<boolean> {
     return changeJsonDocument<LeaseDocument, boolean>(this.blobs, key(secretId), (doc) =>
       doc && doc.holder !== holder && doc.expiresAt > this.now()
         ? { answer: false }
-        : { write: { holder, expiresAt: this.now() + REFRESH_LEASE_MS }, answer: true },
+        : { write: { holder, expiresAt: this.now() + ms }, answer: true },
     );
   }
 

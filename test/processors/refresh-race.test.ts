@@ -8,6 +8,10 @@ import { promisify } from 'node:util';
 import { projectRoot } from '../../src/paths';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { Credentials } from '../../src/processors/types';
+import { leaseMs, REFRESH_LEASE_MS, RefreshLeases } from '../../src/processors/refresh-leases';
+import type { ProcessorTarget } from '../../src/processors/types';
+import type { SecretStore } from '../../src/storage';
+import { LocalBlobStore } from '../../src/storage/local-blob-store';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
 import { tempDir } from '../support/tmp';
 import { sandboxOAuthCredentials, startSandbox } from './sandbox-harness';
@@ -84,5 +88,108 @@ describe('OAuth refresh across processes', function () {
     sandbox.state.revokeGrants('acct_demo');
     const answers = await expireAndAskFrom(2);
     for (const a of answers) assert.match(a.error ?? '', /^InvalidCredentialsError/);
+  });
+});
+
+describe('OAuth refresh in one process: rotated tokens never lost, leases long enough, cancellation', function () {
+  this.timeout(60_000);
+  let sandbox: Awaited<ReturnType<typeof startSandbox>>;
+  let dir: string;
+  let store: LocalSecretStore;
+  before(async () => {
+    sandbox = await startSandbox();
+    dir = await tempDir();
+    store = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
+  });
+  after(() => sandbox.stop());
+
+  /** A secret store whose next `failures` writes fail, as a store's outage would. */
+  const failing = (failures: { left: number }): SecretStore => ({
+    description: store.description,
+    get: (id) => store.get(id),
+    put: async (id, value) => {
+      if (failures.left-- > 0) throw new Error('ServiceUnavailable: the secret store is down');
+      return store.put(id, value);
+    },
+    createIfAbsent: (id, value) => store.createIfAbsent(id, value),
+    delete: (id) => store.delete(id),
+    list: () => store.list(),
+  });
+
+  async function expiredGrant(id: string, processor: SandboxProcessor): Promise<ProcessorTarget> {
+    const granted = (await sandboxOAuthCredentials(sandbox, processor, 'acct_demo')) as Extract<
+      Credentials,
+      { kind: 'oauth2' }
+    >;
+    await store.put(id, JSON.stringify({ ...granted, expiresAt: Date.now() - 1 }));
+    sandbox.state.expireAccessTokens('acct_demo');
+    return {
+      id: `cfg_${id}`,
+      esp: 'sandbox',
+      espAccountId: 'acct_demo',
+      espListId: 'list_main',
+      fieldName: 'lcee',
+      credentialsSecretId: id,
+    };
+  }
+
+  const sandboxProcessor = (secrets: SecretStore, extra: object = {}) =>
+    new SandboxProcessor(
+      { secrets, ...extra },
+      { url: sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
+    );
+
+  it('a refresh whose save fails saves the rotated tokens again; the next process uses them, no refresh token presented twice', async () => {
+    const failures = { left: 2 };
+    const target = await expiredGrant('cred_save_retry', sandboxProcessor(store));
+    const reusesBefore = sandbox.state.accounts.get('acct_demo')!.oauth.refreshTokenReuses;
+    const { credentials, refreshed } = await sandboxProcessor(failing(failures)).credentials(target);
+    assert.equal(refreshed, true);
+    assert.equal(failures.left, -1, 'saved on the third try');
+    assert.deepEqual(JSON.parse(await store.get(target.credentialsSecretId)), credentials);
+    // Another process, once these expire too, refreshes with the saved refresh token.
+    const saved = JSON.parse(await store.get(target.credentialsSecretId)) as Record<string, unknown>;
+    await store.put(target.credentialsSecretId, JSON.stringify({ ...saved, expiresAt: Date.now() - 1 }));
+    assert.equal((await sandboxProcessor(store).credentials(target)).refreshed, true);
+    assert.equal(sandbox.state.accounts.get('acct_demo')!.oauth.refreshTokenReuses, reusesBefore);
+  });
+
+  it('while the store refuses every save, the process keeps and uses the rotated tokens, and saves them at its next read', async function () {
+    const failures = { left: 100 };
+    const target = await expiredGrant('cred_save_outage', sandboxProcessor(store));
+    const processor = sandboxProcessor(failing(failures));
+    const { credentials } = await processor.credentials(target);
+    const stored = JSON.parse(await store.get(target.credentialsSecretId)) as { accessToken: string };
+    assert.notEqual(
+      stored.accessToken,
+      (credentials as { accessToken: string }).accessToken,
+      'not saved yet',
+    );
+    // Its requests use the new tokens (the old access token was expired at the ESP).
+    assert.equal((await processor.verifyCredentials(target)).accountId, 'acct_demo');
+    failures.left = 0; // the store is back
+    await processor.verifyCredentials(target); // reads the store: saves first
+    assert.deepEqual(JSON.parse(await store.get(target.credentialsSecretId)), credentials);
+  });
+
+  it('holds its lease longer than its token request may take (ESPRESSO_ESP_TIMEOUT_MS up to 300 s)', () => {
+    assert.equal(leaseMs(30_000), REFRESH_LEASE_MS);
+    assert.equal(leaseMs(300_000), 315_000);
+  });
+
+  it("a cancelled activity waiting for another worker's refresh stops waiting at once", async () => {
+    const blobs = new LocalBlobStore(`${dir}/blobs`);
+    const leases = new RefreshLeases(blobs);
+    const processor = sandboxProcessor(store, { refreshLeases: leases });
+    const target = await expiredGrant('cred_lease_wait', processor);
+    // A worker that took the lease and died: it frees itself after REFRESH_LEASE_MS.
+    assert.equal(await leases.take(target.credentialsSecretId, 'a-dead-worker'), true);
+    const cancelled = new AbortController();
+    const waiting = processor.credentials(target, cancelled.signal);
+    await new Promise((r) => setTimeout(r, 500));
+    const abortedAt = Date.now();
+    cancelled.abort();
+    await assert.rejects(waiting, { name: 'AbortError' });
+    assert.ok(Date.now() - abortedAt < 300, `ended ${Date.now() - abortedAt} ms after the abort`);
   });
 });
