@@ -336,6 +336,17 @@ export class AccountShare {
   }
 
   /** Follows the run every FOLLOW_MS until stopped (a chunk that follows its run). */
+  /**
+   * Reads the lock every PAUSE_CHECK_MS (renewing it when due) while the activity calls the ESP,
+   * so a 429 another worker met pauses this share within that, however long the activity goes
+   * between its own checks (a chunk checks once per group of batches). Returns the stop.
+   */
+  watchPauses(): () => void {
+    if (!this.owner) return () => undefined;
+    const timer = setInterval(() => void this.check().catch(() => undefined), PAUSE_CHECK_MS);
+    return () => clearInterval(timer);
+  }
+
   followEvery(): () => void {
     if (!this.following) return () => undefined;
     const timer = setInterval(() => void this.follow().catch(() => undefined), FOLLOW_MS);

@@ -275,10 +275,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         };
 
         // Alive even while a slow ESP answers; the details always say what is saved.
-        const beat = setInterval(() => {
-          context.heartbeat(progress);
-          void share.check().catch(() => undefined); // a lost lock stops the next group
-        }, HEARTBEAT_EVERY_MS);
+        const beat = setInterval(() => context.heartbeat(progress), HEARTBEAT_EVERY_MS);
+        // Another worker's 429 is heard within seconds, even in a long group; a lost lock stops
+        // the next group.
+        const stopWatching = share.watchPauses();
         // Takes more as the export gives it back, when it ends, and as the run's other chunks end.
         const stopFollowing = share.followEvery();
         try {
@@ -306,6 +306,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           if (group.length) await sendGroup(true);
         } finally {
           clearInterval(beat);
+          stopWatching();
           stopFollowing();
         }
         const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);

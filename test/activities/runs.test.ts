@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logger';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactPage, ContactRef } from '../../src/processors/types';
+import { AccountShare } from '../../src/activities/account-share';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportPartInput, ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
@@ -459,6 +460,44 @@ describe('run activities', function () {
       );
     } finally {
       account.settings.faults.latencyMs = 0;
+    }
+  });
+
+  it("a 429 another worker met pauses an activity's share within 2 s, however long it goes between its own checks", async () => {
+    const { configuration } = await e.connect(10);
+    const owner: LockOwner = {
+      configurationId: configuration.id,
+      workflowId: `sync/${configuration.id}/${DATE}`,
+      runId: 'run-pauses',
+      dryRun: false,
+    };
+    const locks = new AccountLocks(e.stores.blobs);
+    const key = accountLockKey('sandbox', configuration.espAccountId);
+    assert.deepEqual(await locks.acquire(key, owner), { held: true });
+    const deps = {
+      stores: e.stores,
+      processors: new ProcessorRegistry([e.processor]),
+      alerts: async () => undefined,
+    };
+    try {
+      const waitedMs: number = await new MockActivityEnvironment().run(async (): Promise<number> => {
+        const share = AccountShare.whole(deps, e.processor, configuration, owner);
+        await share.check();
+        const stop = share.watchPauses();
+        try {
+          // Another worker's chunk is answered 429 with a 3 s Retry-After.
+          await new AccountLocks(e.stores.blobs).pause(key, owner, Date.now() + 3_000);
+          await new Promise((r) => setTimeout(r, 2_300));
+          const asked = Date.now();
+          await share.pacing.run(async () => undefined);
+          return Date.now() - asked;
+        } finally {
+          stop();
+        }
+      });
+      assert.ok(waitedMs >= 400, `the request waited ${waitedMs} ms of the pause's last 700`);
+    } finally {
+      await locks.release(key, owner);
     }
   });
 
