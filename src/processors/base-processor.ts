@@ -347,12 +347,17 @@ export abstract class BaseProcessor {
     const { signal } = account;
     const call: EspCall = async (request, { limit, ...options } = {}) => {
       const pacer = {
-        // Once `stopped`, a request whose turn comes is not sent.
+        // Once `stopped`, a request is not sent, and one waiting for its turn (a 429's pause:
+        // 15 minutes on HubSpot's daily limit) ends at once.
         run: <T>(fn: () => Promise<T>) =>
-          account.run(() => {
-            stopped?.throwIfAborted();
-            return fn();
-          }, limit),
+          account.run(
+            () => {
+              stopped?.throwIfAborted();
+              return fn();
+            },
+            limit,
+            stopped,
+          ),
         pause: (ms: number) => account.pause(ms),
       };
       let { credentials } = await this.credentials(target, signal);

@@ -174,8 +174,11 @@ export interface Share {
 
 /** How a processor's requests to one ESP account are paced: what an activity hands it. */
 export interface AccountPacing {
-  /** Runs one request within the account's limits, and within the named extra limit when given. */
-  run<T>(fn: () => Promise<T>, limit?: string): Promise<T>;
+  /**
+   * Runs one request within the account's limits, and within the named extra limit when given.
+   * Once `stop` aborts (another batch of the same write failed), it ends instead of waiting its turn.
+   */
+  run<T>(fn: () => Promise<T>, limit?: string, stop?: AbortSignal): Promise<T>;
   /** The ESP answered 429: no request starts for `ms` (and, with a lease, none on other workers). */
   pause(ms: number): void;
   /** Aborted once the activity is cancelled: requests in flight and waits end too. */
@@ -241,7 +244,7 @@ export class PacerSet implements AccountPacing {
     }
   }
 
-  run<T>(fn: () => Promise<T>, limit?: string): Promise<T> {
+  run<T>(fn: () => Promise<T>, limit?: string, stop?: AbortSignal): Promise<T> {
     const extra = limit === undefined ? undefined : this.extra.get(limit);
     if (limit !== undefined && !extra) {
       const side = this.notMine.get(limit);
@@ -256,7 +259,8 @@ export class PacerSet implements AccountPacing {
       this.started++;
       return fn();
     };
-    return this.main.run(send, extra ? [extra] : [], this.signal);
+    const ends = stop && this.signal ? AbortSignal.any([this.signal, stop]) : (stop ?? this.signal);
+    return this.main.run(send, extra ? [extra] : [], ends);
   }
 
   pause(ms: number): void {

@@ -323,7 +323,11 @@ describe('client-side pacing', () => {
       const before = stats().requests;
       await h.rateLimit(target, true);
       const pacing = new PacerSet({ concurrency: 4, rate: { requests: 5, perMs: 1000 } }, 1, 4);
+      const asked = Date.now();
       await assert.rejects(h.processor.writeValues(target, updates, pacing), RateLimitedError);
+      // The others fail at once, not once the 429's pause (1 s here, 15 minutes on HubSpot's daily
+      // limit) has passed: the activity's retry waits it out.
+      assert.ok(Date.now() - asked < 700, `the write failed ${Date.now() - asked} ms after it began`);
       // The caller retries the whole write: its other batches must not reach the ESP beside the retry's.
       await new Promise((r) => setTimeout(r, 1_000));
       assert.equal(stats().requests - before, 1, 'batch updates sent after the write had failed');
