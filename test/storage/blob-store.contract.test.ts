@@ -1,11 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import type { BlobStore } from '../../src/storage';
 import { ConflictError, NotFoundError } from '../../src/storage';
-import { LocalBlobStore } from '../../src/storage/local-blob-store';
+import { breakStale, LocalBlobStore } from '../../src/storage/local-blob-store';
 import { S3BlobStore } from '../../src/storage/s3-blob-store';
 import { motoCredentials, motoEndpoint } from '../support/moto';
 import { tempDir } from '../support/tmp';
@@ -207,5 +207,34 @@ describe('LocalBlobStore: its folders', () => {
     await store.delete('runs/a/one.json');
     await store.delete('runs/a/one.json');
     assert.deepEqual(await store.list('runs/'), ['runs/a/two.json']);
+  });
+});
+
+describe('LocalBlobStore: a write lock left by a crashed process', () => {
+  it('is broken after 30 s, and a waiter that judged it stale never breaks the fresh lock another took meanwhile', async () => {
+    const dir = await tempDir();
+    const store = new LocalBlobStore(dir);
+    await store.put('locks/accounts/x.json', '{}', { ifNoneMatch: '*' }); // makes the store's folders
+    const lock = join(dir, 'locks', `${encodeURIComponent('locks/accounts/x.json')}.lock`);
+    // A process crashed in a conditional write a minute ago: a conditional write still goes through.
+    await writeFile(lock, '');
+    const old = new Date(Date.now() - 60_000);
+    await utimes(lock, old, old);
+    const judged = await stat(lock);
+    await store.put('locks/accounts/x.json', '{"a":1}', {
+      ifMatch: (await store.get('locks/accounts/x.json')).etag,
+    });
+    // Two waiters judged that stale lock; one broke it, and a third took a fresh one. The other
+    // now breaks "the stale lock": the fresh one must stay.
+    await writeFile(lock, 'fresh');
+    await breakStale(lock, judged);
+    assert.equal(await readFile(lock, 'utf8'), 'fresh');
+    assert.deepEqual(
+      (await readdir(join(dir, 'locks'))).filter((f) => f.endsWith('.stale')),
+      [],
+    );
+    // The stale one itself is broken.
+    await breakStale(lock, await stat(lock));
+    await assert.rejects(stat(lock), { code: 'ENOENT' });
   });
 });
