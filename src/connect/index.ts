@@ -3,6 +3,7 @@
 // created, or updated in place when the same account and list (or a re-authorized one) exist.
 import { toTarget, type ActivityDeps } from '../activities/deps';
 import { InvalidCredentialsError } from '../processors/errors';
+import { RefreshLeases } from '../processors/refresh-leases';
 import { changeWithAlert } from '../alerts';
 import type { AccountInfo, Credentials } from '../processors/types';
 import { ConflictError, credentialsSecretId, newConfigurationId, type Configuration } from '../storage';
@@ -74,7 +75,12 @@ export async function saveConnection(
   }
 
   if (existing) {
-    await secrets.put(existing.credentialsSecretId, JSON.stringify(input.credentials));
+    // After any refresh of the old grant under way (another process's): its tokens never land
+    // over these.
+    const saving = existing.credentialsSecretId;
+    await new RefreshLeases(deps.stores.blobs).withLease(saving, () =>
+      secrets.put(saving, JSON.stringify(input.credentials)),
+    );
     // A configuration an operator disabled stays disabled: new credentials do not overrule them.
     const decide = (c: Configuration) => ({
       change: {

@@ -4,6 +4,7 @@
 // presenting the same refresh token (which a provider that rotates refresh tokens refuses, and one
 // with reuse detection answers by revoking the whole grant).
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlobStore } from '../storage';
 import { changeJsonDocument } from '../storage/json-document';
 
@@ -49,6 +50,27 @@ export class RefreshLeases {
         ? { answer: false }
         : { write: { holder, expiresAt: this.now() + ms }, answer: true },
     );
+  }
+
+  /**
+   * Runs `fn` holding the lease on the grant stored under `secretId`, once a refresh under way has
+   * ended (waiting up to `waitMs`): a reconnect saves its new credentials this way, so a refresh
+   * of the grant they replace never writes its tokens over them.
+   */
+  async withLease<T>(secretId: string, fn: () => Promise<T>, waitMs = 60_000): Promise<T> {
+    const holder = RefreshLeases.holder();
+    const until = this.now() + waitMs;
+    while (!(await this.take(secretId, holder))) {
+      if (this.now() > until) {
+        throw new Error('a refresh of these OAuth tokens has been under way for too long; try again');
+      }
+      await sleep(200);
+    }
+    try {
+      return await fn();
+    } finally {
+      await this.release(secretId, holder).catch(() => undefined); // it expires on its own
+    }
   }
 
   /** Gives the lease back (when `holder` still has it). */

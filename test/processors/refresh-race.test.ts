@@ -13,7 +13,9 @@ import type { ProcessorTarget } from '../../src/processors/types';
 import type { SecretStore } from '../../src/storage';
 import { LocalBlobStore } from '../../src/storage/local-blob-store';
 import { LocalSecretStore } from '../../src/storage/local-secret-store';
-import { tempDir } from '../support/tmp';
+import { saveConnection } from '../../src/connect';
+import { ProcessorRegistry } from '../../src/processors/registry';
+import { tempDir, tempStores } from '../support/tmp';
 import { sandboxOAuthCredentials, startSandbox } from './sandbox-harness';
 
 const run = promisify(execFile);
@@ -191,5 +193,46 @@ describe('OAuth refresh in one process: rotated tokens never lost, leases long e
     cancelled.abort();
     await assert.rejects(waiting, { name: 'AbortError' });
     assert.ok(Date.now() - abortedAt < 300, `ended ${Date.now() - abortedAt} ms after the abort`);
+  });
+});
+
+describe('a reconnect while another process refreshes the grant it replaces', () => {
+  it("saves the reconnect's credentials after that refresh: its tokens never land over them", async () => {
+    const stores = await tempStores();
+    const configuration = await stores.configurations.create({
+      esp: 'sandbox',
+      accountLabel: 'Demo',
+      espAccountId: 'acct_demo',
+      espListId: 'list_main',
+      fieldName: 'lcee',
+      status: 'needs_reauth',
+      maintenance: true,
+    });
+    const secretId = configuration.credentialsSecretId;
+    const oldGrant = { kind: 'oauth2', accessToken: 'old-access', refreshToken: 'old-refresh' };
+    await stores.secrets.put(secretId, JSON.stringify(oldGrant));
+    // A worker is refreshing the old grant: it holds the lease, and will save its rotated tokens.
+    const leases = new RefreshLeases(stores.blobs);
+    assert.equal(await leases.take(secretId, 'refreshing-worker'), true);
+    const reconnected = { kind: 'oauth2', accessToken: 'new-access', refreshToken: 'new-refresh' } as const;
+    const processor = new SandboxProcessor(
+      { secrets: stores.secrets },
+      { url: 'http://127.0.0.1:9', rateLimit: { requests: 1, perMs: 1000 }, concurrency: 1 },
+    );
+    const saving = saveConnection(
+      { stores, processors: new ProcessorRegistry([processor]) },
+      {
+        esp: 'sandbox',
+        credentials: reconnected,
+        account: { accountId: 'acct_demo', accountLabel: 'Demo', lists: [] },
+        reauthorizeId: configuration.id,
+      },
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    // The refresh ends: its tokens of the old grant are saved, then the lease given back.
+    await stores.secrets.put(secretId, JSON.stringify({ ...oldGrant, accessToken: 'old-access-2' }));
+    await leases.release(secretId, 'refreshing-worker');
+    assert.equal((await saving).configuration.status, 'active');
+    assert.deepEqual(JSON.parse(await stores.secrets.get(secretId)), reconnected);
   });
 });
