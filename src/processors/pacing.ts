@@ -68,11 +68,16 @@ export class Pacer {
    * Runs `fn` in the next free slot. A request that also counts against other pacers (`also`: the
    * named limits of its endpoint) takes one slot free in all of them and spaces each from it: a
    * slot taken in one pacer and then delayed by another would leave less than that pacer's interval
-   * before its next request. Once `signal` aborts, a request still waiting for its start throws
-   * (within RECHECK_MS) instead of waiting its turn: a cancelled activity's queued requests would
-   * otherwise end one interval apart, minutes on a slow account, and hold up its worker's shutdown.
+   * before its next request. Once one of `signals` aborts, a request still waiting for its start
+   * throws (within RECHECK_MS) instead of waiting its turn: a cancelled activity's queued requests
+   * would otherwise end one interval apart, minutes on a slow account, and hold up its worker's
+   * shutdown.
    */
-  async run<T>(fn: () => Promise<T>, also: readonly Pacer[] = [], signal?: AbortSignal): Promise<T> {
+  async run<T>(
+    fn: () => Promise<T>,
+    also: readonly Pacer[] = [],
+    signals: ReadonlyArray<AbortSignal | undefined> = [],
+  ): Promise<T> {
     const started = this.now();
     await this.acquire();
     try {
@@ -81,7 +86,7 @@ export class Pacer {
       // (reset) lets a waiting request start sooner. Waiters look again at least every
       // RECHECK_MS; timers may fire a millisecond early.
       for (;;) {
-        signal?.throwIfAborted();
+        for (const signal of signals) signal?.throwIfAborted();
         const at = Math.max(...pacers.map((p) => p.readyAt()));
         const now = this.now();
         if (now >= at) {
@@ -259,8 +264,8 @@ export class PacerSet implements AccountPacing {
       this.started++;
       return fn();
     };
-    const ends = stop && this.signal ? AbortSignal.any([this.signal, stop]) : (stop ?? this.signal);
-    return this.main.run(send, extra ? [extra] : [], ends);
+    // Checked as it waits (AbortSignal.any per request would cost a signal each, in the hot path).
+    return this.main.run(send, extra ? [extra] : [], [this.signal, stop]);
   }
 
   pause(ms: number): void {
