@@ -215,6 +215,29 @@ export class AccountShare {
   }
 
   /**
+   * The export beside chunks has its last page: it sends nothing more, so it keeps only its slots'
+   * part of the account's rate (what the chunks the run starts in its place take once it has
+   * ended), lowers its pacing to that, and returns it for the progress file. The chunks beside it
+   * take the rest as soon as they read it, not after the last chunk file, the manifest and the
+   * progress file that says the export has ended (each a write to the blob store: on S3 the chunks
+   * wrote at their old shares meanwhile). A retry of the export, which may list its last pages
+   * again, keeps no more than this. Undefined for any other share, or an export of a run that does
+   * not say how many chunks run beside it.
+   */
+  exportListed(): number | undefined {
+    const side = this.exportSide;
+    if (!side?.chunks) return undefined;
+    const { rate } = this.processor.limits();
+    const keeps = Math.min(side.keeps, (rate.requests * side.slots) / (side.chunks.beside + side.slots));
+    if (keeps < side.allows) {
+      side.allows = keeps;
+      this.reshare(exportShare(this.processor.limits(), keeps, side.slots));
+    }
+    side.keeps = keeps;
+    return keeps;
+  }
+
+  /**
    * One of `window` chunk updates in flight beside the export: 1/window of the writing limits and
    * of what the export leaves of the shared ones, and of the slots but the export's one. Once the
    * export's progress file says it has ended, 1/`after` of the whole account (ofWindow), `after`
@@ -335,7 +358,6 @@ export class AccountShare {
     }
   }
 
-  /** Follows the run every FOLLOW_MS until stopped (a chunk that follows its run). */
   /**
    * Reads the lock every PAUSE_CHECK_MS (renewing it when due) while the activity calls the ESP,
    * so a 429 another worker met pauses this share within that, however long the activity goes
@@ -347,6 +369,7 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
+  /** Follows the run every FOLLOW_MS until stopped (a chunk that follows its run). */
   followEvery(): () => void {
     if (!this.following) return () => undefined;
     const timer = setInterval(() => void this.follow().catch(() => undefined), FOLLOW_MS);

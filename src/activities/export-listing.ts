@@ -202,7 +202,13 @@ export async function listIntoChunks(
       if (chunks.lines.length > 0 && chunks.lines.length + fresh.length > CHUNK_LINES)
         await chunks.flush(cursor, at);
       chunks.add(fresh, found);
-      if (!page.nextCursor) break;
+      if (!page.nextCursor) {
+        // The last page is in: the chunks beside the export may take its share before the last
+        // chunk file is written (what is safely in chunk files stays as the progress file says).
+        const keeps = share.exportListed();
+        if (keeps !== undefined) await folder.saveProgress({ ...chunks.committed, exportKeeps: keeps });
+        break;
+      }
       cursor = page.nextCursor;
       // A chunk that would not take another page like this one is written now, so the run can
       // update it while the listing goes on; so is one a part's slow listing has kept open long

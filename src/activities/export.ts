@@ -15,7 +15,7 @@ import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 import { runLog } from './run-log';
 import { exportSlotsGiven, PAGES_AT_ONCE } from './share-sizes';
 import { HEARTBEAT_EVERY_MS } from './update-chunk';
-import type { SeenIds } from './seen-ids';
+import { KeptSeenIds } from './seen-ids';
 
 export interface ExportInput {
   configurationId: string;
@@ -65,14 +65,8 @@ export interface ExportPartInput extends ExportInput {
 export type ExportPartResult =
   { done: false; chunkCount: number; contacts: number } | ({ done: true } & ExportResult);
 
-/**
- * What a worker keeps of the ids exports have seen, between their parts: the next part starts
- * within seconds when it comes to this worker (it goes to any worker, and a run may stop), so an
- * entry is dropped after KEEP_SEEN_MS; and at most KEEP_SEEN_IDS ids in all (about 16 bytes each,
- * outside the JS heap, which the worker's heap cap does not bound: 4 million, about 64 MB).
- */
-const KEEP_SEEN_MS = 2 * 60_000;
-const KEEP_SEEN_IDS = 4_000_000;
+/** What a worker keeps of the ids exports have seen, between their parts (KeptSeenIds). */
+const KEEP_SEEN = { keepMs: 2 * 60_000, maxIds: 4_000_000 };
 
 export function createExportActivities(deps: ActivityDeps) {
   const { blobs } = deps.stores;
@@ -80,20 +74,7 @@ export function createExportActivities(deps: ActivityDeps) {
    * The ids a part of an export has seen, for the next part when this worker runs it (a cache:
    * another worker reads them from the chunk files). About 16 MB per million contacts each.
    */
-  const seenByExport = new Map<string, { chunkCount: number; seen: SeenIds }>();
-  const keepSeen = (key: string, kept: { chunkCount: number; seen: SeenIds }) => {
-    if (kept.seen.size > KEEP_SEEN_IDS) return;
-    let held = kept.seen.size;
-    for (const other of seenByExport.values()) held += other.seen.size;
-    // The oldest go first (a Map keeps the order they were set in).
-    for (const [oldKey, old] of seenByExport) {
-      if (held <= KEEP_SEEN_IDS) break;
-      seenByExport.delete(oldKey);
-      held -= old.seen.size;
-    }
-    seenByExport.set(key, kept);
-    setTimeout(() => seenByExport.get(key) === kept && seenByExport.delete(key), KEEP_SEEN_MS).unref();
-  };
+  const seenByExport = new KeptSeenIds(KEEP_SEEN);
   return {
     async exportContacts(given: ExportInput | WithEarlierFolderName<ExportInput>): Promise<ExportResult> {
       const result = await runExport(given, {});
@@ -231,8 +212,7 @@ export function createExportActivities(deps: ActivityDeps) {
       // too: the ids in the chunk files so far (kept from this worker's previous part when it ran
       // that part, else read again).
       const key = `${input.configurationId}/${input.runFolder}`;
-      const kept = seenByExport.get(key);
-      seenByExport.delete(key);
+      const kept = seenByExport.take(key);
       const chunkCount = committed.chunkCount;
       const seenSoFar = async () =>
         kept && kept.chunkCount === chunkCount ? kept.seen : folder.seenInChunks(chunkCount);
@@ -257,7 +237,7 @@ export function createExportActivities(deps: ActivityDeps) {
       );
       committed = listed.progress;
       if (listed.partEnded) {
-        keepSeen(key, { chunkCount: committed.chunkCount, seen: listed.seen });
+        seenByExport.keep(key, { chunkCount: committed.chunkCount, seen: listed.seen });
         return { done: false, chunkCount: committed.chunkCount, contacts: committed.contacts };
       }
 

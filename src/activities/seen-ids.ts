@@ -56,6 +56,49 @@ export class SeenIds {
   }
 }
 
+/**
+ * The ids exports have seen, kept between their parts by one worker: the next part starts within
+ * seconds when it comes to this worker (it goes to any worker, and a run may stop), so an entry is
+ * dropped after `keepMs`; and at most `maxIds` ids in all, the oldest entries dropped first (about
+ * 16 bytes each, outside the JS heap, which the worker's heap cap does not bound). A cache: a part
+ * that finds nothing reads the ids from the chunk files.
+ */
+export class KeptSeenIds {
+  /** A Map keeps the order entries were set in: the oldest first. */
+  private readonly entries = new Map<string, { chunkCount: number; seen: SeenIds }>();
+
+  constructor(private readonly limits: { maxIds: number; keepMs: number }) {}
+
+  /** Keeps `kept` under `key` (unless it alone is over the bound), dropping the oldest to fit it. */
+  keep(key: string, kept: { chunkCount: number; seen: SeenIds }): void {
+    if (kept.seen.size > this.limits.maxIds) return;
+    this.entries.delete(key);
+    let held = kept.seen.size;
+    for (const other of this.entries.values()) held += other.seen.size;
+    for (const [oldKey, old] of this.entries) {
+      if (held <= this.limits.maxIds) break;
+      this.entries.delete(oldKey);
+      held -= old.seen.size;
+    }
+    this.entries.set(key, kept);
+    setTimeout(() => this.entries.get(key) === kept && this.entries.delete(key), this.limits.keepMs).unref();
+  }
+
+  /** What is kept under `key`, which is dropped: a part takes it once. */
+  take(key: string): { chunkCount: number; seen: SeenIds } | undefined {
+    const kept = this.entries.get(key);
+    this.entries.delete(key);
+    return kept;
+  }
+
+  /** Ids kept in all. */
+  get ids(): number {
+    let n = 0;
+    for (const { seen } of this.entries.values()) n += seen.size;
+    return n;
+  }
+}
+
 function hash(id: string): [number, number] {
   let h1 = 0x811c9dc5;
   let h2 = 0x9747b28c;

@@ -1069,6 +1069,60 @@ describe('bounded failures and alerts that survive a crash', function () {
     );
   });
 
+  it("an export beside chunk updates gives back all but its slots' share as soon as its last page is in, before its last chunk file", async function () {
+    this.timeout(60_000);
+    // 50 requests a second, 10 at once; three pages on the export's way and seven chunks beside it.
+    const writes: Array<{ key: string; body: string }> = [];
+    const blobs = new Proxy(e.stores.blobs, {
+      get(target, name, receiver) {
+        if (name !== 'put') return Reflect.get(target, name, receiver) as unknown;
+        return (key: string, body: Buffer | string, ...rest: unknown[]) => {
+          writes.push({ key, body: body.toString() });
+          return (target.put as (...a: unknown[]) => unknown).call(target, key, body, ...rest);
+        };
+      },
+    });
+    const recorded = createActivities({
+      stores: { ...e.stores, blobs },
+      processors: new ProcessorRegistry([
+        new SandboxProcessor(
+          { secrets: e.stores.secrets },
+          { url: e.sandbox.url, rateLimit: { requests: 50, perMs: 1000 }, concurrency: 10 },
+        ),
+      ]),
+      alerts: async () => undefined,
+    });
+    const { configuration } = await e.connect(2_500);
+    const runFolder = '2026-11-16';
+    const result: ExportPartResult = await new MockActivityEnvironment().run(recorded.exportPart, {
+      configurationId: configuration.id,
+      runFolder,
+      mode: 'full' as const,
+      besideChunks: true,
+      chunksBeside: 7,
+      exportSlots: 3,
+      stopAfterChunks: 100,
+    });
+    assert.equal(result.done, true);
+    const progressKey = runFiles.exportProgress(configuration.id, runFolder);
+    const keeps = writes.map((w) =>
+      w.key === progressKey ? (JSON.parse(w.body) as { exportKeeps?: number }).exportKeeps : undefined,
+    );
+    const givenBack = keeps.findIndex((k) => k === 15);
+    const lastChunk = Math.max(...writes.map((w, i) => (/contacts-\d+\.jsonl$/.test(w.key) ? i : -1)));
+    const manifest = writes.findIndex((w) => w.key === runFiles.exportManifest(configuration.id, runFolder));
+    // Three slots of ten: 15 of the 50 requests a second; each chunk beside it then has 5.
+    assert.ok(
+      givenBack >= 0,
+      `the export's progress said it keeps ${keeps.filter((k) => k !== undefined).join(', ')}`,
+    );
+    assert.ok(givenBack < lastChunk && lastChunk < manifest, 'given back after the last chunk file');
+    assert.ok(
+      keeps.slice(givenBack).every((k) => k === undefined || k <= 15),
+      `the export took back more: ${keeps.slice(givenBack).join(', ')}`,
+    );
+  });
+
   /**
    * One chunk of `contacts` written on an account of 10 requests a second, 2 at once (4 with
    * `windows`), batches of 10: beside the export the chunk has 2 requests a second (the export
