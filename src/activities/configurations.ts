@@ -43,6 +43,8 @@ export interface StartRunInput {
   owner: LockOwner;
   mode: ListMode;
   dryRun: boolean;
+  /** The run holding the account's expired lock, which this run saw end: the lock is taken. */
+  holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>;
 }
 
 /**
@@ -52,7 +54,17 @@ export interface StartRunInput {
  */
 export type StartRunAnswer =
   | { state: 'ready'; context: RunContext }
-  | { state: 'busy' | 'waiting'; holder: string; holderWorkflowId: string; holderTells: boolean };
+  | {
+      state: 'busy' | 'waiting';
+      holder: string;
+      holderWorkflowId: string;
+      holderTells: boolean;
+      /**
+       * The holder's lock has expired: its first run id, so the run can ask again naming it ended
+       * once it has seen it end (take-account.ts). A holder still running keeps the account.
+       */
+      holderExpired?: { runId: string };
+    };
 
 /** One listed configuration, or why its document cannot be read. */
 export interface ListedConfiguration {
@@ -122,7 +134,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
         // read it, and one that takes the account waits on one round trip the less.
         const looked = lookAtFolder(input, input.folder);
         looked.catch(() => undefined); // awaited below unless the account is held
-        const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner);
+        const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner, input.holderEnded);
         if (!taken.held) {
           const { holder } = taken;
           const sameConfiguration = holder.configurationId === input.configurationId;
@@ -130,6 +142,7 @@ export function createConfigurationActivities(deps: ActivityDeps) {
             state: sameConfiguration && !holder.dryRun ? 'busy' : 'waiting',
             holderWorkflowId: holder.workflowId,
             holderTells: !!holder.tellsWaiters,
+            ...(taken.expired ? { holderExpired: { runId: holder.runId } } : {}),
             holder: `${holder.workflowId}${sameConfiguration ? '' : ` (configuration ${holder.configurationId} of the same ESP account)`}${holder.dryRun ? ' (a dry run)' : ''}`,
           };
         }

@@ -28,6 +28,13 @@ interface LockDocument {
 
 /** A run renews its lock long before this passes; a run that stopped without giving it back frees it after this. */
 export const LOCK_TTL_MS = 10 * 60_000;
+/**
+ * An expired lock whose run may still be running is taken this long after it expired. A run that
+ * still runs and has not renewed its lock for that long calls no ESP (a workflow failing its tasks
+ * after a deploy, say): renewing it, an activity of that run would find it lost before its first
+ * request. One whose run has ended is taken at once (`holderEnded`).
+ */
+export const STALE_AFTER_MS = 60 * 60_000;
 
 /**
  * A lock renewed less than this ago (by any of its run's activities, or taken) is not written
@@ -45,7 +52,8 @@ export function accountLockKey(esp: string, espAccountId: string): string {
   return `locks/accounts/${esp.replace(/[^a-z0-9_-]/gi, '_')}/${account}.json`;
 }
 
-const same = (a: LockOwner, b: LockOwner) => a.workflowId === b.workflowId && a.runId === b.runId;
+const same = (a: Pick<LockOwner, 'workflowId' | 'runId'>, b: Pick<LockOwner, 'workflowId' | 'runId'>) =>
+  a.workflowId === b.workflowId && a.runId === b.runId;
 
 export class AccountLocks {
   constructor(
@@ -53,11 +61,34 @@ export class AccountLocks {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Takes the lock for `owner`, or answers who holds it. Taking it again (a retry) is fine. */
-  async acquire(key: string, owner: LockOwner): Promise<{ held: true } | { held: false; holder: LockOwner }> {
-    return this.change<{ held: true } | { held: false; holder: LockOwner }>(key, (doc) => {
-      if (doc && !doc.released && doc.expiresAt > this.now() && !same(doc.owner, owner)) {
-        return { answer: { held: false as const, holder: doc.owner } };
+  /**
+   * Takes the lock for `owner`, or answers who holds it. Taking it again (a retry) is fine. An
+   * expired lock is taken only once its run has ended (`holderEnded` names it: the run asking saw
+   * it end), or STALE_AFTER_MS after it expired; until then the answer says it `expired`. Its run
+   * may be running still: after every worker was down for longer than LOCK_TTL_MS, its activities
+   * renew it as they start again, and a run that took it would have failed them (LockLostError).
+   */
+  async acquire(
+    key: string,
+    owner: LockOwner,
+    holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>,
+  ): Promise<{ held: true } | { held: false; holder: LockOwner; expired?: true }> {
+    return this.change<{ held: true } | { held: false; holder: LockOwner; expired?: true }>(key, (doc) => {
+      if (doc && !doc.released && !same(doc.owner, owner)) {
+        const expired = doc.expiresAt <= this.now();
+        const free =
+          expired &&
+          ((holderEnded !== undefined && same(doc.owner, holderEnded)) ||
+            this.now() - doc.expiresAt >= STALE_AFTER_MS);
+        if (!free) {
+          return {
+            answer: {
+              held: false as const,
+              holder: doc.owner,
+              ...(expired ? { expired: true as const } : {}),
+            },
+          };
+        }
       }
       // The ESP's pause is the account's, not the run's: the next holder waits it out too.
       const paused = doc?.pausedUntil !== undefined && doc.pausedUntil > this.now();

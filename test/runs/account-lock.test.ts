@@ -7,6 +7,7 @@ import {
   accountLockKey,
   AccountLocks,
   LOCK_TTL_MS,
+  STALE_AFTER_MS,
   LockLostError,
   type LockOwner,
 } from '../../src/runs/account-lock';
@@ -90,7 +91,7 @@ for (const [name, makeStore] of adapters) {
       await assert.rejects(locks.renew(key, a), LockLostError);
     });
 
-    it('a run that stops without giving it back frees it after the TTL; renewed, it is kept', async () => {
+    it('a run that stops without giving it back frees it after the TTL, to a run that saw it end; renewed, it is kept', async () => {
       const locks = new AccountLocks(blobs, clock);
       const key = accountLockKey('sendgrid', 'acct-expiry');
       const a = run('cfg_a', 1);
@@ -100,14 +101,52 @@ for (const [name, makeStore] of adapters) {
       const { validUntil } = await locks.renew(key, a);
       assert.equal(validUntil, now + LOCK_TTL_MS);
       now += LOCK_TTL_MS - 1_000;
-      assert.equal((await locks.acquire(key, b)).held, false, 'renewed in time, still held');
+      assert.deepEqual(
+        await locks.acquire(key, b, a),
+        { held: false, holder: a },
+        'renewed in time, still held',
+      );
       now += 2_000;
-      assert.deepEqual(await locks.acquire(key, b), { held: true }, 'expired, taken');
+      assert.deepEqual(
+        await locks.acquire(key, b),
+        { held: false, holder: a, expired: true },
+        'its run may run',
+      );
+      assert.deepEqual(
+        await locks.acquire(key, b, run('cfg_c', 3)),
+        { held: false, holder: a, expired: true },
+        'another run ended',
+      );
+      assert.deepEqual(await locks.acquire(key, b, a), { held: true }, 'expired, its run ended: taken');
       await assert.rejects(locks.renew(key, a), (err: Error) => {
         assert.ok(err instanceof LockLostError);
         assert.match(err.message, /another run \(sync\/cfg_b\/2026-12-02\) took this ESP account/);
         return true;
       });
+    });
+
+    it('expired, its run still running keeps it (its activities renew it as they start again), until it is stale', async () => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey('sendgrid', 'acct-outage');
+      const a = run('cfg_a', 1);
+      const b = run('cfg_b', 2);
+      await locks.acquire(key, a);
+      // Every worker down for twenty minutes: nothing renews it, and the waiting run asks.
+      now += 2 * LOCK_TTL_MS;
+      assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a, expired: true });
+      // The workers are back: the run's next activity renews its lock and goes on.
+      assert.equal((await locks.renew(key, a)).validUntil, now + LOCK_TTL_MS);
+      assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a });
+      // A run that renews nothing for STALE_AFTER_MS past its lock's expiry calls no ESP: taken.
+      now += LOCK_TTL_MS + STALE_AFTER_MS - 1_000;
+      assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a, expired: true });
+      now += 1_000;
+      assert.deepEqual(await locks.acquire(key, b), { held: true });
+      await assert.rejects(
+        locks.renew(key, a),
+        LockLostError,
+        'its activities stop before their first request',
+      );
     });
 
     it('renewed within a minute of its last renewal, it is read and not written again', async () => {

@@ -5,6 +5,7 @@ import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { RunSummary } from '../../src/runs/summaries';
+import { accountLockKey } from '../../src/runs/account-lock';
 import { runFiles } from '../../src/runs/files';
 import { NotFoundError } from '../../src/storage';
 import { RunInProgressError, runningWriter, startConfigurationRun } from '../../src/temporal/runs';
@@ -168,6 +169,65 @@ describe('one writer per configuration', function () {
     assert.ok(waiter >= 0, `no run was told the account was free: ${JSON.stringify(signals)}`);
     assert.deepEqual(signals[1 - waiter], ['accountWanted']);
     assert.equal(histories[waiter]!.events!.filter((ev) => ev.timerFiredEventAttributes).length, 0);
+  });
+
+  it("a run finding its account's lock expired waits while the holder's run still runs (its workers were down), and takes it from a run that has ended", async () => {
+    const lockOf = (account: string) => accountLockKey('sandbox', account);
+    const writeLock = (account: string, owner: object, expiresAt: number, released = false) =>
+      e.stores.blobs.put(
+        lockOf(account),
+        JSON.stringify({ owner, expiresAt, ...(released ? { released } : {}) }),
+      );
+    // A holder that still runs and renews nothing: a run waiting for an account of its own (held
+    // by a run that does not tell), as a run whose workers are all down would be.
+    const stalled = await e.connect(10, {}, { account: 'acct_stalled' });
+    const blocker = {
+      configurationId: 'cfg_blocker',
+      workflowId: 'sync/cfg_blocker/2026-11-28',
+      runId: 'run-1',
+      dryRun: false,
+    };
+    await writeLock('acct_stalled', blocker, Date.now() + 600_000);
+    const holder = await start(
+      { configurationId: stalled.configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${stalled.configuration.id}/${DAY}`,
+    );
+    const holderRun = { workflowId: holder.workflowId, runId: holder.firstExecutionRunId };
+    const waiter = await e.connect(2_000, {}, { account: 'acct_outage' });
+    const owner = {
+      configurationId: stalled.configuration.id,
+      ...holderRun,
+      dryRun: false,
+      tellsWaiters: true,
+    };
+    await writeLock('acct_outage', owner, Date.now() - 1_000);
+    const second = await start(
+      { configurationId: waiter.configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${waiter.configuration.id}/${DAY}`,
+    );
+    await sleep(3_000);
+    assert.equal(waiter.list.writes, 0, 'it wrote beside the holder');
+    const lock = JSON.parse((await e.stores.blobs.get(lockOf('acct_outage'))).body.toString('utf8'));
+    assert.deepEqual(lock.owner, owner, 'it took the lock of a run that still runs');
+    // The holder gives it back as it ends, and tells the run that asked for it.
+    await writeLock('acct_outage', owner, Date.now(), true);
+    await e.client.workflow.getHandle(second.workflowId).signal('accountFreed');
+    assert.equal((await second.result()).updated, 2_000);
+    await writeLock('acct_stalled', blocker, Date.now(), true);
+    await holder.terminate('test over');
+    // A lock left by a run that has ended (terminated before it gave it back) and expired: taken at once.
+    const after = await e.connect(2_000, {}, { account: 'acct_outage' });
+    const gone = { configurationId: 'cfg_gone', workflowId: 'sync/cfg_gone/2026-11-27', runId: 'run-gone' };
+    await writeLock('acct_outage', { ...gone, dryRun: false, tellsWaiters: true }, Date.now() - 1_000);
+    const started = Date.now();
+    const third = await start(
+      { configurationId: after.configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${after.configuration.id}/${DAY}`,
+    );
+    assert.equal((await third.result()).updated, 2_000);
+    assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
+    const timers = (await third.fetchHistory()).events!.filter((ev) => ev.timerFiredEventAttributes);
+    assert.equal(timers.length, 0, 'it waited for the ended run');
   });
 
   it('a redispatch of day D after day D+1 gave its rejected contacts values writes nothing over them', async () => {

@@ -27,6 +27,8 @@ const MAX_WAIT_MS = 5 * 60_000;
 export async function takeAccount(run: SyncRun): Promise<RunContext> {
   const { input, owner, progress, handoff } = run;
   const { startRun } = steps(run);
+  /** A holder whose lock expired, which this run saw end: the next ask takes the account. */
+  let ended: { workflowId: string; runId: string } | undefined;
   const ask = () =>
     startRun({
       configurationId: input.configurationId,
@@ -34,7 +36,15 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
       owner,
       mode: input.mode,
       dryRun: !!input.dryRun,
+      ...(ended ? { holderEnded: ended } : {}),
     });
+  const tell = (holderWorkflowId: string) =>
+    getExternalWorkflowHandle(holderWorkflowId)
+      .signal(accountWantedSignal, { workflowId: owner.workflowId })
+      .then(
+        () => true,
+        () => false, // the holder has ended: its lock is given back, or expires
+      );
   let wait = FIRST_WAIT_MS;
   /** The holder this run asked to tell it, and asked again after: it waits for the word. */
   let told: string | undefined;
@@ -48,6 +58,19 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
       ]);
       return answer.context;
     }
+    // An expired lock is the account's once its run has ended; a run still running (its workers
+    // were all down for longer than the lock lasts, say) keeps it. A signal tells which: one to a
+    // workflow that has ended fails. An earlier run of this workflow id has ended (one runs at once).
+    let heardExpired = false;
+    const expired = answer.holderExpired;
+    if (expired && !(ended?.workflowId === answer.holderWorkflowId && ended.runId === expired.runId)) {
+      const holder = { workflowId: answer.holderWorkflowId, runId: expired.runId };
+      if (holder.workflowId === owner.workflowId || !(await tell(holder.workflowId))) {
+        ended = holder;
+        continue;
+      }
+      heardExpired = true;
+    }
     if (answer.state === 'busy') {
       throw new Busy(`another run is writing this configuration: ${answer.holder}; this run wrote nothing`);
     }
@@ -55,12 +78,7 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
     setCurrentDetails(`waiting for its ESP account, held by ${answer.holder}`);
     if (handoff.on && answer.holderTells && told !== answer.holderWorkflowId) {
       handoff.freed = false;
-      const heard = await getExternalWorkflowHandle(answer.holderWorkflowId)
-        .signal(accountWantedSignal, { workflowId: owner.workflowId })
-        .then(
-          () => true,
-          () => false, // the holder has ended: its lock is given back, or expires
-        );
+      const heard = heardExpired || (await tell(answer.holderWorkflowId));
       // Asks again at once: the holder may have given the account back before it heard.
       if (heard) {
         told = answer.holderWorkflowId;
