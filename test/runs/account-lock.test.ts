@@ -51,6 +51,15 @@ for (const [name, makeStore] of adapters) {
       blobs = await makeStore();
     });
 
+    /** A lock on an account of its own, taken by run 1 of cfg_a (`a`); `b` is run 2 of cfg_b. */
+    const takenByA = async (esp: string, account: string) => {
+      const locks = new AccountLocks(blobs, clock);
+      const key = accountLockKey(esp, account);
+      const [a, b] = [run('cfg_a', 1), run('cfg_b', 2)];
+      await locks.acquire(key, a);
+      return { locks, key, a, b };
+    };
+
     it('is held by one run; another run of any configuration of the account is told who holds it', async () => {
       const locks = new AccountLocks(blobs, clock);
       const key = accountLockKey('mailchimp', 'acct-one');
@@ -78,11 +87,7 @@ for (const [name, makeStore] of adapters) {
     });
 
     it('given back, the next run takes it at once; renewing it then fails', async () => {
-      const locks = new AccountLocks(blobs, clock);
-      const key = accountLockKey('klaviyo', 'acct-release');
-      const a = run('cfg_a', 1);
-      const b = run('cfg_b', 2);
-      await locks.acquire(key, a);
+      const { locks, key, a, b } = await takenByA('klaviyo', 'acct-release');
       await locks.release(key, a);
       assert.equal(await locks.holder(key), undefined);
       assert.deepEqual(await locks.acquire(key, b), { held: true });
@@ -92,11 +97,7 @@ for (const [name, makeStore] of adapters) {
     });
 
     it('a run that stops without giving it back frees it after the TTL, to a run that saw it end; renewed, it is kept', async () => {
-      const locks = new AccountLocks(blobs, clock);
-      const key = accountLockKey('sendgrid', 'acct-expiry');
-      const a = run('cfg_a', 1);
-      const b = run('cfg_b', 2);
-      await locks.acquire(key, a);
+      const { locks, key, a, b } = await takenByA('sendgrid', 'acct-expiry');
       now += LOCK_TTL_MS - 1_000;
       const { validUntil } = await locks.renew(key, a);
       assert.equal(validUntil, now + LOCK_TTL_MS);
@@ -126,11 +127,7 @@ for (const [name, makeStore] of adapters) {
     });
 
     it('expired, its run still running keeps it (its activities renew it as they start again), until it is stale', async () => {
-      const locks = new AccountLocks(blobs, clock);
-      const key = accountLockKey('sendgrid', 'acct-outage');
-      const a = run('cfg_a', 1);
-      const b = run('cfg_b', 2);
-      await locks.acquire(key, a);
+      const { locks, key, a, b } = await takenByA('sendgrid', 'acct-outage');
       // Every worker down for twenty minutes: nothing renews it, and the waiting run asks.
       now += 2 * LOCK_TTL_MS;
       assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a, expired: true });
@@ -182,11 +179,7 @@ for (const [name, makeStore] of adapters) {
     });
 
     it('a pause longer than the TTL keeps the lock through it; the next holder waits out what is left of it', async () => {
-      const locks = new AccountLocks(blobs, clock);
-      const key = accountLockKey('hubspot', 'acct-daily-limit');
-      const a = run('cfg_a', 1);
-      const b = run('cfg_b', 2);
-      await locks.acquire(key, a);
+      const { locks, key, a, b } = await takenByA('hubspot', 'acct-daily-limit');
       // HubSpot's daily limit: 15 minutes, during which the run's activity waits for its retry and
       // nothing renews the lock.
       await locks.pause(key, a, now + 15 * 60_000);
