@@ -22,15 +22,22 @@ const run = promisify(execFile);
 const CHILD = join(projectRoot, 'dist', 'test', 'support', 'refresh-child.js');
 const SECRET_ID = 'cred_refresh_race';
 
+type Sandbox = Awaited<ReturnType<typeof startSandbox>>;
+
+/** A Sandbox, and a secret store in a directory of its own (its key file beside it). */
+async function sandboxAndSecrets(): Promise<{ sandbox: Sandbox; dir: string; secrets: LocalSecretStore }> {
+  const sandbox = await startSandbox();
+  const dir = await tempDir();
+  return { sandbox, dir, secrets: new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` }) };
+}
+
 describe('OAuth refresh across processes', function () {
   this.timeout(120_000);
-  let sandbox: Awaited<ReturnType<typeof startSandbox>>;
+  let sandbox: Sandbox;
   let dir: string;
   let secrets: LocalSecretStore;
   before(async () => {
-    sandbox = await startSandbox();
-    dir = await tempDir();
-    secrets = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
+    ({ sandbox, dir, secrets } = await sandboxAndSecrets());
     const processor = new SandboxProcessor(
       { secrets },
       { url: sandbox.url, rateLimit: { requests: 1000, perMs: 1000 }, concurrency: 4 },
@@ -95,13 +102,11 @@ describe('OAuth refresh across processes', function () {
 
 describe('OAuth refresh in one process: rotated tokens never lost, leases long enough, cancellation', function () {
   this.timeout(60_000);
-  let sandbox: Awaited<ReturnType<typeof startSandbox>>;
+  let sandbox: Sandbox;
   let dir: string;
   let store: LocalSecretStore;
   before(async () => {
-    sandbox = await startSandbox();
-    dir = await tempDir();
-    store = new LocalSecretStore(`${dir}/secrets`, { keyFile: `${dir}/key` });
+    ({ sandbox, dir, secrets: store } = await sandboxAndSecrets());
   });
   after(() => sandbox.stop());
 
