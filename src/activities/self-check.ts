@@ -5,12 +5,18 @@ export interface SelfCheckResult {
   blobStore: string;
   secretStore: string;
   configurations: number;
+  /**
+   * The worker's clock as the activity started and ended (epoch ms): `doctor` compares it with
+   * the times the Temporal server gave those events (workers of earlier versions send none).
+   */
+  clock?: { startedAt: number; endedAt: number };
 }
 
 /** Proves a worker can reach both stores: round-trips a blob and a secret, counts configurations. */
 export function createSelfCheckActivities({ stores }: ActivityDeps) {
   return {
     async selfCheck(): Promise<SelfCheckResult> {
+      const startedAt = Date.now();
       const nonce = randomBytes(6).toString('hex');
       const blobKey = `health/self-check-${nonce}.json`;
       await stores.blobs.put(blobKey, JSON.stringify({ nonce }));
@@ -30,6 +36,7 @@ export function createSelfCheckActivities({ stores }: ActivityDeps) {
         blobStore: stores.blobs.description,
         secretStore: stores.secrets.description,
         configurations: await stores.configurations.count(),
+        clock: { startedAt, endedAt: Date.now() },
       };
     },
   };

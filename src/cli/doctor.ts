@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
+import type { SelfCheckResult } from '../activities/self-check';
 import { dataConverter, EncryptionCodec, loadPayloadKeys, payloadKeysSource } from '../codec';
 import { describeRing } from '../codec/ring-edits';
 import { loadConfig, type AppConfig } from '../config';
@@ -168,16 +170,28 @@ export async function doctor(print: (line: string) => void = console.log): Promi
       run: async () => {
         const client = await espressoClient();
         const started = Date.now();
-        const result = await withTimeout(
+        const workflowId = workflowIds.selfCheck(randomBytes(6).toString('hex'));
+        const result = (await withTimeout(
           client.workflow.execute('selfCheckWorkflow', {
             taskQueue: TASK_QUEUE,
-            workflowId: workflowIds.selfCheck(randomBytes(6).toString('hex')),
+            workflowId,
             workflowExecutionTimeout: '30 seconds',
           }),
           15_000,
           `no worker answered on task queue ${TASK_QUEUE} within 15 s (is the worker running?)`,
-        );
-        return `answered a self-check in ${Date.now() - started} ms (${(result as { configurations: number }).configurations} configurations)`;
+        )) as SelfCheckResult;
+        const answered = `answered a self-check in ${Date.now() - started} ms (${result.configurations} configurations)`;
+        if (!result.clock) return answered;
+        const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+        const at = (found: (typeof events)[number] | undefined) =>
+          found?.eventTime ? tsToMs(found.eventTime) : undefined;
+        const dispatched = at(events.find((ev) => ev.activityTaskStartedEventAttributes));
+        const completed = at(events.find((ev) => ev.activityTaskCompletedEventAttributes));
+        if (dispatched === undefined || completed === undefined) return answered;
+        const clock = workerClock(clockOffset({ dispatched, completed }, result.clock));
+        return typeof clock === 'string'
+          ? `${answered}; ${clock}`
+          : { warning: `${answered}; ${clock.warning}` };
       },
     },
   ];
@@ -195,6 +209,38 @@ export async function doctor(print: (line: string) => void = console.log): Promi
   }
   await connection?.close();
   return ok;
+}
+
+/** A worker's clock this far from the Temporal server's makes `doctor` warn. */
+export const CLOCK_WARN_MS = 1_000;
+
+/**
+ * Where a worker's clock stands against the Temporal server's (worker minus server, ms), from one
+ * activity: the server gave it out at `dispatched` and recorded its completion at `completed`
+ * (its clock); the worker read `startedAt` and `endedAt` (its own) in between. Delays on the way
+ * only widen the range, which always holds the true offset.
+ */
+export function clockOffset(
+  server: { dispatched: number; completed: number },
+  worker: { startedAt: number; endedAt: number },
+): { min: number; max: number } {
+  return { min: worker.endedAt - server.completed, max: worker.startedAt - server.dispatched };
+}
+
+/**
+ * What `doctor` says of a worker's clock: a warning when it is surely more than CLOCK_WARN_MS
+ * away from the server's. Every worker compares times another one wrote: a lock's expiry, a
+ * 429's pause (seconds), an OAuth refresh lease.
+ */
+export function workerClock({ min, max }: { min: number; max: number }): string | { warning: string } {
+  const ms = (n: number) => `${Math.round(n)} ms`;
+  if (min > CLOCK_WARN_MS || max < -CLOCK_WARN_MS) {
+    const off = min > CLOCK_WARN_MS ? `at least ${ms(min)} ahead of` : `at least ${ms(-max)} behind`;
+    return {
+      warning: `its clock is ${off} the Temporal server's: workers compare times other workers wrote (a lock's expiry, a 429's pause, an OAuth refresh lease); synchronize the machines' clocks (NTP)`,
+    };
+  }
+  return `its clock is within ${ms(Math.max(Math.abs(min), Math.abs(max)))} of the Temporal server's`;
 }
 
 /** Secrets still under an older key of ESPRESSO_SECRET_KEY: the rotation is not finished. */
