@@ -19,7 +19,7 @@ export interface LockOwner {
 
 interface LockDocument {
   owner: LockOwner;
-  /** Epoch ms: a lock not renewed by then is free to take (its run stopped without giving it back). */
+  /** Epoch ms: a lock not renewed by then is free to take once its run has ended (acquire). */
   expiresAt: number;
   released?: boolean;
   /** Epoch ms: an ESP answered 429; no request of the run starts before then, on any worker. */
