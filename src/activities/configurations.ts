@@ -43,6 +43,13 @@ export interface StartRunInput {
   owner: LockOwner;
   mode: ListMode;
   dryRun: boolean;
+  /**
+   * The run asks an expired lock's holder whether it has ended before it takes the lock
+   * (take-account.ts): runs of this version. Runs of earlier versions, whose workflow code may run
+   * on a worker of the version before (startRun was an activity then, run on any worker), take an
+   * expired lock as they did.
+   */
+  asksHolder?: boolean;
   /** The run holding the account's expired lock, which this run saw end: the lock is taken. */
   holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>;
 }
@@ -134,7 +141,10 @@ export function createConfigurationActivities(deps: ActivityDeps) {
         // read it, and one that takes the account waits on one round trip the less.
         const looked = lookAtFolder(input, input.folder);
         looked.catch(() => undefined); // awaited below unless the account is held
-        const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner, input.holderEnded);
+        const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner, {
+          holderEnded: input.holderEnded,
+          expiredIsFree: !input.asksHolder,
+        });
         if (!taken.held) {
           const { holder } = taken;
           const sameConfiguration = holder.configurationId === input.configurationId;

@@ -76,7 +76,8 @@ export class ExportFolder {
 
   /**
    * Where a retried attempt or a later part resumes: the progress file, or this attempt's last
-   * heartbeat when it says as many chunks (it may be further along the pages that gave none).
+   * heartbeat when it says as many chunks (it may be further along the pages that gave none); with
+   * the less the two say the export keeps of the account.
    */
   async resumeFrom(context: Context): Promise<ExportProgress | undefined> {
     const beat = context.info.heartbeatDetails as ExportProgress | undefined;
@@ -91,8 +92,11 @@ export class ExportFolder {
     if (saved && !Number.isInteger(saved.chunkCount)) {
       throw new CorruptDataError('blob', key, 'it has no chunk count');
     }
-    if (!saved || (beat && beat.chunkCount >= saved.chunkCount)) return beat;
-    return saved;
+    const resumed = !saved || (beat && beat.chunkCount >= saved.chunkCount) ? beat : saved;
+    // What the export keeps of the account only shrinks, and the chunks beside it take what it
+    // gave back as soon as either says so (the progress file may say it last: at the last page).
+    const keeps = [beat?.exportKeeps, saved?.exportKeeps].filter((k): k is number => typeof k === 'number');
+    return resumed && keeps.length > 0 ? { ...resumed, exportKeeps: Math.min(...keeps) } : resumed;
   }
 
   async saveProgress(progress: ExportProgress): Promise<void> {

@@ -206,7 +206,11 @@ export async function listIntoChunks(
         // The last page is in: the chunks beside the export may take its share before the last
         // chunk file is written (what is safely in chunk files stays as the progress file says).
         const keeps = share.exportListed();
-        if (keeps !== undefined) await folder.saveProgress({ ...chunks.committed, exportKeeps: keeps });
+        if (keeps !== undefined) {
+          chunks.committed = { ...chunks.committed, exportKeeps: keeps };
+          await folder.saveProgress(chunks.committed);
+          context.heartbeat(chunks.committed);
+        }
         break;
       }
       cursor = page.nextCursor;

@@ -71,14 +71,22 @@ export class AccountLocks {
   async acquire(
     key: string,
     owner: LockOwner,
-    holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>,
+    {
+      holderEnded,
+      expiredIsFree = false,
+    }: {
+      holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>;
+      /** Runs of earlier versions, which never ask a holder: an expired lock is theirs, as it was. */
+      expiredIsFree?: boolean;
+    } = {},
   ): Promise<{ held: true } | { held: false; holder: LockOwner; expired?: true }> {
     return this.change<{ held: true } | { held: false; holder: LockOwner; expired?: true }>(key, (doc) => {
       if (doc && !doc.released && !same(doc.owner, owner)) {
         const expired = doc.expiresAt <= this.now();
         const free =
           expired &&
-          ((holderEnded !== undefined && same(doc.owner, holderEnded)) ||
+          (expiredIsFree ||
+            (holderEnded !== undefined && same(doc.owner, holderEnded)) ||
             this.now() - doc.expiresAt >= STALE_AFTER_MS);
         if (!free) {
           return {

@@ -2,7 +2,7 @@
 // workflow: resuming from heartbeat details, bad chunk files, failure mapping.
 import { strict as assert } from 'node:assert';
 import { Writable } from 'node:stream';
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, type Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
 import { toActivityFailure, UNEXPECTED_ATTEMPTS } from '../../src/activities/failures';
@@ -11,6 +11,7 @@ import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactPage, ContactRef } from '../../src/processors/types';
 import { AccountShare } from '../../src/activities/account-share';
+import { ExportFolder } from '../../src/activities/export-folder';
 import type { ChunkOutcome } from '../../src/activities/update-chunk';
 import type { ExportPartInput, ExportPartResult } from '../../src/activities/export';
 import type { ExportManifest } from '../../src/runs/files';
@@ -1121,6 +1122,16 @@ describe('bounded failures and alerts that survive a crash', function () {
       keeps.slice(givenBack).every((k) => k === undefined || k <= 15),
       `the export took back more: ${keeps.slice(givenBack).join(', ')}`,
     );
+  });
+
+  it('a retried export keeps no more than its progress file or its last heartbeat says it keeps, the less of the two', async () => {
+    const folder = new ExportFolder(e.stores.blobs, 'cfg_resume_keeps', '2026-11-15');
+    // The give-back at the last page went into the progress file; the last heartbeat was sent before it.
+    await folder.saveProgress({ chunkCount: 3, contacts: 30, alreadySet: 0, cursor: 'p4', exportKeeps: 15 });
+    const beat = { chunkCount: 3, contacts: 30, alreadySet: 0, cursor: 'p5', exportKeeps: 41 };
+    const resumed = await folder.resumeFrom({ info: { heartbeatDetails: beat } } as unknown as Context);
+    assert.equal(resumed?.cursor, 'p5', 'resumes from the heartbeat, further along');
+    assert.equal(resumed?.exportKeeps, 15);
   });
 
   /**

@@ -9,6 +9,7 @@ import {
 import type { RunContext } from '../../activities/configurations';
 import { searchAttributes } from '../../temporal/constants';
 import { accountWantedSignal, runFolder } from '../configuration-run';
+import { RUNS_LOCAL_STEPS_PATCH } from './patches';
 import { Busy, steps, type SyncRun } from './state';
 
 /**
@@ -27,6 +28,10 @@ const MAX_WAIT_MS = 5 * 60_000;
 export async function takeAccount(run: SyncRun): Promise<RunContext> {
   const { input, owner, progress, handoff } = run;
   const { startRun } = steps(run);
+  // Runs of this version ask an expired lock's holder whether it has ended (below). Their startRun
+  // is a local activity: it and this code are always of one version. Older runs call it as an
+  // activity, which a worker of another version may answer, and take an expired lock as they did.
+  const asksHolder = run.patched(RUNS_LOCAL_STEPS_PATCH);
   /** A holder whose lock expired, which this run saw end: the next ask takes the account. */
   let ended: { workflowId: string; runId: string } | undefined;
   const ask = () =>
@@ -36,6 +41,7 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
       owner,
       mode: input.mode,
       dryRun: !!input.dryRun,
+      ...(asksHolder ? { asksHolder } : {}),
       ...(ended ? { holderEnded: ended } : {}),
     });
   const tell = (holderWorkflowId: string) =>
@@ -62,7 +68,7 @@ export async function takeAccount(run: SyncRun): Promise<RunContext> {
     // were all down for longer than the lock lasts, say) keeps it. A signal tells which: one to a
     // workflow that has ended fails. An earlier run of this workflow id has ended (one runs at once).
     let heardExpired = false;
-    const expired = answer.holderExpired;
+    const expired = asksHolder ? answer.holderExpired : undefined;
     if (expired && !(ended?.workflowId === answer.holderWorkflowId && ended.runId === expired.runId)) {
       const holder = { workflowId: answer.holderWorkflowId, runId: expired.runId };
       if (holder.workflowId === owner.workflowId || !(await tell(holder.workflowId))) {
