@@ -191,7 +191,6 @@ async function inDirectory<T>(path: string, op: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Removes a file; one already gone is fine. */
 /**
  * Breaks the lock judged stale (`judged`: the file as it was seen): moves it aside (a rename: of
  * the waiters that judged it, one moves it) and puts back what it moved if that was another file
@@ -215,6 +214,7 @@ export async function breakStale(lock: string, judged: { ino: number; mtimeMs: n
   await removeFile(aside);
 }
 
+/** Removes a file; one already gone is fine. */
 async function removeFile(path: string): Promise<void> {
   try {
     await unlink(path);
