@@ -15,6 +15,7 @@ import {
 import { TEMPORAL_UI_VERSION } from '../src/cluster/web-ui';
 import { envSchema } from '../src/config';
 import { projectRoot } from '../src/paths';
+import { WORKER_ENV, WORKER_NODE_FLAGS } from '../src/worker/node-options';
 import { tempDir } from './support/tmp';
 
 interface Service {
@@ -34,8 +35,13 @@ const compose = parse(readFileSync(join(projectRoot, 'docker-compose.yml'), 'utf
 };
 const services = compose.services;
 const ownServices = Object.entries(services).filter(([, s]) => s.build);
-/** Read by the AWS SDK itself, not by espresso's config module. */
-const awsSdkVariables = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']);
+/** Read by the AWS SDK or by glibc itself, not by espresso's config module. */
+const notConfigVariables = new Set([
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  ...Object.keys(WORKER_ENV),
+]);
 
 describe('docker-compose.yml and Dockerfile', () => {
   it('has Temporal on PostgreSQL, the Web UI, an AWS emulator, worker and web', () => {
@@ -84,11 +90,17 @@ describe('docker-compose.yml and Dockerfile', () => {
     assert.ok(existsSync(join(projectRoot, 'src/cli/main.ts')), 'package bin source');
   });
 
+  it('runs the worker with the heap cap and malloc arenas that `espresso start` gives it', () => {
+    const worker = services.worker!;
+    assert.deepEqual(worker.command, ['node', ...WORKER_NODE_FLAGS, 'dist/src/worker/main.js']);
+    for (const [key, value] of Object.entries(WORKER_ENV)) assert.equal(worker.environment![key], value, key);
+  });
+
   it('sets only variables the config module declares, with values it accepts', () => {
     const declared = new Set(Object.keys(envSchema.shape));
     for (const [name, service] of ownServices) {
       const env = service.environment ?? {};
-      const ours = Object.fromEntries(Object.entries(env).filter(([k]) => !awsSdkVariables.has(k)));
+      const ours = Object.fromEntries(Object.entries(env).filter(([k]) => !notConfigVariables.has(k)));
       for (const key of Object.keys(ours))
         assert.ok(declared.has(key), `${name} sets unknown variable ${key}`);
       const parsed = envSchema.safeParse(ours);

@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { projectRoot } from '../src/paths';
 import { SCHEDULE_ID } from '../src/temporal/constants';
+import { WORKER_ENV, WORKER_NODE_FLAGS } from '../src/worker/node-options';
 import { notPrivate } from './support/file-modes';
 import { freePort } from './support/ports';
 import { alive, descendants, waitFor } from './support/processes';
@@ -95,6 +96,14 @@ describe('espresso start (the npm start supervisor)', function () {
 
     const children = descendants(first.proc.pid!);
     assert.ok(children.length >= 4, `expected dev server, sandbox, worker and web, got ${children}`);
+    // The worker runs with its heap cap and malloc arenas (src/worker/node-options.ts).
+    const workers = children.filter((pid) => procFile(pid, 'cmdline').includes('worker/main.js'));
+    assert.equal(workers.length, 1, 'one worker process');
+    const cmdline = procFile(workers[0]!, 'cmdline').split('\0');
+    for (const flag of WORKER_NODE_FLAGS) assert.ok(cmdline.includes(flag), `worker without ${flag}`);
+    const environ = procFile(workers[0]!, 'environ').split('\0');
+    for (const [key, value] of Object.entries(WORKER_ENV))
+      assert.ok(environ.includes(`${key}=${value}`), key);
     first.proc.kill('SIGTERM');
     await waitFor(() => first.proc.exitCode !== null, 60_000, 'supervisor exit');
     assert.equal(first.proc.exitCode, 0);
@@ -165,3 +174,12 @@ describe('espresso start (the npm start supervisor)', function () {
     }
   });
 });
+
+/** A /proc file of a process ('' once it has exited). */
+function procFile(pid: number, name: 'cmdline' | 'environ'): string {
+  try {
+    return readFileSync(`/proc/${pid}/${name}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
