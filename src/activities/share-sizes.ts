@@ -86,6 +86,10 @@ export function besideShare(
  * What the export beside chunks may use of the account's rate, per window: what it keeps once
  * every chunk beside it runs, plus the whole requests of each chunk that cannot run yet (fewer
  * chunk files made than may run beside it), in runs whose chunks beside it each take 1/beside.
+ * Each chunk counts as 1/beside of what the export leaves: the most one takes, whatever the share
+ * it will have once the export has ended (`after`, which besideShare caps it by). The export is
+ * not told that share, and where the chunks share a writing limit of their own whole it is
+ * 1/beside: counted as 1/(beside + 1), a chunk took more than the export left it (52 of 50).
  */
 export function exportAllows(
   processor: BaseProcessor,
@@ -94,8 +98,7 @@ export function exportAllows(
   const { keeps, chunks } = side;
   if (!chunks) return keeps;
   const { rate } = processor.limits();
-  const { fraction } = besideShare(processor, chunks.beside, keeps, chunks.beside + 1);
-  const each = wholeRequests(rate.requests * (typeof fraction === 'number' ? fraction : fraction.shared));
+  const each = wholeRequests((rate.requests - keeps) / chunks.beside);
   return Math.max(keeps, rate.requests - Math.min(chunks.made, chunks.beside) * each);
 }
 

@@ -1,8 +1,16 @@
 import { strict as assert } from 'node:assert';
-import { Pacer, PacerSet } from '../../src/processors/pacing';
+import { Pacer, PacerSet, wholeRequests } from '../../src/processors/pacing';
 import { EspHttp } from '../../src/processors/http';
 import { RateLimitedError } from '../../src/processors/errors';
-import { chunksAtOnce, exportAllows, exportFraction, listingDemand } from '../../src/activities/share-sizes';
+import {
+  besideShare,
+  chunksAtOnce,
+  exportAllows,
+  exportFraction,
+  exportSlots,
+  listingDemand,
+  wholeWritingBeside,
+} from '../../src/activities/share-sizes';
 import { sandboxHarness, startSandbox } from './sandbox-harness';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 
@@ -267,6 +275,33 @@ describe('client-side pacing', () => {
     assert.equal(allows(9, 20), 23);
     // Runs whose chunks beside it take 1/(chunks known) (earlier versions) tell it no count: it keeps its part.
     assert.equal(exportAllows(processor, { keeps }), 41);
+  });
+
+  it('the export and the chunks made beside it never add up to more than the rate, whatever it gave back', () => {
+    // Where the chunks beside the export share a writing limit of their own whole (42 a second by
+    // 7), each takes 1/7 of what the export leaves; where they do not, 1/7 of it at most too.
+    for (const writing of [undefined, { requests: 42, perMs: 1000 }]) {
+      const processor = new SandboxProcessor(
+        { secrets: undefined as never },
+        { url: 'http://127.0.0.1:1', rateLimit: { requests: 50, perMs: 1000 }, concurrency: 10, writing },
+      );
+      const slots = exportSlots(processor, 'full');
+      const beside = chunksAtOnce(processor.limits()) - slots;
+      const after = writing ? beside : processor.descriptor.concurrency;
+      assert.equal(wholeWritingBeside(processor.limits(), beside), !!writing);
+      // The export starts with its fraction and only ever gives back: it keeps no more.
+      for (let keeps = 1; keeps <= exportFraction(processor.limits()) * 50; keeps++) {
+        const { fraction } = besideShare(processor, beside, keeps, after, slots);
+        const each = wholeRequests(50 * (typeof fraction === 'number' ? fraction : fraction.shared));
+        for (let made = 0; made <= beside; made++) {
+          const allows = exportAllows(processor, { keeps, chunks: { beside, made } });
+          assert.ok(
+            allows + made * each <= 50 + 1e-9,
+            `keeps ${keeps}, ${made} chunks of ${each}: the export allowed ${allows}`,
+          );
+        }
+      }
+    }
   });
 
   it('holds every caller after a pause (a 429 Retry-After)', async () => {
