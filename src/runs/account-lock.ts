@@ -17,6 +17,13 @@ export interface LockOwner {
   tellsWaiters?: boolean;
 }
 
+/** Who holds an account's lock, as its document says. */
+export interface LockHolder {
+  owner: LockOwner;
+  /** Not renewed in LOCK_TTL_MS: no worker has run its activities since, or its run has ended. */
+  expired: boolean;
+}
+
 interface LockDocument {
   owner: LockOwner;
   /** Epoch ms: a lock not renewed by then is free to take once its run has ended (acquire). */
@@ -166,10 +173,15 @@ export class AccountLocks {
     return current && same(current.doc.owner, owner) ? (current.doc.pausedUntil ?? 0) : 0;
   }
 
-  /** The run holding the lock, if any. */
-  async holder(key: string): Promise<LockOwner | undefined> {
+  /**
+   * The run holding the lock, if any: one that has not given it back, and whose lock has not
+   * expired, or expired less than STALE_AFTER_MS ago (`expired`): no other run takes it then
+   * unless its run has ended (acquire), which only Temporal can say.
+   */
+  async holder(key: string): Promise<LockHolder | undefined> {
     const doc = await this.read(key);
-    return doc && !doc.doc.released && doc.doc.expiresAt > this.now() ? doc.doc.owner : undefined;
+    if (!doc || doc.doc.released || doc.doc.expiresAt + STALE_AFTER_MS <= this.now()) return undefined;
+    return { owner: doc.doc.owner, expired: doc.doc.expiresAt <= this.now() };
   }
 
   private async read(key: string) {

@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { accountLockKey, AccountLocks } from '../runs/account-lock';
 import { readable } from '../codec/readable-text';
 import type { Stores } from '../storage';
@@ -17,17 +17,33 @@ export class RunInProgressError extends Error {
 }
 
 /**
- * The run writing a configuration now (its workflow id and since when it holds the account), or
- * undefined. A dry run, or a run of another configuration of the same ESP account, is not one.
+ * The run writing a configuration now (its workflow id), or undefined. A dry run, or a run of
+ * another configuration of the same ESP account, is not one. A run whose lock expired (no worker
+ * ran its activities for LOCK_TTL_MS: a deploy, an outage) still is while Temporal says it runs:
+ * it takes the account again as its activities start.
  */
-export async function runningWriter(stores: Stores, configurationId: string): Promise<string | undefined> {
+export async function runningWriter(
+  client: Client,
+  stores: Stores,
+  configurationId: string,
+): Promise<string | undefined> {
   const configuration = await stores.configurations.get(configurationId);
-  const holder = await new AccountLocks(stores.blobs).holder(
+  const held = await new AccountLocks(stores.blobs).holder(
     accountLockKey(configuration.esp, configuration.espAccountId),
   );
-  return holder && holder.configurationId === configurationId && !holder.dryRun
-    ? holder.workflowId
-    : undefined;
+  if (!held || held.owner.configurationId !== configurationId || held.owner.dryRun) return undefined;
+  if (held.expired && !(await stillRuns(client, held.owner.workflowId))) return undefined;
+  return held.owner.workflowId;
+}
+
+/** Whether the workflow's latest run (continue-as-new keeps its id) is running. */
+export async function stillRuns(client: Client, workflowId: string): Promise<boolean> {
+  try {
+    return (await client.workflow.getHandle(workflowId).describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
 }
 
 /**
@@ -46,7 +62,7 @@ export async function startConfigurationRun(
 ) {
   const now = options.now ?? new Date();
   if (!input.dryRun) {
-    const holder = await runningWriter(stores, input.configurationId);
+    const holder = await runningWriter(client, stores, input.configurationId);
     if (holder) throw new RunInProgressError(input.configurationId, holder);
   }
   // hhmmss plus a short random suffix: two runs started in the same second still differ.

@@ -14,7 +14,7 @@ import { historyCursorPattern, runHistory, runSummary } from '../runs/history';
 import { checkRedispatchable, NothingToRedispatchError } from '../runs/redispatch';
 import { csvHeader, csvLine, jsonLine, rejectedRows, resultCursorPattern, runResults } from '../runs/results';
 import { configurationIdSchema, NotFoundError, type Configuration } from '../storage';
-import { RunInProgressError, startConfigurationRun, today } from '../temporal/runs';
+import { RunInProgressError, startConfigurationRun, stillRuns, today } from '../temporal/runs';
 import type { SyncProgress } from '../workflows/configuration-run';
 import type { WebDeps } from './deps';
 import { escapeHtml, hidden, page } from './pages';
@@ -28,6 +28,9 @@ import { temporalClient } from './temporal-client';
 const RUNS_PER_PAGE = 20;
 const ROWS_PER_PAGE = 50;
 const PROGRESS_WAIT_MS = 2_000;
+/** Shown for a run whose account lock expired while Temporal says it runs. */
+const STALLED =
+  'no worker has run its activities for over 10 minutes (its account lock expired): are the workers up? `espresso doctor` checks them';
 
 const historyQuery = z.object({
   after: z.string().regex(historyCursorPattern, 'not a page of this history').optional(),
@@ -83,17 +86,24 @@ export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHan
     return { configuration, summary };
   }
 
-  /** The run holding the configuration's ESP account for it, with its live progress. */
+  /**
+   * The run holding the configuration's ESP account for it, with its live progress. One whose lock
+   * expired is shown while Temporal says it runs, saying so: no worker has run its activities.
+   */
   async function runningRun(c: Configuration): Promise<view.RunningRun | undefined> {
-    const holder = await new AccountLocks(deps.stores.blobs).holder(accountLockKey(c.esp, c.espAccountId));
-    if (holder?.configurationId !== c.id) return undefined;
-    const running: view.RunningRun = {
-      workflowId: holder.workflowId,
-      url: temporalRunUrl(deps, holder.workflowId),
-    };
+    const held = await new AccountLocks(deps.stores.blobs).holder(accountLockKey(c.esp, c.espAccountId));
+    if (held?.owner.configurationId !== c.id) return undefined;
+    const { workflowId } = held.owner;
+    const running: view.RunningRun = { workflowId, url: temporalRunUrl(deps, workflowId) };
     try {
       const client = await temporalClient(deps);
-      const query = client.workflow.getHandle(holder.workflowId).query<SyncProgress>('progress');
+      if (held.expired) {
+        if (!(await withTimeout(stillRuns(client, workflowId), PROGRESS_WAIT_MS, 'no answer'))) {
+          return undefined;
+        }
+        running.stalled = STALLED;
+      }
+      const query = client.workflow.getHandle(workflowId).query<SyncProgress>('progress');
       running.progress = await withTimeout(query, PROGRESS_WAIT_MS, 'Temporal did not answer in time');
     } catch (err) {
       running.problem = `progress unavailable: ${(err as Error).message.slice(0, 200)}`;

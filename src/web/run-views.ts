@@ -14,6 +14,8 @@ export interface RunningRun {
   progress?: SyncProgress;
   /** Why the progress is not shown (Temporal did not answer in time). */
   problem?: string;
+  /** Why the run may not be making progress (its account lock expired). */
+  stalled?: string;
 }
 
 export function duration(ms: number): string {
@@ -33,7 +35,7 @@ export function runningBox(running: RunningRun | undefined): string {
     ? `phase ${escapeHtml(p.phase)} · chunks ${p.chunksDone} of ${p.chunksTotal} · exported ${p.contactsExported} · updated ${p.updated} · rejected ${p.rejected}`
     : escapeHtml(running.problem ?? 'no progress yet');
   return `<div class="box" id="running"><strong>Running now</strong>: <a href="${escapeHtml(running.url)}">${escapeHtml(running.workflowId)}</a><br>
-<span id="progress">${facts}</span><br><span class="muted">This page refreshes every 5 seconds while a run is in progress.</span></div>`;
+<span id="progress">${facts}</span><br>${running.stalled ? `<span id="stalled">${escapeHtml(running.stalled)}</span><br>` : ''}<span class="muted">This page refreshes every 5 seconds while a run is in progress.</span></div>`;
 }
 
 function runStatus(s: RunSummary): string {

@@ -68,7 +68,7 @@ for (const [name, makeStore] of adapters) {
       assert.deepEqual(await locks.acquire(key, a), { held: true }, 'a retry of the same run takes it again');
       assert.deepEqual(await locks.acquire(key, run('cfg_b', 2)), { held: false, holder: a });
       assert.deepEqual(await locks.acquire(key, run('cfg_a', 3)), { held: false, holder: a });
-      assert.deepEqual(await locks.holder(key), a);
+      assert.deepEqual(await locks.holder(key), { owner: a, expired: false });
       // Another account is another lock.
       assert.deepEqual(await locks.acquire(accountLockKey('mailchimp', 'acct-two'), run('cfg_b', 2)), {
         held: true,
@@ -83,7 +83,7 @@ for (const [name, makeStore] of adapters) {
       const winners = answers.filter((a) => a.held);
       assert.equal(winners.length, 1);
       const holder = await new AccountLocks(blobs, clock).holder(key);
-      for (const a of answers) if (!a.held) assert.deepEqual(a.holder, holder);
+      for (const a of answers) if (!a.held) assert.deepEqual(a.holder, holder?.owner);
     });
 
     it('given back, the next run takes it at once; renewing it then fails', async () => {
@@ -92,7 +92,7 @@ for (const [name, makeStore] of adapters) {
       assert.equal(await locks.holder(key), undefined);
       assert.deepEqual(await locks.acquire(key, b), { held: true });
       await locks.release(key, a); // a late give-back of the old holder changes nothing
-      assert.deepEqual(await locks.holder(key), b);
+      assert.deepEqual(await locks.holder(key), { owner: b, expired: false });
       await assert.rejects(locks.renew(key, a), LockLostError);
     });
 
@@ -135,6 +135,8 @@ for (const [name, makeStore] of adapters) {
       // Every worker down for twenty minutes: nothing renews it, and the waiting run asks.
       now += 2 * LOCK_TTL_MS;
       assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a, expired: true });
+      // Still its holder, expired: the admin page and `espresso sync` ask Temporal whether it runs.
+      assert.deepEqual(await locks.holder(key), { owner: a, expired: true });
       // The workers are back: the run's next activity renews its lock and goes on.
       assert.equal((await locks.renew(key, a)).validUntil, now + LOCK_TTL_MS);
       assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a });
@@ -142,6 +144,7 @@ for (const [name, makeStore] of adapters) {
       now += LOCK_TTL_MS + STALE_AFTER_MS - 1_000;
       assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a, expired: true });
       now += 1_000;
+      assert.equal(await locks.holder(key), undefined, 'stale: no holder');
       assert.deepEqual(await locks.acquire(key, b), { held: true });
       await assert.rejects(
         locks.renew(key, a),

@@ -4,17 +4,21 @@
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
+import request from 'supertest';
 import type { RunSummary } from '../../src/runs/summaries';
 import { accountLockKey } from '../../src/runs/account-lock';
 import { runFiles } from '../../src/runs/files';
 import { NotFoundError } from '../../src/storage';
 import { RunInProgressError, runningWriter, startConfigurationRun } from '../../src/temporal/runs';
+import { createApp } from '../../src/web/app';
 import { configurationSyncWorkflow } from '../../src/workflows';
 import type { SandboxAccount } from '../../src/sandbox/state';
 import type { ConfigurationSyncInput } from '../../src/workflows/configuration-sync';
 import { startEspresso, type Espresso } from '../support/espresso';
+import { webDeps } from '../support/web';
 
 const DAY = '2026-11-28';
+const ADMIN = { user: 'ops', password: 'one writer at a time' };
 
 describe('one writer per configuration', function () {
   this.timeout(300_000);
@@ -32,7 +36,7 @@ describe('one writer per configuration', function () {
     JSON.parse((await e.stores.blobs.get(runFiles.summary(configurationId, folder))).body.toString('utf8'));
   const writing = async (configurationId: string) => {
     for (let i = 0; i < 200; i++) {
-      if (await runningWriter(e.stores, configurationId)) return;
+      if (await runningWriter(e.client, e.stores, configurationId)) return;
       await sleep(50);
     }
     throw new Error(`no writer of ${configurationId} started`);
@@ -228,6 +232,61 @@ describe('one writer per configuration', function () {
     assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
     const timers = (await third.fetchHistory()).events!.filter((ev) => ev.timerFiredEventAttributes);
     assert.equal(timers.length, 0, 'it waited for the ended run');
+  });
+
+  it('a run whose lock expired is still the writer while Temporal says it runs: refused starts, the admin page says it is stalled; not once it has ended', async () => {
+    // A run that keeps running and renews nothing, as one whose workers are all down would: it
+    // waits for an account of its own, held by a run that does not tell.
+    const stalled = await e.connect(10, {}, { account: 'acct_held_elsewhere' });
+    const other = { configurationId: 'cfg_other', workflowId: 'sync/cfg_other/x', runId: 'r', dryRun: false };
+    await e.stores.blobs.put(
+      accountLockKey('sandbox', 'acct_held_elsewhere'),
+      JSON.stringify({ owner: other, expiresAt: Date.now() + 600_000 }),
+    );
+    const run = await start(
+      { configurationId: stalled.configuration.id, runDate: DAY, mode: 'incremental' },
+      `sync/${stalled.configuration.id}/${DAY}`,
+    );
+    // The configuration's account lock names that run, not renewed for longer than the TTL.
+    const { configuration } = await e.connect(10, {}, { account: 'acct_expired_writer' });
+    const owner = {
+      configurationId: configuration.id,
+      workflowId: run.workflowId,
+      runId: run.firstExecutionRunId,
+      dryRun: false,
+      tellsWaiters: true,
+    };
+    await e.stores.blobs.put(
+      accountLockKey('sandbox', 'acct_expired_writer'),
+      JSON.stringify({ owner, expiresAt: Date.now() - 1_000 }),
+    );
+    assert.equal(await runningWriter(e.client, e.stores, configuration.id), run.workflowId);
+    await assert.rejects(
+      startConfigurationRun(
+        e.client,
+        e.stores,
+        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+        'manual',
+        { taskQueue: e.taskQueue },
+      ),
+      RunInProgressError,
+    );
+    const app = createApp(
+      webDeps(e.stores, async () => e.env.connection, {
+        web: { publicUrl: 'http://localhost:3000', sessionSecret: 's'.repeat(40), admin: ADMIN },
+      }),
+    );
+    const page = async () =>
+      (await request(app).get(`/admin/configurations/${configuration.id}`).auth(ADMIN.user, ADMIN.password))
+        .text;
+    const shown = await page();
+    assert.match(shown, new RegExp(`Running now</strong>: <a [^>]*>${run.workflowId}</a>`));
+    assert.match(shown, /id="stalled">no worker has run its activities for over 10 minutes/);
+    assert.match(shown, /id="progress">phase \w+ · chunks 0 of 0/);
+    // Ended (terminated, so it never gave the lock back): no writer, and the page shows none.
+    await run.terminate('test over');
+    assert.equal(await runningWriter(e.client, e.stores, configuration.id), undefined);
+    assert.match(await page(), /No run in progress/);
   });
 
   it('a redispatch of day D after day D+1 gave its rejected contacts values writes nothing over them', async () => {
@@ -487,7 +546,11 @@ describe('one writer per configuration', function () {
     const summary = await summaryOf(configuration.id, DAY);
     assert.equal(summary.status, 'timed_out');
     assert.match(summary.reason!, /passed its deadline/);
-    assert.equal(await runningWriter(e.stores, configuration.id), undefined, 'the writer is still held');
+    assert.equal(
+      await runningWriter(e.client, e.stores, configuration.id),
+      undefined,
+      'the writer is still held',
+    );
     const writes = list.writes;
     await sleep(1_000);
     assert.equal(list.writes, writes, 'writes went on after the deadline');
@@ -520,7 +583,7 @@ describe('one writer per configuration', function () {
     assert.ok(writes < 60_000, 'the run was not stopped before the end');
     assert.equal((await summaryOf(configuration.id, DAY)).status, 'cancelled');
     assert.deepEqual((await handle.describe()).searchAttributes.EspressoStatus, ['cancelled']);
-    assert.equal(await runningWriter(e.stores, configuration.id), undefined);
+    assert.equal(await runningWriter(e.client, e.stores, configuration.id), undefined);
   });
 
   it('docs/runs.md: a terminated run keeps EspressoStatus="running" and writes no summary; ExecutionStatus="Terminated" finds it', async () => {
