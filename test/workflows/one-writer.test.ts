@@ -42,37 +42,27 @@ describe('one writer per configuration', function () {
     throw new Error(`no writer of ${configurationId} started`);
   };
 
-  it('two `espresso sync` a second apart: the second is refused naming the first, and no contact gets two values', async () => {
-    const { configuration, list, account } = await e.connect(20_000);
-    slow(account, 100);
-    const first = await startConfigurationRun(
+  /** `espresso sync <configurationId>` (and the admin page's "run now"). */
+  const manualRun = (configurationId: string) =>
+    startConfigurationRun(
       e.client,
       e.stores,
-      { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
+      { configurationId, runDate: DAY, mode: 'incremental' },
       'manual',
       { taskQueue: e.taskQueue },
     );
+
+  it('two `espresso sync` a second apart: the second is refused naming the first, and no contact gets two values', async () => {
+    const { configuration, list, account } = await e.connect(20_000);
+    slow(account, 100);
+    const first = await manualRun(configuration.id);
     await writing(configuration.id);
     await sleep(1_000);
-    await assert.rejects(
-      startConfigurationRun(
-        e.client,
-        e.stores,
-        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
-        'manual',
-        {
-          taskQueue: e.taskQueue,
-        },
-      ),
-      (err: unknown) => {
-        assert.ok(err instanceof RunInProgressError);
-        assert.match(
-          err.message,
-          new RegExp(`being written by run ${first.workflowId.replace(/\//g, '\\/')}`),
-        );
-        return true;
-      },
-    );
+    await assert.rejects(manualRun(configuration.id), (err: unknown) => {
+      assert.ok(err instanceof RunInProgressError);
+      assert.match(err.message, new RegExp(`being written by run ${first.workflowId.replace(/\//g, '\\/')}`));
+      return true;
+    });
     const result = await first.result();
     assert.equal(result.status, 'completed');
     assert.equal(result.updated, 20_000);
@@ -261,16 +251,7 @@ describe('one writer per configuration', function () {
       JSON.stringify({ owner, expiresAt: Date.now() - 1_000 }),
     );
     assert.equal(await runningWriter(e.client, e.stores, configuration.id), run.workflowId);
-    await assert.rejects(
-      startConfigurationRun(
-        e.client,
-        e.stores,
-        { configurationId: configuration.id, runDate: DAY, mode: 'incremental' },
-        'manual',
-        { taskQueue: e.taskQueue },
-      ),
-      RunInProgressError,
-    );
+    await assert.rejects(manualRun(configuration.id), RunInProgressError);
     const app = createApp(
       webDeps(e.stores, async () => e.env.connection, {
         web: { publicUrl: 'http://localhost:3000', sessionSecret: 's'.repeat(40), admin: ADMIN },
