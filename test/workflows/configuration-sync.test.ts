@@ -122,7 +122,11 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const firstChunk = order.indexOf('chunk scheduled');
     assert.ok(lastPart > 0 && firstChunk >= 0, order.join(', '));
     assert.ok(firstChunk < lastPart, `the chunks waited for the whole export: ${order.join(', ')}`);
-    assert.equal(order.filter((o) => o === 'chunk scheduled').length, 5);
+    // One update per chunk file: 45 pages of 1,000 make 5 files of 10,000 lines at most, or 6 when
+    // the first page came late on a loaded machine (the first file is closed 250 ms into the listing).
+    const summary = await readSummary(e, configuration.id);
+    assert.ok(summary.chunks === 5 || summary.chunks === 6, `${summary.chunks} chunk files`);
+    assert.equal(order.filter((o) => o === 'chunk scheduled').length, summary.chunks);
 
     // Every contact holds its chunk file's value, written once.
     const chunks = await e.chunkValues(configuration.id, RUN_DATE);
@@ -130,9 +134,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const values = list.values.get(configuration.fieldName)!;
     for (const [contactId, value] of chunks) assert.equal(values[Number(contactId.slice(3)) - 1], value);
     assert.equal(list.conflicts.size, 0);
-    const summary = await readSummary(e, configuration.id);
     assert.deepEqual(summary.contacts, { exported: 45_000, alreadySet: 0, updated: 45_000, rejected: 0 });
-    assert.equal(summary.chunks, 5);
     assert.equal(summary.maintenance?.field, 'created');
   });
 
