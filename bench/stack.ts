@@ -20,7 +20,7 @@ import { TASK_QUEUE } from '../src/temporal/constants';
 import { startDevServer } from '../src/temporal/dev-server';
 import { waitForWorker } from '../src/temporal/worker-ready';
 import { resolveTemporalCli } from '../src/tools';
-import { WORKER_ENV, WORKER_NODE_FLAGS } from '../src/worker/node-options';
+import { workerEnv, WORKER_NODE_FLAGS } from '../src/worker/node-options';
 import { alive, clusterEnv, startClusterTopology, type ClusterTopology } from './cluster';
 
 export const ACCOUNTS = {
@@ -199,7 +199,10 @@ export async function startStack(
       process.execPath,
       [...WORKER_NODE_FLAGS, join(projectRoot, 'dist/src/worker/main.js')],
       // Its output (the Temporal core logs to stdout) goes to stderr: stdout is the bench's JSON.
-      { env: { ...baseEnv, ...WORKER_ENV, ...workerPacingEnv(pacing, limitsEnv) }, stdio: ['ignore', 2, 2] },
+      {
+        env: { ...baseEnv, ...workerEnv(baseEnv), ...workerPacingEnv(pacing, limitsEnv) },
+        stdio: ['ignore', 2, 2],
+      },
     );
     children.add(child);
     child.once('exit', () => children.delete(child));

@@ -89,7 +89,8 @@ export function besideShare(
  * Each chunk counts as 1/beside of what the export leaves: the most one takes, whatever the share
  * it will have once the export has ended (`after`, which besideShare caps it by). The export is
  * not told that share, and where the chunks share a writing limit of their own whole it is
- * 1/beside: counted as 1/(beside + 1), a chunk took more than the export left it (52 of 50).
+ * 1/beside: counted as 1/(beside + 1), a chunk took more than the export left it (at worst, seven
+ * chunks of 7 a second beside an export that kept 1 of 50 and was allowed 8: 57).
  */
 export function exportAllows(
   processor: BaseProcessor,

@@ -22,7 +22,7 @@ import { applySchedule } from '../temporal/schedule';
 import { waitForWorker } from '../temporal/worker-ready';
 import { startDevServer, type DevServer } from '../temporal/dev-server';
 import { describeTemporalCli, resolveTemporalCli } from '../tools';
-import { WORKER_ENV, WORKER_NODE_FLAGS } from '../worker/node-options';
+import { workerEnv, WORKER_NODE_FLAGS } from '../worker/node-options';
 import { loadConfigOrExit } from '../load-config';
 import { describeApplied } from './runs';
 
@@ -69,7 +69,7 @@ export async function startApplication(
     const metrics = config.metrics ? { ESPRESSO_METRICS_PORT: String(config.metrics.port + i - 1) } : {};
     supervisor.startNode(name, join(__dirname, '../worker/main.js'), WORKER_NODE_FLAGS, {
       ...options.env,
-      ...WORKER_ENV,
+      ...workerEnv({ ...process.env, ...options.env }),
       ...metrics,
     });
   }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { RunSummary } from '../runs/summaries';
 import { adminActor, recordAudit } from '../audit/log';
 import { withTimeout } from '../lib/timeout';
-import { accountLockKey, AccountLocks } from '../runs/account-lock';
+import { accountLockKey, AccountLocks, LOCK_TTL_MS } from '../runs/account-lock';
 import { DryRunFolderError } from '../runs/dry-runs';
 import { runFolderSchema } from '../runs/files';
 import { historyCursorPattern, runHistory, runSummary } from '../runs/history';
@@ -28,9 +28,8 @@ import { temporalClient } from './temporal-client';
 const RUNS_PER_PAGE = 20;
 const ROWS_PER_PAGE = 50;
 const PROGRESS_WAIT_MS = 2_000;
-/** Shown for a run whose account lock expired while Temporal says it runs. */
-const STALLED =
-  'no worker has run its activities for over 10 minutes (its account lock expired): are the workers up? `espresso doctor` checks them';
+/** Shown for a run whose account lock expired (Temporal says it runs, or did not answer). */
+const STALLED = `no worker has run its activities for over ${LOCK_TTL_MS / 60_000} minutes (its account lock expired): are the workers up? espresso doctor checks them`;
 
 const historyQuery = z.object({
   after: z.string().regex(historyCursorPattern, 'not a page of this history').optional(),
@@ -98,10 +97,9 @@ export function runRoutes(deps: WebDeps, signer: Signer, postLimiter: RequestHan
     try {
       const client = await temporalClient(deps);
       if (held.expired) {
-        if (!(await withTimeout(stillRuns(client, workflowId), PROGRESS_WAIT_MS, 'no answer'))) {
-          return undefined;
-        }
         running.stalled = STALLED;
+        const runs = stillRuns(client, held.owner);
+        if (!(await withTimeout(runs, PROGRESS_WAIT_MS, 'Temporal did not answer in time'))) return undefined;
       }
       const query = client.workflow.getHandle(workflowId).query<SyncProgress>('progress');
       running.progress = await withTimeout(query, PROGRESS_WAIT_MS, 'Temporal did not answer in time');

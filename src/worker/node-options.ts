@@ -15,3 +15,8 @@ export const WORKER_NODE_FLAGS = ['--max-old-space-size=768'];
  * a worker's peak in a 1,000,000-contact run (docs/performance.md), at no measured cost in time.
  */
 export const WORKER_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
+/** WORKER_ENV's variables that the environment does not set already (an operator's own win). */
+export function workerEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return Object.fromEntries(Object.entries(WORKER_ENV).filter(([key]) => env[key] === undefined));
+}
