@@ -12,6 +12,7 @@ import {
   exportFraction,
   exportShare,
   windowShare,
+  type BesideChunks,
   type ShareOf,
 } from './share-sizes';
 import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
@@ -103,7 +104,7 @@ export class AccountShare {
     allows: number;
     since: number;
     slots: number;
-    chunks?: { beside: number; made: number };
+    chunks?: BesideChunks;
   };
 
   constructor(
@@ -175,7 +176,7 @@ export class AccountShare {
     /** What an earlier part or attempt kept (the progress file): never more than that. */
     keptBefore?: number,
     /** Runs whose chunks beside it each take 1/beside of what it leaves, and the chunk files made so far. */
-    chunks?: { beside: number; made: number },
+    chunks?: BesideChunks,
     slots = 1,
   ) {
     const limits = processor.limits();

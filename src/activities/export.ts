@@ -54,6 +54,8 @@ export interface ExportPartInput extends ExportInput {
    * export leaves: until it has made that many chunk files, it uses the shares of the others.
    */
   chunksBeside?: number;
+  /** With chunksBeside: no chunk beside this part takes more than 1/chunksAfter of any limit. */
+  chunksAfter?: number;
   /**
    * Requests this part keeps in flight beside the chunks (share-sizes.ts, exportSlots): up to
    * PAGES_AT_ONCE pages on their way at once when the ESP pages by offset. Default one.
@@ -97,6 +99,7 @@ export function createExportActivities(deps: ActivityDeps) {
         stopAfterChunks: given.retryOf ? undefined : given.stopAfterChunks,
         besideChunks: given.besideChunks,
         chunksBeside: given.chunksBeside,
+        chunksAfter: given.chunksAfter,
         exportSlots: given.exportSlots,
       });
     },
@@ -112,7 +115,13 @@ export function createExportActivities(deps: ActivityDeps) {
    */
   async function runExport(
     given: ExportInput | WithEarlierFolderName<ExportInput>,
-    part: { stopAfterChunks?: number; besideChunks?: boolean; chunksBeside?: number; exportSlots?: number },
+    part: {
+      stopAfterChunks?: number;
+      besideChunks?: boolean;
+      chunksBeside?: number;
+      chunksAfter?: number;
+      exportSlots?: number;
+    },
   ): Promise<ExportPartResult> {
     return mapFailures(async (): Promise<ExportPartResult> => {
       const input = withRunFolder(given);
@@ -188,7 +197,7 @@ export function createExportActivities(deps: ActivityDeps) {
             input.lock,
             committed.exportKeeps,
             validBeside(part.chunksBeside)
-              ? { beside: part.chunksBeside, made: committed.chunkCount }
+              ? { beside: part.chunksBeside, made: committed.chunkCount, after: part.chunksAfter }
               : undefined,
             slots,
           )

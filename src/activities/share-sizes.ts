@@ -83,23 +83,38 @@ export function besideShare(
 }
 
 /**
+ * The chunks beside the export, as the export part is told: how many run beside it at most
+ * (`beside`: each takes 1/beside of what the export leaves), how many chunk files it has made, and
+ * the window that caps each chunk's share (`after`: besideShare's, the run's count of it once the
+ * export has ended; runs of earlier versions send none).
+ */
+export interface BesideChunks {
+  beside: number;
+  made: number;
+  after?: number;
+}
+
+/**
  * What the export beside chunks may use of the account's rate, per window: what it keeps once
  * every chunk beside it runs, plus the whole requests of each chunk that cannot run yet (fewer
  * chunk files made than may run beside it), in runs whose chunks beside it each take 1/beside.
- * Each chunk counts as 1/beside of what the export leaves: the most one takes, whatever the share
- * it will have once the export has ended (`after`, which besideShare caps it by). The export is
- * not told that share, and where the chunks share a writing limit of their own whole it is
- * 1/beside: counted as 1/(beside + 1), a chunk took more than the export left it (at worst, seven
- * chunks of 7 a second beside an export that kept 1 of 50 and was allowed 8: 57).
+ * Each chunk counts as the most it takes: 1/beside of what the export leaves, and no more than
+ * 1/after of the rate. Without `after` the cap is unknown (it is 1/beside where the chunks share a
+ * writing limit of their own whole): counted as 1/(beside + 1), a chunk could take more than the
+ * export left it (at worst, seven chunks of 7 a second beside an export that kept 1 of 50 and was
+ * allowed 8: 57), so each then counts as 1/beside of what the export leaves.
  */
 export function exportAllows(
   processor: BaseProcessor,
-  side: { keeps: number; chunks?: { beside: number; made: number } },
+  side: { keeps: number; chunks?: BesideChunks },
 ): number {
   const { keeps, chunks } = side;
   if (!chunks) return keeps;
   const { rate } = processor.limits();
-  const each = wholeRequests((rate.requests - keeps) / chunks.beside);
+  const after = Number.isInteger(chunks.after) && chunks.after! >= 1 ? chunks.after! : undefined;
+  const each = wholeRequests(
+    Math.min((rate.requests - keeps) / chunks.beside, after ? rate.requests / after : Infinity),
+  );
   return Math.max(keeps, rate.requests - Math.min(chunks.made, chunks.beside) * each);
 }
 

@@ -294,6 +294,10 @@ describe('client-side pacing', () => {
         const { fraction } = besideShare(processor, beside, keeps, after, slots);
         const each = wholeRequests(50 * (typeof fraction === 'number' ? fraction : fraction.shared));
         for (let made = 0; made <= beside; made++) {
+          // Told the chunks' cap (this version's runs), it uses exactly what the chunks leave.
+          const told = exportAllows(processor, { keeps, chunks: { beside, made, after } });
+          assert.equal(told, Math.max(keeps, 50 - made * each), `keeps ${keeps}, ${made} chunks of ${each}`);
+          // Not told (runs of earlier versions), it never takes more.
           const allows = exportAllows(processor, { keeps, chunks: { beside, made } });
           assert.ok(
             allows + made * each <= 50 + 1e-9,

@@ -197,10 +197,17 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     const ofExport: Array<{ chunk: number; besideExport?: boolean; afterAnEnd: boolean }> = [];
     const chunkEvents = new Set<string>();
     let chunkEnded = false;
+    // What the export parts are told of the chunks beside them, and what those chunks are told.
+    const parts: Array<{ chunksBeside?: number; chunksAfter?: number }> = [];
+    const afterWindows = new Set<number>();
     for (const ev of (await handle.fetchHistory()).events ?? []) {
       const ended = ev.activityTaskCompletedEventAttributes?.scheduledEventId;
       if (ended && chunkEvents.has(String(ended))) chunkEnded = true;
       const a = ev.activityTaskScheduledEventAttributes;
+      if (a?.activityType?.name === 'exportPart') {
+        const [payload] = await codec!.decode(a.input!.payloads as Payload[]);
+        parts.push(defaultPayloadConverter.fromPayload(payload!));
+      }
       if (a?.activityType?.name !== 'updateChunk') continue;
       chunkEvents.add(String(ev.eventId));
       const [payload] = await codec!.decode(a.input!.payloads as Payload[]);
@@ -209,12 +216,19 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
         inExportPlace?: boolean;
         besideExport?: boolean;
         shareOfExport?: boolean;
+        afterExportWindow?: number;
       }>(payload!);
+      if (given.besideExport) afterWindows.add(given.afterExportWindow ?? 0);
       if (given.inExportPlace) inPlace.push(given.chunk);
       if (given.shareOfExport)
         ofExport.push({ chunk: given.chunk, besideExport: given.besideExport, afterAnEnd: chunkEnded });
     }
     assert.equal(inPlace.length, 1, `chunks in the export's place: ${inPlace.join(', ')}`);
+    // Each export part counts the chunks beside it with the cap they have: 2 beside it, each at
+    // most 1/3 (its share once the export has ended).
+    assert.deepEqual([...afterWindows], [3]);
+    assert.ok(parts.length >= 1, 'no export part');
+    for (const part of parts) assert.deepEqual([part.chunksBeside, part.chunksAfter], [2, 3]);
     assert.ok(ofExport.length >= 1, 'no chunk was told its share was the export');
     assert.ok(
       ofExport.every((c) => c.besideExport && !c.afterAnEnd),
@@ -325,6 +339,11 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     }
     assert.equal(list.conflicts.size, 0);
     assert.ok(parts.length >= 1 && parts.every((p) => p.exportSlots === 3), JSON.stringify(parts));
+    // Each part counts the chunks beside it as they are: five, each with a fifth of the writing.
+    assert.ok(
+      parts.every((p) => p.chunksBeside === 5 && p.chunksAfter === 5),
+      JSON.stringify(parts),
+    );
     const beside = chunks.filter((c) => c.besideExport);
     assert.ok(beside.length >= 1, JSON.stringify(chunks));
     for (const c of beside) {

@@ -110,7 +110,10 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
             Math.floor((eventsLeft(input) - PART_RESERVE_EVENTS) / EVENTS_PER_CHUNK),
           ),
           besideChunks: true,
-          ...(fullWindowAfter ? { chunksBeside: besideWindow } : {}),
+          // Each chunk beside it takes no more than 1/after of any limit (startChunk's `after`).
+          ...(fullWindowAfter
+            ? { chunksBeside: besideWindow, chunksAfter: writingLimited ? besideWindow : concurrency }
+            : {}),
           ...(exportSlots > 1 ? { exportSlots } : {}),
         }),
       )
