@@ -197,7 +197,11 @@ export function createExportActivities(deps: ActivityDeps) {
             input.lock,
             committed.exportKeeps,
             validBeside(part.chunksBeside)
-              ? { beside: part.chunksBeside, made: committed.chunkCount, after: part.chunksAfter }
+              ? {
+                  beside: part.chunksBeside,
+                  made: committed.chunkCount,
+                  ...(validBeside(part.chunksAfter) ? { after: part.chunksAfter } : {}),
+                }
               : undefined,
             slots,
           )
@@ -285,7 +289,7 @@ async function beating<T>(context: Context, details: () => unknown, fn: () => Pr
   }
 }
 
-/** A number of chunks beside the export a run sent (older runs send none). */
+/** A count of chunks a run sent (beside the export, or the window capping them; older runs send none). */
 function validBeside(n: number | undefined): n is number {
   return Number.isInteger(n) && n! >= 1;
 }

@@ -111,11 +111,11 @@ export function exportAllows(
   const { keeps, chunks } = side;
   if (!chunks) return keeps;
   const { rate } = processor.limits();
-  const after = Number.isInteger(chunks.after) && chunks.after! >= 1 ? chunks.after! : undefined;
+  const { beside, after } = chunks;
   const each = wholeRequests(
-    Math.min((rate.requests - keeps) / chunks.beside, after ? rate.requests / after : Infinity),
+    Math.min((rate.requests - keeps) / beside, after ? rate.requests / after : Infinity),
   );
-  return Math.max(keeps, rate.requests - Math.min(chunks.made, chunks.beside) * each);
+  return Math.max(keeps, rate.requests - Math.min(chunks.made, beside) * each);
 }
 
 /** One of `window` chunk updates in flight, nothing else running. */

@@ -89,12 +89,11 @@ export class AccountLocks {
   ): Promise<{ held: true } | { held: false; holder: LockOwner; expired?: true }> {
     return this.change<{ held: true } | { held: false; holder: LockOwner; expired?: true }>(key, (doc) => {
       if (doc && !doc.released && !same(doc.owner, owner)) {
-        const expired = doc.expiresAt <= this.now();
+        const age = this.age(doc);
+        const expired = age !== 'held';
         const free =
           expired &&
-          (expiredIsFree ||
-            (holderEnded !== undefined && same(doc.owner, holderEnded)) ||
-            this.now() - doc.expiresAt >= STALE_AFTER_MS);
+          (expiredIsFree || (holderEnded !== undefined && same(doc.owner, holderEnded)) || age === 'stale');
         if (!free) {
           return {
             answer: {
@@ -180,8 +179,15 @@ export class AccountLocks {
    */
   async holder(key: string): Promise<LockHolder | undefined> {
     const doc = await this.read(key);
-    if (!doc || doc.doc.released || doc.doc.expiresAt + STALE_AFTER_MS <= this.now()) return undefined;
-    return { owner: doc.doc.owner, expired: doc.doc.expiresAt <= this.now() };
+    if (!doc || doc.doc.released) return undefined;
+    const age = this.age(doc.doc);
+    return age === 'stale' ? undefined : { owner: doc.doc.owner, expired: age === 'expired' };
+  }
+
+  /** A lock not given back: renewed in time, expired, or expired STALE_AFTER_MS ago or more. */
+  private age(doc: LockDocument): 'held' | 'expired' | 'stale' {
+    const past = this.now() - doc.expiresAt;
+    return past < 0 ? 'held' : past < STALE_AFTER_MS ? 'expired' : 'stale';
   }
 
   private async read(key: string) {
