@@ -96,6 +96,19 @@ describe('docker-compose.yml and Dockerfile', () => {
     for (const [key, value] of Object.entries(WORKER_ENV)) assert.equal(worker.environment![key], value, key);
   });
 
+  it("runs the image's own command as the worker, with the same heap cap and malloc arenas", () => {
+    const dockerfile = readFileSync(join(projectRoot, 'Dockerfile'), 'utf8');
+    // The last stage is the image: its CMD and ENV lines.
+    const image = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const cmd = image.match(/^CMD\s+(\[.*\])\s*$/m);
+    assert.ok(cmd, 'the image has no CMD in exec form');
+    assert.deepEqual(JSON.parse(cmd[1]!), ['node', ...WORKER_NODE_FLAGS, 'dist/src/worker/main.js']);
+    const env = Object.fromEntries(
+      [...image.matchAll(/^ENV\s+(\w+)=(\S+)\s*$/gm)].map((m) => [m[1]!, m[2]!]),
+    );
+    for (const [key, value] of Object.entries(WORKER_ENV)) assert.equal(env[key], value, key);
+  });
+
   it('sets only variables the config module declares, with values it accepts', () => {
     const declared = new Set(Object.keys(envSchema.shape));
     for (const [name, service] of ownServices) {
