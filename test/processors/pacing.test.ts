@@ -61,7 +61,7 @@ describe('client-side pacing', () => {
     this.timeout(10_000);
     // 20 a second: slots 52.5 ms apart (5% under the limit). The event loop is blocked 8 ms of
     // every 10, so each request wakes up to 8 ms after its slot. Spaced from when each really
-    // started, the lateness adds up: about 18 a second.
+    // started, the lateness adds up: about 17 a second.
     const pacer = new Pacer({ requests: 20, perMs: 1000 }, 4);
     let blocking = true;
     const block = () => {
