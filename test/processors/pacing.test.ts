@@ -61,7 +61,8 @@ describe('client-side pacing', () => {
     this.timeout(10_000);
     // 20 a second: slots 52.5 ms apart (5% under the limit). The event loop is blocked 8 ms of
     // every 10, so each request wakes up to 8 ms after its slot. Spaced from when each really
-    // started, the lateness adds up: about 17 a second.
+    // started, the lateness adds up: about 17 a second. Counted from their slots: 19.05, less
+    // what a loaded machine adds past the credit (5% is left for that).
     const pacer = new Pacer({ requests: 20, perMs: 1000 }, 4);
     let blocking = true;
     const block = () => {
@@ -79,7 +80,7 @@ describe('client-side pacing', () => {
       blocking = false;
     }
     const perSecond = ((starts.length - 1) * 1000) / (starts.at(-1)! - starts[0]!);
-    assert.ok(perSecond >= 0.97 * (20 / 1.05), `${perSecond.toFixed(2)} requests a second`);
+    assert.ok(perSecond >= 0.95 * (20 / 1.05), `${perSecond.toFixed(2)} requests a second`);
     for (const t of starts) {
       const inWindow = starts.filter((u) => u >= t && u < t + 1_000).length;
       assert.ok(inWindow <= 20, `${inWindow} requests in one second, limit 20`);
