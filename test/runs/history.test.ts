@@ -112,6 +112,37 @@ describe('run results', () => {
     );
   });
 
+  it("finds one contact's rejected rows by its id however its line is written, and a shown placeholder as before", async () => {
+    const other = '2026-12-04';
+    await blobs.put(
+      runFiles.results(CFG, other, 1),
+      [
+        '{"contactId":"c10","value":"v","status":"rejected","reason":"r1"}',
+        '{"contactId":1234,"value":"v","status":"rejected","reason":"a number"}',
+        'not json',
+        '{"contactId":"c1","value":"v","status":"rejected","reason":"r2"}',
+        '{"contactId":"bob@example.com","value":"v","status":"rejected","reason":"an email"}',
+      ].join('\n') + '\n',
+    );
+    // c10's line holds "c1" too: it is read, and is not c1's row.
+    const c1 = await rejectedRows(blobs, CFG, other, { limit: 10, contactId: 'c1' });
+    assert.deepEqual(
+      c1.rows.map((r) => [r.line, r.reason]),
+      [[4, 'r2']],
+    );
+    const numeric = await rejectedRows(blobs, CFG, other, { limit: 10, contactId: '1234' });
+    assert.deepEqual(
+      numeric.rows.map((r) => r.reason),
+      ['a number'],
+    );
+    // The page shows emails as [email]; searching for that finds them, as it always did.
+    const emails = await rejectedRows(blobs, CFG, other, { limit: 10, contactId: '[email]' });
+    assert.deepEqual(
+      emails.rows.map((r) => [r.line, r.reason]),
+      [[5, 'an email']],
+    );
+  });
+
   it('writes CSV and JSONL a spreadsheet and a script read back as they were', async () => {
     const rows = [];
     for await (const row of runResults(blobs, CFG, folder)) rows.push(row);
