@@ -1,7 +1,9 @@
-// A run's per-contact results as people see them (admin pages, downloads, the CLI): read line by
-// line from the blob store, never whole, with emails and secrets kept out.
+// A run's per-contact results as people see them (admin pages, downloads, the CLI): read from the
+// blob store line by line (a contact search: one results file at a time), never the whole run at
+// once, with emails and secrets kept out.
 import { sanitize } from '../processors/errors';
 import type { BlobStore } from '../storage';
+import { lineBatches } from '../storage/lines';
 import { rejectionKind, runFiles, type ResultLine } from './files';
 
 /** One result as shown: a contact id that is an email address (Iterable) shows as `[email]`. */
@@ -58,7 +60,9 @@ function shown(chunk: number, line: number, text: string): ShownResult | undefin
 
 /**
  * Every result of a run, in chunk and line order, from the position after `after` (`chunk-line`);
- * with `holding`, only the lines that hold that text (the others are not parsed).
+ * with `holding`, only the lines that hold that text (the others are not parsed). A results file
+ * holds at most CHUNK_LINES lines (a few MB): then each is read whole and searched at once, and
+ * one without the text (for one contact, nearly all of a run's) is not split into lines.
  */
 export async function* runResults(
   blobs: BlobStore,
@@ -70,13 +74,22 @@ export async function* runResults(
   const [fromChunk, fromLine] = after ? after.split('-').map(Number) : [0, 0];
   for (const file of await resultFiles(blobs, configurationId, folder)) {
     if (file.chunk < fromChunk!) continue;
+    let lines: AsyncIterable<string[]>;
+    if (holding === undefined) lines = blobs.readLineBatches(file.key);
+    else {
+      const { body } = await blobs.get(file.key);
+      if (!body.includes(holding)) continue;
+      lines = lineBatches([body]);
+    }
     let line = 0;
-    for await (const text of blobs.readLines(file.key)) {
-      line++;
-      if (file.chunk === fromChunk && line <= fromLine!) continue;
-      if (holding !== undefined && !text.includes(holding)) continue;
-      const row = shown(file.chunk, line, text);
-      if (row) yield row;
+    for await (const batch of lines) {
+      for (const text of batch) {
+        line++;
+        if (file.chunk === fromChunk && line <= fromLine!) continue;
+        if (holding !== undefined && !text.includes(holding)) continue;
+        const row = shown(file.chunk, line, text);
+        if (row) yield row;
+      }
     }
   }
 }

@@ -6,7 +6,9 @@ import { StringDecoder } from 'node:string_decoder';
  * end as readline ends them (\n, \r\n or a lone \r); a last line without its ending counts, an
  * empty last one does not.
  */
-export async function* lineBatches(input: AsyncIterable<Buffer | string>): AsyncIterable<string[]> {
+export async function* lineBatches(
+  input: AsyncIterable<Buffer | string> | Iterable<Buffer | string>,
+): AsyncIterable<string[]> {
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const piece of input) {
