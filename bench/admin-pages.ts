@@ -1,5 +1,5 @@
-// `node dist/bench/admin-pages.js [--configurations N] [--runs N] [--rows N] [--json]` (after
-// `npm run build`): how long /admin, a configuration page and a run page take with N
+// `node dist/bench/admin-pages.js [--configurations N] [--runs N] [--rows N] [--clean-run] [--json]`
+// (after `npm run build`): how long /admin, a configuration page and a run page take with N
 // configurations of M finished runs each in a local store (issue 18's target: 300 ms each on this
 // machine). Figures in docs/performance.md.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -20,6 +20,7 @@ const options = new Command()
   .option('--runs <n>', 'finished runs of each configuration', count, 100)
   .option('--rows <n>', 'result lines of the measured runs (one chunk file holds 10,000)', count, 10_000)
   .option('--samples <n>', 'requests timed per page', count, 30)
+  .option('--clean-run', 'the measured run rejected nothing (2% of its rows otherwise)')
   .option('--dir <dir>', 'the store (default: a new directory under /tmp)')
   .option('--seeded', 'the store in --dir was seeded by an earlier run with the same counts: only measure')
   .option('--json', 'print one JSON object')
@@ -29,6 +30,7 @@ const options = new Command()
     runs: number;
     rows: number;
     samples: number;
+    cleanRun?: boolean;
     dir?: string;
     seeded?: boolean;
     json?: boolean;
@@ -37,7 +39,7 @@ const options = new Command()
 const ADMIN = { user: 'bench', password: 'bench-password-0123456789' };
 const DAY_MS = 86_400_000;
 
-function summary(c: Configuration, day: number): RunSummary {
+function summary(c: Configuration, day: number, clean = false): RunSummary {
   const started = new Date(Date.UTC(2026, 0, 1) + day * DAY_MS + 6 * 3_600_000);
   const run = started.toISOString().slice(0, 10);
   return {
@@ -52,8 +54,8 @@ function summary(c: Configuration, day: number): RunSummary {
     startedAt: started.toISOString(),
     finishedAt: new Date(started.getTime() + 42_000).toISOString(),
     durationsMs: { maintenance: 900, export: 12_000, dispatch: 29_000, total: 42_000 },
-    contacts: { exported: 1_000, alreadySet: 99_000, updated: 980, rejected: 20 },
-    rejectedByKind: { contact_suppressed: 15, invalid_value: 5 },
+    contacts: { exported: 1_000, alreadySet: 99_000, updated: clean ? 1_000 : 980, rejected: clean ? 0 : 20 },
+    rejectedByKind: clean ? {} : { contact_suppressed: 15, invalid_value: 5 },
     chunks: 1,
   };
 }
@@ -103,15 +105,22 @@ async function seed(dir: string): Promise<{ measured: Configuration; run: string
     }));
     if (i % 100 === 99) process.stderr.write(`seeded ${i + 1} configurations\n`);
   }
-  // The measured run's results: `rows` lines, 2% rejected, in 10,000-line chunk files.
-  const { measured, run } = await seededTargets(dir);
-  let contact = '';
+  // The measured run's results: `rows` lines, 2% rejected (none with --clean-run, its summary
+  // counting none), in 10,000-line chunk files.
+  const { measured, run, contact } = await seededTargets(dir);
+  if (options.cleanRun) {
+    const s = summary(measured, options.runs - 1, true);
+    const body = JSON.stringify(s, null, 2) + '\n';
+    await Promise.all([
+      writeObject(dir, runFiles.summary(measured.id, s.run), body),
+      writeObject(dir, historyKey(s), body),
+    ]);
+  }
   for (let chunk = 1, line = 0; line < options.rows; chunk++) {
     const lines: string[] = [];
     for (; lines.length < 10_000 && line < options.rows; line++) {
       const contactId = `ct_${String(line).padStart(8, '0')}`;
-      if (line % 50 === 7) {
-        contact = contactId;
+      if (line % 50 === 7 && !options.cleanRun) {
         lines.push(
           JSON.stringify({
             contactId,
@@ -127,7 +136,10 @@ async function seed(dir: string): Promise<{ measured: Configuration; run: string
   return { measured, run, contact };
 }
 
-/** The configuration in the middle of the id order, its newest run, and the last rejected contact. */
+/**
+ * The configuration in the middle of the id order, its newest run, and the last rejected contact
+ * (with --clean-run, the contact on that line, updated).
+ */
 async function seededTargets(dir: string) {
   const { items } = await localStores(dir).configurations.page({
     limit: Math.floor(options.configurations / 2) + 1,

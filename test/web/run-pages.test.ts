@@ -139,6 +139,37 @@ describe('web: run history pages', () => {
     assert.match(one.text, /No rejected row of this contact/);
   });
 
+  it('shows no rejected rows for a completed run that counted none, without reading its results', async () => {
+    const clean = await stores.configurations.create({
+      esp: 'sandbox',
+      accountLabel: 'Clean run',
+      espAccountId: 'acct_clean',
+      espListId: 'list_clean',
+      fieldName: 'lcee',
+      status: 'active',
+      maintenance: true,
+    });
+    const run = '2026-11-20';
+    const s = summaryFor(clean.id, run, `${run}T06:00:00.000Z`, {
+      contacts: { exported: 2, alreadySet: 0, updated: 2, rejected: 0 },
+      rejectedByKind: {},
+    });
+    await stores.blobs.put(runFiles.summary(clean.id, run), JSON.stringify(s));
+    await recordHistory(stores.blobs, s);
+    // A rejected line the run never counted (a hand-edited file): the page does not look for it.
+    await stores.blobs.put(
+      runFiles.results(clean.id, run, 1),
+      JSON.stringify({ contactId: 'c9', value: 'v', status: 'rejected', reason: 'edited' }) + '\n',
+    );
+    const page = await get(`/admin/configurations/${clean.id}/runs/${run}`).expect(200);
+    assert.match(page.text, /No rejected rows\./);
+    const search = await get(`/admin/configurations/${clean.id}/runs/${run}?contact=c9`).expect(200);
+    assert.match(search.text, /No rejected row of this contact/);
+    // Its downloads still hold every line.
+    const csv = await get(`/admin/configurations/${clean.id}/runs/${run}/results.csv`).expect(200);
+    assert.match(csv.text, /\r\n1,1,c9,rejected,v,edited\r\n/);
+  });
+
   it('streams the results as CSV and JSONL attachments', async () => {
     const base = `/admin/configurations/${c.id}/runs/2026-11-25/results`;
     const csv = await get(`${base}.csv`).expect(200);
