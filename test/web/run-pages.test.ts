@@ -20,6 +20,17 @@ describe('web: run history pages', () => {
   let c: Configuration;
   const summaries: RunSummary[] = [];
   const get = (path: string) => agent.get(path).auth(ADMIN.user, ADMIN.password);
+  /** An active Sandbox configuration of its own account. */
+  const sandboxConfiguration = (accountLabel: string, account: string) =>
+    stores.configurations.create({
+      esp: 'sandbox',
+      accountLabel,
+      espAccountId: `acct_${account}`,
+      espListId: `list_${account}`,
+      fieldName: 'lcee',
+      status: 'active',
+      maintenance: true,
+    });
 
   before(async () => {
     stores = await tempStores();
@@ -33,15 +44,7 @@ describe('web: run history pages', () => {
       ),
     );
     agent = request.agent(app);
-    c = await stores.configurations.create({
-      esp: 'sandbox',
-      accountLabel: 'Roasters <script>alert(1)</script>',
-      espAccountId: 'acct_pages',
-      espListId: 'list_pages',
-      fieldName: 'lcee',
-      status: 'active',
-      maintenance: true,
-    });
+    c = await sandboxConfiguration('Roasters <script>alert(1)</script>', 'pages');
     // 25 daily runs, 2026-11-01 to 2026-11-25; the newest rejected one contact, an email address.
     for (let day = 1; day <= 25; day++) {
       const run = `2026-11-${String(day).padStart(2, '0')}`;
@@ -140,15 +143,7 @@ describe('web: run history pages', () => {
   });
 
   it('shows no rejected rows for a completed run that counted none, without reading its results', async () => {
-    const clean = await stores.configurations.create({
-      esp: 'sandbox',
-      accountLabel: 'Clean run',
-      espAccountId: 'acct_clean',
-      espListId: 'list_clean',
-      fieldName: 'lcee',
-      status: 'active',
-      maintenance: true,
-    });
+    const clean = await sandboxConfiguration('Clean run', 'clean');
     const run = '2026-11-20';
     const s = summaryFor(clean.id, run, `${run}T06:00:00.000Z`, {
       contacts: { exported: 2, alreadySet: 0, updated: 2, rejected: 0 },
