@@ -7,8 +7,7 @@ import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freeTemporalPort } from '../src/cluster/temporal-server';
-import { freePort } from '../src/lib/free-port';
+import { freePortBeside, freeTemporalPort } from '../src/cluster/temporal-server';
 import { readPid } from '../src/lib/supervise';
 import { projectRoot } from '../src/paths';
 import { waitUntilReachable } from '../src/temporal/dev-server';
@@ -17,13 +16,15 @@ export type ClusterTopology = Awaited<ReturnType<typeof startClusterTopology>>;
 
 /** The environment every process of the topology and the bench itself use (moto as S3 + Secrets Manager). */
 export async function clusterEnv(): Promise<NodeJS.ProcessEnv> {
+  const temporal = await freeTemporalPort();
+  const taken = new Set<number>();
   return {
-    TEMPORAL_ADDRESS: `127.0.0.1:${await freeTemporalPort()}`,
-    ESPRESSO_WEB_PORT: String(await freePort()),
-    ESPRESSO_TEMPORAL_UI_PORT: String(await freePort()),
+    TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
+    ESPRESSO_WEB_PORT: String(await freePortBeside(temporal, taken)),
+    ESPRESSO_TEMPORAL_UI_PORT: String(await freePortBeside(temporal, taken)),
     ESPRESSO_STORAGE: 'aws',
     ESPRESSO_S3_BUCKET: 'espresso',
-    ESPRESSO_AWS_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+    ESPRESSO_AWS_ENDPOINT: `http://127.0.0.1:${await freePortBeside(temporal, taken)}`,
     AWS_ACCESS_KEY_ID: 'emulator',
     AWS_SECRET_ACCESS_KEY: 'emulator',
     // The AWS SDK's notice about future Node versions, printed once by every process otherwise.
@@ -38,11 +39,14 @@ export async function clusterEnv(): Promise<NodeJS.ProcessEnv> {
 export async function startClusterTopology(env: NodeJS.ProcessEnv, workers: number) {
   const dataDir = env.ESPRESSO_DATA_DIR!;
   const address = env.TEMPORAL_ADDRESS!;
-  const postgresPort = await freePort();
+  const motoPort = new URL(env.ESPRESSO_AWS_ENDPOINT!).port;
+  const postgresPort = await freePortBeside(
+    Number(address.split(':').pop()),
+    new Set([env.ESPRESSO_WEB_PORT, env.ESPRESSO_TEMPORAL_UI_PORT, motoPort].map(Number)),
+  );
   const logFile = join(dataDir, 'cluster.log');
   const log = openSync(logFile, 'a');
   const cli = join(projectRoot, 'dist/src/cli/main.js');
-  const motoPort = new URL(env.ESPRESSO_AWS_ENDPOINT!).port;
   const args = ['cluster', '--workers', String(workers), '--postgres-port', String(postgresPort)];
   const child = spawn(process.execPath, [cli, ...args, '--moto-port', motoPort], {
     env,

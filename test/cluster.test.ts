@@ -5,11 +5,10 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { findGo, freeTemporalPort } from '../src/cluster/temporal-server';
+import { findGo, freePortBeside, freeTemporalPort } from '../src/cluster/temporal-server';
 import { projectRoot } from '../src/paths';
 import { resolveTemporalCli } from '../src/tools';
 import { notPrivate } from './support/file-modes';
-import { freePort } from './support/ports';
 import { clusterBuilt } from './support/cluster-build';
 import { alive, descendants, parentOf, waitFor } from './support/processes';
 import { tempDir } from './support/tmp';
@@ -27,25 +26,19 @@ describe('espresso cluster (the production topology on one machine)', function (
     // The run's background build of the cluster's binaries (support/cluster-build.ts), if any.
     await clusterBuilt();
     const dataDir = await tempDir();
+    const temporal = await freeTemporalPort();
+    const taken = new Set<number>();
+    const port = async () => String(await freePortBeside(temporal, taken));
     env = {
       ...process.env,
       ESPRESSO_DATA_DIR: dataDir,
-      TEMPORAL_ADDRESS: `127.0.0.1:${await freeTemporalPort()}`,
-      ESPRESSO_WEB_PORT: String(await freePort()),
-      ESPRESSO_SANDBOX_PORT: String(await freePort()),
-      ESPRESSO_TEMPORAL_UI_PORT: String(await freePort()),
+      TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
+      ESPRESSO_WEB_PORT: await port(),
+      ESPRESSO_SANDBOX_PORT: await port(),
+      ESPRESSO_TEMPORAL_UI_PORT: await port(),
       ESPRESSO_LOG_LEVEL: 'warn',
     };
-    args = [
-      cli,
-      'cluster',
-      '--workers',
-      '2',
-      '--postgres-port',
-      String(await freePort()),
-      '--moto-port',
-      String(await freePort()),
-    ];
+    args = [cli, 'cluster', '--workers', '2', '--postgres-port', await port(), '--moto-port', await port()];
   });
 
   // Stopped the way an operator would, so PostgreSQL, Temporal and moto stop with it even when a

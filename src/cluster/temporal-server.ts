@@ -158,6 +158,21 @@ export async function freeTemporalPort(): Promise<number> {
   }
 }
 
+/**
+ * A free port outside the port family of the Temporal server whose frontend is `frontend`, and not
+ * in `taken` (which it joins). A port that is merely free may be one the server takes as it starts:
+ * the cluster test once had its web port taken by the matching service.
+ */
+export async function freePortBeside(frontend: number, taken = new Set<number>()): Promise<number> {
+  const family = new Set(Object.values(temporalPorts(frontend)).flatMap((p) => [p.grpc, p.membership]));
+  for (;;) {
+    const port = await freePort();
+    if (family.has(port) || taken.has(port)) continue;
+    taken.add(port);
+    return port;
+  }
+}
+
 export async function writeServerConfig(
   file: string,
   options: { ip: string; frontendPort: number; db: Database },
