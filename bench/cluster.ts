@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePortBeside, freeTemporalPort } from '../src/cluster/temporal-server';
-import { readPid } from '../src/lib/supervise';
+import { readPid, splitAddress } from '../src/lib/supervise';
 import { projectRoot } from '../src/paths';
 import { waitUntilReachable } from '../src/temporal/dev-server';
 
@@ -41,7 +41,7 @@ export async function startClusterTopology(env: NodeJS.ProcessEnv, workers: numb
   const address = env.TEMPORAL_ADDRESS!;
   const motoPort = new URL(env.ESPRESSO_AWS_ENDPOINT!).port;
   const postgresPort = await freePortBeside(
-    Number(address.split(':').pop()),
+    splitAddress(address)[1],
     new Set([env.ESPRESSO_WEB_PORT, env.ESPRESSO_TEMPORAL_UI_PORT, motoPort].map(Number)),
   );
   const logFile = join(dataDir, 'cluster.log');
