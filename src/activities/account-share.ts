@@ -15,7 +15,14 @@ import {
   type BesideChunks,
   type ShareOf,
 } from './share-sizes';
-import { accountLockKey, AccountLocks, LOCK_TTL_MS, type LockOwner } from '../runs/account-lock';
+import {
+  accountLockKey,
+  AccountLocks,
+  LOCK_TTL_MS,
+  LockLostError,
+  type GuestShare,
+  type LockOwner,
+} from '../runs/account-lock';
 
 /** A run renews its account lock this often while one of its activities calls the ESP. */
 const RENEW_EVERY_MS = 60_000;
@@ -54,6 +61,13 @@ function readFollowed(blobs: BlobStore, key: string): Promise<StoredBlob> {
   return read;
 }
 
+/**
+ * A guest looks at the lock this often: its first share, and each larger one, comes as one of the
+ * holder's last chunks ends, and what it does not take meanwhile the account loses (a read of the
+ * lock each time, for the few seconds the holder's last chunks take to end).
+ */
+const GUEST_LOOK_MS = 25;
+
 /** The export gives back what it does not use once it has listed this long... */
 const EXPORT_MEASURED_AFTER_MS = 2_000;
 /** ...keeping this much over its average rate so far. */
@@ -75,6 +89,13 @@ export class AccountShare {
   private readonly key: string;
   private renewedAt = 0;
   private pauseCheckedAt = 0;
+  /** Its share as the run's own: what it uses once the run holds the account. */
+  private base: ShareOf;
+  /**
+   * While the run is the account holder's guest: what the holder lends it, which caps every
+   * limit of its share; read in the lock every FOLLOW_MS until the lock is the run's.
+   */
+  private guest?: { share: GuestShare; lookedAt: number; looking: boolean; lost?: Error };
   /**
    * A chunk that follows its run: beside the export, the export's progress file (what the export
    * keeps of the account's rate, and when it has ended); then the run's chunk windows file, where
@@ -103,6 +124,8 @@ export class AccountShare {
     keeps: number;
     allows: number;
     since: number;
+    /** Requests sent before `since` (as a guest: not measured). */
+    sentBefore?: number;
     slots: number;
     chunks?: BesideChunks;
   };
@@ -118,6 +141,7 @@ export class AccountShare {
     this.locks = new AccountLocks(deps.stores.blobs);
     this.key = accountLockKey(processor.descriptor.id, target.espAccountId);
     this.pacing = this.pacerSet(share);
+    this.base = share;
   }
 
   private pacerSet(share: ShareOf): PacerSet {
@@ -201,9 +225,9 @@ export class AccountShare {
     const side = this.exportSide;
     if (!side) return undefined;
     const elapsed = Date.now() - side.since;
-    if (elapsed >= EXPORT_MEASURED_AFTER_MS) {
+    if (elapsed >= EXPORT_MEASURED_AFTER_MS && !this.guest) {
       const { rate } = this.processor.limits();
-      const used = (this.pacing.started / elapsed) * rate.perMs;
+      const used = ((this.pacing.started - (side.sentBefore ?? 0)) / elapsed) * rate.perMs;
       side.keeps = Math.min(side.keeps, Math.max(1, Math.ceil(used * EXPORT_HEADROOM)));
     }
     if (side.chunks && chunksMade !== undefined) side.chunks.made = Math.max(side.chunks.made, chunksMade);
@@ -289,18 +313,110 @@ export class AccountShare {
     return share;
   }
 
-  /** Throws LockLostError when another run took the account (this run's lock had expired). */
+  /**
+   * Throws LockLostError when another run took the account (this run's lock had expired). A
+   * guest's share follows what the holder lends it, and is the run's own once the lock is: the
+   * first check waits until the holder lends it something.
+   */
   async check(): Promise<void> {
     if (!this.owner) return;
+    if (this.guest) return this.followGuest(this.guest);
     const now = Date.now();
     if (now - this.renewedAt >= RENEW_EVERY_MS || now - this.renewedAt >= LOCK_TTL_MS / 2) {
-      const { pausedUntil } = await this.locks.renew(this.key, this.owner);
+      const { pausedUntil, guest } = await this.locks.renew(this.key, this.owner);
       this.renewedAt = this.pauseCheckedAt = now;
       this.pacing.pauseUntil(pausedUntil);
+      if (guest) await this.waitAsGuest(guest);
     } else if (now - this.pauseCheckedAt >= PAUSE_CHECK_MS) {
       this.pauseCheckedAt = now;
       this.pacing.pauseUntil(await this.locks.pausedUntil(this.key, this.owner));
     }
+  }
+
+  /**
+   * The run is the holder's guest: until the holder lends it some of the account, it waits (its
+   * activity beating meanwhile), looking every GUEST_LOOK_MS; then its share is capped at what it
+   * is lent, follows it as often, and its first request waits one of its intervals from the
+   * last request of a chunk whose share it took (quietSince).
+   */
+  private async waitAsGuest(lent: GuestShare): Promise<void> {
+    const { cancellationSignal } = Context.current();
+    let share = lent;
+    while (share.fraction <= 0 || share.slots < 1) {
+      await new Promise((resolve) => setTimeout(resolve, GUEST_LOOK_MS));
+      cancellationSignal.throwIfAborted();
+      const standing = await this.locks.standing(this.key, this.owner!);
+      if (standing.role === 'lost') throw new LockLostError(standing.why);
+      if (standing.role === 'holder') return this.ownAccount();
+      share = standing.share;
+    }
+    this.beGuest(share, Date.now());
+    this.pacing.takeOver(share.quietSince ? Math.max(0, Date.now() - share.quietSince) : 0);
+  }
+
+  /**
+   * Another share of the same activity takes over from this one (the listing after maintenance):
+   * it is a guest too when this one still is, without reading the lock again, and this one stops
+   * following the lock (it sends nothing more).
+   */
+  passGuestTo(next: AccountShare): void {
+    const guest = this.guest;
+    if (!guest || guest.lost) return;
+    next.renewedAt = next.pauseCheckedAt = this.renewedAt;
+    next.beGuest(guest.share, guest.lookedAt);
+    guest.lost = new Error('this share handed its requests to another');
+  }
+
+  /** Capped at what it is lent, and following it. */
+  private beGuest(share: GuestShare, lookedAt: number): void {
+    const { cancellationSignal } = Context.current();
+    const guest: NonNullable<AccountShare['guest']> = { share, lookedAt, looking: false };
+    this.guest = guest;
+    this.reshare(this.base);
+    // Followed while it waits on a request too (maintenance checks once), for a minute at most
+    // (an activity that has ended may leave it): checks follow it as well.
+    const until = Date.now() + 60_000;
+    const timer = setInterval(() => {
+      if (this.guest !== guest || guest.lost || cancellationSignal.aborted || Date.now() > until)
+        clearInterval(timer);
+      else this.followGuest(guest);
+    }, GUEST_LOOK_MS);
+    timer.unref();
+  }
+
+  /** Every GUEST_LOOK_MS, without waiting for it: what the holder lends now, or the lock is the run's. */
+  private followGuest(guest: NonNullable<AccountShare['guest']>): void {
+    if (guest.lost) throw guest.lost;
+    if (guest.looking || Date.now() - guest.lookedAt < GUEST_LOOK_MS) return;
+    guest.looking = true;
+    void this.locks
+      .standing(this.key, this.owner!)
+      .then((standing) => {
+        this.pacing.pauseUntil(standing.pausedUntil);
+        if (standing.role === 'lost') guest.lost = new LockLostError(standing.why);
+        else if (standing.role === 'holder') this.ownAccount();
+        else if (standing.share.fraction > guest.share.fraction || standing.share.slots > guest.share.slots) {
+          guest.share = standing.share;
+          this.reshare(this.base);
+        }
+      })
+      .catch(() => undefined) // looked at again on the next check
+      .finally(() => {
+        guest.looking = false;
+        guest.lookedAt = Date.now();
+      });
+  }
+
+  /** The lock is the run's (its holder gave it back): its share is whole again, renewed from now on. */
+  private ownAccount(): void {
+    this.guest = undefined;
+    this.renewedAt = this.pauseCheckedAt = Date.now();
+    // What the export used as a guest says nothing of what it can use: it is measured from now.
+    if (this.exportSide) {
+      this.exportSide.since = Date.now();
+      this.exportSide.sentBefore = this.pacing.started;
+    }
+    this.reshare(this.base);
   }
 
   /**
@@ -360,6 +476,22 @@ export class AccountShare {
   }
 
   /**
+   * A chunk of the run's tail has had its last request answered: its share goes to the run the
+   * holder lends to, when there is one (AccountLocks.lendEnded), while the chunk writes its results.
+   */
+  async lendOnEnd(chunk: number): Promise<void> {
+    if (!this.owner) return;
+    const { fraction, slots } = this.base;
+    const quiet = this.pacing.quietMs();
+    await this.locks.lendEnded(this.key, this.owner, chunk, {
+      // What it holds of every limit it uses (a chunk beside the export has none of the listing's).
+      fraction: typeof fraction === 'number' ? fraction : Math.min(fraction.shared, fraction.writing),
+      slots,
+      ...(quiet !== undefined ? { quietSince: Date.now() - quiet } : {}),
+    });
+  }
+
+  /**
    * Reads the lock every PAUSE_CHECK_MS (renewing it when due) while the activity calls the ESP,
    * so a 429 another worker met pauses this share within that, however long the activity goes
    * between its own checks (a chunk checks once per group of batches). Returns the stop.
@@ -377,9 +509,26 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
+  /** Its share as the run's own is `share`; while a guest, what it is lent caps it. */
   private reshare(share: ShareOf): void {
-    this.pacing.reshare(this.processor.limits(), share.fraction, share.slots);
+    this.base = share;
+    const used = this.guest ? lentPart(share, this.guest.share) : share;
+    this.pacing.reshare(this.processor.limits(), used.fraction, used.slots);
   }
+}
+
+/** `share`, no more of any limit than a guest is lent. */
+function lentPart(share: ShareOf, lent: GuestShare): ShareOf {
+  const f = share.fraction;
+  const sides = typeof f === 'number' ? { shared: f, listing: f, writing: f } : f;
+  return {
+    fraction: {
+      shared: Math.min(sides.shared, lent.fraction),
+      listing: Math.min(sides.listing, lent.fraction),
+      writing: Math.min(sides.writing, lent.fraction),
+    },
+    slots: Math.max(1, Math.min(share.slots, lent.slots)),
+  };
 }
 
 /** Where a chunk reads the larger shares its run gives it (the run's chunk windows file). */

@@ -1,7 +1,9 @@
 // The chunk windows file: once a run's export has ended and its last chunks are in flight, what a
 // chunk that ends held goes to those still writing. The run decides (it counts every share); this
-// file tells the chunks, which read it while they write (AccountShare.follow).
+// file tells the chunks, which read it while they write (AccountShare.follow). When another run
+// waits for the account, what the ending chunks held is lent to it instead (the account's lock).
 import type { ActivityDeps } from './deps';
+import { AccountLocks, type GuestShare, type LockOwner } from '../runs/account-lock';
 import { runFiles } from '../runs/files';
 import { NotFoundError, type StoredBlob } from '../storage';
 import { mapFailures } from './failures';
@@ -26,6 +28,23 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
         const key = runFiles.chunkWindows(input.configurationId, input.runFolder);
         await deps.stores.blobs.put(key, JSON.stringify({ windows: input.windows }));
       });
+    },
+
+    /**
+     * Lends the run waiting for the account (`guest`, its workflow id) what the holder's ending
+     * chunks no longer use (only ever more; each chunk of the tail adds its own as it ends):
+     * answers whether that run is the account's guest.
+     */
+    async lendAccount(input: {
+      lockKey: string;
+      lock: LockOwner;
+      guest: string;
+      share: GuestShare;
+      /** The chunks in flight, which add their shares as they end, and those that have ended. */
+      chunks: { tail: number[]; from: number[] };
+    }): Promise<boolean> {
+      const { lockKey, lock, guest, share, chunks } = input;
+      return mapFailures(() => new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, chunks));
     },
   };
 }

@@ -5,7 +5,7 @@ import { changeWithAlert, sendOutbox } from '../alerts';
 import type { ListMode } from '../processors/types';
 import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
-import { accountLockKey, AccountLocks, type LockOwner } from '../runs/account-lock';
+import { accountLockKey, AccountLocks, type GuestShare, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
 import { chunksAtOnce, exportSlots, wholeWritingBeside } from './share-sizes';
 
@@ -52,26 +52,36 @@ export interface StartRunInput {
   asksHolder?: boolean;
   /** The run holding the account's expired lock, which this run saw end: the lock is taken. */
   holderEnded?: Pick<LockOwner, 'workflowId' | 'runId'>;
+  /**
+   * The run may be the holder's guest: it maintains and lists on what the holder lends it while its
+   * last chunks end (account-lock.ts, `lend`). Runs of earlier versions never are.
+   */
+  mayBeGuest?: boolean;
+}
+
+/** Who holds the ESP account another run asked for. */
+export interface AccountHolder {
+  holder: string;
+  holderWorkflowId: string;
+  holderTells: boolean;
+  /**
+   * The holder's lock has expired: its first run id, so the run can ask again naming it ended
+   * once it has seen it end (take-account.ts). A holder still running keeps the account.
+   */
+  holderExpired?: { runId: string };
 }
 
 /**
  * ready: the run holds its ESP account and its folder. busy: another run is writing this
  * configuration (this one does nothing). waiting: another run holds the account (another
- * configuration of it, or a dry run): try again later.
+ * configuration of it, or a dry run): try again later. guest: so too, but the holder lends the
+ * run `share` of the account as its last chunks end: the run holds its folder, and may maintain
+ * and list on that share (not write) until the account is its own.
  */
 export type StartRunAnswer =
   | { state: 'ready'; context: RunContext }
-  | {
-      state: 'busy' | 'waiting';
-      holder: string;
-      holderWorkflowId: string;
-      holderTells: boolean;
-      /**
-       * The holder's lock has expired: its first run id, so the run can ask again naming it ended
-       * once it has seen it end (take-account.ts). A holder still running keeps the account.
-       */
-      holderExpired?: { runId: string };
-    };
+  | ({ state: 'busy' | 'waiting' } & AccountHolder)
+  | ({ state: 'guest'; context: RunContext; share: GuestShare } & AccountHolder);
 
 /** One listed configuration, or why its document cannot be read. */
 export interface ListedConfiguration {
@@ -144,17 +154,20 @@ export function createConfigurationActivities(deps: ActivityDeps) {
         const taken = await new AccountLocks(blobs).acquire(accountLock, input.owner, {
           holderEnded: input.holderEnded,
           expiredIsFree: !input.asksHolder,
+          mayBeGuest: !!input.mayBeGuest,
         });
+        let held: AccountHolder | undefined;
         if (!taken.held) {
           const { holder } = taken;
           const sameConfiguration = holder.configurationId === input.configurationId;
-          return {
-            state: sameConfiguration && !holder.dryRun ? 'busy' : 'waiting',
+          held = {
             holderWorkflowId: holder.workflowId,
             holderTells: !!holder.tellsWaiters,
             ...(taken.expired ? { holderExpired: { runId: holder.runId } } : {}),
             holder: `${holder.workflowId}${sameConfiguration ? '' : ` (configuration ${holder.configurationId} of the same ESP account)`}${holder.dryRun ? ' (a dry run)' : ''}`,
           };
+          if (sameConfiguration && !holder.dryRun) return { state: 'busy', ...held };
+          if (!taken.guest) return { state: 'waiting', ...held };
         }
         let folder = input.folder;
         if (!(await claimFolder(input, folder, await looked))) {
@@ -167,19 +180,19 @@ export function createConfigurationActivities(deps: ActivityDeps) {
         // without the field, in full) uses no more slots than these, perhaps fewer.
         const slots = exportSlots(processor, input.mode);
         const limits = processor.limits();
-        return {
-          state: 'ready',
-          context: {
-            esp: configuration.esp,
-            status: configuration.status,
-            maintenance: configuration.maintenance,
-            concurrency: chunksAtOnce(limits),
-            ...(slots > 1 ? { exportSlots: slots } : {}),
-            ...(wholeWritingBeside(limits, chunksAtOnce(limits) - slots) ? { wholeWritingBeside: true } : {}),
-            accountLock,
-            folder,
-          },
+        const context: RunContext = {
+          esp: configuration.esp,
+          status: configuration.status,
+          maintenance: configuration.maintenance,
+          concurrency: chunksAtOnce(limits),
+          ...(slots > 1 ? { exportSlots: slots } : {}),
+          ...(wholeWritingBeside(limits, chunksAtOnce(limits) - slots) ? { wholeWritingBeside: true } : {}),
+          accountLock,
+          folder,
         };
+        return held && !taken.held && taken.guest
+          ? { state: 'guest', context, share: taken.guest, ...held }
+          : { state: 'ready', context };
       });
     },
 

@@ -167,7 +167,8 @@ export function createExportActivities(deps: ActivityDeps) {
         ? await new ExportFolder(blobs, input.configurationId, input.retryOf).notUpdated()
         : undefined;
       // The run holds the account: maintenance has it whole (no chunk runs before it); so has the
-      // listing, unless the run's chunk updates go on beside it.
+      // listing, unless the run's chunk updates go on beside it. A guest of the account's holder
+      // has what the holder lends it (AccountShare.check), until the account is its own.
       const whole = AccountShare.whole(deps, processor, target, input.lock);
       // Alive, and told of a cancellation, while maintenance and the listing's start call the ESP
       // (the listing beats on its own): slow answers or a refresh another worker holds took past
@@ -206,8 +207,13 @@ export function createExportActivities(deps: ActivityDeps) {
             slots,
           )
         : whole;
-      // Maintenance or the previous part may have just used the export's share.
-      if (share !== whole) share.pacing.takeOver();
+      // Maintenance or the previous part may have just used the export's share. Checked before
+      // its first request (a guest's share is capped at what the holder lends it).
+      if (share !== whole) {
+        whole.passGuestTo(share);
+        await share.check();
+        share.pacing.takeOver();
+      }
       // Without the field (a dry run's maintenance would create it) every contact needs a value.
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;
       const listMode = earlier ? 'incremental' : mode;

@@ -309,7 +309,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           stopWatching();
           stopFollowing();
         }
+        // Its requests are all answered: the run waiting for the account may have its share now.
+        const lending = input.followWindows ? share.lendOnEnd(chunk).catch(() => undefined) : undefined;
         const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);
+        await lending;
         if (progress.ahead !== undefined) await blobs.delete(aheadKey);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);

@@ -71,8 +71,12 @@ export function withCurrentNames<T extends ConfigurationSyncInput>(input: T | Wi
 }
 
 export const progressQuery = defineQuery<SyncProgress>('progress');
-/** A run waiting for the ESP account asks its holder to say when it gives the account back. */
-export const accountWantedSignal = defineSignal<[{ workflowId: string }]>('accountWanted');
+/**
+ * A run waiting for the ESP account asks its holder to say when it gives the account back; with
+ * `guest`, it may be lent what the holder's ending chunks held meanwhile (runs of earlier versions
+ * never say so).
+ */
+export const accountWantedSignal = defineSignal<[{ workflowId: string; guest?: boolean }]>('accountWanted');
 /** The holder gave the account back: the waiting run tries to take it at once. */
 export const accountFreedSignal = defineSignal('accountFreed');
 

@@ -31,8 +31,8 @@ export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 
 /**
  * One configuration's run. It takes its ESP account's lock (one run per account at a time, so one
- * writer per configuration; a run of another configuration of the account waits its turn), claims
- * its folder, then maintenance and the export (one activity), then a sliding window of chunk
+ * writer per configuration; a run of another configuration of the account waits its turn, and
+ * maintains and lists on what the holder lends it as the holder's last chunks end), claims its folder, then maintenance and the export (one activity), then a sliding window of chunk
  * updates, each with its share of the account; then the summary, and the account is given back.
  * However it ends (completed, busy, skipped, needs_reauth, failed, timed_out, cancelled) it leaves
  * a summary and a status. Continues-as-new with its state when its history grows. Only ids, keys
@@ -48,9 +48,13 @@ export async function configurationSyncWorkflow(
   const handoff: Handoff = {
     on: patched(HANDOFF_PATCH),
     waiters: new Set(input.state?.waiters),
+    guests: new Set(input.state?.guests),
     freed: false,
   };
-  setHandler(accountWantedSignal, ({ workflowId }) => void handoff.waiters.add(workflowId));
+  setHandler(accountWantedSignal, ({ workflowId, guest }) => {
+    handoff.waiters.add(workflowId);
+    if (guest === true) handoff.guests.add(workflowId);
+  });
   setHandler(accountFreedSignal, () => void (handoff.freed = true));
   const owner: LockOwner = {
     configurationId: input.configurationId,
@@ -75,7 +79,7 @@ export async function configurationSyncWorkflow(
   try {
     const outcome = await withDeadline(deadlineAt, async () => {
       if (!state) {
-        const context = await takeAccount(run);
+        const { context, guestOf } = await takeAccount(run);
         state = {
           startedAt,
           deadlineAt,
@@ -83,6 +87,7 @@ export async function configurationSyncWorkflow(
           durationsMs: { maintenance: 0, export: 0, dispatch: 0 },
           totals: { chunksDone: 0, updated: 0, rejected: 0, rejectedByKind: {} },
           nextChunk: 1,
+          ...(guestOf ? { guestOf } : {}),
         };
         if (context.status !== 'active') return `configuration is ${context.status}`;
       }

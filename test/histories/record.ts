@@ -90,12 +90,13 @@ async function main(): Promise<void> {
     await e.stores.configurations.update(stopped.configuration.id, () => ({ status: 'disabled' }));
     await save('configuration-sync-disabled', stopping);
 
-    // Two configurations of one ESP account: the second waits, and is told when the first is done.
-    const holder = await e.connect(5_000, {}, { account: 'acct_shared' });
+    // Two configurations of one ESP account: the second waits, is lent what the first's last chunks
+    // held as they end (it lists on it), and is told when the first is done.
+    const holder = await e.connect(20_000, {}, { account: 'acct_shared' });
     const waiter = await e.connect(5_000, {}, { account: 'acct_shared' });
     holder.account.settings.faults.latencyMs = 50;
     const holding = await start({ configurationId: holder.configuration.id, runDate: day, mode: 'incremental' });
-    await sleep(500);
+    await sleep(200);
     await save('configuration-sync-waited', await start({ configurationId: waiter.configuration.id, runDate: day, mode: 'incremental' }));
     await save('configuration-sync-told-waiter', holding);
 

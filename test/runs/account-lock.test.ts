@@ -176,6 +176,81 @@ for (const [name, makeStore] of adapters) {
       await assert.rejects(locks.renew(key, a), LockLostError, 'given back: a read finds it lost');
     });
 
+    it('lent to the run waiting next: it is told its share as it asks, pauses with the holder, and holds the lock once the holder gives it back', async () => {
+      const { locks, key, a, b } = await takenByA('sandbox', 'acct-guest');
+      const c = run('cfg_c', 3);
+      // Asked before the holder lends it anything, or without saying it may be a guest: waiting.
+      assert.deepEqual(await locks.acquire(key, b, { mayBeGuest: true }), { held: false, holder: a });
+      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0.1, slots: 1 }), true);
+      assert.deepEqual(await locks.acquire(key, b), { held: false, holder: a });
+      assert.deepEqual(await locks.acquire(key, b, { mayBeGuest: true }), {
+        held: false,
+        holder: a,
+        guest: { fraction: 0.1, slots: 1 },
+      });
+      // One guest at a time; its share only grows; another run is not told of it.
+      assert.equal(await locks.lend(key, a, c.workflowId, { fraction: 0.5, slots: 5 }), false);
+      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0.3, slots: 3 }), true);
+      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0.2, slots: 2 }), true);
+      assert.deepEqual((await locks.renew(key, b)).guest, { fraction: 0.3, slots: 3 });
+      assert.deepEqual(await locks.acquire(key, c, { mayBeGuest: true }), { held: false, holder: a });
+      // Only the holder lends.
+      assert.equal(await locks.lend(key, b, c.workflowId, { fraction: 0.5, slots: 5 }), false);
+      // A 429 the guest meets pauses the holder too, and the other way round.
+      await locks.pause(key, b, now + 10_000);
+      assert.equal(await locks.pausedUntil(key, a), now + 10_000);
+      assert.equal((await locks.renew(key, b)).pausedUntil, now + 10_000);
+      // Given back: the lock is the guest's, at once, with the pause; the old holder's is lost.
+      await locks.release(key, a);
+      assert.deepEqual(await locks.holder(key), { owner: b, expired: false });
+      const renewed = await locks.renew(key, b);
+      assert.equal(renewed.guest, undefined);
+      assert.equal(renewed.pausedUntil, now + 10_000);
+      await assert.rejects(locks.renew(key, a), LockLostError);
+      assert.deepEqual(await locks.acquire(key, c, { mayBeGuest: true }), { held: false, holder: b });
+    });
+
+    it("each of the holder's last chunks adds its share to the guest's once, as its last request is answered; only the holder's tail does", async () => {
+      const { locks, key, a, b } = await takenByA('sandbox', 'acct-guest-tail');
+      // Nothing lent yet: an ending chunk adds to nothing.
+      await locks.lendEnded(key, a, 1, { fraction: 0.25, slots: 2 });
+      assert.equal(
+        await locks.lend(key, a, b.workflowId, { fraction: 0, slots: 0 }, { tail: [1, 2, 3] }),
+        true,
+      );
+      await locks.acquire(key, b, { mayBeGuest: true });
+      await locks.lendEnded(key, a, 2, { fraction: 0.25, slots: 2, quietSince: now - 40 });
+      await locks.lendEnded(key, a, 2, { fraction: 0.25, slots: 2 }); // a retry of chunk 2
+      await locks.lendEnded(key, a, 7, { fraction: 0.25, slots: 2 }); // not of the tail
+      await locks.lendEnded(key, b, 3, { fraction: 0.25, slots: 2 }); // not the holder's
+      assert.deepEqual((await locks.renew(key, b)).guest, { fraction: 0.25, slots: 2, quietSince: now - 40 });
+      // The holder's run learns that chunks 1 and 2 ended: 1's share is added, 2's not again.
+      await locks.lend(key, a, b.workflowId, { fraction: 0.5, slots: 4 }, { from: [1, 2] });
+      await locks.lendEnded(key, a, 1, { fraction: 0.25, slots: 2 });
+      assert.deepEqual((await locks.renew(key, b)).guest, { fraction: 0.5, slots: 4, quietSince: now - 40 });
+      await locks.lendEnded(key, a, 3, { fraction: 0.25, slots: 2 });
+      assert.deepEqual(await locks.standing(key, b), {
+        role: 'guest',
+        share: { fraction: 0.75, slots: 6, quietSince: now - 40 },
+        pausedUntil: 0,
+      });
+      await locks.release(key, a);
+      assert.deepEqual(await locks.standing(key, b), { role: 'holder', pausedUntil: 0 });
+      assert.equal((await locks.standing(key, a)).role, 'lost');
+    });
+
+    it('a guest that ends before the holder leaves the lock to the holder, and the next run takes it from there', async () => {
+      const { locks, key, a, b } = await takenByA('sandbox', 'acct-guest-gone');
+      await locks.lend(key, a, b.workflowId, { fraction: 0.5, slots: 2 });
+      await locks.acquire(key, b, { mayBeGuest: true });
+      await locks.release(key, b);
+      assert.deepEqual(await locks.holder(key), { owner: a, expired: false });
+      await assert.rejects(locks.renew(key, b), LockLostError);
+      await locks.release(key, a);
+      assert.equal(await locks.holder(key), undefined);
+      assert.deepEqual(await locks.acquire(key, run('cfg_c', 3)), { held: true });
+    });
+
     it("a 429 pause is seen by the holder's activities on every worker, and kept through renewals", async () => {
       const key = accountLockKey('iterable', 'acct-pause');
       const a = run('cfg_a', 1);

@@ -4,6 +4,8 @@
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
+import type { temporal } from '@temporalio/proto';
 import request from 'supertest';
 import type { RunSummary } from '../../src/runs/summaries';
 import { accountLockKey } from '../../src/runs/account-lock';
@@ -124,7 +126,7 @@ describe('one writer per configuration', function () {
     assert.equal((await summaryOf(id, `${DAY}_manual-1`)).status, 'completed');
   });
 
-  it('a run of another configuration of the same ESP account waits its turn: the account never sees both', async () => {
+  it('a run of another configuration of the same ESP account waits its turn, listing on what the holder lends it: the account never sees more than its limits', async () => {
     const first = await e.connect(20_000, {}, { account: 'acct_shared' });
     const second = await e.connect(20_000, {}, { account: 'acct_shared' });
     // The account allows what one run uses (the processor paces 8 at once): two at once would be refused.
@@ -163,6 +165,16 @@ describe('one writer per configuration', function () {
     assert.ok(waiter >= 0, `no run was told the account was free: ${JSON.stringify(signals)}`);
     assert.deepEqual(signals[1 - waiter], ['accountWanted']);
     assert.equal(histories[waiter]!.events!.filter((ev) => ev.timerFiredEventAttributes).length, 0);
+    // It was lent what the holder's ending chunks held: it listed before the holder gave the
+    // account back, and wrote only after.
+    const at = (ev: temporal.api.history.v1.IHistoryEvent) => tsToMs(ev.eventTime!);
+    const holderEnded = at(histories[1 - waiter]!.events!.at(-1)!);
+    const activities = (h: (typeof histories)[number], type: string) =>
+      h.events!.filter((ev) => ev.activityTaskScheduledEventAttributes?.activityType?.name === type);
+    const firstPart = activities(histories[waiter]!, 'exportPart')[0]!;
+    const firstChunk = activities(histories[waiter]!, 'updateChunk')[0]!;
+    assert.ok(at(firstPart) < holderEnded, 'the waiting run listed only once the account was its own');
+    assert.ok(at(firstChunk) > holderEnded, 'the waiting run wrote before the account was its own');
   });
 
   it("a run finding its account's lock expired waits while the holder's run still runs (its workers were down), and takes it from a run that has ended", async () => {

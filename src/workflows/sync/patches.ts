@@ -60,6 +60,14 @@ export const RUNS_2026_12_PATCH = 'runs-2026-12';
  */
 export const RUNS_LOCAL_STEPS_PATCH = 'runs-2026-12-local-steps';
 
+/**
+ * Runs with this marker lend what their ending chunks held to the run waiting for their account
+ * (write-while-exporting.ts), and a run that waits may be such a guest (take-account.ts): it
+ * maintains and lists on what it is lent, and writes once the account is its own. Recorded only by
+ * runs that have a waiter or wait. Runs without it give the account back whole at their end.
+ */
+export const ACCOUNT_GUEST_PATCH = 'account-guest';
+
 const BEFORE_IT = new Set([
   ONE_WRITER_PATCH,
   HANDOFF_PATCH,

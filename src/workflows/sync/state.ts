@@ -57,6 +57,13 @@ export interface RunState {
   exported?: { chunkCount: number; contacts: number };
   /** Workflow ids of the runs waiting for the account: told when it is given back. */
   waiters?: string[];
+  /** Those of them that may be lent some of the account as the run's last chunks end. */
+  guests?: string[];
+  /**
+   * The run is the guest of this run, which holds the account (take-account.ts): it maintains and
+   * lists on what it is lent, and starts no chunk until the account is its own.
+   */
+  guestOf?: string;
 }
 
 export type SyncInput = ConfigurationSyncInput & { state?: RunState };
@@ -66,6 +73,8 @@ export interface Handoff {
   /** HANDOFF_PATCH: runs older than it neither ask nor tell. */
   on: boolean;
   waiters: Set<string>;
+  /** The waiters that may be its guests (write-while-exporting.ts lends to the first). */
+  guests: Set<string>;
   freed: boolean;
 }
 
@@ -99,7 +108,7 @@ export function eventsLeft(input: ConfigurationSyncInput): number {
 export async function continueRun(run: SyncRun, s: RunState): Promise<never> {
   return continueAsNew<(input: SyncInput) => Promise<ConfigurationSyncResult>>({
     ...run.input,
-    state: { ...s, waiters: [...run.handoff.waiters] },
+    state: { ...s, waiters: [...run.handoff.waiters], guests: [...run.handoff.guests] },
   });
 }
 

@@ -1,7 +1,12 @@
 // Dispatch while exporting: the export in parts, each chunk updated as soon as it is durable.
-import { ActivityCancellationType, CancellationScope, proxyActivities } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  CancellationScope,
+  getExternalWorkflowHandle,
+  proxyActivities,
+} from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { runFolderFields } from '../configuration-run';
+import { accountFreedSignal, runFolderFields } from '../configuration-run';
 import { exportOptions, storeOptions } from '../retry-policies';
 import {
   continueRun,
@@ -12,7 +17,9 @@ import {
   type RunState,
   type SyncRun,
 } from './state';
+import { ownAccount } from './take-account';
 import {
+  ACCOUNT_GUEST_PATCH,
   AFTER_EXPORT_BY_CHUNK_COUNT_PATCH,
   EXPORT_BESIDE_PATCH,
   FULL_WINDOW_AFTER_EXPORT_PATCH,
@@ -35,13 +42,13 @@ export const EXPORT_BACKSTOP_MS = 10 * 60_000;
  * overflow it waits for one to end. Continues-as-new between parts.
  */
 export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<void> {
-  const { input, owner, progress, patched } = run;
+  const { input, owner, progress, patched, handoff } = run;
   const { configurationId } = input;
   const { exportPart } = proxyActivities<Activities>({
     ...exportOptions(Math.max(0, s.deadlineAt - Date.now()) + EXPORT_BACKSTOP_MS),
     ...stopTogether,
   });
-  const { shareChunkWindows } = proxyActivities<Activities>(storeOptions);
+  const { shareChunkWindows, lendAccount } = proxyActivities<Activities>(storeOptions);
   const { awaitExportedChunks } = proxyActivities<Activities>({
     ...storeOptions,
     heartbeatTimeout: '10 seconds',
@@ -195,11 +202,13 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // Once the export has ended and every chunk is in flight, what a chunk that ends held goes to
   // the others: each takes 1/(chunks in flight), told through the chunk windows file. Shares only
   // grow, so a chunk that reads the file late only writes slower meanwhile. One write at a time;
-  // the loop looks again when it is done. Losing one only costs speed.
-  let sharing: Promise<void> | undefined;
+  // the loop looks again when it is done. Losing one only costs speed. When a run waits for the
+  // account, it is lent to that run instead (lendOut).
+  let sharing: Promise<unknown> | undefined;
   const sharingScope = new CancellationScope();
   const shareOut = () => {
     if (!fullWindowAfter || sharing || !s.manifest || s.nextChunk <= s.manifest.chunkCount) return;
+    if (lendOut()) return;
     const chunks = [...inFlight.values()];
     const window = Math.min(runWindow, chunks.length);
     // Only when every chunk's share grows (never when one holds more than 1/window already).
@@ -213,14 +222,55 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .finally(() => (sharing = undefined));
   };
 
+  // The first run that waits for the account is lent what the run's chunks no longer hold, as they
+  // end: it maintains and lists on it (take-account.ts), and is told once it has some. The account
+  // is its own when this run gives it back (account-lock.ts). Only shares that ended are lent, and
+  // those still writing keep theirs.
+  let lent: { to: string; fraction: number; from: number; told: boolean; tail: number[] } | undefined;
+  let lendRefused = false;
+  const lendOut = (): boolean => {
+    const guest = lent?.to ?? [...handoff.guests][0];
+    const lockKey = s.context.accountLock;
+    if (lendRefused || !guest || !lockKey || !patched(ACCOUNT_GUEST_PATCH)) return false;
+    const used = [...inFlight.values()].reduce((sum, c) => sum + c.after, 0);
+    const fraction = Math.max(0, 1 - used);
+    const tail = lent?.tail ?? [...inFlight.keys()];
+    const from = tail.filter((chunk) => !inFlight.has(chunk));
+    if (lent && fraction <= lent.fraction + 1e-9 && from.length === lent.from) return true;
+    const share = { fraction, slots: Math.floor(concurrency * fraction + 1e-9) };
+    sharing = sharingScope
+      .run(() => lendAccount({ lockKey, lock: owner, guest, share, chunks: { tail, from } }))
+      .then(async (taken) => {
+        if (!taken) return void (lendRefused = true);
+        const told = lent?.told ?? false;
+        lent = { to: guest, fraction, from: from.length, told: true, tail };
+        if (!told) await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
+      })
+      .catch(() => undefined)
+      .finally(() => (sharing = undefined));
+    return true;
+  };
+
+  // A guest of the account's holder starts no chunk until the account is its own.
+  let owning: Promise<void> | undefined;
+  const awaitOwning = (scope: CancellationScope) => {
+    const holder = s.guestOf;
+    if (!holder || owning) return;
+    owning = scope
+      .run(() => ownAccount(run, holder))
+      .then(() => void delete s.guestOf)
+      .finally(() => (owning = undefined));
+  };
+
   // When a part or a chunk fails, the rest is cancelled and waited for: nothing writes once the run ends.
   const work = new CancellationScope();
   const dispatchBefore = s.durationsMs.dispatch;
   try {
     for (;;) {
       if (!s.manifest && !part && !historyLong(input)) startPart(work);
+      awaitOwning(work);
       // A part's chunks are within its history budget: they go on while it lists.
-      while (s.nextChunk <= chunksKnown() && (part || !historyLong(input))) {
+      while (!s.guestOf && s.nextChunk <= chunksKnown() && (part || !historyLong(input))) {
         // A chunk's share of the writing is 1/window: as many as can run now share it (fewer
         // chunks take more each), up to besideWindow beside the export and concurrency after it.
         // Beside the export (fullWindowAfter), always besideWindow: the export makes more chunks
@@ -242,12 +292,13 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       const running = [...inFlight.values()].map((c) => c.done);
       if (part) running.push(part);
       if (watch) running.push(watch.done);
+      if (owning) running.push(owning);
       if (running.length === 0) break;
       await Promise.race(sharing ? [...running, sharing] : running);
     }
   } catch (err) {
     work.cancel();
-    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part, watch?.done]);
+    await Promise.allSettled([...[...inFlight.values()].map((c) => c.done), part, watch?.done, owning]);
     throw err;
   } finally {
     // The last chunks have ended: a share for them written now would be read by none.

@@ -5,6 +5,7 @@ import { runFolderFields } from '../configuration-run';
 import { exportOptions } from '../retry-policies';
 import { continueRun, historyLong, stopTogether, updateOneChunk, type RunState, type SyncRun } from './state';
 import { EXPORT_PARTS_PATCH } from './patches';
+import { ownAccount } from './take-account';
 import { EXPORT_BACKSTOP_MS, writeWhileExporting } from './write-while-exporting';
 
 /** Maintenance and the export (once), then the chunk updates; continues-as-new when the history grows. */
@@ -15,6 +16,11 @@ export async function write(run: SyncRun, s: RunState): Promise<void> {
   // an account with one request in flight has no room for both sides at once.
   if (!s.manifest && !input.dryRun && !input.retryOf && s.context.concurrency >= 2) {
     if (run.patched(EXPORT_PARTS_PATCH)) return writeWhileExporting(run, s);
+  }
+  // Only a run that exports beside its chunks is lent some of the account; any other waits for it.
+  if (s.guestOf) {
+    await ownAccount(run, s.guestOf);
+    delete s.guestOf;
   }
   if (!s.manifest) {
     progress.phase = s.context.maintenance ? 'maintenance' : 'export';
