@@ -31,20 +31,19 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Lends the run waiting for the account (`guest`, its workflow id) what the holder's ending
-     * chunks no longer use (only ever more; each chunk of the tail adds its own as it ends):
-     * answers whether that run is the account's guest.
+     * Lends the run waiting for the account (`guest`, its workflow id) what the holder's chunks
+     * do not use as its last ones (`tail`) are in flight; each adds its own as it ends. Answers
+     * whether that run is the account's guest.
      */
     async lendAccount(input: {
       lockKey: string;
       lock: LockOwner;
       guest: string;
       share: GuestShare;
-      /** The chunks in flight, which add their shares as they end, and those that have ended. */
-      chunks: { tail: number[]; from: number[] };
+      tail: number[];
     }): Promise<boolean> {
-      const { lockKey, lock, guest, share, chunks } = input;
-      return mapFailures(() => new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, chunks));
+      const { lockKey, lock, guest, share, tail } = input;
+      return mapFailures(() => new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, tail));
     },
   };
 }

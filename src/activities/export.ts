@@ -207,12 +207,14 @@ export function createExportActivities(deps: ActivityDeps) {
             slots,
           )
         : whole;
-      // Maintenance or the previous part may have just used the export's share. Checked before
-      // its first request (a guest's share is capped at what the holder lends it).
+      // Maintenance or the previous part may have just used the export's share: its first request
+      // waits one of its intervals, from maintenance's last request when there was one (the
+      // previous part's is not known). Checked before it (a guest's share is capped at what the
+      // holder lends it).
       if (share !== whole) {
         whole.passGuestTo(share);
         await share.check();
-        share.pacing.takeOver();
+        share.pacing.takeOver(whole.pacing.quietMs() ?? 0);
       }
       // Without the field (a dry run's maintenance would create it) every contact needs a value.
       const mode = committed.maintenance?.field === 'would_create' ? 'full' : input.mode;

@@ -38,7 +38,7 @@ export interface LockGuest {
   owner?: LockOwner;
   /** The holder's last chunks: each adds its share as its last request is answered (lendEnded). */
   tail?: number[];
-  /** The chunks whose shares `fraction` holds already. */
+  /** The chunks of the tail whose shares `fraction` holds already. */
   from?: number[];
   /** Epoch ms: the latest start of a request of a chunk whose share is lent (takeOver's quietMs). */
   quietSince?: number;
@@ -250,43 +250,22 @@ export class AccountLocks {
 
   /**
    * The holder `owner` lends the run `workflowId` (the first to wait for the account that may be
-   * a guest) what its chunks no longer use: `share`, which holds the shares of the chunks `from`
-   * (ended), and only ever grows. The chunks of `tail` (in flight) each add theirs as they end
-   * (lendEnded). Answers whether that run is the account's guest (not when the lock is not the
-   * holder's, or another run is its guest already).
+   * a guest) what its chunks do not use (`share`) as its last chunks (`tail`) are in flight: each
+   * adds its own as it ends (lendEnded). Lent once: answers whether that run is the account's
+   * guest (not when the lock is not the holder's, or another run is its guest already).
    */
   async lend(
     key: string,
     owner: LockOwner,
     workflowId: string,
     share: GuestShare,
-    chunks: { tail?: number[]; from?: number[] } = {},
+    tail: number[] = [],
   ): Promise<boolean> {
     return this.change(key, (doc) => {
       if (!doc || doc.released || !same(doc.owner, owner)) return { answer: false };
-      const guest = doc.guest;
-      if (guest && guest.workflowId !== workflowId) return { answer: false };
-      const from = [...new Set([...(guest?.from ?? []), ...(chunks.from ?? [])])];
-      const fraction = Math.max(share.fraction, guest?.fraction ?? 0);
-      const slots = Math.max(share.slots, guest?.slots ?? 0);
-      if (
-        guest &&
-        guest.fraction === fraction &&
-        guest.slots === slots &&
-        from.length === (guest.from ?? []).length
-      )
-        return { answer: true };
-      const quietSince = Math.max(share.quietSince ?? 0, guest?.quietSince ?? 0);
-      const lent: LockGuest = {
-        ...guest,
-        workflowId,
-        fraction,
-        slots,
-        tail: guest?.tail ?? chunks.tail ?? [],
-        from,
-        ...(quietSince ? { quietSince } : {}),
-      };
-      return { write: { ...doc, guest: lent }, answer: true };
+      if (doc.guest) return { answer: doc.guest.workflowId === workflowId };
+      const { fraction, slots } = share;
+      return { write: { ...doc, guest: { workflowId, fraction, slots, tail } }, answer: true };
     });
   }
 

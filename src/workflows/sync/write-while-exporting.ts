@@ -203,7 +203,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // the others: each takes 1/(chunks in flight), told through the chunk windows file. Shares only
   // grow, so a chunk that reads the file late only writes slower meanwhile. One write at a time;
   // the loop looks again when it is done. Losing one only costs speed. When a run waits for the
-  // account, it is lent to that run instead (lendOut).
+  // account, what ends is lent to that run instead (lendOut).
   let sharing: Promise<unknown> | undefined;
   const sharingScope = new CancellationScope();
   const shareOut = () => {
@@ -222,30 +222,28 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .finally(() => (sharing = undefined));
   };
 
-  // The first run that waits for the account is lent what the run's chunks no longer hold, as they
-  // end: it maintains and lists on it (take-account.ts), and is told once it has some. The account
-  // is its own when this run gives it back (account-lock.ts). Only shares that ended are lent, and
-  // those still writing keep theirs.
-  let lent: { to: string; fraction: number; from: number; told: boolean; tail: number[] } | undefined;
-  let lendRefused = false;
+  // Once the export has ended and every chunk is in flight, the first run that waits for the
+  // account and may be a guest is lent what the chunks do not use, and each chunk's share as it
+  // ends (account-lock.ts): it maintains and lists on that (take-account.ts), told once it is
+  // lent, and holds the account once this run gives it back. The chunks' shares no longer grow.
+  let lending: 'refused' | { to: string } | undefined;
   const lendOut = (): boolean => {
-    const guest = lent?.to ?? [...handoff.guests][0];
+    if (lending !== undefined) return lending !== 'refused';
+    const guest = [...handoff.guests][0];
     const lockKey = s.context.accountLock;
-    if (lendRefused || !guest || !lockKey || !patched(ACCOUNT_GUEST_PATCH)) return false;
+    if (!guest || !lockKey || !patched(ACCOUNT_GUEST_PATCH)) return false;
     const used = [...inFlight.values()].reduce((sum, c) => sum + c.after, 0);
     const fraction = Math.max(0, 1 - used);
-    const tail = lent?.tail ?? [...inFlight.keys()];
-    const from = tail.filter((chunk) => !inFlight.has(chunk));
-    if (lent && fraction <= lent.fraction + 1e-9 && from.length === lent.from) return true;
     const share = { fraction, slots: Math.floor(concurrency * fraction + 1e-9) };
+    const tail = [...inFlight.keys()];
+    lending = { to: guest };
     sharing = sharingScope
-      .run(() => lendAccount({ lockKey, lock: owner, guest, share, chunks: { tail, from } }))
+      .run(() => lendAccount({ lockKey, lock: owner, guest, share, tail }))
       .then(async (taken) => {
-        if (!taken) return void (lendRefused = true);
-        const told = lent?.told ?? false;
-        lent = { to: guest, fraction, from: from.length, told: true, tail };
-        if (!told) await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
+        if (!taken) return void (lending = 'refused');
+        await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
       })
+      // Lent or not, the chunks' shares stay as they are: the guest may hold what they free.
       .catch(() => undefined)
       .finally(() => (sharing = undefined));
     return true;
