@@ -34,7 +34,7 @@ const PAUSE_CHECK_MS = 2_000;
  * nothing). Every 200 ms, a share that grew waited longer to be taken: one and two workers on one
  * account measured 45.3 and 45.5 requests/s, against 45.7 to 46.8 at 100 ms (docs/scale.md).
  */
-const FOLLOW_MS = 100;
+const FOLLOW_MS = 50;
 /**
  * Reads of the files chunks follow, by blob store and key: one read serves every chunk of this
  * worker process that follows the same run within FOLLOW_MS of its start (ten chunks of a run on
@@ -67,6 +67,12 @@ function readFollowed(blobs: BlobStore, key: string): Promise<StoredBlob> {
  * lock each time, for the few seconds the holder's last chunks take to end).
  */
 const GUEST_LOOK_MS = 25;
+/**
+ * A guest lent nothing yet looks that often for this long (the holder tells it a little before
+ * its last chunks run: a second or two on the limits measured), then this often.
+ */
+const GUEST_LOOKS_OFTEN_FOR_MS = 10_000;
+const GUEST_LOOK_SLOWLY_MS = 250;
 
 /** The export gives back what it does not use once it has listed this long... */
 const EXPORT_MEASURED_AFTER_MS = 2_000;
@@ -110,6 +116,7 @@ export class AccountShare {
       after: number;
       exportKeeps: number;
       byChunkCount?: boolean;
+      keepsOneForGuest?: boolean;
       exportSlots: number;
     };
     windowsKey?: string;
@@ -271,8 +278,9 @@ export class AccountShare {
    * 1/`after` of every limit, so however late it reads that the export has ended, it and the chunk
    * the run starts in the export's place never add up to more than the account. With
    * `byChunkCount`, once the export has ended, 1/(the chunk files it made) when that is fewer than
-   * `after`: no more chunks than that can be in flight (the run counts it so too). The export
-   * holds `exportSlots` of the account's slots meanwhile.
+   * `after`: no more chunks than that can be in flight (the run counts it so too); with
+   * `keepsOneForGuest` as well, one more (the run lends that share to the run waiting for the
+   * account). The export holds `exportSlots` of the account's slots meanwhile.
    */
   static ofWindowBesideExport(
     deps: ActivityDeps,
@@ -285,6 +293,7 @@ export class AccountShare {
     follow?: FollowRun,
     byChunkCount?: boolean,
     exportSlots = 1,
+    keepsOneForGuest = false,
   ) {
     const limits = processor.limits();
     const exportKeeps = exportFraction(limits) * limits.rate.requests;
@@ -305,6 +314,7 @@ export class AccountShare {
         after: a,
         exportKeeps,
         ...(byChunkCount ? { byChunkCount } : {}),
+        ...(byChunkCount && keepsOneForGuest ? { keepsOneForGuest } : {}),
         exportSlots,
       },
       lookedAt: 0,
@@ -335,15 +345,17 @@ export class AccountShare {
 
   /**
    * The run is the holder's guest: until the holder lends it some of the account, it waits (its
-   * activity beating meanwhile), looking every GUEST_LOOK_MS; then its share is capped at what it
+   * activity beating meanwhile), looking every GUEST_LOOK_MS (GUEST_LOOK_SLOWLY_MS after a while); then its share is capped at what it
    * is lent, follows it as often, and its first request waits one of its intervals from the
    * last request of a chunk whose share it took (quietSince).
    */
   private async waitAsGuest(lent: GuestShare): Promise<void> {
     const { cancellationSignal } = Context.current();
     let share = lent;
+    const since = Date.now();
     while (share.fraction <= 0 || share.slots < 1) {
-      await new Promise((resolve) => setTimeout(resolve, GUEST_LOOK_MS));
+      const slowly = Date.now() - since > GUEST_LOOKS_OFTEN_FOR_MS;
+      await new Promise((resolve) => setTimeout(resolve, slowly ? GUEST_LOOK_SLOWLY_MS : GUEST_LOOK_MS));
       cancellationSignal.throwIfAborted();
       const standing = await this.locks.standing(this.key, this.owner!);
       if (standing.role === 'lost') throw new LockLostError(standing.why);
@@ -462,7 +474,7 @@ export class AccountShare {
       const made = saved.chunkCount;
       const window =
         beside.byChunkCount && typeof made === 'number' && Number.isInteger(made) && made >= 1
-          ? Math.min(beside.after, made)
+          ? Math.min(beside.after, made + (beside.keepsOneForGuest ? 1 : 0))
           : beside.after;
       f.beside = undefined;
       f.window = window;

@@ -32,15 +32,16 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
 
     /**
      * Lends the run waiting for the account (`guest`, its workflow id) what the holder's chunks
-     * do not use as its last ones (`tail`) are in flight; each adds its own as it ends. Answers
-     * whether that run is the account's guest.
+     * do not use (nothing yet, at first), and names its last ones (`tail`) once they are in
+     * flight; each adds its own as it ends. Answers whether that run is the account's guest.
      */
     async lendAccount(input: {
       lockKey: string;
       lock: LockOwner;
       guest: string;
       share: GuestShare;
-      tail: number[];
+      /** Its last chunks, in flight: each adds its share as it ends. */
+      tail?: number[];
     }): Promise<boolean> {
       const { lockKey, lock, guest, share, tail } = input;
       return mapFailures(() => new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, tail));

@@ -173,16 +173,21 @@ export function createExportActivities(deps: ActivityDeps) {
       // Alive, and told of a cancellation, while maintenance and the listing's start call the ESP
       // (the listing beats on its own): slow answers or a refresh another worker holds took past
       // the heartbeat timeout, and the server started a second attempt beside this one.
+      // Maintenance's credentials are read while the lock is looked at (a guest may wait there).
+      const maintain = input.maintain && !committed.maintenance;
+      const credentials = maintain ? processor.freshCredentials(target) : undefined;
+      credentials?.catch(() => undefined); // awaited by maintenance, unless the lock check throws
       await beating(
         context,
         () => committed,
         async () => {
           await whole.check();
-          if (input.maintain && !committed.maintenance) {
+          if (maintain) {
             const started = Date.now();
             const maintenance = await processor.maintain(target, {
               dryRun: input.dryRun,
               pacing: whole.pacing,
+              credentials,
             });
             committed = { ...committed, maintenance, maintenanceMs: Date.now() - started };
             context.heartbeat(committed);

@@ -31,6 +31,11 @@ export interface UpdateChunkInput {
    * the export made in all (no more can run at once), and so may it once the export has ended.
    */
   afterExportByChunkCount?: boolean;
+  /**
+   * With afterExportByChunkCount: in a window of one more than the chunk files the export made,
+   * whose share the run lends to the run waiting for its ESP account.
+   */
+  afterExportKeepsOneForGuest?: boolean;
   /** The run gives this chunk larger shares as others end (the run's chunk windows file). */
   followWindows?: boolean;
   /**
@@ -159,6 +164,7 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
               follow,
               input.afterExportByChunkCount,
               exportSlotsGiven(input.exportSlots),
+              input.afterExportKeepsOneForGuest === true,
             )
           : AccountShare.ofWindow(deps, processor, target, window, input.lock, follow);
         // The chunk that ended before this one started may have just used this share. Beside the
@@ -309,10 +315,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           stopWatching();
           stopFollowing();
         }
-        // Its requests are all answered: the run waiting for the account may have its share now.
-        const lending = input.followWindows ? share.lendOnEnd(chunk).catch(() => undefined) : undefined;
+        // Its requests are all answered: the run waiting for the account may have its share now,
+        // before the chunk writes its results (a large write the store may take a while over).
+        if (input.followWindows) await share.lendOnEnd(chunk).catch(() => undefined);
         const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);
-        await lending;
         if (progress.ahead !== undefined) await blobs.delete(aheadKey);
         const esp = processor.descriptor.id;
         deps.metrics?.contacts.inc({ esp, result: 'updated', kind: '' }, outcome.updated);

@@ -126,10 +126,14 @@ export abstract class BaseProcessor {
    */
   async maintain(
     target: ProcessorTarget,
-    options: { dryRun?: boolean; pacing?: AccountPacing } = {},
+    options: {
+      dryRun?: boolean;
+      pacing?: AccountPacing;
+      /** freshCredentials, called just before (while the caller looked at its lock). */
+      credentials?: ReturnType<BaseProcessor['freshCredentials']>;
+    } = {},
   ): Promise<MaintenanceReport> {
-    // The daily check reads what the store holds now, never what this process read earlier.
-    const { credentials, refreshed } = await this.tokens.current(target, { fresh: true });
+    const { credentials, refreshed } = await (options.credentials ?? this.freshCredentials(target));
     const call = this.callFor(target, options.pacing);
     await shapeChecked(() => this.validateCredentials(call, credentials));
     const fieldCall: EspCall = options.dryRun
@@ -145,6 +149,14 @@ export abstract class BaseProcessor {
       throw err;
     });
     return { credentials: refreshed ? 'refreshed' : 'valid', field, fieldName: target.fieldName };
+  }
+
+  /**
+   * The credentials as the store holds them now, never what this process read earlier (refreshed
+   * when near expiry): what the daily check validates.
+   */
+  freshCredentials(target: ProcessorTarget): Promise<{ credentials: Credentials; refreshed: boolean }> {
+    return this.tokens.current(target, { fresh: true });
   }
 
   listPage(

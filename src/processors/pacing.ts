@@ -15,10 +15,7 @@ const SAFETY_MARGIN = 0.05;
  * while this and the network's jitter stay within SAFETY_MARGIN of it.
  */
 const LATE_CREDIT = 0.01;
-/**
- * A request waiting for its start looks again this often (to hear of a cancellation), and at once
- * when its pacer's rate changes.
- */
+/** A request waiting for its start looks again this often, in case its pacer grew. */
 const RECHECK_MS = 100;
 /**
  * After a rate grows, the next request keeps the old spacing, but waits no more than this many of
@@ -48,9 +45,6 @@ export class Pacer {
    */
   private lastStart?: number;
   private lateCreditMs = 0;
-  /** Settles when the rate next changes: requests waiting for their start look again at once. */
-  private grown!: Promise<void>;
-  private grow!: () => void;
 
   constructor(
     rateLimit: { requests: number; perMs: number },
@@ -81,8 +75,6 @@ export class Pacer {
     else this.keepOnce = undefined;
     this.intervalMs = interval;
     this.concurrency = concurrency;
-    this.grow?.();
-    this.grown = new Promise<void>((resolve) => (this.grow = resolve));
     this.drain();
   }
 
@@ -105,7 +97,7 @@ export class Pacer {
     try {
       const pacers = [this, ...also];
       // The slot is claimed when it begins, not planned ahead: a pacer that grows meanwhile
-      // (reset) lets a waiting request start sooner, at once. Waiters look again at least every
+      // (reset) lets a waiting request start sooner. Waiters look again at least every
       // RECHECK_MS; timers may fire a millisecond early.
       for (let slept = false; ; slept = true) {
         for (const signal of signals) signal?.throwIfAborted();
@@ -118,7 +110,7 @@ export class Pacer {
           }
           break;
         }
-        await Promise.race(pacers.map((p) => p.grown).concat(sleep(Math.min(at - now, RECHECK_MS))));
+        await sleep(Math.min(at - now, RECHECK_MS));
       }
       this.onWait?.(this.now() - started);
       return await fn();

@@ -250,22 +250,35 @@ export class AccountLocks {
 
   /**
    * The holder `owner` lends the run `workflowId` (the first to wait for the account that may be
-   * a guest) what its chunks do not use (`share`) as its last chunks (`tail`) are in flight: each
-   * adds its own as it ends (lendEnded). Lent once: answers whether that run is the account's
-   * guest (not when the lock is not the holder's, or another run is its guest already).
+   * a guest) what its chunks do not use (`share`, which only grows), and names its last chunks
+   * (`tail`, once) as they are in flight: each adds its own share as it ends (lendEnded). It may
+   * lend nothing at first, so that the run is ready when it does. Answers whether that run is the
+   * account's guest (not when the lock is not the holder's, or another run is its guest already).
    */
   async lend(
     key: string,
     owner: LockOwner,
     workflowId: string,
     share: GuestShare,
-    tail: number[] = [],
+    tail?: number[],
   ): Promise<boolean> {
     return this.change(key, (doc) => {
       if (!doc || doc.released || !same(doc.owner, owner)) return { answer: false };
-      if (doc.guest) return { answer: doc.guest.workflowId === workflowId };
-      const { fraction, slots } = share;
-      return { write: { ...doc, guest: { workflowId, fraction, slots, tail } }, answer: true };
+      const guest = doc.guest;
+      if (guest && guest.workflowId !== workflowId) return { answer: false };
+      const fraction = Math.max(share.fraction, guest?.fraction ?? 0);
+      const slots = Math.max(share.slots, guest?.slots ?? 0);
+      const quietSince = Math.max(share.quietSince ?? 0, guest?.quietSince ?? 0);
+      const lent: LockGuest = {
+        ...guest,
+        workflowId,
+        fraction,
+        slots,
+        ...(guest?.tail || tail ? { tail: guest?.tail ?? tail } : {}),
+        ...(quietSince ? { quietSince } : {}),
+      };
+      if (JSON.stringify(lent) === JSON.stringify(guest)) return { answer: true };
+      return { write: { ...doc, guest: lent }, answer: true };
     });
   }
 

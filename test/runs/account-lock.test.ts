@@ -212,17 +212,26 @@ for (const [name, makeStore] of adapters) {
       const { locks, key, a, b } = await takenByA('sandbox', 'acct-guest-tail');
       // Nothing lent yet: an ending chunk adds to nothing.
       await locks.lendEnded(key, a, 1, { fraction: 0.25, slots: 2 });
-      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0, slots: 0 }, [2, 3, 4]), true);
-      await locks.acquire(key, b, { mayBeGuest: true });
+      // Told first, lent nothing: the guest gets ready.
+      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0, slots: 0 }), true);
+      assert.deepEqual(await locks.acquire(key, b, { mayBeGuest: true }), {
+        held: false,
+        holder: a,
+        guest: { fraction: 0, slots: 0 },
+      });
+      await locks.lendEnded(key, a, 2, { fraction: 0.25, slots: 2 }); // no tail named yet
+      // Its last chunks in flight: what they do not use, and each one's share as it ends.
+      const lent = { fraction: 0.25, slots: 2, quietSince: now - 50 };
+      assert.equal(await locks.lend(key, a, b.workflowId, lent, [2, 3, 4]), true);
       await locks.lendEnded(key, a, 2, { fraction: 0.25, slots: 2, quietSince: now - 40 });
       await locks.lendEnded(key, a, 2, { fraction: 0.25, slots: 2 }); // a retry of chunk 2
       await locks.lendEnded(key, a, 1, { fraction: 0.25, slots: 2 }); // not of the tail
       await locks.lendEnded(key, b, 3, { fraction: 0.25, slots: 2 }); // not the holder's
-      assert.deepEqual((await locks.renew(key, b)).guest, { fraction: 0.25, slots: 2, quietSince: now - 40 });
-      // Lent once: the holder lending again changes nothing.
-      assert.equal(await locks.lend(key, a, b.workflowId, { fraction: 0.5, slots: 4 }, [1]), true);
+      assert.deepEqual((await locks.renew(key, b)).guest, { fraction: 0.5, slots: 4, quietSince: now - 40 });
+      // The tail is named once; what is lent never shrinks.
+      await locks.lend(key, a, b.workflowId, { fraction: 0.1, slots: 1 }, [1]);
+      await locks.lendEnded(key, a, 1, { fraction: 0.25, slots: 2 });
       await locks.lendEnded(key, a, 3, { fraction: 0.25, slots: 2, quietSince: now - 10 });
-      await locks.lendEnded(key, a, 4, { fraction: 0.25, slots: 2, quietSince: now - 20 });
       assert.deepEqual(await locks.standing(key, b), {
         role: 'guest',
         share: { fraction: 0.75, slots: 6, quietSince: now - 10 },

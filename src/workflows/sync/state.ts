@@ -125,6 +125,7 @@ export async function updateOneChunk(
     besideExport?: boolean;
     afterExportWindow?: number;
     afterExportByChunkCount?: boolean;
+    afterExportKeepsOneForGuest?: boolean;
     followWindows?: boolean;
     inExportPlace?: boolean;
     shareOfExport?: boolean;
@@ -141,6 +142,7 @@ export async function updateOneChunk(
     ...(share.besideExport ? { besideExport: true } : {}),
     ...(share.afterExportWindow ? { afterExportWindow: share.afterExportWindow } : {}),
     ...(share.afterExportByChunkCount ? { afterExportByChunkCount: true } : {}),
+    ...(share.afterExportKeepsOneForGuest ? { afterExportKeepsOneForGuest: true } : {}),
     ...(share.followWindows ? { followWindows: true } : {}),
     ...(share.inExportPlace ? { inExportPlace: true } : {}),
     ...(share.shareOfExport ? { shareOfExport: true } : {}),

@@ -72,7 +72,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // A chunk's share while the export runs, and once it has ended.
   const inFlight = new Map<
     number,
-    { done: Promise<void>; share: number; after: number; byChunkCount?: boolean }
+    { done: Promise<void>; share: number; after: number; byChunkCount?: boolean; keepsOneForGuest?: boolean }
   >();
   let part: Promise<void> | undefined;
   let watch: { done: Promise<void> } | undefined;
@@ -132,9 +132,12 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           s.maintenance = maintenance;
           s.durationsMs.maintenance = maintenanceMs ?? 0;
           s.durationsMs.export -= maintenanceMs ?? 0;
-          // The chunks beside it take 1/(chunk files made) once they read that it has ended.
-          const window = Math.max(1, Math.min(runWindow, manifest.chunkCount));
-          for (const c of inFlight.values()) if (c.byChunkCount) c.after = Math.max(c.after, 1 / window);
+          // The chunks beside it take 1/(chunk files made) once they read that it has ended (one
+          // more kept for the run waiting for the account, when one was then).
+          const window = (kept?: boolean) =>
+            Math.max(1, Math.min(runWindow, manifest.chunkCount + (kept ? 1 : 0)));
+          for (const c of inFlight.values())
+            if (c.byChunkCount) c.after = Math.max(c.after, 1 / window(c.keepsOneForGuest));
           delete progress.exporting;
           // Where the chunks beside it share the whole writing, the export leaves no place free.
           exportPlaceFree = fullWindowAfter && !writingLimited;
@@ -170,6 +173,10 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     const after =
       besideExport && fullWindowAfter && window >= besideWindow && !writingLimited ? concurrency : window;
     const byChunkCount = after !== window && afterByChunkCount;
+    // A run that may be this one's guest waits: when the export ends, the chunks beside it leave
+    // it the share of one more, which it maintains and lists on while they write (lendOut). Their
+    // shares, grown all at once, would otherwise end all at once, and the guest start after.
+    const keepsOneForGuest = byChunkCount && mayLend();
     const inExportPlace = !besideExport && exportPlaceFree;
     if (inExportPlace) exportPlaceFree = false;
     // Beside the export before any of the run's chunks has ended, in any of its histories: the
@@ -182,6 +189,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           besideExport,
           ...(after !== window ? { afterExportWindow: after } : {}),
           ...(byChunkCount ? { afterExportByChunkCount: true } : {}),
+          ...(keepsOneForGuest ? { afterExportKeepsOneForGuest: true } : {}),
           ...(fullWindowAfter ? { followWindows: true } : {}),
           ...(inExportPlace ? { inExportPlace } : {}),
           ...(shareOfExport ? { shareOfExport } : {}),
@@ -196,6 +204,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       share: 1 / window,
       after: 1 / after,
       ...(byChunkCount ? { byChunkCount } : {}),
+      ...(keepsOneForGuest ? { keepsOneForGuest } : {}),
     });
   };
 
@@ -222,31 +231,48 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .finally(() => (sharing = undefined));
   };
 
-  // Once the export has ended and every chunk is in flight, the first run that waits for the
-  // account and may be a guest is lent what the chunks do not use, and each chunk's share as it
-  // ends (account-lock.ts): it maintains and lists on that (take-account.ts), told once it is
-  // lent, and holds the account once this run gives it back. The chunks' shares no longer grow.
-  let lending: 'refused' | { to: string } | undefined;
-  const lendOut = (): boolean => {
-    if (lending !== undefined) return lending !== 'refused';
-    const guest = [...handoff.guests][0];
+  // The first run that waits for the account and may be a guest is lent what this run's chunks
+  // do not use once the export has ended and every chunk is in flight, and each chunk's share as
+  // it ends (account-lock.ts): it maintains and lists on that (take-account.ts), and holds the
+  // account once this run gives it back. The chunks' shares no longer grow. Where chunks keep it
+  // a share when the export ends (keepsOneForGuest), it is told before, so that it is ready.
+  let lending: 'refused' | { to: string; tail: boolean } | undefined;
+  const mayLend = () => handoff.guests.size > 0 && !!s.context.accountLock && patched(ACCOUNT_GUEST_PATCH);
+  const lend = (tail?: number[]) => {
+    const guest = lending === undefined ? [...handoff.guests][0] : lending !== 'refused' && lending.to;
     const lockKey = s.context.accountLock;
-    if (!guest || !lockKey || !patched(ACCOUNT_GUEST_PATCH)) return false;
+    if (!guest || !lockKey) return;
     const used = [...inFlight.values()].reduce((sum, c) => sum + c.after, 0);
-    const fraction = Math.max(0, 1 - used);
-    const share = { fraction, slots: Math.floor(concurrency * fraction + 1e-9) };
-    const tail = [...inFlight.keys()];
-    lending = { to: guest };
+    const fraction = tail ? Math.max(0, 1 - used) : 0;
+    const share = {
+      fraction,
+      slots: Math.floor(concurrency * fraction + 1e-9),
+      // What is free came from the export and the chunks that ended: none sent since.
+      ...(tail && lastRequestAt !== undefined ? { quietSince: lastRequestAt } : {}),
+    };
+    const told = lending !== undefined;
+    lending = { to: guest, tail: !!tail };
     sharing = sharingScope
-      .run(() => lendAccount({ lockKey, lock: owner, guest, share, tail }))
+      .run(() => lendAccount({ lockKey, lock: owner, guest, share, ...(tail ? { tail } : {}) }))
       .then(async (taken) => {
         if (!taken) return void (lending = 'refused');
-        await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
+        if (!told) await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
       })
       // Lent or not, the chunks' shares stay as they are: the guest may hold what they free.
       .catch(() => undefined)
       .finally(() => (sharing = undefined));
+  };
+  /** Lends at the tail; false when no run is lent to (the chunks' shares grow instead). */
+  const lendOut = (): boolean => {
+    if (lending === 'refused') return false;
+    if (lending?.tail) return true;
+    if (lending === undefined && !mayLend()) return false;
+    lend([...inFlight.keys()]);
     return true;
+  };
+  const invite = () => {
+    if (lending !== undefined || sharing || ![...inFlight.values()].some((c) => c.keepsOneForGuest)) return;
+    lend();
   };
 
   // A guest of the account's holder starts no chunk until the account is its own.
@@ -286,6 +312,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       // Only a chunk started as the export ends takes its place; a later one takes an ended chunk's.
       exportPlaceFree = false;
       if (part && !watch && s.nextChunk > chunksKnown()) startWatch(work);
+      invite();
       shareOut();
       const running = [...inFlight.values()].map((c) => c.done);
       if (part) running.push(part);
