@@ -101,7 +101,7 @@ export class AccountShare {
   private base: ShareOf;
   /**
    * While the run is the account holder's guest: what the holder lends it, which caps every
-   * limit of its share; read in the lock every FOLLOW_MS until the lock is the run's.
+   * limit of its share; read in the lock every GUEST_LOOK_MS until the lock is the run's.
    */
   private guest?: { share: GuestShare; lookedAt: number; looking: boolean; lost?: Error };
   /**
@@ -347,9 +347,9 @@ export class AccountShare {
 
   /**
    * The run is the holder's guest: until the holder lends it some of the account, it waits (its
-   * activity beating meanwhile), looking every GUEST_LOOK_MS (GUEST_LOOK_SLOWLY_MS after a while); then its share is capped at what it
-   * is lent, follows it as often, and its first request waits one of its intervals from the
-   * last request of a chunk whose share it took (quietSince).
+   * activity beating meanwhile), looking every GUEST_LOOK_MS (GUEST_LOOK_SLOWLY_MS after a while);
+   * then its share is capped at what it is lent, follows it as often, and its first request waits
+   * one of its intervals from the last request of a chunk whose share it took (quietSince).
    */
   private async waitAsGuest(lent: GuestShare): Promise<void> {
     const { cancellationSignal } = Context.current();

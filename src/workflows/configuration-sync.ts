@@ -32,7 +32,8 @@ export const DEFAULT_DEADLINE_MS = 20 * 60 * 60 * 1000;
 /**
  * One configuration's run. It takes its ESP account's lock (one run per account at a time, so one
  * writer per configuration; a run of another configuration of the account waits its turn, and
- * maintains and lists on what the holder lends it as the holder's last chunks end), claims its folder, then maintenance and the export (one activity), then a sliding window of chunk
+ * maintains and lists on what the holder lends it as the holder's last chunks end), claims its
+ * folder, then maintenance and the export (one activity), then a sliding window of chunk
  * updates, each with its share of the account; then the summary, and the account is given back.
  * However it ends (completed, busy, skipped, needs_reauth, failed, timed_out, cancelled) it leaves
  * a summary and a status. Continues-as-new with its state when its history grows. Only ids, keys
