@@ -254,6 +254,29 @@ for (const [name, makeStore] of adapters) {
       assert.deepEqual(await locks.acquire(key, run('cfg_c', 3)), { held: true });
     });
 
+    it("a holder that stopped without giving it back: its guest takes it once it saw the holder end; a third run that takes it first leaves the guest's activities stopped", async () => {
+      const { locks, key, a, b } = await takenByA('sandbox', 'acct-guest-expiry');
+      const c = run('cfg_c', 3);
+      await locks.lend(key, a, b.workflowId, { fraction: 0.5, slots: 5 }, [1]);
+      await locks.acquire(key, b, { mayBeGuest: true });
+      now += LOCK_TTL_MS + 1_000;
+      assert.deepEqual(await locks.acquire(key, b, { holderEnded: a }), { held: true });
+      assert.deepEqual(await locks.standing(key, b), { role: 'holder', pausedUntil: 0 });
+      // Another account: the third run gets there first.
+      const other = await takenByA('sandbox', 'acct-guest-expiry-2');
+      await other.locks.lend(other.key, other.a, other.b.workflowId, { fraction: 0.5, slots: 5 }, [1]);
+      await other.locks.acquire(other.key, other.b, { mayBeGuest: true });
+      now += LOCK_TTL_MS + 1_000;
+      assert.deepEqual(await other.locks.acquire(other.key, c, { holderEnded: other.a }), { held: true });
+      const standing = await other.locks.standing(other.key, other.b);
+      assert.equal(standing.role, 'lost');
+      assert.match(
+        standing.role === 'lost' ? standing.why : '',
+        /another run \(sync\/cfg_c\/2026-12-03\) took/,
+      );
+      await assert.rejects(other.locks.renew(other.key, other.b), LockLostError);
+    });
+
     it("a 429 pause is seen by the holder's activities on every worker, and kept through renewals", async () => {
       const key = accountLockKey('iterable', 'acct-pause');
       const a = run('cfg_a', 1);
