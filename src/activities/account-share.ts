@@ -30,13 +30,12 @@ const RENEW_EVERY_MS = 60_000;
 const PAUSE_CHECK_MS = 2_000;
 /**
  * A chunk that follows its run reads the export's progress file, or the chunk windows file, this
- * often: twenty small reads a second while it writes beside other chunks (a chunk alone follows
- * nothing; one read serves a worker process's chunks of a run). Every 200 ms, a share that grew
- * waited longer to be taken: one and two workers on one account measured 45.3 and 45.5
- * requests/s, against 45.7 to 46.8 at 100 ms; on the cluster, 45.80 to 45.85 at 50 ms against
- * 45.17 to 45.65 at 100 (docs/scale.md).
+ * often: ten small reads a second while it writes beside other chunks (a chunk alone follows
+ * nothing). Every 200 ms, a share that grew waited longer to be taken: one and two workers on one
+ * account measured 45.3 and 45.5 requests/s, against 45.7 to 46.8 at 100 ms (docs/scale.md). At
+ * 50 ms the Iterable profile had a request answered 429 in both of two fresh-clone benchmarks.
  */
-const FOLLOW_MS = 50;
+const FOLLOW_MS = 100;
 /**
  * Reads of the files chunks follow, by blob store and key: one read serves every chunk of this
  * worker process that follows the same run within FOLLOW_MS of its start (ten chunks of a run on
