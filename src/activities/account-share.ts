@@ -7,6 +7,7 @@ import type { ProcessorTarget } from '../processors/types';
 import { NotFoundError, type BlobStore, type StoredBlob } from '../storage';
 import { readChunkWindow } from './chunk-windows';
 import {
+  besideListedShare,
   besideShare,
   exportAllows,
   exportFraction,
@@ -37,15 +38,24 @@ const PAUSE_CHECK_MS = 2_000;
  */
 const FOLLOW_MS = 100;
 /**
+ * Once the export says its last pages are on their way (export-listing.ts, ENDS_SOON_MS), a chunk
+ * beside it reads its progress file this often, for this long at most, until the export has
+ * listed: its share grows a few tens of milliseconds after the last page, not up to FOLLOW_MS
+ * (and a read another chunk of the process made as long before) after.
+ */
+const FOLLOW_SOON_MS = 20;
+const FOLLOW_SOON_FOR_MS = 2_000;
+/**
  * Reads of the files chunks follow, by blob store and key: one read serves every chunk of this
- * worker process that follows the same run within FOLLOW_MS of its start (ten chunks of a run on
- * three workers read each file about 30 times a second, not 100). The file stays the only truth,
- * and a read at most FOLLOW_MS older than a chunk's own only ever gives it less: what the export
- * holds only shrinks, and the shares the chunk windows file gives only grow.
+ * worker process that follows the same run within FOLLOW_MS (or the reader's shorter interval) of
+ * its start (ten chunks of a run on three workers read each file about 30 times a second, not
+ * 100). The file stays the only truth, and a read at most that much older than a chunk's own only
+ * ever gives it less: what the export holds only shrinks, and the shares the chunk windows file
+ * gives only grow.
  */
 const followedReads = new WeakMap<BlobStore, Map<string, Promise<StoredBlob>>>();
 
-function readFollowed(blobs: BlobStore, key: string): Promise<StoredBlob> {
+function readFollowed(blobs: BlobStore, key: string, reuseMs = FOLLOW_MS): Promise<StoredBlob> {
   let reads = followedReads.get(blobs);
   if (!reads) followedReads.set(blobs, (reads = new Map()));
   const shared = reads.get(key);
@@ -54,7 +64,7 @@ function readFollowed(blobs: BlobStore, key: string): Promise<StoredBlob> {
   const read = blobs.get(key);
   reads.set(key, read);
   const forget = () => {
-    const left = FOLLOW_MS - (Date.now() - startedAt);
+    const left = reuseMs - (Date.now() - startedAt);
     if (left <= 0) reads.delete(key);
     else setTimeout(() => reads.delete(key), left).unref();
   };
@@ -119,10 +129,14 @@ export class AccountShare {
       byChunkCount?: boolean;
       keepsOneForGuest?: boolean;
       exportSlots: number;
+      /** Its last page is in: the chunk takes its share by the chunk files the export makes. */
+      listed?: boolean;
     };
     windowsKey?: string;
     lookedAt: number;
     looking: boolean;
+    /** Until when it looks every FOLLOW_SOON_MS (the export's last pages are on their way). */
+    soonUntil?: number;
   };
   /**
    * The export beside chunks: what it keeps of the account's rate per window once every chunk
@@ -218,6 +232,11 @@ export class AccountShare {
     const share = new AccountShare(deps, processor, target, exportShare(limits, side.allows, slots), owner);
     share.exportSide = side;
     return share;
+  }
+
+  /** Whether this is the export beside chunk updates, told how many run beside it (exportListed). */
+  get listsBesideChunks(): boolean {
+    return this.exportSide?.chunks !== undefined;
   }
 
   /**
@@ -434,14 +453,17 @@ export class AccountShare {
 
   /**
    * A chunk that follows its run takes the larger share the run gives it: beside the export, what
-   * the export gives back, and 1/after of the account once it has ended; then what the chunk
-   * windows file gives it. Its pacing grows in place (requests in flight keep their slots), so
-   * this may run at any time: the chunk calls it every FOLLOW_MS while it writes (followEvery).
+   * the export gives back, and 1/after of the account once it has listed its last page; then what
+   * the chunk windows file gives it. Its pacing grows in place (requests in flight keep their
+   * slots), so this may run at any time: the chunk calls it every FOLLOW_MS while it writes
+   * (followEvery). A look counts from its start: counted from its end (until 2026-12-07), every
+   * other tick came too soon and was skipped, and the chunk looked every 100 to 200 ms.
    */
   async follow(): Promise<void> {
     const f = this.following;
-    if (!f || f.looking || Date.now() - f.lookedAt < FOLLOW_MS) return;
+    if (!f || f.looking || Date.now() - f.lookedAt < this.followInterval() / 2) return;
     f.looking = true;
+    f.lookedAt = Date.now();
     try {
       if (f.beside) await this.followExport(f, f.beside);
       else if (f.windowsKey && f.chunk !== undefined) {
@@ -454,7 +476,6 @@ export class AccountShare {
       }
     } finally {
       f.looking = false;
-      f.lookedAt = Date.now();
     }
   }
 
@@ -462,25 +483,59 @@ export class AccountShare {
     f: NonNullable<AccountShare['following']>,
     beside: NonNullable<NonNullable<AccountShare['following']>['beside']>,
   ): Promise<void> {
-    let saved: { ended?: unknown; exportKeeps?: unknown; chunkCount?: unknown } = {};
+    let saved: {
+      ended?: unknown;
+      exportKeeps?: unknown;
+      chunkCount?: unknown;
+      lastChunkCount?: unknown;
+      endsSoon?: unknown;
+    } = {};
     try {
-      saved = JSON.parse(
-        (await readFollowed(this.deps.stores.blobs, beside.progressKey)).body.toString('utf8'),
-      );
+      const read = readFollowed(this.deps.stores.blobs, beside.progressKey, this.followInterval());
+      saved = JSON.parse((await read).body.toString('utf8'));
     } catch (err) {
       // Not there yet, or unreadable: the export runs on as far as this chunk knows.
       if (!(err instanceof NotFoundError) && !(err instanceof SyntaxError)) throw err;
     }
+    // The window the run counts this chunk in once the export has ended, by the chunk files made.
+    const afterWindow = (made: unknown) =>
+      beside.byChunkCount && isCount(made)
+        ? Math.min(beside.after, made + (beside.keepsOneForGuest ? 1 : 0))
+        : beside.after;
+    if (saved.endsSoon === true && !beside.listed && f.soonUntil === undefined)
+      f.soonUntil = Date.now() + FOLLOW_SOON_FOR_MS;
     if (saved.ended === true) {
-      const made = saved.chunkCount;
-      const window =
-        beside.byChunkCount && typeof made === 'number' && Number.isInteger(made) && made >= 1
-          ? Math.min(beside.after, made + (beside.keepsOneForGuest ? 1 : 0))
-          : beside.after;
+      const window = afterWindow(saved.chunkCount);
+      f.soonUntil = 0; // back to FOLLOW_MS
       f.beside = undefined;
       f.window = window;
       this.reshare(windowShare(this.processor, window));
-    } else if (typeof saved.exportKeeps === 'number' && saved.exportKeeps < beside.exportKeeps) {
+    } else if (
+      isCount(saved.lastChunkCount) &&
+      typeof saved.exportKeeps === 'number' &&
+      !(beside.listed && saved.exportKeeps >= beside.exportKeeps)
+    ) {
+      // The last page is in: the export's share goes to the chunks beside it now, not once its
+      // last chunk file, manifest and progress file are written and read (a small run's chunks,
+      // fewer than may run at once, wrote at 1/concurrency of the account meanwhile). No more
+      // chunks than the export makes in all run beside it.
+      beside.listed = true;
+      f.soonUntil = 0; // back to FOLLOW_MS
+      beside.exportKeeps = Math.min(beside.exportKeeps, saved.exportKeeps);
+      this.reshare(
+        besideListedShare(
+          this.processor,
+          Math.min(f.window, saved.lastChunkCount),
+          beside.exportKeeps,
+          afterWindow(saved.lastChunkCount),
+          beside.exportSlots,
+        ),
+      );
+    } else if (
+      !beside.listed &&
+      typeof saved.exportKeeps === 'number' &&
+      saved.exportKeeps < beside.exportKeeps
+    ) {
       beside.exportKeeps = saved.exportKeeps;
       this.reshare(
         besideShare(this.processor, f.window, saved.exportKeeps, beside.after, beside.exportSlots),
@@ -515,11 +570,23 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
-  /** Follows the run every FOLLOW_MS until stopped (a chunk that follows its run). */
+  /** Follows the run every FOLLOW_MS (FOLLOW_SOON_MS a while) until stopped (a chunk that follows its run). */
   followEvery(): () => void {
     if (!this.following) return () => undefined;
-    const timer = setInterval(() => void this.follow().catch(() => undefined), FOLLOW_MS);
-    return () => clearInterval(timer);
+    let timer: NodeJS.Timeout;
+    const next = () => {
+      timer = setTimeout(() => {
+        next();
+        void this.follow().catch(() => undefined);
+      }, this.followInterval());
+    };
+    next();
+    return () => clearTimeout(timer);
+  }
+
+  private followInterval(): number {
+    const until = this.following?.soonUntil;
+    return until !== undefined && Date.now() < until ? FOLLOW_SOON_MS : FOLLOW_MS;
   }
 
   /** Its share as the run's own is `share`; while a guest, what it is lent caps it. */
@@ -528,6 +595,10 @@ export class AccountShare {
     const used = this.guest ? lentPart(share, this.guest.share) : share;
     this.pacing.reshare(this.processor.limits(), used.fraction, used.slots);
   }
+}
+
+function isCount(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1;
 }
 
 /** `share`, no more of any limit than a guest is lent. */

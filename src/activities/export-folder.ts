@@ -32,6 +32,13 @@ export interface ExportProgress {
   partsEnded?: number;
   /** Beside chunk updates: what the export keeps of the account's rate (the chunks take the rest). */
   exportKeeps?: number;
+  /** Beside chunk updates: its last pages are on their way (the chunks look at this file more often). */
+  endsSoon?: boolean;
+  /**
+   * Beside chunk updates, from the last page on: the chunk files the export makes in all (the
+   * chunks beside it take their shares by it before it has ended). A retry never raises it.
+   */
+  lastChunkCount?: number;
 }
 
 /** One run's folder, as its export reads and writes it. */
@@ -93,10 +100,15 @@ export class ExportFolder {
       throw new CorruptDataError('blob', key, 'it has no chunk count');
     }
     const resumed = !saved || (beat && beat.chunkCount >= saved.chunkCount) ? beat : saved;
-    // What the export keeps of the account only shrinks, and the chunks beside it take what it
-    // gave back as soon as either says so (the progress file may say it last: at the last page).
-    const keeps = [beat?.exportKeeps, saved?.exportKeeps].filter((k): k is number => typeof k === 'number');
-    return resumed && keeps.length > 0 ? { ...resumed, exportKeeps: Math.min(...keeps) } : resumed;
+    // What the export keeps of the account and the chunk files it said it makes only shrink, and
+    // the chunks beside it take their shares by them as soon as either says so (the progress file
+    // may say it last: at the last page).
+    if (!resumed) return resumed;
+    const least = (field: 'exportKeeps' | 'lastChunkCount') => {
+      const said = [beat?.[field], saved?.[field]].filter((n): n is number => typeof n === 'number');
+      return said.length > 0 ? { [field]: Math.min(...said) } : {};
+    };
+    return { ...resumed, ...least('exportKeeps'), ...least('lastChunkCount') };
   }
 
   async saveProgress(progress: ExportProgress): Promise<void> {

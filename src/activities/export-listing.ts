@@ -37,6 +37,13 @@ const FIRST_CHUNK_OPEN_MS = 250;
  *   beside 2 s of listing.
  */
 const CHUNK_OPEN_MS = 2_000;
+/**
+ * Beside chunk updates, when the ESP says the list's size and pages by offset, the export says in
+ * its progress file that its last pages are on their way once they take about this long at the
+ * pace its pages have come: the chunks beside it then look at the file more often, and take its
+ * share within a few tens of milliseconds of its last page rather than of their next look.
+ */
+const ENDS_SOON_MS = 300;
 
 /**
  * The values espresso itself writes. A value of any other form that a contact holds is kept too,
@@ -142,6 +149,8 @@ class Chunks {
       maintenance: committed.maintenance,
       maintenanceMs: committed.maintenanceMs,
       partsEnded: committed.partsEnded,
+      ...(committed.endsSoon ? { endsSoon: true } : {}),
+      ...(committed.lastChunkCount !== undefined ? { lastChunkCount: committed.lastChunkCount } : {}),
     };
     const keeps = this.share.exportKeeps(chunkCount);
     if (keeps !== undefined) next.exportKeeps = keeps;
@@ -183,12 +192,17 @@ export async function listIntoChunks(
     (at, total) => processor.pageAfter(at, mode, total),
     listing.pagesAtOnce ?? 1,
   );
+  const endsSoon = new EndsSoon(processor, mode, share.listsBesideChunks);
   try {
     const seen = await listing.seenSoFar();
     for (;;) {
       const page = await ahead.next(cursor);
       // The page boundary, timed before the next page is asked for.
       const at = now();
+      if (endsSoon.after(page, at)) {
+        chunks.committed = { ...chunks.committed, endsSoon: true };
+        await folder.saveProgress(chunks.committed);
+      }
       // The next pages are asked for at once, while this one is sorted and written: the listing
       // waits on the ESP's latency or its limit, not on both and the blob store too. (A part
       // that ends here leaves them unread: a page or two per part, and a part is many chunks.)
@@ -204,10 +218,18 @@ export async function listIntoChunks(
       chunks.add(fresh, found);
       if (!page.nextCursor) {
         // The last page is in: the chunks beside the export may take its share before the last
-        // chunk file is written (what is safely in chunk files stays as the progress file says).
+        // chunk file is written (what is safely in chunk files stays as the progress file says),
+        // by how many chunk files it makes in all (unless an earlier run's lines follow).
         const keeps = share.exportListed();
         if (keeps !== undefined) {
-          chunks.committed = { ...chunks.committed, exportKeeps: keeps };
+          const { committed } = chunks;
+          const last = committed.chunkCount + Math.ceil(chunks.lines.length / CHUNK_LINES);
+          const lastChunkCount = earlier ? undefined : Math.min(last, committed.lastChunkCount ?? last);
+          chunks.committed = {
+            ...committed,
+            exportKeeps: keeps,
+            ...(lastChunkCount !== undefined ? { lastChunkCount } : {}),
+          };
           await folder.saveProgress(chunks.committed);
           context.heartbeat(chunks.committed);
         }
@@ -251,6 +273,41 @@ export async function listIntoChunks(
     // Pages asked for ahead and not needed (the part ended, or failed) end before the part
     // does: no request of this part outlives it.
     await ahead.settled();
+  }
+}
+
+/**
+ * Whether the listing's last pages are on their way (ENDS_SOON_MS): true once, after the page
+ * that makes it so. Only for an export beside chunk updates on an ESP that pages by offset and
+ * says the list's size; the pace is the mean time between the pages read so far.
+ */
+class EndsSoon {
+  private said: boolean;
+  private firstAt?: number;
+  private pages = 0;
+
+  constructor(
+    private readonly processor: BaseProcessor,
+    private readonly mode: ListMode,
+    besideChunks: boolean,
+  ) {
+    // By cursor, the pages left are not known (pageAfter knows no page after the first).
+    this.said = !besideChunks || processor.pageAfter(undefined, mode) === undefined;
+  }
+
+  after(page: ContactPage, at: number): boolean {
+    if (this.said || !page.nextCursor || page.total === undefined) return false;
+    this.firstAt ??= at;
+    this.pages++;
+    if (this.pages < 2) return false;
+    const pace = Math.max(1, (at - this.firstAt) / (this.pages - 1));
+    // The pages still to read, counted up to those that take ENDS_SOON_MS at that pace.
+    let left = 1;
+    for (let c: string | undefined = page.nextCursor; left * pace <= ENDS_SOON_MS; left++) {
+      c = this.processor.pageAfter(c, this.mode, page.total);
+      if (c === undefined) return (this.said = true);
+    }
+    return false;
   }
 }
 

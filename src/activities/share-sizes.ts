@@ -83,6 +83,23 @@ export function besideShare(
 }
 
 /**
+ * A chunk beside the export once its last page is in: the export sends no more than it keeps, no
+ * more than `beside` chunks run beside it (as many as may, or the chunk files it makes in all, the
+ * fewer), and each takes at most what the run counts it at once the export has ended (1/`after`
+ * of every limit and of the slots).
+ */
+export function besideListedShare(
+  processor: BaseProcessor,
+  beside: number,
+  exportKeeps: number,
+  after: number,
+  exportSlots = 1,
+): ShareOf {
+  const share = besideShare(processor, beside, exportKeeps, after, exportSlots);
+  return { ...share, slots: Math.min(share.slots, windowShare(processor, after).slots) };
+}
+
+/**
  * The chunks beside the export, as the export part is told: how many run beside it at most
  * (`beside`: each takes 1/beside of what the export leaves), how many chunk files it has made, and
  * the window that caps each chunk's share (`after`: besideShare's, the run's count of it once the

@@ -1070,7 +1070,7 @@ describe('bounded failures and alerts that survive a crash', function () {
     );
   });
 
-  it("an export beside chunk updates gives back all but its slots' share as soon as its last page is in, before its last chunk file", async function () {
+  it("an export beside chunk updates says its last pages are on their way, then gives back all but its slots' share as soon as its last page is in, with the chunk files it makes in all, before its last chunk file", async function () {
     this.timeout(60_000);
     // 50 requests a second, 10 at once; three pages on the export's way and seven chunks beside it.
     const writes: Array<{ key: string; body: string }> = [];
@@ -1106,9 +1106,12 @@ describe('bounded failures and alerts that survive a crash', function () {
     });
     assert.equal(result.done, true);
     const progressKey = runFiles.exportProgress(configuration.id, runFolder);
-    const keeps = writes.map((w) =>
-      w.key === progressKey ? (JSON.parse(w.body) as { exportKeeps?: number }).exportKeeps : undefined,
+    const progress = writes.map((w) =>
+      w.key === progressKey
+        ? (JSON.parse(w.body) as { exportKeeps?: number; lastChunkCount?: number; endsSoon?: boolean })
+        : undefined,
     );
+    const keeps = progress.map((p) => p?.exportKeeps);
     const givenBack = keeps.findIndex((k) => k === 15);
     const lastChunk = Math.max(...writes.map((w, i) => (/contacts-\d+\.jsonl$/.test(w.key) ? i : -1)));
     const manifest = writes.findIndex((w) => w.key === runFiles.exportManifest(configuration.id, runFolder));
@@ -1122,16 +1125,30 @@ describe('bounded failures and alerts that survive a crash', function () {
       keeps.slice(givenBack).every((k) => k === undefined || k <= 15),
       `the export took back more: ${keeps.slice(givenBack).join(', ')}`,
     );
+    // Three pages of 1,000 by offset, with the list's size: after the second, the last one is
+    // on its way; the give-back counts the chunk files it makes in all (one, not yet written).
+    const soon = progress.findIndex((p) => p?.endsSoon === true);
+    assert.ok(soon >= 0 && soon < givenBack, `said its last pages were coming at write ${soon}`);
+    assert.equal(progress[givenBack]?.lastChunkCount, result.done ? result.chunkCount : undefined);
   });
 
-  it('a retried export keeps no more than its progress file or its last heartbeat says it keeps, the less of the two', async () => {
+  it('a retried export keeps no more than its progress file or its last heartbeat says it keeps, the less of the two, and says no more chunk files in all', async () => {
     const folder = new ExportFolder(e.stores.blobs, 'cfg_resume_keeps', '2026-11-15');
     // The give-back at the last page went into the progress file; the last heartbeat was sent before it.
-    await folder.saveProgress({ chunkCount: 3, contacts: 30, alreadySet: 0, cursor: 'p4', exportKeeps: 15 });
-    const beat = { chunkCount: 3, contacts: 30, alreadySet: 0, cursor: 'p5', exportKeeps: 41 };
+    const saved = { chunkCount: 3, contacts: 30, alreadySet: 0, cursor: 'p4' };
+    await folder.saveProgress({ ...saved, exportKeeps: 15, lastChunkCount: 4 });
+    const beat = {
+      chunkCount: 3,
+      contacts: 30,
+      alreadySet: 0,
+      cursor: 'p5',
+      exportKeeps: 41,
+      lastChunkCount: 5,
+    };
     const resumed = await folder.resumeFrom({ info: { heartbeatDetails: beat } } as unknown as Context);
     assert.equal(resumed?.cursor, 'p5', 'resumes from the heartbeat, further along');
     assert.equal(resumed?.exportKeeps, 15);
+    assert.equal(resumed?.lastChunkCount, 4);
   });
 
   /**
@@ -1306,6 +1323,21 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(uncounted.after <= 30, `${uncounted.after} contacts written in a second: more than 1/4`);
   });
 
+  it("a chunk beside the export of a run that makes fewer chunk files than may run at once takes that share as soon as the export's last page is in, before it has ended", async function () {
+    this.timeout(30_000);
+    // The last page is in, the export keeps 1 request a second and makes one chunk file in all:
+    // this one, which takes the other 9 (1 a second before).
+    const { before, after } = await besideTheExport(
+      300,
+      '2026-11-14',
+      { exportKeeps: 1, lastChunkCount: 1 },
+      undefined,
+      { afterExportByChunkCount: true },
+    );
+    assert.ok(before <= 30, `${before} contacts written in the second before the last page`);
+    assert.ok(after >= 50, `${after} contacts written in a second after the last page`);
+  });
+
   it("a chunk given a larger share in its run's chunk windows file (others have ended) takes it", async function () {
     this.timeout(30_000);
     // One of 4 chunks: 2 requests a second; then the only one left: 10.
@@ -1320,7 +1352,7 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(after <= 30, `${after} contacts written in a second: it took a share given to others`);
   });
 
-  it("a worker process's chunks beside one export read its progress file once per 100 ms between them, and each takes the export's end", async function () {
+  it("a worker process's chunks beside one export read its progress file once per 100 ms between them, every 20 ms once its last pages are on their way, and each takes the export's end", async function () {
     this.timeout(30_000);
     const runFolder = '2026-11-20';
     const reads = new Map<string, number>();
@@ -1368,9 +1400,19 @@ describe('bounded failures and alerts that survive a crash', function () {
     );
     await new Promise((r) => setTimeout(r, 2_000));
     const readsBeside = reads.get(progressKey) ?? 0;
-    const writtenBeside = list.writes;
     // About 20 reads in those 2 seconds between the three chunks, where each reading alone made 60.
     assert.ok(readsBeside <= 25, `${readsBeside} reads of the progress file in 2 s by three chunks`);
+    // The export's last pages are on their way: every 20 ms now, about 25 reads in half a second.
+    await e.stores.blobs.put(
+      progressKey,
+      JSON.stringify({ chunkCount: 3, contacts: 300, alreadySet: 0, endsSoon: true }),
+    );
+    await new Promise((r) => setTimeout(r, 150)); // read, on the next look
+    const soonFrom = reads.get(progressKey) ?? 0;
+    await new Promise((r) => setTimeout(r, 500));
+    const readsSoon = (reads.get(progressKey) ?? 0) - soonFrom;
+    assert.ok(readsSoon >= 12, `${readsSoon} reads in half a second once the last pages were on their way`);
+    const writtenBeside = list.writes;
     await e.stores.blobs.put(
       progressKey,
       JSON.stringify({ chunkCount: 3, contacts: 300, alreadySet: 0, ended: true }),
