@@ -65,7 +65,12 @@ export interface ExportPartInput extends ExportInput {
 
 /** Where a part left the export: chunk files 1..chunkCount are final; or the finished export. */
 export type ExportPartResult =
-  { done: false; chunkCount: number; contacts: number } | ({ done: true } & ExportResult);
+  | { done: false; chunkCount: number; contacts: number }
+  | ({
+      done: true;
+      /** Beside chunk updates: how long before its end it sent its last request (run.ts quietMs). */
+      quietMs?: number;
+    } & ExportResult);
 
 /** What a worker keeps of the ids exports have seen, between their parts (KeptSeenIds). */
 const KEEP_SEEN = { keepMs: 2 * 60_000, maxIds: 4_000_000 };
@@ -81,7 +86,7 @@ export function createExportActivities(deps: ActivityDeps) {
     async exportContacts(given: ExportInput | WithEarlierFolderName<ExportInput>): Promise<ExportResult> {
       const result = await runExport(given, {});
       if (!result.done) throw new Error('an export without a part limit ended before its last page');
-      const { done: _, ...manifest } = result;
+      const { done: _, quietMs: _quiet, ...manifest } = result;
       return manifest;
     },
 
@@ -285,9 +290,13 @@ export function createExportActivities(deps: ActivityDeps) {
         { chunks: manifest.chunkCount, contacts: manifest.contacts, alreadySet: manifest.alreadySet },
         'export finished',
       );
-      return committed.maintenanceMs === undefined
-        ? { done: true, ...manifest }
-        : { done: true, ...manifest, maintenanceMs: committed.maintenanceMs };
+      const quietMs = share.listsBesideChunks ? share.pacing.quietMs() : undefined;
+      return {
+        done: true,
+        ...manifest,
+        ...(committed.maintenanceMs !== undefined ? { maintenanceMs: committed.maintenanceMs } : {}),
+        ...(quietMs !== undefined ? { quietMs } : {}),
+      };
     });
   }
 }

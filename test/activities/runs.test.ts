@@ -1130,6 +1130,12 @@ describe('bounded failures and alerts that survive a crash', function () {
     const soon = progress.findIndex((p) => p?.endsSoon === true);
     assert.ok(soon >= 0 && soon < givenBack, `said its last pages were coming at write ${soon}`);
     assert.equal(progress[givenBack]?.lastChunkCount, result.done ? result.chunkCount : undefined);
+    // The run counts a share the export leaves from its last request, not from its end.
+    const quietMs = result.done ? result.quietMs : undefined;
+    assert.ok(
+      quietMs !== undefined && quietMs >= 0,
+      `the export said its last request was ${quietMs} ms before`,
+    );
   });
 
   it('a retried export keeps no more than its progress file or its last heartbeat says it keeps, the less of the two, and says no more chunk files in all', async () => {

@@ -127,7 +127,7 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
       .then((result) => {
         s.durationsMs.export += Date.now() - t;
         if (result.done) {
-          const { done: _, maintenanceMs, maintenance, ...manifest } = result;
+          const { done: _, maintenanceMs, maintenance, quietMs, ...manifest } = result;
           s.manifest = manifest;
           s.maintenance = maintenance;
           s.durationsMs.maintenance = maintenanceMs ?? 0;
@@ -141,7 +141,8 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
           delete progress.exporting;
           // Where the chunks beside it share the whole writing, the export leaves no place free.
           exportPlaceFree = fullWindowAfter && !writingLimited;
-          requestsEnded(0);
+          // From its last request (the last page), not its end: what it lends was unused since.
+          requestsEnded(quietMs);
           progress.contactsExported = manifest.contacts;
           progress.chunksTotal = manifest.chunkCount;
         } else {
