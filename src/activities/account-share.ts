@@ -234,7 +234,7 @@ export class AccountShare {
     return share;
   }
 
-  /** Whether this is the export beside chunk updates, told how many run beside it (exportListed). */
+  /** Whether this is the export beside chunk updates, told how many run beside it. */
   get listsBesideChunks(): boolean {
     return this.exportSide?.chunks !== undefined;
   }
@@ -570,7 +570,7 @@ export class AccountShare {
     return () => clearInterval(timer);
   }
 
-  /** Follows the run every FOLLOW_MS (FOLLOW_SOON_MS a while) until stopped (a chunk that follows its run). */
+  /** A chunk that follows its run: every FOLLOW_MS (FOLLOW_SOON_MS a while) until stopped. */
   followEvery(): () => void {
     if (!this.following) return () => undefined;
     let timer: NodeJS.Timeout;

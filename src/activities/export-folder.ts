@@ -32,7 +32,7 @@ export interface ExportProgress {
   partsEnded?: number;
   /** Beside chunk updates: what the export keeps of the account's rate (the chunks take the rest). */
   exportKeeps?: number;
-  /** Beside chunk updates: its last pages are on their way (the chunks look at this file more often). */
+  /** Beside chunk updates: its last pages are on their way (chunks read this file more often). */
   endsSoon?: boolean;
   /**
    * Beside chunk updates, from the last page on: the chunk files the export makes in all (the

@@ -68,7 +68,7 @@ export type ExportPartResult =
   | { done: false; chunkCount: number; contacts: number }
   | ({
       done: true;
-      /** Beside chunk updates: how long before its end it sent its last request (run.ts quietMs). */
+      /** Beside chunk updates: how long before its end it sent its last request. */
       quietMs?: number;
     } & ExportResult);
 
