@@ -47,29 +47,30 @@ const FOLLOW_SOON_MS = 20;
 const FOLLOW_SOON_FOR_MS = 2_000;
 /**
  * Reads of the files chunks follow, by blob store and key: one read serves every chunk of this
- * worker process that follows the same run within FOLLOW_MS (or the reader's shorter interval) of
- * its start (ten chunks of a run on three workers read each file about 30 times a second, not
- * 100). The file stays the only truth, and a read at most that much older than a chunk's own only
- * ever gives it less: what the export holds only shrinks, and the shares the chunk windows file
- * gives only grow.
+ * worker process that follows the same run and looks within most of its own interval (FOLLOW_MS,
+ * or FOLLOW_SOON_MS) of the read's start (ten chunks of a run on three workers read each file about
+ * 30 times a second, not 100). The file stays the only truth, and a read at most that much older
+ * than a chunk's own only ever gives it less: what the export holds only shrinks, and the shares
+ * the chunk windows file gives only grow.
  */
-const followedReads = new WeakMap<BlobStore, Map<string, Promise<StoredBlob>>>();
+const followedReads = new WeakMap<BlobStore, Map<string, { read: Promise<StoredBlob>; at: number }>>();
 
-function readFollowed(blobs: BlobStore, key: string, reuseMs = FOLLOW_MS): Promise<StoredBlob> {
+function readFollowed(blobs: BlobStore, key: string, withinMs = FOLLOW_MS): Promise<StoredBlob> {
   let reads = followedReads.get(blobs);
   if (!reads) followedReads.set(blobs, (reads = new Map()));
   const shared = reads.get(key);
-  if (shared) return shared;
-  const startedAt = Date.now();
-  const read = blobs.get(key);
-  reads.set(key, read);
+  // Not a chunk's own last read, whose next look comes one interval after it (or a hair sooner).
+  if (shared && Date.now() - shared.at < withinMs * 0.8) return shared.read;
+  const entry = { read: blobs.get(key), at: Date.now() };
+  reads.set(key, entry);
   const forget = () => {
-    const left = reuseMs - (Date.now() - startedAt);
-    if (left <= 0) reads.delete(key);
-    else setTimeout(() => reads.delete(key), left).unref();
+    const left = FOLLOW_MS - (Date.now() - entry.at);
+    const drop = () => void (reads.get(key) === entry && reads.delete(key));
+    if (left <= 0) drop();
+    else setTimeout(drop, left).unref();
   };
-  read.then(forget, forget);
-  return read;
+  entry.read.then(forget, forget);
+  return entry.read;
 }
 
 /**
