@@ -36,7 +36,9 @@ export interface ExportProgress {
   endsSoon?: boolean;
   /**
    * Beside chunk updates, from the last page on: the chunk files the export makes in all (the
-   * chunks beside it take their shares by it before it has ended). A retry never raises it.
+   * chunks beside it take their shares by it before it has ended). A retry never raises it; one
+   * that lists contacts added meanwhile may make a file more, and the chunks beside it then hold
+   * one chunk's share too many until they read that the export has ended.
    */
   lastChunkCount?: number;
 }
