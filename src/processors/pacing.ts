@@ -37,7 +37,7 @@ export class Pacer {
   private pausedUntil = 0;
   /** Spacing of request starts: the last one's, and the one the next request keeps to. */
   private intervalMs = 0;
-  /** After a rate that grew: the spacing the next request still keeps (then intervalMs). */
+  /** After a rate that grew: the spacing the next request keeps at least (then intervalMs). */
   private keepOnce?: number;
   /**
    * When the last request started (undefined: none yet), or when its slot opened if it woke late
@@ -59,7 +59,8 @@ export class Pacer {
   /**
    * A new rate and concurrency for the requests still to come, and those waiting for a slot get
    * one as soon as the new concurrency has room (requests in flight keep theirs). A lower rate
-   * spaces the next request from the last one at once; a higher one from the request after it:
+   * spaces the next request from the last one at once (or as a growth before it holds it, if
+   * longer); a higher one from the request after it:
    * the next keeps the old spacing (at most GROWTH_HOLD_INTERVALS new ones), so what the share's
    * earlier holder (a chunk that ended, the export) sent leaves the ESP's window as this holder
    * adds to it.
@@ -70,9 +71,12 @@ export class Pacer {
     }
     const interval = (rateLimit.perMs / rateLimit.requests) * (1 + SAFETY_MARGIN);
     this.lateCreditMs = rateLimit.perMs * LATE_CREDIT;
+    // A hold stays until the next request starts, whatever resets come meanwhile: a chunk beside
+    // the export grows when the export has listed and is told the same share again when it has
+    // ended, and that second reset let its next request go at the new spacing from its last one
+    // (on the dev server with four workers, one account held 51 requests in a second, one over).
     if (this.intervalMs > 0 && interval < this.intervalMs)
       this.keepOnce ??= Math.min(this.intervalMs, GROWTH_HOLD_INTERVALS * interval);
-    else this.keepOnce = undefined;
     this.intervalMs = interval;
     this.concurrency = concurrency;
     this.drain();
@@ -145,7 +149,8 @@ export class Pacer {
 
   /** When the next request could start: an interval after the last one, and after a pause. */
   readyAt(): number {
-    const spaced = this.lastStart === undefined ? 0 : this.lastStart + (this.keepOnce ?? this.intervalMs);
+    const spaced =
+      this.lastStart === undefined ? 0 : this.lastStart + Math.max(this.keepOnce ?? 0, this.intervalMs);
     return Math.max(this.pausedUntil, spaced);
   }
 

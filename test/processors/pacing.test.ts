@@ -204,7 +204,7 @@ describe('client-side pacing', () => {
   });
 
   /** Starts of five requests: one, then four waiting while the pacer grows from `from` to `to` a second. */
-  async function startsAcrossGrowth(from: number, to: number): Promise<number[]> {
+  async function startsAcrossGrowth(from: number, to: number, toldAgain = false): Promise<number[]> {
     const pacer = new Pacer({ requests: from, perMs: 1000 }, 1);
     const starts: number[] = [];
     await pacer.run(async () => void starts.push(Date.now()));
@@ -213,6 +213,10 @@ describe('client-side pacing', () => {
     );
     await new Promise((r) => setTimeout(r, 50));
     pacer.reset({ requests: to, perMs: 1000 }, 1);
+    if (toldAgain) {
+      await new Promise((r) => setTimeout(r, 20));
+      pacer.reset({ requests: to, perMs: 1000 }, 1);
+    }
     await waiting;
     return starts;
   }
@@ -229,6 +233,10 @@ describe('client-side pacing', () => {
       const gap = grown[i]! - grown[i - 1]!;
       assert.ok(gap >= 104 && gap < 300, `requests ${gap} ms apart`);
     }
+    // Told the new rate again before that request (a chunk beside the export grows when the
+    // export has listed, and is told the same share when it has ended): it still waits.
+    const again = await startsAcrossGrowth(1, 10, true);
+    assert.ok(again[1]! - again[0]! >= 209, `the next request started ${again[1]! - again[0]!} ms later`);
     // Four a second, then five: the old spacing (262 ms) is shorter than two new ones (420 ms).
     const little = await startsAcrossGrowth(4, 5);
     assert.ok(little[1]! - little[0]! >= 261, `the next request started ${little[1]! - little[0]!} ms later`);
