@@ -237,6 +237,11 @@ export class AccountShare {
     return share;
   }
 
+  /** Whether the run is still its account holder's guest (what it sends is capped by the lent share). */
+  get isGuest(): boolean {
+    return this.guest !== undefined;
+  }
+
   /** Whether this is the export beside chunk updates, told how many run beside it. */
   get listsBesideChunks(): boolean {
     return this.exportSide?.chunks !== undefined;

@@ -9,6 +9,7 @@ import type { ExportPartResult } from '../../src/activities/export';
 import { ProcessorRegistry } from '../../src/processors/registry';
 import { SandboxProcessor } from '../../src/processors/sandbox';
 import type { ContactPage } from '../../src/processors/types';
+import { accountLockKey, AccountLocks, type LockOwner } from '../../src/runs/account-lock';
 import { runFiles, type ExportManifest } from '../../src/runs/files';
 import { startEspresso, type Espresso } from '../support/espresso';
 
@@ -24,11 +25,13 @@ describe('chunk files of an export, closed by size or by time', function () {
    * Activities whose ESP answers each page of 1,000 contacts `pageMs` after it is asked for, one
    * page after another (no page asked for before the one before answers: export-pages.test.ts).
    */
-  const pagesTaking = (pageMs: number) => {
+  const pagesTaking = (pageMs: number, beforePage?: (n: number) => Promise<void>) => {
     let clock = Date.parse('2026-12-04T12:00:00Z');
+    let pages = 0;
     class Timed extends SandboxProcessor {
       override async listPage(...args: Parameters<SandboxProcessor['listPage']>): Promise<ContactPage> {
         clock += pageMs;
+        await beforePage?.(++pages);
         return super.listPage(...args);
       }
       override pageAfter(): undefined {
@@ -95,6 +98,47 @@ describe('chunk files of an export, closed by size or by time', function () {
       runDate: '2026-12-05',
     });
     assert.deepEqual(await chunkSizes(configuration.id, '2026-12-05', whole.chunkCount), [10_000, 2_500]);
+  });
+
+  it("a guest of the account's holder closes chunks when full only (none of its chunks starts before the account is its own), and by time again once it is", async () => {
+    const locks = new AccountLocks(e.stores.blobs);
+    const owner = (configurationId: string, runDate: string): LockOwner => ({
+      configurationId,
+      workflowId: `sync/${configurationId}/${runDate}`,
+      runId: `run-${runDate}`,
+      dryRun: false,
+    });
+    /** Exports as the guest of another run holding the account, which gives it back before `page`. */
+    const exportAsGuest = async (runDate: string, givenBackAtPage?: number) => {
+      const { configuration } = await e.connect(12_500);
+      const key = accountLockKey('sandbox', configuration.espAccountId);
+      const holder = owner('cfg_holder', runDate);
+      const guest = owner(configuration.id, runDate);
+      await locks.acquire(key, holder);
+      await locks.lend(key, holder, guest.workflowId, { fraction: 1, slots: 4 });
+      assert.equal((await locks.acquire(key, guest, { mayBeGuest: true })).held, false);
+      const activities = pagesTaking(700, async (page) => {
+        if (page !== givenBackAtPage) return;
+        await locks.release(key, holder);
+        // The guest looks at the lock every 25 ms: it is the holder before this page is in.
+        await new Promise((r) => setTimeout(r, 200));
+      });
+      await new MockActivityEnvironment().run(activities.runMaintenance, configuration.id);
+      const done: ExportPartResult = await new MockActivityEnvironment().run(activities.exportPart, {
+        configurationId: configuration.id,
+        runDate,
+        mode: 'full' as const,
+        lock: guest,
+        stopAfterChunks: 100,
+      });
+      assert.equal(done.done, true);
+      return chunkSizes(configuration.id, runDate, done.chunkCount);
+    };
+    // A guest all along: as a run that writes only once its export has ended.
+    assert.deepEqual(await exportAsGuest('2026-12-06'), [10_000, 2_500]);
+    // The account its own during the third page (2.1 s in): its first chunk closes after that page,
+    // the next ones after 2 s each (as a holder's: the first test).
+    assert.deepEqual(await exportAsGuest('2026-12-07', 3), [3_000, 3_000, 3_000, 3_000, 500]);
   });
 
   it('a fast listing (10,000 contacts in 0.2 s) closes chunks when full only; one of 10,000 in 1.5 s, only its first early', async () => {
