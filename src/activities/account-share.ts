@@ -12,6 +12,7 @@ import {
   exportAllows,
   exportFraction,
   exportShare,
+  wholeFraction,
   windowShare,
   type BesideChunks,
   type ShareOf,
@@ -559,9 +560,11 @@ export class AccountShare {
     if (!this.owner) return;
     const { fraction, slots } = this.base;
     const quiet = this.pacing.quietMs();
+    const held = typeof fraction === 'number' ? fraction : Math.min(fraction.shared, fraction.writing);
     await this.locks.lendEnded(this.key, this.owner, chunk, {
-      // What it holds of every limit it uses (a chunk beside the export has none of the listing's).
-      fraction: typeof fraction === 'number' ? fraction : Math.min(fraction.shared, fraction.writing),
+      // What it sent at most of every limit it uses (a chunk beside the export has none of the
+      // listing's): its whole requests per window, which the guest was lent the rest beside.
+      fraction: wholeFraction(this.processor.limits(), held),
       slots,
       ...(quiet !== undefined ? { quietSince: Date.now() - quiet } : {}),
     });

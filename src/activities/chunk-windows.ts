@@ -7,6 +7,7 @@ import { AccountLocks, type GuestShare, type LockOwner } from '../runs/account-l
 import { runFiles } from '../runs/files';
 import { NotFoundError, type StoredBlob } from '../storage';
 import { mapFailures } from './failures';
+import { lentFraction } from './share-sizes';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
 
 export interface ChunkWindowsInput {
@@ -42,9 +43,23 @@ export function createChunkWindowsActivities(deps: ActivityDeps) {
       share: GuestShare;
       /** Its last chunks, in flight: each adds its share as it ends. */
       tail?: number[];
+      /**
+       * The account's ESP and the shares its chunks in flight hold (fractions): the guest is then
+       * lent the whole requests they leave (lentFraction), at least `share.fraction`. Runs of
+       * earlier versions send neither.
+       */
+      esp?: string;
+      held?: number[];
     }): Promise<boolean> {
-      const { lockKey, lock, guest, share, tail } = input;
-      return mapFailures(() => new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, tail));
+      const { lockKey, lock, guest, tail, esp, held } = input;
+      return mapFailures(() => {
+        let { share } = input;
+        if (share.fraction > 0 && esp !== undefined && held !== undefined) {
+          const free = lentFraction(deps.processors.get(esp).limits(), held);
+          share = { ...share, fraction: Math.max(share.fraction, free) };
+        }
+        return new AccountLocks(deps.stores.blobs).lend(lockKey, lock, guest, share, tail);
+      });
     },
   };
 }

@@ -135,6 +135,41 @@ export function exportAllows(
   return Math.max(keeps, rate.requests - Math.min(chunks.made, beside) * each);
 }
 
+/** The limits a chunk update's requests count against: the account's rate and all but listing's. */
+function writingBudgets(limits: AccountLimits) {
+  return [limits.rate, ...Object.values(limits.extra ?? {}).filter((l) => l.for !== 'listing')];
+}
+
+/**
+ * What a holder of `fraction` of each limit a chunk counts against sends at most per window, as a
+ * fraction of the account: its pacers floor its share to whole requests (wholeRequests), so a
+ * sixth of 50 a second sends 8 (0.16), not 8.33. Below one request per window it is `fraction`.
+ */
+export function wholeFraction(limits: AccountLimits, fraction: number): number {
+  const parts = writingBudgets(limits).map((l) =>
+    l.requests * fraction < 1 ? fraction : wholeRequests(l.requests * fraction) / l.requests,
+  );
+  return Math.min(fraction, ...parts);
+}
+
+/**
+ * What the run waiting for the account may be lent beside chunks that hold `held` (each a
+ * fraction of the account): the whole requests per window they leave of every limit they count
+ * against, as a fraction. Each chunk's pacers floor its share to whole requests, so 1 - sum(held)
+ * would lend less than is free: beside four chunks of a sixth of 50 a second (8 each) and one of
+ * a fifth (10), 6 a second (0.133, floored) where 8 are free. A guest lent this, and then each
+ * ending chunk's whole requests (wholeFraction), never takes more than the chunks leave.
+ */
+export function lentFraction(limits: AccountLimits, held: readonly number[]): number {
+  const plain = Math.max(0, 1 - held.reduce((sum, f) => sum + f, 0));
+  const parts = writingBudgets(limits).map((l) => {
+    if (held.some((f) => l.requests * f < 1)) return plain;
+    const used = held.reduce((n, f) => n + wholeRequests(l.requests * f), 0);
+    return Math.max(0, l.requests - used) / l.requests;
+  });
+  return Math.max(plain, Math.min(1, ...parts));
+}
+
 /** One of `window` chunk updates in flight, nothing else running. */
 export function windowShare(processor: BaseProcessor, window: number): ShareOf {
   const concurrency = processor.descriptor.concurrency;

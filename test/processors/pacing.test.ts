@@ -8,7 +8,9 @@ import {
   exportAllows,
   exportFraction,
   exportSlots,
+  lentFraction,
   listingDemand,
+  wholeFraction,
   wholeWritingBeside,
 } from '../../src/activities/share-sizes';
 import { sandboxHarness, startSandbox } from './sandbox-harness';
@@ -174,6 +176,35 @@ describe('client-side pacing', () => {
     for (let i = 1; i < searches.length; i++) assert.ok(searches[i]! - searches[i - 1]! >= 299);
     // The searches ran at their own limit, not at a quarter of the account's rate.
     assert.ok(searches.length >= 8, `${searches.length} searches in 3 s`);
+  });
+
+  it("a run waiting for the account is lent the whole requests the holder's chunks leave, and each ending chunk's: never more than the limit in a second", async function () {
+    this.timeout(20_000);
+    const limits = { concurrency: 10, rate: { requests: 50, perMs: 1_000 } };
+    // Four chunks of a sixth (8 a second each, floored from 8.33) and one of a fifth (10): 42 of 50.
+    const held = [1 / 6, 1 / 6, 1 / 6, 1 / 6, 1 / 5];
+    const lent = lentFraction(limits, held);
+    assert.equal(Math.round(lent * 50), 8, `lent ${lent}: 8 of 50 are free, not 6 (1 - 0.867, floored)`);
+    assert.equal(wholeFraction(limits, 1 / 6), 8 / 50);
+    // Below one request a second a share is not floored: the fractions count as they are.
+    assert.equal(lentFraction({ ...limits, rate: { requests: 5, perMs: 1_000 } }, [0.1, 0.5]), 0.4);
+    // The guest beside the five, then (as the first two end) with their whole requests added:
+    // every second holds at most 50 requests.
+    const run = async (shares: number[]) => {
+      const sets = shares.map((f) => new PacerSet(limits, f, 2));
+      const starts: number[] = [];
+      const until = Date.now() + 2_500;
+      await Promise.all(
+        sets.map(async (set) => {
+          while (Date.now() < until) await set.run(async () => void starts.push(Date.now()));
+        }),
+      );
+      starts.sort((a, b) => a - b);
+      const most = Math.max(...starts.map((t) => starts.filter((u) => u >= t && u < t + 1_000).length));
+      assert.ok(most <= 50, `${most} requests in one second`);
+    };
+    await run([...held, lent]);
+    await run([...held.slice(2), lent + 2 * wholeFraction(limits, 1 / 6)]);
   });
 
   it('the shares of a small limit never crowd one window: whole requests per window, no more holders than requests', async function () {

@@ -243,8 +243,8 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     const guest = lending === undefined ? [...handoff.guests][0] : lending !== 'refused' && lending.to;
     const lockKey = s.context.accountLock;
     if (!guest || !lockKey) return;
-    const used = [...inFlight.values()].reduce((sum, c) => sum + c.after, 0);
-    const fraction = tail ? Math.max(0, 1 - used) : 0;
+    const held = [...inFlight.values()].map((c) => c.after);
+    const fraction = tail ? Math.max(0, 1 - held.reduce((sum, f) => sum + f, 0)) : 0;
     const share = {
       fraction,
       slots: Math.floor(concurrency * fraction + 1e-9),
@@ -254,7 +254,16 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
     const told = lending !== undefined;
     lending = { to: guest, tail: !!tail };
     sharing = sharingScope
-      .run(() => lendAccount({ lockKey, lock: owner, guest, share, ...(tail ? { tail } : {}) }))
+      .run(() =>
+        lendAccount({
+          lockKey,
+          lock: owner,
+          guest,
+          share,
+          // The activity lends the whole requests the chunks leave (their pacers floor their shares).
+          ...(tail ? { tail, esp: s.context.esp, held } : {}),
+        }),
+      )
       .then(async (taken) => {
         if (!taken) return void (lending = 'refused');
         if (!told) await getExternalWorkflowHandle(guest).signal(accountFreedSignal);
