@@ -37,10 +37,6 @@ const FIRST_CHUNK_OPEN_MS = 250;
  *   beside 2 s of listing.
  */
 const CHUNK_OPEN_MS = 2_000;
-// Neither closes a chunk while the run is its account holder's guest: its chunks start only once
-// the account is its own, so an early file would make none of them write sooner, and a small one
-// holds a chunk's share of the run's tail with little to send (two configurations on one account,
-// on the cluster: the guest's first file held 2,000 contacts, and its 4 writes the last of them).
 /**
  * Beside chunk updates, when the ESP says the list's size and pages by offset, the export says in
  * its progress file that its last pages are on their way once they take about this long at the
@@ -119,7 +115,13 @@ class Chunks {
     private openedAt: number,
   ) {}
 
-  /** Whether the chunk being filled has been open long enough, at `at`, to be closed by time. */
+  /**
+   * Whether the chunk being filled has been open long enough, at `at`, to be closed by time. Never
+   * while the run is its account holder's guest: its chunks start only once the account is its own,
+   * so an early file would make none of them write sooner, and a small one holds a chunk's share of
+   * the run's tail with little to send (two configurations on one account, on the cluster: the
+   * guest's first file held 2,000 contacts, 4 writes).
+   */
   dueAt(at: number): boolean {
     const openFor = this.committed.chunkCount === 0 ? FIRST_CHUNK_OPEN_MS : CHUNK_OPEN_MS;
     return this.lines.length > 0 && at - this.openedAt >= openFor && !this.share.isGuest;
