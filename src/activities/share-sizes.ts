@@ -146,10 +146,11 @@ function writingBudgets(limits: AccountLimits) {
  * sixth of 50 a second sends 8 (0.16), not 8.33. Below one request per window it is `fraction`.
  */
 export function wholeFraction(limits: AccountLimits, fraction: number): number {
-  const parts = writingBudgets(limits).map((l) =>
-    l.requests * fraction < 1 ? fraction : wholeRequests(l.requests * fraction) / l.requests,
+  return Math.min(
+    ...writingBudgets(limits).map((l) =>
+      l.requests * fraction < 1 ? fraction : wholeRequests(l.requests * fraction) / l.requests,
+    ),
   );
-  return Math.min(fraction, ...parts);
 }
 
 /**
@@ -227,6 +228,6 @@ export function exportFraction(limits: AccountLimits): number {
  * chunks sending one each a second, never eight sending 0.6, which could land in one second).
  */
 export function chunksAtOnce(limits: AccountLimits): number {
-  const budgets = [limits.rate, ...Object.values(limits.extra ?? {}).filter((l) => l.for !== 'listing')];
-  return Math.max(1, Math.min(limits.concurrency, ...budgets.map((l) => Math.floor(l.requests))));
+  const budgets = writingBudgets(limits).map((l) => Math.floor(l.requests));
+  return Math.max(1, Math.min(limits.concurrency, ...budgets));
 }
