@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { NamedLimit } from './types';
 
 /**
@@ -15,7 +14,12 @@ const SAFETY_MARGIN = 0.05;
  * while this and the network's jitter stay within SAFETY_MARGIN of it.
  */
 const LATE_CREDIT = 0.01;
-/** A request waiting for its start looks again this often, in case its pacer grew. */
+/**
+ * A request waiting for its start looks again this often (whether its activity was cancelled),
+ * and at once when one of its pacers is reset: waking only this often, a chunk whose share grew
+ * as the export ended sent its next request up to 100 ms late (two configurations on one account
+ * on the cluster: 30 to 130 ms from the export's last page to the next request; docs/scale.md).
+ */
 const RECHECK_MS = 100;
 /**
  * After a rate grows, the next request keeps the old spacing, but waits no more than this many of
@@ -45,6 +49,8 @@ export class Pacer {
    */
   private lastStart?: number;
   private lateCreditMs = 0;
+  /** Requests waiting for their start under this pacer (or it among others): woken by reset. */
+  private readonly sleepers = new Set<() => void>();
 
   constructor(
     rateLimit: { requests: number; perMs: number },
@@ -80,6 +86,7 @@ export class Pacer {
     this.intervalMs = interval;
     this.concurrency = concurrency;
     this.drain();
+    for (const wake of [...this.sleepers]) wake();
   }
 
   /**
@@ -101,7 +108,7 @@ export class Pacer {
     try {
       const pacers = [this, ...also];
       // The slot is claimed when it begins, not planned ahead: a pacer that grows meanwhile
-      // (reset) lets a waiting request start sooner. Waiters look again at least every
+      // (reset) wakes a waiting request, which starts sooner. Waiters look again at least every
       // RECHECK_MS; timers may fire a millisecond early.
       for (let slept = false; ; slept = true) {
         for (const signal of signals) signal?.throwIfAborted();
@@ -114,13 +121,26 @@ export class Pacer {
           }
           break;
         }
-        await sleep(Math.min(at - now, RECHECK_MS));
+        await this.sleepUnlessReset(Math.min(at - now, RECHECK_MS), pacers);
       }
       this.onWait?.(this.now() - started);
       return await fn();
     } finally {
       this.release();
     }
+  }
+
+  /** Waits `ms`, or less when one of `pacers` is reset meanwhile. */
+  private sleepUnlessReset(ms: number, pacers: readonly Pacer[]): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        for (const p of pacers) p.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      for (const p of pacers) p.sleepers.add(wake);
+    });
   }
 
   /** Holds every new request start until `ms` from now (the ESP's Retry-After). */

@@ -302,6 +302,21 @@ describe('client-side pacing', () => {
     assert.equal(new PacerSet(limits, 1, 4).quietMs(), undefined);
   });
 
+  it('a request waiting for its start goes as soon as its pacer grows, not when it would next look', async () => {
+    // One request every ten seconds; the next waits, looking again every 100 ms. 150 ms in, the
+    // pacer grows to a hundred a second: the hold after a growth (two new intervals, 21 ms) has
+    // passed, so it starts then, where it would have waited for its look at about 200 ms.
+    const pacer = new Pacer({ requests: 1, perMs: 10_000 }, 1);
+    await pacer.run(async () => undefined);
+    let startedAt = 0;
+    const waiting = pacer.run(async () => void (startedAt = Date.now()));
+    await new Promise((r) => setTimeout(r, 150));
+    const grewAt = Date.now();
+    pacer.reset({ requests: 100, perMs: 1000 }, 1);
+    await waiting;
+    assert.ok(startedAt - grewAt < 25, `started ${startedAt - grewAt} ms after the pacer grew`);
+  });
+
   it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
     const limits = { concurrency: 3, rate: { requests: 10_000, perMs: 1000 } };
     const pacing = new PacerSet(limits, 1 / 3, 1);
