@@ -513,12 +513,19 @@ export class AccountShare {
         : beside.after;
     if (saved.endsSoon === true && !beside.listed && f.soonUntil === undefined)
       f.soonUntil = Date.now() + FOLLOW_SOON_FOR_MS;
+    // Every chunk beside the export grows at once when it gives its share back: each staggers its
+    // next request by its number among them (Pacer.stagger), or by chance when it has none.
+    const grow = (share: ShareOf, among: number) => {
+      this.reshare(share);
+      this.pacing.stagger(f.chunk !== undefined ? (f.chunk % among) / among : Math.random());
+    };
     if (saved.ended === true) {
       const window = afterWindow(saved.chunkCount);
+      const among = f.window;
       f.soonUntil = 0; // back to FOLLOW_MS
       f.beside = undefined;
       f.window = window;
-      this.reshare(windowShare(this.processor, window));
+      grow(windowShare(this.processor, window), among);
     } else if (
       isCount(saved.lastChunkCount) &&
       typeof saved.exportKeeps === 'number' &&
@@ -531,7 +538,7 @@ export class AccountShare {
       beside.listed = true;
       f.soonUntil = 0; // back to FOLLOW_MS
       beside.exportKeeps = Math.min(beside.exportKeeps, saved.exportKeeps);
-      this.reshare(
+      grow(
         besideListedShare(
           this.processor,
           Math.min(f.window, saved.lastChunkCount),
@@ -539,6 +546,7 @@ export class AccountShare {
           afterWindow(saved.lastChunkCount),
           beside.exportSlots,
         ),
+        f.window,
       );
     } else if (
       !beside.listed &&
@@ -546,8 +554,9 @@ export class AccountShare {
       saved.exportKeeps < beside.exportKeeps
     ) {
       beside.exportKeeps = saved.exportKeeps;
-      this.reshare(
+      grow(
         besideShare(this.processor, f.window, saved.exportKeeps, beside.after, beside.exportSlots),
+        f.window,
       );
     }
   }

@@ -162,6 +162,20 @@ export class Pacer {
     this.lastStart = Math.max(this.lastStart ?? -Infinity, held);
   }
 
+  /**
+   * Grown together with other holders of the account (the chunks beside the export, as it gives
+   * its share to them): when its next request could start now, it starts `part` (0 to 1) of one
+   * interval from now instead, and the growth's hold is dropped. Holders told distinct parts
+   * (k/n for n of them) then send as one holder of their summed rate would, one every interval/n
+   * from the growth on; all at once, they would send n requests in the same millisecond into a
+   * second that still holds the export's last second of pages (docs/scale.md).
+   */
+  stagger(part: number): void {
+    if (this.readyAt() > this.now()) return;
+    this.keepOnce = undefined;
+    this.lastStart = this.now() - (1 - part) * this.intervalMs;
+  }
+
   /** How long since the last request started (or since holdOneInterval held as if); undefined: none. */
   quietMs(): number | undefined {
     return this.lastStart === undefined ? undefined : Math.max(0, this.now() - this.lastStart);
@@ -331,6 +345,12 @@ export class PacerSet implements AccountPacing {
   takeOver(quietMs = 0, part = 1): void {
     this.main.holdOneInterval(quietMs, part);
     for (const p of this.extra.values()) p.holdOneInterval(quietMs, part);
+  }
+
+  /** Grown together with other holders: Pacer.stagger, under every limit. */
+  stagger(part: number): void {
+    this.main.stagger(part);
+    for (const p of this.extra.values()) p.stagger(part);
   }
 
   /**

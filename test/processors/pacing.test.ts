@@ -317,6 +317,49 @@ describe('client-side pacing', () => {
     assert.ok(startedAt - grewAt < 25, `started ${startedAt - grewAt} ms after the pacer grew`);
   });
 
+  it('chunks that grow together as the export ends spread their next requests over one interval: never more than the limit in a second', async function () {
+    this.timeout(20_000);
+    // 50 a second: the export lists at 45 of them beside five chunks of one each (started 200 ms
+    // apart), until 1.4 s in, when it has listed and the five take a fifth each (10 a second,
+    // 105 ms apart). Four of them could then go at once, into a second that still holds about 43
+    // of the export's requests and one of each chunk's. Staggered (chunk k waits k/5 of an
+    // interval), they go 21 ms apart, as the export did.
+    const limits = { concurrency: 10, rate: { requests: 50, perMs: 1_000 } };
+    const busiestSecond = async (staggered: boolean) => {
+      const exporter = new PacerSet(limits, 45 / 50, 1);
+      const chunks = Array.from({ length: 5 }, () => new PacerSet(limits, 1 / 50, 1));
+      const starts: number[] = [];
+      const start = Date.now();
+      const listed = new AbortController();
+      const send = async (set: PacerSet, from: number, until: number, stop?: AbortSignal) => {
+        await new Promise((r) => setTimeout(r, from - Date.now()));
+        while (Date.now() < until && !stop?.aborted) {
+          // The export's request waiting for its turn when it has listed is never sent.
+          await set.run(async () => void starts.push(Date.now()), undefined, stop).catch(() => undefined);
+        }
+      };
+      const listedAt = start + 1_400;
+      const sending = [
+        send(exporter, start, listedAt, listed.signal),
+        ...chunks.map((set, k) => send(set, start + k * 200, listedAt + 1_000)),
+      ];
+      await new Promise((r) => setTimeout(r, listedAt - Date.now()));
+      listed.abort();
+      chunks.forEach((set, k) => {
+        set.reshare(limits, 1 / 5, 1);
+        if (staggered) set.stagger(k / 5);
+      });
+      await Promise.all(sending);
+      starts.sort((a, b) => a - b);
+      return Math.max(...starts.map((t) => starts.filter((u) => u >= t && u < t + 1_000).length));
+    };
+    const most = await busiestSecond(true);
+    assert.ok(most <= 50, `${most} requests in one second`);
+    // The test can fail: all at once, the same second holds more than the limit.
+    const together = await busiestSecond(false);
+    assert.ok(together > 50, `all at once: ${together} requests in the busiest second`);
+  });
+
   it('a share that grows gives requests waiting for a slot the new slots at once', async () => {
     const limits = { concurrency: 3, rate: { requests: 10_000, perMs: 1000 } };
     const pacing = new PacerSet(limits, 1 / 3, 1);
