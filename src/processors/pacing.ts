@@ -164,14 +164,15 @@ export class Pacer {
 
   /**
    * Grown together with other holders of the account (the chunks beside the export, as it gives
-   * its share to them): when its next request could start now, it starts `part` (0 to 1) of one
-   * interval from now instead, and the growth's hold is dropped. Holders told distinct parts
+   * its share to them): when it has grown since its last request, and its next request could start
+   * now, it starts `part` (0 to 1) of one interval from now instead (the growth's hold dropped; a
+   * pacer that did not grow keeps its pace). Holders told distinct parts
    * (k/n for n of them) then send as one holder of their summed rate would, one every interval/n
    * from the growth on; all at once, they would send n requests in the same millisecond into a
    * second that still holds the export's last second of pages (docs/scale.md).
    */
   stagger(part: number): void {
-    if (this.readyAt() > this.now()) return;
+    if (this.keepOnce === undefined || this.readyAt() > this.now()) return;
     this.keepOnce = undefined;
     this.lastStart = this.now() - (1 - part) * this.intervalMs;
   }
