@@ -515,17 +515,17 @@ export class AccountShare {
       f.soonUntil = Date.now() + FOLLOW_SOON_FOR_MS;
     // Every chunk beside the export grows at once when it gives its share back: each staggers its
     // next request by its number among them (Pacer.stagger), or by chance when it has none.
-    const grow = (share: ShareOf, among: number) => {
+    const part = f.chunk !== undefined ? (f.chunk % f.window) / f.window : Math.random();
+    const grow = (share: ShareOf) => {
       this.reshare(share);
-      this.pacing.stagger(f.chunk !== undefined ? (f.chunk % among) / among : Math.random());
+      this.pacing.stagger(part);
     };
     if (saved.ended === true) {
       const window = afterWindow(saved.chunkCount);
-      const among = f.window;
       f.soonUntil = 0; // back to FOLLOW_MS
       f.beside = undefined;
       f.window = window;
-      grow(windowShare(this.processor, window), among);
+      grow(windowShare(this.processor, window));
     } else if (
       isCount(saved.lastChunkCount) &&
       typeof saved.exportKeeps === 'number' &&
@@ -546,7 +546,6 @@ export class AccountShare {
           afterWindow(saved.lastChunkCount),
           beside.exportSlots,
         ),
-        f.window,
       );
     } else if (
       !beside.listed &&
@@ -554,10 +553,7 @@ export class AccountShare {
       saved.exportKeeps < beside.exportKeeps
     ) {
       beside.exportKeeps = saved.exportKeeps;
-      grow(
-        besideShare(this.processor, f.window, saved.exportKeeps, beside.after, beside.exportSlots),
-        f.window,
-      );
+      grow(besideShare(this.processor, f.window, saved.exportKeeps, beside.after, beside.exportSlots));
     }
   }
 

@@ -18,7 +18,7 @@ const LATE_CREDIT = 0.01;
  * A request waiting for its start looks again this often (whether its activity was cancelled),
  * and at once when one of its pacers is reset: waking only this often, a chunk whose share grew
  * as the export ended sent its next request up to 100 ms late (two configurations on one account
- * on the cluster: 30 to 130 ms from the export's last page to the next request; docs/scale.md).
+ * on the cluster: 29 to 160 ms from an export's last page to the next request; docs/scale.md).
  */
 const RECHECK_MS = 100;
 /**
@@ -166,10 +166,10 @@ export class Pacer {
    * Grown together with other holders of the account (the chunks beside the export, as it gives
    * its share to them): when it has grown since its last request, and its next request could start
    * now, it starts `part` (0 to 1) of one interval from now instead (the growth's hold dropped; a
-   * pacer that did not grow keeps its pace). Holders told distinct parts
-   * (k/n for n of them) then send as one holder of their summed rate would, one every interval/n
-   * from the growth on; all at once, they would send n requests in the same millisecond into a
-   * second that still holds the export's last second of pages (docs/scale.md).
+   * pacer that did not grow keeps its pace). Holders told distinct parts (k/n for n of them) then
+   * send as one holder of their summed rate would, one every interval/n from the growth on; all at
+   * once, they would send n requests in the same millisecond into a second that still holds the
+   * export's last second of pages (docs/scale.md).
    */
   stagger(part: number): void {
     if (this.keepOnce === undefined || this.readyAt() > this.now()) return;
