@@ -1358,6 +1358,128 @@ describe('bounded failures and alerts that survive a crash', function () {
     assert.ok(after <= 30, `${after} contacts written in a second: it took a share given to others`);
   });
 
+  /**
+   * On an account of 10 requests a second, 4 at once, batches of 10: chunk files 1 (`first`
+   * contacts) and 2 (`second`) of a run, and its chunk windows file `file`. Returns the update of
+   * `chunk` with a window of 2 that follows the file, and what the Sandbox received.
+   */
+  const namedChunks = async (runFolder: string, first: number, second: number, file: unknown) => {
+    const slow = e.pacedActivities({
+      rateLimit: { requests: 10, perMs: 1000 },
+      concurrency: 4,
+      batchSize: 10,
+    });
+    const { configuration, list } = await e.connect(first + second);
+    await new MockActivityEnvironment().run(slow.runMaintenance, configuration.id);
+    const ids = Array.from({ length: first + second }, (_, i) => `ct_${String(i + 1).padStart(7, '0')}`);
+    const chunkFile = (n: number, from: number, to: number) => {
+      const chunkLines = ids
+        .slice(from, to)
+        .map((id) => JSON.stringify({ contactId: id, value: `value_${id}_000000` }));
+      return e.stores.blobs.put(
+        runFiles.contacts(configuration.id, runFolder, n),
+        chunkLines.join('\n') + '\n',
+      );
+    };
+    await chunkFile(1, 0, first);
+    await chunkFile(2, first, first + second);
+    const windowsKey = runFiles.chunkWindows(configuration.id, runFolder);
+    await e.stores.blobs.put(windowsKey, JSON.stringify(file));
+    const update = (chunk: number, lock?: LockOwner) =>
+      new MockActivityEnvironment().run(slow.updateChunk, {
+        configurationId: configuration.id,
+        runFolder,
+        chunk,
+        onlyPending: false,
+        window: 2,
+        followWindows: true,
+        ...(lock ? { lock } : {}),
+      }) as Promise<ChunkOutcome>;
+    const windows = async () =>
+      JSON.parse((await e.stores.blobs.get(windowsKey)).body.toString('utf8')) as unknown;
+    return { configuration, list, update, windows };
+  };
+
+  it('a chunk its run named in a chunk windows file shared on end takes itself out as its last request is answered, the others taking its share; a retry changes nothing', async () => {
+    const named = { windows: { '1': 3, '2': 3, '3': 3 }, sharedOnEnd: true };
+    const { update, windows } = await namedChunks('2026-11-17', 20, 10, named);
+    assert.equal((await update(1)).updated, 20);
+    assert.deepEqual(await windows(), { windows: { '2': 2, '3': 2 }, sharedOnEnd: true });
+    await update(1);
+    assert.deepEqual(await windows(), { windows: { '2': 2, '3': 2 }, sharedOnEnd: true });
+    // The run writes it again as it learns of ends: only the chunks still named, each the smaller.
+    const { configuration } = await namedChunks('2026-11-16', 10, 10, {
+      windows: { '1': 2, '2': 2 },
+      sharedOnEnd: true,
+    });
+    const key = runFiles.chunkWindows(configuration.id, '2026-11-16');
+    const given = { configurationId: configuration.id, runFolder: '2026-11-16', sharedOnEnd: true };
+    await new MockActivityEnvironment().run(activities.shareChunkWindows, {
+      ...given,
+      windows: { '2': 1, '3': 1 },
+    });
+    assert.deepEqual(JSON.parse((await e.stores.blobs.get(key)).body.toString('utf8')), {
+      windows: { '2': 1 },
+      sharedOnEnd: true,
+    });
+  });
+
+  it('a chunk leaves the chunk windows file as it is when its run wrote it without sharedOnEnd, when it is not named, when the windows differ, or when its share is lent to the run waiting for the account', async () => {
+    const cases: Array<[string, unknown]> = [
+      ['2026-11-15', { windows: { '1': 2, '2': 2 } }],
+      ['2026-11-14', { windows: { '2': 2, '3': 2 }, sharedOnEnd: true }],
+      ['2026-11-13', { windows: { '1': 2, '2': 3 }, sharedOnEnd: true }],
+    ];
+    for (const [runFolder, file] of cases) {
+      const { update, windows } = await namedChunks(runFolder, 10, 10, file);
+      await update(1);
+      assert.deepEqual(await windows(), file, runFolder);
+    }
+    // Lent: the run waiting for the account has the chunk's share; the chunk left keeps its own.
+    const file = { windows: { '1': 2, '2': 2 }, sharedOnEnd: true };
+    const { configuration, update, windows } = await namedChunks('2026-11-12', 10, 10, file);
+    const locks = new AccountLocks(e.stores.blobs);
+    const key = accountLockKey('sandbox', configuration.espAccountId);
+    const holder: LockOwner = {
+      workflowId: 'test/holder',
+      runId: 'r1',
+      configurationId: configuration.id,
+      dryRun: false,
+    };
+    assert.deepEqual(await locks.acquire(key, holder), { held: true });
+    const guest: LockOwner = {
+      workflowId: 'test/guest',
+      runId: 'r2',
+      configurationId: 'cfg_other',
+      dryRun: false,
+    };
+    assert.equal(await locks.lend(key, holder, guest.workflowId, { fraction: 0, slots: 0 }, [1, 2]), true);
+    assert.equal((await locks.acquire(key, guest, { mayBeGuest: true })).held, false);
+    await update(1, holder);
+    assert.deepEqual(await windows(), file);
+    const standing = await locks.standing(key, guest);
+    assert.ok(standing.role === 'guest' && standing.share.fraction >= 0.5, JSON.stringify(standing));
+    await locks.release(key, holder);
+    await locks.release(key, guest);
+  });
+
+  it('the chunks left write at the larger share their ended chunk gave them, without the run writing the file again', async function () {
+    this.timeout(60_000);
+    // Two chunks of 1/2 (5 requests a second each); chunk 1 ends after two requests.
+    const file = { windows: { '1': 2, '2': 2 }, sharedOnEnd: true };
+    const { list, update, windows } = await namedChunks('2026-11-11', 20, 400, file);
+    const second = update(2);
+    await update(1);
+    const endedAt = Date.now();
+    assert.deepEqual(await windows(), { windows: { '2': 1 }, sharedOnEnd: true });
+    const [, from] = [await new Promise((r) => setTimeout(r, 1_000)), list.writes];
+    await new Promise((r) => setTimeout(r, 1_000));
+    const inASecond = list.writes - from;
+    assert.equal((await second).updated, 400);
+    // 1/2 of the account is 50 contacts a second; the whole of it, 95.
+    assert.ok(inASecond >= 75, `${inASecond} contacts written in a second, ${Date.now() - endedAt} ms after`);
+  });
+
   it("a worker process's chunks beside one export read its progress file once per 100 ms between them, every 20 ms once its last pages are on their way, and each takes the export's end", async function () {
     this.timeout(30_000);
     const runFolder = '2026-11-20';
