@@ -8,11 +8,7 @@ import { Worker } from '@temporalio/worker';
 import { projectRoot } from '../src/paths';
 import { dataConverter } from '../src/codec';
 import { BOUNDED_OUTCOME_FILES_PATCH } from '../src/workflows/daily-sync';
-import {
-  ACCOUNT_GUEST_PATCH,
-  ENDED_CHUNKS_SHARE_PATCH,
-  RUNS_LOCAL_STEPS_PATCH,
-} from '../src/workflows/sync/patches';
+import { ACCOUNT_GUEST_PATCH, RUNS_LOCAL_STEPS_PATCH } from '../src/workflows/sync/patches';
 import { workflowBundle } from './support/espresso';
 import { testPayloadKeys } from './support/temporal';
 
@@ -55,7 +51,6 @@ interface HistoryEvent {
     details: Record<string, { payloads: Array<{ data: string }> } | undefined>;
   };
   workflowExecutionStartedEventAttributes?: { continuedExecutionRunId?: string };
-  activityTaskScheduledEventAttributes?: { activityType?: { name?: string } };
   upsertWorkflowSearchAttributesEventAttributes?: {
     searchAttributes: { indexedFields: Record<string, { data: string }> };
   };
@@ -97,7 +92,7 @@ describe('replaying recorded histories (test/histories)', () => {
     }
   });
 
-  it('records one patch marker per history of this version, not one per earlier patch (and account-guest where runs share an account, ended-chunks-share where a run names its last chunks)', () => {
+  it('records one patch marker per history of this version, not one per earlier patch (and account-guest where runs share an account)', () => {
     const current = recorded('current');
     const latest: Record<string, string> = {
       configurationSyncWorkflow: RUNS_LOCAL_STEPS_PATCH,
@@ -114,17 +109,9 @@ describe('replaying recorded histories (test/histories)', () => {
       // A run carried over by continue-as-new records it again in its new history. A run that
       // lends its account or waits for it records the patch that came after (checked only then).
       const lends = /configuration-sync-(waited|told-waiter)/.test(file);
-      // A run that names its last chunks in the chunk windows file records that it does, then.
-      const names = events.some(
-        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'shareChunkWindows',
-      );
       assert.deepEqual(
         patches,
-        [
-          latest[current.typeOf(file)],
-          ...(lends ? [ACCOUNT_GUEST_PATCH] : []),
-          ...(names ? [ENDED_CHUNKS_SHARE_PATCH] : []),
-        ],
+        [latest[current.typeOf(file)], ...(lends ? [ACCOUNT_GUEST_PATCH] : [])],
         file,
       );
     }

@@ -138,7 +138,7 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
     assert.equal(summary.maintenance?.field, 'created');
   });
 
-  it("keeps every chunk slot busy: one more chunk starts when the export ends, and the last chunks, named at once, get the shares of those that end; chunks beside the export before any ends are told their shares were the export's", async () => {
+  it("keeps every chunk slot busy: one more chunk starts when the export ends, and the last chunks get the shares of those that ended; chunks beside the export before any ends are told their shares were the export's", async () => {
     // 3 chunk updates at once at most, 40 requests a second: beside the export 2 chunks share
     // what it leaves, each far from done when it ends.
     const { configuration, list } = await e.connect(45_000);
@@ -234,15 +234,15 @@ describe('configurationSyncWorkflow on a real dev server with the Sandbox ESP', 
       ofExport.every((c) => c.besideExport && !c.afterAnEnd),
       `shares of the export: ${JSON.stringify(ofExport)}`,
     );
-    // Once every chunk is in flight, the run names them in the chunk windows file at once, before
-    // any ends: each that ends gives the others its share there itself.
+    // Once every chunk is in flight, the run tells those still writing their larger shares.
     const lastChunk = steps.map((st) => st.event).lastIndexOf('updateChunk scheduled');
-    assert.equal(steps[lastChunk + 1]?.event, 'shareChunkWindows scheduled', trail);
+    assert.ok(
+      steps.slice(lastChunk).some((st) => st.event === 'shareChunkWindows scheduled'),
+      `no chunk was given a larger share as others ended: ${trail}`,
+    );
     const windows = JSON.parse(
       (await e.stores.blobs.get(runFiles.chunkWindows(configuration.id, RUN_DATE))).body.toString('utf8'),
-    ) as { windows: Record<string, number>; sharedOnEnd?: boolean };
-    assert.equal(windows.sharedOnEnd, true);
-    // The last chunk left is named, the others took themselves out as they ended.
+    ) as { windows: Record<string, number> };
     const given = Object.entries(windows.windows);
     assert.ok(given.length >= 1 && given.length <= 2, JSON.stringify(windows));
     // Shares that add up to at most the whole account.
