@@ -5,7 +5,7 @@ import type { BaseProcessor } from '../processors/base-processor';
 import { PacerSet } from '../processors/pacing';
 import type { ProcessorTarget } from '../processors/types';
 import { NotFoundError, type BlobStore, type StoredBlob } from '../storage';
-import { readChunkWindow, shareEndedWindow } from './chunk-windows';
+import { readChunkWindow } from './chunk-windows';
 import {
   besideListedShare,
   besideShare,
@@ -559,23 +559,14 @@ export class AccountShare {
 
   /**
    * A chunk of the run's tail has had its last request answered: its share goes to the run the
-   * holder lends to, when there is one (AccountLocks.lendEnded), else to the run's chunks still
-   * writing, when the run named them in its chunk windows file (shareEndedWindow); meanwhile the
-   * chunk writes its results, and the run learns that it ended after that.
+   * holder lends to, when there is one (AccountLocks.lendEnded), while the chunk writes its results.
    */
-  async handOverOnEnd(chunk: number): Promise<void> {
-    const lent = await this.lendOnEnd(chunk);
-    const key = this.following?.windowsKey;
-    if (!lent && key) await shareEndedWindow(this.deps.stores.blobs, key, chunk);
-  }
-
-  /** Its share to the run the holder lends to, if any: answers whether it is that run's. */
-  private async lendOnEnd(chunk: number): Promise<boolean> {
-    if (!this.owner) return false;
+  async lendOnEnd(chunk: number): Promise<void> {
+    if (!this.owner) return;
     const { fraction, slots } = this.base;
     const quiet = this.pacing.quietMs();
     const held = typeof fraction === 'number' ? fraction : Math.min(fraction.shared, fraction.writing);
-    return this.locks.lendEnded(this.key, this.owner, chunk, {
+    await this.locks.lendEnded(this.key, this.owner, chunk, {
       // What it sent at most of every limit it uses (a chunk beside the export has none of the
       // listing's): its whole requests per window, which the guest was lent the rest beside.
       fraction: wholeFraction(this.processor.limits(), held),

@@ -315,10 +315,9 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           stopWatching();
           stopFollowing();
         }
-        // Its requests are all answered: the run waiting for the account, or the run's chunks still
-        // writing, may have its share now, before the chunk writes its results (a large write the
-        // store may take a while over) and the run learns that it ended.
-        if (input.followWindows) await share.handOverOnEnd(chunk).catch(() => undefined);
+        // Its requests are all answered: the run waiting for the account may have its share now,
+        // before the chunk writes its results (a large write the store may take a while over).
+        if (input.followWindows) await share.lendOnEnd(chunk).catch(() => undefined);
         const outcome = await mergeParts(configurationId, runFolder, chunk, saved, progress.parts);
         if (progress.ahead !== undefined) await blobs.delete(aheadKey);
         const esp = processor.descriptor.id;

@@ -286,14 +286,13 @@ export class AccountLocks {
    * A chunk of the holder's tail has had its last request answered: its share (`share`) goes to
    * the guest at once, without waiting for the holder's run to learn that it ended. Once per
    * chunk (a retry adds nothing); nothing when the holder lends nothing, or not this chunk's.
-   * Answers whether the chunk's share is the guest's (lent now or before).
    */
-  async lendEnded(key: string, owner: LockOwner, chunk: number, share: GuestShare): Promise<boolean> {
-    return this.change(key, (doc) => {
+  async lendEnded(key: string, owner: LockOwner, chunk: number, share: GuestShare): Promise<void> {
+    await this.change(key, (doc) => {
       const guest = doc?.guest;
       if (!doc || doc.released || !same(doc.owner, owner) || !guest?.tail?.includes(chunk))
-        return { answer: false };
-      if (guest.from?.includes(chunk)) return { answer: true };
+        return { answer: undefined };
+      if (guest.from?.includes(chunk)) return { answer: undefined };
       const quietSince = Math.max(share.quietSince ?? 0, guest.quietSince ?? 0);
       const lent: LockGuest = {
         ...guest,
@@ -302,7 +301,7 @@ export class AccountLocks {
         from: [...(guest.from ?? []), chunk],
         ...(quietSince ? { quietSince } : {}),
       };
-      return { write: { ...doc, guest: lent }, answer: true };
+      return { write: { ...doc, guest: lent }, answer: undefined };
     });
   }
 

@@ -68,15 +68,6 @@ export const RUNS_LOCAL_STEPS_PATCH = 'runs-2026-12-local-steps';
  */
 export const ACCOUNT_GUEST_PATCH = 'account-guest';
 
-/**
- * Runs with this marker name their last chunks in the chunk windows file once the export has ended
- * and every chunk is in flight, and each of those chunks, as its last request is answered, gives
- * its share to the others in that file itself (chunk-windows.ts, shareEndedWindow), before the run
- * learns that it ended. Recorded only by runs that reach that point without a guest. Runs without
- * it write the file only as chunks end, and only they change it.
- */
-export const ENDED_CHUNKS_SHARE_PATCH = 'ended-chunks-share';
-
 const BEFORE_IT = new Set([
   ONE_WRITER_PATCH,
   HANDOFF_PATCH,

@@ -21,7 +21,6 @@ import { ownAccount } from './take-account';
 import {
   ACCOUNT_GUEST_PATCH,
   AFTER_EXPORT_BY_CHUNK_COUNT_PATCH,
-  ENDED_CHUNKS_SHARE_PATCH,
   EXPORT_BESIDE_PATCH,
   FULL_WINDOW_AFTER_EXPORT_PATCH,
 } from './patches';
@@ -215,42 +214,20 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // grow, so a chunk that reads the file late only writes slower meanwhile. One write at a time;
   // the loop looks again when it is done. Losing one only costs speed. When a run waits for the
   // account, what ends is lent to that run instead (lendOut).
-  // With ENDED_CHUNKS_SHARE_PATCH the run names its chunks in the file at once, and each gives the
-  // others its share itself as its last request is answered (shareEndedWindow), not once the run
-  // has learned that it ended (after its results are written, a workflow task and this write: 140
-  // to 160 ms of each run's tail, the cluster's fleet benchmark). The run counts the shares as the
-  // chunks have made them (`sharedWindow`: the window it last wrote; ended chunks have made it no
-  // larger than the chunks it counts in flight), and writes again only when that shrinks.
   let sharing: Promise<unknown> | undefined;
   const sharingScope = new CancellationScope();
-  let sharedWindow: number | undefined;
-  let endedChunksShare: boolean | undefined;
   const shareOut = () => {
     if (!fullWindowAfter || sharing || !s.manifest || s.nextChunk <= s.manifest.chunkCount) return;
-    const chunks = [...inFlight.values()];
-    if (chunks.length === 0) return;
-    const window = Math.min(runWindow, chunks.length);
-    if (sharedWindow !== undefined) for (const c of chunks) c.after = Math.max(c.after, 1 / window);
     if (lendOut()) return;
+    const chunks = [...inFlight.values()];
+    const window = Math.min(runWindow, chunks.length);
     // Only when every chunk's share grows (never when one holds more than 1/window already).
-    if (chunks.some((c) => c.after > 1 / window + 1e-9)) return;
-    const onEnd = sharedWindow !== undefined || (endedChunksShare ??= patched(ENDED_CHUNKS_SHARE_PATCH));
-    const grows = onEnd
-      ? window < (sharedWindow ?? Infinity) // the first time, to name the chunks
-      : chunks.some((c) => c.after < 1 / window - 1e-9);
-    if (!grows) return;
+    if (chunks.length === 0 || chunks.some((c) => c.after > 1 / window + 1e-9)) return;
+    if (chunks.every((c) => c.after > 1 / window - 1e-9)) return;
     for (const c of chunks) c.after = 1 / window;
-    if (onEnd) sharedWindow = window;
     const windows = Object.fromEntries([...inFlight.keys()].map((chunk) => [String(chunk), window]));
     sharing = sharingScope
-      .run(() =>
-        shareChunkWindows({
-          configurationId,
-          ...runFolderFields(s.context.folder),
-          windows,
-          ...(onEnd ? { sharedOnEnd: true } : {}),
-        }),
-      )
+      .run(() => shareChunkWindows({ configurationId, ...runFolderFields(s.context.folder), windows }))
       .catch(() => undefined)
       .finally(() => (sharing = undefined));
   };
