@@ -1,5 +1,5 @@
 // `npm run chaos [-- --json] [--contacts N] [--kills N] [--server-restarts N] [--overlap]
-//   [--oauth] [--workers N] [--token-lifetime S] [--kill-during-export]
+//   [--oauth] [--workers N] [--token-lifetime S] [--kill-during-export] [--configurations N]
 //   [--cluster [--database-restarts N]]`
 // A full run against a Sandbox that fails on purpose (5% 5xx, 5% 429, 1% timeouts, 0.5% rejected
 // rows) while the worker is SIGKILLed and the Temporal dev server restarted; then checks that nothing
@@ -10,6 +10,10 @@
 // time): no refresh token may be presented twice and the configuration must never need reauth.
 // With --kill-during-export the first worker kill lands while the export still lists and chunk
 // updates already write beside it (more than 10,000 contacts, so there are two chunks or more).
+// With --configurations N, N configurations of one ESP account (each its own list of --contacts
+// contacts) start together: one run writes to the account at a time, the next waits as its guest
+// (maintains and lists on what the writing run lends it) and writes once the account is its own;
+// each list is checked alike.
 // With --cluster it runs on the production topology (`espresso cluster`: the Temporal server on
 // PostgreSQL, moto, 3 workers by default), whose supervisor restarts what is killed, and PostgreSQL
 // is restarted too.
@@ -20,7 +24,9 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunSummary } from '../src/runs/summaries';
 import { runFiles, type ResultLine } from '../src/runs/files';
 import { sandboxAdmin } from '../src/sandbox/admin';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { TASK_QUEUE } from '../src/temporal/constants';
+import { accountWantedSignal } from '../src/workflows/configuration-run';
 import { ENTRY_POINTS, startAgain, type EntryPoint } from './overlap';
 import { benchDeps, prepare, sandboxJson } from './scenarios';
 import { ACCOUNTS, startStack } from './stack';
@@ -38,6 +44,12 @@ const options = new Command()
     '--kill-during-export',
     'the first disruption is a kill while the export and chunk updates both run',
   )
+  .option(
+    '--configurations <n>',
+    'configurations of the same ESP account, each its own list of --contacts contacts, started together',
+    count,
+    1,
+  )
   .option('--cluster', 'run on the production topology (`espresso cluster`) instead of the dev server')
   .option('--database-restarts <n>', 'with --cluster: PostgreSQL restarts during the run (default 1)', count)
   .parse()
@@ -51,6 +63,7 @@ const options = new Command()
     workers?: number;
     tokenLifetime: number;
     killDuringExport?: boolean;
+    configurations: number;
     cluster?: boolean;
     databaseRestarts?: number;
   }>();
@@ -94,6 +107,10 @@ async function main(): Promise<void> {
     const { configuration, listId } = await prepare(stack, deps, ACCOUNTS.open, early || options.contacts, {
       oauth: options.oauth,
     });
+    // The account's other configurations, each its own list: their runs wait for the first's.
+    const others: Array<Awaited<ReturnType<typeof prepare>>> = [];
+    for (let i = 1; i < options.configurations; i++)
+      others.push(await prepare(stack, deps, ACCOUNTS.open, options.contacts, { oauth: options.oauth }));
     const workers = [];
     for (let i = 0; i < workerCount; i++) workers.push(await stack.startWorker(PACING));
     const oauthBefore = await oauthCounts();
@@ -138,24 +155,41 @@ async function main(): Promise<void> {
     await patchAccount({ faults: { ...FAULTS, latencyMs: startLatencyMs } });
     const runDate = '2026-01-01';
     const workflowId = `chaos/${listId}`;
+    const runs = [{ configuration, listId }, ...others];
     const started = performance.now();
-    await stack.env.client.workflow.start('configurationSyncWorkflow', {
-      taskQueue: TASK_QUEUE,
-      workflowId,
-      args: [{ configurationId: configuration.id, runDate, mode: 'full' }],
-    });
-    say(`run ${workflowId}: ${options.contacts} contacts, faults ${JSON.stringify(FAULTS)}`);
+    for (const run of runs) {
+      await stack.env.client.workflow.start('configurationSyncWorkflow', {
+        taskQueue: TASK_QUEUE,
+        workflowId: `chaos/${run.listId}`,
+        args: [{ configurationId: run.configuration.id, runDate, mode: 'full' }],
+      });
+    }
+    say(
+      `${runs.length === 1 ? `run ${workflowId}` : `${runs.length} runs on one account`}: ${options.contacts} contacts${runs.length === 1 ? '' : ' each'}, faults ${JSON.stringify(FAULTS)}`,
+    );
     const overlaps: Array<{ entry: EntryPoint; heldOff: boolean; how: string }> = [];
     let workerKills = 0;
     let killsWhileExporting = 0;
     let serverRestarts = 0;
     let databaseRestartsDone = 0;
+    /** The runs' statuses, the first's first; RUNNING while any of them runs (or none answers). */
+    const statuses = async () =>
+      Promise.all(
+        runs.map(async (run) => {
+          try {
+            return (await stack.env.client.workflow.getHandle(`chaos/${run.listId}`).describe()).status.name;
+          } catch {
+            return 'UNREACHABLE';
+          }
+        }),
+      );
     const status = async () => {
-      try {
-        return (await stack.env.client.workflow.getHandle(workflowId).describe()).status.name;
-      } catch {
-        return 'UNREACHABLE';
-      }
+      const all = await statuses();
+      return (
+        all.find((st) => st === 'RUNNING' || st === 'UNREACHABLE') ??
+        all.find((st) => st !== 'COMPLETED') ??
+        'COMPLETED'
+      );
     };
     // The first disruption hits while contacts are being exported or written; after a kill the run
     // waits out the 20 s heartbeat timeout, so the later ones find it still running.
@@ -212,71 +246,47 @@ async function main(): Promise<void> {
     for (const w of workers) await w.stop();
     if (final !== 'COMPLETED') throw new Error(`the run ended ${final}`);
 
-    // What the chunk files promised, what the results files say, what the ESP holds (the earlier
-    // run's contacts were all written by it).
-    const expected = new Map<string, string>();
-    const rejected = new Map<string, string>();
-    const earlierValues = new Map<string, string>();
-    if (early) {
-      for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, earlierRun))) {
-        if (!/contacts-\d+\.jsonl$/.test(key)) continue;
-        for await (const line of deps.stores.blobs.readLines(key)) {
-          const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
-          earlierValues.set(contactId, value);
-        }
-      }
+    // Each list: what the chunk files promised, what the results files say, what the ESP holds.
+    const checks: Array<Awaited<ReturnType<typeof checkList>>> = [];
+    for (const [i, run] of runs.entries()) {
+      const earlier = i === 0 && early ? earlierRun : undefined;
+      checks.push(await checkList(stack, deps, account, run, runDate, earlier, options.contacts));
     }
-    for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, runDate))) {
-      if (/contacts-\d+\.jsonl$/.test(key)) {
-        for await (const line of deps.stores.blobs.readLines(key)) {
-          const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
-          expected.set(contactId, value);
-        }
-      } else if (/results-\d+\.jsonl$/.test(key)) {
-        for await (const line of deps.stores.blobs.readLines(key)) {
-          const r = JSON.parse(line) as ResultLine;
-          if (r.status === 'rejected' && r.contactId && r.reason) rejected.set(r.contactId, r.reason);
-        }
-      }
+    const sum = (f: (c: (typeof checks)[number]) => number) => checks.reduce((n, c) => n + f(c), 0);
+    const updated = sum((c) => c.updated);
+    const lost = sum((c) => c.lost);
+    const conflictingWrites = sum((c) => c.conflictingWrites);
+    const contactWrites = sum((c) => c.contactWrites);
+    const rejected = sum((c) => c.rejected);
+    const countsAddUp = checks.every((c) => c.countsAddUp);
+    // Runs that asked the run writing to the account for it, and of those, runs that began their
+    // export (maintenance, the listing) while that run still ran: as its guest, on what it lent.
+    const timing: Array<{ exportAt: number; closedAt: number }> = [];
+    let waitedForAccount = 0;
+    for (const run of runs) {
+      const events =
+        (await stack.env.client.workflow.getHandle(`chaos/${run.listId}`).fetchHistory()).events ?? [];
+      const at = (e: (typeof events)[number]) => tsToMs(e.eventTime ?? undefined);
+      const wanted = accountWantedSignal.name;
+      if (
+        events.some((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName === wanted)
+      )
+        waitedForAccount++;
+      const exported = events.find(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'exportPart',
+      );
+      timing.push({ exportAt: exported ? at(exported) : Infinity, closedAt: at(events.at(-1)!) });
     }
-    const history = await (
-      await sandboxAdmin(stack.sandbox, `${account}/lists/${listId}/history?field=lcee`)
-    ).text();
-    const current = new Map<string, string | null>();
-    let conflictingWrites = 0;
-    for (const line of history.split('\n')) {
-      if (!line) continue;
-      const h = JSON.parse(line) as { contactId: string; current: string | null; values: string[] };
-      current.set(h.contactId, h.current);
-      if (h.values.length > 1) conflictingWrites++;
-    }
-    // Every contact value the Sandbox was sent: one sent again after a failed request counts again.
-    const { writes: contactWrites } = await sandboxJson<{ writes: number }>(
-      stack,
-      `${account}/lists/${listId}/summary?field=lcee`,
-    );
-    let updated = 0;
-    let lost = 0;
-    for (const [contactId, value] of expected) {
-      if (current.get(contactId) === value) updated++;
-      else if (!rejected.has(contactId)) lost++;
-    }
-    for (const [contactId, value] of earlierValues) if (current.get(contactId) !== value) lost++;
-    lost += options.contacts - expected.size - earlierValues.size; // contacts that never reached a chunk file
-    const summary = JSON.parse(
-      (await deps.stores.blobs.get(runFiles.summary(configuration.id, runDate))).body.toString('utf8'),
-    ) as RunSummary;
-    const countsAddUp =
-      summary.contacts.updated === updated &&
-      summary.contacts.rejected === rejected.size &&
-      summary.contacts.updated + summary.contacts.rejected === summary.contacts.exported;
+    timing.sort((a, b) => a.exportAt - b.exportAt);
+    const listedAsGuest = timing.filter((t, i) => i > 0 && t.exportAt < timing[i - 1]!.closedAt).length;
     const oauthAfter = await oauthCounts();
-    const stored = await deps.stores.configurations.get(configuration.id);
+    const stored = await Promise.all(runs.map((run) => deps.stores.configurations.get(run.configuration.id)));
     const report = {
       contacts: options.contacts,
+      ...(runs.length > 1 ? { configurations: runs.length, waitedForAccount, listedAsGuest } : {}),
       workers: workers.length,
       updated,
-      rejected: rejected.size,
+      rejected,
       lost,
       conflictingWrites,
       contactWrites,
@@ -291,7 +301,9 @@ async function main(): Promise<void> {
         ? {
             tokenRefreshes: oauthAfter.refreshes - oauthBefore.refreshes,
             refreshTokenReuses: oauthAfter.refreshTokenReuses - oauthBefore.refreshTokenReuses,
-            needsReauth: stored.status === 'needs_reauth' || summary.status === 'needs_reauth' ? 1 : 0,
+            needsReauth:
+              stored.filter((c) => c.status === 'needs_reauth').length +
+              checks.filter((c) => c.summary.status === 'needs_reauth').length,
           }
         : {}),
       seconds: Math.round(seconds * 10) / 10,
@@ -313,6 +325,12 @@ async function main(): Promise<void> {
       say(`FAILED: a start through another entry point was not held off, or not every entry point was tried`);
       exitCode = 1;
     }
+    if (runs.length > 1 && (waitedForAccount < runs.length - 1 || listedAsGuest < runs.length - 1)) {
+      say(
+        `FAILED: of the account's ${runs.length - 1} runs that could not write at once, ${waitedForAccount} waited for it and ${listedAsGuest} listed as the writing run's guest`,
+      );
+      exitCode = 1;
+    }
     if (options.killDuringExport && killsWhileExporting === 0) {
       say('FAILED: no kill landed while the export and chunk updates both ran');
       exitCode = 1;
@@ -331,6 +349,80 @@ async function main(): Promise<void> {
     await stack.stop();
   }
   process.exit(exitCode);
+}
+
+/**
+ * One configuration's list after its run (`earlierRun`: the folder of an earlier run of it, whose
+ * contacts it wrote first): contacts holding their chunk value, rejected with a reason, neither
+ * (lost), holding more than one value in their history (conflicting), the values the Sandbox was
+ * sent in all, and whether the run's summary counts the same. `contacts`: the list's size.
+ */
+async function checkList(
+  stack: Awaited<ReturnType<typeof startStack>>,
+  deps: ReturnType<typeof benchDeps>,
+  account: string,
+  { configuration, listId }: Awaited<ReturnType<typeof prepare>>,
+  runDate: string,
+  earlierRun: string | undefined,
+  contacts: number,
+) {
+  const expected = new Map<string, string>();
+  const rejected = new Map<string, string>();
+  const earlierValues = new Map<string, string>();
+  if (earlierRun) {
+    for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, earlierRun))) {
+      if (!/contacts-\d+\.jsonl$/.test(key)) continue;
+      for await (const line of deps.stores.blobs.readLines(key)) {
+        const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+        earlierValues.set(contactId, value);
+      }
+    }
+  }
+  for (const key of await deps.stores.blobs.list(runFiles.prefix(configuration.id, runDate))) {
+    if (/contacts-\d+\.jsonl$/.test(key)) {
+      for await (const line of deps.stores.blobs.readLines(key)) {
+        const { contactId, value } = JSON.parse(line) as { contactId: string; value: string };
+        expected.set(contactId, value);
+      }
+    } else if (/results-\d+\.jsonl$/.test(key)) {
+      for await (const line of deps.stores.blobs.readLines(key)) {
+        const r = JSON.parse(line) as ResultLine;
+        if (r.status === 'rejected' && r.contactId && r.reason) rejected.set(r.contactId, r.reason);
+      }
+    }
+  }
+  const history = await (
+    await sandboxAdmin(stack.sandbox, `${account}/lists/${listId}/history?field=lcee`)
+  ).text();
+  const current = new Map<string, string | null>();
+  let conflictingWrites = 0;
+  for (const line of history.split('\n')) {
+    if (!line) continue;
+    const h = JSON.parse(line) as { contactId: string; current: string | null; values: string[] };
+    current.set(h.contactId, h.current);
+    if (h.values.length > 1) conflictingWrites++;
+  }
+  // Every contact value the Sandbox was sent: one sent again after a failed request counts again.
+  const { writes: contactWrites } = await sandboxJson<{ writes: number }>(
+    stack,
+    `${account}/lists/${listId}/summary?field=lcee`,
+  );
+  let updated = 0;
+  let lost = 0;
+  for (const [contactId, value] of expected) {
+    if (current.get(contactId) === value) updated++;
+    else if (!rejected.has(contactId)) lost++;
+  }
+  for (const [contactId, value] of earlierValues) if (current.get(contactId) !== value) lost++;
+  lost += contacts - expected.size - earlierValues.size; // contacts that never reached a chunk file
+  const summary = JSON.parse(
+    (await deps.stores.blobs.get(runFiles.summary(configuration.id, runDate))).body.toString('utf8'),
+  ) as RunSummary;
+  const countsAddUp =
+    summary.contacts.updated === updated &&
+    summary.contacts.rejected === rejected.size &&
+    summary.contacts.updated + summary.contacts.rejected === summary.contacts.exported;
+  return { updated, rejected: rejected.size, lost, conflictingWrites, contactWrites, countsAddUp, summary };
 }
 
 main().catch((err) => {

@@ -3,7 +3,8 @@
 // every entry point while it writes (--overlap); and an OAuth configuration whose short-lived
 // tokens two workers refresh (--oauth); and the same faults on the cluster topology (`espresso
 // cluster`: the Temporal server on PostgreSQL, moto) with a worker kill and a PostgreSQL restart
-// (--cluster). `npm run chaos` is the full version.
+// (--cluster), two configurations of one ESP account writing one after the other (the second the
+// first's guest meanwhile: --configurations 2). `npm run chaos` is the full version.
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -106,14 +107,24 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
       provisionCluster();
     });
 
-    it('a worker SIGKILL and a PostgreSQL restart mid-run lose nothing', async () => {
-      const report = await chaos('--cluster', '--workers', '2', '--database-restarts', '1');
+    it('a worker SIGKILL and a PostgreSQL restart mid-run lose nothing, with two configurations of one ESP account: one writes, the other waits as its guest', async () => {
+      const report = await chaos(
+        '--cluster',
+        '--workers',
+        '2',
+        '--database-restarts',
+        '1',
+        '--configurations',
+        '2',
+      );
       assert.equal(report.workers, 2);
+      assert.equal(report.configurations, 2);
+      assert.equal(report.waitedForAccount, 1);
       assert.equal(report.workerKills, 1);
       assert.equal(report.databaseRestarts, 1);
       assert.equal(report.lost, 0);
       assert.equal(report.conflictingWrites, 0);
-      assert.equal(report.updated + report.rejected, 10_000);
+      assert.equal(report.updated + report.rejected, 20_000);
       assert.equal(report.summaryCountsAddUp, true);
     });
   });
