@@ -20,11 +20,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { count } from './args';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { RunSummary } from '../src/runs/summaries';
 import { runFiles, type ResultLine } from '../src/runs/files';
 import { sandboxAdmin } from '../src/sandbox/admin';
-import { tsToMs } from '@temporalio/common/lib/time';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { accountWantedSignal } from '../src/workflows/configuration-run';
 import { ENTRY_POINTS, startAgain, type EntryPoint } from './overlap';
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
     let killsWhileExporting = 0;
     let serverRestarts = 0;
     let databaseRestartsDone = 0;
-    /** The runs' statuses, the first's first; RUNNING while any of them runs (or none answers). */
+    /** Each run's status (UNREACHABLE: the server did not answer). */
     const statuses = async () =>
       Promise.all(
         runs.map(async (run) => {
@@ -183,6 +183,7 @@ async function main(): Promise<void> {
           }
         }),
       );
+    /** RUNNING (or UNREACHABLE) while any run goes on; then the first that did not complete, if any. */
     const status = async () => {
       const all = await statuses();
       return (
@@ -301,9 +302,10 @@ async function main(): Promise<void> {
         ? {
             tokenRefreshes: oauthAfter.refreshes - oauthBefore.refreshes,
             refreshTokenReuses: oauthAfter.refreshTokenReuses - oauthBefore.refreshTokenReuses,
-            needsReauth:
-              stored.filter((c) => c.status === 'needs_reauth').length +
-              checks.filter((c) => c.summary.status === 'needs_reauth').length,
+            // Configurations sent to needs_reauth (stored so, or their run ended so).
+            needsReauth: runs.filter(
+              (_, i) => stored[i]!.status === 'needs_reauth' || checks[i]!.summary.status === 'needs_reauth',
+            ).length,
           }
         : {}),
       seconds: Math.round(seconds * 10) / 10,

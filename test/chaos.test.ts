@@ -120,6 +120,7 @@ describe('chaos (short): faults and a worker kill lose nothing', function () {
       assert.equal(report.workers, 2);
       assert.equal(report.configurations, 2);
       assert.equal(report.waitedForAccount, 1);
+      assert.equal(report.listedAsGuest, 1);
       assert.equal(report.workerKills, 1);
       assert.equal(report.databaseRestarts, 1);
       assert.equal(report.lost, 0);
