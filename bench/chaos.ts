@@ -118,7 +118,7 @@ async function main(): Promise<void> {
     if (early) {
       const earlier = (await stack.env.client.workflow.execute('configurationSyncWorkflow', {
         taskQueue: TASK_QUEUE,
-        workflowId: `chaos/${listId}/earlier`,
+        workflowId: `${chaosId(listId)}/earlier`,
         args: [{ configurationId: configuration.id, runDate: earlierRun, mode: 'full' }],
       })) as { status: string; updated: number };
       if (earlier.updated !== early) throw new Error(`the earlier run ended ${earlier.status}`);
@@ -154,13 +154,13 @@ async function main(): Promise<void> {
     const startLatencyMs = options.killDuringExport ? 150 : slowed ? slowMs : 0;
     await patchAccount({ faults: { ...FAULTS, latencyMs: startLatencyMs } });
     const runDate = '2026-01-01';
-    const workflowId = `chaos/${listId}`;
+    const workflowId = chaosId(listId);
     const runs = [{ configuration, listId }, ...others];
     const started = performance.now();
     for (const run of runs) {
       await stack.env.client.workflow.start('configurationSyncWorkflow', {
         taskQueue: TASK_QUEUE,
-        workflowId: `chaos/${run.listId}`,
+        workflowId: chaosId(run.listId),
         args: [{ configurationId: run.configuration.id, runDate, mode: 'full' }],
       });
     }
@@ -172,20 +172,17 @@ async function main(): Promise<void> {
     let killsWhileExporting = 0;
     let serverRestarts = 0;
     let databaseRestartsDone = 0;
-    /** Each run's status (UNREACHABLE: the server did not answer). */
-    const statuses = async () =>
-      Promise.all(
-        runs.map(async (run) => {
-          try {
-            return (await stack.env.client.workflow.getHandle(`chaos/${run.listId}`).describe()).status.name;
-          } catch {
-            return 'UNREACHABLE';
-          }
-        }),
-      );
     /** RUNNING (or UNREACHABLE) while any run goes on; then the first that did not complete, if any. */
     const status = async () => {
-      const all = await statuses();
+      const all = await Promise.all(
+        runs.map((run) =>
+          stack.env.client.workflow
+            .getHandle(chaosId(run.listId))
+            .describe()
+            .then((d) => d.status.name as string)
+            .catch(() => 'UNREACHABLE'),
+        ),
+      );
       return (
         all.find((st) => st === 'RUNNING' || st === 'UNREACHABLE') ??
         all.find((st) => st !== 'COMPLETED') ??
@@ -266,7 +263,7 @@ async function main(): Promise<void> {
     let waitedForAccount = 0;
     for (const run of runs) {
       const events =
-        (await stack.env.client.workflow.getHandle(`chaos/${run.listId}`).fetchHistory()).events ?? [];
+        (await stack.env.client.workflow.getHandle(chaosId(run.listId)).fetchHistory()).events ?? [];
       const at = (e: (typeof events)[number]) => tsToMs(e.eventTime ?? undefined);
       const wanted = accountWantedSignal.name;
       if (
@@ -425,6 +422,11 @@ async function checkList(
     summary.contacts.rejected === rejected.size &&
     summary.contacts.updated + summary.contacts.rejected === summary.contacts.exported;
   return { updated, rejected: rejected.size, lost, conflictingWrites, contactWrites, countsAddUp, summary };
+}
+
+/** The workflow id of the chaos run of a configuration, by its list. */
+function chaosId(listId: string): string {
+  return `chaos/${listId}`;
 }
 
 main().catch((err) => {
