@@ -476,6 +476,46 @@ describe('Sandbox ESP', () => {
     assert.ok(list.fields.has('lcee'));
   });
 
+  it('keeps values written out of order, and those written after the list grew, across a snapshot', async () => {
+    await api(sandbox, '/v1/lists/list_newsletter/fields', {
+      method: 'POST',
+      body: JSON.stringify({ key: 'lcee' }),
+    });
+    const write = (id: string, value: string) =>
+      api(sandbox, '/v1/lists/list_newsletter/contacts/batch', {
+        method: 'POST',
+        body: JSON.stringify({ updates: [{ id, fields: { lcee: value } }] }),
+      });
+    await write('ct_0000090', 'value_90');
+    await write('ct_0000005', 'value_5');
+    sandbox.state.seed('acct_demo', 'list_newsletter', 50);
+    assert.equal((await write('ct_0000140', 'value_140')).status, 200);
+    const res = await api(sandbox, '/v1/lists/list_newsletter/contacts?limit=1000&offset=0');
+    const page = (await res.json()) as {
+      contacts: Array<{ id: string; fields: { lcee: string | null } }>;
+      total: number;
+    };
+    const written = (contacts: typeof page.contacts) =>
+      contacts.filter((c) => c.fields.lcee !== null).map((c) => [c.id, c.fields.lcee]);
+    const expected = [
+      ['ct_0000005', 'value_5'],
+      ['ct_0000090', 'value_90'],
+      ['ct_0000140', 'value_140'],
+    ];
+    assert.equal(page.total, 150);
+    assert.deepEqual(written(page.contacts), expected);
+    const file = join(await tempDir(), 'sandbox.json');
+    await sandbox.state.save(file);
+    const list = (await SandboxState.load(file)).accounts.get('acct_demo')!.lists.get('list_newsletter')!;
+    const values = list.values.get('lcee')!;
+    assert.deepEqual(
+      [4, 89, 139].map((i) => [SandboxList.contactId(i), values[i]]),
+      expected,
+    );
+    assert.equal(values.filter((v) => v !== undefined).length, 3);
+    assert.deepEqual(list.history('lcee', 139), ['value_140']);
+  });
+
   it('seeds a million contacts through `espresso sandbox seed`', async function () {
     this.timeout(60_000);
     // The Sandbox runs in this process: the CLI must run asynchronously so it can answer.

@@ -48,8 +48,8 @@ export class SandboxList {
 
   write(field: string, index: number, value: string): void {
     this.writes++;
-    (this.values.get(field) ?? this.values.set(field, []).get(field)!)[index] = value;
-    const first = this.firstWritten.get(field) ?? this.firstWritten.set(field, []).get(field)!;
+    this.column(this.values, field)[index] = value;
+    const first = this.column(this.firstWritten, field);
     const earlier = first[index];
     if (earlier === undefined) first[index] = value;
     else if (earlier !== value) {
@@ -58,6 +58,20 @@ export class SandboxList {
       if (!seen.includes(value)) seen.push(value);
       byIndex.set(index, seen);
     }
+  }
+
+  /**
+   * A field's values by contact index, one entry per contact of the list (undefined: none). Made
+   * whole at once: filled as chunks write (several at a time, each its own range of the list), a
+   * growing array went sparse and V8 copied it whole each time it made it dense again, up to 120
+   * ms per batch update at 200,000 contacts, during which every request waited and then arrived at
+   * the account's limits at once (docs/sandbox.md).
+   */
+  column(of: Map<string, (string | undefined)[]>, field: string): (string | undefined)[] {
+    let values = of.get(field);
+    if (!values) of.set(field, (values = new Array<string | undefined>(this.size).fill(undefined)));
+    while (values.length < this.size) values.push(undefined);
+    return values;
   }
 
   /** Every distinct value ever written to `field` for the contact, oldest first. */
@@ -285,17 +299,14 @@ export class SandboxState {
         list.size = l.size;
         list.writes = l.writes;
         for (const f of l.fields) list.fields.set(f.key, f);
-        const dense = (pairs: [number, string][]) => {
-          const values: (string | undefined)[] = [];
-          for (const [i, v] of pairs) values[i] = v;
-          return values;
+        const fill = (of: Map<string, (string | undefined)[]>, saved: Record<string, [number, string][]>) => {
+          for (const [k, pairs] of Object.entries(saved)) {
+            const values = list.column(of, k);
+            for (const [i, v] of pairs) values[i] = v;
+          }
         };
-        for (const [k, pairs] of Object.entries(l.values as Record<string, [number, string][]>)) {
-          list.values.set(k, dense(pairs));
-        }
-        for (const [k, pairs] of Object.entries(l.firstWritten as Record<string, [number, string][]>)) {
-          list.firstWritten.set(k, dense(pairs));
-        }
+        fill(list.values, l.values);
+        fill(list.firstWritten, l.firstWritten);
         for (const [k, entries] of Object.entries(l.conflicts as Record<string, [number, string[]][]>)) {
           list.conflicts.set(k, new Map(entries));
         }
