@@ -203,6 +203,10 @@ export async function listIntoChunks(
     const seen = await listing.seenSoFar();
     for (;;) {
       const page = await ahead.next(cursor);
+      // The page that answered asked for the next one first (PagesAhead), a chain of promises
+      // that would otherwise wait for this page to be sorted (about a millisecond of CPU per
+      // 1,000 contacts): the request leaves before the page is read.
+      await new Promise((resolve) => setImmediate(resolve));
       // The page boundary, timed before the next page is asked for.
       const at = now();
       if (endsSoon.after(page, at)) {
