@@ -69,6 +69,17 @@ const api = (sandbox: Sandbox, path: string, init: RequestInit = {}) =>
     headers: { 'x-api-key': 'sandbox-demo-key', 'content-type': 'application/json', ...init.headers },
   });
 
+/** Creates the `lcee` field on the demo account's newsletter list. */
+const createLcee = (sandbox: Sandbox) =>
+  api(sandbox, '/v1/lists/list_newsletter/fields', { method: 'POST', body: JSON.stringify({ key: 'lcee' }) });
+
+/** Writes one contact's `lcee` value in a batch update of its own. */
+const writeLcee = (sandbox: Sandbox, id: string, value: string) =>
+  api(sandbox, '/v1/lists/list_newsletter/contacts/batch', {
+    method: 'POST',
+    body: JSON.stringify({ updates: [{ id, fields: { lcee: value } }] }),
+  });
+
 describe('the Sandbox demo account', () => {
   it('README: a demo account with two lists, the newsletter seeded with ESPRESSO_SANDBOX_SEED_CONTACTS contacts', () => {
     for (const contacts of [1000, 25]) {
@@ -338,10 +349,7 @@ describe('Sandbox ESP', () => {
 
   describe('API', () => {
     it('refuses batches over 500 rows and malformed bodies', async () => {
-      await api(sandbox, '/v1/lists/list_newsletter/fields', {
-        method: 'POST',
-        body: JSON.stringify({ key: 'lcee' }),
-      });
+      await createLcee(sandbox);
       const updates = Array.from({ length: 501 }, (_, i) => ({
         id: SandboxList.contactId(i),
         fields: { lcee: 'abcdefgh' },
@@ -405,15 +413,8 @@ describe('Sandbox ESP', () => {
     });
 
     it('records every distinct value written per contact, so conflicting writes show', async () => {
-      await api(sandbox, '/v1/lists/list_newsletter/fields', {
-        method: 'POST',
-        body: JSON.stringify({ key: 'lcee' }),
-      });
-      const write = (id: string, value: string) =>
-        api(sandbox, '/v1/lists/list_newsletter/contacts/batch', {
-          method: 'POST',
-          body: JSON.stringify({ updates: [{ id, fields: { lcee: value } }] }),
-        });
+      await createLcee(sandbox);
+      const write = (id: string, value: string) => writeLcee(sandbox, id, value);
       await write('ct_0000001', 'first_value_1');
       await write('ct_0000001', 'first_value_1'); // a retry with the same value is no conflict
       await write('ct_0000002', 'value_a');
@@ -458,14 +459,8 @@ describe('Sandbox ESP', () => {
   });
 
   it('keeps its state across a restart through a snapshot file', async () => {
-    await api(sandbox, '/v1/lists/list_newsletter/fields', {
-      method: 'POST',
-      body: JSON.stringify({ key: 'lcee' }),
-    });
-    await api(sandbox, '/v1/lists/list_newsletter/contacts/batch', {
-      method: 'POST',
-      body: JSON.stringify({ updates: [{ id: 'ct_0000007', fields: { lcee: 'kept_value_7' } }] }),
-    });
+    await createLcee(sandbox);
+    await writeLcee(sandbox, 'ct_0000007', 'kept_value_7');
     const file = join(await tempDir(), 'sandbox.json');
     await sandbox.state.save(file);
     const restored = await SandboxState.load(file);
@@ -477,15 +472,8 @@ describe('Sandbox ESP', () => {
   });
 
   it('keeps values written out of order, and those written after the list grew, across a snapshot', async () => {
-    await api(sandbox, '/v1/lists/list_newsletter/fields', {
-      method: 'POST',
-      body: JSON.stringify({ key: 'lcee' }),
-    });
-    const write = (id: string, value: string) =>
-      api(sandbox, '/v1/lists/list_newsletter/contacts/batch', {
-        method: 'POST',
-        body: JSON.stringify({ updates: [{ id, fields: { lcee: value } }] }),
-      });
+    await createLcee(sandbox);
+    const write = (id: string, value: string) => writeLcee(sandbox, id, value);
     await write('ct_0000090', 'value_90');
     await write('ct_0000005', 'value_5');
     sandbox.state.seed('acct_demo', 'list_newsletter', 50);
