@@ -139,6 +139,7 @@ async function unlimited(stack: Stack): Promise<Unlimited> {
       contactsPerSecond: p.contactsPerSecond,
       maxHistoryEvents: p.maxHistoryEvents,
       peakWorkerRssMb: p.peakWorkerRssMb,
+      cpuSeconds: p.cpuSeconds,
     },
     direct: d,
     perContact: pc,
@@ -232,8 +233,16 @@ async function report(fleet: Record<string, unknown>): Promise<void> {
 
 type Unlimited = {
   contacts: number;
-  pipeline: { seconds: number; contactsPerSecond: number; maxHistoryEvents: number; peakWorkerRssMb: number };
-  direct: { seconds: number; contactsPerSecond: number };
+  pipeline: {
+    seconds: number;
+    contactsPerSecond: number;
+    maxHistoryEvents: number;
+    peakWorkerRssMb: number;
+    /** CPU seconds the worker, the Sandbox and the dev server used during the run. */
+    cpuSeconds: CpuSeconds<'worker'>;
+  };
+  /** cpuSeconds: the loop's own process, the Sandbox and the dev server. */
+  direct: { seconds: number; contactsPerSecond: number; cpuSeconds: CpuSeconds<'loop'> };
   perContact: { contacts: number; seconds: number; contactsPerSecond: number };
   ratios: { pipelineVsDirect: number; pipelineVsPerContact: number };
   rateLimited: {
@@ -247,6 +256,8 @@ type Unlimited = {
   };
   growth?: Array<{ contacts: number; seconds: number; contactsPerSecond: number; peakWorkerRssMb: number }>;
 };
+
+type CpuSeconds<K extends string> = Partial<Record<K | 'sandbox' | 'temporal', number>>;
 
 /** Without --split-limit or --profiles alone, every part. */
 type Report = Partial<Unlimited> & {
@@ -292,7 +303,9 @@ function printTable(report: Report): void {
         'pipeline',
         `${r.pipeline.contactsPerSecond} contacts/s (${r.contacts} in ${r.pipeline.seconds} s), max ${r.pipeline.maxHistoryEvents} history events, worker peak ${r.pipeline.peakWorkerRssMb} MB`,
       ],
+      ['pipeline CPU', cpuText(r.pipeline.cpuSeconds)],
       ['direct', `${r.direct.contactsPerSecond} contacts/s (${r.direct.seconds} s)`],
+      ['direct CPU', cpuText(r.direct.cpuSeconds)],
       [
         'per-contact',
         `${r.perContact.contactsPerSecond} contacts/s (${r.perContact.contacts} in ${r.perContact.seconds} s)`,
@@ -324,6 +337,13 @@ function printTable(report: Report): void {
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+}
+
+/** "worker 3.2 s, sandbox 1.0 s, temporal 0.4 s": CPU seconds per process. */
+function cpuText(cpu: Record<string, number | undefined>): string {
+  return Object.entries(cpu)
+    .map(([name, seconds]) => `${name} ${seconds} s`)
+    .join(', ');
 }
 
 function round(n: number, digits = 2): number {

@@ -16,7 +16,7 @@ import { createStores } from '../src/storage';
 import { TASK_QUEUE } from '../src/temporal/constants';
 import { configurationSyncWorkflow } from '../src/workflows';
 import { createPerContactActivities } from './per-contact-activities';
-import type { Stack } from './stack';
+import { cpuSeconds, type Stack } from './stack';
 
 const RUN_DATE = '2026-01-01';
 type Account = { id: string; apiKey: string };
@@ -85,6 +85,7 @@ export async function pipeline(
   await sandboxAdmin(stack.sandbox, '/stats/reset', { method: 'POST' });
   const workflowId = `bench/${listId}`;
   const startedAt = Date.now();
+  const cpu = cpuMeter({ worker: worker.pid, ...stack.pids() });
   const started = performance.now();
   const result = await stack.env.client.workflow.execute(configurationSyncWorkflow, {
     taskQueue: TASK_QUEUE,
@@ -92,6 +93,7 @@ export async function pipeline(
     args: [{ configurationId: configuration.id, runDate: RUN_DATE, mode: 'full' }],
   });
   const seconds = (performance.now() - started) / 1000;
+  const cpuUsed = cpu();
   const peakWorkerRssMb = await worker.stop();
   if (result.status !== 'completed' || result.updated !== contacts) {
     throw new Error(
@@ -115,6 +117,8 @@ export async function pipeline(
     needed: espStats?.needed ?? { listing: 0, writing: 0, other: 0 },
     /** From the run's start to its first ESP write. */
     firstWriteSeconds: espStats?.firstWriteAt ? (espStats.firstWriteAt - startedAt) / 1000 : undefined,
+    /** CPU seconds each process used from the run's start to its end. */
+    cpuSeconds: cpuUsed,
   };
 }
 
@@ -124,6 +128,7 @@ export async function direct(stack: Stack, contacts: number, pacing: Pacing, acc
   const { configuration, listId } = await prepare(stack, deps, account, contacts);
   const target = { ...configuration, apiBaseUrl: undefined };
   const group = deps.processor.descriptor.maxBatchSize * pacing.concurrency;
+  const cpu = cpuMeter({ loop: process.pid, ...stack.pids() });
   const started = performance.now();
   const inFlight = new Set<Promise<unknown>>();
   let pending: ContactUpdate[] = [];
@@ -149,6 +154,7 @@ export async function direct(stack: Stack, contacts: number, pacing: Pacing, acc
   if (pending.length) send(pending);
   await Promise.all(inFlight);
   const seconds = (performance.now() - started) / 1000;
+  const cpuUsed = cpu();
   const summary = await sandboxJson<{ withValue: number; conflicting: number }>(
     stack,
     `/accounts/${account.id}/lists/${listId}/summary?field=lcee`,
@@ -158,7 +164,24 @@ export async function direct(stack: Stack, contacts: number, pacing: Pacing, acc
       `direct: ${updated} updated, ${summary.withValue} with a value, ${summary.conflicting} conflicting`,
     );
   }
-  return { seconds: round(seconds), contactsPerSecond: Math.round(contacts / seconds) };
+  return { seconds: round(seconds), contactsPerSecond: Math.round(contacts / seconds), cpuSeconds: cpuUsed };
+}
+
+/**
+ * Starts counting the CPU time of the named processes; the returned function gives what each has
+ * used since, in seconds (a process not there, such as the cluster's Sandbox, is left out).
+ */
+function cpuMeter<K extends string>(pids: Record<K, number | undefined>): () => Partial<Record<K, number>> {
+  const names = Object.keys(pids) as K[];
+  const before = new Map(names.map((name) => [name, cpuSeconds(pids[name])]));
+  return () => {
+    const used: Partial<Record<K, number>> = {};
+    for (const name of names) {
+      const [start, end] = [before.get(name), cpuSeconds(pids[name])];
+      if (start !== undefined && end !== undefined) used[name] = round(end - start);
+    }
+    return used;
+  };
 }
 
 /** The old design's shape: one activity per contact (in-process worker, bench-only workflow). */

@@ -250,6 +250,11 @@ export async function startStack(
     /** The environment espresso's processes of this stack run with (CLI commands included). */
     processEnv: baseEnv,
     sandbox: sandboxEndpoint,
+    /**
+     * The processes besides the worker that a run's CPU time is spent in: the Sandbox's and the
+     * dev server's (after a restart, the new one's); the cluster's are its own, not counted.
+     */
+    pids: () => ({ sandbox: sandbox?.pid, temporal: server?.pid }),
     startWorker,
     async stop() {
       process.removeListener('SIGTERM', abort);
@@ -266,6 +271,22 @@ export async function startStack(
 }
 
 export type Stack = Awaited<ReturnType<typeof startStack>>;
+
+/**
+ * CPU time (user and system) a process has used so far, in seconds; undefined when it is not there.
+ * Linux counts it in /proc/<pid>/stat in ticks of 1/100 s (USER_HZ, the same on every architecture).
+ */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
 
 function vmHwmMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

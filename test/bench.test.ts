@@ -2,6 +2,7 @@
 // the benchmark's own verification that every contact holds its chunk value).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { workerPacingEnv } from '../bench/stack';
@@ -52,6 +53,20 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
       assert.equal(typeof report.pipeline[key], 'number', `pipeline.${key}`);
     }
     assert.ok(report.direct.contactsPerSecond > 0);
+    // What each process used while the run (or the loop) went on: some CPU, no more than the
+    // machine's cores could give it in that time.
+    const cores = cpus().length;
+    for (const [scenario, mine] of [
+      ['pipeline', 'worker'],
+      ['direct', 'loop'],
+    ] as const) {
+      const { seconds, cpuSeconds } = report[scenario];
+      assert.deepEqual(Object.keys(cpuSeconds).sort(), [mine, 'sandbox', 'temporal'].sort(), scenario);
+      for (const [name, used] of Object.entries(cpuSeconds) as Array<[string, number]>) {
+        assert.ok(used >= 0 && used <= seconds * cores + 0.05, `${scenario} ${name}: ${used} s`);
+      }
+      assert.ok(cpuSeconds[mine] > 0 && cpuSeconds.sandbox > 0, `${scenario}: ${JSON.stringify(cpuSeconds)}`);
+    }
     assert.equal(report.perContact.contacts, 40);
     assert.ok(report.ratios.pipelineVsDirect > 0 && report.ratios.pipelineVsPerContact > 0);
     assert.equal(report.rateLimited.limitRps, 50);
