@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Context } from '@temporalio/activity';
 import type { BaseProcessor } from '../processors/base-processor';
 import type { ContactPage, ContactRef, ListMode, ProcessorTarget } from '../processors/types';
-import { CHUNK_LINE_MAX, CHUNK_LINES } from '../runs/files';
+import { CHUNK_LINE_MAX, CHUNK_LINES, chunkLineText } from '../runs/files';
 import type { AccountShare } from './account-share';
 import type { ExportFolder, ExportProgress } from './export-folder';
 import { SeenIds } from './seen-ids';
@@ -420,7 +420,7 @@ function newValues(
   for (const { contactId, currentValue: value } of contacts) {
     if (!seen.add(contactId)) continue;
     if (value === undefined || value === '') {
-      fresh.push(JSON.stringify({ contactId, value: newValue() }));
+      fresh.push(chunkLineText(contactId, newValue()));
       continue;
     }
     const foreign = !OWN_VALUE.test(value);

@@ -5,7 +5,14 @@ import type { ContactResult, ContactUpdate } from '../processors/types';
 import type { LockOwner } from '../runs/account-lock';
 import { NotFoundError } from '../storage';
 import { refuseDryRun } from '../runs/dry-runs';
-import { CHUNK_LINE_MAX, chunkLineSchema, rejectionKind, runFiles, type ResultLine } from '../runs/files';
+import {
+  CHUNK_LINE_MAX,
+  chunkLineSchema,
+  plainChunkLine,
+  rejectionKind,
+  runFiles,
+  type ResultLine,
+} from '../runs/files';
 import { AccountShare } from './account-share';
 import { InactiveConfigurationError, mapFailures } from './failures';
 import { withRunFolder, type WithEarlierFolderName } from './run-folder';
@@ -471,6 +478,9 @@ function parseLine(raw: string, line: number): Entry {
     result: { contactId, value: null, status: 'rejected', reason: `corrupt chunk line: ${reason}`, line },
   });
   if (raw.length > CHUNK_LINE_MAX) return reject(`longer than ${CHUNK_LINE_MAX} characters`);
+  // Lines as the export writes them for ids that need no escaping (nearly all) skip JSON.parse.
+  const plain = plainChunkLine(raw);
+  if (plain) return { update: plain };
   let json: unknown;
   try {
     json = JSON.parse(raw);

@@ -60,6 +60,38 @@ export const chunkLineSchema = z.object({
 });
 export type ChunkLine = z.infer<typeof chunkLineSchema>;
 
+/**
+ * A JSON string's characters that it holds as they are: none of a quote, a backslash, a control
+ * character or a surrogate (JSON.stringify escapes the first three and lone surrogates).
+ */
+// eslint-disable-next-line no-control-regex -- the control characters JSON escapes
+const VERBATIM = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/**
+ * A chunk line with a new value, exactly as JSON.stringify({ contactId, value }) writes it. Every
+ * contact of every run is written one, so ids (and values) that need no escaping skip
+ * JSON.stringify, which costs about five times as much.
+ */
+export function chunkLineText(contactId: string, value: string): string {
+  return VERBATIM.test(contactId) && VERBATIM.test(value)
+    ? `{"contactId":"${contactId}","value":"${value}"}`
+    : JSON.stringify({ contactId, value });
+}
+
+/** A line as chunkLineText writes it for such ids, with its two strings; nothing escaped. */
+// eslint-disable-next-line no-control-regex -- the control characters JSON escapes
+const PLAIN_LINE = /^\{"contactId":"([^"\\\u0000-\u001f]{1,200})","value":"([^"\\\u0000-\u001f]*)"\}$/;
+
+/**
+ * The contact id and value of a chunk line in the form chunkLineText writes for ids that need no
+ * escaping, as JSON.parse would read them (about five times faster); undefined for any other line,
+ * which JSON.parse and chunkLineSchema then read.
+ */
+export function plainChunkLine(raw: string): { contactId: string; value: string } | undefined {
+  const match = PLAIN_LINE.exec(raw);
+  return match ? { contactId: match[1]!, value: match[2]! } : undefined;
+}
+
 export type ResultLine =
   | { contactId: string; value: string; status: 'updated'; previous?: string }
   | { contactId: string | null; value: string | null; status: 'rejected'; reason: string; line?: number };
