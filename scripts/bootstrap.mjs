@@ -16,10 +16,12 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const log = (msg) => console.log(`[bootstrap] ${msg}`);
+// Progress goes to stderr, the installers' output too: stdout is what the command it runs before
+// prints (`npm run --silent bench -- --json` prints one JSON object there, and nothing else).
+const log = (msg) => console.error(`[bootstrap] ${msg}`);
 
 function run(cmd, args, opts = {}) {
-  const res = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...opts });
+  const res = spawnSync(cmd, args, { stdio: ['inherit', 2, 2], cwd: root, ...opts });
   if (res.error) throw new Error(`${cmd} could not start: ${res.error.message}`);
   if (res.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${res.status}`);
 }

@@ -59,7 +59,7 @@ function installPostgres(): string {
   say("PostgreSQL not found: installing Debian's postgresql package (apt-get)");
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   for (const args of [['update'], ['install', '-y', '--no-install-recommends', 'postgresql']]) {
-    const out = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    const out = spawnSync('apt-get', args, { stdio: ['inherit', 2, 2], env });
     if (out.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed; install postgresql by hand`);
   }
   const bin = findPostgresBin();

@@ -41,7 +41,8 @@ export function provisionTemporalServer(): void {
 /** `go install <pkg>@<version>` into `bin`, with the machine's own Go (no toolchain download). */
 export function goInstall(go: string, pkgAtVersion: string, bin: string): void {
   const built = spawnSync(go, ['install', pkgAtVersion], {
-    stdio: 'inherit',
+    // Its output on stderr: stdout is for what the command that provisions prints (JSON).
+    stdio: ['inherit', 2, 2],
     env: { ...process.env, GOBIN: bin, GOTOOLCHAIN: 'local' },
   });
   if (built.status !== 0) throw new Error(`go install ${pkgAtVersion} failed (see above)`);

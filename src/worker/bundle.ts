@@ -12,7 +12,8 @@ async function main(): Promise<void> {
     logger: silent,
   });
   await writeFile(prebuiltBundlePath, code);
-  console.log(`workflow bundle written to ${prebuiltBundlePath} (${Math.round(code.length / 1024)} KiB)`);
+  // On stderr: `npm run --silent bench -- --json` builds first, and its stdout is the JSON alone.
+  console.error(`workflow bundle written to ${prebuiltBundlePath} (${Math.round(code.length / 1024)} KiB)`);
 }
 
 const noop = () => undefined;
