@@ -10,6 +10,7 @@ import {
   chunkLineSchema,
   plainChunkLine,
   rejectionKind,
+  resultLineText,
   runFiles,
   type ResultLine,
 } from '../runs/files';
@@ -435,7 +436,7 @@ function resultLine(e: { update: ContactUpdate; previous?: string }, r: ContactR
 }
 
 function textOf(lines: ResultLine[]): string {
-  return lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+  return lines.map(resultLineText).join('\n') + '\n';
 }
 
 /** What the result lines of a part or results file count. */

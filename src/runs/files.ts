@@ -78,6 +78,20 @@ export function chunkLineText(contactId: string, value: string): string {
     : JSON.stringify({ contactId, value });
 }
 
+/**
+ * A result line as JSON.stringify(line) writes it when its fields are in ResultLine's order (as the
+ * chunk update makes them). Nearly every line is an update of an id that needs no escaping, with
+ * only its three fields: those skip JSON.stringify.
+ */
+export function resultLineText(line: ResultLine): string {
+  return line.status === 'updated' &&
+    VERBATIM.test(line.contactId) &&
+    VERBATIM.test(line.value) &&
+    Object.keys(line).length === 3
+    ? `{"contactId":"${line.contactId}","value":"${line.value}","status":"updated"}`
+    : JSON.stringify(line);
+}
+
 /** A line as chunkLineText writes it for such ids, with its two strings; nothing escaped. */
 // eslint-disable-next-line no-control-regex -- the control characters JSON escapes
 const PLAIN_LINE = /^\{"contactId":"([^"\\\u0000-\u001f]{1,200})","value":"([^"\\\u0000-\u001f]*)"\}$/;

@@ -1,8 +1,8 @@
-// Chunk lines are written and read without JSON.stringify / JSON.parse when nothing needs escaping:
-// what is written and read must be exactly what those would give, whatever the contact id holds.
+// Chunk and result lines are written and read without JSON.stringify / JSON.parse when nothing
+// needs escaping: what is written and read must be exactly what those would give, whatever the id.
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { chunkLineText, plainChunkLine } from '../../src/runs/files';
+import { chunkLineText, plainChunkLine, resultLineText, type ResultLine } from '../../src/runs/files';
 
 /** Characters JSON escapes or that need care in UTF-16, and ordinary ones. */
 const TRICKY = [
@@ -33,7 +33,7 @@ function randomId(length: number): string {
   return Array.from(bytes, (b) => TRICKY[b % TRICKY.length]).join('');
 }
 
-describe('chunk lines', () => {
+describe('chunk and result lines', () => {
   it('are written exactly as JSON.stringify writes them, for ids that need escaping too', () => {
     const ids = [
       'ct_0000001',
@@ -83,5 +83,23 @@ describe('chunk lines', () => {
     ]) {
       assert.equal(plainChunkLine(other), undefined, other);
     }
+  });
+
+  it("results are written as JSON.stringify writes them, whatever the id, the value or the line's other fields", () => {
+    const lines: ResultLine[] = [];
+    for (let i = 0; i < 2_000; i++) {
+      const contactId = i % 3 ? randomId(1 + (i % 40)) : `ct_${i}`;
+      const value = i % 5 ? 'AbCdEfGhIjKlMnOpQrStUv' : randomId(i % 12);
+      lines.push(
+        { contactId, value, status: 'updated' },
+        { contactId, value, status: 'updated', previous: randomId(6) },
+        { contactId, value, status: 'rejected', reason: `invalid "email" ${randomId(4)}`, line: i },
+        { contactId: null, value: null, status: 'rejected', reason: 'corrupt chunk line: not valid JSON' },
+      );
+    }
+    for (const line of lines) assert.equal(resultLineText(line), JSON.stringify(line));
+    // A line read back from a file may carry a field of another version: it is written as it is.
+    const other = { contactId: 'ct_1', value: 'abc', status: 'updated', note: 'x' } as ResultLine;
+    assert.equal(resultLineText(other), JSON.stringify(other));
   });
 });
