@@ -15,7 +15,7 @@ import { barChart } from './chart';
 import { limitedAccounts, PROFILE_CONTACTS, profileRun, splitLimit } from './limits';
 import { direct, perContact, pipeline } from './scenarios';
 import { fleetRun, pacing, settle } from './fleet';
-import { PROFILE_NAMES } from '../src/sandbox/profiles';
+import { PROFILE_NAMES, type ProfileName } from '../src/sandbox/profiles';
 import { ACCOUNTS, startStack, type Stack } from './stack';
 
 const options = new Command()
@@ -26,8 +26,17 @@ const options = new Command()
   .option('--growth', 'also run the pipeline at 10,000, 100,000 and 1,000,000 contacts')
   .option('--split-limit', 'run the split-limit scenario (and --profiles if given) only')
   .option('--split-contacts <n>', 'contacts for the split-limit scenario', count, 200_000)
-  .option('--profiles', 'run the real-ESP profile scenarios (and --split-limit if given) only')
+  .option(
+    '--profiles [names...]',
+    'run the real-ESP profile scenarios, or the ones named (and --split-limit if given) only',
+  )
   .option('--profile-contacts <n>', 'contacts for every profile run (default: a size per profile)', count)
+  .option(
+    '--runs <n>',
+    'run split-limit and each profile this many times: the median run, and every run (runs)',
+    count,
+    1,
+  )
   .option('--fleet', 'measure the fleet instead: workers on one account, and a daily run over many')
   .option('--fleet-size <n>', 'configurations in the fleet daily run', count, 1_000)
   .option('--fleet-contacts <n>', 'contacts of the one-account pacing runs', count, 100_000)
@@ -48,8 +57,9 @@ const options = new Command()
     growth?: boolean;
     splitLimit?: boolean;
     splitContacts: number;
-    profiles?: boolean;
+    profiles?: boolean | string[];
     profileContacts?: number;
+    runs: number;
     fleet?: boolean;
     fleetSize: number;
     fleetContacts: number;
@@ -61,6 +71,38 @@ const options = new Command()
   }>();
 
 const say = (msg: string) => (options.json ? process.stderr : process.stdout).write(`[bench] ${msg}\n`);
+
+/** The profiles `--profiles` names (all of them when it names none); an unknown name stops the bench. */
+function profileNames(): ProfileName[] {
+  const named = Array.isArray(options.profiles) ? options.profiles : PROFILE_NAMES;
+  const unknown = named.filter((name) => !(PROFILE_NAMES as string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new Error(`unknown profile ${unknown.join(', ')}: the profiles are ${PROFILE_NAMES.join(', ')}`);
+  }
+  return named as ProfileName[];
+}
+
+/**
+ * A limited scenario run `--runs` times (one after another, on the same stack): the median run by
+ * seconds (of an even number, the slower of the two in the middle), and with more than one run the
+ * figures of each (`runs`, in the order they ran). One run of this machine can be a third slower
+ * than the next (docs/performance.md, "The spread between runs").
+ */
+async function repeated<T extends RunFigures>(scenario: () => Promise<T>): Promise<Repeated<T>> {
+  const results: T[] = [];
+  for (let i = 0; i < options.runs; i++) {
+    if (options.runs > 1) say(`  run ${i + 1} of ${options.runs}`);
+    results.push(await scenario());
+  }
+  const median = [...results].sort((a, b) => a.seconds - b.seconds)[Math.floor(results.length / 2)]!;
+  if (results.length === 1) return median;
+  const runs = results.map(({ seconds, boundRatio, responses429 }) => ({
+    seconds,
+    boundRatio,
+    responses429,
+  }));
+  return { ...median, runs };
+}
 /** No limits on the open account: the pacing is set wide so the machine is the limit. */
 const OPEN = { rps: 100_000, concurrency: 8 };
 const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
@@ -73,6 +115,7 @@ async function main(): Promise<void> {
   }
   if (options.fleet) return fleetMain();
   if (options.cluster) throw new Error('--cluster runs only the fleet benchmark: add --fleet');
+  const names = profileNames();
   say(`starting dev server, Sandbox ESP (${cpus().length} cores, Node ${process.version})`);
   const stack = await startStack({ accounts: limitedAccounts(), serverDbFile: options.serverDbFile });
   try {
@@ -86,14 +129,14 @@ async function main(): Promise<void> {
       say(
         `split limit: ${options.splitContacts} contacts, listing 20 req/s, writing 40 req/s, 50 ms latency`,
       );
-      report.splitLimit = await splitLimit(stack, options.splitContacts);
+      report.splitLimit = await repeated(() => splitLimit(stack, options.splitContacts));
     }
     if (!only || options.profiles) {
       report.profiles = [];
-      for (const profile of PROFILE_NAMES) {
+      for (const profile of names) {
         const contacts = options.profileContacts ?? PROFILE_CONTACTS[profile];
         say(`profile ${profile}: ${contacts} contacts`);
-        report.profiles.push(await profileRun(stack, profile, contacts));
+        report.profiles.push(await repeated(() => profileRun(stack, profile, contacts)));
       }
     }
     await save(report);
@@ -259,12 +302,16 @@ type Unlimited = {
 
 type CpuSeconds<K extends string> = Partial<Record<K | 'sandbox' | 'temporal', number>>;
 
+type RunFigures = { seconds: number; boundRatio: number; responses429: number };
+/** A limited scenario's median run, and with `--runs` over 1 every run's figures. */
+type Repeated<T extends RunFigures> = T & { runs?: RunFigures[] };
+
 /** Without --split-limit or --profiles alone, every part. */
 type Report = Partial<Unlimited> & {
   machine: { cores: number; node: string; date: string };
   topology: string;
-  splitLimit?: Awaited<ReturnType<typeof splitLimit>>;
-  profiles?: Array<Awaited<ReturnType<typeof profileRun>>>;
+  splitLimit?: Repeated<Awaited<ReturnType<typeof splitLimit>>>;
+  profiles?: Array<Repeated<Awaited<ReturnType<typeof profileRun>>>>;
 };
 
 async function save(report: Report): Promise<void> {
@@ -326,17 +373,22 @@ function printTable(report: Report): void {
   if (s) {
     rows.push([
       'split limit',
-      `${s.contacts} in ${s.seconds} s, bound ${s.boundSeconds} s (ratio ${s.boundRatio}), first write after ${s.firstWriteSeconds} s`,
+      `${s.contacts} in ${s.seconds} s, bound ${s.boundSeconds} s (ratio ${s.boundRatio}), first write after ${s.firstWriteSeconds} s${runsText(s.runs)}`,
     ]);
   }
   for (const p of report.profiles ?? []) {
     rows.push([
       `profile ${p.profile}`,
-      `${p.contacts} in ${p.seconds} s, bound ${p.boundSeconds} s (ratio ${p.boundRatio}), 1,000,000 in about ${p.projected1MSeconds} s`,
+      `${p.contacts} in ${p.seconds} s, bound ${p.boundSeconds} s (ratio ${p.boundRatio}), 1,000,000 in about ${p.projected1MSeconds} s${runsText(p.runs)}`,
     ]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
+}
+
+/** ", runs: 13.1, 12.9, 13.4 s": every run's seconds, when there were several (the median's shown). */
+function runsText(runs: Array<{ seconds: number }> | undefined): string {
+  return runs ? `, runs: ${runs.map((r) => r.seconds).join(', ')} s` : '';
 }
 
 /** "worker 3.2 s, sandbox 1.0 s, temporal 0.4 s": CPU seconds per process. */

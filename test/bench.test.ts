@@ -105,6 +105,27 @@ describe('npm run bench (smoke run at tiny sizes)', function () {
     assert.equal(report.profiles, undefined);
   });
 
+  it('runs only the profiles named, --runs times each: the median run, and every run', async () => {
+    const report = await bench(['--profiles', 'mailchimp', '--profile-contacts', '30', '--runs', '3']);
+    assert.equal(report.splitLimit, undefined);
+    assert.deepEqual(
+      report.profiles.map((p: { profile: string }) => p.profile),
+      ['mailchimp'],
+    );
+    const [mailchimp] = report.profiles;
+    const seconds = mailchimp.runs.map((r: { seconds: number }) => r.seconds);
+    assert.equal(seconds.length, 3);
+    assert.equal(mailchimp.seconds, [...seconds].sort((a, b) => a - b)[1], JSON.stringify(seconds));
+    for (const run of mailchimp.runs) assert.equal(run.responses429, 0);
+  });
+
+  it('names the profiles when --profiles names one that does not exist', async () => {
+    await assert.rejects(bench(['--profiles', 'mailchump']), (err: Error & { stderr?: string }) => {
+      assert.match(err.stderr ?? '', /unknown profile mailchump: the profiles are hubspot-pro, mailchimp/);
+      return true;
+    });
+  });
+
   it('README: --fleet --one-account runs only the runs on the one limited account, within its limits', async () => {
     const report = await bench(['--fleet', '--one-account', '--fleet-contacts', '2000']);
     const { workers, sharedAccount, run } = report.fleet;
