@@ -85,8 +85,8 @@ function profileNames(): ProfileName[] {
 /**
  * A limited scenario run `--runs` times (one after another, on the same stack): the median run by
  * seconds (of an even number, the slower of the two in the middle), and with more than one run the
- * figures of each (`runs`, in the order they ran). One run of this machine can be a third slower
- * than the next (docs/performance.md, "The spread between runs").
+ * figures of each (`runs`, in the order they ran). Runs of the same code on this machine differ by
+ * a fifth and more (docs/performance.md, "The spread between runs").
  */
 async function repeated<T extends RunFigures>(scenario: () => Promise<T>): Promise<Repeated<T>> {
   const results: T[] = [];
@@ -103,6 +103,7 @@ async function repeated<T extends RunFigures>(scenario: () => Promise<T>): Promi
   }));
   return { ...median, runs };
 }
+
 /** No limits on the open account: the pacing is set wide so the machine is the limit. */
 const OPEN = { rps: 100_000, concurrency: 8 };
 const LIMITED = { rps: ACCOUNTS.limited.requestsPerSecond, concurrency: ACCOUNTS.limited.concurrency };
