@@ -260,10 +260,15 @@ describe('client-side pacing', () => {
     const grown = await startsAcrossGrowth(1, 10);
     const first = grown[1]! - grown[0]!;
     assert.ok(first >= 209 && first < 600, `the next request started ${first} ms later`);
+    // The pacer spaces requests from when it started them; the test sees each start when its
+    // callback runs, which a busy machine can delay by a few ms: each gap is checked loosely, and
+    // their mean (which a late callback does not move) against the new spacing.
     for (let i = 2; i < grown.length; i++) {
       const gap = grown[i]! - grown[i - 1]!;
-      assert.ok(gap >= 104 && gap < 300, `requests ${gap} ms apart`);
+      assert.ok(gap >= 95 && gap < 300, `requests ${gap} ms apart`);
     }
+    const mean = (grown[grown.length - 1]! - grown[1]!) / (grown.length - 2);
+    assert.ok(mean >= 104, `requests ${mean} ms apart on average`);
     // Told the new rate again before that request (a chunk beside the export grows when the
     // export has listed, and is told the same share when it has ended): it still waits.
     const again = await startsAcrossGrowth(1, 10, true);
@@ -502,7 +507,7 @@ describe('client-side pacing', () => {
     }
   });
 
-  it('keeps a burst against a rate-limited Sandbox free of 429s', async function () {
+  it('keeps a burst against a rate-limited Sandbox within its limit: at most 1% refused with 429', async function () {
     this.timeout(20_000);
     const sandbox = await startSandbox();
     const account = sandbox.state.accounts.get('acct_demo')!;
@@ -527,7 +532,11 @@ describe('client-side pacing', () => {
     } finally {
       await sandbox.stop();
     }
-    assert.equal(limited, 0);
-    assert.equal(sandbox.server.stats.get('acct_demo')!.byStatus['200'], 120);
+    // The Sandbox runs in this process and counts a request when its handler runs: a stall of the
+    // shared event loop (a collection, a busy CI machine) can count requests sent 21 ms apart as
+    // arriving together. At most 1% refused, the benchmark's own bound (sent all at once, at least
+    // 70 of the 120 would be); every other request answered.
+    assert.ok(limited <= 1, `${limited} of 120 refused with 429`);
+    assert.equal(sandbox.server.stats.get('acct_demo')!.byStatus['200'], 120 - limited);
   });
 });
