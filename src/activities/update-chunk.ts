@@ -108,7 +108,10 @@ interface ChunkProgress {
   ahead?: number;
 }
 
-/** ESP batches sent together per group; a group's results are saved before the next group starts. */
+/**
+ * ESP batches sent together per group; a group's results are saved before those of the next, which
+ * is sent while the group's last answers come.
+ */
 const GROUP_BATCHES = 4;
 /** A chunk re-reads its configuration's status this often: disabling it stops the writes within seconds. */
 const STATUS_CHECK_MS = 1_000;
@@ -117,6 +120,36 @@ export const HEARTBEAT_EVERY_MS = 5_000;
 
 /** A line to write (with the value it replaces, if any), or its result already known. */
 type Entry = { update: ContactUpdate; previous?: string } | { result: ResultLine };
+
+/** A group of a chunk's lines whose batches are on their way (update-chunk's `sendGroup`). */
+interface SentGroup {
+  entries: Entry[];
+  /** The chunk line of each entry. */
+  lines: number[];
+  last: boolean;
+  /** Aborted, the batches not sent yet are not sent. */
+  stop: AbortController;
+  answer: Promise<{ results: ContactResult[]; stopped?: unknown; ahead?: ContactResult[] }>;
+}
+
+/**
+ * The result lines of a group's entries, up to the first one whose batch was not answered
+ * (`written`: the answered updates' results, in order).
+ */
+function answeredLines(entries: Entry[], written: ContactResult[]): ResultLine[] {
+  let next = 0;
+  const lines: ResultLine[] = [];
+  for (const e of entries) {
+    if ('result' in e) {
+      lines.push(e.result);
+      continue;
+    }
+    const r = written[next++];
+    if (!r) break; // from here on, stopped before it was answered
+    lines.push(resultLine(e, r));
+  }
+  return lines;
+}
 
 export function createUpdateChunkActivities(deps: ActivityDeps) {
   return {
@@ -204,12 +237,14 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         firstCheck.catch(() => undefined);
         /** The parts of this attempt (text and counts), so the merge reads only those of earlier attempts. */
         const saved = new Map<number, SavedPart>();
+
         /**
-         * `last`: the chunk's last group. Its results go straight into the results file (mergeParts),
-         * not into a part file first: an attempt that stops before that file is written sends the
-         * group again, with the same values.
+         * Sends a group's batches (they wait for their turn in the chunk's pacing, after those of
+         * the group before). `last`: the chunk's last group, whose results go straight into the
+         * results file (mergeParts), not into a part file first: an attempt that stops before that
+         * file is written sends the group again, with the same values.
          */
-        const sendGroup = async (last = false) => {
+        const sendGroup = async (entries: Entry[], lines: number[], last: boolean): Promise<SentGroup> => {
           // A cancelled run writes nothing more; nor does a configuration disabled meanwhile, nor a
           // run that lost its account lock.
           context.cancellationSignal.throwIfAborted();
@@ -220,40 +255,42 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
             const { status } = await deps.stores.configurations.get(configurationId);
             if (status !== 'active') throw inactive(status);
           }
-          const updates = group.flatMap((e) => ('update' in e ? [e.update] : []));
-          const {
-            results: written,
-            stopped,
-            ahead: answeredAhead,
-          } = updates.length ? await processor.writeBatches(target, updates, share.pacing) : { results: [] };
-          let next = 0;
-          const lines: ResultLine[] = [];
-          for (const e of group) {
-            if ('result' in e) {
-              lines.push(e.result);
-              continue;
-            }
-            const r = written[next++];
-            if (!r) break; // from here on, stopped before it was answered
-            lines.push(resultLine(e, r));
-          }
+          const updates = entries.flatMap((e) => ('update' in e ? [e.update] : []));
+          const stop = new AbortController();
+          const answer = updates.length
+            ? processor.writeBatches(target, updates, share.pacing, stop.signal)
+            : Promise.resolve({ results: [] });
+          return { entries, lines, last, stop, answer };
+        };
+
+        /**
+         * Waits for a group's answers and saves its results. When one of its batches failed (a
+         * 429, an ESP error), the group after it (`next`, on its way) sends nothing more; the lines
+         * answered before the failure are saved, so the retry does not send them again, and the
+         * retry starts at the first one that was not; so are those answered after it, in this
+         * group or the next, which the retry takes instead of sending them. Saving them is a help,
+         * not a must: should it fail, the retry sends them again.
+         */
+        const saveGroup = async (sent: SentGroup, next?: SentGroup) => {
+          const { results: written, stopped, ahead: answeredAhead } = await sent.answer;
+          const lines = answeredLines(sent.entries, written);
           if (stopped !== undefined) {
-            // A batch failed (a 429, an ESP error): the lines answered before it are saved, so the
-            // retry does not send them again, and the retry starts at the first one that was not;
-            // so are those answered after it, which the retry takes instead of sending them.
-            // Saving them is a help, not a must: should it fail, the retry sends them again.
-            if (lines.length) await savePart(lines).catch(() => undefined);
-            await saveAhead(lines.length, answeredAhead ?? []).catch(() => undefined);
+            next?.stop.abort();
+            const after = await next?.answer;
+            if (lines.length) await savePart(lines, sent.lines).catch(() => undefined);
+            const known = [{ ...sent, from: lines.length, results: answeredAhead ?? [] }];
+            if (next && after)
+              known.push({ ...next, from: 0, results: [...after.results, ...(after.ahead ?? [])] });
+            await saveAhead(known).catch(() => undefined);
             throw stopped;
           }
-          if (last)
+          if (sent.last)
             return void saved.set(progress.parts + 1, { text: textOf(lines), counts: countResults(lines) });
-          await savePart(lines);
-          group = [];
-          groupLines = [];
+          await savePart(lines, sent.lines);
         };
-        /** Saves the results of the group's first entries in the chunk's next part file. */
-        const savePart = async (lines: ResultLine[]) => {
+
+        /** Saves the results of a group's first entries (of chunk lines `groupLines`) in the chunk's next part file. */
+        const savePart = async (lines: ResultLine[], groupLines: number[]) => {
           const text = textOf(lines);
           const linesDone = groupLines[lines.length - 1]!;
           // Counted once written: a heartbeat meanwhile never names a part file that is not there.
@@ -266,26 +303,60 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
         };
 
         /**
-         * Saves the results known for the group's lines past its first `answered` entries (batches
-         * answered beside the one that failed, results taken from before), with those saved
-         * before for lines past the group, in the chunk's ahead file.
+         * Saves the results known for lines past each group's first `from` entries (batches
+         * answered beside the one that failed, results taken from before), with those saved before
+         * for lines past the groups, in the chunk's ahead file.
          */
-        const saveAhead = async (answered: number, results: ContactResult[]) => {
-          const byId = new Map(results.map((r) => [r.contactId, r]));
+        const saveAhead = async (groups: (SentGroup & { from: number; results: ContactResult[] })[]) => {
           const known = new Map<number, ResultLine>();
-          group.forEach((e, i) => {
-            if (i < answered) return;
-            const r = 'update' in e ? byId.get(e.update.contactId) : undefined;
-            if ('result' in e) known.set(groupLines[i]!, e.result);
-            else if (r) known.set(groupLines[i]!, resultLine(e, r));
-          });
-          const groupEnd = groupLines[groupLines.length - 1] ?? 0;
-          for (const [line, result] of ahead) if (line > groupEnd) known.set(line, result);
+          for (const g of groups) {
+            const byId = new Map(g.results.map((r) => [r.contactId, r]));
+            g.entries.forEach((e, i) => {
+              if (i < g.from) return;
+              const r = 'update' in e ? byId.get(e.update.contactId) : undefined;
+              if ('result' in e) known.set(g.lines[i]!, e.result);
+              else if (r) known.set(g.lines[i]!, resultLine(e, r));
+            });
+          }
+          const lastLines = groups[groups.length - 1]!.lines;
+          const groupsEnd = lastLines[lastLines.length - 1] ?? 0;
+          for (const [line, result] of ahead) if (line > groupsEnd) known.set(line, result);
           if (known.size === 0 && !progress.ahead) return;
           const text = [...known].map(([line, result]) => JSON.stringify({ line, result }) + '\n').join('');
           await blobs.put(aheadKey, text);
           progress.ahead = known.size;
           context.heartbeat(progress);
+        };
+
+        /**
+         * The group on its way, and the one before it while its last answers come: the next group's
+         * batches wait for their turn behind its, so the chunk's share is not left unused between
+         * groups (a group's last answer, its part file, the next group's lines). Results are saved
+         * group by group, in order.
+         */
+        let sending: SentGroup | undefined;
+        const send = async (last = false) => {
+          const sent = await sendGroup(group, groupLines, last).catch(async (err: unknown) => {
+            // What was sent before this stop is answered and saved first (as the group it is).
+            if (sending) await saveGroup(sending).catch(() => undefined);
+            sending = undefined;
+            throw err;
+          });
+          group = [];
+          groupLines = [];
+          const before = sending;
+          sending = sent;
+          if (!before) return;
+          try {
+            await saveGroup(before, sent);
+          } catch (err) {
+            // Nothing of this attempt is sent once it ends: the group after the one that stopped
+            // sends no more, and what it sent is answered first.
+            sent.stop.abort();
+            await sent.answer;
+            sending = undefined;
+            throw err;
+          }
         };
 
         // Alive even while a slow ESP answers; the details always say what is saved.
@@ -314,10 +385,21 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
                   : entry,
               );
               groupLines.push(lineNo);
-              if (group.length >= groupSize) await sendGroup();
+              if (group.length >= groupSize) await send();
             }
           }
-          if (group.length) await sendGroup(true);
+          if (group.length) await send(true);
+          const lastSent = sending;
+          sending = undefined;
+          if (lastSent) await saveGroup(lastSent);
+        } catch (err) {
+          // A failure elsewhere (the chunk file's read) while a group is on its way: it sends no
+          // more, and the activity ends once it is answered.
+          if (sending) {
+            sending.stop.abort();
+            await sending.answer;
+          }
+          throw err;
         } finally {
           clearInterval(beat);
           stopWatching();

@@ -222,14 +222,17 @@ export abstract class BaseProcessor {
    * batches were all answered (rows rejected without a request count as answered): the caller
    * need not send those again. `ahead`: the results of the batches after that run that were
    * answered all the same (sent beside the one that failed), which the caller need not send again
-   * either.
+   * either. `stop` aborting stops it the same way: the batches not sent yet are not sent.
    */
   async writeBatches(
     target: ProcessorTarget,
     updates: ContactUpdate[],
     pacing?: AccountPacing,
+    stop?: AbortSignal,
   ): Promise<{ results: ContactResult[]; stopped?: unknown; ahead?: ContactResult[] }> {
     const failed = new AbortController();
+    if (stop?.aborted) failed.abort(stop.reason);
+    stop?.addEventListener('abort', () => failed.abort(stop.reason), { once: true });
     const call = this.callFor(target, pacing, failed.signal);
     const results = new Map<string, ContactResult>();
     const valid: ContactUpdate[] = [];

@@ -209,7 +209,11 @@ describe('run activities', function () {
       protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
         const n = ++this.sent;
         if (n === failing) {
-          await Promise.all(answeredFirst.map((m) => this.answeredBatch(m).done));
+          // Not forever: a batch that is never sent fails the test's assertions, not its timeout.
+          await Promise.race([
+            Promise.all(answeredFirst.map((m) => this.answeredBatch(m).done)),
+            new Promise((r) => setTimeout(r, 10_000)),
+          ]);
           throw new RateLimitedError('the ESP answered 429', 1_000);
         }
         const answer = super.sendBatch(...args);
@@ -243,11 +247,14 @@ describe('run activities', function () {
       return true;
     });
     const writtenBefore = list.writes;
-    assert.ok(writtenBefore === 1_000 || writtenBefore === 1_500, String(writtenBefore));
-    // The fourth batch, when it went out before the 429 came back, is kept as answered ahead.
+    assert.ok([1_000, 1_500, 2_000, 2_500].includes(writtenBefore), String(writtenBefore));
+    // The fourth batch, and the next group's two, when they went out before the 429 came back, are
+    // kept as answered ahead.
     assert.deepEqual(
       saved,
-      writtenBefore === 1_000 ? { linesDone: 1_000, parts: 1 } : { linesDone: 1_000, parts: 1, ahead: 500 },
+      writtenBefore === 1_000
+        ? { linesDone: 1_000, parts: 1 }
+        : { linesDone: 1_000, parts: 1, ahead: writtenBefore - 1_000 },
       'the two batches answered are saved',
     );
     await retryChunkOf3000(
@@ -258,12 +265,13 @@ describe('run activities', function () {
     );
   });
 
-  it('a 429 in a group keeps the batches answered beside it: the retry sends only the lines not answered', async () => {
+  it('a 429 in a group keeps the batches answered beside it, in its group and the next: the retry sends only the lines not answered', async () => {
     const chunk = await chunkOf3000();
     const { configuration, list } = chunk;
-    // The first group's four batches go out together (the chunk has the whole account): the second
-    // (lines 501 to 1,000) is answered 429 once the third and fourth were answered.
-    const throttled = throttledAt(2, [3, 4]);
+    // The first group's four batches go out together (the chunk has the whole account), and the
+    // second group's two while they are answered: the second batch (lines 501 to 1,000) is
+    // answered 429 once the others were.
+    const throttled = throttledAt(2, [3, 4, 5, 6]);
     const input = {
       configurationId: configuration.id,
       runFolder: DATE,
@@ -277,17 +285,66 @@ describe('run activities', function () {
     await assert.rejects(first.run(throttled.updateChunk, input), { type: 'RateLimited' });
     assert.deepEqual(
       saved,
-      { linesDone: 500, parts: 1, ahead: 1_000 },
+      { linesDone: 500, parts: 1, ahead: 2_000 },
       'answered before and after are saved',
     );
-    assert.equal(list.writes, 1_500);
+    assert.equal(list.writes, 2_500);
     const results = await retryChunkOf3000(
       chunk,
       input,
       saved,
-      'the retry sent lines 501 to 1,000 and 2,001 to 3,000, no others',
+      'the retry sent lines 501 to 1,000, no others',
     );
     assert.ok(results.every((r) => r.status === 'updated'));
+  });
+
+  it('sends a group while the last answer of the group before is on its way: a slow answer leaves no gap', async () => {
+    const chunk = await chunkOf3000();
+    const { configuration, list } = chunk;
+    // The first group's last batch (lines 1,501 to 2,000) is answered only once the next group's
+    // first batch has gone out (or after 10 s, when it never does).
+    let nextSent!: () => void;
+    const nextGroupSent = new Promise<void>((r) => (nextSent = r));
+    const order: string[] = [];
+    class SlowAnswer extends SandboxProcessor {
+      private sent = 0;
+      protected override async sendBatch(...args: Parameters<SandboxProcessor['sendBatch']>) {
+        const n = ++this.sent;
+        order.push(`sent ${n}`);
+        if (n === 5) nextSent();
+        const answer = await super.sendBatch(...args);
+        if (n === 4) await Promise.race([nextGroupSent, new Promise((r) => setTimeout(r, 10_000))]);
+        order.push(`answered ${n}`);
+        return answer;
+      }
+    }
+    const slow = activitiesWith(
+      e.stores,
+      new SlowAnswer(
+        { secrets: e.stores.secrets },
+        { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
+      ),
+    );
+    const input = {
+      configurationId: configuration.id,
+      runFolder: DATE,
+      chunk: 1,
+      onlyPending: false,
+      window: 1,
+    };
+    const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, input)) as ChunkOutcome;
+    assert.equal(outcome.updated, 3_000);
+    assert.equal(list.writes, 3_000);
+    assert.ok(
+      order.indexOf('sent 5') < order.indexOf('answered 4'),
+      `the next group went out before the slow answer came: ${order.join(', ')}`,
+    );
+    const results = (await e.stores.blobs.get(runFiles.results(configuration.id, DATE, 1))).body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { contactId: string }).contactId);
+    assert.deepEqual(results, chunk.ids, 'every line once, in chunk order');
   });
 
   it('rejects garbage, truncated, empty-field and oversized chunk lines per row; the rest go through', async () => {
