@@ -7,7 +7,7 @@ import { runFiles } from '../runs/files';
 import { ConflictError, CorruptDataError, NotFoundError, type Configuration } from '../storage';
 import { accountLockKey, AccountLocks, type GuestShare, type LockOwner } from '../runs/account-lock';
 import { mapFailures } from './failures';
-import { chunksAtOnce, exportSlots, wholeWritingBeside } from './share-sizes';
+import { chunksAtOnce, exportSlots, writingChunksBeside } from './share-sizes';
 
 export interface RunContext {
   esp: string;
@@ -26,6 +26,12 @@ export interface RunContext {
    * many in flight to its end. Absent in runs of earlier versions.
    */
   wholeWritingBeside?: boolean;
+  /**
+   * With wholeWritingBeside: how many chunks run beside the export, and after it, each with that
+   * part of the writing (share-sizes.ts, writingChunksBeside). Absent in runs of earlier versions,
+   * which keep concurrency - exportSlots.
+   */
+  chunksBeside?: number;
   /**
    * The account lock's key, which the run's last step gives back without reading the configuration
    * again (the account the run took, even if the configuration moved to another meanwhile). Absent
@@ -180,13 +186,14 @@ export function createConfigurationActivities(deps: ActivityDeps) {
         // without the field, in full) uses no more slots than these, perhaps fewer.
         const slots = exportSlots(processor, input.mode);
         const limits = processor.limits();
+        const besideWriting = writingChunksBeside(limits, chunksAtOnce(limits) - slots);
         const context: RunContext = {
           esp: configuration.esp,
           status: configuration.status,
           maintenance: configuration.maintenance,
           concurrency: chunksAtOnce(limits),
           ...(slots > 1 ? { exportSlots: slots } : {}),
-          ...(wholeWritingBeside(limits, chunksAtOnce(limits) - slots) ? { wholeWritingBeside: true } : {}),
+          ...(besideWriting !== undefined ? { wholeWritingBeside: true, chunksBeside: besideWriting } : {}),
           accountLock,
           folder,
         };

@@ -59,6 +59,30 @@ export function wholeWritingBeside(limits: AccountLimits, beside: number): boole
 }
 
 /**
+ * Where the account's writing has a limit of its own, how many chunks run beside the export to
+ * share it: two where that many may (each with whole requests of it), not as many as may. A chunk's
+ * share is fixed when it starts, and the export makes chunk files one after another: five beside
+ * it, each with a fifth of the writing, took 2.5 s to all be running in the split-limit benchmark,
+ * and the writing was used in part meanwhile. Two use all of it from the second chunk file on, and
+ * keep it in use as one ends and the next starts, since a chunk sends its next group while the
+ * last answers of the one before come (update-chunk.ts). docs/performance.md has the runs with
+ * one, two, three and five.
+ */
+export const WRITING_CHUNKS_BESIDE = 2;
+
+/**
+ * The chunks beside the export where they share the whole of a writing limit of the account's
+ * own (wholeWritingBeside): the fewest from WRITING_CHUNKS_BESIDE up (one when only one may) that
+ * each get whole requests of it, at most `most`; undefined when no such number.
+ */
+export function writingChunksBeside(limits: AccountLimits, most: number): number | undefined {
+  for (let n = Math.min(WRITING_CHUNKS_BESIDE, most); n <= most; n++) {
+    if (wholeWritingBeside(limits, n)) return n;
+  }
+  return undefined;
+}
+
+/**
  * One of `window` chunk updates in flight beside the export, which keeps `exportKeeps` requests per
  * window: 1/window of the rest of the account's rate, of its writing limits, and of its slots but
  * the export's (`exportSlots`); never more than 1/after of any of them (its share once the export

@@ -12,6 +12,7 @@ import {
   listingDemand,
   wholeFraction,
   wholeWritingBeside,
+  writingChunksBeside,
 } from '../../src/activities/share-sizes';
 import { sandboxHarness, startSandbox } from './sandbox-harness';
 import { SandboxProcessor } from '../../src/processors/sandbox';
@@ -408,6 +409,24 @@ describe('client-side pacing', () => {
     assert.equal(allows(9, 20), 23);
     // Runs whose chunks beside it take 1/(chunks known) (earlier versions) tell it no count: it keeps its part.
     assert.equal(exportAllows(processor, { keeps }), 41);
+  });
+
+  it('where writing has a limit of its own, two chunks share it beside the export (more only when two get no whole requests)', () => {
+    const limits = (writing?: number) =>
+      new SandboxProcessor(
+        { secrets: undefined as never },
+        {
+          url: 'http://127.0.0.1:1',
+          rateLimit: { requests: 1000, perMs: 1000 },
+          concurrency: 8,
+          ...(writing ? { writing: { requests: writing, perMs: 1000 } } : {}),
+        },
+      ).limits();
+    assert.equal(writingChunksBeside(limits(40), 5), 2, '20 writes a second each');
+    assert.equal(writingChunksBeside(limits(45), 5), 3, '15 each: two would get 22.5');
+    assert.equal(writingChunksBeside(limits(7), 5), undefined, 'no count from 2 to 5 divides 7');
+    assert.equal(writingChunksBeside(limits(40), 1), 1, 'only one may');
+    assert.equal(writingChunksBeside(limits(), 5), undefined, 'no writing limit of its own');
   });
 
   it('the export and the chunks made beside it never add up to more than the rate, whatever it gave back', () => {

@@ -68,6 +68,14 @@ export const RUNS_LOCAL_STEPS_PATCH = 'runs-2026-12-local-steps';
  */
 export const ACCOUNT_GUEST_PATCH = 'account-guest';
 
+/**
+ * Runs with this marker keep as many chunks beside the export as their context says where those
+ * share a writing limit of the account's own (RunContext.chunksBeside: two, where they may), and
+ * as many after it. Recorded only by runs whose context says it. Older runs kept concurrency -
+ * exportSlots beside it.
+ */
+export const WRITING_CHUNKS_BESIDE_PATCH = 'writing-chunks-beside';
+
 const BEFORE_IT = new Set([
   ONE_WRITER_PATCH,
   HANDOFF_PATCH,

@@ -23,6 +23,7 @@ import {
   AFTER_EXPORT_BY_CHUNK_COUNT_PATCH,
   EXPORT_BESIDE_PATCH,
   FULL_WINDOW_AFTER_EXPORT_PATCH,
+  WRITING_CHUNKS_BESIDE_PATCH,
 } from './patches';
 
 /** History events a chunk takes while the export runs (its watch, its update, their tasks). */
@@ -66,7 +67,17 @@ export async function writeWhileExporting(run: SyncRun, s: RunState): Promise<vo
   // The export writes nothing: where writing has a limit of its own, the chunks beside it may share
   // it all, and as many run after it (shares of one size: a chunk that ends leaves room for one).
   const writingLimited = byContext && !!s.context.wholeWritingBeside;
-  const besideWindow = Math.max(1, concurrency - exportSlots);
+  const most = Math.max(1, concurrency - exportSlots);
+  // As many as the run's context says (two, where they may: share-sizes.ts, writingChunksBeside).
+  const given = s.context.chunksBeside;
+  const besideWindow =
+    writingLimited &&
+    Number.isInteger(given) &&
+    given! >= 1 &&
+    given! <= most &&
+    patched(WRITING_CHUNKS_BESIDE_PATCH)
+      ? given!
+      : most;
   const runWindow = writingLimited ? besideWindow : concurrency;
   const chunksKnown = () => s.manifest?.chunkCount ?? s.exported?.chunkCount ?? 0;
   // A chunk's share while the export runs, and once it has ended.
