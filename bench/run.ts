@@ -82,7 +82,10 @@ function profileNames(): ProfileName[] {
   return named as ProfileName[];
 }
 
-/** The median of `items` ordered best first by `order`; of an even number, the worse of the two in the middle. */
+/**
+ * The median of `items` ordered best first by `order`; of an even number, the worse of the two in
+ * the middle.
+ */
 function worseMedian<T>(items: T[], order: (a: T, b: T) => number): T {
   return [...items].sort(order)[Math.floor(items.length / 2)]!;
 }

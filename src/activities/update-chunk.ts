@@ -289,7 +289,10 @@ export function createUpdateChunkActivities(deps: ActivityDeps) {
           await savePart(lines, sent.lines);
         };
 
-        /** Saves the results of a group's first entries (of chunk lines `groupLines`) in the chunk's next part file. */
+        /**
+         * Saves the results of a group's first entries (of chunk lines `groupLines`) in the chunk's
+         * next part file.
+         */
         const savePart = async (lines: ResultLine[], groupLines: number[]) => {
           const text = textOf(lines);
           const linesDone = groupLines[lines.length - 1]!;
