@@ -98,6 +98,15 @@ describe('run activities', function () {
    * `sentInAll` values sent in all (`writes` says which), none written two, every line once in
    * chunk order, no part left.
    */
+  /** Chunk 1's update input with the whole account (its group's batches all go out at once). */
+  const aloneOnAccount = (configurationId: string) => ({
+    configurationId,
+    runFolder: DATE,
+    chunk: 1,
+    onlyPending: false,
+    window: 1,
+  });
+
   const retryChunkOf3000 = async (
     { configuration, list, ids }: Awaited<ReturnType<typeof chunkOf3000>>,
     input: { configurationId: string; runFolder: string; chunk: number; onlyPending: boolean },
@@ -272,13 +281,7 @@ describe('run activities', function () {
     // second group's two while they are answered: the second batch (lines 501 to 1,000) is
     // answered 429 once the others were.
     const throttled = throttledAt(2, [3, 4, 5, 6]);
-    const input = {
-      configurationId: configuration.id,
-      runFolder: DATE,
-      chunk: 1,
-      onlyPending: false,
-      window: 1,
-    };
+    const input = aloneOnAccount(configuration.id);
     const first = new MockActivityEnvironment();
     let saved: unknown;
     first.on('heartbeat', (d: unknown) => (saved = d));
@@ -325,13 +328,7 @@ describe('run activities', function () {
         { url: e.sandbox.url, rateLimit: { requests: 2_000, perMs: 1_000 }, concurrency: 8 },
       ),
     );
-    const input = {
-      configurationId: configuration.id,
-      runFolder: DATE,
-      chunk: 1,
-      onlyPending: false,
-      window: 1,
-    };
+    const input = aloneOnAccount(configuration.id);
     const outcome = (await new MockActivityEnvironment().run(slow.updateChunk, input)) as ChunkOutcome;
     assert.equal(outcome.updated, 3_000);
     assert.equal(list.writes, 3_000);
